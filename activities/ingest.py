@@ -1,0 +1,138 @@
+"""Activities of the ingestion workflow: embed, decide, commit. Each is idempotent."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import asyncpg
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from team_memory import llm, queries
+from team_memory.db import tenant_tx
+from team_memory.embedder import BatchingEmbedder
+from team_memory.models import (
+    Decision,
+    DecisionKind,
+    IngestInput,
+    IngestResult,
+    MemoryStatus,
+)
+from team_memory.policy import exact_duplicate, local_decision
+from team_memory.settings import Settings
+
+
+@dataclass
+class IngestActivities:
+    pool: asyncpg.Pool
+    embedder: BatchingEmbedder
+    settings: Settings
+    distiller: llm.Distiller | None = None
+
+    @activity.defn(name="embed_memory")
+    async def embed_memory(self, item: IngestInput) -> None:
+        """Embed the text and store the vector on the row (it never enters workflow history)."""
+        vector = await self.embedder.embed_one(item.content)
+        async with tenant_tx(self.pool, item.tenant_id) as conn:
+            await queries.upsert_embedding(conn, item, vector)
+
+    @activity.defn(name="decide_memory")
+    async def decide_memory(self, item: IngestInput) -> Decision:
+        async with tenant_tx(self.pool, item.tenant_id) as conn:
+            row = await queries.fetch_status(conn, item.memory_id)
+            if row is None:
+                raise ApplicationError("memory row missing", non_retryable=False)
+            neighbours = await queries.similar_current(
+                conn, item.memory_id, item.project, self.settings.dedupe_candidates
+            )
+        same = exact_duplicate(item.content_hash, neighbours)
+        if self.distiller is None or not neighbours or same is not None:
+            return local_decision(item.content, item.content_hash, neighbours,
+                                  self.settings.duplicate_similarity)
+        return await self._ask_model(item, neighbours)
+
+    async def _ask_model(self, item: IngestInput, neighbours: list[queries.Neighbour]) -> Decision:
+        assert self.distiller is not None
+        candidates = [
+            llm.Candidate(id=n.id, content=n.content, category=n.category,
+                          similarity=n.similarity)
+            for n in neighbours
+        ]
+        try:
+            answer, usage = await self.distiller.decide_ingest(
+                content=item.content, category=item.category.value, candidates=candidates
+            )
+        except llm.LLMUnavailable as error:
+            raise ApplicationError(str(error), type="LLMUnavailable",
+                                   non_retryable=not error.retryable) from error
+        except llm.MalformedLLMOutput as error:
+            raise ApplicationError(str(error), type="MalformedLLMOutput",
+                                   non_retryable=True) from error
+        return Decision(
+            kind=DecisionKind(answer.action.lower()), target_id=answer.target_id,
+            merged_content=answer.merged_content, reason=answer.reason, policy="haiku",
+            model=usage.model, input_tokens=usage.input_tokens,
+            output_tokens=usage.output_tokens,
+        )
+
+    @activity.defn(name="commit_memory")
+    async def commit_memory(self, item: IngestInput, decision: Decision) -> IngestResult:
+        """Apply the decision in one transaction, with its history events."""
+        async with tenant_tx(self.pool, item.tenant_id) as conn:
+            row = await queries.fetch_status(conn, item.memory_id)
+            if row is None:
+                raise ApplicationError("memory row missing", non_retryable=False)
+            if row["status"] != MemoryStatus.PENDING:
+                return IngestResult(memory_id=item.memory_id, decision=decision.kind,
+                                    target_id=decision.target_id,
+                                    status=MemoryStatus(row["status"]))
+            status = await self._apply(conn, item, decision)
+        return IngestResult(memory_id=item.memory_id, decision=decision.kind,
+                            target_id=decision.target_id, status=status)
+
+    async def _apply(
+        self, conn: asyncpg.Connection, item: IngestInput, decision: Decision
+    ) -> MemoryStatus:
+        event = _event_fields(item, decision)
+        if item.redactions:
+            await queries.insert_event(
+                conn, **event, event="redacted",
+                reason="secrets removed before storage: " + ", ".join(item.redactions),
+            )
+        target = decision.target_id
+        if decision.kind is DecisionKind.DUPLICATE and target is not None:
+            await queries.mark_duplicate(conn, item.memory_id, target)
+            await queries.insert_event(conn, **event, event="duplicate", related_id=target,
+                                       after_text=item.content)
+            return MemoryStatus.DUPLICATE
+        if decision.kind is DecisionKind.UPDATE and target is not None:
+            merged = decision.merged_content or item.content
+            vector = await self.embedder.embed_one(merged)
+            before = await queries.update_content(conn, target, merged, item.memory_id, vector)
+            await queries.mark_duplicate(conn, item.memory_id, target)
+            await queries.insert_event(conn, **{**event, "memory_id": target}, event="merged",
+                                       before_text=before, after_text=merged,
+                                       related_id=item.memory_id)
+            await queries.insert_event(conn, **event, event="merged_into", related_id=target,
+                                       after_text=item.content)
+            return MemoryStatus.DUPLICATE
+        await queries.activate(conn, item.memory_id)
+        await queries.insert_event(conn, **event, event="added", after_text=item.content)
+        if decision.kind is DecisionKind.SUPERSEDE and target is not None:
+            await queries.supersede(conn, target, item.memory_id)
+            await queries.insert_event(conn, **{**event, "memory_id": target},
+                                       event="superseded", related_id=item.memory_id)
+        return MemoryStatus.ACTIVE
+
+
+def _event_fields(item: IngestInput, decision: Decision) -> dict[str, object]:
+    return {
+        "tenant_id": item.tenant_id,
+        "memory_id": item.memory_id,
+        "reason": decision.reason,
+        "policy": decision.policy,
+        "model": decision.model,
+        "input_tokens": decision.input_tokens or None,
+        "output_tokens": decision.output_tokens or None,
+    }
+

@@ -1,0 +1,129 @@
+"""Running the MCP server: over streamable HTTP (with /healthz and /readyz) or stdio."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import anyio
+import uvicorn
+from mcp.server import MCPServer
+from mcp.server.transport_security import TransportSecuritySettings
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+
+from mcp_server.auth import ApiKeyVerifier, auth_settings
+from mcp_server.server import create_server
+from mcp_server.service import MemoryService
+from team_memory.db import create_app_pool
+from team_memory.embedder import create_embedder
+from team_memory.migrate import check_embedding_dim
+from team_memory.models import Principal
+from team_memory.settings import Settings
+from team_memory.temporal import connect
+from team_memory.tenants import authenticate
+
+log = logging.getLogger("team_memory.mcp")
+
+
+@dataclass
+class Runtime:
+    service: MemoryService
+    server: MCPServer
+
+
+@contextlib.asynccontextmanager
+async def open_service(settings: Settings) -> AsyncIterator[MemoryService]:
+    embedder = create_embedder(settings)
+    pool = await create_app_pool(settings)
+    try:
+        async with pool.acquire() as conn:
+            await check_embedding_dim(conn, embedder.dim)
+        client = await connect(settings)
+        yield MemoryService(settings=settings, pool=pool, temporal=client, embedder=embedder)
+    finally:
+        await pool.close()
+
+
+async def stdio_principal(service: MemoryService) -> Principal:
+    key = service.settings.api_key
+    if key is None:
+        raise SystemExit("stdio transport needs TEAM_MEMORY_API_KEY (see `team-memory key create`)")
+    principal = await authenticate(service.pool, key.get_secret_value())
+    if principal is None:
+        raise SystemExit("TEAM_MEMORY_API_KEY is not a valid, unrevoked key")
+    return principal
+
+
+async def serve_stdio(settings: Settings) -> None:
+    async with open_service(settings) as service:
+        server = create_server(service, default_principal=await stdio_principal(service))
+        await server.run_stdio_async()
+
+
+def http_app(service: MemoryService) -> Starlette:
+    settings = service.settings
+    public = f"http://{settings.mcp_host}:{settings.mcp_port}"
+    server = create_server(service, token_verifier=ApiKeyVerifier(service.pool),
+                           auth=auth_settings(public))
+
+    async def healthz(_: Request) -> JSONResponse:
+        return JSONResponse({"status": "ok"})
+
+    async def readyz(_: Request) -> JSONResponse:
+        checks = await readiness(service)
+        ok = all(value == "ok" for value in checks.values())
+        return JSONResponse({"status": "ok" if ok else "unavailable", "checks": checks},
+                            status_code=200 if ok else 503)
+
+    server.custom_route("/healthz", methods=["GET"])(healthz)
+    server.custom_route("/readyz", methods=["GET"])(readyz)
+    return server.streamable_http_app(
+        transport_security=TransportSecuritySettings(
+            allowed_hosts=settings.allowed_hosts, allowed_origins=settings.allowed_origins
+        ),
+        host=settings.mcp_host,
+    )
+
+
+async def readiness(service: MemoryService) -> dict[str, str]:
+    from temporalio.api.enums.v1 import TaskQueueType
+    from temporalio.api.taskqueue.v1 import TaskQueue
+    from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
+
+    checks: dict[str, str] = {}
+    try:
+        with anyio.fail_after(2):
+            async with service.pool.acquire() as conn:
+                await conn.fetchval("SELECT 1")
+        checks["database"] = "ok"
+    except Exception as error:  # any failure means not ready; report it, don't crash
+        checks["database"] = f"error: {type(error).__name__}"
+    try:
+        with anyio.fail_after(2):
+            described = await service.temporal.workflow_service.describe_task_queue(
+                DescribeTaskQueueRequest(
+                    namespace=service.temporal.namespace,
+                    task_queue=TaskQueue(name=service.settings.task_queue),
+                    task_queue_type=TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW,
+                )
+            )
+        checks["temporal"] = "ok"
+        checks["worker"] = "ok" if described.pollers else "error: no worker polling"
+    except Exception as error:  # same: a readiness probe reports, it does not raise
+        checks["temporal"] = f"error: {type(error).__name__}"
+        checks["worker"] = "unknown"
+    return checks
+
+
+async def serve_http(settings: Settings) -> None:
+    async with open_service(settings) as service:
+        app = http_app(service)
+        config = uvicorn.Config(app, host=settings.mcp_host, port=settings.mcp_port,
+                                log_level=settings.log_level.lower(), lifespan="on",
+                                timeout_graceful_shutdown=15)
+        log.info("MCP server listening on %s", settings.mcp_url)
+        await uvicorn.Server(config).serve()

@@ -1,0 +1,200 @@
+"""The MCP surface: tools, resources and prompts, written for the model that calls them."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from typing import Annotated, TypeVar
+from uuid import UUID
+
+from mcp.server import MCPServer
+from mcp.server.auth.middleware.auth_context import get_access_token
+from mcp.server.auth.provider import TokenVerifier
+from mcp.server.auth.settings import AuthSettings
+from mcp.server.mcpserver.exceptions import ResourceError, ToolError
+from mcp_types import CallToolResult, TextContent
+from pydantic import BaseModel, Field
+
+from mcp_server.service import Forbidden, InvalidInput, MemoryService, NotFound
+from team_memory.models import (
+    Memory,
+    MemoryHit,
+    MemoryStatusReport,
+    Principal,
+    SaveResult,
+)
+
+INSTRUCTIONS = """\
+Team Memory is the long-term memory this team shares across sessions and people.
+Save decisions, preferences, bug fixes and business rules as they are made (one fact per
+memory, self-contained, with the why). Before proposing an approach, search memory for
+earlier decisions on the subject. Search returns a compact index; read full text with
+get_memory or get_memories only for the entries you need."""
+
+T = TypeVar("T")
+
+
+class SearchResults(BaseModel):
+    results: list[MemoryHit]
+    count: int
+    hint: str = Field(default="get_memory(id) or get_memories(ids) returns the full text")
+
+
+class MemoryList(BaseModel):
+    memories: list[Memory]
+
+
+def _principal(default: Principal | None) -> Principal:
+    token = get_access_token()
+    if token is not None and token.claims is not None:
+        return Principal.model_validate(token.claims["principal"])
+    if default is None:
+        raise ToolError("authentication required: send an API key as a bearer token")
+    return default
+
+
+async def _call(action: Awaitable[T]) -> T:
+    """Turn the service's expected failures into readable tool errors."""
+    try:
+        return await action
+    except (InvalidInput, NotFound, Forbidden) as error:
+        raise ToolError(str(error)) from None
+
+
+def _result(model: BaseModel, text: str) -> CallToolResult:
+    return CallToolResult(content=[TextContent(type="text", text=text)],
+                          structured_content=model.model_dump(mode="json"))
+
+
+def create_server(
+    service: MemoryService,
+    *,
+    default_principal: Principal | None = None,
+    token_verifier: TokenVerifier | None = None,
+    auth: AuthSettings | None = None,
+) -> MCPServer:
+    server: MCPServer = MCPServer(
+        name="team-memory", instructions=INSTRUCTIONS, token_verifier=token_verifier, auth=auth
+    )
+
+    def who() -> Principal:
+        return _principal(default_principal)
+
+    _register_tools(server, service, who)
+    _register_resources(server, service, who)
+    return server
+
+
+def _register_tools(
+    server: MCPServer, service: MemoryService, who: Callable[[], Principal]
+) -> None:
+    @server.tool()
+    async def save_memory(
+        content: Annotated[str, Field(description="One self-contained fact: the decision, "
+                                      "preference, fix or rule, with its reason.")],
+        category: Annotated[str, Field(description="architecture, preference, bugfix, "
+                                       "business_rule or general")] = "general",
+        importance: Annotated[int, Field(description="1 (trivia) to 5 (critical, "
+                                         "team-wide rule)")] = 1,
+        tags: Annotated[list[str] | None, Field(description="Short lowercase labels")] = None,
+        project: Annotated[str | None, Field(description="Project (repository) it belongs "
+                                             "to; '*' for every project of the team")] = None,
+    ) -> Annotated[CallToolResult, SaveResult]:
+        """Remember something for the whole team across sessions. Returns at once with the
+        memory id; embedding, de-duplication and merging happen durably in the background, and
+        the memory is searchable immediately. Saving the same text twice returns the same id."""
+        saved = await _call(service.save(who(), content, category=category,
+                                         importance=importance, tags=tags, project=project))
+        note = " (already saved)" if saved.already_saved else ""
+        return _result(saved, f"saved {saved.id} [{saved.status}] in {saved.project}{note}")
+
+    @server.tool()
+    async def search_memory(
+        query: Annotated[str, Field(description="What you want to know, in plain words")],
+        limit: Annotated[int, Field(description="How many results (1-50)")] = 5,
+        category: Annotated[str | None, Field(description="Only this category")] = None,
+        project: Annotated[str | None, Field(description="Project to search (default: the "
+                                             "current one; team-wide memories always "
+                                             "included)")] = None,
+        tags: Annotated[list[str] | None, Field(description="Only memories with any of "
+                                                "these tags")] = None,
+        since: Annotated[datetime | None, Field(description="Only memories from this "
+                                                "time on (ISO 8601)")] = None,
+        until: Annotated[datetime | None, Field(description="Only memories before this "
+                                                "time (ISO 8601)")] = None,
+        include_history: Annotated[bool, Field(description="Also superseded, merged and "
+                                               "archived memories")] = False,
+    ) -> Annotated[CallToolResult, SearchResults]:
+        """Search the team's memory by meaning and keywords. Returns a compact index (id,
+        category, one-line snippet, age, score, token size); fetch full text with
+        get_memory/get_memories. Newer and more important memories rank higher."""
+        hits = await _call(service.search(
+            who(), query, limit=limit, category=category, project=project, tags=tags,
+            since=since, until=until, include_history=include_history,
+        ))
+        lines = [f"{h.id} [{h.category}] {h.snippet} ({h.age}, ~{h.tokens} tokens)"
+                 for h in hits]
+        return _result(SearchResults(results=hits, count=len(hits)),
+                       "\n".join(lines) or "no matching memories")
+
+    @server.tool()
+    async def get_memory(
+        id: Annotated[UUID, Field(description="Memory id from search_memory")],
+        include_history: Annotated[bool, Field(description="Allow superseded or merged "
+                                               "memories")] = False,
+    ) -> Annotated[CallToolResult, Memory]:
+        """Read one memory in full."""
+        memory = await _call(service.get(who(), id, include_history=include_history))
+        return _result(memory, f"[{memory.category}, {memory.age}] {memory.content}")
+
+    @server.tool()
+    async def get_memories(
+        ids: Annotated[list[UUID], Field(description="Memory ids from search_memory")],
+    ) -> Annotated[CallToolResult, MemoryList]:
+        """Read several memories in full, in the order asked."""
+        memories = await _call(service.get_many(who(), ids))
+        text = "\n".join(f"{m.id} [{m.category}, {m.age}] {m.content}" for m in memories)
+        return _result(MemoryList(memories=memories), text)
+
+    @server.tool()
+    async def forget_memory(
+        id: Annotated[UUID, Field(description="Memory id")],
+        reason: Annotated[str, Field(description="Why it should be forgotten")],
+    ) -> Annotated[CallToolResult, Memory]:
+        """Hide a memory that is wrong or obsolete (recoverable by an operator, recorded
+        with the reason)."""
+        memory = await _call(service.forget(who(), id, reason))
+        return _result(memory, f"forgot {memory.id}")
+
+    @server.tool()
+    async def memory_status(
+        id: Annotated[UUID, Field(description="Memory id returned by save_memory")],
+    ) -> Annotated[CallToolResult, MemoryStatusReport]:
+        """Where a saved memory stands: pending, active, duplicate of another, superseded,
+        forgotten; with its history and the active dedupe policy."""
+        report = await _call(service.status(who(), id))
+        pointer = report.duplicate_of or report.superseded_by
+        text = f"{report.id}: {report.status}" + (f" -> {pointer}" if pointer else "")
+        return _result(report, text + f" (dedupe policy: {report.dedupe_policy})")
+
+
+def _register_resources(
+    server: MCPServer, service: MemoryService, who: Callable[[], Principal]
+) -> None:
+    @server.resource("memory://recent_summary", mime_type="text/markdown")
+    async def recent_summary() -> str:
+        """Important memories (importance >= 3) of the last 24 hours in the current project."""
+        memories = await service.recent_summary(who(), None)
+        if not memories:
+            return "No important memories in the last 24 hours."
+        return "\n".join(f"- [{m.category}, importance {m.importance}, {m.age}] {m.content}"
+                         for m in memories)
+
+    @server.resource("memory://memories/{id}", mime_type="application/json")
+    async def memory_by_id(id: str) -> str:
+        """One memory in full, as JSON."""
+        try:
+            memory = await service.get(who(), UUID(id))
+        except (ValueError, NotFound) as error:
+            raise ResourceError(f"no memory {id}") from error
+        return memory.model_dump_json()

@@ -1,0 +1,382 @@
+"""What the MCP tools do: validate, start ingestion workflows, and answer reads from PostgreSQL.
+
+The server embeds only search queries (and acknowledged memories whose workflow has not
+embedded them yet, so that a save is searchable the moment it returns). No LLM call here.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from uuid import UUID
+
+import asyncpg
+import numpy as np
+from temporalio.client import Client
+from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDReusePolicy
+from temporalio.exceptions import WorkflowAlreadyStartedError
+
+from team_memory import queries
+from team_memory.db import tenant_tx
+from team_memory.embedder import Embedder, embed_async
+from team_memory.models import (
+    ALL_STATUSES,
+    CURRENT_STATUSES,
+    PROJECT_PATTERN,
+    TENANT_WIDE_PROJECT,
+    Category,
+    IngestInput,
+    Memory,
+    MemoryEvent,
+    MemoryHit,
+    MemoryStatus,
+    MemoryStatusReport,
+    Principal,
+    SaveResult,
+    approx_tokens,
+    content_hash,
+    humanize_age,
+    ingest_workflow_id,
+    memory_id_for,
+)
+from team_memory.redaction import preview, redact
+from team_memory.settings import Settings
+from team_memory.temporal import CATEGORY_KEY, PROJECT_KEY, TENANT_KEY
+
+_SNIPPET_CHARS = 160
+_PENDING_EMBED_LIMIT = 64
+
+
+class InvalidInput(ValueError):
+    """Bad input from the caller; nothing was written."""
+
+
+class NotFound(LookupError):
+    pass
+
+
+class Forbidden(PermissionError):
+    pass
+
+
+@dataclass
+class MemoryService:
+    settings: Settings
+    pool: asyncpg.Pool
+    temporal: Client
+    embedder: Embedder
+    weights: queries.RankWeights = field(default_factory=queries.RankWeights)
+
+    # --- write path -----------------------------------------------------------------------
+
+    async def save(
+        self,
+        principal: Principal,
+        content: str,
+        *,
+        category: str = Category.GENERAL.value,
+        importance: int = 1,
+        tags: list[str] | None = None,
+        project: str | None = None,
+        occurred_at: datetime | None = None,
+        source: str | None = None,
+    ) -> SaveResult:
+        _require_writer(principal)
+        scope = self.resolve_project(principal, project)
+        cleaned = redact(self._check_content(content))
+        if not cleaned.text.strip():
+            raise InvalidInput("content is empty once private spans are removed")
+        digest = content_hash(cleaned.text)
+        item = IngestInput(
+            memory_id=memory_id_for(principal.tenant_id, scope, digest),
+            tenant_id=principal.tenant_id,
+            project=scope,
+            content=cleaned.text,
+            category=_check_category(category),
+            importance=_check_importance(importance),
+            tags=self._check_tags(tags or []),
+            content_hash=digest,
+            occurred_at=occurred_at or datetime.now(UTC),
+            source=_check_source(source),
+            key_id=principal.key_id,
+            redactions=[r.kind for r in cleaned.redactions],
+        )
+        workflow_id = ingest_workflow_id(principal.tenant_name, scope, digest)
+        async with tenant_tx(self.pool, principal.tenant_id) as conn:
+            created = await queries.insert_pending(conn, item)
+            if created:
+                # Inside the transaction: if the start fails, the pending row is rolled back.
+                await self._start_ingestion(item, principal, workflow_id)
+            row = await queries.fetch_status(conn, item.memory_id)
+        assert row is not None
+        return SaveResult(
+            id=item.memory_id, status=MemoryStatus(row["status"]), project=scope,
+            workflow_id=workflow_id, duplicate_of=row["duplicate_of"],
+            already_saved=not created, redacted=item.redactions,
+        )
+
+    async def _start_ingestion(
+        self, item: IngestInput, principal: Principal, workflow_id: str
+    ) -> None:
+        try:
+            await self.temporal.start_workflow(
+                "IngestMemory",
+                item,
+                id=workflow_id,
+                task_queue=self.settings.task_queue,
+                id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+                search_attributes=TypedSearchAttributes([
+                    SearchAttributePair(TENANT_KEY, principal.tenant_name),
+                    SearchAttributePair(PROJECT_KEY, item.project),
+                    SearchAttributePair(CATEGORY_KEY, item.category.value),
+                ]),
+                memo={"preview": preview(item.content), "memory_id": str(item.memory_id)},
+            )
+        except WorkflowAlreadyStartedError:
+            pass  # The same content was ingested before under this id: nothing more to do.
+
+    async def forget(self, principal: Principal, memory_id: UUID, reason: str) -> Memory:
+        _require_writer(principal)
+        reason = reason.strip()
+        if not reason or len(reason) > 500:
+            raise InvalidInput("reason must be 1-500 characters")
+        async with tenant_tx(self.pool, principal.tenant_id) as conn:
+            row = await queries.forget(conn, memory_id)
+            if row is None:
+                raise NotFound(f"no memory {memory_id} to forget")
+            await queries.insert_event(conn, tenant_id=principal.tenant_id, memory_id=memory_id,
+                                       event="forgotten", reason=reason,
+                                       detail={"key_id": str(principal.key_id)})
+            record = await queries.get_memory(conn, memory_id)
+        assert record is not None
+        return _memory(record)
+
+    # --- read path ------------------------------------------------------------------------
+
+    async def search(
+        self,
+        principal: Principal,
+        query: str,
+        *,
+        limit: int = 5,
+        category: str | None = None,
+        project: str | None = None,
+        tags: list[str] | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        include_history: bool = False,
+    ) -> list[MemoryHit]:
+        query = self._check_query(query)
+        if not 1 <= limit <= self.settings.search_limit_max:
+            raise InvalidInput(f"limit must be between 1 and {self.settings.search_limit_max}")
+        scope = self.resolve_project(principal, project)
+        filters = queries.SearchFilters(
+            projects=sorted({scope, TENANT_WIDE_PROJECT}),
+            statuses=_statuses(include_history),
+            category=None if category is None else _check_category(category),
+            tags=self._check_tags(tags) if tags else None,
+            since=since,
+            until=until,
+        )
+        query_vector = (await embed_async(self.embedder, [query]))[0]
+        async with tenant_tx(self.pool, principal.tenant_id) as conn:
+            pending = await queries.pending_without_embedding(conn, filters,
+                                                              _PENDING_EMBED_LIMIT)
+            pending_vectors = await self._embed_pending(pending)
+            rows = await queries.hybrid_search(
+                conn, query_vector, query, filters, limit, self._weights(), max(100, 4 * limit),
+                pending=pending_vectors,
+            )
+        now = datetime.now(UTC)
+        return [_hit(row, now) for row in rows]
+
+    async def _embed_pending(self, rows: list[asyncpg.Record]) -> queries.PendingVectors | None:
+        if not rows:
+            return None
+        vectors = await embed_async(self.embedder, [row["content"] for row in rows])
+        return queries.PendingVectors(ids=[row["id"] for row in rows],
+                                      vectors=[np.asarray(v) for v in vectors])
+
+    def _weights(self) -> queries.RankWeights:
+        return queries.RankWeights(
+            rrf_k=self.weights.rrf_k, importance_boost=self.weights.importance_boost,
+            recency_weight=self.weights.recency_weight,
+            half_life_days=self.settings.recency_half_life_days,
+        )
+
+    async def get(
+        self, principal: Principal, memory_id: UUID, *, include_history: bool = False
+    ) -> Memory:
+        memories = await self.get_many(principal, [memory_id], include_history=include_history)
+        return memories[0]
+
+    async def get_many(
+        self, principal: Principal, ids: list[UUID], *, include_history: bool = False
+    ) -> list[Memory]:
+        if not 1 <= len(ids) <= self.settings.search_limit_max:
+            raise InvalidInput(f"ask for 1 to {self.settings.search_limit_max} ids")
+        async with tenant_tx(self.pool, principal.tenant_id) as conn:
+            rows = {row["id"]: row for row in await queries.get_memories(conn, ids)}
+        found = []
+        for memory_id in ids:
+            row = rows.get(memory_id)
+            if row is None or row["status"] == MemoryStatus.FORGOTTEN:
+                raise NotFound(f"no memory {memory_id}")
+            if not include_history and row["status"] not in CURRENT_STATUSES:
+                raise NotFound(_not_current(row))
+            found.append(_memory(row))
+        return found
+
+    async def status(self, principal: Principal, memory_id: UUID) -> MemoryStatusReport:
+        async with tenant_tx(self.pool, principal.tenant_id) as conn:
+            row = await queries.get_memory(conn, memory_id)
+            events = await queries.memory_events(conn, memory_id) if row else []
+        if row is None:
+            return MemoryStatusReport(id=memory_id, status="unknown",
+                                      dedupe_policy=self.settings.dedupe_policy)
+        return MemoryStatusReport(
+            id=memory_id, status=MemoryStatus(row["status"]), duplicate_of=row["duplicate_of"],
+            superseded_by=row["superseded_by"], dedupe_policy=self.settings.dedupe_policy,
+            history=[MemoryEvent(**dict(event)) for event in events],
+        )
+
+    async def recent_summary(self, principal: Principal, project: str | None) -> list[Memory]:
+        scope = self.resolve_project(principal, project)
+        since = datetime.now(UTC) - timedelta(hours=24)
+        async with tenant_tx(self.pool, principal.tenant_id) as conn:
+            rows = await queries.recent_important(conn, sorted({scope, TENANT_WIDE_PROJECT}),
+                                                  since, 3, 50)
+        return [_memory(row) for row in rows]
+
+    # --- validation -----------------------------------------------------------------------
+
+    def resolve_project(self, principal: Principal, project: str | None) -> str:
+        if project is not None and project != TENANT_WIDE_PROJECT \
+                and not PROJECT_PATTERN.match(project):
+            raise InvalidInput(
+                "project must be 1-200 characters of letters, digits and ._:/@+- "
+                "(or '*' for tenant-wide)"
+            )
+        if principal.project is not None:
+            if project not in (None, principal.project):
+                raise Forbidden(f"this key is limited to project {principal.project!r}")
+            return principal.project
+        return project or self.settings.project
+
+    def _check_content(self, content: str) -> str:
+        content = _check_text(content, "content")
+        if not content.strip():
+            raise InvalidInput("content is empty")
+        if len(content) > self.settings.max_content_chars:
+            raise InvalidInput(
+                f"content is {len(content)} characters; the limit is "
+                f"{self.settings.max_content_chars}: save the decision, not the document"
+            )
+        return content
+
+    def _check_query(self, query: str) -> str:
+        query = _check_text(query, "query").strip()
+        if not query:
+            raise InvalidInput("query is empty")
+        if len(query) > self.settings.max_query_chars:
+            raise InvalidInput(f"query is longer than {self.settings.max_query_chars} characters")
+        return query
+
+    def _check_tags(self, tags: list[str]) -> list[str]:
+        if len(tags) > self.settings.max_tags:
+            raise InvalidInput(f"at most {self.settings.max_tags} tags")
+        cleaned = []
+        for tag in tags:
+            tag = _check_text(tag, "tag").strip().lower()
+            if not _TAG.match(tag) or len(tag) > self.settings.max_tag_chars:
+                raise InvalidInput(
+                    f"tag {tag[:60]!r} must be 1-{self.settings.max_tag_chars} characters of "
+                    "letters, digits and ._:/+-"
+                )
+            cleaned.append(tag)
+        return sorted(set(cleaned))
+
+
+_TAG = re.compile(r"^[\w][\w.:/+-]*$")
+
+
+def _check_text(value: str, name: str) -> str:
+    if not isinstance(value, str):
+        raise InvalidInput(f"{name} must be a string")
+    if "\x00" in value:
+        raise InvalidInput(f"{name} contains a NUL byte")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as error:
+        raise InvalidInput(f"{name} is not valid Unicode text") from error
+    return value
+
+
+def _check_category(category: str) -> Category:
+    try:
+        return Category(category)
+    except ValueError:
+        allowed = ", ".join(c.value for c in Category)
+        raise InvalidInput(f"unknown category {category[:40]!r}; use one of: {allowed}") from None
+
+
+def _check_importance(importance: int) -> int:
+    if isinstance(importance, bool) or not isinstance(importance, int) \
+            or not 1 <= importance <= 5:
+        raise InvalidInput("importance must be an integer from 1 (trivia) to 5 (critical)")
+    return importance
+
+
+def _check_source(source: str | None) -> str | None:
+    if source is None:
+        return None
+    source = _check_text(source, "source")
+    if len(source) > 200:
+        raise InvalidInput("source must be at most 200 characters")
+    return source
+
+
+def _require_writer(principal: Principal) -> None:
+    if principal.read_only:
+        raise Forbidden("this API key is read-only")
+
+
+def _statuses(include_history: bool) -> list[str]:
+    chosen = ALL_STATUSES if include_history else CURRENT_STATUSES
+    return [s.value for s in chosen if s is not MemoryStatus.FORGOTTEN]
+
+
+def _not_current(row: asyncpg.Record) -> str:
+    pointer = row["superseded_by"] or row["duplicate_of"]
+    where = f" by {pointer}" if pointer else ""
+    return (f"memory {row['id']} is {row['status']}{where}; "
+            "pass include_history=true to read it anyway")
+
+
+def _age(now: datetime, then: datetime) -> str:
+    return humanize_age(max(0.0, (now - then).total_seconds()))
+
+
+def _hit(row: asyncpg.Record, now: datetime) -> MemoryHit:
+    content: str = row["content"]
+    one_line = " ".join(content.split())
+    snippet = one_line if len(one_line) <= _SNIPPET_CHARS else one_line[:_SNIPPET_CHARS - 1] + "…"
+    return MemoryHit(
+        id=row["id"], project=row["project"], category=Category(row["category"]),
+        snippet=snippet, importance=row["importance"], status=MemoryStatus(row["status"]),
+        score=round(float(row["score"]), 6), age=_age(now, row["occurred_at"]),
+        occurred_at=row["occurred_at"], tokens=approx_tokens(content),
+    )
+
+
+def _memory(row: asyncpg.Record) -> Memory:
+    return Memory(
+        id=row["id"], project=row["project"], content=row["content"],
+        category=Category(row["category"]), importance=row["importance"],
+        tags=list(row["tags"]), status=MemoryStatus(row["status"]), source=row["source"],
+        duplicate_of=row["duplicate_of"], superseded_by=row["superseded_by"],
+        merged_from=list(row["merged_from"]), valid_from=row["valid_from"],
+        valid_to=row["valid_to"], created_at=row["created_at"], occurred_at=row["occurred_at"],
+        updated_at=row["updated_at"], age=_age(datetime.now(UTC), row["occurred_at"]),
+    )

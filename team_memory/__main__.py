@@ -1,0 +1,4 @@
+from team_memory.cli import app
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,51 @@
+"""The PostgreSQL pool and the tenant-scoped transaction every query runs in."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from uuid import UUID
+
+import asyncpg
+from pgvector.asyncpg import register_vector
+
+from team_memory.settings import Settings
+
+Connection = asyncpg.Connection
+Pool = asyncpg.Pool
+
+
+async def _init_connection(conn: asyncpg.Connection) -> None:
+    await register_vector(conn)
+
+
+async def create_pool(dsn: str, *, min_size: int = 2, max_size: int = 10) -> asyncpg.Pool:
+    pool = await asyncpg.create_pool(
+        dsn,
+        min_size=min_size,
+        max_size=max_size,
+        init=_init_connection,
+        # Statements are prepared per connection and reused; keep many of them.
+        statement_cache_size=256,
+        command_timeout=30,
+    )
+    assert pool is not None
+    return pool
+
+
+async def create_app_pool(settings: Settings, dsn: str | None = None) -> asyncpg.Pool:
+    url = dsn or settings.database_url
+    if url is None:
+        raise RuntimeError("DATABASE_URL is not set (run under `team-memory up` or set it)")
+    return await create_pool(url, min_size=settings.db_pool_min, max_size=settings.db_pool_max)
+
+
+@asynccontextmanager
+async def tenant_tx(pool: asyncpg.Pool, tenant_id: UUID) -> AsyncIterator[asyncpg.Connection]:
+    """A transaction in which Row-Level Security shows only ``tenant_id``'s rows.
+
+    The setting is transaction-local, so a pooled connection never carries a tenant over.
+    """
+    async with pool.acquire() as conn, conn.transaction():
+        await conn.execute("SELECT set_config('app.tenant_id', $1, true)", str(tenant_id))
+        yield conn

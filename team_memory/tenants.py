@@ -1,0 +1,80 @@
+"""Tenants and API keys: created by operators (CLI), verified by the MCP server."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import uuid
+from dataclasses import dataclass
+from uuid import UUID
+
+import asyncpg
+
+from team_memory import queries
+from team_memory.db import tenant_tx
+from team_memory.models import Principal
+
+KEY_PREFIX = "tm_"
+
+
+def hash_key(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class IssuedKey:
+    key_id: UUID
+    secret: str
+    prefix: str
+
+
+class UnknownTenant(LookupError):
+    pass
+
+
+async def ensure_tenant(admin: asyncpg.Pool, name: str) -> UUID:
+    """Create the tenant if it does not exist; returns its id either way."""
+    async with admin.acquire() as conn:
+        row = await queries.tenant_by_name(conn, name)
+        if row is not None:
+            return UUID(str(row["id"]))
+    tenant_id = uuid.uuid4()
+    async with tenant_tx(admin, tenant_id) as conn:
+        await queries.insert_tenant(conn, tenant_id, name)
+        row = await queries.tenant_by_name(conn, name)
+    assert row is not None
+    return UUID(str(row["id"]))
+
+
+async def tenant_id_by_name(admin: asyncpg.Pool, name: str) -> UUID:
+    async with admin.acquire() as conn:
+        row = await queries.tenant_by_name(conn, name)
+    if row is None:
+        raise UnknownTenant(f"no tenant named {name!r}")
+    return UUID(str(row["id"]))
+
+
+async def create_key(
+    admin: asyncpg.Pool, tenant: str, *, name: str = "default", project: str | None = None,
+    read_only: bool = False,
+) -> IssuedKey:
+    tenant_id = await tenant_id_by_name(admin, tenant)
+    secret = KEY_PREFIX + secrets.token_urlsafe(24)
+    issued = IssuedKey(key_id=uuid.uuid4(), secret=secret, prefix=secret[:8])
+    async with tenant_tx(admin, tenant_id) as conn:
+        await queries.insert_key(conn, key_id=issued.key_id, tenant_id=tenant_id, name=name,
+                                 prefix=issued.prefix, key_hash=hash_key(secret),
+                                 project=project, read_only=read_only)
+    return issued
+
+
+async def authenticate(pool: asyncpg.Pool, secret: str) -> Principal | None:
+    """The principal an API key stands for, or None for a wrong or revoked key."""
+    if not secret.startswith(KEY_PREFIX) or len(secret) > 200:
+        return None
+    async with pool.acquire() as conn:
+        row = await queries.authenticate_key(conn, hash_key(secret))
+    if row is None:
+        return None
+    return Principal(tenant_id=row["tenant_id"], tenant_name=row["tenant_name"],
+                     key_id=row["key_id"], project=row["project"], read_only=row["read_only"])

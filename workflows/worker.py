@@ -1,0 +1,68 @@
+"""The Temporal worker: runs the workflows and owns every side effect (activities)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from datetime import timedelta
+
+from temporalio.worker import Worker
+
+from activities.ingest import IngestActivities
+from team_memory import llm
+from team_memory.db import create_app_pool
+from team_memory.embedder import BatchingEmbedder, create_embedder
+from team_memory.migrate import check_embedding_dim
+from team_memory.settings import Settings
+from team_memory.temporal import connect
+from workflows.ingest import IngestMemory
+
+log = logging.getLogger("team_memory.worker")
+
+
+async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> None:
+    stop = stop or _stop_on_signals()
+    embedder = create_embedder(settings)
+    pool = await create_app_pool(settings)
+    distiller = llm.Distiller.from_settings(settings)
+    try:
+        async with pool.acquire() as conn:
+            await check_embedding_dim(conn, embedder.dim)
+        client = await connect(settings)
+        ingest = IngestActivities(
+            pool=pool,
+            embedder=BatchingEmbedder(embedder, window_ms=settings.embed_batch_window_ms,
+                                      max_batch=settings.embed_batch_max),
+            settings=settings,
+            distiller=distiller,
+        )
+        worker = Worker(
+            client,
+            task_queue=settings.task_queue,
+            workflows=[IngestMemory],
+            activities=[ingest.embed_memory, ingest.decide_memory, ingest.commit_memory],
+            max_concurrent_workflow_tasks=64,
+            max_concurrent_local_activities=128,
+            max_concurrent_activities=32,
+            graceful_shutdown_timeout=timedelta(seconds=20),
+        )
+        log.info("worker polling task queue %s on %s (embedder %s, dedupe policy %s)",
+                 settings.task_queue, settings.temporal_target, embedder.name,
+                 settings.dedupe_policy)
+        async with worker:
+            await stop.wait()
+            log.info("worker stopping: finishing in-flight tasks")
+    finally:
+        if distiller is not None:
+            await distiller.aclose()
+        await pool.close()
+
+
+def _stop_on_signals() -> asyncio.Event:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    return stop
+
