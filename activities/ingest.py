@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from uuid import UUID
 
 import asyncpg
 from temporalio import activity
@@ -93,46 +94,49 @@ class IngestActivities:
     async def _apply(
         self, conn: asyncpg.Connection, item: IngestInput, decision: Decision
     ) -> MemoryStatus:
-        event = _event_fields(item, decision)
+        record = _EventRecorder(conn, item, decision)
         if item.redactions:
-            await queries.insert_event(
-                conn, **event, event="redacted",
-                reason="secrets removed before storage: " + ", ".join(item.redactions),
-            )
+            await record("redacted", reason="secrets removed before storage: "
+                         + ", ".join(item.redactions))
         target = decision.target_id
         if decision.kind is DecisionKind.DUPLICATE and target is not None:
             await queries.mark_duplicate(conn, item.memory_id, target)
-            await queries.insert_event(conn, **event, event="duplicate", related_id=target,
-                                       after_text=item.content)
+            await record("duplicate", related_id=target, after_text=item.content)
             return MemoryStatus.DUPLICATE
         if decision.kind is DecisionKind.UPDATE and target is not None:
             merged = decision.merged_content or item.content
             vector = await self.embedder.embed_one(merged)
             before = await queries.update_content(conn, target, merged, item.memory_id, vector)
             await queries.mark_duplicate(conn, item.memory_id, target)
-            await queries.insert_event(conn, **{**event, "memory_id": target}, event="merged",
-                                       before_text=before, after_text=merged,
-                                       related_id=item.memory_id)
-            await queries.insert_event(conn, **event, event="merged_into", related_id=target,
-                                       after_text=item.content)
+            await record("merged", memory_id=target, before_text=before, after_text=merged,
+                         related_id=item.memory_id)
+            await record("merged_into", related_id=target, after_text=item.content)
             return MemoryStatus.DUPLICATE
         await queries.activate(conn, item.memory_id)
-        await queries.insert_event(conn, **event, event="added", after_text=item.content)
+        await record("added", after_text=item.content)
         if decision.kind is DecisionKind.SUPERSEDE and target is not None:
             await queries.supersede(conn, target, item.memory_id)
-            await queries.insert_event(conn, **{**event, "memory_id": target},
-                                       event="superseded", related_id=item.memory_id)
+            await record("superseded", memory_id=target, related_id=item.memory_id)
         return MemoryStatus.ACTIVE
 
 
-def _event_fields(item: IngestInput, decision: Decision) -> dict[str, object]:
-    return {
-        "tenant_id": item.tenant_id,
-        "memory_id": item.memory_id,
-        "reason": decision.reason,
-        "policy": decision.policy,
-        "model": decision.model,
-        "input_tokens": decision.input_tokens or None,
-        "output_tokens": decision.output_tokens or None,
-    }
+@dataclass(frozen=True)
+class _EventRecorder:
+    """Writes history events carrying the decision's reason, policy, model and tokens."""
 
+    conn: asyncpg.Connection
+    item: IngestInput
+    decision: Decision
+
+    async def __call__(
+        self, event: str, *, memory_id: UUID | None = None, reason: str | None = None,
+        before_text: str | None = None, after_text: str | None = None,
+        related_id: UUID | None = None,
+    ) -> None:
+        await queries.insert_event(
+            self.conn, tenant_id=self.item.tenant_id, memory_id=memory_id or self.item.memory_id,
+            event=event, reason=reason or self.decision.reason, before_text=before_text,
+            after_text=after_text, related_id=related_id, policy=self.decision.policy,
+            model=self.decision.model, input_tokens=self.decision.input_tokens or None,
+            output_tokens=self.decision.output_tokens or None,
+        )

@@ -34,4 +34,6 @@ def auth_settings(public_url: str) -> AuthSettings:
         issuer_url=AnyHttpUrl(public_url),
         resource_server_url=AnyHttpUrl(public_url),
         required_scopes=["memory:read"],
+        # Keys are opaque secrets for this server only; there is no audience to check.
+        validate_token_resource=False,
     )

@@ -6,6 +6,7 @@ embedded them yet, so that a save is searchable the moment it returns). No LLM c
 
 from __future__ import annotations
 
+import contextlib
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -119,7 +120,8 @@ class MemoryService:
     async def _start_ingestion(
         self, item: IngestInput, principal: Principal, workflow_id: str
     ) -> None:
-        try:
+        # Already started: the same content was ingested before under this id; nothing to do.
+        with contextlib.suppress(WorkflowAlreadyStartedError):
             await self.temporal.start_workflow(
                 "IngestMemory",
                 item,
@@ -133,8 +135,6 @@ class MemoryService:
                 ]),
                 memo={"preview": preview(item.content), "memory_id": str(item.memory_id)},
             )
-        except WorkflowAlreadyStartedError:
-            pass  # The same content was ingested before under this id: nothing more to do.
 
     async def forget(self, principal: Principal, memory_id: UUID, reason: str) -> Memory:
         _require_writer(principal)

@@ -123,6 +123,25 @@ def serve(
         asyncio.run(serve_http(configured) if transport == "http" else serve_stdio(configured))
 
 
+@app.command()
+def config(
+    markdown: Annotated[bool, typer.Option("--markdown", help="Print the table of every "
+                                           "setting instead of the effective values")] = False,
+) -> None:
+    """Show the effective configuration (secrets masked)."""
+    from team_memory.settings import env_name, settings_table
+
+    if markdown:
+        typer.echo(settings_table())
+        return
+    settings = Settings()
+    for name, value in settings.model_dump().items():
+        shown = "****" if "key" in name or "password" in name else value
+        if name == "database_url" and value:
+            shown = "****"
+        typer.echo(f"{env_name(name)}={'' if shown is None else shown}")
+
+
 # --- tenants and keys -------------------------------------------------------------------------
 
 

@@ -62,23 +62,20 @@ class EmbeddedPostgres:
 
     def restart(self, down_seconds: float = 0.0) -> None:
         """Stop the postmaster and start it again (fault-tolerance tests)."""
-        from pgserver._commands import pg_ctl
+        from pgserver import _commands
 
-        pg_ctl(["-w", "-m", "fast", "stop"], pgdata=self.data_dir, user=self.server.system_user)
+        _commands.pg_ctl(  # type: ignore[attr-defined]  # generated at import time
+            ["-w", "-m", "fast", "stop"], pgdata=self.data_dir, user=self.server.system_user
+        )
         time.sleep(down_seconds)
         self.server.ensure_postgres_running()
 
-    def pg_ctl(self, *args: str) -> None:
-        from pgserver._commands import pg_ctl
-
-        pg_ctl(list(args), pgdata=self.data_dir, user=self.server.system_user)
-
 
 def start_postgres(data_dir: Path) -> EmbeddedPostgres:
-    import pgserver
+    from pgserver.postgres_server import get_server
 
     data_dir.mkdir(parents=True, exist_ok=True)
-    return EmbeddedPostgres(data_dir, pgserver.get_server(data_dir, cleanup_mode="stop"))
+    return EmbeddedPostgres(data_dir, get_server(data_dir, cleanup_mode="stop"))
 
 
 def temporal_binary() -> Path:

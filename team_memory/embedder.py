@@ -10,7 +10,7 @@ import asyncio
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Protocol
+from typing import ClassVar, Protocol
 
 import httpx
 import numpy as np
@@ -37,7 +37,8 @@ class Embedder(Protocol):
 
 def _normalize(vectors: np.ndarray) -> np.ndarray:
     norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-    return (vectors / np.maximum(norms, 1e-12)).astype(np.float32)
+    normalized: np.ndarray = (vectors / np.maximum(norms, 1e-12)).astype(np.float32)
+    return normalized
 
 
 def _bundled_model_dir(cache_dir: Path) -> Path:
@@ -85,7 +86,10 @@ class LocalEmbedder:
 class HttpEmbedder:
     """Any OpenAI-compatible ``POST /embeddings`` endpoint (OpenAI, Voyage, vLLM, Ollama...)."""
 
-    _DEFAULT_URLS = {"openai": "https://api.openai.com/v1", "voyage": "https://api.voyageai.com/v1"}
+    _DEFAULT_URLS: ClassVar[dict[str, str]] = {
+        "openai": "https://api.openai.com/v1",
+        "voyage": "https://api.voyageai.com/v1",
+    }
 
     def __init__(self, provider: str, settings: Settings) -> None:
         base_url = settings.embedding_api_url or self._DEFAULT_URLS[provider]

@@ -182,3 +182,27 @@ class Settings(BaseSettings):
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
     return Settings()
+
+
+def env_name(field: str) -> str:
+    """The environment variable a setting is read from (the conventional name if it has one)."""
+    alias = Settings.model_fields[field].validation_alias
+    if isinstance(alias, AliasChoices):
+        return str(alias.choices[-1])
+    return f"TEAM_MEMORY_{field.upper()}"
+
+
+def settings_table() -> str:
+    """The README's configuration table, generated from the field descriptions above."""
+    rows = ["| Variable | Default | Meaning |", "| --- | --- | --- |"]
+    for name, field in Settings.model_fields.items():
+        if field.default_factory is not None:
+            default = "per-user data dir" if name == "data_dir" else "see meaning"
+        elif field.default is None:
+            default = "unset"
+        elif isinstance(field.default, SecretStr):
+            default = "(secret)"
+        else:
+            default = f"`{field.default}`"
+        rows.append(f"| `{env_name(name)}` | {default} | {field.description} |")
+    return "\n".join(rows)

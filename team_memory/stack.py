@@ -35,11 +35,14 @@ def run_stack(settings: Settings) -> int:
             "TEAM_MEMORY_MCP_PORT": str(settings.mcp_port),
             "TEAM_MEMORY_MCP_HOST": settings.mcp_host,
         }
-        worker = _child(["worker"], env, cleanup)
-        server = _child(["serve", "--transport", "http"], env, cleanup)
-        embedded.wait_for_port(settings.mcp_port, 120, server, "the MCP server")
+        children = {
+            "the worker": _child(["worker"], env, cleanup),
+            "the MCP server": _child(["serve", "--transport", "http"], env, cleanup),
+        }
+        embedded.wait_for_port(settings.mcp_port, 120, children["the MCP server"],
+                               "the MCP server")
         print(_banner(settings, api_key), flush=True)
-        return _wait_for_signal([worker, server])
+        return _wait_for_signal(children)
     return 0
 
 
@@ -96,15 +99,15 @@ def _child(args: list[str], env: dict[str, str], cleanup: ExitStack) -> subproce
     return process
 
 
-def _wait_for_signal(children: list[subprocess.Popen[bytes]]) -> int:
+def _wait_for_signal(children: dict[str, subprocess.Popen[bytes]]) -> int:
     stop: list[int] = []
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda signum, _frame: stop.append(signum))
     while not stop:
-        for child in children:
+        for name, child in children.items():
             if child.poll() is not None:
-                print(f"team-memory up: {child.args[3]} exited ({child.returncode}); "
-                      "stopping", file=sys.stderr, flush=True)
+                print(f"team-memory up: {name} exited ({child.returncode}); stopping",
+                      file=sys.stderr, flush=True)
                 return child.returncode or 1
         time.sleep(0.2)
     print("team-memory up: stopping", file=sys.stderr, flush=True)

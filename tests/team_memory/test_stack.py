@@ -1,0 +1,125 @@
+"""`team-memory up` as a user runs it: one command, the whole stack, restartable."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import anyio
+import httpx
+import pytest
+
+from team_memory.embedded import free_port, port_is_free, temporal_binary
+from tests.mcp_server.test_http import client_for
+from tests.mcp_server.test_tools import call
+
+_ENV_DROP = ("DATABASE_URL", "TEMPORAL_ADDRESS", "TEAM_MEMORY_DATABASE_URL",
+             "ANTHROPIC_API_KEY", "TEAM_MEMORY_ANTHROPIC_API_KEY")
+
+
+@dataclass
+class Ports:
+    mcp: int
+    temporal: int
+    ui: int
+
+
+def start_up(data_dir: Path, ports: Ports, log: Path) -> subprocess.Popen[bytes]:
+    env = {k: v for k, v in os.environ.items() if k not in _ENV_DROP}
+    with log.open("ab") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "team_memory", "up", "--data-dir", str(data_dir),
+             "--mcp-port", str(ports.mcp), "--temporal-port", str(ports.temporal),
+             "--temporal-ui-port", str(ports.ui)],
+            stdout=out, stderr=subprocess.STDOUT, env=env,
+        )
+
+
+def wait_ready(process: subprocess.Popen[bytes], ports: Ports, log: Path) -> None:
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        assert process.poll() is None, log.read_text()
+        if "Team Memory is up." in log.read_text():
+            try:
+                ready = httpx.get(f"http://127.0.0.1:{ports.mcp}/readyz", timeout=2)
+                if ready.status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+        time.sleep(0.3)
+    raise AssertionError(f"up did not become ready:\n{log.read_text()}")
+
+
+def stop(process: subprocess.Popen[bytes]) -> int:
+    process.send_signal(signal.SIGTERM)
+    return process.wait(60)
+
+
+@pytest.fixture
+def stack_dir(tmp_path: Path) -> Iterator[tuple[Path, Ports, Path]]:
+    ports = Ports(free_port(), free_port(), free_port())
+    log = tmp_path / "up.log"
+    yield tmp_path / "data", ports, log
+    subprocess.run(["pkill", "-f", str(tmp_path / "data")], check=False)
+
+
+async def save_and_wait(url: str, key: str, content: str) -> str:
+    async with client_for(url, key) as client:
+        saved = await call(client, "save_memory", content=content, category="architecture")
+        with anyio.fail_after(30):
+            while (await call(client, "memory_status", id=saved["id"]))["status"] != "active":
+                await anyio.sleep(0.1)
+    return str(saved["id"])
+
+
+async def search_top(url: str, key: str, query: str) -> str:
+    async with client_for(url, key) as client:
+        found = await call(client, "search_memory", query=query, limit=1)
+    return str(found["results"][0]["id"])
+
+
+def test_up_save_restart_and_find_again(stack_dir: tuple[Path, Ports, Path]) -> None:
+    data_dir, ports, log = stack_dir
+    first = start_up(data_dir, ports, log)
+    try:
+        wait_ready(first, ports, log)
+        banner = log.read_text()
+        key = (data_dir / "local-api-key").read_text().strip()
+        assert f"http://127.0.0.1:{ports.mcp}/mcp" in banner
+        assert f"http://127.0.0.1:{ports.ui}" in banner
+        assert "claude mcp add --transport http team-memory" in banner
+        assert key in banner
+        url = f"http://127.0.0.1:{ports.mcp}/mcp"
+        memory_id = anyio.run(save_and_wait, url, key,
+                              "We picked PostgreSQL over MongoDB for transactional integrity")
+
+        listing = subprocess.run(
+            [str(temporal_binary()), "workflow", "list", "--address",
+             f"127.0.0.1:{ports.temporal}", "--query", "WorkflowType='IngestMemory'"],
+            capture_output=True, text=True, timeout=30, check=True)
+        assert "Completed" in listing.stdout, listing.stdout
+
+        second = subprocess.run(
+            [sys.executable, "-m", "team_memory", "up", "--data-dir", str(data_dir),
+             "--mcp-port", str(free_port())],
+            capture_output=True, text=True, timeout=60)
+        assert second.returncode != 0
+        assert "already in use" in second.stderr
+    finally:
+        assert stop(first) == 0
+    for port in (ports.mcp, ports.temporal, ports.ui):
+        assert port_is_free(port), f"port {port} still taken after stop"
+
+    again = start_up(data_dir, ports, log)
+    try:
+        wait_ready(again, ports, log)
+        found = anyio.run(search_top, url, key, "Which database did we choose and why?")
+        assert found == memory_id
+    finally:
+        assert stop(again) == 0

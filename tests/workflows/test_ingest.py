@@ -1,0 +1,95 @@
+"""The ingestion workflow's durability: transient failures are retried, committed once."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from temporalio import activity
+from temporalio.worker import Worker
+
+from activities.ingest import IngestActivities
+from team_memory.embedder import BatchingEmbedder
+from team_memory.models import IngestInput, IngestResult, MemoryStatus
+from tests.conftest import Stack
+from workflows.ingest import IngestMemory
+
+pytestmark = pytest.mark.anyio
+
+
+async def test_transient_activity_failure_is_retried_and_committed_once(stack: Stack) -> None:
+    real = IngestActivities(pool=stack.pool, settings=stack.settings,
+                            embedder=BatchingEmbedder(stack.embedder, window_ms=1, max_batch=8))
+    attempts: list[int] = []
+
+    @activity.defn(name="embed_memory")
+    async def flaky_embed(item: IngestInput) -> None:
+        attempts.append(activity.info().attempt)
+        if activity.info().attempt < 3:
+            raise ConnectionResetError("embedding backend went away")
+        await real.embed_memory(item)
+
+    worker = Worker(stack.client, task_queue=stack.settings.task_queue,
+                    workflows=[IngestMemory],
+                    activities=[flaky_embed, real.decide_memory, real.commit_memory])
+    async with worker:
+        saved = await stack.service.save(stack.principal, "Retries use jittered backoff")
+        assert await stack.wait_status(saved.id) is MemoryStatus.ACTIVE
+        handle = stack.client.get_workflow_handle(saved.workflow_id, result_type=IngestResult)
+        result = await handle.result()
+    assert attempts == [1, 2, 3]
+    assert result.status is MemoryStatus.ACTIVE
+    report = await stack.service.status(stack.principal, saved.id)
+    assert [e.event for e in report.history] == ["added"]
+
+
+async def test_workflow_history_carries_no_embedding(running: Stack) -> None:
+    saved = await running.service.save(running.principal, "Cache keys include the tenant id")
+    await running.wait_status(saved.id)
+    handle = running.client.get_workflow_handle(saved.workflow_id)
+    await handle.result()
+    history = await handle.fetch_history()
+    size = len(history.to_json())
+    # 384 floats would be several kilobytes of JSON on their own.
+    assert size < 12_000, size
+    described = await handle.describe()
+    assert described.search_attributes["Decision"] == ["add"]
+    assert described.search_attributes["Project"] == ["default"]
+    memo = await described.memo()
+    assert memo["preview"] == "Cache keys include the tenant id"
+    assert memo["memory_id"] == str(saved.id)
+
+
+async def test_redacted_secret_is_stored_redacted(running: Stack) -> None:
+    key = "sk-ant-api03-" + "A1b2C3d4" * 8
+    saved = await running.service.save(running.principal,
+                                       f"The staging Anthropic key is {key}, rotate monthly")
+    await running.wait_status(saved.id)
+    memory = await running.service.get(running.principal, saved.id)
+    report = await running.service.status(running.principal, saved.id)
+    assert key not in memory.content
+    assert "[REDACTED:anthropic_key]" in memory.content
+    assert saved.redacted == ["anthropic_key"]
+    assert [e.event for e in report.history] == ["redacted", "added"]
+    workflow = running.client.get_workflow_handle(saved.workflow_id)
+    assert key not in (await workflow.fetch_history()).to_json()
+
+
+async def test_row_lost_before_commit_is_recreated_by_the_workflow(stack: Stack) -> None:
+    """If the server's pending row never landed, the workflow still commits the memory."""
+    from team_memory.models import Category, content_hash, memory_id_for
+
+    text = "Background jobs are idempotent by design"
+    digest = content_hash(text)
+    item = IngestInput(
+        memory_id=memory_id_for(stack.principal.tenant_id, "default", digest),
+        tenant_id=stack.principal.tenant_id, project="default", content=text,
+        category=Category.GENERAL, importance=2, tags=[], content_hash=digest,
+        occurred_at="2026-01-01T00:00:00Z",  # type: ignore[arg-type]
+    )
+    async with stack.worker():
+        await stack.client.execute_workflow(IngestMemory.run, item, id=f"wf-{uuid.uuid4()}",
+                                            task_queue=stack.settings.task_queue)
+    memory = await stack.service.get(stack.principal, item.memory_id)
+    assert memory.status is MemoryStatus.ACTIVE
+    assert memory.content == text
