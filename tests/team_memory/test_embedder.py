@@ -1,0 +1,129 @@
+"""Embedders: the bundled local model, the micro-batcher, and an OpenAI-compatible API."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+from collections.abc import Iterator, Sequence
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import numpy as np
+import pytest
+from pydantic import SecretStr
+
+from team_memory.embedder import BatchingEmbedder, Embedder, HttpEmbedder, create_embedder
+from team_memory.settings import Settings
+
+
+def test_local_model_is_normalized_and_semantic(embedder: Embedder) -> None:
+    vectors = embedder.embed([
+        "We use UUID v7 for primary keys",
+        "Which identifier format do new database rows get?",
+        "The office plant needs water on Fridays",
+    ])
+    assert vectors.shape == (3, 384)
+    assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+    assert vectors[0] @ vectors[1] > vectors[0] @ vectors[2] + 0.2
+
+
+class CountingEmbedder:
+    """Wraps the real model and records the size of every call it receives."""
+
+    def __init__(self, inner: Embedder) -> None:
+        self.inner, self.name, self.dim = inner, inner.name, inner.dim
+        self.batches: list[int] = []
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        self.batches.append(len(texts))
+        return self.inner.embed(texts)
+
+
+def test_batching_embedder_merges_concurrent_calls(embedder: Embedder) -> None:
+    counting = CountingEmbedder(embedder)
+    batcher = BatchingEmbedder(counting, window_ms=20, max_batch=64)
+    texts = [f"decision number {i} about caching" for i in range(20)]
+
+    async def run() -> list[np.ndarray]:
+        return await asyncio.gather(*(batcher.embed_one(t) for t in texts))
+
+    vectors = asyncio.run(run())
+    assert sum(counting.batches) == 20
+    assert len(counting.batches) <= 2
+    assert np.allclose(vectors[3], embedder.embed([texts[3]])[0], atol=1e-5)
+
+
+def test_batching_embedder_passes_model_errors_to_every_waiter(embedder: Embedder) -> None:
+    class Broken(CountingEmbedder):
+        def embed(self, texts: Sequence[str]) -> np.ndarray:
+            raise RuntimeError("model crashed")
+
+    batcher = BatchingEmbedder(Broken(embedder), window_ms=5, max_batch=8)
+
+    async def run() -> list[BaseException | np.ndarray]:
+        return await asyncio.gather(*(batcher.embed_one("x") for _ in range(3)),
+                                    return_exceptions=True)
+
+    results = asyncio.run(run())
+    assert all(isinstance(r, RuntimeError) for r in results)
+
+
+@pytest.fixture
+def embeddings_api(embedder: Embedder) -> Iterator[tuple[str, list[dict[str, Any]]]]:
+    """An OpenAI-compatible /embeddings endpoint on 127.0.0.1 serving the real local model."""
+    received: list[dict[str, Any]] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            received.append({"path": self.path, "auth": self.headers.get("Authorization"),
+                             **body})
+            vectors = embedder.embed(body["input"]) * 3.0  # un-normalized on purpose
+            data = [{"index": i, "embedding": v.tolist()} for i, v in enumerate(vectors)]
+            payload = json.dumps({"data": list(reversed(data)), "model": body["model"]})
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.write(payload.encode())
+
+        def log_message(self, *_: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}/v1", received
+    server.shutdown()
+    server.server_close()
+
+
+def test_http_embedder_speaks_the_openai_protocol(
+    embeddings_api: tuple[str, list[dict[str, Any]]], embedder: Embedder
+) -> None:
+    url, received = embeddings_api
+    settings = Settings(embedding_provider="openai", embedding_api_url=url,
+                        embedding_api_key=SecretStr("sk-test"), embedding_model="my-model",
+                        embedding_dim=384)
+    api = create_embedder(settings)
+    assert isinstance(api, HttpEmbedder)
+    vectors = api.embed(["first text", "second text"])
+    assert received == [{"path": "/v1/embeddings", "auth": "Bearer sk-test",
+                         "model": "my-model", "input": ["first text", "second text"]}]
+    assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+    assert np.allclose(vectors[1], embedder.embed(["second text"])[0], atol=1e-5)
+
+
+def test_http_embedder_rejects_a_dimension_mismatch(
+    embeddings_api: tuple[str, list[dict[str, Any]]],
+) -> None:
+    url, _ = embeddings_api
+    api = create_embedder(Settings(embedding_provider="openai", embedding_api_url=url,
+                                   embedding_dim=1024))
+    with pytest.raises(ValueError, match="returned 384 dimensions"):
+        api.embed(["text"])
+
+
+def test_local_model_with_wrong_dimension_is_a_start_up_error(tmp_path: Any) -> None:
+    with pytest.raises(ValueError, match="384 dimensions"):
+        create_embedder(Settings(data_dir=tmp_path, embedding_dim=768))
