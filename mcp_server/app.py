@@ -5,11 +5,9 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 
 import anyio
 import uvicorn
-from mcp.server import MCPServer
 from mcp.server.transport_security import TransportSecuritySettings
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -27,12 +25,6 @@ from team_memory.temporal import connect
 from team_memory.tenants import authenticate
 
 log = logging.getLogger("team_memory.mcp")
-
-
-@dataclass
-class Runtime:
-    service: MemoryService
-    server: MCPServer
 
 
 @contextlib.asynccontextmanager

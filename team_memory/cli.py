@@ -28,7 +28,6 @@ key_app = typer.Typer(no_args_is_help=True, help="Manage API keys.")
 app.add_typer(tenant_app, name="tenant")
 app.add_typer(key_app, name="key")
 
-LOCAL_TENANT = "local"
 DataDir = Annotated[Path | None, typer.Option("--data-dir", help="Data directory "
                                               "(default: TEAM_MEMORY_DATA_DIR or per-user)")]
 
