@@ -122,7 +122,7 @@ def describe_tool(tool: str, tool_input: dict[str, Any], response: object) -> st
         return f"edited {tool_input.get('file_path', '')}: {changes}"
     if tool == "Write":
         content = tool_input.get("content")
-        lines = content.count("\n") + 1 if isinstance(content, str) else 0
+        lines = len(content.splitlines()) if isinstance(content, str) else 0
         return f"wrote {tool_input.get('file_path', '')} ({lines} lines)"
     if tool == "NotebookEdit":
         return f"edited notebook {tool_input.get('notebook_path', '')}"
