@@ -31,7 +31,7 @@ EVENT_KINDS = {"PostToolUse": "tool", "UserPromptSubmit": "prompt", "Stop": "sto
                "SessionEnd": "session_end"}
 HOOK_EVENTS = ("SessionStart", *EVENT_KINDS)
 DEFAULT_SERVER = "http://127.0.0.1:8765"
-SEND_TIMEOUT_S = 0.5
+SEND_TIMEOUT_S = 1.0
 CONTEXT_TIMEOUT_S = 2.0
 REPLAY_TIMEOUT_S = 30.0
 REPLAY_BATCH = 200
