@@ -18,7 +18,8 @@ OTHER_SETTINGS = (
     '                    {"type": "command", "command": "prettier --write \\"$FILE\\""}\n'
     '                ]\n            }\n        ]\n    },\n    "env": {"FOO": "bär"}\n}'
 )
-OTHER_CLAUDE_JSON = '{"numStartups": 7, "mcpServers": {"github": {"type": "http", "url": "https://api.githubcopilot.com/mcp/"}}, "projects": {}}\n'
+OTHER_CLAUDE_JSON = ('{"numStartups": 7, "mcpServers": {"github": {"type": "http", '
+                     '"url": "https://api.githubcopilot.com/mcp/"}}, "projects": {}}\n')
 
 
 def _snapshot(root: Path) -> dict[str, bytes]:

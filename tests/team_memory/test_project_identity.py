@@ -26,8 +26,9 @@ def _repo(root: Path, remote: str | None) -> Path:
     (root / ".git").mkdir(parents=True)
     config = '[core]\n\tbare = false\n'
     if remote:
-        config += f'[remote "upstream"]\n\turl = git@gitlab.com:other/fork.git\n'
-        config += f'[remote "origin"]\n\turl = {remote}\n\tfetch = +refs/heads/*:refs/remotes/origin/*\n'
+        config += '[remote "upstream"]\n\turl = git@gitlab.com:other/fork.git\n'
+        config += (f'[remote "origin"]\n\turl = {remote}\n'
+                   '\tfetch = +refs/heads/*:refs/remotes/origin/*\n')
     (root / ".git" / "config").write_text(config)
     return root
 
