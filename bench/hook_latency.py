@@ -1,6 +1,7 @@
 """Latency of the Claude Code hooks against a running server (`team-memory up`).
 
-    python bench/hook_latency.py --server http://127.0.0.1:8765 --data-dir ~/.local/share/team-memory
+    python bench/hook_latency.py --server http://127.0.0.1:8765 \
+        --data-dir ~/.local/share/team-memory
 
 Measures, as Claude Code experiences them (a new process per hook call):
 - PostToolUse: `python -m team_memory.hook PostToolUse` wall time, server up;
