@@ -14,6 +14,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from mcp_server.auth import ApiKeyVerifier, auth_settings
+from mcp_server.capture import CaptureService
+from mcp_server.hooks import register_hook_routes
 from mcp_server.server import create_server
 from mcp_server.service import MemoryService
 from team_memory.db import create_app_pool
@@ -73,6 +75,7 @@ def http_app(service: MemoryService) -> Starlette:
 
     server.custom_route("/healthz", methods=["GET"])(healthz)
     server.custom_route("/readyz", methods=["GET"])(readyz)
+    register_hook_routes(server, CaptureService(service))
     return server.streamable_http_app(
         transport_security=TransportSecuritySettings(
             allowed_hosts=settings.allowed_hosts, allowed_origins=settings.allowed_origins

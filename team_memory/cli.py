@@ -25,8 +25,12 @@ app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_
                   help="Team Memory: long-term team memory for Claude over MCP.")
 tenant_app = typer.Typer(no_args_is_help=True, help="Manage tenants.")
 key_app = typer.Typer(no_args_is_help=True, help="Manage API keys.")
+install_app = typer.Typer(no_args_is_help=True, help="Connect a client to Team Memory.")
+uninstall_app = typer.Typer(no_args_is_help=True, help="Undo `install` exactly.")
 app.add_typer(tenant_app, name="tenant")
 app.add_typer(key_app, name="key")
+app.add_typer(install_app, name="install")
+app.add_typer(uninstall_app, name="uninstall")
 
 DataDir = Annotated[Path | None, typer.Option("--data-dir", help="Data directory "
                                               "(default: TEAM_MEMORY_DATA_DIR or per-user)")]
@@ -221,3 +225,101 @@ def key_revoke(key_id: str, data_dir: DataDir = None) -> None:
         raise typer.Exit(1)
     typer.echo(f"revoked {key_id}")
 
+
+
+# --- Claude Code ------------------------------------------------------------------------------
+
+ScopeOption = Annotated[str, typer.Option(help="user (~/.claude) or project (this repository)")]
+HomeOption = Annotated[Path | None, typer.Option(help="Home directory holding .claude "
+                                                 "(default: yours)")]
+ProjectOption = Annotated[Path | None, typer.Option("--project-dir", help="Project root for "
+                                                    "--scope project (default: .)")]
+
+
+def _claude_paths(scope: str, home: Path | None, project_dir: Path | None) -> Any:
+    from team_memory.claude_code import Paths
+
+    if scope not in ("user", "project"):
+        raise typer.BadParameter("scope must be user or project")
+    return Paths.for_scope(scope, home or Path.home(), (project_dir or Path.cwd()).resolve())  # type: ignore[arg-type]
+
+
+def _local_key(settings: Settings) -> str | None:
+    if settings.api_key is not None:
+        return settings.api_key.get_secret_value()
+    try:
+        return (settings.data_dir / "local-api-key").read_text().strip() or None
+    except OSError:
+        return None
+
+
+@install_app.command("claude-code")
+def install_claude_code(
+    scope: ScopeOption = "user",
+    prompts: Annotated[bool, typer.Option("--prompts", help="Also capture the prompts you "
+                                          "type (UserPromptSubmit)")] = False,
+    home: HomeOption = None,
+    project_dir: ProjectOption = None,
+    data_dir: DataDir = None,
+) -> None:
+    """Register the MCP server with Claude Code and install the capture and context hooks."""
+    from team_memory import claude_code
+
+    settings = _settings(data_dir)
+    paths = _claude_paths(scope, home, project_dir)
+    key = _local_key(settings)
+    server = f"http://{settings.mcp_host}:{settings.mcp_port}"
+    events = ["SessionStart", *claude_code.CAPTURE_EVENTS] + (["UserPromptSubmit"] if prompts
+                                                               else [])
+    try:
+        report = claude_code.install(
+            paths, settings.data_dir,
+            commands=claude_code.hook_commands(events, lambda e: claude_code.hook_command(
+                e, server, settings.data_dir)),
+            entry=claude_code.mcp_entry(paths.scope, settings.mcp_url, key),
+            add_command=claude_code.mcp_add_command(paths.scope, settings.mcp_url, key),
+        )
+    except claude_code.InstallError as error:
+        typer.secho(f"team-memory install: {error} (nothing was written)", fg="red", err=True)
+        raise typer.Exit(1) from None
+    for path in report.written:
+        typer.echo(f"wrote {path}")
+    for note in report.notes:
+        typer.echo(note)
+    typer.echo(f"hooks: {', '.join(events)} -> {server}/hooks/...")
+    if scope == "project":
+        typer.echo("the MCP entry reads the key from $TEAM_MEMORY_API_KEY (not committed)")
+    if settings.anthropic_api_key is None:
+        typer.echo("capture is off until ANTHROPIC_API_KEY is set for the server and worker: "
+                   "only explicit memories are kept")
+    typer.echo(f"undo with: team-memory uninstall claude-code --scope {scope}")
+
+
+@uninstall_app.command("claude-code")
+def uninstall_claude_code(
+    scope: ScopeOption = "user",
+    home: HomeOption = None,
+    project_dir: ProjectOption = None,
+    data_dir: DataDir = None,
+) -> None:
+    """Remove exactly what `install claude-code` added (original files restored byte for byte
+    when nothing else changed them)."""
+    from team_memory import claude_code
+
+    settings = _settings(data_dir)
+    report = claude_code.uninstall(_claude_paths(scope, home, project_dir), settings.data_dir)
+    for path in report.restored:
+        typer.echo(f"restored {path}")
+    for path in report.removed:
+        typer.echo(f"removed {path}")
+    for note in report.notes:
+        typer.echo(note)
+
+
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def hook(ctx: typer.Context, event: str) -> None:
+    """Run one Claude Code hook (reads the hook's JSON on stdin). Installed hooks call
+    `python -m team_memory.hook` directly, which skips this CLI's imports."""
+    from team_memory.hook import main
+
+    raise typer.Exit(main([event, *ctx.args]))

@@ -47,11 +47,17 @@ __all__ = [
     "Manifesto",
     "ManifestoRule",
     "MergeAction",
+    "Observation",
+    "ObservationSet",
+    "ObservationType",
+    "SessionEventLine",
     "SupersedeAction",
     "TopMemory",
 ]
 
 MANIFESTO_RULE_MAX_CHARS = 200
+OBSERVATION_MAX_CHARS = 500
+MAX_OBSERVATIONS = 12
 REASON_MAX_CHARS = 500
 _RETRYABLE_STATUS = frozenset({408, 409, 429})
 
@@ -209,6 +215,39 @@ class Manifesto(_Frozen):
     rules: list[ManifestoRule] = Field(default_factory=list)
 
 
+class ObservationType(StrEnum):
+    DECISION = "decision"
+    BUGFIX = "bugfix"
+    PREFERENCE = "preference"
+    CONVENTION = "convention"
+    BUSINESS_RULE = "business_rule"
+    ARCHITECTURE = "architecture"
+    FACT = "fact"
+
+
+class SessionEventLine(_Frozen):
+    """One compact event of a coding session, as shown to the model."""
+
+    kind: str
+    tool: str | None = None
+    files: list[str] = Field(default_factory=list)
+    summary: str
+
+
+class Observation(_Frozen):
+    type: ObservationType
+    content: Annotated[
+        str,
+        StringConstraints(strip_whitespace=True, min_length=1,
+                          max_length=OBSERVATION_MAX_CHARS),
+    ]
+    importance: int = Field(default=2, ge=1, le=5)
+
+
+class ObservationSet(_Frozen):
+    observations: list[Observation] = Field(default_factory=list)
+
+
 class _IngestReply(BaseModel):
     action: DecisionAction
     target_id: OptionalId = None
@@ -301,6 +340,52 @@ If memories conflict, leave the point out.
 - Fewer rules are better than weak ones."""
 
 
+_OBSERVE_SYSTEM = f"""{_PREAMBLE}
+
+You read the compact event log of one coding session (tool calls with the files they touched \
+and a short result, the user's prompts, the assistant's closing messages) and extract the few \
+observations worth remembering beyond this session, as team memories.
+- decision: a technical choice and its reason ("Use UUID v7 primary keys: sortable by time").
+- bugfix: a bug, its cause and its fix.
+- preference or convention: how the team wants things done.
+- business_rule: a rule of the domain the code must respect.
+- architecture: how the system is built; fact: a durable fact about the systems.
+Each observation is one self-contained statement of at most {OBSERVATION_MAX_CHARS} \
+characters that makes sense without the log: name the component, file, tool or value it is \
+about, and say why when the log says why. Importance from 1 (trivia) to 5 (critical, team-wide).
+Leave out routine work (reading files, running tests, listing directories), anything you \
+would have to guess, and anything only true for this session. Copy identifiers and values \
+exactly. At most {MAX_OBSERVATIONS} observations; an empty list is a good and common answer."""
+
+_OBSERVE_TOOL_SCHEMA: dict[str, object] = {
+    "type": "object",
+    "properties": {
+        "observations": {
+            "type": "array",
+            "maxItems": MAX_OBSERVATIONS,
+            "items": {
+                "type": "object",
+                "properties": {
+                    "type": {"type": "string", "enum": [t.value for t in ObservationType]},
+                    "content": {"type": "string", "maxLength": OBSERVATION_MAX_CHARS},
+                    "importance": {"type": "integer", "minimum": 1, "maximum": 5},
+                },
+                "required": ["type", "content", "importance"],
+            },
+        }
+    },
+    "required": ["observations"],
+}
+
+
+def _observe_prompt(project: str, events: Sequence[SessionEventLine]) -> str:
+    return (
+        f"<project>{json.dumps(project)}</project>\n\n"
+        f"<session_events>\n{_json_lines(events)}\n</session_events>\n\n"
+        "Record the observations worth remembering from these events."
+    )
+
+
 def _tool(name: str, description: str, schema: dict[str, object]) -> ToolParam:
     return {"name": name, "description": description, "input_schema": schema}
 
@@ -329,6 +414,12 @@ _INGEST_TOOL = _tool(
         },
         "required": ["reason", "action"],
     },
+)
+
+_OBSERVE_TOOL = _tool(
+    "record_observations",
+    "Record the observations worth remembering; an empty list when there are none.",
+    _OBSERVE_TOOL_SCHEMA,
 )
 
 _ID_SCHEMA = {"type": "string", "description": "A memory id from the cluster."}
@@ -510,6 +601,11 @@ def _manifesto(data: object, memories: Sequence[TopMemory], max_rules: int) -> M
     return Manifesto(rules=manifesto.rules[:max_rules])
 
 
+def _observations(data: object) -> ObservationSet:
+    found = _validate(ObservationSet, data)
+    return ObservationSet(observations=found.observations[:MAX_OBSERVATIONS])
+
+
 def _tool_input(message: Message, tool_name: str) -> dict[str, Any]:
     if message.stop_reason == "max_tokens":
         # A cut-off tool call may still parse, e.g. with merged_content truncated mid-sentence.
@@ -628,6 +724,20 @@ class Distiller:
             _manifesto_prompt(memories, max_rules),
             _manifesto_tool(max_rules),
             lambda data: _manifesto(data, memories, max_rules),
+            max_tokens=2048,
+        )
+
+    async def distill_events(
+        self, project: str, events: Sequence[SessionEventLine]
+    ) -> tuple[ObservationSet, LLMUsage]:
+        """Typed observations (decisions, bug fixes, preferences...) from a session's events."""
+        if not events:
+            return ObservationSet(), self._no_usage()
+        return await self._ask(
+            _OBSERVE_SYSTEM,
+            _observe_prompt(project, events),
+            _OBSERVE_TOOL,
+            lambda data: _observations(data),
             max_tokens=2048,
         )
 

@@ -148,6 +148,32 @@ class Settings(BaseSettings):
     )
     search_limit_max: int = Field(default=50, ge=1, description="Largest `limit` a search takes.")
 
+    # --- Claude Code hooks -------------------------------------------------------------
+    session_context_tokens: int = Field(
+        default=1500, ge=100, le=20000,
+        description="Token budget of the context the Claude Code SessionStart hook injects "
+        "(manifesto and working set of the project).",
+    )
+    capture_batch_events: int = Field(
+        default=25, ge=1, le=200,
+        description="Hook events distilled together by Claude Haiku (a batch is also "
+        "distilled at the end of each turn and of the session).",
+    )
+    capture_idle_minutes: float = Field(
+        default=30.0, gt=0,
+        description="A capture session with no hook event for this long is distilled and "
+        "closed (a later event reopens it).",
+    )
+    capture_session_tokens: int = Field(
+        default=60000, ge=0,
+        description="Most LLM tokens (input + output) the distillation of one Claude Code "
+        "session may use; further events are counted, not distilled.",
+    )
+    capture_daily_tokens: int = Field(
+        default=2000000, ge=0,
+        description="Most LLM tokens a tenant's hook distillation may use per UTC day.",
+    )
+
     # --- input limits ------------------------------------------------------------------
     max_content_chars: int = Field(default=8000, ge=100, description="Longest memory text.")
     max_tags: int = Field(default=16, ge=0, description="Most tags per memory.")

@@ -11,6 +11,7 @@ import asyncpg
 from temporalio.client import Client
 from temporalio.worker import Worker
 
+from activities.capture import CaptureActivities
 from activities.ingest import IngestActivities
 from team_memory import llm
 from team_memory.db import create_app_pool
@@ -18,6 +19,7 @@ from team_memory.embedder import BatchingEmbedder, Embedder, create_embedder
 from team_memory.migrate import check_embedding_dim
 from team_memory.settings import Settings
 from team_memory.temporal import connect
+from workflows.capture import SessionObservations
 from workflows.ingest import IngestMemory
 
 log = logging.getLogger("team_memory.worker")
@@ -37,11 +39,13 @@ def build_worker(
         settings=settings,
         distiller=distiller,
     )
+    capture = CaptureActivities(pool=pool, settings=settings, distiller=distiller)
     return Worker(
         client,
         task_queue=settings.task_queue,
-        workflows=[IngestMemory],
-        activities=[ingest.embed_memory, ingest.decide_memory, ingest.commit_memory],
+        workflows=[IngestMemory, SessionObservations],
+        activities=[ingest.embed_memory, ingest.decide_memory, ingest.commit_memory,
+                    capture.distill_session_events],
         max_concurrent_workflow_tasks=64,
         max_concurrent_local_activities=128,
         max_concurrent_activities=32,

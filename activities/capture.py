@@ -1,0 +1,152 @@
+"""The distillation activity of SessionObservations: hook events -> typed observations.
+
+Idempotent: events already distilled or skipped (table capture_events) are never sent to the
+model again, and observations become memories through the same pending-row + IngestMemory path
+as save_memory (memory ids derive from the text, so a retried batch creates nothing twice).
+Token budgets per session and per tenant-day are checked before each call and recorded after.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import asyncpg
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from team_memory import llm, queries
+from team_memory.capture import CaptureEvent, DistillRequest, DistillResult
+from team_memory.db import tenant_tx
+from team_memory.models import (
+    Category,
+    IngestInput,
+    approx_tokens,
+    content_hash,
+    memory_id_for,
+)
+from team_memory.redaction import redact
+from team_memory.settings import Settings
+
+CATEGORY_OF = {
+    llm.ObservationType.DECISION: Category.ARCHITECTURE,
+    llm.ObservationType.ARCHITECTURE: Category.ARCHITECTURE,
+    llm.ObservationType.BUGFIX: Category.BUGFIX,
+    llm.ObservationType.PREFERENCE: Category.PREFERENCE,
+    llm.ObservationType.CONVENTION: Category.PREFERENCE,
+    llm.ObservationType.BUSINESS_RULE: Category.BUSINESS_RULE,
+    llm.ObservationType.FACT: Category.GENERAL,
+}
+# The system prompt and tool schema the model also reads, on top of the events themselves.
+_PROMPT_OVERHEAD_TOKENS = 900
+_OUTPUT_ALLOWANCE_TOKENS = 600
+
+
+@dataclass
+class CaptureActivities:
+    pool: asyncpg.Pool
+    settings: Settings
+    distiller: llm.Distiller | None = None
+
+    @activity.defn(name="distill_session_events")
+    async def distill_session_events(self, request: DistillRequest) -> DistillResult:
+        fresh = await self._unprocessed(request)
+        if not fresh:
+            return DistillResult()
+        reason = await self._skip_reason(request, fresh)
+        if reason is not None:
+            await self._record_skip(request, fresh, reason)
+            return DistillResult(skipped_reason=reason)
+        try:
+            found, usage = await self._distill(request, fresh)
+        except llm.MalformedLLMOutput as error:
+            # Billed but unusable: count the tokens, do not retry the same events forever.
+            await self._record_skip(request, fresh, f"unusable model reply: {error}",
+                                    usage=error.usage)
+            return DistillResult(skipped_reason="unusable model reply")
+        return await self._save(request, fresh, found, usage)
+
+    async def _unprocessed(self, request: DistillRequest) -> list[CaptureEvent]:
+        async with tenant_tx(self.pool, request.tenant_id) as conn:
+            await queries.ensure_capture_session(conn, request.tenant_id, request.session_id,
+                                                 request.project)
+            done = await queries.processed_event_keys(
+                conn, request.session_id, [e.key for e in request.events])
+        return [e for e in request.events if e.key not in done and e.distillable]
+
+    async def _skip_reason(self, request: DistillRequest, events: list[CaptureEvent]) -> str | None:
+        if self.distiller is None:
+            return "no ANTHROPIC_API_KEY on the worker: only explicit memories are kept"
+        needed = (_PROMPT_OVERHEAD_TOKENS + _OUTPUT_ALLOWANCE_TOKENS
+                  + sum(approx_tokens(e.model_dump_json()) for e in events))
+        async with tenant_tx(self.pool, request.tenant_id) as conn:
+            session, daily = await queries.capture_tokens_used(
+                conn, request.session_id, datetime.now(UTC).date())
+        if session + needed > self.settings.capture_session_tokens:
+            return (f"session token budget reached ({session} of "
+                    f"{self.settings.capture_session_tokens} used)")
+        if daily + needed > self.settings.capture_daily_tokens:
+            return (f"daily token budget reached ({daily} of "
+                    f"{self.settings.capture_daily_tokens} used today)")
+        return None
+
+    async def _distill(
+        self, request: DistillRequest, events: list[CaptureEvent]
+    ) -> tuple[llm.ObservationSet, llm.LLMUsage]:
+        assert self.distiller is not None
+        lines = [llm.SessionEventLine(kind=e.kind.value, tool=e.tool, files=e.files,
+                                      summary=e.summary) for e in events]
+        try:
+            return await self.distiller.distill_events(request.project, lines)
+        except llm.LLMUnavailable as error:
+            raise ApplicationError(str(error), type="LLMUnavailable",
+                                   non_retryable=not error.retryable) from error
+
+    async def _record_skip(
+        self, request: DistillRequest, events: list[CaptureEvent], reason: str,
+        usage: llm.LLMUsage | None = None,
+    ) -> None:
+        async with tenant_tx(self.pool, request.tenant_id) as conn:
+            await queries.record_capture_outcome(
+                conn, tenant_id=request.tenant_id, session_id=request.session_id,
+                keys=[e.key for e in events], outcome="skipped", skip_reason=reason[:300])
+            if usage is not None:
+                await queries.add_capture_usage(
+                    conn, tenant_id=request.tenant_id, session_id=request.session_id,
+                    day=datetime.now(UTC).date(), input_tokens=usage.input_tokens,
+                    output_tokens=usage.output_tokens, observations=0)
+
+    async def _save(
+        self, request: DistillRequest, events: list[CaptureEvent], found: llm.ObservationSet,
+        usage: llm.LLMUsage,
+    ) -> DistillResult:
+        items = [item for o in found.observations
+                 if (item := self._item(request, o, events)) is not None]
+        result = DistillResult()
+        async with tenant_tx(self.pool, request.tenant_id) as conn:
+            await queries.record_capture_outcome(
+                conn, tenant_id=request.tenant_id, session_id=request.session_id,
+                keys=[e.key for e in events], outcome="distilled")
+            await queries.add_capture_usage(
+                conn, tenant_id=request.tenant_id, session_id=request.session_id,
+                day=datetime.now(UTC).date(), input_tokens=usage.input_tokens,
+                output_tokens=usage.output_tokens, observations=len(items))
+            for item in items:
+                if await queries.insert_pending(conn, item):
+                    result.items.append(item)
+        return result
+
+    def _item(self, request: DistillRequest, observation: llm.Observation,
+              events: list[CaptureEvent]) -> IngestInput | None:
+        text = redact(observation.content).text.strip()
+        if not text:
+            return None
+        digest = content_hash(text)
+        return IngestInput(
+            memory_id=memory_id_for(request.tenant_id, request.project, digest),
+            tenant_id=request.tenant_id, project=request.project, content=text,
+            category=CATEGORY_OF[observation.type], importance=observation.importance,
+            tags=["captured", f"observation:{observation.type.value}"], content_hash=digest,
+            occurred_at=max(e.at for e in events), source=f"claude-code:{request.session_id}"[:200],
+            key_id=request.key_id,
+        )

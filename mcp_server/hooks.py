@@ -1,0 +1,72 @@
+"""HTTP endpoints for the Claude Code hooks, beside /mcp on the same app and with the same
+bearer API keys: POST /hooks/events (capture) and POST /hooks/context (session start)."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from mcp.server import MCPServer
+from pydantic import BaseModel, ValidationError
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from mcp_server.capture import CaptureService, ContextRequest, HookEvents
+from mcp_server.service import Forbidden, InvalidInput
+from team_memory.models import Principal
+from team_memory.tenants import authenticate
+
+Handler = Callable[[Request, Principal], Awaitable[Response]]
+
+
+def _error(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status)
+
+
+def _authenticated(capture: CaptureService, handler: Handler) -> Callable[
+        [Request], Awaitable[Response]]:
+    async def endpoint(request: Request) -> Response:
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        principal = None
+        if scheme.lower() == "bearer" and token:
+            principal = await authenticate(capture.memory.pool, token.strip())
+        if principal is None:
+            return _error(401, "send a valid API key as a bearer token")
+        try:
+            return await handler(request, principal)
+        except (ValidationError, ValueError) as error:
+            return _error(400, _describe(error))
+        except Forbidden as error:
+            return _error(403, str(error))
+    return endpoint
+
+
+def _describe(error: Exception) -> str:
+    if isinstance(error, ValidationError):
+        return "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}"
+                         for e in error.errors()[:5])
+    return str(error)
+
+
+async def _body(request: Request, model: type[BaseModel]) -> BaseModel:
+    raw = await request.body()
+    if len(raw) > 4_000_000:
+        raise InvalidInput("request body is larger than 4 MB")
+    return model.model_validate_json(raw)
+
+
+def register_hook_routes(server: MCPServer, capture: CaptureService) -> None:
+    async def events(request: Request, principal: Principal) -> Response:
+        batch = await _body(request, HookEvents)
+        assert isinstance(batch, HookEvents)
+        accepted = await capture.accept(principal, batch)
+        return JSONResponse({"accepted": accepted.accepted, "capture": accepted.capture,
+                             "note": accepted.note}, status_code=202)
+
+    async def context(request: Request, principal: Principal) -> Response:
+        asked = await _body(request, ContextRequest)
+        assert isinstance(asked, ContextRequest)
+        text = await capture.session_context(principal, asked)
+        return JSONResponse({"context": text, "capture": capture.enabled})
+
+    server.custom_route("/hooks/events", methods=["POST"])(_authenticated(capture, events))
+    server.custom_route("/hooks/context", methods=["POST"])(_authenticated(capture, context))

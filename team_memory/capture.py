@@ -1,0 +1,94 @@
+"""Capture from Claude Code hooks: the records hooks send and what the session workflow carries.
+
+A hook sends a compact *event record* (tool, files touched, a short summary; never whole file
+contents). The server redacts it and signals it to one ``SessionObservations`` workflow per
+session; that workflow batches events and has them distilled into typed observations, which
+are saved through the ordinary ingestion path (``IngestMemory``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import datetime
+from enum import StrEnum
+from uuid import UUID
+
+from pydantic import BaseModel, Field
+
+from team_memory.models import IngestInput, Principal
+
+SUMMARY_MAX_CHARS = 1200
+FILES_MAX = 20
+CAPTURE_SIGNAL = "event"
+CAPTURE_WORKFLOW = "SessionObservations"
+DISTILL_ACTIVITY = "distill_session_events"
+
+
+class EventKind(StrEnum):
+    TOOL = "tool"  # PostToolUse
+    PROMPT = "prompt"  # UserPromptSubmit
+    STOP = "stop"  # Stop: the end of a turn; flushes the batch
+    SESSION_END = "session_end"  # SessionEnd: flushes and ends the session workflow
+
+
+class CaptureEvent(BaseModel):
+    """One hook event as it enters the workflow: already truncated and redacted."""
+
+    key: str = Field(min_length=1, max_length=200)
+    session_id: str = Field(min_length=1, max_length=200)
+    kind: EventKind
+    tool: str | None = Field(default=None, max_length=100)
+    files: list[str] = Field(default_factory=list, max_length=FILES_MAX)
+    summary: str = Field(default="", max_length=SUMMARY_MAX_CHARS)
+    at: datetime
+
+    @property
+    def distillable(self) -> bool:
+        return bool(self.summary.strip()) and self.kind is not EventKind.SESSION_END
+
+
+class CaptureSession(BaseModel):
+    """Input of one SessionObservations run (and of its continue-as-new successors)."""
+
+    tenant_id: UUID
+    tenant_name: str
+    key_id: UUID | None
+    project: str
+    session_id: str
+    batch_events: int = Field(ge=1)
+    idle_seconds: float = Field(gt=0)
+    pending: list[CaptureEvent] = Field(default_factory=list)
+    seen: list[str] = Field(default_factory=list)
+
+    @classmethod
+    def start(cls, principal: Principal, project: str, session_id: str, *, batch_events: int,
+              idle_seconds: float) -> CaptureSession:
+        return cls(tenant_id=principal.tenant_id, tenant_name=principal.tenant_name,
+                   key_id=principal.key_id, project=project, session_id=session_id,
+                   batch_events=batch_events, idle_seconds=idle_seconds)
+
+
+class DistillRequest(BaseModel):
+    tenant_id: UUID
+    key_id: UUID | None
+    project: str
+    session_id: str
+    events: list[CaptureEvent]
+
+
+class DistillResult(BaseModel):
+    """Observations whose pending rows were created; the workflow starts their ingestion."""
+
+    items: list[IngestInput] = Field(default_factory=list)
+    skipped_reason: str | None = None
+
+
+class SessionSummary(BaseModel):
+    session_id: str
+    batches: int
+    observations: int
+
+
+def capture_workflow_id(tenant_name: str, session_id: str) -> str:
+    digest = hashlib.sha256(session_id.encode()).hexdigest()[:24]
+    return f"capture/{tenant_name}/{digest}"

@@ -1,0 +1,281 @@
+"""Claude Code hooks end to end: recorded hook payloads -> HTTP endpoints -> SessionObservations
+workflow -> Haiku (scripted fake) -> observations ingested as memories -> next SessionStart."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+import uvicorn
+from pydantic import SecretStr
+
+from mcp_server.app import http_app
+from mcp_server.service import MemoryService
+from team_memory import embedded, queries
+from team_memory.db import tenant_tx
+from team_memory.hook import HookConfig, capture, has_spool, run
+from team_memory.llm import Distiller
+from team_memory.models import MemoryStatus, approx_tokens
+from tests.conftest import Stack
+from tests.fakes.anthropic_server import FakeAnthropic
+from tests.team_memory.test_hook import ROOT, payload
+from workflows.worker import build_worker
+
+pytestmark = pytest.mark.anyio
+
+PROJECT = "github.com/acme/shop"
+DECISION = ("orders.id uses UUID v7 primary keys: time-sortable, and ids no longer reveal "
+            "how many orders exist.")
+BUGFIX = "test_sort_by_id compared integer order ids; since UUID v7 it compares created_at."
+OBSERVATIONS = {"observations": [
+    {"type": "decision", "content": DECISION, "importance": 4},
+    {"type": "bugfix", "content": BUGFIX, "importance": 2},
+]}
+SESSION = json.loads((ROOT / "tests/fixtures/claude_code/session.json").read_text())["order"]
+
+
+@dataclass
+class Capture:
+    stack: Stack
+    fake: FakeAnthropic
+    config: HookConfig
+    repo: Path
+
+    def payload(self, name: str, session_id: str | None = None) -> dict[str, Any]:
+        data = payload(name, self.repo)
+        if session_id:
+            data["session_id"] = session_id
+        return data
+
+    async def hook(self, name: str, session_id: str | None = None,
+                   config: HookConfig | None = None) -> str:
+        data = self.payload(name, session_id)
+        # In a thread: the hook is blocking I/O and the server runs on this event loop.
+        return await asyncio.to_thread(run, data["hook_event_name"], data, config or self.config)
+
+    async def session_row(self, session_id: str) -> asyncpg.Record | None:
+        async with tenant_tx(self.stack.pool, self.stack.principal.tenant_id) as conn:
+            return await queries.capture_session(conn, session_id)
+
+    async def wait_row(self, session_id: str, field: str, value: int,
+                       timeout: float = 30) -> asyncpg.Record:
+        deadline = asyncio.get_running_loop().time() + timeout
+        while True:
+            row = await self.session_row(session_id)
+            if row is not None and row[field] >= value:
+                return row
+            if asyncio.get_running_loop().time() > deadline:
+                raise AssertionError(f"{session_id}: {field} never reached {value}: {row}")
+            await asyncio.sleep(0.1)
+
+    async def captured(self) -> list[asyncpg.Record]:
+        async with tenant_tx(self.stack.pool, self.stack.principal.tenant_id) as conn:
+            rows = await queries.recent_important(conn, [PROJECT],
+                                                  datetime(1970, 1, 1, tzinfo=UTC), 1, 50)
+        return [r for r in rows if "captured" in r["tags"]]
+
+
+@pytest.fixture
+def fake() -> Iterator[FakeAnthropic]:
+    with FakeAnthropic() as server:
+        yield server
+
+
+def git_repo(root: Path) -> Path:
+    (root / ".git").mkdir(parents=True)
+    (root / ".git" / "config").write_text(
+        '[remote "origin"]\n\turl = git@github.com:acme/shop.git\n')
+    return root
+
+
+@asynccontextmanager
+async def serving(stack: Stack, fake: FakeAnthropic, tmp_path: Path, *, api_key: bool = True,
+                  **overrides: Any) -> AsyncIterator[Capture]:
+    port = embedded.free_port()
+    settings = stack.settings.model_copy(update={
+        "mcp_port": port, "anthropic_api_key": SecretStr("sk-test") if api_key else None,
+        "anthropic_base_url": fake.base_url, **overrides})
+    service = MemoryService(settings=settings, pool=stack.pool, temporal=stack.client,
+                            embedder=stack.embedder)
+    server = uvicorn.Server(uvicorn.Config(http_app(service), host="127.0.0.1", port=port,
+                                           log_level="warning", lifespan="on"))
+    distiller = Distiller(api_key="sk-test", model=settings.llm_model, base_url=fake.base_url,
+                          timeout_s=5) if api_key else None
+    worker = build_worker(stack.client, settings, stack.pool, stack.embedder, distiller)
+    async with worker:
+        task = asyncio.create_task(server.serve())
+        while not server.started:
+            await asyncio.sleep(0.02)
+        try:
+            config = HookConfig(f"http://127.0.0.1:{port}", tmp_path / "data", stack.api_key)
+            yield Capture(stack, fake, config, git_repo(tmp_path / "shop"))
+        finally:
+            server.should_exit = True
+            await asyncio.wait_for(task, 10)
+            if distiller is not None:
+                await distiller.aclose()
+
+
+async def test_recorded_session_becomes_typed_memories_and_next_context(
+    stack: Stack, fake: FakeAnthropic, tmp_path: Path
+) -> None:
+    add = FakeAnthropic.tool_result({"action": "ADD", "reason": "a separate fact"})
+    # The distillation, then the dedupe decisions of the ingestion (when a neighbour exists).
+    fake.script(FakeAnthropic.tool_result(OBSERVATIONS, input_tokens=900, output_tokens=80),
+                add, add)
+    async with serving(stack, fake, tmp_path) as cap:
+        first = json.loads(await cap.hook(SESSION[0]))["hookSpecificOutput"]
+        assert "No memories for this project yet" in first["additionalContext"]
+        assert "Capture: on" in first["additionalContext"]
+        for name in SESSION[1:]:
+            await cap.hook(name)
+        session_id = cap.payload(SESSION[0])["session_id"]
+        row = await cap.wait_row(session_id, "observations", 2)
+        assert (row["events_distilled"], row["input_tokens"], row["output_tokens"]) == \
+            (5, 900, 80)  # prompt, edit, write, bash, stop (Read is routine: not sent)
+        memories = {r["content"]: r for r in await cap.captured()}
+        assert set(memories) == {DECISION, BUGFIX}
+        assert memories[DECISION]["category"] == "architecture"
+        assert "observation:decision" in memories[DECISION]["tags"]
+        assert memories[BUGFIX]["category"] == "bugfix"
+        for record in memories.values():
+            assert await stack.wait_status(record["id"]) is MemoryStatus.ACTIVE
+
+        prompt = fake.requests[0]["messages"][0]["content"]
+        assert "default=uuid7" in prompt and "1 failed, 4 passed" in prompt
+        for secret in ("MUST-NOT-LEAVE", "sk-ant-api03", "hunter2"):
+            assert secret not in prompt
+        assert "[REDACTED:" in prompt
+
+        nxt = json.loads(await cap.hook("session_start.json", "next-session"))
+        context = nxt["hookSpecificOutput"]["additionalContext"]
+        assert approx_tokens(context) <= stack.settings.session_context_tokens
+        assert DECISION in context and f"# Team Memory for {PROJECT}" in context
+        assert context.index(DECISION) < context.index(BUGFIX)  # more important first
+        async with tenant_tx(stack.pool, stack.principal.tenant_id) as conn:
+            daily = await conn.fetchrow("SELECT calls, input_tokens FROM capture_usage_daily")
+        assert (daily["calls"], daily["input_tokens"]) == (1, 900)
+
+
+async def test_context_stays_within_a_small_budget(
+    stack: Stack, fake: FakeAnthropic, tmp_path: Path
+) -> None:
+    for i in range(40):
+        await stack.service.save(stack.principal, f"Convention {i}: service {i} logs in JSON "
+                                 "with a request id on every line " + "x" * 200,
+                                 category="preference", importance=1, project=PROJECT)
+    await stack.service.save(stack.principal, DECISION, category="architecture",
+                             importance=5, project=PROJECT)
+    async with serving(stack, fake, tmp_path, session_context_tokens=200) as cap:
+        out = json.loads(await cap.hook("session_start.json"))
+    context = out["hookSpecificOutput"]["additionalContext"]
+    assert approx_tokens(context) <= 200
+    assert DECISION in context
+    assert "Convention 39" not in context or "Convention 0" not in context
+
+
+async def test_duplicate_and_late_events_are_distilled_once(
+    stack: Stack, fake: FakeAnthropic, tmp_path: Path
+) -> None:
+    fake.script(FakeAnthropic.tool_result({"observations": []}))
+    async with serving(stack, fake, tmp_path) as cap:
+        for name in ("post_tool_use_edit.json", "post_tool_use_edit.json",
+                     "post_tool_use_edit.json", "stop.json"):
+            await cap.hook(name, "dup-session")
+        row = await cap.wait_row("dup-session", "events_distilled", 2)
+        await cap.hook("session_end.json", "dup-session")
+        # The same tool call replayed after the session workflow ended: a new run, no new call.
+        await cap.hook("post_tool_use_edit.json", "dup-session")
+        await cap.hook("session_end.json", "dup-session")
+        await asyncio.sleep(1.5)
+        row = await cap.session_row("dup-session")
+    assert fake.calls == 1
+    assert fake.requests[0]["messages"][0]["content"].count("default=uuid7") == 1
+    assert row is not None and row["events_distilled"] == 2
+
+
+@pytest.mark.parametrize(("limits", "reason"), [
+    ({"capture_session_tokens": 500}, "session token budget"),
+    ({"capture_daily_tokens": 1000}, "daily token budget"),
+])
+async def test_token_budgets_are_enforced(
+    stack: Stack, fake: FakeAnthropic, tmp_path: Path, limits: dict[str, int], reason: str
+) -> None:
+    async with serving(stack, fake, tmp_path, **limits) as cap:
+        for name in ("post_tool_use_bash.json", "stop.json"):
+            await cap.hook(name, "budget-session")
+        row = await cap.wait_row("budget-session", "events_skipped", 2)
+    assert fake.calls == 0
+    assert reason in row["last_skip_reason"]
+    assert row["events_distilled"] == 0 and row["input_tokens"] == 0
+
+
+async def test_server_down_then_back_delivers_the_spool(
+    stack: Stack, fake: FakeAnthropic, tmp_path: Path
+) -> None:
+    fake.script(*[FakeAnthropic.tool_result({"observations": []})] * 3)
+    # A short idle period: events replayed after SessionEnd reopen the session and are
+    # distilled when it goes idle again.
+    async with serving(stack, fake, tmp_path, capture_idle_minutes=0.05) as cap:
+        gone = HookConfig(f"http://127.0.0.1:{embedded.free_port()}", cap.config.data_dir,
+                          cap.config.api_key)
+        for name in ("post_tool_use_edit.json", "post_tool_use_bash.json"):
+            data = cap.payload(name, "spool-session")
+            assert await asyncio.to_thread(capture, gone, "PostToolUse", data) == "spooled"
+        assert len(gone.spool.read_text().splitlines()) == 2
+        # The server is back: the next hooks (the real entry point) send their events and
+        # replay the spool in a detached process.
+        for name in ("stop.json", "session_end.json"):
+            event = cap.payload(name)["hook_event_name"]
+            # In a thread: the server under test runs on this event loop.
+            done = await asyncio.to_thread(
+                subprocess.run,
+                [sys.executable, "-m", "team_memory.hook", event, "--server",
+                 cap.config.server, "--data-dir", str(cap.config.data_dir)],
+                input=json.dumps(cap.payload(name, "spool-session")), text=True,
+                capture_output=True, cwd=ROOT, timeout=30, check=False,
+                env={"PATH": "/usr/bin:/bin", "TEAM_MEMORY_API_KEY": stack.api_key})
+            assert done.returncode == 0, done.stderr
+        for _ in range(400):
+            if not has_spool(cap.config):
+                break
+            await asyncio.sleep(0.05)
+        assert not has_spool(cap.config)
+        row = await cap.wait_row("spool-session", "events_distilled", 3)
+    assert row["events_distilled"] == 3
+    prompts = " ".join(r["messages"][0]["content"] for r in fake.requests)
+    assert "default=uuid7" in prompts and "pytest tests/test_orders.py" in prompts
+
+
+async def test_without_api_key_events_are_only_counted(
+    stack: Stack, fake: FakeAnthropic, tmp_path: Path
+) -> None:
+    async with serving(stack, fake, tmp_path, api_key=False) as cap:
+        out = json.loads(await cap.hook("session_start.json", "keyless"))
+        await cap.hook("post_tool_use_bash.json", "keyless")
+        await cap.hook("stop.json", "keyless")
+        row = await cap.session_row("keyless")
+    assert "Capture: off" in out["hookSpecificOutput"]["additionalContext"]
+    assert "only explicit memories" in out["hookSpecificOutput"]["additionalContext"]
+    assert row is not None and (row["events_received"], row["events_skipped"]) == (2, 2)
+    assert fake.calls == 0
+
+
+async def test_wrong_key_is_refused_and_kept_for_later(
+    stack: Stack, fake: FakeAnthropic, tmp_path: Path
+) -> None:
+    async with serving(stack, fake, tmp_path) as cap:
+        wrong = HookConfig(cap.config.server, cap.config.data_dir, "tm_not-a-key")
+        data = cap.payload("post_tool_use_bash.json")
+        assert await asyncio.to_thread(capture, wrong, "PostToolUse", data) == "spooled"
+        assert await cap.session_row(data["session_id"]) is None
