@@ -203,7 +203,7 @@ async def test_purge_function_cannot_reach_another_tenant(
 ) -> None:
     a_ids = [uuid.UUID(i) for i in two.a_ids]
     async with app_pool.acquire() as conn:
-        with pytest.raises(asyncpg.RaiseError, match="needs app.tenant_id"):
+        with pytest.raises(asyncpg.RaiseError, match=r"needs app\.tenant_id"):
             await conn.fetchval("SELECT purge_event_text($1::uuid[])", a_ids)
         async with conn.transaction():
             await conn.execute("SELECT set_config('app.tenant_id', $1, true)",
