@@ -187,3 +187,12 @@ async def test_purge_function_cannot_reach_another_tenant(
             "SELECT count(*) FROM memory_events WHERE memory_id = ANY($1::uuid[])"
             " AND after_text IS NOT NULL", a_ids)
     assert kept == 2
+
+
+async def test_audit_log_refuses_changes_even_for_the_owner(
+    two: TwoTenants, admin_pool: asyncpg.Pool
+) -> None:
+    async with admin_pool.acquire() as conn:
+        for statement in ("DELETE FROM audit_log", "UPDATE audit_log SET outcome = 'ok'"):
+            with pytest.raises(asyncpg.RaiseError, match="append-only"):
+                await conn.execute(statement)
