@@ -111,12 +111,14 @@ class IngestActivities:
             await record("merged", memory_id=target, before_text=before, after_text=merged,
                          related_id=item.memory_id)
             await record("merged_into", related_id=target, after_text=item.content)
+            await record.audit("merge", target)
             return MemoryStatus.DUPLICATE
         await queries.activate(conn, item.memory_id)
         await record("added", after_text=item.content)
         if decision.kind is DecisionKind.SUPERSEDE and target is not None:
             await queries.supersede(conn, target, item.memory_id)
             await record("superseded", memory_id=target, related_id=item.memory_id)
+            await record.audit("supersede", target)
         return MemoryStatus.ACTIVE
 
 
@@ -139,4 +141,14 @@ class _EventRecorder:
             after_text=after_text, related_id=related_id, policy=self.decision.policy,
             model=self.decision.model, input_tokens=self.decision.input_tokens or None,
             output_tokens=self.decision.output_tokens or None,
+        )
+
+    async def audit(self, action: str, target: UUID) -> None:
+        """An audit entry for a decision that changed another memory (on behalf of the key
+        that saved the new one)."""
+        await queries.insert_audit(
+            self.conn, tenant_id=self.item.tenant_id, key_id=self.item.key_id,
+            actor=f"policy:{self.decision.policy}", action=action, target=str(target),
+            outcome="ok", detail={"memory_id": str(self.item.memory_id),
+                                  "model": self.decision.model},
         )

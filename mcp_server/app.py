@@ -24,7 +24,7 @@ from team_memory.migrate import check_embedding_dim
 from team_memory.models import Principal
 from team_memory.settings import Settings
 from team_memory.temporal import connect
-from team_memory.tenants import authenticate
+from team_memory.tenants import authenticate, record_auth_failure
 
 log = logging.getLogger("team_memory.mcp")
 
@@ -48,6 +48,7 @@ async def stdio_principal(service: MemoryService) -> Principal:
         raise SystemExit("stdio transport needs TEAM_MEMORY_API_KEY (see `team-memory key create`)")
     principal = await authenticate(service.pool, key.get_secret_value())
     if principal is None:
+        await record_auth_failure(service.pool, key.get_secret_value(), "stdio")
         raise SystemExit("TEAM_MEMORY_API_KEY is not a valid, unrevoked key")
     return principal
 

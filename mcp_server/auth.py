@@ -7,11 +7,15 @@ from mcp.server.auth.provider import AccessToken
 from mcp.server.auth.settings import AuthSettings
 from pydantic import AnyHttpUrl
 
-from team_memory.tenants import authenticate
+from team_memory.tenants import authenticate, record_auth_failure
 
 
 class ApiKeyVerifier:
-    """Looks the key's hash up in PostgreSQL; wrong, unknown and revoked keys are all None."""
+    """Looks the key's hash up in PostgreSQL; wrong, unknown and revoked keys are all None.
+
+    Every request is verified against the database (no cache), so a revoked key is refused
+    from the next request on. Refusals are audited with the key's prefix only.
+    """
 
     def __init__(self, pool: asyncpg.Pool) -> None:
         self._pool = pool
@@ -19,6 +23,7 @@ class ApiKeyVerifier:
     async def verify_token(self, token: str) -> AccessToken | None:
         principal = await authenticate(self._pool, token)
         if principal is None:
+            await record_auth_failure(self._pool, token, "http")
             return None
         scopes = ["memory:read"] if principal.read_only else ["memory:read", "memory:write"]
         return AccessToken(

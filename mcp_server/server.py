@@ -16,6 +16,7 @@ from mcp_types import CallToolResult, TextContent
 from pydantic import BaseModel, Field
 
 from mcp_server.service import Forbidden, InvalidInput, MemoryService, NotFound
+from team_memory.erasure import HistoryNotDeleted, PurgeReport
 from team_memory.models import (
     Memory,
     MemoryHit,
@@ -57,7 +58,7 @@ async def _call(action: Awaitable[T]) -> T:
     """Turn the service's expected failures into readable tool errors."""
     try:
         return await action
-    except (InvalidInput, NotFound, Forbidden) as error:
+    except (InvalidInput, NotFound, Forbidden, HistoryNotDeleted) as error:
         raise ToolError(str(error)) from None
 
 
@@ -78,7 +79,12 @@ def create_server(
     )
 
     def who() -> Principal:
-        return _principal(default_principal)
+        principal = _principal(default_principal)
+        try:
+            service.check_rate(principal)
+        except Forbidden as error:
+            raise ToolError(str(error)) from None
+        return principal
 
     _register_tools(server, service, who)
     _register_resources(server, service, who)
@@ -167,6 +173,18 @@ def _register_tools(
         return _result(memory, f"forgot {memory.id}")
 
     @server.tool()
+    async def purge_memory(
+        id: Annotated[UUID, Field(description="Memory id")],
+        reason: Annotated[str, Field(description="Why its text must be erased (for example "
+                                     "a data-protection request)")],
+    ) -> Annotated[CallToolResult, PurgeReport]:
+        """Erase a memory's text everywhere, irreversibly: content, embedding, history text
+        and its ingestion workflow. Only for data that must not be kept (personal data, a
+        pasted secret); use forget_memory for memories that are merely wrong."""
+        report = await _call(service.purge(who(), id, reason))
+        return _result(report, f"purged {report.id} ({len(report.purged)} rows erased)")
+
+    @server.tool()
     async def memory_status(
         id: Annotated[UUID, Field(description="Memory id returned by save_memory")],
     ) -> Annotated[CallToolResult, MemoryStatusReport]:
@@ -184,7 +202,10 @@ def _register_resources(
     @server.resource("memory://recent_summary", mime_type="text/markdown")
     async def recent_summary() -> str:
         """Important memories (importance >= 3) of the last 24 hours in the current project."""
-        memories = await service.recent_summary(who(), None)
+        try:
+            memories = await service.recent_summary(who(), None)
+        except ToolError as error:
+            raise ResourceError(str(error)) from None
         if not memories:
             return "No important memories in the last 24 hours."
         return "\n".join(f"- [{m.category}, importance {m.importance}, {m.age}] {m.content}"
@@ -195,6 +216,8 @@ def _register_resources(
         """One memory in full, as JSON."""
         try:
             memory = await service.get(who(), UUID(id))
+        except ToolError as error:
+            raise ResourceError(str(error)) from None
         except (ValueError, NotFound) as error:
             raise ResourceError(f"no memory {id}") from error
         return memory.model_dump_json()

@@ -7,9 +7,12 @@ embedded them yet, so that a save is searchable the moment it returns). No LLM c
 from __future__ import annotations
 
 import contextlib
+import functools
 import re
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Concatenate, ParamSpec, TypeVar
 from uuid import UUID
 
 import asyncpg
@@ -18,7 +21,8 @@ from temporalio.client import Client
 from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
-from team_memory import queries
+from mcp_server.ratelimit import RateLimiter, retry_message
+from team_memory import erasure, queries
 from team_memory.db import tenant_tx
 from team_memory.embedder import Embedder, embed_async
 from team_memory.models import (
@@ -61,6 +65,37 @@ class Forbidden(PermissionError):
     pass
 
 
+class RateLimited(Forbidden):
+    pass
+
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+_Method = Callable[Concatenate["MemoryService", Principal, _P], Awaitable[_R]]
+ACTOR = "mcp"
+
+
+def _audited(action: str) -> Callable[[_Method[_P, _R]], _Method[_P, _R]]:
+    """Record refused writes in the audit trail (accepted ones are recorded in the write's
+    own transaction, so an audit row exists exactly when the write happened)."""
+
+    def wrap(method: _Method[_P, _R]) -> _Method[_P, _R]:
+        @functools.wraps(method)
+        async def audited(
+            self: MemoryService, principal: Principal, /, *args: _P.args, **kwargs: _P.kwargs
+        ) -> _R:
+            try:
+                return await method(self, principal, *args, **kwargs)
+            except (InvalidInput, Forbidden, NotFound) as error:
+                target = args[0] if args and isinstance(args[0], UUID) else None
+                await self._audit_refusal(principal, action, target, error)
+                raise
+
+        return audited
+
+    return wrap
+
+
 @dataclass
 class MemoryService:
     settings: Settings
@@ -68,9 +103,31 @@ class MemoryService:
     temporal: Client
     embedder: Embedder
     weights: queries.RankWeights = field(default_factory=queries.RankWeights)
+    limiter: RateLimiter = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.limiter = RateLimiter(self.settings.rate_limit_per_minute)
+
+    def check_rate(self, principal: Principal) -> None:
+        """Count one request against the key's rate limit (per server process)."""
+        wait = self.limiter.acquire(principal.key_id)
+        if wait:
+            raise RateLimited(retry_message(wait))
+
+    async def _audit_refusal(
+        self, principal: Principal, action: str, target: UUID | None, error: Exception
+    ) -> None:
+        outcome = "denied" if isinstance(error, Forbidden) else "rejected"
+        async with tenant_tx(self.pool, principal.tenant_id) as conn:
+            await queries.insert_audit(
+                conn, tenant_id=principal.tenant_id, key_id=principal.key_id, actor=ACTOR,
+                action=action, target=None if target is None else str(target),
+                outcome=outcome, detail={"error": str(error)[:300]},
+            )
 
     # --- write path -----------------------------------------------------------------------
 
+    @_audited("save")
     async def save(
         self,
         principal: Principal,
@@ -110,6 +167,12 @@ class MemoryService:
                 # Inside the transaction: if the start fails, the pending row is rolled back.
                 await self._start_ingestion(item, principal, workflow_id)
             row = await queries.fetch_status(conn, item.memory_id)
+            await queries.insert_audit(
+                conn, tenant_id=principal.tenant_id, key_id=principal.key_id, actor=ACTOR,
+                action="save", target=str(item.memory_id), outcome="ok",
+                detail={"project": scope, "already_saved": not created,
+                        "redacted": item.redactions},
+            )
         assert row is not None
         return SaveResult(
             id=item.memory_id, status=MemoryStatus(row["status"]), project=scope,
@@ -136,11 +199,10 @@ class MemoryService:
                 memo={"preview": preview(item.content), "memory_id": str(item.memory_id)},
             )
 
+    @_audited("forget")
     async def forget(self, principal: Principal, memory_id: UUID, reason: str) -> Memory:
         _require_writer(principal)
-        reason = reason.strip()
-        if not reason or len(reason) > 500:
-            raise InvalidInput("reason must be 1-500 characters")
+        reason = _check_reason(reason)
         async with tenant_tx(self.pool, principal.tenant_id) as conn:
             row = await queries.forget(conn, memory_id)
             if row is None:
@@ -148,9 +210,26 @@ class MemoryService:
             await queries.insert_event(conn, tenant_id=principal.tenant_id, memory_id=memory_id,
                                        event="forgotten", reason=reason,
                                        detail={"key_id": str(principal.key_id)})
+            await queries.insert_audit(conn, tenant_id=principal.tenant_id,
+                                       key_id=principal.key_id, actor=ACTOR, action="forget",
+                                       target=str(memory_id), outcome="ok")
             record = await queries.get_memory(conn, memory_id)
         assert record is not None
         return _memory(record)
+
+    @_audited("purge")
+    async def purge(
+        self, principal: Principal, memory_id: UUID, reason: str
+    ) -> erasure.PurgeReport:
+        """Erase the memory's text everywhere (data-protection requests); audited."""
+        _require_writer(principal)
+        actor = erasure.Actor(tenant_id=principal.tenant_id, tenant_name=principal.tenant_name,
+                              name=ACTOR, key_id=principal.key_id)
+        try:
+            return await erasure.purge(self.pool, self.temporal, actor, memory_id,
+                                       _check_reason(reason))
+        except erasure.MemoryNotFound as error:
+            raise NotFound(str(error)) from None
 
     # --- read path ------------------------------------------------------------------------
 
@@ -311,6 +390,13 @@ def _check_text(value: str, name: str) -> str:
     except UnicodeEncodeError as error:
         raise InvalidInput(f"{name} is not valid Unicode text") from error
     return value
+
+
+def _check_reason(reason: str) -> str:
+    reason = _check_text(reason, "reason").strip()
+    if not reason or len(reason) > 500:
+        raise InvalidInput("reason must be 1-500 characters")
+    return reason
 
 
 def _check_category(category: str) -> Category:

@@ -212,11 +212,11 @@ def key_revoke(key_id: str, data_dir: DataDir = None) -> None:
     """Revoke a key at once."""
     from uuid import UUID
 
-    from team_memory import queries
+    from team_memory.tenants import revoke_key
 
     async def run(admin_url: str) -> bool:
-        async with _admin_pool(admin_url) as pool, pool.acquire() as conn:
-            return await queries.revoke_key(conn, UUID(key_id))
+        async with _admin_pool(admin_url) as pool:
+            return await revoke_key(pool, UUID(key_id))
 
     with _database(_settings(data_dir)) as (admin_url, _):
         revoked = asyncio.run(run(admin_url))
@@ -323,3 +323,111 @@ def hook(ctx: typer.Context, event: str) -> None:
     from team_memory.hook import main
 
     raise typer.Exit(main([event, *ctx.args]))
+
+
+# --- audit trail, restore and purge -----------------------------------------------------------
+
+TenantOption = Annotated[str, typer.Option("--tenant", help="Tenant name")]
+
+
+@contextlib.asynccontextmanager
+async def _operator(
+    admin_url: str, app_url: str, tenant: str
+) -> AsyncIterator[tuple[asyncpg.Pool, Any]]:
+    """(application pool, audit actor) for a tenant: data is read and written as the
+    application role, so Row-Level Security applies to operators' commands too."""
+    from team_memory.erasure import Actor
+    from team_memory.tenants import UnknownTenant, operator, tenant_id_by_name
+
+    async with _admin_pool(admin_url) as admin:
+        try:
+            tenant_id = await tenant_id_by_name(admin, tenant)
+        except UnknownTenant as error:
+            typer.secho(str(error), fg="red", err=True)
+            raise typer.Exit(1) from None
+    async with _admin_pool(app_url) as pool:
+        yield pool, Actor(tenant_id=tenant_id, tenant_name=tenant, name=operator())
+
+
+@app.command()
+def audit(
+    tenant: Annotated[str | None, typer.Option("--tenant", help="Tenant name")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=10_000, help="How many entries")] = 50,
+    unscoped: Annotated[bool, typer.Option("--unscoped", help="Failed authentications with "
+                                           "unknown keys (no tenant; schema owner)")] = False,
+    data_dir: DataDir = None,
+) -> None:
+    """Print the audit trail (newest first): who did what, to what, with which outcome."""
+    from team_memory import queries
+    from team_memory.db import tenant_tx
+
+    if (tenant is None) == (not unscoped):
+        raise typer.BadParameter("give --tenant T or --unscoped")
+
+    async def run(admin_url: str, app_url: str) -> list[Any]:
+        if unscoped:
+            async with _admin_pool(admin_url) as admin, admin.acquire() as conn:
+                return await queries.unscoped_audit_entries(conn, limit)
+        assert tenant is not None
+        async with _operator(admin_url, app_url, tenant) as (pool, actor), \
+                tenant_tx(pool, actor.tenant_id) as conn:
+            return await queries.audit_entries(conn, limit)
+
+    with _database(_settings(data_dir)) as (admin_url, app_url):
+        rows = asyncio.run(run(admin_url, app_url))
+    for row in rows:
+        key = str(row["key_id"])[:8] if row["key_id"] else "-"
+        typer.echo(f"{row['created_at']:%Y-%m-%d %H:%M:%S%z}  {row['actor']}  key {key}  "
+                   f"{row['action']}  {row['target'] or '-'}  {row['outcome']}  {row['detail']}")
+
+
+@app.command()
+def restore(memory_id: str, tenant: TenantOption, data_dir: DataDir = None) -> None:
+    """Bring back a soft-forgotten memory (purged memories cannot come back)."""
+    from uuid import UUID
+
+    from team_memory.erasure import MemoryNotFound
+    from team_memory.erasure import restore as restore_memory
+
+    async def run(admin_url: str, app_url: str) -> str:
+        async with _operator(admin_url, app_url, tenant) as (pool, actor):
+            return str(await restore_memory(pool, actor, UUID(memory_id)))
+
+    with _database(_settings(data_dir)) as (admin_url, app_url):
+        try:
+            status = asyncio.run(run(admin_url, app_url))
+        except MemoryNotFound as error:
+            typer.secho(str(error), fg="red", err=True)
+            raise typer.Exit(1) from None
+    typer.echo(f"restored {memory_id} ({status})")
+
+
+@app.command()
+def purge(
+    memory_id: str,
+    tenant: TenantOption,
+    reason: Annotated[str, typer.Option(help="Why (recorded in the audit trail)")],
+    data_dir: DataDir = None,
+) -> None:
+    """Erase a memory's text everywhere (database and Temporal history), irreversibly."""
+    from uuid import UUID
+
+    from team_memory.erasure import HistoryNotDeleted, MemoryNotFound
+    from team_memory.erasure import purge as purge_memory
+    from team_memory.temporal import connect
+
+    settings = _settings(data_dir)
+
+    async def run(admin_url: str, app_url: str) -> Any:
+        client = await connect(settings)
+        async with _operator(admin_url, app_url, tenant) as (pool, actor):
+            return await purge_memory(pool, client, actor, UUID(memory_id), reason)
+
+    with _database(settings) as (admin_url, app_url):
+        try:
+            report = asyncio.run(run(admin_url, app_url))
+        except (MemoryNotFound, HistoryNotDeleted) as error:
+            typer.secho(str(error), fg="red", err=True)
+            raise typer.Exit(1) from None
+    typer.echo(f"purged {memory_id}: {len(report.purged)} memory rows, "
+               f"{report.events_erased} history events, workflows {report.workflows_deleted}")

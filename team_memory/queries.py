@@ -57,7 +57,7 @@ async def upsert_embedding(
                               content_hash, source, created_by, occurred_at, status, embedding)
         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 'pending', $12)
         ON CONFLICT (id) DO UPDATE SET embedding = EXCLUDED.embedding
-        WHERE memories.embedding IS NULL
+        WHERE memories.embedding IS NULL AND memories.purged_at IS NULL
         """,
         item.memory_id, item.tenant_id, item.project, item.content, item.category.value,
         item.importance, item.tags, item.content_hash, item.source, item.key_id,
@@ -511,6 +511,13 @@ async def list_keys(conn: asyncpg.Connection, tenant_id: UUID) -> list[asyncpg.R
     return rows
 
 
+async def key_tenant(conn: asyncpg.Connection, key_id: UUID) -> UUID | None:
+    tenant_id: UUID | None = await conn.fetchval(
+        "SELECT tenant_id FROM api_keys WHERE id = $1", key_id
+    )
+    return tenant_id
+
+
 async def revoke_key(conn: asyncpg.Connection, key_id: UUID) -> bool:
     done = await conn.fetchval(
         "UPDATE api_keys SET revoked_at = now() WHERE id = $1 AND revoked_at IS NULL"
@@ -518,6 +525,97 @@ async def revoke_key(conn: asyncpg.Connection, key_id: UUID) -> bool:
         key_id,
     )
     return done is not None
+
+
+# --- audit trail --------------------------------------------------------------------------
+
+
+async def insert_audit(
+    conn: asyncpg.Connection, *, tenant_id: UUID, key_id: UUID | None, actor: str, action: str,
+    outcome: str, target: str | None = None, detail: dict[str, Any] | None = None,
+) -> None:
+    await conn.execute(
+        "INSERT INTO audit_log (tenant_id, key_id, actor, action, target, outcome, detail)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb)",
+        tenant_id, key_id, actor, action, target, outcome, _json(detail or {}),
+    )
+
+
+async def audit_auth_failure(
+    conn: asyncpg.Connection, key_hash: str, prefix: str | None, transport: str
+) -> None:
+    await conn.execute("SELECT audit_auth_failure($1, $2, $3)", key_hash, prefix, transport)
+
+
+_AUDIT_COLUMNS = "id, tenant_id, key_id, actor, action, target, outcome, detail, created_at"
+
+
+async def audit_entries(conn: asyncpg.Connection, limit: int) -> list[asyncpg.Record]:
+    """The newest entries Row-Level Security shows: the current tenant's."""
+    rows: list[asyncpg.Record] = await conn.fetch(
+        f"SELECT {_AUDIT_COLUMNS} FROM audit_log ORDER BY id DESC LIMIT $1", limit
+    )
+    return rows
+
+
+async def unscoped_audit_entries(conn: asyncpg.Connection, limit: int) -> list[asyncpg.Record]:
+    """Failed authentications with unknown keys (schema owner only)."""
+    rows: list[asyncpg.Record] = await conn.fetch(
+        f"SELECT {_AUDIT_COLUMNS} FROM audit_log WHERE tenant_id IS NULL"
+        " ORDER BY id DESC LIMIT $1",
+        limit,
+    )
+    return rows
+
+
+# --- restore and purge --------------------------------------------------------------------
+
+
+async def restore(conn: asyncpg.Connection, memory_id: UUID) -> asyncpg.Record | None:
+    """Undo a soft forget; the status follows from what the memory was linked to."""
+    return await conn.fetchrow(
+        """
+        UPDATE memories SET
+            status = CASE WHEN duplicate_of IS NOT NULL THEN 'duplicate'
+                          WHEN superseded_by IS NOT NULL THEN 'superseded'
+                          WHEN embedding IS NULL THEN 'pending'
+                          ELSE 'active' END,
+            valid_to = CASE WHEN duplicate_of IS NULL AND superseded_by IS NULL THEN NULL
+                            ELSE valid_to END,
+            updated_at = now()
+        WHERE id = $1 AND status = 'forgotten' AND purged_at IS NULL
+        RETURNING id, status
+        """,
+        memory_id,
+    )
+
+
+async def purge_family(conn: asyncpg.Connection, memory_id: UUID) -> list[asyncpg.Record]:
+    """Lock a memory and the memories folded into it (same text), for purging."""
+    rows: list[asyncpg.Record] = await conn.fetch(
+        "SELECT id, project, content_hash, duplicate_of, purged_at FROM memories"
+        " WHERE id = $1 OR duplicate_of = $1 ORDER BY id = $1 DESC FOR UPDATE",
+        memory_id,
+    )
+    return rows
+
+
+async def erase_memories(conn: asyncpg.Connection, ids: list[UUID]) -> None:
+    """Erase the text of memories (content, generated search text, tags, source, vector)."""
+    await conn.execute(
+        """
+        UPDATE memories SET content = '', tags = '{}', source = NULL, embedding = NULL,
+               status = 'forgotten', valid_to = coalesce(valid_to, now()),
+               purged_at = coalesce(purged_at, now()), updated_at = now()
+        WHERE id = ANY($1::uuid[])
+        """,
+        ids,
+    )
+
+
+async def erase_event_text(conn: asyncpg.Connection, ids: list[UUID]) -> int:
+    erased: int = await conn.fetchval("SELECT purge_event_text($1::uuid[])", ids)
+    return erased
 
 
 # --- schema -------------------------------------------------------------------------------

@@ -179,6 +179,12 @@ class Settings(BaseSettings):
     max_tags: int = Field(default=16, ge=0, description="Most tags per memory.")
     max_tag_chars: int = Field(default=48, ge=1, description="Longest tag.")
     max_query_chars: int = Field(default=1000, ge=10, description="Longest search query.")
+    rate_limit_per_minute: int = Field(
+        default=120,
+        ge=0,
+        description="Requests (tool calls and resource reads) one API key may make per minute, "
+        "in bursts of as many; per server process. 0 turns the limit off.",
+    )
 
     # --- ops ---------------------------------------------------------------------------
     log_level: str = Field(default="INFO", description="Log level.")

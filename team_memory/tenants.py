@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import getpass
 import hashlib
 import secrets
 import uuid
@@ -15,6 +16,15 @@ from team_memory.db import tenant_tx
 from team_memory.models import Principal
 
 KEY_PREFIX = "tm_"
+PREFIX_CHARS = 8
+
+
+def operator() -> str:
+    """The audit actor of CLI commands: the operating-system user running them."""
+    try:
+        return f"operator:{getpass.getuser()}"
+    except (KeyError, OSError):
+        return "operator"
 
 
 def hash_key(key: str) -> str:
@@ -42,6 +52,9 @@ async def ensure_tenant(admin: asyncpg.Pool, name: str) -> UUID:
     async with tenant_tx(admin, tenant_id) as conn:
         await queries.insert_tenant(conn, tenant_id, name)
         row = await queries.tenant_by_name(conn, name)
+        if row is not None and row["id"] == tenant_id:
+            await queries.insert_audit(conn, tenant_id=tenant_id, key_id=None, actor=operator(),
+                                       action="tenant.create", target=name, outcome="ok")
     assert row is not None
     return UUID(str(row["id"]))
 
@@ -60,12 +73,33 @@ async def create_key(
 ) -> IssuedKey:
     tenant_id = await tenant_id_by_name(admin, tenant)
     secret = KEY_PREFIX + secrets.token_urlsafe(24)
-    issued = IssuedKey(key_id=uuid.uuid4(), secret=secret, prefix=secret[:8])
+    issued = IssuedKey(key_id=uuid.uuid4(), secret=secret, prefix=secret[:PREFIX_CHARS])
     async with tenant_tx(admin, tenant_id) as conn:
         await queries.insert_key(conn, key_id=issued.key_id, tenant_id=tenant_id, name=name,
                                  prefix=issued.prefix, key_hash=hash_key(secret),
                                  project=project, read_only=read_only)
+        await queries.insert_audit(
+            conn, tenant_id=tenant_id, key_id=issued.key_id, actor=operator(),
+            action="key.create", target=str(issued.key_id), outcome="ok",
+            detail={"name": name, "prefix": issued.prefix, "project": project,
+                    "read_only": read_only},
+        )
     return issued
+
+
+async def revoke_key(admin: asyncpg.Pool, key_id: UUID) -> bool:
+    """Revoke a key (effective on the next request: keys are verified on every request)."""
+    async with admin.acquire() as conn:
+        tenant_id = await queries.key_tenant(conn, key_id)
+    if tenant_id is None:
+        return False
+    async with tenant_tx(admin, tenant_id) as conn:
+        revoked = await queries.revoke_key(conn, key_id)
+        if revoked:
+            await queries.insert_audit(conn, tenant_id=tenant_id, key_id=key_id,
+                                       actor=operator(), action="key.revoke",
+                                       target=str(key_id), outcome="ok")
+    return revoked
 
 
 async def authenticate(pool: asyncpg.Pool, secret: str) -> Principal | None:
@@ -78,3 +112,10 @@ async def authenticate(pool: asyncpg.Pool, secret: str) -> Principal | None:
         return None
     return Principal(tenant_id=row["tenant_id"], tenant_name=row["tenant_name"],
                      key_id=row["key_id"], project=row["project"], read_only=row["read_only"])
+
+
+async def record_auth_failure(pool: asyncpg.Pool, secret: str, transport: str) -> None:
+    """Audit a refused key: its public prefix only (and only if it has our format)."""
+    prefix = secret[:PREFIX_CHARS] if secret.startswith(KEY_PREFIX) else None
+    async with pool.acquire() as conn:
+        await queries.audit_auth_failure(conn, hash_key(secret), prefix, transport)

@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import os
+import subprocess
+import sys
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
+import anyio
+import asyncpg
 import httpx
 import httpx2
 import pytest
@@ -18,6 +24,7 @@ from mcp_server.app import http_app
 from mcp_server.service import MemoryService
 from team_memory import embedded
 from team_memory.models import MemoryStatus
+from team_memory.tenants import create_key
 from tests.conftest import Stack
 from tests.mcp_server.test_tools import DECISIONS, call
 
@@ -93,3 +100,81 @@ async def test_foreign_host_header_is_refused(http_server: HttpServer, running: 
             "Host": "evil.example.com", "Authorization": f"Bearer {running.api_key}",
             "Accept": "application/json, text/event-stream"})
     assert response.status_code in (400, 403, 421)
+
+
+def cli(running: Stack, *args: str) -> subprocess.CompletedProcess[str]:
+    """`team-memory ...` as an operator runs it, against the test database."""
+    env = {**os.environ, "DATABASE_URL": running.settings.database_url or "",
+           "DATABASE_ADMIN_URL": running.settings.database_admin_url or "",
+           "TEMPORAL_ADDRESS": running.settings.temporal_target}
+    return subprocess.run([sys.executable, "-m", "team_memory", *args], env=env,
+                          capture_output=True, text=True, timeout=120, check=False)
+
+
+async def _post(url: str, key: str) -> httpx.Response:
+    async with httpx.AsyncClient() as http:
+        return await http.post(url, headers={
+            "Accept": "application/json, text/event-stream", "Authorization": f"Bearer {key}",
+        }, json={"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+            "protocolVersion": "2025-06-18", "capabilities": {},
+            "clientInfo": {"name": "t", "version": "1"}}})
+
+
+async def test_revoked_key_gets_401_at_once_and_is_audited(
+    running: Stack, http_server: HttpServer, admin_pool: asyncpg.Pool
+) -> None:
+    issued = await create_key(admin_pool, running.principal.tenant_name, name="to-revoke")
+    assert (await _post(http_server.url, issued.secret)).status_code == 200
+    revoked = await anyio.to_thread.run_sync(cli, running, "key", "revoke", str(issued.key_id))
+    assert revoked.returncode == 0, revoked.stderr
+    after = await _post(http_server.url, issued.secret)
+    wrong = await _post(http_server.url, "tm_" + "x" * 32)
+    assert after.status_code == wrong.status_code == 401
+    assert after.text == wrong.text
+    assert after.headers.get("www-authenticate") == wrong.headers.get("www-authenticate")
+    listed = await anyio.to_thread.run_sync(cli, running, "audit", "--tenant",
+                                            running.principal.tenant_name)
+    assert listed.returncode == 0, listed.stderr
+    lines = listed.stdout.splitlines()
+    assert "authenticate" in lines[0] and "denied" in lines[0] and "revoked key" in lines[0]
+    assert issued.prefix in lines[0] and issued.secret not in listed.stdout
+    assert "key.revoke" in lines[1] and str(issued.key_id) in lines[1]
+    assert any("key.create" in line and str(issued.key_id) in line for line in lines)
+
+
+async def test_unknown_key_is_audited_without_tenant_and_without_the_secret(
+    http_server: HttpServer, admin_pool: asyncpg.Pool
+) -> None:
+    secret = "tm_" + uuid.uuid4().hex
+    assert (await _post(http_server.url, secret)).status_code == 401
+    async with admin_pool.acquire() as conn:
+        row = await conn.fetchrow(
+            "SELECT * FROM audit_log WHERE tenant_id IS NULL ORDER BY id DESC LIMIT 1")
+        everything = await conn.fetchval("SELECT string_agg(audit_log::text, ' ') FROM audit_log")
+    assert row["action"] == "authenticate" and row["outcome"] == "denied"
+    assert json.loads(row["detail"]) == {"reason": "unknown key", "prefix": secret[:8],
+                                         "transport": "http"}
+    assert secret not in everything and secret[8:] not in everything
+
+
+async def test_read_only_key_over_http_reads_but_cannot_write(
+    running: Stack, http_server: HttpServer, admin_pool: asyncpg.Pool
+) -> None:
+    reader = await create_key(admin_pool, running.principal.tenant_name, read_only=True)
+    async with client_for(http_server.url, running.api_key) as client:
+        saved = await call(client, "save_memory", content="Readers may search this decision")
+    async with client_for(http_server.url, reader.secret) as client:
+        found = await call(client, "search_memory", query="decision readers may search")
+        refused = await client.call_tool("save_memory", {"content": "a reader's write"})
+        forget = await client.call_tool("forget_memory", {"id": saved["id"], "reason": "x"})
+    assert found["results"][0]["id"] == saved["id"]
+    assert refused.is_error and "read-only" in refused.content[0].text  # type: ignore[union-attr]
+    assert forget.is_error and "read-only" in forget.content[0].text  # type: ignore[union-attr]
+    async with running.pool.acquire() as conn, conn.transaction():
+        await conn.execute("SELECT set_config('app.tenant_id', $1, true)",
+                           str(running.principal.tenant_id))
+        assert await conn.fetchval("SELECT count(*) FROM memories") == 1
+        denied = await conn.fetch("SELECT action, key_id FROM audit_log WHERE outcome = 'denied'"
+                                  " ORDER BY id")
+    assert [(r["action"], r["key_id"]) for r in denied] == [("save", reader.key_id),
+                                                            ("forget", reader.key_id)]

@@ -1,0 +1,111 @@
+"""The two levels of forgetting beyond a soft forget: restore (undo it) and purge (erase text).
+
+Purge is for data-protection requests: the memory's text, tags, source and vector are erased
+from its row, the text of its history events is cleared, and its ingestion workflow (whose
+history holds the redacted text of the save) is deleted from Temporal. Memories folded into it
+as duplicates (the same text) go with it. Ids, the content hash and timestamps stay, so links
+from other memories and the audit trail keep pointing somewhere.
+"""
+
+from __future__ import annotations
+
+from uuid import UUID
+
+import asyncpg
+from pydantic import BaseModel
+from temporalio.api.common.v1 import WorkflowExecution
+from temporalio.api.workflowservice.v1 import DeleteWorkflowExecutionRequest
+from temporalio.client import Client
+from temporalio.service import RPCError, RPCStatusCode
+
+from team_memory import queries
+from team_memory.db import tenant_tx
+from team_memory.models import MemoryStatus, ingest_workflow_id
+
+
+class MemoryNotFound(LookupError):
+    pass
+
+
+class HistoryNotDeleted(RuntimeError):
+    """The database is erased but a workflow history could not be deleted: purge again."""
+
+
+class Actor(BaseModel):
+    """Who asks, for the audit trail: a key (MCP) or an operator (CLI)."""
+
+    tenant_id: UUID
+    tenant_name: str
+    name: str
+    key_id: UUID | None = None
+
+
+class PurgeReport(BaseModel):
+    id: UUID
+    purged: list[UUID]
+    events_erased: int
+    workflows_deleted: list[str]
+    still_similar_to: UUID | None = None
+
+
+async def restore(pool: asyncpg.Pool, actor: Actor, memory_id: UUID) -> MemoryStatus:
+    """Bring a soft-forgotten memory back (a purged one cannot come back)."""
+    async with tenant_tx(pool, actor.tenant_id) as conn:
+        row = await queries.restore(conn, memory_id)
+        if row is None:
+            raise MemoryNotFound(f"no forgotten, unpurged memory {memory_id}")
+        await queries.insert_event(conn, tenant_id=actor.tenant_id, memory_id=memory_id,
+                                   event="restored", detail={"actor": actor.name})
+        await queries.insert_audit(conn, tenant_id=actor.tenant_id, key_id=actor.key_id,
+                                   actor=actor.name, action="restore", target=str(memory_id),
+                                   outcome="ok")
+    return MemoryStatus(row["status"])
+
+
+async def purge(
+    pool: asyncpg.Pool, temporal: Client, actor: Actor, memory_id: UUID, reason: str
+) -> PurgeReport:
+    """Erase a memory's text everywhere; idempotent (purging again retries Temporal)."""
+    async with tenant_tx(pool, actor.tenant_id) as conn:
+        family = await queries.purge_family(conn, memory_id)
+        if not family or family[0]["id"] != memory_id:
+            raise MemoryNotFound(f"no memory {memory_id}")
+        ids = [row["id"] for row in family]
+        await queries.erase_memories(conn, ids)
+        erased = await queries.erase_event_text(conn, ids)
+        await queries.insert_event(conn, tenant_id=actor.tenant_id, memory_id=memory_id,
+                                   event="purged", reason=reason,
+                                   detail={"actor": actor.name, "purged": ids})
+    workflows = [ingest_workflow_id(actor.tenant_name, row["project"], row["content_hash"])
+                 for row in family]
+    report = PurgeReport(id=memory_id, purged=ids, events_erased=erased,
+                         workflows_deleted=workflows, still_similar_to=family[0]["duplicate_of"])
+    failed = await _delete_workflows(temporal, workflows)
+    async with tenant_tx(pool, actor.tenant_id) as conn:
+        await queries.insert_audit(
+            conn, tenant_id=actor.tenant_id, key_id=actor.key_id, actor=actor.name,
+            action="purge", target=str(memory_id), outcome="failed" if failed else "ok",
+            detail={"reason": reason, **report.model_dump(mode="json"), "failed": failed},
+        )
+    if failed:
+        raise HistoryNotDeleted(
+            f"memory {memory_id} is erased from the database, but Temporal could not delete "
+            f"{', '.join(failed)}; purge again once Temporal is reachable"
+        )
+    return report
+
+
+async def _delete_workflows(temporal: Client, workflow_ids: list[str]) -> list[str]:
+    """Delete each workflow execution (a running one is terminated first); returns failures."""
+    failed = []
+    for workflow_id in workflow_ids:
+        request = DeleteWorkflowExecutionRequest(
+            namespace=temporal.namespace,
+            workflow_execution=WorkflowExecution(workflow_id=workflow_id),
+        )
+        try:
+            await temporal.workflow_service.delete_workflow_execution(request)
+        except RPCError as error:
+            if error.status != RPCStatusCode.NOT_FOUND:
+                failed.append(workflow_id)
+    return failed

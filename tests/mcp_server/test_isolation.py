@@ -1,0 +1,198 @@
+"""Two tenants with overlapping content: nothing of one reaches the other, through any tool,
+resource or search, nor through direct SQL as the application role."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Any
+
+import asyncpg
+import pytest
+from mcp import Client
+
+from mcp_server.server import create_server
+from team_memory.models import MemoryStatus
+from tests.conftest import Stack, new_tenant
+from tests.mcp_server.conftest import ONLY_A, TwoTenants
+from tests.mcp_server.test_tools import call, call_error
+
+pytestmark = pytest.mark.anyio
+
+def _text(result: Any) -> str:
+    return json.dumps(result, default=str)
+
+
+async def test_same_content_in_two_tenants_stays_two_memories(two: TwoTenants) -> None:
+    assert two.b_shared_id not in two.a_ids
+    async with Client(two.b_server) as client:
+        found = await call(client, "search_memory", query="how do we deploy services", limit=10)
+    assert [r["id"] for r in found["results"]] == [two.b_shared_id]
+
+
+async def test_other_tenants_ids_are_unknown_to_every_tool_and_resource(two: TwoTenants) -> None:
+    a_id = two.a_ids[1]
+    async with Client(two.b_server) as client:
+        assert "no memory" in await call_error(client, "get_memory", id=a_id,
+                                               include_history=True)
+        assert "no memory" in await call_error(client, "get_memories", ids=[a_id])
+        assert "no memory" in await call_error(client, "get_memories",
+                                               ids=[two.b_shared_id, a_id])
+        assert "no memory" in await call_error(client, "forget_memory", id=a_id, reason="x")
+        assert "no memory" in await call_error(client, "purge_memory", id=a_id, reason="x")
+        status = await call(client, "memory_status", id=a_id)
+        with pytest.raises(Exception, match="no memory"):
+            await client.read_resource(f"memory://memories/{a_id}")
+        summary = await client.read_resource("memory://recent_summary")
+    assert status == {**status, "status": "unknown", "history": []}
+    assert "zebrafish" not in summary.contents[0].text  # type: ignore[union-attr]
+    # The refused forget and purge changed nothing of A's.
+    a_memory = await two.a.service.get(two.a.principal, uuid.UUID(a_id))
+    assert (a_memory.status, a_memory.content) == (MemoryStatus.ACTIVE, ONLY_A)
+
+
+async def test_search_terms_of_another_tenant_find_nothing(two: TwoTenants) -> None:
+    async with Client(two.b_server) as client:
+        for query in ("zebrafish billing cluster signing keys", ONLY_A, "rotates every 17 days"):
+            found = await call(client, "search_memory", query=query, limit=50,
+                               include_history=True, project="default")
+            assert all(r["id"] == two.b_shared_id for r in found["results"]), found
+            assert "zebrafish" not in _text(found)
+
+
+async def test_forged_project_on_a_project_bound_key_is_refused(
+    running: Stack, admin_pool: asyncpg.Pool
+) -> None:
+    bound, _ = await new_tenant(admin_pool, project="api")
+    server = create_server(running.service, default_principal=bound)
+    async with Client(server) as client:
+        error = await call_error(client, "save_memory", content="forged", project="web")
+        search_error = await call_error(client, "search_memory", query="x", project="web")
+        saved = await call(client, "save_memory", content="Bound keys save to their project")
+    assert "limited to project 'api'" in error
+    assert "limited to project 'api'" in search_error
+    assert saved["project"] == "api"
+    async with running.pool.acquire() as conn, conn.transaction():
+        await conn.execute("SELECT set_config('app.tenant_id', $1, true)",
+                           str(bound.tenant_id))
+        projects = [r["project"] for r in await conn.fetch("SELECT project FROM memories")]
+    assert projects == ["api"]
+
+
+async def test_read_only_key_searches_but_cannot_write(
+    two: TwoTenants, admin_pool: asyncpg.Pool
+) -> None:
+    reader = two.a.principal.model_copy(update={"read_only": True})
+    server = create_server(two.a.service, default_principal=reader)
+    async with Client(server) as client:
+        found = await call(client, "search_memory", query="zebrafish signing keys")
+        save_error = await call_error(client, "save_memory", content="read-only write")
+        forget_error = await call_error(client, "forget_memory", id=two.a_ids[1], reason="x")
+        purge_error = await call_error(client, "purge_memory", id=two.a_ids[1], reason="x")
+    assert found["results"][0]["id"] == two.a_ids[1]
+    for error in (save_error, forget_error, purge_error):
+        assert "read-only" in error
+    memory = await two.a.service.get(two.a.principal, uuid.UUID(two.a_ids[1]))
+    assert memory.status is MemoryStatus.ACTIVE
+
+
+# --- direct SQL as the application role -----------------------------------------------------
+
+TENANT_TABLES = ("memories", "memory_events", "audit_log")
+
+
+async def _counts(conn: asyncpg.Connection) -> dict[str, int]:
+    return {table: int(await conn.fetchval(f"SELECT count(*) FROM {table}"))
+            for table in TENANT_TABLES}
+
+
+async def test_application_role_without_tenant_sees_zero_rows(
+    two: TwoTenants, app_pool: asyncpg.Pool, admin_pool: asyncpg.Pool
+) -> None:
+    async with admin_pool.acquire() as conn:  # superuser: the rows do exist
+        assert all(count > 0 for count in (await _counts(conn)).values())
+    async with app_pool.acquire() as conn:
+        assert await conn.fetchval("SELECT current_setting('app.tenant_id', true)") in (None, "")
+        assert await _counts(conn) == dict.fromkeys(TENANT_TABLES, 0)
+        async with conn.transaction():
+            await conn.execute("SELECT set_config('app.tenant_id', '', true)")
+            assert await _counts(conn) == dict.fromkeys(TENANT_TABLES, 0)
+
+
+async def test_application_role_with_another_tenant_sees_none_of_the_first(
+    two: TwoTenants, app_pool: asyncpg.Pool
+) -> None:
+    a = str(two.a.principal.tenant_id)
+    async with app_pool.acquire() as conn, conn.transaction():
+        await conn.execute("SELECT set_config('app.tenant_id', $1, true)", str(two.b.tenant_id))
+        for table in TENANT_TABLES:
+            assert await conn.fetchval(
+                f"SELECT count(*) FROM {table} WHERE tenant_id = $1", a) == 0
+            assert await conn.fetchval(
+                f"SELECT count(*) FROM {table} WHERE tenant_id <> $1", str(two.b.tenant_id)) == 0
+        assert await conn.fetchval("SELECT count(*) FROM memories") == 1
+        assert await conn.fetchval(
+            "SELECT count(*) FROM memories WHERE content LIKE '%zebrafish%'") == 0
+        assert await conn.fetchval("SELECT count(*) FROM api_keys WHERE tenant_id = $1", a) == 0
+        assert await conn.fetchval("SELECT count(*) FROM tenants WHERE id = $1", a) == 0
+
+
+@pytest.mark.parametrize("statement", [
+    "INSERT INTO memories (id, tenant_id, project, content, category, content_hash)"
+    " VALUES (gen_random_uuid(), $1, 'default', 'planted', 'general', 'h')",
+    "INSERT INTO memory_events (tenant_id, memory_id, event)"
+    " SELECT $1, id, 'planted' FROM memories LIMIT 1",
+    "INSERT INTO audit_log (tenant_id, actor, action, outcome) VALUES ($1, 'x', 'x', 'ok')",
+    "UPDATE memories SET tenant_id = $1",
+])
+async def test_writing_rows_for_another_tenant_is_refused(
+    two: TwoTenants, app_pool: asyncpg.Pool, statement: str
+) -> None:
+    async with app_pool.acquire() as conn, conn.transaction():
+        await conn.execute("SELECT set_config('app.tenant_id', $1, true)", str(two.b.tenant_id))
+        with pytest.raises(asyncpg.InsufficientPrivilegeError, match="row-level security"):
+            await conn.execute(statement, two.a.principal.tenant_id)
+
+
+@pytest.mark.parametrize("statement", [
+    "UPDATE audit_log SET outcome = 'ok'",
+    "DELETE FROM audit_log",
+    "DELETE FROM memory_events",
+    "UPDATE memory_events SET after_text = NULL",
+    "INSERT INTO audit_log (tenant_id, actor, action, outcome) VALUES (NULL, 'x', 'x', 'ok')",
+])
+async def test_history_and_audit_are_append_only_for_the_application(
+    two: TwoTenants, app_pool: asyncpg.Pool, statement: str
+) -> None:
+    async with app_pool.acquire() as conn, conn.transaction():
+        await conn.execute("SELECT set_config('app.tenant_id', $1, true)",
+                           str(two.a.principal.tenant_id))
+        with pytest.raises(asyncpg.InsufficientPrivilegeError):
+            await conn.execute(statement)
+
+
+async def test_purge_function_cannot_reach_another_tenant(
+    two: TwoTenants, app_pool: asyncpg.Pool, admin_pool: asyncpg.Pool
+) -> None:
+    a_ids = [uuid.UUID(i) for i in two.a_ids]
+    async with app_pool.acquire() as conn:
+        with pytest.raises(asyncpg.RaiseError, match=r"needs app\.tenant_id"):
+            await conn.fetchval("SELECT purge_event_text($1::uuid[])", a_ids)
+        async with conn.transaction():
+            await conn.execute("SELECT set_config('app.tenant_id', $1, true)",
+                               str(two.b.tenant_id))
+            assert await conn.fetchval("SELECT purge_event_text($1::uuid[])", a_ids) == 0
+    async with admin_pool.acquire() as conn:
+        kept = await conn.fetchval(
+            "SELECT count(*) FROM memory_events WHERE memory_id = ANY($1::uuid[])"
+            " AND after_text IS NOT NULL", a_ids)
+    assert kept == 2
+
+
+async def test_audit_log_refuses_changes_even_for_the_owner(
+    two: TwoTenants, admin_pool: asyncpg.Pool
+) -> None:
+    async with admin_pool.acquire() as conn:
+        for statement in ("DELETE FROM audit_log", "UPDATE audit_log SET outcome = 'ok'"):
+            with pytest.raises(asyncpg.RaiseError, match="append-only"):
+                await conn.execute(statement)

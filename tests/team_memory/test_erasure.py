@@ -1,0 +1,132 @@
+"""Forget has two levels: soft (recoverable by an operator) and purge (text erased everywhere)."""
+
+from __future__ import annotations
+
+import uuid
+
+import anyio
+import asyncpg
+import pytest
+from mcp import Client
+from temporalio.service import RPCError, RPCStatusCode
+
+from team_memory.erasure import Actor, MemoryNotFound, restore
+from team_memory.models import MemoryStatus
+from tests.conftest import Stack
+from tests.mcp_server.test_http import cli
+from tests.mcp_server.test_tools import call, call_error
+
+pytestmark = pytest.mark.anyio
+
+MARKER = "quokkaplumbus"
+SECRET_TEXT = f"Customer {MARKER} Jane Roe asked us to store her phone number 555-0199"
+NEAR_COPY = f"Customer {MARKER} Jane Roe asked us to store her phone-number 555-0199!"
+
+
+async def find_everywhere(admin: asyncpg.Pool, needle: str) -> list[str]:
+    """Every (table.column) of the public schema whose text holds ``needle``, read as the
+    superuser (no Row-Level Security)."""
+    async with admin.acquire() as conn:
+        columns = await conn.fetch(
+            """
+            SELECT c.table_name, c.column_name FROM information_schema.columns c
+            JOIN information_schema.tables t USING (table_schema, table_name)
+            WHERE c.table_schema = 'public' AND t.table_type = 'BASE TABLE'
+              AND c.data_type IN ('text', 'jsonb', 'json', 'tsvector', 'ARRAY',
+                                  'character varying', 'USER-DEFINED')
+            """)
+        found = []
+        for column in columns:
+            table, name = column["table_name"], column["column_name"]
+            hits = await conn.fetchval(
+                f'SELECT count(*) FROM "{table}" WHERE "{name}"::text ILIKE $1', f"%{needle}%")
+            if hits:
+                found.append(f"{table}.{name}")
+    return found
+
+
+async def workflow_exists(stack: Stack, workflow_id: str) -> bool:
+    try:
+        await stack.client.get_workflow_handle(workflow_id).describe()
+    except RPCError as error:
+        if error.status == RPCStatusCode.NOT_FOUND:
+            return False
+        raise
+    return True
+
+
+def _operator(stack: Stack) -> Actor:
+    return Actor(tenant_id=stack.principal.tenant_id, tenant_name=stack.principal.tenant_name,
+                 name="operator:test")
+
+
+async def test_purge_erases_the_text_from_every_table_and_from_temporal(
+    running: Stack, admin_pool: asyncpg.Pool
+) -> None:
+    async with Client(running.server) as client:
+        first = await call(client, "save_memory", content=SECRET_TEXT, tags=[MARKER])
+        assert await running.wait_status(uuid.UUID(first["id"])) is MemoryStatus.ACTIVE
+        copy = await call(client, "save_memory", content=NEAR_COPY)
+        assert await running.wait_status(uuid.UUID(copy["id"])) is MemoryStatus.DUPLICATE
+        assert await find_everywhere(admin_pool, MARKER)
+        report = await call(client, "purge_memory", id=first["id"], reason="GDPR request 42")
+        status = await call(client, "memory_status", id=first["id"])
+        gone = await call_error(client, "get_memory", id=first["id"])
+        found = await call(client, "search_memory", query=f"{MARKER} phone number",
+                           include_history=True)
+    assert sorted(report["purged"]) == sorted([first["id"], copy["id"]])
+    assert await find_everywhere(admin_pool, MARKER) == []
+    assert await find_everywhere(admin_pool, "555-0199") == []
+    assert status["status"] == "forgotten" and status["history"][-1]["event"] == "purged"
+    assert "no memory" in gone and found["results"] == []
+    async with admin_pool.acquire() as conn:
+        vectors = await conn.fetchval(
+            "SELECT count(*) FROM memories WHERE id = ANY($1::uuid[]) AND embedding IS NOT NULL",
+            [uuid.UUID(i) for i in report["purged"]])
+        audit = await conn.fetchrow(
+            "SELECT * FROM audit_log WHERE action = 'purge' AND target = $1", first["id"])
+    assert vectors == 0
+    assert audit["outcome"] == "ok" and audit["key_id"] == running.principal.key_id
+    assert report["workflows_deleted"] == [first["workflow_id"], copy["workflow_id"]]
+    with anyio.fail_after(60):
+        while any([await workflow_exists(running, w) for w in report["workflows_deleted"]]):
+            await anyio.sleep(0.2)
+    with pytest.raises(MemoryNotFound):
+        await restore(running.pool, _operator(running), uuid.UUID(first["id"]))
+
+
+async def test_purge_of_a_pending_memory_stops_its_workflow(
+    stack: Stack, admin_pool: asyncpg.Pool
+) -> None:
+    """No worker: the workflow is still running when the purge deletes it."""
+    async with Client(stack.server) as client:
+        saved = await call(client, "save_memory", content=SECRET_TEXT)
+        assert await workflow_exists(stack, saved["workflow_id"])
+        await call(client, "purge_memory", id=saved["id"], reason="pasted by mistake")
+    with anyio.fail_after(60):
+        while await workflow_exists(stack, saved["workflow_id"]):
+            await anyio.sleep(0.2)
+    assert await find_everywhere(admin_pool, MARKER) == []
+
+
+async def test_soft_forget_is_restored_by_an_operator(running: Stack) -> None:
+    async with Client(running.server) as client:
+        saved = await call(client, "save_memory", content="Restorable decision about caching")
+        assert await running.wait_status(uuid.UUID(saved["id"])) is MemoryStatus.ACTIVE
+        await call(client, "forget_memory", id=saved["id"], reason="oops, wrong one")
+        assert "no memory" in await call_error(client, "get_memory", id=saved["id"])
+        done = await anyio.to_thread.run_sync(
+            cli, running, "restore", saved["id"], "--tenant", running.principal.tenant_name)
+        assert done.returncode == 0, done.stderr
+        back = await call(client, "get_memory", id=saved["id"])
+        found = await call(client, "search_memory", query="caching decision")
+        again = await anyio.to_thread.run_sync(
+            cli, running, "restore", saved["id"], "--tenant", running.principal.tenant_name)
+        audit = await anyio.to_thread.run_sync(
+            cli, running, "audit", "--tenant", running.principal.tenant_name, "--limit", "3")
+    assert f"restored {saved['id']} (active)" in done.stdout
+    assert back["status"] == "active" and back["valid_to"] is None
+    assert found["results"][0]["id"] == saved["id"]
+    assert again.returncode == 1 and "no forgotten" in again.stderr
+    actions = [line.split()[5] for line in audit.stdout.splitlines()]
+    assert actions == ["restore", "forget", "save"], audit.stdout
