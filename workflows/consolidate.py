@@ -14,7 +14,7 @@ from uuid import UUID
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from activities.consolidate import ConsolidationActivities
@@ -28,7 +28,7 @@ with workflow.unsafe.imports_passed_through():
         PageRequest,
         RunRequest,
     )
-    from workflows.ingest import DECISION_RETRY, STORAGE_RETRY
+    from workflows.ingest import DECISION_RETRY, LLM_STEP_FAILED, STORAGE_RETRY, failure_cause
 
 _STEP = timedelta(minutes=2)
 _STEP_TOTAL = timedelta(hours=2)
@@ -80,7 +80,7 @@ class Consolidate:
                                  project=report.project, ids=ids, tokens_left=report.tokens_left)
         try:
             return await self._review_once(request, DECISION_RETRY)
-        except ActivityError as error:
+        except LLM_STEP_FAILED as error:
             # The model is unavailable or answered badly: fold locally, count what it cost.
             local = await self._review_once(request.model_copy(update={"allow_llm": False}),
                                             STORAGE_RETRY)
@@ -97,7 +97,7 @@ class Consolidate:
                                    project=report.project, tokens_left=report.tokens_left)
         try:
             return await self._manifesto_once(request, DECISION_RETRY)
-        except ActivityError as error:
+        except LLM_STEP_FAILED as error:
             local = await self._manifesto_once(request.model_copy(update={"allow_llm": False}),
                                                STORAGE_RETRY)
             return local.model_copy(update=_billed(error))
@@ -111,10 +111,10 @@ class Consolidate:
         )
 
 
-def _billed(error: ActivityError) -> dict[str, int]:
+def _billed(error: BaseException) -> dict[str, int]:
     """The failure counted in the report, with the tokens a malformed reply was billed."""
     spent: dict[str, int] = {"llm_failures": 1}
-    cause = error.cause
+    cause = failure_cause(error)
     if isinstance(cause, ApplicationError) and cause.details:
         usage = cause.details[0]
         if isinstance(usage, dict):

@@ -24,6 +24,16 @@ STORAGE_RETRY = RetryPolicy(
     maximum_interval=timedelta(seconds=10),
     non_retryable_error_types=BUG_ERRORS,
 )
+# A local activity whose last retry carried a next_retry_delay (the API's Retry-After hint)
+# reaches the workflow as the bare ApplicationError rather than wrapped in an ActivityError
+# (measured with temporalio 1.35): catch both.
+LLM_STEP_FAILED = (ActivityError, ApplicationError)
+
+
+def failure_cause(error: BaseException) -> BaseException:
+    return (error.cause or error) if isinstance(error, ActivityError) else error
+
+
 # The LLM decision: a bounded number of tries, then the memory is kept as ADD.
 DECISION_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1),
@@ -62,8 +72,8 @@ class IngestMemory:
                 start_to_close_timeout=timedelta(seconds=60),
                 schedule_to_close_timeout=timedelta(minutes=10), retry_policy=DECISION_RETRY,
             )
-        except ActivityError as error:
-            cause = error.cause or error
+        except LLM_STEP_FAILED as error:
+            cause = failure_cause(error)
             kind = cause.type if isinstance(cause, ApplicationError) else type(cause).__name__
             # Keep the memory; the nightly consolidation revisits it.
             return Decision(kind=DecisionKind.ADD, policy="haiku", needs_review=True,
