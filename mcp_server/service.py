@@ -7,6 +7,7 @@ embedded them yet, so that a save is searchable the moment it returns). No LLM c
 from __future__ import annotations
 
 import contextlib
+import json
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -19,6 +20,7 @@ from temporalio.common import SearchAttributePair, TypedSearchAttributes, Workfl
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from team_memory import queries
+from team_memory.consolidation import render_manifesto
 from team_memory.db import tenant_tx
 from team_memory.embedder import Embedder, embed_async
 from team_memory.models import (
@@ -28,6 +30,8 @@ from team_memory.models import (
     TENANT_WIDE_PROJECT,
     Category,
     IngestInput,
+    ManifestoRuleView,
+    ManifestoView,
     Memory,
     MemoryEvent,
     MemoryHit,
@@ -248,6 +252,18 @@ class MemoryService:
             rows = await queries.recent_important(conn, sorted({scope, TENANT_WIDE_PROJECT}),
                                                   since, 3, 50)
         return [_memory(row) for row in rows]
+
+    async def manifesto(self, principal: Principal, project: str | None) -> ManifestoView:
+        """The project's manifesto as the last consolidation wrote it (empty before one ran)."""
+        scope = self.resolve_project(principal, project)
+        async with tenant_tx(self.pool, principal.tenant_id) as conn:
+            row = await queries.manifesto(conn, scope)
+        if row is None:
+            return ManifestoView(project=scope, rules=[])
+        rules = [ManifestoRuleView.model_validate(rule) for rule in json.loads(row["rules"])]
+        text = render_manifesto([rule.model_dump() for rule in rules])
+        return ManifestoView(project=scope, rules=rules, policy=row["policy"],
+                             generated_at=row["generated_at"], tokens=approx_tokens(text))
 
     # --- validation -----------------------------------------------------------------------
 

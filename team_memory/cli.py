@@ -107,6 +107,32 @@ def worker(data_dir: DataDir = None) -> None:
 
 
 @app.command()
+def consolidate(
+    project: Annotated[str, typer.Option(help="Project to consolidate")],
+    tenant: Annotated[str, typer.Option(help="Tenant name")] = LOCAL_TENANT,
+    wait: Annotated[bool, typer.Option("--wait", help="Wait for the run and print its "
+                                       "report")] = False,
+) -> None:
+    """Run one project's nightly consolidation now (starts the Consolidate workflow)."""
+    from team_memory.schedules import run_now
+    from team_memory.temporal import connect
+
+    settings = _settings()
+
+    async def run() -> tuple[str, str | None]:
+        client = await connect(settings)
+        workflow_id, report = await run_now(client, settings, tenant, project, wait=wait)
+        return workflow_id, None if report is None else report.model_dump_json(indent=2)
+
+    workflow_id, report = asyncio.run(run())
+    typer.echo(f"started {workflow_id}")
+    if report is None:
+        typer.echo(f"result: temporal workflow result --workflow-id '{workflow_id}'")
+    else:
+        typer.echo(report)
+
+
+@app.command()
 def serve(
     data_dir: DataDir = None,
     transport: Annotated[str, typer.Option(help="http or stdio")] = "http",

@@ -65,7 +65,7 @@ def local_folds(members: Sequence[asyncpg.Record], threshold: float) -> list[Fol
     for member in members:
         neighbours = [
             Neighbour(k["id"], k["content"], k["category"], k["content_hash"],
-                      float(np.dot(member["embedding"], k["embedding"])))
+                      _cosine(member["embedding"], k["embedding"]))
             for k in kept
         ]
         decision = local_decision(member["content"], member["content_hash"], neighbours,
@@ -75,6 +75,16 @@ def local_folds(members: Sequence[asyncpg.Record], threshold: float) -> list[Fol
         else:
             kept.append(member)
     return folds
+
+
+def _cosine(a: object, b: object) -> float:
+    """Stored embeddings are unit vectors (pgvector's Vector or a numpy array)."""
+    return float(np.dot(_array(a), _array(b)))
+
+
+def _array(vector: object) -> np.ndarray:
+    to_numpy = getattr(vector, "to_numpy", None)
+    return np.asarray(to_numpy() if to_numpy is not None else vector, dtype=np.float32)
 
 
 # --- the manifesto ----------------------------------------------------------------------------

@@ -30,7 +30,7 @@ from temporalio.common import SearchAttributePair, TypedSearchAttributes
 
 from team_memory import queries
 from team_memory.db import tenant_tx
-from team_memory.models import ConsolidateInput
+from team_memory.models import ConsolidateInput, ConsolidationReport
 from team_memory.settings import Settings
 from team_memory.temporal import PROJECT_KEY, TENANT_KEY
 
@@ -108,3 +108,17 @@ async def ensure_all(client: Client, settings: Settings, pool: asyncpg.Pool) -> 
             await queries.mark_schedule_ensured(conn, scope["tenant_id"], scope["project"], sid)
         ensured.append(sid)
     return ensured
+
+
+async def run_now(
+    client: Client, settings: Settings, tenant: str, project: str, *, wait: bool
+) -> tuple[str, ConsolidationReport | None]:
+    """Start one project's consolidation at once (what `team-memory consolidate` does)."""
+    workflow_id = manual_workflow_id(tenant, project)
+    handle = await client.start_workflow(
+        CONSOLIDATE_WORKFLOW, ConsolidateInput(tenant=tenant, project=project), id=workflow_id,
+        task_queue=settings.task_queue, result_type=ConsolidationReport,
+        search_attributes=TypedSearchAttributes([SearchAttributePair(TENANT_KEY, tenant),
+                                                 SearchAttributePair(PROJECT_KEY, project)]),
+    )
+    return workflow_id, (await handle.result() if wait else None)
