@@ -4,6 +4,8 @@ without Claude Haiku (the fake Anthropic API), idempotent reruns, the manifesto 
 from __future__ import annotations
 
 import asyncio
+import os
+import sys
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
@@ -202,7 +204,8 @@ async def test_budget_and_model_failures_fall_back_to_local(
 
 
 async def test_schedule_created_on_first_memory_and_triggered_by_the_cli(running: Stack) -> None:
-    await save(running, "Schedules run consolidation nightly")
+    saved = await running.service.save(running.principal, "Schedules run consolidation nightly")
+    await running.client.get_workflow_handle(saved.workflow_id).result()  # commit, then schedule
     tenant = running.principal.tenant_name
     sid = schedules.schedule_id(tenant, "default")
     handle = running.client.get_schedule_handle(sid)
@@ -219,6 +222,15 @@ async def test_schedule_created_on_first_memory_and_triggered_by_the_cli(running
         second = await _trigger(running, cli, sid, already=1)
         assert (second.changes, second.clusters_reviewed) == (0, 0)
         assert second.manifesto == "unchanged"
+
+        manual = f"consolidate/{tenant}/default/manual-test"
+        await anyio.run_process([*cli[:1], "workflow", "start", "--type", "Consolidate",
+                                 "--task-queue", running.settings.task_queue,
+                                 "--workflow-id", manual, "--input",
+                                 f'{{"tenant": "{tenant}", "project": "default"}}', *cli[1:]])
+        result = await anyio.run_process([*cli[:1], "workflow", "result", "--workflow-id",
+                                          manual, "--output", "json", *cli[1:]])
+        assert f'"tenant": "{tenant}"' in result.stdout.decode()
 
         await handle.pause(note="operator pause")
         ensured = await schedules.ensure_all(running.client, running.settings, running.pool)
@@ -242,3 +254,18 @@ async def _trigger(stack: Stack, cli: list[str], sid: str, already: int) -> Cons
                 newest.id, result_type=ConsolidationReport).result()
         await asyncio.sleep(0.1)
     raise AssertionError("the triggered consolidation did not complete")
+
+
+async def test_cli_consolidate_waits_and_prints_the_report(running: Stack) -> None:
+    await save(running, "The CLI wraps the Consolidate workflow")
+    env = {**os.environ, "TEMPORAL_ADDRESS": running.settings.temporal_target,
+           "TEAM_MEMORY_TASK_QUEUE": running.settings.task_queue}
+    env.pop("ANTHROPIC_API_KEY", None)
+    with anyio.fail_after(60):
+        done = await anyio.run_process(
+            [sys.executable, "-m", "team_memory", "consolidate", "--project", "default",
+             "--tenant", running.principal.tenant_name, "--wait"], env=env)
+    out = done.stdout.decode()
+    assert f"started consolidate/{running.principal.tenant_name}/default/manual-" in out
+    report = ConsolidationReport.model_validate_json(out.split("\n", 1)[1])
+    assert report.policy == "local" and report.manifesto == "regenerated"
