@@ -97,7 +97,7 @@ class ConsolidationActivities:
             rows = await queries.lock_cluster(conn, request.ids)
         live = [r for r in rows if r["status"] == "active"]
         if all(r["reviewed"] for r in live):
-            return ClusterOutcome()  # done already (a retry, or an overlapping group)
+            return ClusterOutcome(reviewed=False)
         if len(live) < 2:
             return await self._finish(request, live, ClusterOutcome(), "local", None)
         if self.distiller is None or not request.allow_llm:

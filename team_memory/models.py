@@ -241,7 +241,7 @@ class ConsolidationReport(BaseModel):
 
     def plus(self, outcome: ClusterOutcome) -> ConsolidationReport:
         return self.model_copy(update={
-            "clusters_reviewed": self.clusters_reviewed + 1,
+            "clusters_reviewed": self.clusters_reviewed + int(outcome.reviewed),
             "merged": self.merged + outcome.merged,
             "superseded": self.superseded + outcome.superseded,
             "folded": self.folded + outcome.folded,
@@ -299,6 +299,7 @@ class ClusterRequest(BaseModel):
 
 
 class ClusterOutcome(BaseModel):
+    reviewed: bool = True  # False: found done already (a retry, or an overlapping group)
     merged: int = 0
     superseded: int = 0
     folded: int = 0
