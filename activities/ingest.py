@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 from uuid import UUID
 
 import asyncpg
@@ -21,6 +22,26 @@ from team_memory.models import (
 )
 from team_memory.policy import exact_duplicate, local_decision
 from team_memory.settings import Settings
+
+# Longest wait taken from a Retry-After header; beyond it the retry policy's backoff applies.
+MAX_RETRY_AFTER = timedelta(seconds=60)
+
+
+def llm_failure(error: llm.LLMError) -> ApplicationError:
+    """A Distiller error as Temporal sees it: its type, whether to retry, and when.
+
+    The API's Retry-After hint becomes the next retry delay; tokens billed for a malformed
+    reply travel in the details so the workflow can count them.
+    """
+    if isinstance(error, llm.LLMUnavailable):
+        delay = None
+        if error.retryable and error.retry_after_s is not None:
+            delay = min(timedelta(seconds=max(0.0, error.retry_after_s)), MAX_RETRY_AFTER)
+        return ApplicationError(str(error), type="LLMUnavailable",
+                                non_retryable=not error.retryable, next_retry_delay=delay)
+    usage = error.usage if isinstance(error, llm.MalformedLLMOutput) else None
+    spent = usage.model_dump() if usage is not None else {}
+    return ApplicationError(str(error), spent, type=type(error).__name__, non_retryable=True)
 
 
 @dataclass
@@ -63,12 +84,8 @@ class IngestActivities:
             answer, usage = await self.distiller.decide_ingest(
                 content=item.content, category=item.category.value, candidates=candidates
             )
-        except llm.LLMUnavailable as error:
-            raise ApplicationError(str(error), type="LLMUnavailable",
-                                   non_retryable=not error.retryable) from error
-        except llm.MalformedLLMOutput as error:
-            raise ApplicationError(str(error), type="MalformedLLMOutput",
-                                   non_retryable=True) from error
+        except llm.LLMError as error:
+            raise llm_failure(error) from error
         return Decision(
             kind=DecisionKind(answer.action.lower()), target_id=answer.target_id,
             merged_content=answer.merged_content, reason=answer.reason, policy="haiku",
@@ -88,8 +105,10 @@ class IngestActivities:
                                     target_id=decision.target_id,
                                     status=MemoryStatus(row["status"]))
             status = await self._apply(conn, item, decision)
+            schedule_needed = await queries.register_project(conn, item.tenant_id, item.project)
         return IngestResult(memory_id=item.memory_id, decision=decision.kind,
-                            target_id=decision.target_id, status=status)
+                            target_id=decision.target_id, status=status,
+                            schedule_needed=schedule_needed)
 
     async def _apply(
         self, conn: asyncpg.Connection, item: IngestInput, decision: Decision
@@ -114,7 +133,10 @@ class IngestActivities:
             await record.audit("merge", target)
             return MemoryStatus.DUPLICATE
         await queries.activate(conn, item.memory_id)
-        await record("added", after_text=item.content)
+        if decision.needs_review:
+            await queries.mark_needs_review(conn, item.memory_id)
+        await record("kept_without_decision" if decision.needs_review else "added",
+                     after_text=item.content)
         if decision.kind is DecisionKind.SUPERSEDE and target is not None:
             await queries.supersede(conn, target, item.memory_id)
             await record("superseded", memory_id=target, related_id=item.memory_id)

@@ -16,8 +16,10 @@ from mcp_types import CallToolResult, TextContent
 from pydantic import BaseModel, Field
 
 from mcp_server.service import Forbidden, InvalidInput, MemoryService, NotFound
+from team_memory.consolidation import render_manifesto
 from team_memory.erasure import HistoryNotDeleted, PurgeReport
 from team_memory.models import (
+    ManifestoView,
     Memory,
     MemoryHit,
     MemoryStatusReport,
@@ -88,6 +90,7 @@ def create_server(
 
     _register_tools(server, service, who)
     _register_resources(server, service, who)
+    _register_manifesto(server, service, who)
     return server
 
 
@@ -221,3 +224,33 @@ def _register_resources(
         except (ValueError, NotFound) as error:
             raise ResourceError(f"no memory {id}") from error
         return memory.model_dump_json()
+
+
+def manifesto_text(view: ManifestoView) -> str:
+    if not view.rules:
+        return (f"No manifesto for project {view.project} yet: the nightly consolidation writes "
+                "it from the team's most important memories.")
+    rules = render_manifesto([rule.model_dump() for rule in view.rules])
+    return f"# Team rules for {view.project}\n\n{rules}"
+
+
+def _register_manifesto(
+    server: MCPServer, service: MemoryService, who: Callable[[], Principal]
+) -> None:
+    @server.resource("memory://manifesto", mime_type="text/markdown")
+    async def manifesto() -> str:
+        """The project's high-level rules, ranked, short: read it before working on it."""
+        return manifesto_text(await service.manifesto(who(), None))
+
+    @server.prompt(name="manifesto", title="Team rules for this project")
+    async def manifesto_prompt(
+        project: Annotated[str | None, Field(description="Project (default: the current one)")]
+        = None,
+    ) -> str:
+        """Load the team's ranked rules for the project into the conversation."""
+        try:
+            view = await service.manifesto(who(), project)
+        except (InvalidInput, Forbidden) as error:
+            raise ValueError(str(error)) from None
+        return (manifesto_text(view) + "\n\nFollow these rules in this session; search the "
+                "team memory (search_memory) for the details behind any of them.")

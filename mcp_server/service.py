@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import json
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -23,6 +24,7 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from mcp_server.ratelimit import RateLimiter, retry_message
 from team_memory import erasure, queries
+from team_memory.consolidation import render_manifesto
 from team_memory.db import tenant_tx
 from team_memory.embedder import Embedder, embed_async
 from team_memory.models import (
@@ -32,6 +34,8 @@ from team_memory.models import (
     TENANT_WIDE_PROJECT,
     Category,
     IngestInput,
+    ManifestoRuleView,
+    ManifestoView,
     Memory,
     MemoryEvent,
     MemoryHit,
@@ -327,6 +331,18 @@ class MemoryService:
             rows = await queries.recent_important(conn, sorted({scope, TENANT_WIDE_PROJECT}),
                                                   since, 3, 50)
         return [_memory(row) for row in rows]
+
+    async def manifesto(self, principal: Principal, project: str | None) -> ManifestoView:
+        """The project's manifesto as the last consolidation wrote it (empty before one ran)."""
+        scope = self.resolve_project(principal, project)
+        async with tenant_tx(self.pool, principal.tenant_id) as conn:
+            row = await queries.manifesto(conn, scope)
+        if row is None:
+            return ManifestoView(project=scope, rules=[])
+        rules = [ManifestoRuleView.model_validate(rule) for rule in json.loads(row["rules"])]
+        text = render_manifesto([rule.model_dump() for rule in rules])
+        return ManifestoView(project=scope, rules=rules, policy=row["policy"],
+                             generated_at=row["generated_at"], tokens=approx_tokens(text))
 
     # --- validation -----------------------------------------------------------------------
 

@@ -20,6 +20,7 @@ from team_memory.db import create_pool
 from team_memory.logs import configure_logging
 from team_memory.migrate import migrate as apply_migrations
 from team_memory.settings import Settings
+from team_memory.stack import LOCAL_TENANT
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
                   help="Team Memory: long-term team memory for Claude over MCP.")
@@ -107,6 +108,32 @@ def worker(data_dir: DataDir = None) -> None:
 
     with _database(settings) as (_, app_url):
         asyncio.run(run_worker(settings.model_copy(update={"database_url": app_url})))
+
+
+@app.command()
+def consolidate(
+    project: Annotated[str, typer.Option(help="Project to consolidate")],
+    tenant: Annotated[str, typer.Option(help="Tenant name")] = LOCAL_TENANT,
+    wait: Annotated[bool, typer.Option("--wait", help="Wait for the run and print its "
+                                       "report")] = False,
+) -> None:
+    """Run one project's nightly consolidation now (starts the Consolidate workflow)."""
+    from team_memory.schedules import run_now
+    from team_memory.temporal import connect
+
+    settings = _settings()
+
+    async def run() -> tuple[str, str | None]:
+        client = await connect(settings)
+        workflow_id, report = await run_now(client, settings, tenant, project, wait=wait)
+        return workflow_id, None if report is None else report.model_dump_json(indent=2)
+
+    workflow_id, report = asyncio.run(run())
+    typer.echo(f"started {workflow_id}")
+    if report is None:
+        typer.echo(f"result: temporal workflow result --workflow-id '{workflow_id}'")
+    else:
+        typer.echo(report)
 
 
 @app.command()

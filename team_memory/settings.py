@@ -11,8 +11,9 @@ import os
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import AliasChoices, Field, SecretStr
+from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -142,6 +143,54 @@ class Settings(BaseSettings):
         "the same words is a duplicate.",
     )
 
+    # --- nightly consolidation and the manifesto ----------------------------------------
+    consolidation_time: str = Field(
+        default="03:00",
+        pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$",
+        description="Local time (HH:MM) of the nightly consolidation of each project.",
+    )
+    consolidation_timezone: str = Field(
+        default="UTC",
+        description="IANA time zone of `TEAM_MEMORY_CONSOLIDATION_TIME` (e.g. Europe/Paris).",
+    )
+    consolidation_similarity: float = Field(
+        default=0.35,
+        ge=0.0,
+        le=1.0,
+        description="Cosine similarity from which a memory is reviewed beside a neighbour "
+        "(low on purpose: contradictions such as React vs Svelte score about 0.4).",
+    )
+    consolidation_neighbours: int = Field(
+        default=4, ge=1, le=20, description="Nearest neighbours reviewed with each memory."
+    )
+    consolidation_page_size: int = Field(
+        default=200, ge=1, description="Memories per page of a run (continue-as-new per page)."
+    )
+    consolidation_token_budget: int = Field(
+        default=200_000,
+        ge=0,
+        description="LLM tokens (input + output) one consolidation run may spend; past it, "
+        "the run continues with the local policy.",
+    )
+    archive_max_importance: int = Field(
+        default=2, ge=0, le=5, description="Only memories up to this importance can decay."
+    )
+    archive_half_life_days: float = Field(
+        default=90.0, gt=0, description="Half-life of a memory's weight in the decay rule."
+    )
+    archive_threshold: float = Field(
+        default=0.25,
+        ge=0,
+        description="A memory is archived when importance x 0.5^(age / half-life) falls "
+        "below this (defaults: importance 1 after 180 days, 2 after 270).",
+    )
+    manifesto_token_budget: int = Field(
+        default=400, ge=20, description="Largest manifesto, in tokens."
+    )
+    manifesto_max_rules: int = Field(
+        default=10, ge=1, le=50, description="Most rules in a manifesto."
+    )
+
     # --- retrieval ---------------------------------------------------------------------
     recency_half_life_days: float = Field(
         default=90.0, gt=0, description="Half-life of the recency boost in search ranking."
@@ -189,6 +238,15 @@ class Settings(BaseSettings):
     # --- ops ---------------------------------------------------------------------------
     log_level: str = Field(default="INFO", description="Log level.")
     log_json: bool = Field(default=False, description="Structured JSON logs.")
+
+    @field_validator("consolidation_timezone")
+    @classmethod
+    def _known_timezone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r}") from None
+        return value
 
     @property
     def embedded_postgres(self) -> bool:

@@ -12,8 +12,8 @@ import time
 from contextlib import ExitStack
 from pathlib import Path
 
-from team_memory import embedded
-from team_memory.db import create_pool
+from team_memory import embedded, queries
+from team_memory.db import create_pool, tenant_tx
 from team_memory.migrate import migrate
 from team_memory.settings import Settings
 from team_memory.tenants import authenticate, create_key, ensure_tenant
@@ -74,7 +74,10 @@ async def _prepare_database(settings: Settings, admin_url: str) -> str:
     key_file = settings.data_dir / "local-api-key"
     pool = await create_pool(admin_url, min_size=1, max_size=2)
     try:
-        await ensure_tenant(pool, LOCAL_TENANT)
+        tenant_id = await ensure_tenant(pool, LOCAL_TENANT)
+        # The default project gets its nightly consolidation schedule when the worker starts.
+        async with tenant_tx(pool, tenant_id) as conn:
+            await queries.register_project(conn, tenant_id, settings.project)
         if key_file.exists():
             existing = key_file.read_text().strip()
             if await authenticate(pool, existing) is not None:
@@ -114,6 +117,12 @@ def _wait_for_signal(children: dict[str, subprocess.Popen[bytes]]) -> int:
     return 0
 
 
+def _policy(settings: Settings) -> str:
+    if settings.dedupe_policy == "haiku":
+        return f"haiku ({settings.llm_model}: merge, supersede, manifesto)"
+    return "local (no ANTHROPIC_API_KEY: exact and near duplicates only)"
+
+
 def _banner(settings: Settings, api_key: str) -> str:
     add = (f"claude mcp add --transport http team-memory {settings.mcp_url} "
            f"--header {shlex.quote('Authorization: Bearer ' + api_key)}")
@@ -127,7 +136,9 @@ def _banner(settings: Settings, api_key: str) -> str:
         f"  Temporal address  {settings.temporal_target}",
         f"  Data dir          {settings.data_dir}",
         f"  Embedding model   {settings.embedding_model} ({settings.embedding_provider})",
-        f"  Dedupe policy     {settings.dedupe_policy}",
+        f"  Dedupe policy     {_policy(settings)}",
+        f"  Consolidation     nightly at {settings.consolidation_time} "
+        f"{settings.consolidation_timezone} (temporal schedule list)",
         f"  Tenant / API key  {LOCAL_TENANT} / {api_key}",
         "",
         "Connect Claude Code:",

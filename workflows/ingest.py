@@ -6,11 +6,12 @@ from datetime import timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError
+from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
+    from activities.consolidate import ConsolidationActivities
     from activities.ingest import IngestActivities
-    from team_memory.models import Decision, DecisionKind, IngestInput, IngestResult
+    from team_memory.models import Decision, DecisionKind, IngestInput, IngestResult, ProjectRef
     from team_memory.temporal import DECISION_KEY
 
 # Programming errors fail the workflow at once (visible as a failed ingestion, resettable
@@ -23,6 +24,16 @@ STORAGE_RETRY = RetryPolicy(
     maximum_interval=timedelta(seconds=10),
     non_retryable_error_types=BUG_ERRORS,
 )
+# A local activity whose last retry carried a next_retry_delay (the API's Retry-After hint)
+# reaches the workflow as the bare ApplicationError rather than wrapped in an ActivityError
+# (measured with temporalio 1.35): catch both.
+LLM_STEP_FAILED = (ActivityError, ApplicationError)
+
+
+def failure_cause(error: BaseException) -> BaseException:
+    return (error.cause or error) if isinstance(error, ActivityError) else error
+
+
 # The LLM decision: a bounded number of tries, then the memory is kept as ADD.
 DECISION_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1),
@@ -50,6 +61,8 @@ class IngestMemory:
             schedule_to_close_timeout=timedelta(days=1), retry_policy=STORAGE_RETRY,
         )
         workflow.upsert_search_attributes([DECISION_KEY.value_set(decision.kind.value)])
+        if result.schedule_needed:
+            await self._ensure_schedule(item)
         return result
 
     async def _decide(self, item: IngestInput) -> Decision:
@@ -59,8 +72,22 @@ class IngestMemory:
                 start_to_close_timeout=timedelta(seconds=60),
                 schedule_to_close_timeout=timedelta(minutes=10), retry_policy=DECISION_RETRY,
             )
-        except ActivityError as error:
-            cause = error.cause or error
+        except LLM_STEP_FAILED as error:
+            cause = failure_cause(error)
+            kind = cause.type if isinstance(cause, ApplicationError) else type(cause).__name__
             # Keep the memory; the nightly consolidation revisits it.
-            return Decision(kind=DecisionKind.ADD, policy="haiku",
-                            reason=f"kept without a model decision: {cause}")
+            return Decision(kind=DecisionKind.ADD, policy="haiku", needs_review=True,
+                            reason=f"kept without a model decision ({kind}): {cause}")
+
+    async def _ensure_schedule(self, item: IngestInput) -> None:
+        """The project's first memory: create its nightly consolidation schedule. A failure
+        here never fails the ingestion: every worker start ensures all schedules again."""
+        try:
+            await workflow.execute_local_activity_method(
+                ConsolidationActivities.ensure_project_schedule,
+                ProjectRef(tenant_id=item.tenant_id, project=item.project),
+                start_to_close_timeout=timedelta(seconds=30),
+                schedule_to_close_timeout=timedelta(minutes=5), retry_policy=STORAGE_RETRY,
+            )
+        except ActivityError as error:
+            workflow.logger.warning("consolidation schedule not created: %s", error.cause)

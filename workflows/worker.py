@@ -12,14 +12,16 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from activities.capture import CaptureActivities
+from activities.consolidate import ConsolidationActivities
 from activities.ingest import IngestActivities
-from team_memory import llm
+from team_memory import llm, schedules
 from team_memory.db import create_app_pool
 from team_memory.embedder import BatchingEmbedder, Embedder, create_embedder
 from team_memory.migrate import check_embedding_dim
 from team_memory.settings import Settings
 from team_memory.temporal import connect
 from workflows.capture import SessionObservations
+from workflows.consolidate import Consolidate
 from workflows.ingest import IngestMemory
 
 log = logging.getLogger("team_memory.worker")
@@ -32,20 +34,24 @@ def build_worker(
     embedder: Embedder,
     distiller: llm.Distiller | None,
 ) -> Worker:
-    ingest = IngestActivities(
-        pool=pool,
-        embedder=BatchingEmbedder(embedder, window_ms=settings.embed_batch_window_ms,
-                                  max_batch=settings.embed_batch_max),
-        settings=settings,
-        distiller=distiller,
-    )
+    batching = BatchingEmbedder(embedder, window_ms=settings.embed_batch_window_ms,
+                                max_batch=settings.embed_batch_max)
+    ingest = IngestActivities(pool=pool, embedder=batching, settings=settings,
+                              distiller=distiller)
+    consolidate = ConsolidationActivities(pool=pool, embedder=batching, settings=settings,
+                                          client=client, distiller=distiller)
     capture = CaptureActivities(pool=pool, settings=settings, distiller=distiller)
     return Worker(
         client,
         task_queue=settings.task_queue,
-        workflows=[IngestMemory, SessionObservations],
-        activities=[ingest.embed_memory, ingest.decide_memory, ingest.commit_memory,
-                    capture.distill_session_events],
+        workflows=[IngestMemory, Consolidate, SessionObservations],
+        activities=[
+            ingest.embed_memory, ingest.decide_memory, ingest.commit_memory,
+            consolidate.ensure_project_schedule, consolidate.start_consolidation,
+            consolidate.find_clusters, consolidate.review_cluster, consolidate.archive_stale,
+            consolidate.refresh_manifesto, consolidate.finish_consolidation,
+            capture.distill_session_events,
+        ],
         max_concurrent_workflow_tasks=64,
         max_concurrent_local_activities=128,
         max_concurrent_activities=32,
@@ -63,6 +69,9 @@ async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> N
         async with pool.acquire() as conn:
             await check_embedding_dim(conn, embedder.dim)
         client = await connect(settings)
+        ensured = await schedules.ensure_all(client, settings, pool)
+        log.info("consolidation schedules ensured for %d project(s), daily at %s %s",
+                 len(ensured), settings.consolidation_time, settings.consolidation_timezone)
         log.info("worker polling task queue %s on %s (embedder %s, dedupe policy %s)",
                  settings.task_queue, settings.temporal_target, embedder.name,
                  settings.dedupe_policy)

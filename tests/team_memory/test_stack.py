@@ -104,6 +104,12 @@ def test_up_save_restart_and_find_again(stack_dir: tuple[Path, Ports, Path]) -> 
              f"127.0.0.1:{ports.temporal}", "--query", "WorkflowType='IngestMemory'"],
             capture_output=True, text=True, timeout=30, check=True)
         assert "Completed" in listing.stdout, listing.stdout
+        assert "Dedupe policy     local (no ANTHROPIC_API_KEY" in banner
+        schedules = subprocess.run(
+            [str(temporal_binary()), "schedule", "list", "--address",
+             f"127.0.0.1:{ports.temporal}"],
+            capture_output=True, text=True, timeout=30, check=True)
+        assert "consolidate/local/default" in schedules.stdout, schedules.stdout
 
         second = subprocess.run(
             [sys.executable, "-m", "team_memory", "up", "--data-dir", str(data_dir),

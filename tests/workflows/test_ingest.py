@@ -8,6 +8,7 @@ import pytest
 from temporalio import activity
 from temporalio.worker import Worker
 
+from activities.consolidate import ConsolidationActivities
 from activities.ingest import IngestActivities
 from team_memory.embedder import BatchingEmbedder
 from team_memory.models import IngestInput, IngestResult, MemoryStatus
@@ -29,9 +30,12 @@ async def test_transient_activity_failure_is_retried_and_committed_once(stack: S
             raise ConnectionResetError("embedding backend went away")
         await real.embed_memory(item)
 
+    schedules = ConsolidationActivities(pool=stack.pool, embedder=real.embedder,
+                                        settings=stack.settings, client=stack.client)
     worker = Worker(stack.client, task_queue=stack.settings.task_queue,
                     workflows=[IngestMemory],
-                    activities=[flaky_embed, real.decide_memory, real.commit_memory])
+                    activities=[flaky_embed, real.decide_memory, real.commit_memory,
+                                schedules.ensure_project_schedule])
     async with worker:
         saved = await stack.service.save(stack.principal, "Retries use jittered backoff")
         assert await stack.wait_status(saved.id) is MemoryStatus.ACTIVE

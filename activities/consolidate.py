@@ -1,0 +1,306 @@
+"""Activities of the nightly consolidation (workflows/consolidate.py). Each is idempotent: a
+retried or repeated step finds its work done (reviewed marks, statuses) and changes nothing."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+from uuid import UUID
+
+import asyncpg
+from temporalio import activity
+from temporalio.client import Client
+from temporalio.exceptions import ApplicationError
+
+from activities.ingest import llm_failure
+from team_memory import consolidation, llm, queries, schedules
+from team_memory.db import tenant_tx
+from team_memory.embedder import BatchingEmbedder
+from team_memory.models import (
+    ClusterOutcome,
+    ClusterRequest,
+    ConsolidationPage,
+    ConsolidationReport,
+    ManifestoOutcome,
+    ManifestoRequest,
+    PageRequest,
+    ProjectRef,
+    RunRequest,
+    approx_tokens,
+)
+from team_memory.settings import Settings
+
+# What a consolidation prompt costs beyond the memories' text (system prompt, tool schema,
+# output): checked against the run's remaining token budget before each call.
+PROMPT_OVERHEAD_TOKENS = 2_000
+MANIFESTO_CANDIDATES = 40
+
+
+@dataclass
+class ConsolidationActivities:
+    pool: asyncpg.Pool
+    embedder: BatchingEmbedder
+    settings: Settings
+    client: Client
+    distiller: llm.Distiller | None = None
+
+    @activity.defn(name="ensure_project_schedule")
+    async def ensure_project_schedule(self, ref: ProjectRef) -> str:
+        async with tenant_tx(self.pool, ref.tenant_id) as conn:
+            tenant = await queries.tenant_name(conn, ref.tenant_id)
+        if tenant is None:
+            raise ApplicationError(f"no tenant {ref.tenant_id}", non_retryable=True)
+        sid = await schedules.ensure_schedule(self.client, self.settings, tenant, ref.project)
+        async with tenant_tx(self.pool, ref.tenant_id) as conn:
+            await queries.mark_schedule_ensured(conn, ref.tenant_id, ref.project, sid)
+        return sid
+
+    @activity.defn(name="start_consolidation")
+    async def start_consolidation(self, request: RunRequest) -> ConsolidationReport:
+        async with self.pool.acquire() as conn:
+            tenant_id = await queries.tenant_id_named(conn, request.tenant)
+        if tenant_id is None:
+            raise ApplicationError(f"no tenant named {request.tenant!r}", type="UnknownTenant",
+                                   non_retryable=True)
+        report = ConsolidationReport(
+            run_id=request.run_id, tenant=request.tenant, tenant_id=tenant_id,
+            project=request.project, policy=self.settings.dedupe_policy,
+            model=self.distiller.model if self.distiller else None,
+            token_budget=(self.settings.consolidation_token_budget
+                          if request.token_budget is None else request.token_budget),
+            page_size=request.page_size or self.settings.consolidation_page_size,
+        )
+        if self.distiller is None:
+            report.notes.append("no ANTHROPIC_API_KEY: local policy only (exact and near "
+                                "duplicates folded, decay, local manifesto)")
+        async with tenant_tx(self.pool, tenant_id) as conn:
+            await queries.insert_run(
+                conn, run_id=report.run_id, tenant_id=tenant_id, project=report.project,
+                workflow_id=request.workflow_id, policy=report.policy, model=report.model,
+                token_budget=report.token_budget,
+            )
+        return report
+
+    @activity.defn(name="find_clusters")
+    async def find_clusters(self, request: PageRequest) -> ConsolidationPage:
+        async with tenant_tx(self.pool, request.tenant_id) as conn:
+            rows = await queries.neighbourhoods(
+                conn, request.project, request.cursor, request.page_size,
+                self.settings.consolidation_neighbours, self.settings.consolidation_similarity,
+            )
+        return consolidation.neighbourhood_page(rows, request.page_size)
+
+    @activity.defn(name="review_cluster")
+    async def review_cluster(self, request: ClusterRequest) -> ClusterOutcome:
+        """Merge duplicates and resolve conflicts within one group of related memories."""
+        async with tenant_tx(self.pool, request.tenant_id) as conn:
+            rows = await queries.lock_cluster(conn, request.ids)
+        live = [r for r in rows if r["status"] == "active"]
+        if all(r["reviewed"] for r in live):
+            return ClusterOutcome(reviewed=False)
+        if len(live) < 2:
+            return await self._finish(request, live, ClusterOutcome(), "local", None)
+        if self.distiller is None or not request.allow_llm:
+            return await self._fold_locally(request, live, ClusterOutcome())
+        if _estimate(live) > request.tokens_left:
+            return await self._fold_locally(request, live,
+                                            ClusterOutcome(skipped_for_budget=True))
+        return await self._ask_model(request, live)
+
+    async def _ask_model(
+        self, request: ClusterRequest, live: list[asyncpg.Record]
+    ) -> ClusterOutcome:
+        assert self.distiller is not None
+        cluster = [llm.ClusterMemory(id=r["id"], category=r["category"],
+                                     importance=float(r["importance"]),
+                                     occurred_at=r["occurred_at"], content=r["content"])
+                   for r in live]
+        try:
+            plan, usage = await self.distiller.plan_consolidation(cluster)
+        except llm.LLMError as error:
+            raise llm_failure(error) from error
+        spent = ClusterOutcome(llm_calls=1, input_tokens=usage.input_tokens,
+                               output_tokens=usage.output_tokens)
+        async with tenant_tx(self.pool, request.tenant_id) as conn:
+            current = {r["id"]: r for r in await queries.lock_cluster(conn, request.ids)}
+            log = _Log(conn, request, "haiku", usage)
+            outcome = spent
+            for action in plan.actions:
+                outcome = await self._apply(log, action, live, current, outcome)
+            await self._mark(log, [r for r in live if _unchanged(r, current)])
+        return outcome.model_copy(update={"revisited": sum(r["needs_review"] for r in live)})
+
+    async def _apply(
+        self, log: _Log, action: llm.ConsolidationAction, seen: list[asyncpg.Record],
+        current: dict[UUID, asyncpg.Record], outcome: ClusterOutcome,
+    ) -> ClusterOutcome:
+        ids = action.ids if isinstance(action, llm.MergeAction) else [action.old_id,
+                                                                       action.new_id]
+        # The texts the model judged must still be the live ones (ingest may have moved on).
+        if not all(_unchanged(r, current) for r in seen if r["id"] in ids):
+            return outcome
+        if isinstance(action, llm.MergeAction):
+            others = [uid for uid in action.ids if uid != action.keep_id]
+            vector = await self.embedder.embed_one(action.merged_content)
+            await queries.fold_into(log.conn, action.keep_id, others, action.merged_content,
+                                    vector)
+            await log("merged", action.keep_id, action.reason,
+                      before_text=current[action.keep_id]["content"],
+                      after_text=action.merged_content, detail={"merged_from": others})
+            for other in others:
+                await queries.retire_duplicate(log.conn, other, action.keep_id)
+                await log("merged_into", other, action.reason, related_id=action.keep_id)
+            return outcome.model_copy(update={"merged": outcome.merged + len(others)})
+        await queries.supersede(log.conn, action.old_id, action.new_id)
+        await log("superseded", action.old_id, action.reason, related_id=action.new_id,
+                  before_text=current[action.old_id]["content"],
+                  after_text=current[action.new_id]["content"])
+        return outcome.model_copy(update={"superseded": outcome.superseded + 1})
+
+    async def _fold_locally(
+        self, request: ClusterRequest, live: list[asyncpg.Record], outcome: ClusterOutcome
+    ) -> ClusterOutcome:
+        folds = consolidation.local_folds(live, self.settings.duplicate_similarity)
+        async with tenant_tx(self.pool, request.tenant_id) as conn:
+            current = {r["id"]: r for r in await queries.lock_cluster(conn, request.ids)}
+            log = _Log(conn, request, "local", None)
+            folded = 0
+            for fold in folds:
+                pair = [r for r in live if r["id"] in (fold.duplicate, fold.keep)]
+                if all(_unchanged(r, current) for r in pair) and await queries.retire_duplicate(
+                        conn, fold.duplicate, fold.keep):
+                    await log("duplicate", fold.duplicate, fold.reason, related_id=fold.keep)
+                    folded += 1
+            await self._mark(log, [r for r in live if _unchanged(r, current)])
+        return outcome.model_copy(update={
+            "folded": folded, "revisited": sum(r["needs_review"] for r in live)})
+
+    async def _finish(
+        self, request: ClusterRequest, live: list[asyncpg.Record], outcome: ClusterOutcome,
+        policy: str, usage: llm.LLMUsage | None,
+    ) -> ClusterOutcome:
+        async with tenant_tx(self.pool, request.tenant_id) as conn:
+            await self._mark(_Log(conn, request, policy, usage), live)
+        return outcome.model_copy(update={"revisited": sum(r["needs_review"] for r in live)})
+
+    async def _mark(self, log: _Log, reviewed: list[asyncpg.Record]) -> None:
+        for row in reviewed:
+            if row["needs_review"]:
+                await log("revisited", row["id"], "reviewed by the nightly consolidation "
+                          "after being kept without a model decision")
+        await queries.mark_reviewed(log.conn, [r["id"] for r in reviewed])
+
+    @activity.defn(name="archive_stale")
+    async def archive_stale(self, report: ConsolidationReport) -> int:
+        async with tenant_tx(self.pool, report.tenant_id) as conn:
+            return await queries.archive_stale(
+                conn, tenant_id=report.tenant_id, project=report.project,
+                max_importance=self.settings.archive_max_importance,
+                half_life_days=self.settings.archive_half_life_days,
+                threshold=self.settings.archive_threshold, run_id=report.run_id,
+            )
+
+    @activity.defn(name="refresh_manifesto")
+    async def refresh_manifesto(self, request: ManifestoRequest) -> ManifestoOutcome:
+        """Rewrite the manifesto when its input memories changed (else leave it alone)."""
+        use_llm = self.distiller is not None and request.allow_llm
+        policy = "haiku" if use_llm else "local"
+        async with tenant_tx(self.pool, request.tenant_id) as conn:
+            top = await queries.top_memories(conn, request.project,
+                                             self.settings.archive_half_life_days,
+                                             MANIFESTO_CANDIDATES)
+            stored = await queries.manifesto(conn, request.project)
+        digest = consolidation.fingerprint(top, policy, self.settings.manifesto_max_rules,
+                                           self.settings.manifesto_token_budget)
+        if stored is not None and stored["fingerprint"] == digest:
+            return ManifestoOutcome(status="unchanged", policy=stored["policy"],
+                                    rules=len(_loads(stored["rules"])))
+        usage = None
+        if use_llm and _estimate(top) <= request.tokens_left:
+            rules, usage = await self._written_rules(top)
+        else:
+            rules = consolidation.local_manifesto(top, self.settings.manifesto_max_rules,
+                                                  self.settings.manifesto_token_budget)
+            policy = "local"
+        async with tenant_tx(self.pool, request.tenant_id) as conn:
+            await queries.upsert_manifesto(
+                conn, tenant_id=request.tenant_id, project=request.project, rules=rules,
+                fingerprint=digest, policy=policy, model=usage.model if usage else None,
+                input_tokens=usage.input_tokens if usage else None,
+                output_tokens=usage.output_tokens if usage else None,
+            )
+        return ManifestoOutcome(
+            status="regenerated", policy="haiku" if usage else "local", rules=len(rules),
+            llm_calls=int(usage is not None), input_tokens=usage.input_tokens if usage else 0,
+            output_tokens=usage.output_tokens if usage else 0,
+        )
+
+    async def _written_rules(
+        self, top: list[asyncpg.Record]
+    ) -> tuple[list[dict[str, object]], llm.LLMUsage]:
+        assert self.distiller is not None
+        memories = [llm.TopMemory(id=r["id"], category=r["category"],
+                                  importance=float(r["importance"]), content=r["content"])
+                    for r in top]
+        try:
+            manifesto, usage = await self.distiller.write_manifesto(
+                memories, self.settings.manifesto_max_rules)
+        except llm.LLMError as error:
+            raise llm_failure(error) from error
+        rules: list[dict[str, object]] = [
+            {"text": rule.text, "source_ids": [str(uid) for uid in rule.source_ids]}
+            for rule in manifesto.rules
+        ]
+        return consolidation.within_budget(rules, self.settings.manifesto_max_rules,
+                                           self.settings.manifesto_token_budget), usage
+
+    @activity.defn(name="finish_consolidation")
+    async def finish_consolidation(self, report: ConsolidationReport) -> None:
+        async with tenant_tx(self.pool, report.tenant_id) as conn:
+            await queries.finish_run(conn, report.run_id, report.input_tokens,
+                                     report.output_tokens, report.model_dump(mode="json"))
+
+
+def _estimate(rows: list[asyncpg.Record]) -> int:
+    return PROMPT_OVERHEAD_TOKENS + sum(approx_tokens(r["content"]) for r in rows)
+
+
+def _unchanged(seen: asyncpg.Record, current: dict[UUID, asyncpg.Record]) -> bool:
+    now = current.get(seen["id"])
+    return now is not None and now["status"] == "active" and now["content"] == seen["content"]
+
+
+def _loads(value: str | list[Any]) -> list[Any]:
+    import json
+
+    return json.loads(value) if isinstance(value, str) else value
+
+
+@dataclass
+class _Log:
+    """History events of one cluster review, tagged with the run, policy and model."""
+
+    conn: asyncpg.Connection
+    request: ClusterRequest
+    policy: str
+    usage: llm.LLMUsage | None
+    _billed: bool = False
+
+    async def __call__(
+        self, event: str, memory_id: UUID, reason: str, *, related_id: UUID | None = None,
+        before_text: str | None = None, after_text: str | None = None,
+        detail: dict[str, Any] | None = None,
+    ) -> None:
+        # The plan's tokens are recorded once, on its first event, so sums stay true.
+        tokens = self.usage if self.usage is not None and not self._billed else None
+        self._billed = self._billed or tokens is not None
+        await queries.insert_event(
+            self.conn, tenant_id=self.request.tenant_id, memory_id=memory_id, event=event,
+            reason=reason or None, before_text=before_text, after_text=after_text,
+            related_id=related_id, policy=self.policy,
+            model=self.usage.model if self.usage else None,
+            input_tokens=tokens.input_tokens if tokens else None,
+            output_tokens=tokens.output_tokens if tokens else None,
+            detail={"run_id": str(self.request.run_id), "consolidation": True,
+                    **(detail or {})},
+        )

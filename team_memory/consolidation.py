@@ -1,0 +1,129 @@
+"""The pure parts of consolidation: grouping neighbours, the local fold, the manifesto text.
+
+The decay rule (docs/consolidation.md): a memory's weight is
+``importance x 0.5 ^ (age_days / TEAM_MEMORY_ARCHIVE_HALF_LIFE_DAYS)``; an active memory of
+importance up to TEAM_MEMORY_ARCHIVE_MAX_IMPORTANCE is archived once its weight falls below
+TEAM_MEMORY_ARCHIVE_THRESHOLD (the SQL lives in queries.archive_stale).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from uuid import UUID
+
+import asyncpg
+import numpy as np
+
+from team_memory.models import ConsolidationPage, DecisionKind, approx_tokens
+from team_memory.policy import local_decision
+from team_memory.queries import Neighbour
+
+RULE_MAX_CHARS = 200
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s")
+
+
+def neighbourhood_page(rows: Sequence[asyncpg.Record], page_size: int) -> ConsolidationPage:
+    """Each seed with its neighbours is one group to review, unless all of them were
+    reviewed since they last changed. A seed without neighbours is reviewed alone only when
+    it is flagged (kept without a model decision), so the flag gets cleared."""
+    groups: dict[UUID, list[UUID]] = {}
+    pending: dict[UUID, bool] = {}
+    for row in rows:
+        seed = row["seed"]
+        members = groups.setdefault(seed, [seed])
+        pending.setdefault(seed, not row["reviewed"])
+        if row["neighbour"] is not None:
+            members.append(row["neighbour"])
+            pending[seed] = pending[seed] or not row["neighbour_reviewed"]
+    clusters = [members for seed, members in groups.items()
+                if pending[seed] and (len(members) > 1 or _flagged(rows, seed))]
+    seeds = list(groups)
+    cursor = seeds[-1] if len(seeds) >= page_size else None
+    return ConsolidationPage(clusters=clusters, next_cursor=cursor)
+
+
+def _flagged(rows: Sequence[asyncpg.Record], seed: UUID) -> bool:
+    return any(row["seed"] == seed and row["needs_review"] for row in rows)
+
+
+@dataclass(frozen=True)
+class Fold:
+    duplicate: UUID
+    keep: UUID
+    reason: str
+
+
+def local_folds(members: Sequence[asyncpg.Record], threshold: float) -> list[Fold]:
+    """Exact and near duplicates within a cluster (oldest first): the older memory stays,
+    as on ingest. The local policy never merges differing text, so nothing else changes."""
+    kept: list[asyncpg.Record] = []
+    folds = []
+    for member in members:
+        neighbours = [
+            Neighbour(k["id"], k["content"], k["category"], k["content_hash"],
+                      _cosine(member["embedding"], k["embedding"]))
+            for k in kept
+        ]
+        decision = local_decision(member["content"], member["content_hash"], neighbours,
+                                  threshold)
+        if decision.kind is DecisionKind.DUPLICATE and decision.target_id is not None:
+            folds.append(Fold(member["id"], decision.target_id, decision.reason))
+        else:
+            kept.append(member)
+    return folds
+
+
+def _cosine(a: object, b: object) -> float:
+    """Stored embeddings are unit vectors (pgvector's Vector or a numpy array)."""
+    return float(np.dot(_array(a), _array(b)))
+
+
+def _array(vector: object) -> np.ndarray:
+    to_numpy = getattr(vector, "to_numpy", None)
+    return np.asarray(to_numpy() if to_numpy is not None else vector, dtype=np.float32)
+
+
+# --- the manifesto ----------------------------------------------------------------------------
+
+
+def fingerprint(top: Sequence[asyncpg.Record], *settings: object) -> str:
+    """Digest of the manifesto's inputs, order-insensitive: unchanged inputs, no rewrite."""
+    items = sorted((str(r["id"]), r["content"], int(r["importance"])) for r in top)
+    return hashlib.sha256(json.dumps([items, [str(s) for s in settings]]).encode()).hexdigest()
+
+
+def rule_text(content: str) -> str:
+    """A memory shortened to one rule line: its first sentence, at most RULE_MAX_CHARS."""
+    one_line = " ".join(content.split())
+    first = _SENTENCE_END.split(one_line, maxsplit=1)[0]
+    return first if len(first) <= RULE_MAX_CHARS else first[:RULE_MAX_CHARS - 1] + "…"
+
+
+def local_manifesto(
+    top: Sequence[asyncpg.Record], max_rules: int, token_budget: int
+) -> list[dict[str, object]]:
+    """Without a model: the top memories by importance x recency, one rule each."""
+    rules: list[dict[str, object]] = [
+        {"text": rule_text(r["content"]), "source_ids": [str(r["id"])]} for r in top
+    ]
+    return within_budget(rules, max_rules, token_budget)
+
+
+def within_budget(
+    rules: list[dict[str, object]], max_rules: int, token_budget: int
+) -> list[dict[str, object]]:
+    """The ranked rules that fit, dropping the least important tail."""
+    kept: list[dict[str, object]] = []
+    for rule in rules[:max_rules]:
+        if approx_tokens(render_manifesto([*kept, rule])) > token_budget:
+            break
+        kept.append(rule)
+    return kept
+
+
+def render_manifesto(rules: Sequence[dict[str, object]]) -> str:
+    return "\n".join(f"{n}. {rule['text']}" for n, rule in enumerate(rules, start=1))

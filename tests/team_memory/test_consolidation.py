@@ -1,0 +1,50 @@
+"""The pure parts of consolidation: grouping, the local manifesto and its token budget."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from team_memory.consolidation import (
+    local_manifesto,
+    neighbourhood_page,
+    render_manifesto,
+    rule_text,
+    within_budget,
+)
+from team_memory.models import approx_tokens
+
+
+def _row(seed: uuid.UUID, neighbour: uuid.UUID | None, *, reviewed: bool = False,
+         neighbour_reviewed: bool = False, needs_review: bool = False) -> dict[str, Any]:
+    return {"seed": seed, "neighbour": neighbour, "reviewed": reviewed,
+            "neighbour_reviewed": neighbour_reviewed, "needs_review": needs_review}
+
+
+def test_reviewed_neighbourhoods_are_skipped_and_flagged_loners_kept() -> None:
+    a, b, c, d = sorted(uuid.uuid4() for _ in range(4))
+    rows = [
+        _row(a, b),                                            # new: reviewed
+        _row(b, a, reviewed=True, neighbour_reviewed=True),    # all reviewed: skipped
+        _row(c, None, needs_review=True, reviewed=False),      # alone but flagged
+        _row(d, None),                                         # alone: nothing to do
+    ]
+    page = neighbourhood_page(rows, page_size=4)  # type: ignore[arg-type]
+    assert page.clusters == [[a, b], [c]]
+    assert page.next_cursor == d  # a full page: there may be more
+    assert neighbourhood_page(rows, page_size=5).next_cursor is None  # type: ignore[arg-type]
+
+
+def test_rule_text_is_the_first_sentence_within_the_limit() -> None:
+    assert rule_text("Use UUID v7 keys. They sort by time.") == "Use UUID v7 keys."
+    assert len(rule_text("x" * 500)) == 200
+
+
+def test_local_manifesto_keeps_rank_and_budget() -> None:
+    top = [{"id": uuid.uuid4(), "content": f"Rule number {n} is about something specific."}
+           for n in range(30)]
+    rules = local_manifesto(top, max_rules=10, token_budget=60)  # type: ignore[arg-type]
+    assert 1 <= len(rules) < 10
+    assert approx_tokens(render_manifesto(rules)) <= 60
+    assert rules[0]["text"] == "Rule number 0 is about something specific."
+    assert within_budget(rules, max_rules=2, token_budget=10_000) == rules[:2]

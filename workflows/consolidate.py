@@ -1,0 +1,136 @@
+"""Consolidate: the nightly review of one project (started by its Temporal Schedule).
+
+Pages through the project's active memories (continue-as-new after each page, so history
+stays small however large the project), reviews each group of related memories (Claude Haiku
+merges duplicates and resolves conflicts; without a key, or past the run's token budget, the
+local policy folds exact and near duplicates), archives decayed memories, regenerates the
+manifesto and records the run. Nothing is deleted: retired memories keep their rows.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from uuid import UUID
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ApplicationError
+
+with workflow.unsafe.imports_passed_through():
+    from activities.consolidate import ConsolidationActivities
+    from team_memory.models import (
+        ClusterOutcome,
+        ClusterRequest,
+        ConsolidateInput,
+        ConsolidationReport,
+        ManifestoOutcome,
+        ManifestoRequest,
+        PageRequest,
+        RunRequest,
+    )
+    from workflows.ingest import DECISION_RETRY, LLM_STEP_FAILED, STORAGE_RETRY, failure_cause
+
+_STEP = timedelta(minutes=2)
+_STEP_TOTAL = timedelta(hours=2)
+
+
+@workflow.defn(name="Consolidate")
+class Consolidate:
+    @workflow.run
+    async def run(self, job: ConsolidateInput) -> ConsolidationReport:
+        report = job.report or await self._start(job)
+        page = await workflow.execute_activity_method(
+            ConsolidationActivities.find_clusters,
+            PageRequest(tenant_id=report.tenant_id, project=report.project, cursor=job.cursor,
+                        page_size=report.page_size),
+            start_to_close_timeout=_STEP, schedule_to_close_timeout=_STEP_TOTAL,
+            retry_policy=STORAGE_RETRY,
+        )
+        report = report.model_copy(update={"pages": report.pages + 1})
+        for ids in page.clusters:
+            report = report.plus(await self._review(report, ids))
+        if page.next_cursor is not None:
+            workflow.continue_as_new(job.model_copy(update={"cursor": page.next_cursor,
+                                                            "report": report}))
+        archived = await workflow.execute_activity_method(
+            ConsolidationActivities.archive_stale, report, start_to_close_timeout=_STEP,
+            schedule_to_close_timeout=_STEP_TOTAL, retry_policy=STORAGE_RETRY,
+        )
+        report = report.model_copy(update={"archived": archived})
+        report = _with_manifesto(report, await self._manifesto(report))
+        await workflow.execute_activity_method(
+            ConsolidationActivities.finish_consolidation, report, start_to_close_timeout=_STEP,
+            schedule_to_close_timeout=_STEP_TOTAL, retry_policy=STORAGE_RETRY,
+        )
+        return report
+
+    async def _start(self, job: ConsolidateInput) -> ConsolidationReport:
+        info = workflow.info()
+        return await workflow.execute_activity_method(
+            ConsolidationActivities.start_consolidation,
+            RunRequest(run_id=UUID(info.run_id), workflow_id=info.workflow_id, tenant=job.tenant,
+                       project=job.project, page_size=job.page_size,
+                       token_budget=job.token_budget),
+            start_to_close_timeout=_STEP, schedule_to_close_timeout=_STEP_TOTAL,
+            retry_policy=STORAGE_RETRY,
+        )
+
+    async def _review(self, report: ConsolidationReport, ids: list[UUID]) -> ClusterOutcome:
+        request = ClusterRequest(run_id=report.run_id, tenant_id=report.tenant_id,
+                                 project=report.project, ids=ids, tokens_left=report.tokens_left)
+        try:
+            return await self._review_once(request, DECISION_RETRY)
+        except LLM_STEP_FAILED as error:
+            # The model is unavailable or answered badly: fold locally, count what it cost.
+            local = await self._review_once(request.model_copy(update={"allow_llm": False}),
+                                            STORAGE_RETRY)
+            return local.model_copy(update=_billed(error))
+
+    async def _review_once(self, request: ClusterRequest, retry: RetryPolicy) -> ClusterOutcome:
+        return await workflow.execute_activity_method(
+            ConsolidationActivities.review_cluster, request, start_to_close_timeout=_STEP,
+            schedule_to_close_timeout=_STEP_TOTAL, retry_policy=retry,
+        )
+
+    async def _manifesto(self, report: ConsolidationReport) -> ManifestoOutcome:
+        request = ManifestoRequest(run_id=report.run_id, tenant_id=report.tenant_id,
+                                   project=report.project, tokens_left=report.tokens_left)
+        try:
+            return await self._manifesto_once(request, DECISION_RETRY)
+        except LLM_STEP_FAILED as error:
+            local = await self._manifesto_once(request.model_copy(update={"allow_llm": False}),
+                                               STORAGE_RETRY)
+            return local.model_copy(update=_billed(error))
+
+    async def _manifesto_once(
+        self, request: ManifestoRequest, retry: RetryPolicy
+    ) -> ManifestoOutcome:
+        return await workflow.execute_activity_method(
+            ConsolidationActivities.refresh_manifesto, request, start_to_close_timeout=_STEP,
+            schedule_to_close_timeout=_STEP_TOTAL, retry_policy=retry,
+        )
+
+
+def _billed(error: BaseException) -> dict[str, int]:
+    """The failure counted in the report, with the tokens a malformed reply was billed."""
+    spent: dict[str, int] = {"llm_failures": 1}
+    cause = failure_cause(error)
+    if isinstance(cause, ApplicationError) and cause.details:
+        usage = cause.details[0]
+        if isinstance(usage, dict):
+            spent["llm_calls"] = 1
+            spent["input_tokens"] = int(usage.get("input_tokens", 0))
+            spent["output_tokens"] = int(usage.get("output_tokens", 0))
+    return spent
+
+
+def _with_manifesto(report: ConsolidationReport, outcome: ManifestoOutcome) -> ConsolidationReport:
+    return report.model_copy(update={
+        "manifesto": outcome.status,
+        "manifesto_policy": outcome.policy,
+        "manifesto_rules": outcome.rules,
+        "llm_calls": report.llm_calls + outcome.llm_calls,
+        "llm_failures": report.llm_failures + outcome.llm_failures,
+        "input_tokens": report.input_tokens + outcome.input_tokens,
+        "output_tokens": report.output_tokens + outcome.output_tokens,
+    })
