@@ -23,7 +23,7 @@ from team_memory.embedder import create_embedder
 from team_memory.migrate import check_embedding_dim
 from team_memory.models import Principal
 from team_memory.settings import Settings
-from team_memory.temporal import connect
+from team_memory.temporal import connect, describe_workers
 from team_memory.tenants import authenticate
 
 log = logging.getLogger("team_memory.mcp")
@@ -90,10 +90,6 @@ def http_app(service: MemoryService) -> Starlette:
 
 
 async def readiness(service: MemoryService) -> dict[str, str]:
-    from temporalio.api.enums.v1 import TaskQueueType
-    from temporalio.api.taskqueue.v1 import TaskQueue
-    from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
-
     checks: dict[str, str] = {}
     try:
         with anyio.fail_after(2):
@@ -104,15 +100,9 @@ async def readiness(service: MemoryService) -> dict[str, str]:
         checks["database"] = f"error: {type(error).__name__}"
     try:
         with anyio.fail_after(2):
-            described = await service.temporal.workflow_service.describe_task_queue(
-                DescribeTaskQueueRequest(
-                    namespace=service.temporal.namespace,
-                    task_queue=TaskQueue(name=service.settings.task_queue),
-                    task_queue_type=TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW,
-                )
-            )
+            workers = await describe_workers(service.temporal, service.settings.task_queue)
         checks["temporal"] = "ok"
-        checks["worker"] = "ok" if described.pollers else "error: no worker polling"
+        checks["worker"] = "ok" if workers.ok else workers.describe()
     except Exception as error:  # same: a readiness probe reports, it does not raise
         checks["temporal"] = f"error: {type(error).__name__}"
         checks["worker"] = "unknown"

@@ -18,7 +18,7 @@ from temporalio.client import Client
 from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
-from team_memory import queries
+from team_memory import queries, telemetry
 from team_memory.db import tenant_tx
 from team_memory.embedder import Embedder, embed_async
 from team_memory.models import (
@@ -111,6 +111,7 @@ class MemoryService:
                 await self._start_ingestion(item, principal, workflow_id)
             row = await queries.fetch_status(conn, item.memory_id)
         assert row is not None
+        telemetry.saves.add(1, {"already_saved": not created})
         return SaveResult(
             id=item.memory_id, status=MemoryStatus(row["status"]), project=scope,
             workflow_id=workflow_id, duplicate_of=row["duplicate_of"],
@@ -154,6 +155,7 @@ class MemoryService:
 
     # --- read path ------------------------------------------------------------------------
 
+    @telemetry.timed(telemetry.search_duration)
     async def search(
         self,
         principal: Principal,

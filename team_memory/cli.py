@@ -20,6 +20,7 @@ from team_memory.db import create_pool
 from team_memory.logs import configure_logging
 from team_memory.migrate import migrate as apply_migrations
 from team_memory.settings import Settings
+from team_memory.telemetry import configure_telemetry
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
                   help="Team Memory: long-term team memory for Claude over MCP.")
@@ -100,6 +101,7 @@ def migrate(data_dir: DataDir = None) -> None:
 def worker(data_dir: DataDir = None) -> None:
     """Run a Temporal worker (ingestion and consolidation) against the configured services."""
     settings = _settings(data_dir)
+    configure_telemetry("worker")
     from workflows.worker import run_worker
 
     with _database(settings) as (_, app_url):
@@ -116,6 +118,7 @@ def serve(
     if transport not in ("http", "stdio"):
         raise typer.BadParameter("transport must be http or stdio")
     settings = _settings(data_dir, mcp_port=mcp_port)
+    configure_telemetry("mcp-server")
     from mcp_server.app import serve_http, serve_stdio
 
     with _database(settings) as (_, app_url):
