@@ -127,6 +127,18 @@ def serve(
 
 
 @app.command()
+def status(data_dir: DataDir = None) -> None:
+    """Show every component's health, pending and failed ingestions, schedules and policies."""
+    from team_memory.status import collect_status, render
+
+    settings = _settings(data_dir)
+    with _database(settings) as (admin_url, _):
+        report = asyncio.run(collect_status(settings, admin_url))
+    typer.echo(render(report))
+    raise typer.Exit(0 if report.healthy else 1)
+
+
+@app.command()
 def config(
     markdown: Annotated[bool, typer.Option("--markdown", help="Print the table of every "
                                            "setting instead of the effective values")] = False,
