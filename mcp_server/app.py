@@ -16,6 +16,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from mcp_server.auth import ApiKeyVerifier, auth_settings
+from mcp_server.browser_api import add_browser_routes
 from mcp_server.server import create_server
 from mcp_server.service import MemoryService
 from team_memory.db import create_app_pool
@@ -81,6 +82,7 @@ def http_app(service: MemoryService) -> Starlette:
 
     server.custom_route("/healthz", methods=["GET"])(healthz)
     server.custom_route("/readyz", methods=["GET"])(readyz)
+    add_browser_routes(server, service)
     return server.streamable_http_app(
         transport_security=TransportSecuritySettings(
             allowed_hosts=settings.allowed_hosts, allowed_origins=settings.allowed_origins
