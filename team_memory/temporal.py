@@ -54,18 +54,24 @@ class WorkerReport:
     """Who serves the task queue: live workers (by heartbeat) and the pollers the server lists."""
 
     live_workers: list[str]
+    heartbeating: int  # workers the server holds heartbeats of, live or not
     pollers: list[str]
+    recent_pollers: list[str]  # pollers seen within WORKER_STALE_AFTER
     heartbeats_supported: bool
 
     @property
     def ok(self) -> bool:
-        return bool(self.live_workers) if self.heartbeats_supported else bool(self.pollers)
+        if not self.heartbeats_supported:
+            return bool(self.pollers)
+        # A worker heartbeats one interval after it starts; until then its fresh poll counts.
+        return bool(self.live_workers) or (not self.heartbeating and bool(self.recent_pollers))
 
     def describe(self) -> str:
+        if self.live_workers:
+            return (f"ok: {len(self.live_workers)} worker(s) heartbeating: "
+                    f"{', '.join(sorted(self.live_workers))}")
         if self.ok:
-            source = "heartbeating" if self.heartbeats_supported else "polling (no heartbeats)"
-            workers = self.live_workers if self.heartbeats_supported else self.pollers
-            return f"ok: {len(workers)} worker(s) {source}: {', '.join(sorted(workers))}"
+            return f"ok: {len(self.pollers)} poller(s): {', '.join(self.pollers)}"
         if self.pollers:
             return "error: no worker heartbeat (pollers of dead workers linger about a minute)"
         return "error: no worker polling"
@@ -76,17 +82,21 @@ async def describe_workers(client: Client, task_queue: str) -> WorkerReport:
         namespace=client.namespace, task_queue=TaskQueue(name=task_queue),
         task_queue_type=TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW,
     ))
+    fresh_after = datetime.now(UTC) - WORKER_STALE_AFTER
     pollers = sorted({poller.identity for poller in described.pollers})
+    recent = sorted({poller.identity for poller in described.pollers
+                     if poller.last_access_time.ToDatetime(UTC) >= fresh_after})
     try:
         listed = await client.workflow_service.list_workers(ListWorkersRequest(
             namespace=client.namespace, query=f"TaskQueue='{task_queue}'"))
     except RPCError:
         # Servers without worker heartbeats (older, or frontend.ListWorkersEnabled off).
-        return WorkerReport(live_workers=[], pollers=pollers, heartbeats_supported=False)
-    fresh_after = datetime.now(UTC) - WORKER_STALE_AFTER
+        return WorkerReport(live_workers=[], heartbeating=0, pollers=pollers,
+                            recent_pollers=recent, heartbeats_supported=False)
     live = [
         info.worker_heartbeat.worker_identity for info in listed.workers_info
         if info.worker_heartbeat.status == WorkerStatus.WORKER_STATUS_RUNNING
         and info.worker_heartbeat.heartbeat_time.ToDatetime(UTC) >= fresh_after
     ]
-    return WorkerReport(live_workers=live, pollers=pollers, heartbeats_supported=True)
+    return WorkerReport(live_workers=live, heartbeating=len(listed.workers_info),
+                        pollers=pollers, recent_pollers=recent, heartbeats_supported=True)

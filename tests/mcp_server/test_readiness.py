@@ -10,6 +10,7 @@ import httpx
 import pytest
 
 from mcp_server.app import http_app
+from team_memory.temporal import describe_workers
 from tests.conftest import Stack
 from tests.processes import child_env, team_memory
 
@@ -33,6 +34,7 @@ async def wait_for(http: httpx.AsyncClient, code: int, timeout: float) -> dict[s
 
 @pytest.mark.parametrize("stop", [signal.SIGKILL])
 async def test_readyz_fails_promptly_when_the_worker_dies(stack: Stack, stop: int) -> None:
+    queue = stack.settings.task_queue
     transport = httpx.ASGITransport(app=http_app(stack.service))
     async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as http:
         status, checks = await ready_status(http)
@@ -40,6 +42,8 @@ async def test_readyz_fails_promptly_when_the_worker_dies(stack: Stack, stop: in
         with team_memory("worker", env=child_env(stack.settings)) as worker:
             checks = await wait_for(http, 200, timeout=60)
             assert checks == {"database": "ok", "temporal": "ok", "worker": "ok"}
+            while not (await describe_workers(stack.client, queue)).live_workers:
+                await asyncio.sleep(0.1)  # killed after its heartbeats began: the usual case
             worker.send_signal(stop)
             died = time.monotonic()
             checks = await wait_for(http, 503, timeout=10)

@@ -72,7 +72,8 @@ async def test_status_reports_components_backlog_failures_and_schedules(stack: S
     assert "temporal     ok" in out
     assert "worker       ok: 1 worker(s) heartbeating" in out
     assert "mcp server   not reachable" in out
-    assert f"pending memories     1 ({stack.principal.tenant_name}: 1)" in out
+    pending = next(line for line in out.splitlines() if "pending memories" in line)
+    assert f"{stack.principal.tenant_name}: 1" in pending  # other tests' tenants share the DB
     assert "failed workflows     1" in out
     assert schedule_id in out and "ConsolidateMemories" in out and "next run 20" in out
     assert "dedupe policy        local" in out
