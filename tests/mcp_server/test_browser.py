@@ -9,7 +9,6 @@ import httpx
 import pytest
 
 from team_memory.models import MemoryStatus
-from tests.browser import Chromium, chromium_binary
 from tests.conftest import Stack
 from tests.mcp_server.test_http import HttpServer, http_server
 
@@ -37,6 +36,10 @@ async def test_api_requires_the_bearer_key(http_server: HttpServer, running: Sta
 async def test_search_read_history_and_forget_in_chromium(
     http_server: HttpServer, running: Stack
 ) -> None:
+    pytest.importorskip("websocket", reason="websocket-client (dev group) is not installed: "
+                        "run ./team-memory test, which syncs the environment from uv.lock")
+    from tests.browser import Chromium, chromium_binary
+
     binary = chromium_binary()
     if binary is None:
         pytest.skip("chromium is not installed (Debian: apt-get install chromium; CI installs it)")
