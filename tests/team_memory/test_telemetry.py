@@ -7,10 +7,15 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from team_memory import embedded
+from team_memory import embedded, telemetry
+from team_memory.llm import Candidate, Distiller
 from team_memory.models import MemoryStatus
 from tests.conftest import Stack
+from tests.fakes.anthropic_server import FakeAnthropic
 from tests.fakes.otlp_collector import OtlpCollector
 from tests.mcp_server.test_http import client_for
 from tests.mcp_server.test_tools import call
@@ -87,3 +92,27 @@ async def test_one_save_is_one_trace_from_mcp_call_to_sql(
         decisions = collector.metrics["team_memory.decisions"]
         assert any({a.key: a.value.string_value for a in point.attributes}.get("decision")
                    == "add" for point in decisions)
+
+
+async def test_llm_call_span_carries_model_and_token_usage(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    # A local provider (the process-wide one can be set only once per process).
+    monkeypatch.setattr(telemetry, "tracer", provider.get_tracer("test"))
+    candidates = [Candidate(id=uuid.uuid4(), content="We use React for the frontend.",
+                            category="architecture", similarity=0.91)]
+    with FakeAnthropic() as fake:
+        fake.script(FakeAnthropic.tool_result({"reason": "Newer fact.", "action": "ADD"},
+                                              input_tokens=321, output_tokens=17))
+        async with Distiller(api_key="sk-test", model="claude-haiku-4-5",
+                             base_url=fake.base_url, timeout_s=5.0) as distiller:
+            await distiller.decide_ingest("We moved to Svelte.", "architecture", candidates)
+    (span,) = exporter.get_finished_spans()
+    assert span.name == "chat claude-haiku-4-5"
+    attributes = dict(span.attributes or {})
+    assert attributes["gen_ai.system"] == "anthropic"
+    assert attributes["gen_ai.usage.input_tokens"] == 321
+    assert attributes["gen_ai.usage.output_tokens"] == 17
