@@ -10,7 +10,7 @@ import asyncpg
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from team_memory import llm, queries
+from team_memory import llm, queries, telemetry
 from team_memory.db import tenant_tx
 from team_memory.embedder import BatchingEmbedder
 from team_memory.models import (
@@ -106,6 +106,7 @@ class IngestActivities:
                                     status=MemoryStatus(row["status"]))
             status = await self._apply(conn, item, decision)
             schedule_needed = await queries.register_project(conn, item.tenant_id, item.project)
+        telemetry.decisions.add(1, {"decision": decision.kind.value, "policy": decision.policy})
         return IngestResult(memory_id=item.memory_id, decision=decision.kind,
                             target_id=decision.target_id, status=status,
                             schedule_needed=schedule_needed)

@@ -14,6 +14,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from mcp_server.auth import ApiKeyVerifier, auth_settings
+from mcp_server.browser_api import add_browser_routes
 from mcp_server.capture import CaptureService
 from mcp_server.hooks import register_hook_routes
 from mcp_server.server import create_server
@@ -23,7 +24,7 @@ from team_memory.embedder import create_embedder
 from team_memory.migrate import check_embedding_dim
 from team_memory.models import Principal
 from team_memory.settings import Settings
-from team_memory.temporal import connect
+from team_memory.temporal import connect, describe_workers
 from team_memory.tenants import authenticate, record_auth_failure
 
 log = logging.getLogger("team_memory.mcp")
@@ -77,6 +78,7 @@ def http_app(service: MemoryService) -> Starlette:
     server.custom_route("/healthz", methods=["GET"])(healthz)
     server.custom_route("/readyz", methods=["GET"])(readyz)
     register_hook_routes(server, CaptureService(service))
+    add_browser_routes(server, service)
     return server.streamable_http_app(
         transport_security=TransportSecuritySettings(
             allowed_hosts=settings.allowed_hosts, allowed_origins=settings.allowed_origins
@@ -86,10 +88,6 @@ def http_app(service: MemoryService) -> Starlette:
 
 
 async def readiness(service: MemoryService) -> dict[str, str]:
-    from temporalio.api.enums.v1 import TaskQueueType
-    from temporalio.api.taskqueue.v1 import TaskQueue
-    from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
-
     checks: dict[str, str] = {}
     try:
         with anyio.fail_after(2):
@@ -100,15 +98,9 @@ async def readiness(service: MemoryService) -> dict[str, str]:
         checks["database"] = f"error: {type(error).__name__}"
     try:
         with anyio.fail_after(2):
-            described = await service.temporal.workflow_service.describe_task_queue(
-                DescribeTaskQueueRequest(
-                    namespace=service.temporal.namespace,
-                    task_queue=TaskQueue(name=service.settings.task_queue),
-                    task_queue_type=TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW,
-                )
-            )
+            workers = await describe_workers(service.temporal, service.settings.task_queue)
         checks["temporal"] = "ok"
-        checks["worker"] = "ok" if described.pollers else "error: no worker polling"
+        checks["worker"] = "ok" if workers.ok else workers.describe()
     except Exception as error:  # same: a readiness probe reports, it does not raise
         checks["temporal"] = f"error: {type(error).__name__}"
         checks["worker"] = "unknown"

@@ -23,7 +23,7 @@ from temporalio.common import SearchAttributePair, TypedSearchAttributes, Workfl
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from mcp_server.ratelimit import RateLimiter, retry_message
-from team_memory import erasure, queries
+from team_memory import erasure, queries, telemetry
 from team_memory.consolidation import render_manifesto
 from team_memory.db import tenant_tx
 from team_memory.embedder import Embedder, embed_async
@@ -178,6 +178,7 @@ class MemoryService:
                         "redacted": item.redactions},
             )
         assert row is not None
+        telemetry.saves.add(1, {"already_saved": not created})
         return SaveResult(
             id=item.memory_id, status=MemoryStatus(row["status"]), project=scope,
             workflow_id=workflow_id, duplicate_of=row["duplicate_of"],
@@ -237,6 +238,7 @@ class MemoryService:
 
     # --- read path ------------------------------------------------------------------------
 
+    @telemetry.timed(telemetry.search_duration)
     async def search(
         self,
         principal: Principal,

@@ -21,6 +21,7 @@ from team_memory.logs import configure_logging
 from team_memory.migrate import migrate as apply_migrations
 from team_memory.settings import Settings
 from team_memory.stack import LOCAL_TENANT
+from team_memory.telemetry import configure_telemetry
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
                   help="Team Memory: long-term team memory for Claude over MCP.")
@@ -104,6 +105,7 @@ def migrate(data_dir: DataDir = None) -> None:
 def worker(data_dir: DataDir = None) -> None:
     """Run a Temporal worker (ingestion and consolidation) against the configured services."""
     settings = _settings(data_dir)
+    configure_telemetry("worker")
     from workflows.worker import run_worker
 
     with _database(settings) as (_, app_url):
@@ -146,11 +148,24 @@ def serve(
     if transport not in ("http", "stdio"):
         raise typer.BadParameter("transport must be http or stdio")
     settings = _settings(data_dir, mcp_port=mcp_port)
+    configure_telemetry("mcp-server")
     from mcp_server.app import serve_http, serve_stdio
 
     with _database(settings) as (_, app_url):
         configured = settings.model_copy(update={"database_url": app_url})
         asyncio.run(serve_http(configured) if transport == "http" else serve_stdio(configured))
+
+
+@app.command()
+def status(data_dir: DataDir = None) -> None:
+    """Show every component's health, pending and failed ingestions, schedules and policies."""
+    from team_memory.status import collect_status, render
+
+    settings = _settings(data_dir)
+    with _database(settings) as (admin_url, _):
+        report = asyncio.run(collect_status(settings, admin_url))
+    typer.echo(render(report))
+    raise typer.Exit(0 if report.healthy else 1)
 
 
 @app.command()

@@ -9,6 +9,7 @@ from uuid import UUID
 import asyncpg
 from pgvector.asyncpg import register_vector
 
+from team_memory import telemetry
 from team_memory.settings import Settings
 
 Connection = asyncpg.Connection
@@ -17,6 +18,8 @@ Pool = asyncpg.Pool
 
 async def _init_connection(conn: asyncpg.Connection) -> None:
     await register_vector(conn)
+    if telemetry.tracing_enabled():
+        conn.add_query_logger(telemetry.record_sql_span)
 
 
 async def create_pool(dsn: str, *, min_size: int = 2, max_size: int = 10) -> asyncpg.Pool:

@@ -15,6 +15,7 @@ from typing import ClassVar, Protocol
 import httpx
 import numpy as np
 
+from team_memory import telemetry
 from team_memory.settings import Settings
 
 _TOKENIZER_FILES = (
@@ -131,7 +132,11 @@ def create_embedder(settings: Settings) -> Embedder:
 
 async def embed_async(embedder: Embedder, texts: Sequence[str]) -> np.ndarray:
     """Run the model off the event loop (onnxruntime releases the GIL)."""
-    return await asyncio.to_thread(embedder.embed, texts)
+    with telemetry.span(f"embed {embedder.name}", **{
+        "embedding.model": embedder.name, "embedding.batch_size": len(texts),
+        "embedding.dimensions": embedder.dim,
+    }):
+        return await asyncio.to_thread(embedder.embed, texts)
 
 
 class BatchingEmbedder:

@@ -18,6 +18,7 @@ from uuid import UUID
 
 import anthropic
 from anthropic.types import Message, ToolParam, ToolUseBlock
+from opentelemetry.trace import Span
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -28,6 +29,8 @@ from pydantic import (
     ValidationError,
     model_validator,
 )
+
+from team_memory import telemetry
 
 if TYPE_CHECKING:
     from team_memory.settings import Settings
@@ -639,6 +642,16 @@ def _status_error(exc: anthropic.APIStatusError) -> LLMUnavailable:
     )
 
 
+def _record_usage(span: Span, usage: LLMUsage) -> None:
+    span.set_attributes({
+        "gen_ai.response.model": usage.model,
+        "gen_ai.usage.input_tokens": usage.input_tokens,
+        "gen_ai.usage.output_tokens": usage.output_tokens,
+    })
+    for direction, tokens in (("input", usage.input_tokens), ("output", usage.output_tokens)):
+        telemetry.llm_tokens.add(tokens, {"model": usage.model, "direction": direction})
+
+
 class Distiller:
     """Claude-backed judgments over team memories."""
 
@@ -753,17 +766,22 @@ class Distiller:
         *,
         max_tokens: int,
     ) -> tuple[T, LLMUsage]:
-        message = await self._send(system, prompt, tool, max_tokens)
-        usage = LLMUsage(
-            model=message.model or self.model,
-            input_tokens=message.usage.input_tokens,
-            output_tokens=message.usage.output_tokens,
-        )
-        try:
-            return parse(_tool_input(message, tool["name"])), usage
-        except MalformedLLMOutput as exc:
-            exc.usage = usage
-            raise
+        with telemetry.span(f"chat {self.model}", **{
+            "gen_ai.system": "anthropic", "gen_ai.operation.name": "chat",
+            "gen_ai.request.model": self.model, "gen_ai.tool.name": tool["name"],
+        }) as span:
+            message = await self._send(system, prompt, tool, max_tokens)
+            usage = LLMUsage(
+                model=message.model or self.model,
+                input_tokens=message.usage.input_tokens,
+                output_tokens=message.usage.output_tokens,
+            )
+            _record_usage(span, usage)
+            try:
+                return parse(_tool_input(message, tool["name"])), usage
+            except MalformedLLMOutput as exc:
+                exc.usage = usage
+                raise
 
     async def _send(self, system: str, prompt: str, tool: ToolParam, max_tokens: int) -> Message:
         try:

@@ -1,4 +1,5 @@
-"""Logging setup: plain text by default, JSON lines (with trace ids) on request."""
+"""Logging setup: plain text by default, JSON lines (with the current trace and span ids) on
+request."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import logging
 import sys
 
 from team_memory.settings import Settings
+from team_memory.telemetry import current_trace_ids
 
 
 class JsonFormatter(logging.Formatter):
@@ -17,10 +19,9 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": record.getMessage(),
         }
-        for key in ("otelTraceID", "otelSpanID"):
-            value = getattr(record, key, None)
-            if value and value != "0":
-                payload[key] = value
+        ids = current_trace_ids()
+        if ids is not None:
+            payload["trace_id"], payload["span_id"] = ids
         if record.exc_info:
             payload["exception"] = self.formatException(record.exc_info)
         return json.dumps(payload)

@@ -908,3 +908,16 @@ def _json_array(values: list[dict[str, Any]]) -> str:
     import json
 
     return json.dumps(values, default=str)
+
+# --- operations (`team-memory status`, run as the schema owner) ----------------------------
+
+
+async def list_tenants(conn: asyncpg.Connection) -> list[asyncpg.Record]:
+    rows: list[asyncpg.Record] = await conn.fetch("SELECT id, name FROM tenants ORDER BY name")
+    return rows
+
+
+async def count_by_status(conn: asyncpg.Connection) -> dict[str, int]:
+    """Memories of the transaction's tenant per status."""
+    rows = await conn.fetch("SELECT status, count(*) AS n FROM memories GROUP BY status")
+    return {row["status"]: int(row["n"]) for row in rows}

@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
+from collections.abc import AsyncIterator
 from datetime import timedelta
 
 import asyncpg
 from temporalio.client import Client
+from temporalio.service import RPCError
 from temporalio.worker import Worker
 
 from activities.capture import CaptureActivities
 from activities.consolidate import ConsolidationActivities
 from activities.ingest import IngestActivities
-from team_memory import llm, schedules
+from team_memory import llm, schedules, telemetry
 from team_memory.db import create_app_pool
 from team_memory.embedder import BatchingEmbedder, Embedder, create_embedder
 from team_memory.migrate import check_embedding_dim
@@ -25,6 +28,9 @@ from workflows.consolidate import Consolidate
 from workflows.ingest import IngestMemory
 
 log = logging.getLogger("team_memory.worker")
+
+PENDING_INGESTIONS = "WorkflowType='IngestMemory' AND ExecutionStatus='Running'"
+QUEUE_DEPTH_INTERVAL_S = 15.0
 
 
 def build_worker(
@@ -56,6 +62,7 @@ def build_worker(
         max_concurrent_local_activities=128,
         max_concurrent_activities=32,
         graceful_shutdown_timeout=timedelta(seconds=20),
+        interceptors=[telemetry.ActivityMetricsInterceptor()],
     )
 
 
@@ -75,13 +82,37 @@ async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> N
         log.info("worker polling task queue %s on %s (embedder %s, dedupe policy %s)",
                  settings.task_queue, settings.temporal_target, embedder.name,
                  settings.dedupe_policy)
-        async with build_worker(client, settings, pool, embedder, distiller):
+        async with build_worker(client, settings, pool, embedder, distiller), \
+                _measuring_queue_depth(client):
             await stop.wait()
             log.info("worker stopping: finishing in-flight tasks")
     finally:
         if distiller is not None:
             await distiller.aclose()
         await pool.close()
+
+
+@contextlib.asynccontextmanager
+async def _measuring_queue_depth(client: Client) -> AsyncIterator[None]:
+    """Refresh the pending-ingestions gauge while the worker runs (when metrics are exported)."""
+    if not telemetry.metrics_enabled():
+        yield
+        return
+    task = asyncio.create_task(_refresh_queue_depth(client))
+    try:
+        yield
+    finally:
+        task.cancel()
+
+
+async def _refresh_queue_depth(client: Client) -> None:
+    while True:
+        try:
+            counted = await client.count_workflows(PENDING_INGESTIONS)
+            telemetry.pending_ingestions.value = counted.count
+        except RPCError as error:
+            log.warning("could not count pending ingestions: %s", error)
+        await asyncio.sleep(QUEUE_DEPTH_INTERVAL_S)
 
 
 def _stop_on_signals() -> asyncio.Event:

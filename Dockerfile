@@ -1,0 +1,30 @@
+# The worker and the MCP server image (docker-compose.yml runs both from it).
+# Installs exactly what uv.lock pins, without the dev group.
+FROM python:3.11-slim-bookworm
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    UV_PROJECT_ENVIRONMENT=/app/.venv \
+    UV_LINK_MODE=copy \
+    PATH=/app/.venv/bin:$PATH \
+    TEAM_MEMORY_DATA_DIR=/data
+
+RUN pip install --no-cache-dir uv==0.9.* \
+    && useradd --system --create-home --home-dir /home/team-memory team-memory \
+    && mkdir -p /data && chown team-memory /data
+
+WORKDIR /app
+# Dependencies first (cached layer), then the project itself.
+COPY pyproject.toml uv.lock README.md ./
+RUN uv sync --frozen --no-dev --no-install-project
+COPY team_memory ./team_memory
+COPY mcp_server ./mcp_server
+COPY workflows ./workflows
+COPY activities ./activities
+COPY sql ./sql
+RUN uv sync --frozen --no-dev
+
+USER team-memory
+VOLUME ["/data"]
+EXPOSE 8765
+CMD ["team-memory", "serve", "--transport", "http"]

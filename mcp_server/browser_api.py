@@ -1,0 +1,91 @@
+"""The memory browser: a static page at /browser and the small JSON API it calls under /api/.
+
+The page holds no data; every /api/ call needs the same bearer API key as /mcp and acts as that
+key's principal (tenant, project limit, read-only), through MemoryService like the MCP tools.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from functools import wraps
+from importlib.resources import files
+from typing import Any
+from uuid import UUID
+
+from mcp.server import MCPServer
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, Response
+
+from mcp_server.service import Forbidden, InvalidInput, MemoryService, NotFound
+from team_memory.models import Principal
+from team_memory.tenants import authenticate
+
+Handler = Callable[[Request, Principal], Awaitable[Any]]
+_PAGE_HEADERS = {
+    "Content-Security-Policy": "default-src 'self'; style-src 'self' 'unsafe-inline'; "
+    "script-src 'self' 'unsafe-inline'; frame-ancestors 'none'",
+    "Cache-Control": "no-store",
+}
+
+
+def add_browser_routes(server: MCPServer, service: MemoryService) -> None:
+    page = files("mcp_server").joinpath("browser", "index.html").read_text(encoding="utf-8")
+
+    async def index(_: Request) -> Response:
+        return HTMLResponse(page, headers=_PAGE_HEADERS)
+
+    def api(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
+        @wraps(handler)
+        async def endpoint(request: Request) -> Response:
+            scheme, _, token = request.headers.get("authorization", "").partition(" ")
+            principal = (await authenticate(service.pool, token.strip())
+                         if scheme.lower() == "bearer" and token.strip() else None)
+            if principal is None:
+                return JSONResponse({"error": "a valid API key is required"}, status_code=401,
+                                    headers={"WWW-Authenticate": "Bearer"})
+            try:
+                return JSONResponse(await handler(request, principal),
+                                    headers={"Cache-Control": "no-store"})
+            except (InvalidInput, ValueError) as error:
+                return JSONResponse({"error": str(error)}, status_code=400)
+            except Forbidden as error:
+                return JSONResponse({"error": str(error)}, status_code=403)
+            except NotFound as error:
+                return JSONResponse({"error": str(error)}, status_code=404)
+
+        return endpoint
+
+    async def whoami(_: Request, principal: Principal) -> dict[str, Any]:
+        return {"tenant": principal.tenant_name, "read_only": principal.read_only,
+                "project": service.resolve_project(principal, None),
+                "project_locked": principal.project is not None}
+
+    async def search(request: Request, principal: Principal) -> dict[str, Any]:
+        params = request.query_params
+        hits = await service.search(
+            principal, params.get("q", ""), limit=int(params.get("limit", "20")),
+            project=params.get("project") or None, category=params.get("category") or None,
+            include_history=params.get("include_history") == "true",
+        )
+        return {"results": [hit.model_dump(mode="json") for hit in hits]}
+
+    async def memory(request: Request, principal: Principal) -> dict[str, Any]:
+        memory_id = UUID(request.path_params["memory_id"])
+        found = await service.get(principal, memory_id, include_history=True)
+        report = await service.status(principal, memory_id)
+        return {"memory": found.model_dump(mode="json"), "status": report.model_dump(mode="json")}
+
+    async def forget(request: Request, principal: Principal) -> dict[str, Any]:
+        body = await request.json()
+        reason = body.get("reason") if isinstance(body, dict) else None
+        if not isinstance(reason, str):
+            raise InvalidInput("a reason is required")
+        forgotten = await service.forget(principal, UUID(request.path_params["memory_id"]),
+                                         reason)
+        return {"memory": forgotten.model_dump(mode="json")}
+
+    server.custom_route("/browser", methods=["GET"])(index)
+    server.custom_route("/api/whoami", methods=["GET"])(api(whoami))
+    server.custom_route("/api/search", methods=["GET"])(api(search))
+    server.custom_route("/api/memories/{memory_id}", methods=["GET"])(api(memory))
+    server.custom_route("/api/memories/{memory_id}/forget", methods=["POST"])(api(forget))

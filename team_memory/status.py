@@ -1,0 +1,169 @@
+"""`team-memory status`: every component's health and the ingestion backlog, in one report."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import anyio
+import asyncpg
+import httpx
+from temporalio.client import Client
+
+from team_memory import queries
+from team_memory.db import create_pool, tenant_tx
+from team_memory.settings import Settings
+from team_memory.temporal import connect, describe_workers
+
+INGESTIONS = "WorkflowType='IngestMemory'"
+CHECK_TIMEOUT_S = 5.0
+
+
+@dataclass(frozen=True)
+class Schedule:
+    id: str
+    workflow: str
+    next_run: datetime | None
+    paused: bool
+
+
+@dataclass
+class StatusReport:
+    components: dict[str, str] = field(default_factory=dict)  # name -> "ok..." / "error: ..."
+    memories_by_status: dict[str, int] = field(default_factory=dict)
+    pending_by_tenant: dict[str, int] = field(default_factory=dict)
+    running_ingestions: int | None = None
+    failed_ingestions: int | None = None
+    schedules: list[Schedule] = field(default_factory=list)
+    settings: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def healthy(self) -> bool:
+        return all(not state.startswith("error") for state in self.components.values())
+
+
+async def collect_status(settings: Settings, admin_url: str) -> StatusReport:
+    report = StatusReport(settings={
+        "embedding model": f"{settings.embedding_model} ({settings.embedding_provider}, "
+                           f"{settings.embedding_dim} dims)",
+        "dedupe policy": settings.dedupe_policy + (f" ({settings.llm_model})"
+                                                   if settings.dedupe_policy == "haiku" else ""),
+        "task queue": f"{settings.task_queue} on {settings.temporal_target} "
+                      f"(namespace {settings.temporal_namespace})",
+    })
+    await _database(report, admin_url)
+    await _temporal(report, settings)
+    await _mcp_server(report, settings)
+    return report
+
+
+async def _database(report: StatusReport, admin_url: str) -> None:
+    try:
+        with anyio.fail_after(CHECK_TIMEOUT_S):
+            pool = await create_pool(admin_url, min_size=1, max_size=2)
+            try:
+                await _count_memories(report, pool)
+            finally:
+                await pool.close()
+        report.components["database"] = "ok"
+    except Exception as error:  # a status report shows a broken part; it does not crash
+        report.components["database"] = f"error: {_describe(error)}"
+
+
+async def _count_memories(report: StatusReport, pool: asyncpg.Pool) -> None:
+    """Per tenant (Row-Level Security applies to the schema owner too)."""
+    async with pool.acquire() as conn:
+        tenants = await queries.list_tenants(conn)
+    totals: Counter[str] = Counter()
+    for tenant in tenants:
+        async with tenant_tx(pool, tenant["id"]) as conn:
+            counts = await queries.count_by_status(conn)
+        totals.update(counts)
+        if counts.get("pending"):
+            report.pending_by_tenant[tenant["name"]] = counts["pending"]
+    report.memories_by_status = dict(sorted(totals.items()))
+
+
+async def _temporal(report: StatusReport, settings: Settings) -> None:
+    try:
+        with anyio.fail_after(CHECK_TIMEOUT_S):
+            client = await connect(settings)
+            report.components["temporal"] = f"ok ({settings.temporal_target})"
+            workers = await describe_workers(client, settings.task_queue)
+            report.components["worker"] = workers.describe()
+            scope = f"{INGESTIONS} AND TaskQueue='{settings.task_queue}'"
+            report.running_ingestions = (await client.count_workflows(
+                f"{scope} AND ExecutionStatus='Running'")).count
+            report.failed_ingestions = (await client.count_workflows(
+                f"{scope} AND ExecutionStatus='Failed'")).count
+            report.schedules = await _schedules(client)
+    except Exception as error:  # same: report, don't raise
+        report.components.setdefault("temporal", f"error: {_describe(error)}")
+        report.components.setdefault("worker", "unknown (Temporal unreachable)")
+
+
+async def _schedules(client: Client) -> list[Schedule]:
+    found = []
+    async for listed in await client.list_schedules():
+        handle = client.get_schedule_handle(listed.id)
+        described = await handle.describe()
+        action = described.schedule.action
+        workflow = str(getattr(action, "workflow", "?"))
+        upcoming = described.info.next_action_times
+        found.append(Schedule(id=listed.id, workflow=workflow,
+                              next_run=upcoming[0] if upcoming else None,
+                              paused=described.schedule.state.paused))
+    return sorted(found, key=lambda schedule: schedule.id)
+
+
+async def _mcp_server(report: StatusReport, settings: Settings) -> None:
+    url = f"http://{_local(settings.mcp_host)}:{settings.mcp_port}/readyz"
+    try:
+        async with httpx.AsyncClient(timeout=CHECK_TIMEOUT_S) as http:
+            response = await http.get(url)
+    except httpx.HTTPError:
+        report.components["mcp server"] = f"not reachable at {url} (not running here?)"
+        return
+    if response.status_code == 200:
+        report.components["mcp server"] = f"ok ({url})"
+    else:
+        report.components["mcp server"] = f"error: {url} answered {response.status_code}: " \
+                                          f"{response.text[:200]}"
+
+
+def _local(host: str) -> str:
+    return "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+
+
+def _describe(error: BaseException) -> str:
+    text = str(error).strip().splitlines()[0] if str(error).strip() else ""
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
+
+
+def render(report: StatusReport) -> str:
+    lines = ["Components"]
+    lines += [f"  {name:<12} {state}" for name, state in report.components.items()]
+    lines.append("Ingestion")
+    pending = sum(report.pending_by_tenant.values())
+    by_tenant = ", ".join(f"{name}: {n}" for name, n in sorted(report.pending_by_tenant.items()))
+    lines.append(f"  pending memories     {pending}" + (f" ({by_tenant})" if by_tenant else ""))
+    lines.append(f"  running workflows    {_count(report.running_ingestions)}")
+    lines.append(f"  failed workflows     {_count(report.failed_ingestions)}")
+    stored = ", ".join(f"{status} {n}" for status, n in report.memories_by_status.items())
+    lines.append(f"  memories             {stored or 'none'}")
+    lines.append("Schedules")
+    if not report.schedules:
+        lines.append("  none")
+    for schedule in report.schedules:
+        when = "paused" if schedule.paused else (
+            f"next run {schedule.next_run:%Y-%m-%d %H:%M:%S %Z}" if schedule.next_run
+            else "no next run")
+        lines.append(f"  {schedule.id:<28} {schedule.workflow:<24} {when}")
+    lines.append("Configuration")
+    lines += [f"  {name:<20} {value}" for name, value in report.settings.items()]
+    return "\n".join(lines)
+
+
+def _count(value: int | None) -> str:
+    return "unknown" if value is None else str(value)

@@ -1,0 +1,118 @@
+"""OpenTelemetry end to end: real `serve` and `worker` processes export to an OTLP stand-in."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Iterator
+
+import pytest
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from team_memory import embedded, telemetry
+from team_memory.llm import Candidate, Distiller
+from team_memory.models import MemoryStatus
+from tests.conftest import Stack
+from tests.fakes.anthropic_server import FakeAnthropic
+from tests.fakes.otlp_collector import OtlpCollector
+from tests.mcp_server.test_http import client_for
+from tests.mcp_server.test_tools import call
+from tests.processes import child_env, team_memory, wait_ready
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def collector() -> Iterator[OtlpCollector]:
+    with OtlpCollector() as running:
+        yield running
+
+
+async def wait_for_spans(collector: OtlpCollector, trace_id: bytes, wanted: list[str],
+                         timeout: float = 20) -> set[str]:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        names = {span.name for _, span in collector.trace(trace_id)}
+        missing = [prefix for prefix in wanted if not any(n.startswith(prefix) for n in names)]
+        if not missing:
+            return names
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"trace lacks {missing}; it has {sorted(names)}")
+        await asyncio.sleep(0.2)
+
+
+async def test_one_save_is_one_trace_from_mcp_call_to_sql(
+    stack: Stack, collector: OtlpCollector
+) -> None:
+    port = embedded.free_port()
+    settings = stack.settings.model_copy(update={"mcp_port": port})
+    env = child_env(settings, OTEL_EXPORTER_OTLP_ENDPOINT=collector.endpoint,
+                    OTEL_BSP_SCHEDULE_DELAY="100", OTEL_METRIC_EXPORT_INTERVAL="300")
+    base = f"http://127.0.0.1:{port}"
+    with team_memory("worker", env=env), team_memory("serve", env=env) as server:
+        await asyncio.to_thread(wait_ready, base, server)
+        async with client_for(f"{base}/mcp", stack.api_key) as client:
+            saved = await call(client, "save_memory", category="architecture",
+                               content="Traces go to the OTLP collector configured by OTEL_*")
+        assert await stack.wait_status(uuid.UUID(saved["id"])) is MemoryStatus.ACTIVE
+
+        tool_spans = collector.spans_named("tools/call save_memory")
+        deadline = asyncio.get_running_loop().time() + 20
+        while not tool_spans and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.2)
+            tool_spans = collector.spans_named("tools/call save_memory")
+        assert len(tool_spans) == 1, "one MCP server span per save"
+        root = tool_spans[0]
+        names = await wait_for_spans(collector, root.trace_id, [
+            "StartWorkflow:IngestMemory", "RunWorkflow:IngestMemory",
+            "RunActivity:embed_memory", "RunActivity:decide_memory",
+            "RunActivity:commit_memory", "embed ", "postgresql INSERT", "postgresql UPDATE",
+        ])
+        spans = collector.trace(root.trace_id)
+        services = {service for service, _ in spans}
+        assert services == {"team-memory-mcp-server", "team-memory-worker"}, services
+        by_id = {span.span_id: span for _, span in spans}
+        start = next(s for _, s in spans if s.name == "StartWorkflow:IngestMemory")
+        assert by_id[start.parent_span_id].name == "tools/call save_memory"
+        embed = next(s for _, s in spans if s.name.startswith("embed ")
+                     and by_id[s.parent_span_id].name == "RunActivity:embed_memory")
+        attributes = {a.key: a.value for a in embed.attributes}
+        assert attributes["embedding.batch_size"].int_value == 1
+        assert "MiniLM" in attributes["embedding.model"].string_value
+        assert "postgresql SELECT" in names
+
+        deadline = asyncio.get_running_loop().time() + 20
+        wanted_metrics = {"team_memory.saves", "team_memory.decisions",
+                          "team_memory.activity.duration"}
+        while not wanted_metrics <= collector.metrics.keys():
+            assert asyncio.get_running_loop().time() < deadline, sorted(collector.metrics)
+            await asyncio.sleep(0.2)
+        decisions = collector.metrics["team_memory.decisions"]
+        assert any({a.key: a.value.string_value for a in point.attributes}.get("decision")
+                   == "add" for point in decisions)
+
+
+async def test_llm_call_span_carries_model_and_token_usage(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    # A local provider (the process-wide one can be set only once per process).
+    monkeypatch.setattr(telemetry, "tracer", provider.get_tracer("test"))
+    candidates = [Candidate(id=uuid.uuid4(), content="We use React for the frontend.",
+                            category="architecture", similarity=0.91)]
+    with FakeAnthropic() as fake:
+        fake.script(FakeAnthropic.tool_result({"reason": "Newer fact.", "action": "ADD"},
+                                              input_tokens=321, output_tokens=17))
+        async with Distiller(api_key="sk-test", model="claude-haiku-4-5",
+                             base_url=fake.base_url, timeout_s=5.0) as distiller:
+            await distiller.decide_ingest("We moved to Svelte.", "architecture", candidates)
+    (span,) = exporter.get_finished_spans()
+    assert span.name == "chat claude-haiku-4-5"
+    attributes = dict(span.attributes or {})
+    assert attributes["gen_ai.system"] == "anthropic"
+    assert attributes["gen_ai.usage.input_tokens"] == 321
+    assert attributes["gen_ai.usage.output_tokens"] == 17
