@@ -6,7 +6,7 @@ from datetime import timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError
+from temporalio.exceptions import ActivityError, ApplicationError, TimeoutError
 
 with workflow.unsafe.imports_passed_through():
     from activities.ingest import IngestActivities
@@ -59,8 +59,10 @@ class IngestMemory:
                 start_to_close_timeout=timedelta(seconds=60),
                 schedule_to_close_timeout=timedelta(minutes=10), retry_policy=DECISION_RETRY,
             )
-        except ActivityError as error:
-            cause = error.cause or error
+        # A local activity's last failure arrives as the activity's own ApplicationError (or
+        # a TimeoutError), not wrapped in an ActivityError as a regular activity's would be.
+        except (ActivityError, ApplicationError, TimeoutError) as error:
+            cause = error.cause if isinstance(error, ActivityError) and error.cause else error
             # Keep the memory; the nightly consolidation revisits it.
             return Decision(kind=DecisionKind.ADD, policy="haiku",
                             reason=f"kept without a model decision: {cause}")
