@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
+import signal
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
@@ -37,14 +39,18 @@ class Runtime:
 
 @contextlib.asynccontextmanager
 async def open_service(settings: Settings) -> AsyncIterator[MemoryService]:
-    embedder = create_embedder(settings)
+    # The model loads (~1-2 s, mostly outside the GIL) while the pool and Temporal connect.
+    loading = asyncio.ensure_future(asyncio.to_thread(create_embedder, settings))
     pool = await create_app_pool(settings)
     try:
+        client = await connect(settings)
+        embedder = await loading
         async with pool.acquire() as conn:
             await check_embedding_dim(conn, embedder.dim)
-        client = await connect(settings)
         yield MemoryService(settings=settings, pool=pool, temporal=client, embedder=embedder)
     finally:
+        if not loading.done():
+            loading.cancel()
         await pool.close()
 
 
@@ -126,4 +132,12 @@ async def serve_http(settings: Settings) -> None:
                                 log_level=settings.log_level.lower(), lifespan="on",
                                 timeout_graceful_shutdown=15)
         log.info("MCP server listening on %s", settings.mcp_url)
+        _return_after_graceful_shutdown()
         await uvicorn.Server(config).serve()
+
+
+def _return_after_graceful_shutdown() -> None:
+    """uvicorn finishes in-flight requests on SIGTERM/SIGINT, then re-raises the signal with
+    the handler it found installed: with this one, serve() returns and the pool closes."""
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda _signum, _frame: None)
