@@ -109,12 +109,14 @@ class MemoryService:
             if created:
                 # Inside the transaction: if the start fails, the pending row is rolled back.
                 await self._start_ingestion(item, principal, workflow_id)
-            row = await queries.fetch_status(conn, item.memory_id)
-        assert row is not None
+                status, duplicate_of = MemoryStatus.PENDING, None
+            else:
+                row = await queries.fetch_status(conn, item.memory_id)
+                assert row is not None
+                status, duplicate_of = MemoryStatus(row["status"]), row["duplicate_of"]
         return SaveResult(
-            id=item.memory_id, status=MemoryStatus(row["status"]), project=scope,
-            workflow_id=workflow_id, duplicate_of=row["duplicate_of"],
-            already_saved=not created, redacted=item.redactions,
+            id=item.memory_id, status=status, project=scope, workflow_id=workflow_id,
+            duplicate_of=duplicate_of, already_saved=not created, redacted=item.redactions,
         )
 
     async def _start_ingestion(

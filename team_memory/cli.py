@@ -123,6 +123,17 @@ def serve(
         asyncio.run(serve_http(configured) if transport == "http" else serve_stdio(configured))
 
 
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def bench(ctx: typer.Context) -> None:
+    """Benchmark a fresh stack on a temp data dir (options: `python -m bench --help`).
+
+    Runs from a source checkout (the bench package is not part of the wheel).
+    """
+    from bench.__main__ import main
+
+    main(list(ctx.args))
+
+
 @app.command()
 def config(
     markdown: Annotated[bool, typer.Option("--markdown", help="Print the table of every "
