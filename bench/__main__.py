@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import signal
+import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -32,6 +34,8 @@ def parse(argv: list[str] | None = None) -> Options:
 
 
 def main(argv: list[str] | None = None) -> None:
+    # SIGTERM unwinds like Ctrl-C, so the stack under test is stopped and its dir removed.
+    signal.signal(signal.SIGTERM, lambda _signum, _frame: sys.exit(143))
     print(asyncio.run(run(parse(argv))))
 
 

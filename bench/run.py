@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import platform
+import shutil
 import subprocess
 import sys
 import time
@@ -253,6 +254,7 @@ async def run(options: Options) -> str:
             baseline.terminate()
             baseline.wait(30)
         stack.stop()
+        shutil.rmtree(stack.root, ignore_errors=True)
     report = "\n".join([f"Machine: {before}", f"Load average at the end: "
                         f"{' '.join(Path('/proc/loadavg').read_text().split()[:3])}", "",
                         bench.table.markdown()])
