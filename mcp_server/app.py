@@ -130,7 +130,10 @@ async def serve_http(settings: Settings) -> None:
         app = http_app(service)
         config = uvicorn.Config(app, host=settings.mcp_host, port=settings.mcp_port,
                                 log_level=settings.log_level.lower(), lifespan="on",
-                                timeout_graceful_shutdown=15)
+                                timeout_graceful_shutdown=15,
+                                # Longer than a client's or load balancer's idle pool: a
+                                # connection closed by us as a request goes out is an error.
+                                timeout_keep_alive=75)
         log.info("MCP server listening on %s", settings.mcp_url)
         _return_after_graceful_shutdown()
         await uvicorn.Server(config).serve()
