@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import shutil
 import sys
 import time
 import uuid
@@ -71,6 +72,7 @@ async def profile(samples: int) -> str:
         return table.markdown()
     finally:
         stack.stop()
+        shutil.rmtree(stack.root, ignore_errors=True)
 
 
 def _text(tag: str, i: int) -> str:
