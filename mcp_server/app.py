@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
+import signal
 from collections.abc import AsyncIterator
 
 import anyio
@@ -32,14 +34,18 @@ log = logging.getLogger("team_memory.mcp")
 
 @contextlib.asynccontextmanager
 async def open_service(settings: Settings) -> AsyncIterator[MemoryService]:
-    embedder = create_embedder(settings)
+    # The model loads (~1-2 s, mostly outside the GIL) while the pool and Temporal connect.
+    loading = asyncio.ensure_future(asyncio.to_thread(create_embedder, settings))
     pool = await create_app_pool(settings)
     try:
+        client = await connect(settings)
+        embedder = await loading
         async with pool.acquire() as conn:
             await check_embedding_dim(conn, embedder.dim)
-        client = await connect(settings)
         yield MemoryService(settings=settings, pool=pool, temporal=client, embedder=embedder)
     finally:
+        if not loading.done():
+            loading.cancel()
         await pool.close()
 
 
@@ -112,6 +118,17 @@ async def serve_http(settings: Settings) -> None:
         app = http_app(service)
         config = uvicorn.Config(app, host=settings.mcp_host, port=settings.mcp_port,
                                 log_level=settings.log_level.lower(), lifespan="on",
-                                timeout_graceful_shutdown=15)
+                                timeout_graceful_shutdown=15,
+                                # Longer than a client's or load balancer's idle pool: a
+                                # connection closed by us as a request goes out is an error.
+                                timeout_keep_alive=75)
         log.info("MCP server listening on %s", settings.mcp_url)
+        _return_after_graceful_shutdown()
         await uvicorn.Server(config).serve()
+
+
+def _return_after_graceful_shutdown() -> None:
+    """uvicorn finishes in-flight requests on SIGTERM/SIGINT, then re-raises the signal with
+    the handler it found installed: with this one, serve() returns and the pool closes."""
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda _signum, _frame: None)

@@ -170,19 +170,21 @@ class MemoryService:
             if created:
                 # Inside the transaction: if the start fails, the pending row is rolled back.
                 await self._start_ingestion(item, principal, workflow_id)
-            row = await queries.fetch_status(conn, item.memory_id)
+                status, duplicate_of = MemoryStatus.PENDING, None
+            else:
+                row = await queries.fetch_status(conn, item.memory_id)
+                assert row is not None
+                status, duplicate_of = MemoryStatus(row["status"]), row["duplicate_of"]
             await queries.insert_audit(
                 conn, tenant_id=principal.tenant_id, key_id=principal.key_id, actor=ACTOR,
                 action="save", target=str(item.memory_id), outcome="ok",
                 detail={"project": scope, "already_saved": not created,
                         "redacted": item.redactions},
             )
-        assert row is not None
         telemetry.saves.add(1, {"already_saved": not created})
         return SaveResult(
-            id=item.memory_id, status=MemoryStatus(row["status"]), project=scope,
-            workflow_id=workflow_id, duplicate_of=row["duplicate_of"],
-            already_saved=not created, redacted=item.redactions,
+            id=item.memory_id, status=status, project=scope, workflow_id=workflow_id,
+            duplicate_of=duplicate_of, already_saved=not created, redacted=item.redactions,
         )
 
     async def _start_ingestion(

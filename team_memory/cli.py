@@ -156,6 +156,17 @@ def serve(
         asyncio.run(serve_http(configured) if transport == "http" else serve_stdio(configured))
 
 
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def bench(ctx: typer.Context) -> None:
+    """Benchmark a fresh stack on a temp data dir (options: `python -m bench --help`).
+
+    Runs from a source checkout (the bench package is not part of the wheel).
+    """
+    from bench.__main__ import main
+
+    main(list(ctx.args))
+
+
 @app.command()
 def status(data_dir: DataDir = None) -> None:
     """Show every component's health, pending and failed ingestions, schedules and policies."""

@@ -130,7 +130,8 @@ def start_temporal(
     command = [str(temporal_binary()), "server", "start-dev", "--ip", "127.0.0.1",
                "--port", str(port), "--namespace", namespace, "--log-level", "warn"]
     if db_file is not None:
-        command += ["--db-filename", str(db_file)]
+        # Write-ahead log: commits append instead of rewriting pages, still synced (durable).
+        command += ["--db-filename", str(db_file), "--sqlite-pragma", "journal_mode=wal"]
     command += ["--ui-port", str(ui_port)] if ui_port is not None else ["--headless"]
     for name, kind in SEARCH_ATTRIBUTES.items():
         command += ["--search-attribute", f"{name}={kind}"]

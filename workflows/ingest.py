@@ -6,7 +6,7 @@ from datetime import timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import ActivityError, ApplicationError, TimeoutError
 
 with workflow.unsafe.imports_passed_through():
     from activities.consolidate import ConsolidationActivities
@@ -27,7 +27,9 @@ STORAGE_RETRY = RetryPolicy(
 # A local activity whose last retry carried a next_retry_delay (the API's Retry-After hint)
 # reaches the workflow as the bare ApplicationError rather than wrapped in an ActivityError
 # (measured with temporalio 1.35): catch both.
-LLM_STEP_FAILED = (ActivityError, ApplicationError)
+# A local activity's last failure arrives as the activity's own ApplicationError (or a
+# TimeoutError), not wrapped in an ActivityError as a regular activity's would be.
+LLM_STEP_FAILED = (ActivityError, ApplicationError, TimeoutError)
 
 
 def failure_cause(error: BaseException) -> BaseException:

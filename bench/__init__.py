@@ -1,0 +1,1 @@
+"""Benchmarks of the running stack (`python -m bench` or `team-memory bench`)."""

@@ -1,0 +1,43 @@
+"""python -m bench [--quick] [--output FILE] [...]: start a stack, measure, print one table."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+from bench.run import Options, run
+
+
+def parse(argv: list[str] | None = None) -> Options:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--quick", action="store_true",
+                        help="small run (a few minutes) for CI: 200 memories, 2k-row search")
+    parser.add_argument("--throughput-memories", type=int)
+    parser.add_argument("--saves-per-level", type=int)
+    parser.add_argument("--search-sizes", help="comma-separated corpus sizes, e.g. 10000,100000")
+    parser.add_argument("--searches", type=int, help="searches per measurement")
+    parser.add_argument("--unique-vectors", type=int,
+                        help="texts really embedded for the bulk corpus (the rest reuse them)")
+    parser.add_argument("--output", type=Path, help="also write the report here")
+    args = parser.parse_args(argv)
+    options = Options.quick() if args.quick else Options()
+    changes = {name: getattr(args, name) for name in
+               ("throughput_memories", "saves_per_level", "searches", "unique_vectors", "output")
+               if getattr(args, name) is not None}
+    if args.search_sizes:
+        changes["search_sizes"] = tuple(int(s) for s in args.search_sizes.split(","))
+    return replace(options, **changes)
+
+
+def main(argv: list[str] | None = None) -> None:
+    # SIGTERM unwinds like Ctrl-C, so the stack under test is stopped and its dir removed.
+    signal.signal(signal.SIGTERM, lambda _signum, _frame: sys.exit(143))
+    print(asyncio.run(run(parse(argv))))
+
+
+if __name__ == "__main__":
+    main()

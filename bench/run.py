@@ -1,0 +1,263 @@
+"""The benchmark run: one stack, every measure, one table."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import platform
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+import asyncpg
+import httpx2
+from mcp import Client
+from mcp.client.streamable_http import streamable_http_client
+
+from bench.bulk import BulkLoader
+from bench.corpus import memory_text, question
+from bench.stack import BenchStack, start_stack, time_serve_startup
+from bench.stats import Table
+from team_memory.db import create_pool
+from team_memory.embedded import free_port, wait_for_port
+from team_memory.embedder import LocalEmbedder
+from team_memory.stack import LOCAL_TENANT
+
+
+@dataclass(frozen=True)
+class Options:
+    saves_per_level: int = 320
+    latency_samples: int = 100
+    throughput_memories: int = 2000
+    search_sizes: tuple[int, ...] = (10_000, 100_000)
+    searches: int = 800
+    unique_vectors: int = 20_000
+    output: Path | None = None
+
+    @classmethod
+    def quick(cls) -> Options:
+        return cls(saves_per_level=64, latency_samples=20, throughput_memories=200,
+                   search_sizes=(2_000,), searches=160, unique_vectors=2_000)
+
+
+class ToolFailed(RuntimeError):
+    pass
+
+
+def client_for(url: str, key: str) -> Client:
+    http = httpx2.AsyncClient(headers={"Authorization": f"Bearer {key}"}, timeout=60)
+    return Client(streamable_http_client(url, http_client=http))
+
+
+@asynccontextmanager
+async def clients(url: str, key: str, count: int) -> AsyncIterator[list[Client]]:
+    async with AsyncExitStack() as stack:
+        yield [await stack.enter_async_context(client_for(url, key)) for _ in range(count)]
+
+
+async def call(client: Client, tool: str, **arguments: Any) -> dict[str, Any]:
+    result = await client.call_tool(tool, arguments)
+    if result.is_error or result.structured_content is None:
+        raise ToolFailed(f"{tool}: {result.content}")
+    return dict(result.structured_content)
+
+
+class Bench:
+    def __init__(self, stack: BenchStack, options: Options, db: asyncpg.Pool) -> None:
+        self.stack = stack
+        self.options = options
+        self.db = db
+        self.table = Table()
+        self._texts = itertools.count()
+        self._questions = itertools.count()
+
+    def next_text(self) -> str:
+        return memory_text(next(self._texts))
+
+    async def closed_loop(self, url: str, concurrency: int, total: int,
+                          one: Callable[[Client], Awaitable[Any]]) -> list[float]:
+        """``total`` calls spread over ``concurrency`` clients, each calling back to back."""
+        samples: list[float] = []
+        remaining = itertools.count()
+
+        async def client_loop(client: Client) -> None:
+            while next(remaining) < total:
+                started = time.perf_counter()
+                await one(client)
+                samples.append(time.perf_counter() - started)
+
+        async with clients(url, self.stack.api_key, concurrency) as opened:
+            await asyncio.gather(*(client_loop(c) for c in opened))
+        return samples
+
+    async def save(self, client: Client, tool: str = "save_memory") -> UUID:
+        return UUID((await call(client, tool, content=self.next_text()))["id"])
+
+    async def wait_committed(self, ids: list[UUID], timeout: float = 600) -> float:
+        """Seconds (monotonic clock) at which the last of ``ids`` left `pending`."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            done = await self.db.fetchval(
+                "SELECT count(*) FROM memories WHERE id = ANY($1) AND status <> 'pending'", ids)
+            if done == len(ids):
+                return time.monotonic()
+            await asyncio.sleep(0.02)
+        raise TimeoutError(f"{len(ids)} memories not all committed within {timeout} s")
+
+    async def drain(self) -> None:
+        deadline = time.monotonic() + 600
+        while await self.db.fetchval("SELECT count(*) FROM memories WHERE status = 'pending'"):
+            if time.monotonic() > deadline:
+                raise TimeoutError("ingestion backlog did not drain")
+            await asyncio.sleep(0.1)
+
+    # --- phases -----------------------------------------------------------------------------
+
+    async def save_ack(self, url: str, tool: str, label: str, levels: tuple[int, ...]) -> None:
+        for concurrency in levels:
+            await self.drain()
+            samples = await self.closed_loop(url, concurrency, self.options.saves_per_level,
+                                             lambda c: self.save(c, tool))
+            target = (15, 50) if concurrency == 8 and tool == "save_memory" else (None, None)
+            self.table.latency(f"{label}, {concurrency} client(s)", samples, *target)
+
+    async def save_to_searchable(self) -> None:
+        await self.drain()
+        searchable, committed = [], []
+        async with client_for(self.stack.mcp_url, self.stack.api_key) as client:
+            for _ in range(self.options.latency_samples):
+                text = self.next_text()
+                started = time.perf_counter()
+                saved = (await call(client, "save_memory", content=text))["id"]
+                while True:
+                    hits = (await call(client, "search_memory", query=text, limit=5))["results"]
+                    if any(hit["id"] == saved for hit in hits):
+                        break
+                searchable.append(time.perf_counter() - started)
+                while await self.db.fetchval("SELECT status FROM memories WHERE id = $1",
+                                             UUID(saved)) == "pending":
+                    await asyncio.sleep(0.005)
+                committed.append(time.perf_counter() - started)
+        self.table.latency("save -> searchable (save, then search until found), 1 client",
+                           searchable, 300)
+        self.table.latency("save -> committed (workflow done: embedded, decided, active)",
+                           committed)
+
+    async def throughput(self) -> None:
+        await self.drain()
+        total = self.options.throughput_memories
+        ids: list[UUID] = []
+        started = time.monotonic()
+
+        async def one(client: Client) -> None:
+            ids.append(await self.save(client))
+
+        await self.closed_loop(self.stack.mcp_url, 32, total, one)
+        acked = time.monotonic()
+        finished = await self.wait_committed(ids)
+        rate = total / (finished - started)
+        self.table.add(
+            f"end-to-end ingestion, {total} memories saved by 32 clients",
+            f"{rate:.1f} memories/s committed ({total / (acked - started):.0f}/s acknowledged; "
+            f"last commit {finished - started:.1f} s after the first save)",
+            ">= 100/s", rate >= 100)
+
+    async def search(self, loader: BulkLoader, baseline_url: str) -> None:
+        for size in self.options.search_sizes:
+            added = await loader.fill(LOCAL_TENANT, size)
+            print(f"  (bulk-loaded {added} rows; {size} memories in the tenant)", flush=True)
+            async def product(client: Client) -> None:
+                await call(client, "search_memory", query=question(next(self._questions)), limit=5)
+
+            async def vector(client: Client) -> None:
+                await call(client, "search_vector", query=question(next(self._questions)), limit=5)
+
+            n = self.options.searches
+            warm = await self.closed_loop(self.stack.mcp_url, 4, 32, product)
+            assert warm
+            target = (15, 60) if size >= 100_000 else (None, None)
+            self.table.latency(f"search_memory (hybrid), {size:,} memories, 16 clients",
+                               await self.closed_loop(self.stack.mcp_url, 16, n, product),
+                               *target)
+            self.table.latency(f"search_memory (hybrid), {size:,} memories, 1 client",
+                               await self.closed_loop(self.stack.mcp_url, 1, n // 4, product))
+            await self.closed_loop(baseline_url, 4, 32, vector)
+            self.table.latency(f"baseline: pure-vector search, {size:,} memories, 16 clients",
+                               await self.closed_loop(baseline_url, 16, n, vector))
+
+    def memory(self, when: str) -> None:
+        self.table.add(f"resident memory {when}",
+                       f"worker {self.stack.rss_mib('worker'):.0f} MiB, "
+                       f"MCP server {self.stack.rss_mib('mcp'):.0f} MiB")
+
+
+def machine() -> str:
+    cpu = "unknown CPU"
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            cpu = line.split(":", 1)[1].strip()
+            break
+    load = Path("/proc/loadavg").read_text().split()[:3]
+    nproc = subprocess.run(["nproc"], capture_output=True, text=True).stdout.strip()
+    return (f"{nproc} CPUs ({cpu}), {platform.system()} {platform.release()}, "
+            f"Python {platform.python_version()}, load average {' '.join(load)}")
+
+
+def start_baseline(stack: BenchStack) -> tuple[subprocess.Popen[bytes], str]:
+    port = free_port()
+    process = subprocess.Popen([sys.executable, "-m", "bench.baseline_server", str(port)],
+                               env=stack.child_env())
+    wait_for_port(port, 60, process, "the baseline server")
+    return process, f"http://127.0.0.1:{port}/mcp"
+
+
+async def run(options: Options) -> str:
+    before = machine()
+    print(f"machine: {before}\nstarting the stack...", flush=True)
+    stack = start_stack()
+    baseline: subprocess.Popen[bytes] | None = None
+    try:
+        db = await create_pool(stack.postgres_url(), min_size=1, max_size=2)
+        bench = Bench(stack, options, db)
+        try:
+            bench.table.add("MCP server start-up (`serve` spawned -> HTTP port open, model "
+                            "loaded)", f"{time_serve_startup(stack):.2f} s", "< 2 s")
+            bench.table.rows[-1].met = float(bench.table.rows[-1].value[:-2]) < 2
+            bench.memory("at rest")
+            baseline, baseline_url = start_baseline(stack)
+            await bench.closed_loop(stack.mcp_url, 4, 40, bench.save)  # warm-up
+            await bench.save_ack(stack.mcp_url, "save_memory", "save_memory acknowledgement",
+                                 (1, 8, 32))
+            await bench.save_ack(baseline_url, "save_memory_inline",
+                                 "baseline: inline save (embed + insert in the call)", (1, 8))
+            await bench.save_to_searchable()
+            await bench.throughput()
+            bench.memory("after ingestion")
+            loader = BulkLoader(stack.postgres_url(),
+                                LocalEmbedder(stack.data_dir / "models", "all-MiniLM-L6-v2"),
+                                options.unique_vectors)
+            await bench.search(loader, baseline_url)
+            bench.table.add("bulk embedding for the search corpus",
+                            f"{options.unique_vectors} texts in {loader.embed_seconds:.0f} s")
+            bench.memory("after search")
+        finally:
+            await db.close()
+    finally:
+        if baseline is not None:
+            baseline.terminate()
+            baseline.wait(30)
+        stack.stop()
+        shutil.rmtree(stack.root, ignore_errors=True)
+    report = "\n".join([f"Machine: {before}", f"Load average at the end: "
+                        f"{' '.join(Path('/proc/loadavg').read_text().split()[:3])}", "",
+                        bench.table.markdown()])
+    if options.output is not None:
+        options.output.write_text(report + "\n")
+    return report

@@ -1,0 +1,137 @@
+"""The stack under test: `team-memory up` in a subprocess on a temporary data dir and free ports."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import psutil
+from pgserver.utils import PostmasterInfo
+
+from team_memory.embedded import free_port, wait_for_port
+from team_memory.migrate import APP_ROLE
+
+_ENV_DROP = ("DATABASE_URL", "DATABASE_ADMIN_URL", "TEMPORAL_ADDRESS", "ANTHROPIC_API_KEY",
+             "TEAM_MEMORY_ANTHROPIC_API_KEY", "TEAM_MEMORY_DATABASE_URL")
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in _ENV_DROP}
+    env.update(extra)
+    return env
+
+
+@dataclass
+class BenchStack:
+    """A running `team-memory up`, its URLs, key and processes."""
+
+    root: Path
+    process: subprocess.Popen[bytes]
+    mcp_port: int
+    temporal_port: int
+    log: Path
+    api_key: str = ""
+    children: dict[str, psutil.Process] = field(default_factory=dict)
+
+    @property
+    def data_dir(self) -> Path:
+        return self.root / "data"
+
+    @property
+    def mcp_url(self) -> str:
+        return f"http://127.0.0.1:{self.mcp_port}/mcp"
+
+    @property
+    def temporal_address(self) -> str:
+        return f"127.0.0.1:{self.temporal_port}"
+
+    def postgres_url(self, user: str = "postgres") -> str:
+        info = PostmasterInfo.read_from_pgdata(self.data_dir / "pg")
+        assert info is not None, "PostgreSQL is not running"
+        return info.get_uri(user=user, database="postgres")
+
+    @property
+    def app_url(self) -> str:
+        return self.postgres_url(APP_ROLE)
+
+    def child_env(self) -> dict[str, str]:
+        """What `up` gives its children: enough to start another server beside them."""
+        return clean_env(DATABASE_URL=self.app_url, TEMPORAL_ADDRESS=self.temporal_address,
+                         TEAM_MEMORY_DATA_DIR=str(self.data_dir))
+
+    def rss_mib(self, role: str) -> float:
+        return float(self.children[role].memory_info().rss) / 2**20
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(60)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(10)
+
+
+def start_stack(root: Path | None = None) -> BenchStack:
+    root = root or Path(tempfile.mkdtemp(prefix="team-memory-bench-"))
+    mcp_port, temporal_port = free_port(), free_port()
+    log = root / "up.log"
+    with log.open("ab") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "team_memory", "up", "--data-dir", str(root / "data"),
+             "--mcp-port", str(mcp_port), "--temporal-port", str(temporal_port),
+             "--temporal-ui-port", str(free_port())],
+            stdout=out, stderr=subprocess.STDOUT, env=clean_env(TEAM_MEMORY_LOG_LEVEL="WARNING"),
+        )
+    stack = BenchStack(root, process, mcp_port, temporal_port, log)
+    try:
+        _wait_ready(stack)
+    except BaseException:
+        stack.stop()
+        raise
+    stack.api_key = (stack.data_dir / "local-api-key").read_text().strip()
+    for child in psutil.Process(process.pid).children():
+        args = child.cmdline()
+        if "worker" in args:
+            stack.children["worker"] = child
+        elif "serve" in args:
+            stack.children["mcp"] = child
+    return stack
+
+
+def _wait_ready(stack: BenchStack) -> None:
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        if stack.process.poll() is not None:
+            raise RuntimeError(f"`team-memory up` exited:\n{stack.log.read_text()}")
+        try:
+            if httpx.get(f"http://127.0.0.1:{stack.mcp_port}/readyz", timeout=2).is_success:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"`team-memory up` not ready in 180 s:\n{stack.log.read_text()}")
+
+
+def time_serve_startup(stack: BenchStack) -> float:
+    """Seconds from spawning `team-memory serve` to its HTTP port accepting (model loaded)."""
+    port = free_port()
+    started = time.perf_counter()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "team_memory", "serve", "--transport", "http",
+         "--mcp-port", str(port)],
+        env=stack.child_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_for_port(port, 60, process, "team-memory serve")
+        return time.perf_counter() - started
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(30)

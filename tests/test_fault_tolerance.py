@@ -1,0 +1,345 @@
+"""Nothing acknowledged is lost: crashes, outages and shutdowns during ingestion.
+
+Real processes are killed and real services stopped; every test checks that each saved
+memory ends committed exactly once (one row, one decision event), not merely that it ran.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from pathlib import Path
+
+import anyio
+import asyncpg
+import httpx2
+import pytest
+from mcp import Client as McpClient
+from mcp.client.streamable_http import streamable_http_client
+from pydantic import SecretStr
+from temporalio.client import Client
+
+from mcp_server.service import MemoryService
+from team_memory import embedded, llm
+from team_memory.db import create_pool, tenant_tx
+from team_memory.migrate import migrate
+from team_memory.models import MemoryStatus, Principal
+from team_memory.settings import Settings
+from team_memory.temporal import connect
+from team_memory.tenants import create_key, ensure_tenant
+from tests.conftest import Services, Stack, new_tenant
+from tests.fakes.anthropic_server import FakeAnthropic
+from tests.mcp_server.test_http import client_for
+from workflows.worker import build_worker
+
+pytestmark = pytest.mark.anyio
+
+_DECISION_EVENTS = ("added", "duplicate", "merged_into")
+_TOPICS = ["PostgreSQL", "Kafka", "Redis", "gRPC", "Svelte", "Terraform", "OAuth", "S3",
+           "Temporal", "pgvector", "Kubernetes", "Prometheus", "Nginx", "Celery", "GraphQL"]
+
+
+def fact(i: int) -> str:
+    topic = _TOPICS[i % len(_TOPICS)]
+    return f"Decision {i}: the {topic} setup for service number {i * 7919 % 10007} is final"
+
+
+# --- subprocesses ---------------------------------------------------------------------------
+
+
+def spawn(args: list[str], settings: Settings, log: Path, **env: str) -> subprocess.Popen[bytes]:
+    """`python -m team_memory ARGS` against the given settings' services and task queue."""
+    environment = {k: v for k, v in os.environ.items()
+                   if not k.startswith(("ANTHROPIC_", "TEAM_MEMORY_"))}
+    environment.update({
+        "DATABASE_URL": str(settings.database_url),
+        "TEMPORAL_ADDRESS": settings.temporal_target,
+        "TEAM_MEMORY_TASK_QUEUE": settings.task_queue,
+        "TEAM_MEMORY_DATA_DIR": str(settings.data_dir),
+        "TEAM_MEMORY_LOG_LEVEL": "WARNING",
+        **env,
+    })
+    with log.open("ab") as out:
+        return subprocess.Popen([sys.executable, "-m", "team_memory", *args], env=environment,
+                                stdout=out, stderr=subprocess.STDOUT)
+
+
+@contextmanager
+def worker_process(settings: Settings, log: Path) -> Iterator[subprocess.Popen[bytes]]:
+    process = spawn(["worker"], settings, log)
+    try:
+        yield process
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(10)
+
+
+# --- checks ---------------------------------------------------------------------------------
+
+
+async def committed(pool: asyncpg.Pool, principal: Principal) -> int:
+    async with tenant_tx(pool, principal.tenant_id) as conn:
+        return int(await conn.fetchval(
+            "SELECT count(*) FROM memories WHERE status <> 'pending'"))
+
+
+async def wait_committed(pool: asyncpg.Pool, principal: Principal, at_least: int,
+                         timeout: float) -> None:
+    with anyio.fail_after(timeout):
+        while await committed(pool, principal) < at_least:
+            await asyncio.sleep(0.05)
+
+
+async def assert_committed_once(pool: asyncpg.Pool, principal: Principal,
+                                ids: set[uuid.UUID]) -> None:
+    """Every id is one committed row with exactly one decision event; nothing else exists."""
+    async with tenant_tx(pool, principal.tenant_id) as conn:
+        rows = await conn.fetch("SELECT id, status FROM memories")
+        events = await conn.fetch(
+            "SELECT memory_id, count(*) AS n FROM memory_events WHERE event = ANY($1) "
+            "GROUP BY memory_id", list(_DECISION_EVENTS))
+    assert {row["id"] for row in rows} == ids
+    assert all(row["status"] != MemoryStatus.PENDING for row in rows)
+    decided = {row["memory_id"]: row["n"] for row in events}
+    assert decided.keys() == ids
+    assert set(decided.values()) == {1}, "a memory was decided more than once"
+
+
+async def save_many(service: MemoryService, principal: Principal, count: int,
+                    first: int = 0) -> set[uuid.UUID]:
+    saved = [await service.save(principal, fact(first + i)) for i in range(count)]
+    return {s.id for s in saved}
+
+
+# --- worker crashes and shutdowns -----------------------------------------------------------
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM], ids=["kill-9", "sigterm"])
+async def test_worker_stopped_mid_ingestion_loses_and_duplicates_nothing(
+    stack: Stack, tmp_path: Path, sig: signal.Signals
+) -> None:
+    ids = await save_many(stack.service, stack.principal, 60)
+    with worker_process(stack.settings, tmp_path / "worker1.log") as first:
+        await wait_committed(stack.pool, stack.principal, 1, timeout=60)
+        first.send_signal(sig)
+        code = await anyio.to_thread.run_sync(first.wait, 30)
+    done = await committed(stack.pool, stack.principal)
+    assert done < len(ids), "the worker finished before it was stopped: nothing was tested"
+    if sig == signal.SIGTERM:
+        assert code == 0, (tmp_path / "worker1.log").read_text()
+    with worker_process(stack.settings, tmp_path / "worker2.log"):
+        await wait_committed(stack.pool, stack.principal, len(ids), timeout=90)
+    await assert_committed_once(stack.pool, stack.principal, ids)
+
+
+# --- PostgreSQL outage ----------------------------------------------------------------------
+
+
+@asynccontextmanager
+async def dedicated_postgres(
+    services: Services,
+) -> AsyncIterator[tuple[embedded.EmbeddedPostgres, Settings]]:
+    """A PostgreSQL of its own: the session one is shared by every other test.
+
+    Outside pytest's private temp root, which a concurrent pytest run may chmod back to 0700
+    while pg_ctl (running as pgserver's own system user) still needs to traverse it.
+    """
+    root = Path(tempfile.mkdtemp(prefix="team-memory-pg-outage-"))
+    os.chmod(root, 0o755)
+    postgres = await anyio.to_thread.run_sync(embedded.start_postgres, root / "pg")
+    try:
+        settings = services.settings(database_url=postgres.app_url,
+                                     database_admin_url=postgres.admin_url)
+        await migrate(postgres.admin_url, settings)
+        yield postgres, settings
+    finally:
+        await anyio.to_thread.run_sync(postgres.stop)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+async def test_postgres_down_for_ten_seconds_mid_ingestion(
+    services: Services, temporal_client: Client, embedder: object
+) -> None:
+    async with dedicated_postgres(services) as (postgres, settings):
+        admin = await create_pool(postgres.admin_url, min_size=1, max_size=2)
+        pool = await create_pool(postgres.app_url, min_size=1, max_size=8)
+        try:
+            principal = await _tenant(admin)
+            service = MemoryService(settings=settings, pool=pool, temporal=temporal_client,
+                                    embedder=embedder)  # type: ignore[arg-type]
+            ids = await save_many(service, principal, 40)
+            async with build_worker(temporal_client, settings, pool, embedder,  # type: ignore[arg-type]
+                                    None):
+                await wait_committed(pool, principal, 1, timeout=30)
+                await anyio.to_thread.run_sync(lambda: postgres.restart(down_seconds=10))
+                assert await committed(pool, principal) < len(ids), "finished before outage"
+                await wait_committed(pool, principal, len(ids), timeout=90)
+            await assert_committed_once(pool, principal, ids)
+        finally:
+            await pool.close()
+            await admin.close()
+
+
+async def _tenant(admin: asyncpg.Pool) -> Principal:
+    name = f"t-{uuid.uuid4().hex[:10]}"
+    tenant_id = await ensure_tenant(admin, name)
+    issued = await create_key(admin, name)
+    return Principal(tenant_id=tenant_id, tenant_name=name, key_id=issued.key_id)
+
+
+# --- Temporal restart -----------------------------------------------------------------------
+
+
+async def test_persistent_temporal_restarted_mid_ingestion(
+    services: Services, tmp_path: Path, app_pool: asyncpg.Pool, admin_pool: asyncpg.Pool,
+    embedder: object,
+) -> None:
+    port = embedded.free_port()
+    db_file = tmp_path / "temporal.db"
+
+    def start() -> subprocess.Popen[bytes]:
+        return embedded.start_temporal(db_file=db_file, port=port, ui_port=None)
+
+    server = await anyio.to_thread.run_sync(start)
+    try:
+        settings = services.settings(temporal_address=f"127.0.0.1:{port}")
+        client = await connect(settings)
+        principal, _ = await new_tenant(admin_pool)
+        service = MemoryService(settings=settings, pool=app_pool, temporal=client,
+                                embedder=embedder)  # type: ignore[arg-type]
+        ids = await save_many(service, principal, 40)
+        async with build_worker(client, settings, app_pool, embedder, None):  # type: ignore[arg-type]
+            await wait_committed(app_pool, principal, 1, timeout=30)
+            await anyio.to_thread.run_sync(embedded.stop_process, server)
+            assert await committed(app_pool, principal) < len(ids), "finished before restart"
+            server = await anyio.to_thread.run_sync(start)
+            ids |= await save_many(service, principal, 5, first=1000)
+            await wait_committed(app_pool, principal, len(ids), timeout=90)
+        await assert_committed_once(app_pool, principal, ids)
+    finally:
+        await anyio.to_thread.run_sync(embedded.stop_process, server)
+
+
+# --- LLM outage -----------------------------------------------------------------------------
+
+
+async def test_llm_answering_500s_keeps_the_memory(stack: Stack) -> None:
+    with FakeAnthropic() as fake:  # nothing scripted: every call gets a 500
+        settings = stack.settings.model_copy(update={
+            "anthropic_api_key": SecretStr("sk-ant-test"), "anthropic_base_url": fake.base_url})
+        distiller = llm.Distiller.from_settings(settings)
+        assert distiller is not None
+        async with stack.worker(distiller=distiller):
+            first = await stack.service.save(stack.principal, "We deploy with blue-green "
+                                             "switches behind the load balancer")
+            assert await stack.wait_status(first.id) is MemoryStatus.ACTIVE
+            second = await stack.service.save(stack.principal, "Deploys use blue-green "
+                                              "switching behind the load balancer, always")
+            assert await stack.wait_status(second.id, timeout=120) is MemoryStatus.ACTIVE
+        await distiller.aclose()
+        assert len(fake.requests) >= 2, "the model was never asked: the outage was not tested"
+    report = await stack.service.status(stack.principal, second.id)
+    assert [e.event for e in report.history] == ["added"]
+    assert report.history[0].reason
+
+
+# --- MCP server under load and on SIGTERM ---------------------------------------------------
+
+
+@contextmanager
+def mcp_server_process(settings: Settings, log: Path) -> Iterator[tuple[subprocess.Popen[bytes],
+                                                                        str]]:
+    port = embedded.free_port()
+    process = spawn(["serve", "--transport", "http", "--mcp-port", str(port)], settings, log)
+    try:
+        embedded.wait_for_port(port, 60, process, "the MCP server")
+        yield process, f"http://127.0.0.1:{port}/mcp"
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(10)
+
+
+async def test_fifty_clients_saving_and_searching_lose_nothing(
+    stack: Stack, tmp_path: Path
+) -> None:
+    """50 MCP clients over HTTP for 15 s (the issue asks 30 s; halved for the suite budget)."""
+    acked: set[uuid.UUID] = set()
+    errors: list[str] = []
+    with worker_process(stack.settings, tmp_path / "worker.log"), \
+            mcp_server_process(stack.settings, tmp_path / "serve.log") as (_, url):
+        deadline = time.monotonic() + 15
+
+        async def session(n: int) -> None:
+            # A generous client timeout: on a shared 2-core CI box 50 sessions queue for CPU.
+            http = httpx2.AsyncClient(headers={"Authorization": f"Bearer {stack.api_key}"},
+                                      timeout=120)
+            async with McpClient(streamable_http_client(url, http_client=http)) as client:
+                i = 0
+                while i < 2 or time.monotonic() < deadline:  # one save and one search at least
+                    tool, args = (("save_memory", {"content": fact(n * 1000 + i)}) if i % 2 == 0
+                                  else ("search_memory", {"query": _TOPICS[i % 15]}))
+                    result = await client.call_tool(tool, args)
+                    if result.is_error:
+                        errors.append(str(result.content))
+                    elif tool == "save_memory":
+                        acked.add(uuid.UUID(result.structured_content["id"]))  # type: ignore[index]
+                    i += 1
+
+        await asyncio.gather(*(session(n) for n in range(50)))
+        assert errors == []
+        assert len(acked) >= 50
+        await wait_committed(stack.pool, stack.principal, len(acked), timeout=120)
+    await assert_committed_once(stack.pool, stack.principal, acked)
+
+
+async def test_sigterm_to_mcp_server_during_a_burst_commits_every_acknowledged_save(
+    stack: Stack, tmp_path: Path
+) -> None:
+    acked: set[uuid.UUID] = set()
+    failed_after_stop = 0
+    with mcp_server_process(stack.settings, tmp_path / "serve.log") as (server, url):
+
+        async def session(n: int) -> None:
+            nonlocal failed_after_stop
+            async with client_for(url, stack.api_key) as client:
+                for i in range(200):
+                    try:
+                        result = await client.call_tool("save_memory",
+                                                        {"content": fact(n * 1000 + i)})
+                    except Exception:  # the server is gone: later calls cannot be acked
+                        failed_after_stop += 1
+                        return
+                    if result.is_error:
+                        failed_after_stop += 1
+                        return
+                    acked.add(uuid.UUID(result.structured_content["id"]))  # type: ignore[index]
+
+        async def stop_soon() -> None:
+            while len(acked) < 20:
+                await asyncio.sleep(0.02)
+            server.send_signal(signal.SIGTERM)
+
+        with anyio.fail_after(90):
+            await asyncio.gather(stop_soon(), *(session(n) for n in range(10)),
+                                 return_exceptions=True)
+        assert await anyio.to_thread.run_sync(server.wait, 30) == 0
+    assert len(acked) < 2000, "the server never stopped: nothing was tested"
+    async with stack.worker():
+        await wait_committed(stack.pool, stack.principal, len(acked), timeout=90)
+    async with tenant_tx(stack.pool, stack.principal.tenant_id) as conn:
+        stored = {r["id"] for r in await conn.fetch("SELECT id FROM memories")}
+    # Calls cut by the shutdown may have written a row without the client hearing back:
+    # those are committed too; what must never happen is an acknowledged save missing.
+    assert acked <= stored
+    await assert_committed_once(stack.pool, stack.principal, stored)
