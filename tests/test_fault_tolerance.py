@@ -249,8 +249,8 @@ async def test_llm_answering_500s_keeps_the_memory(stack: Stack) -> None:
         await distiller.aclose()
         assert len(fake.requests) >= 2, "the model was never asked: the outage was not tested"
     report = await stack.service.status(stack.principal, second.id)
-    assert [e.event for e in report.history] == ["added"]
-    assert report.history[0].reason
+    assert [e.event for e in report.history] == ["kept_without_decision"]
+    assert "LLMUnavailable" in (report.history[0].reason or "")
 
 
 # --- MCP server under load and on SIGTERM ---------------------------------------------------
