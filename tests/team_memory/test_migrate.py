@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncpg
 import pytest
 
-from team_memory.migrate import SchemaMismatch, check_embedding_dim, migrate
+from team_memory.migrate import SchemaMismatch, check_embedding_dim, discover, migrate
 from tests.conftest import Services
 
 pytestmark = pytest.mark.anyio
@@ -19,7 +19,7 @@ async def test_migrating_twice_is_a_no_op(services: Services) -> None:
         dim = await conn.fetchval("SELECT value FROM schema_info WHERE key = 'embedding_dim'")
     finally:
         await conn.close()
-    assert [r["version"] for r in versions] == [1]
+    assert [r["version"] for r in versions] == [m.version for m in discover()]
     assert dim == "384"
 
 
