@@ -280,10 +280,10 @@ class MemoryService:
                 return
             after = rows[-1]["seq"]
 
-    async def pending_count(self, principal: Principal, ids: list[UUID]) -> int:
-        """How many of these saved memories their workflows have not committed yet."""
+    async def pending(self, principal: Principal, ids: list[UUID]) -> list[UUID]:
+        """Those of these saved memories that their workflows have not committed yet."""
         async with tenant_tx(self.pool, principal.tenant_id) as conn:
-            return await queries.count_pending(conn, ids)
+            return await queries.pending_ids(conn, ids)
 
     async def get(
         self, principal: Principal, memory_id: UUID, *, include_history: bool = False

@@ -474,11 +474,12 @@ async def export_page(
     return rows
 
 
-async def count_pending(conn: asyncpg.Connection, ids: list[UUID]) -> int:
-    """How many of ``ids`` are still waiting for their workflow to commit them."""
-    return int(await conn.fetchval(
-        "SELECT count(*) FROM memories WHERE id = ANY($1::uuid[]) AND status = 'pending'", ids
-    ))
+async def pending_ids(conn: asyncpg.Connection, ids: list[UUID]) -> list[UUID]:
+    """Those of ``ids`` still waiting for their workflow to commit them."""
+    rows = await conn.fetch(
+        "SELECT id FROM memories WHERE id = ANY($1::uuid[]) AND status = 'pending'", ids
+    )
+    return [r["id"] for r in rows]
 
 
 async def get_memory(conn: asyncpg.Connection, memory_id: UUID) -> asyncpg.Record | None:
