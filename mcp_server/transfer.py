@@ -104,26 +104,28 @@ async def import_items(
             report("saved", done, len(items))
 
     await asyncio.gather(*(saver() for _ in range(max(1, concurrency))))
-    ids = list(dict.fromkeys(r[0] for r in results if r is not None))
-    pending = await _wait_committed(service, principal, ids, report, wait_timeout)
+    saved_ids = [r[0] for r in results if r is not None]
+    pending = await _wait_committed(service, principal, saved_ids, report, wait_timeout)
     return ImportReport(saved=sum(1 for r in results if r and not r[1]),
                         already_saved=sum(1 for r in results if r and r[1]),
-                        pending=pending, ids=ids)
+                        pending=pending, ids=list(dict.fromkeys(saved_ids)))
 
 
 async def _wait_committed(service: MemoryService, principal: Principal, ids: list[UUID],
                           report: Progress, wait_seconds: float) -> int:
-    """Poll until no imported memory is pending (or the timeout); returns those still pending."""
+    """Poll until no imported memory is pending (or the timeout); returns how many items
+    are still pending. Progress counts items (two identical items share one memory)."""
     deadline = asyncio.get_running_loop().time() + wait_seconds
-    remaining = ids
+    remaining = list(dict.fromkeys(ids))
     while True:
-        still = []
+        still: set[UUID] = set()
         for start in range(0, len(remaining), 1000):
-            still.extend(await service.pending(principal, remaining[start:start + 1000]))
-        remaining = still
-        report("committed", len(ids) - len(remaining), len(ids))
+            still.update(await service.pending(principal, remaining[start:start + 1000]))
+        remaining = [i for i in remaining if i in still]
+        left = sum(1 for i in ids if i in still)
+        report("committed", len(ids) - left, len(ids))
         if not remaining or asyncio.get_running_loop().time() > deadline:
-            return len(remaining)
+            return left
         await asyncio.sleep(0.5)
 
 

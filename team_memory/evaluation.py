@@ -189,6 +189,7 @@ async def evaluate(settings: Settings, conversations: list[Conversation], *,
     from mcp_server.app import open_service
     from workflows.worker import build_worker
 
+    _quiet_temporal_core()
     settings = settings.model_copy(update={"task_queue": f"eval-{uuid.uuid4().hex[:10]}",
                                            "anthropic_api_key": None})
     admin_url = settings.database_admin_url or settings.database_url
@@ -212,6 +213,16 @@ async def evaluate(settings: Settings, conversations: list[Conversation], *,
         report.import_seconds = time.perf_counter() - started
         await _ask_all(service, principal, conversations, sources, report)
     return report
+
+
+def _quiet_temporal_core() -> None:
+    """The bulk import keeps the in-process worker saturated on purpose; its core's
+    "workflow task took over 5 s" warnings would bury the table."""
+    from temporalio.runtime import LoggingConfig, Runtime, TelemetryConfig, TelemetryFilter
+
+    quiet = TelemetryFilter(core_level="ERROR", other_level="ERROR")
+    with contextlib.suppress(RuntimeError):
+        Runtime.set_default(Runtime(telemetry=TelemetryConfig(logging=LoggingConfig(quiet))))
 
 
 async def _import(service: Any, principal: Principal, conversation: Conversation,

@@ -378,8 +378,9 @@ WITH ql AS (
 SELECT m.id, m.project, m.category, m.content, m.importance, m.status, m.occurred_at,
        coalesce(1 - (coalesce(m.embedding, pend.embedding) <=> $1), 0) AS cosine,
        coalesce((
-           SELECT sum(ql.idf * t.tf * ($16 + 1)
-                      / (t.tf + $16 * (1 - $17 + $17 * length(m.search_text) / $15)))
+           SELECT sum(ql.idf * t.tf * ($16::float8 + 1)
+                      / (t.tf + $16::float8 * (1 - $17::float8 + $17::float8
+                                              * length(m.search_text) / $15::float8)))
            FROM (SELECT lexeme, coalesce(cardinality(positions), 1) AS tf
                  FROM unnest(m.search_text)) t
            JOIN ql ON ql.lex = t.lexeme), 0) AS bm25,
@@ -445,9 +446,10 @@ async def important_recent(
     rows: list[asyncpg.Record] = await conn.fetch(
         f"""
         SELECT {_MEMORY_COLUMNS},
-               (1 + $7 * (importance - 1))
-               * (1 - $8 + $8 * exp(-ln(2) * greatest(extract(epoch FROM now() - occurred_at), 0)
-                                    / ($9 * 86400.0))) AS score
+               (1 + $7::float8 * (importance - 1))
+               * (1 - $8::float8 + $8::float8
+                  * exp(-ln(2) * greatest(extract(epoch FROM now() - occurred_at), 0)
+                        / ($9::float8 * 86400.0))) AS score
         FROM memories m
         WHERE {_filters(1)}
         ORDER BY score DESC, seq DESC
