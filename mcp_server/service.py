@@ -6,6 +6,7 @@ embedded them yet, so that a save is searchable the moment it returns). No LLM c
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import re
 from collections.abc import AsyncIterator, Mapping
@@ -65,6 +66,43 @@ class Forbidden(PermissionError):
     pass
 
 
+class InsertOrder:
+    """Hands out turns so that concurrent saves insert their rows in a given order."""
+
+    def __init__(self) -> None:
+        self._next = 0
+        self._waiting: dict[int, asyncio.Future[None]] = {}
+
+    def turn(self, index: int) -> InsertTurn:
+        return InsertTurn(self, index)
+
+    async def _wait(self, index: int) -> None:
+        if index != self._next:
+            waiter = asyncio.get_running_loop().create_future()
+            self._waiting[index] = waiter
+            await waiter
+
+    def _done(self, index: int) -> None:
+        if index == self._next:
+            self._next += 1
+            waiter = self._waiting.pop(self._next, None)
+            if waiter is not None and not waiter.done():
+                waiter.set_result(None)
+
+
+@dataclass(frozen=True)
+class InsertTurn:
+    order: InsertOrder
+    index: int
+
+    async def wait(self) -> None:
+        await self.order._wait(self.index)
+
+    def done(self) -> None:
+        """Let the next turn insert (idempotent)."""
+        self.order._done(self.index)
+
+
 @dataclass
 class MemoryService:
     settings: Settings
@@ -89,18 +127,32 @@ class MemoryService:
         project: str | None = None,
         occurred_at: datetime | None = None,
         source: str | None = None,
+        turn: InsertTurn | None = None,
     ) -> SaveResult:
-        item = self.prepare(principal, content, category=category, importance=importance,
-                            tags=tags, project=project, occurred_at=occurred_at, source=source)
-        scope = item.project
-        digest = item.content_hash
-        workflow_id = ingest_workflow_id(principal.tenant_name, scope, digest)
-        async with tenant_tx(self.pool, principal.tenant_id) as conn:
-            created = await queries.insert_pending(conn, item)
-            if created:
-                # Inside the transaction: if the start fails, the pending row is rolled back.
-                await self._start_ingestion(item, principal, workflow_id)
-            row = await queries.fetch_status(conn, item.memory_id)
+        """Acknowledge a memory: a pending row and its IngestMemory workflow, in one
+        transaction. With a ``turn``, concurrent saves insert their rows in turn order (the
+        insertion order search uses for neighbours; bulk import keeps the file's order)."""
+        try:
+            if turn is not None:
+                await turn.wait()
+            item = self.prepare(principal, content, category=category, importance=importance,
+                                tags=tags, project=project, occurred_at=occurred_at,
+                                source=source)
+            scope = item.project
+            digest = item.content_hash
+            workflow_id = ingest_workflow_id(principal.tenant_name, scope, digest)
+            async with tenant_tx(self.pool, principal.tenant_id) as conn:
+                created = await queries.insert_pending(conn, item)
+                if turn is not None:
+                    turn.done()
+                if created:
+                    # Inside the transaction: if the start fails, the pending row is rolled
+                    # back.
+                    await self._start_ingestion(item, principal, workflow_id)
+                row = await queries.fetch_status(conn, item.memory_id)
+        finally:
+            if turn is not None:
+                turn.done()
         assert row is not None
         return SaveResult(
             id=item.memory_id, status=MemoryStatus(row["status"]), project=scope,

@@ -17,7 +17,7 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from mcp_server.service import Forbidden, InvalidInput, MemoryService
+from mcp_server.service import Forbidden, InsertOrder, InvalidInput, MemoryService
 from team_memory.models import Category, Memory, Principal
 
 Progress = Callable[[str, int, int], None]
@@ -86,6 +86,7 @@ async def import_items(
     validate(service, principal, items, project)
     report = progress or (lambda _phase, _done, _total: None)
     results: list[tuple[UUID, bool] | None] = [None] * len(items)
+    order = InsertOrder()  # rows keep the file's order (export order, search neighbours)
     next_index = 0
     done = 0
 
@@ -97,7 +98,7 @@ async def import_items(
             saved = await service.save(
                 principal, item.content, category=item.category, importance=item.importance,
                 tags=item.tags, project=project, occurred_at=item.occurred_at,
-                source=item.source,
+                source=item.source, turn=order.turn(index),
             )
             results[index] = (saved.id, saved.already_saved)
             done += 1
