@@ -92,7 +92,7 @@ async def test_eval_command_prints_the_table(services: Services, tmp_path: Path)
     assert "3 questions (categories 1-4)" in text
     assert "| method | R@5 | R@10 | R@20 | p50 ms | p95 ms |" in text
     rows = {line.split("|")[1].strip(): line.split("|")[2:-1] for line in text.splitlines()
-            if line.startswith("| ") and "method" not in line}
+            if line.startswith("| ") and "method" not in line and "---" not in line}
     assert set(rows) == {"hybrid (search_memory)", "BM25 only", "vector only"}
     # Six turns: every evidence turn is within the top 20, and the dog's name within the top 5.
     assert float(rows["hybrid (search_memory)"][2]) == 1.0
