@@ -214,6 +214,18 @@ def _register_resources(
         return "\n".join(f"- [{m.category}, importance {m.importance}, {m.age}] {m.content}"
                          for m in memories)
 
+    @server.resource("memory://working_set", mime_type="text/markdown")
+    async def working_set() -> str:
+        """The memories that matter most in the current project, in full, within the
+        configured token budget (ranked by importance x recency)."""
+        current = await service.working_set(who())
+        if not current.memories:
+            return "No memories yet in this project."
+        header = (f"Working set of {current.project}: {len(current.memories)} memories, "
+                  f"~{current.tokens} of {current.budget_tokens} tokens.")
+        return "\n".join([header, *(f"- [{m.category}, importance {m.importance}, {m.age}] "
+                                    f"{m.content}" for m in current.memories)])
+
     @server.resource("memory://memories/{id}", mime_type="application/json")
     async def memory_by_id(id: str) -> str:
         """One memory in full, as JSON."""

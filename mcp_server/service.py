@@ -6,14 +6,15 @@ embedded them yet, so that a save is searchable the moment it returns). No LLM c
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import functools
 import json
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Concatenate, ParamSpec, TypeVar
+from typing import Any, Concatenate, ParamSpec, TypeVar
 from uuid import UUID
 
 import asyncpg
@@ -23,7 +24,8 @@ from temporalio.common import SearchAttributePair, TypedSearchAttributes, Workfl
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from mcp_server.ratelimit import RateLimiter, retry_message
-from team_memory import erasure, queries, telemetry
+from mcp_server.retrieval import Retriever
+from team_memory import erasure, queries, ranking, telemetry
 from team_memory.consolidation import render_manifesto
 from team_memory.db import tenant_tx
 from team_memory.embedder import Embedder, embed_async
@@ -43,6 +45,7 @@ from team_memory.models import (
     MemoryStatusReport,
     Principal,
     SaveResult,
+    WorkingSet,
     approx_tokens,
     content_hash,
     humanize_age,
@@ -100,17 +103,55 @@ def _audited(action: str) -> Callable[[_Method[_P, _R]], _Method[_P, _R]]:
     return wrap
 
 
+class InsertOrder:
+    """Hands out turns so that concurrent saves insert their rows in a given order."""
+
+    def __init__(self) -> None:
+        self._next = 0
+        self._waiting: dict[int, asyncio.Future[None]] = {}
+
+    def turn(self, index: int) -> InsertTurn:
+        return InsertTurn(self, index)
+
+    async def _wait(self, index: int) -> None:
+        if index != self._next:
+            waiter = asyncio.get_running_loop().create_future()
+            self._waiting[index] = waiter
+            await waiter
+
+    def _done(self, index: int) -> None:
+        if index == self._next:
+            self._next += 1
+            waiter = self._waiting.pop(self._next, None)
+            if waiter is not None and not waiter.done():
+                waiter.set_result(None)
+
+
+@dataclass(frozen=True)
+class InsertTurn:
+    order: InsertOrder
+    index: int
+
+    async def wait(self) -> None:
+        await self.order._wait(self.index)
+
+    def done(self) -> None:
+        """Let the next turn insert (idempotent)."""
+        self.order._done(self.index)
+
+
 @dataclass
 class MemoryService:
     settings: Settings
     pool: asyncpg.Pool
     temporal: Client
     embedder: Embedder
-    weights: queries.RankWeights = field(default_factory=queries.RankWeights)
     limiter: RateLimiter = field(init=False)
+    retriever: Retriever = field(init=False)
 
     def __post_init__(self) -> None:
         self.limiter = RateLimiter(self.settings.rate_limit_per_minute)
+        self.retriever = Retriever(self.settings)
 
     def check_rate(self, principal: Principal) -> None:
         """Count one request against the key's rate limit (per server process)."""
@@ -143,14 +184,68 @@ class MemoryService:
         project: str | None = None,
         occurred_at: datetime | None = None,
         source: str | None = None,
+        turn: InsertTurn | None = None,
     ) -> SaveResult:
+        """Acknowledge a memory: a pending row and its IngestMemory workflow, in one
+        transaction. With a ``turn``, concurrent saves insert their rows in turn order (the
+        insertion order search uses for neighbours; bulk import keeps the file's order)."""
+        try:
+            if turn is not None:
+                await turn.wait()
+            item = self.prepare(principal, content, category=category, importance=importance,
+                                tags=tags, project=project, occurred_at=occurred_at,
+                                source=source)
+            scope = item.project
+            digest = item.content_hash
+            workflow_id = ingest_workflow_id(principal.tenant_name, scope, digest)
+            async with tenant_tx(self.pool, principal.tenant_id) as conn:
+                created = await queries.insert_pending(conn, item)
+                if turn is not None:
+                    turn.done()
+                if created:
+                    # Inside the transaction: if the start fails, the pending row is rolled
+                    # back.
+                    await self._start_ingestion(item, principal, workflow_id)
+                    status, duplicate_of = MemoryStatus.PENDING, None
+                else:
+                    row = await queries.fetch_status(conn, item.memory_id)
+                    assert row is not None
+                    status, duplicate_of = MemoryStatus(row["status"]), row["duplicate_of"]
+                await queries.insert_audit(
+                    conn, tenant_id=principal.tenant_id, key_id=principal.key_id, actor=ACTOR,
+                    action="save", target=str(item.memory_id), outcome="ok",
+                    detail={"project": scope, "already_saved": not created,
+                            "redacted": item.redactions},
+                )
+        finally:
+            if turn is not None:
+                turn.done()
+        telemetry.saves.add(1, {"already_saved": not created})
+        return SaveResult(
+            id=item.memory_id, status=status, project=scope, workflow_id=workflow_id,
+            duplicate_of=duplicate_of, already_saved=not created, redacted=item.redactions,
+        )
+
+    def prepare(
+        self,
+        principal: Principal,
+        content: str,
+        *,
+        category: str = Category.GENERAL.value,
+        importance: int = 1,
+        tags: list[str] | None = None,
+        project: str | None = None,
+        occurred_at: datetime | None = None,
+        source: str | None = None,
+    ) -> IngestInput:
+        """Validate and redact a memory to save (no I/O): raises InvalidInput/Forbidden."""
         _require_writer(principal)
         scope = self.resolve_project(principal, project)
         cleaned = redact(self._check_content(content))
         if not cleaned.text.strip():
             raise InvalidInput("content is empty once private spans are removed")
         digest = content_hash(cleaned.text)
-        item = IngestInput(
+        return IngestInput(
             memory_id=memory_id_for(principal.tenant_id, scope, digest),
             tenant_id=principal.tenant_id,
             project=scope,
@@ -159,32 +254,10 @@ class MemoryService:
             importance=_check_importance(importance),
             tags=self._check_tags(tags or []),
             content_hash=digest,
-            occurred_at=occurred_at or datetime.now(UTC),
+            occurred_at=_check_time(occurred_at) or datetime.now(UTC),
             source=_check_source(source),
             key_id=principal.key_id,
             redactions=[r.kind for r in cleaned.redactions],
-        )
-        workflow_id = ingest_workflow_id(principal.tenant_name, scope, digest)
-        async with tenant_tx(self.pool, principal.tenant_id) as conn:
-            created = await queries.insert_pending(conn, item)
-            if created:
-                # Inside the transaction: if the start fails, the pending row is rolled back.
-                await self._start_ingestion(item, principal, workflow_id)
-                status, duplicate_of = MemoryStatus.PENDING, None
-            else:
-                row = await queries.fetch_status(conn, item.memory_id)
-                assert row is not None
-                status, duplicate_of = MemoryStatus(row["status"]), row["duplicate_of"]
-            await queries.insert_audit(
-                conn, tenant_id=principal.tenant_id, key_id=principal.key_id, actor=ACTOR,
-                action="save", target=str(item.memory_id), outcome="ok",
-                detail={"project": scope, "already_saved": not created,
-                        "redacted": item.redactions},
-            )
-        telemetry.saves.add(1, {"already_saved": not created})
-        return SaveResult(
-            id=item.memory_id, status=status, project=scope, workflow_id=workflow_id,
-            duplicate_of=duplicate_of, already_saved=not created, redacted=item.redactions,
         )
 
     async def _start_ingestion(
@@ -254,11 +327,65 @@ class MemoryService:
         until: datetime | None = None,
         include_history: bool = False,
     ) -> list[MemoryHit]:
+        """Hybrid search (docs/retrieval.md): BM25 and vector candidates, neighbour context,
+        importance and recency boosts; the current project plus tenant-wide memories."""
         query = self._check_query(query)
         if not 1 <= limit <= self.settings.search_limit_max:
             raise InvalidInput(f"limit must be between 1 and {self.settings.search_limit_max}")
+        filters = self._filters(principal, project, category, tags, since, until,
+                                include_history)
+        query_vector = (await embed_async(self.embedder, [query]))[0]
+        now = datetime.now(UTC)
+        async with tenant_tx(self.pool, principal.tenant_id) as conn:
+            pending = await queries.pending_without_embedding(conn, filters,
+                                                              _PENDING_EMBED_LIMIT)
+            ranked = await self.retriever.rank(
+                conn, principal.tenant_id, query, query_vector, filters,
+                await self._embed_pending(pending), now,
+            )
+        return [_hit(row, score, now) for row, score in ranked[:limit]]
+
+    async def working_set(
+        self, principal: Principal, project: str | None = None, query: str | None = None,
+        budget_tokens: int | None = None,
+    ) -> WorkingSet:
+        """Session-start context: the memories that matter most now, in full, within a token
+        budget. With a query, ranked by relevance x importance x recency (the search score);
+        without, by importance x recency. Best first; a memory too large for what is left of
+        the budget is skipped, not cut."""
+        budget = budget_tokens or self.settings.working_set_tokens
+        if budget < 1:
+            raise InvalidInput("budget_tokens must be positive")
         scope = self.resolve_project(principal, project)
-        filters = queries.SearchFilters(
+        if query is not None and query.strip():
+            hits = await self.search(principal, query, project=project,
+                                     limit=self.settings.search_limit_max)
+            memories = await self.get_many(principal, [h.id for h in hits]) if hits else []
+        else:
+            memories = await self._important_recent(principal, project)
+        chosen = ranking.within_budget(memories, lambda m: m.content, budget)
+        return WorkingSet(project=scope, budget_tokens=budget, memories=chosen,
+                          tokens=sum(approx_tokens(m.content) for m in chosen))
+
+    async def _important_recent(self, principal: Principal, project: str | None) -> list[Memory]:
+        filters = self._filters(principal, project, None, None, None, None, False)
+        weights = self.retriever.weights()
+        async with tenant_tx(self.pool, principal.tenant_id) as conn:
+            rows = await queries.important_recent(
+                conn, filters, weights.importance_boost, weights.recency_weight,
+                weights.half_life_days, 4 * self.settings.search_limit_max,
+            )
+        return [_memory(row) for row in rows]
+
+    def _filters(
+        self, principal: Principal, project: str | None, category: str | None,
+        tags: list[str] | None, since: datetime | None, until: datetime | None,
+        include_history: bool,
+    ) -> queries.SearchFilters:
+        scope = self.resolve_project(principal, project)
+        if since is not None and until is not None and since >= until:
+            raise InvalidInput("since must be earlier than until")
+        return queries.SearchFilters(
             projects=sorted({scope, TENANT_WIDE_PROJECT}),
             statuses=_statuses(include_history),
             category=None if category is None else _check_category(category),
@@ -266,31 +393,32 @@ class MemoryService:
             since=since,
             until=until,
         )
-        query_vector = (await embed_async(self.embedder, [query]))[0]
-        async with tenant_tx(self.pool, principal.tenant_id) as conn:
-            pending = await queries.pending_without_embedding(conn, filters,
-                                                              _PENDING_EMBED_LIMIT)
-            pending_vectors = await self._embed_pending(pending)
-            rows = await queries.hybrid_search(
-                conn, query_vector, query, filters, limit, self._weights(), max(100, 4 * limit),
-                pending=pending_vectors,
-            )
-        now = datetime.now(UTC)
-        return [_hit(row, now) for row in rows]
 
-    async def _embed_pending(self, rows: list[asyncpg.Record]) -> queries.PendingVectors | None:
+    async def _embed_pending(self, rows: list[asyncpg.Record]) -> queries.PendingVectors:
         if not rows:
-            return None
+            return queries.PendingVectors(ids=[], vectors=[])
         vectors = await embed_async(self.embedder, [row["content"] for row in rows])
         return queries.PendingVectors(ids=[row["id"] for row in rows],
                                       vectors=[np.asarray(v) for v in vectors])
 
-    def _weights(self) -> queries.RankWeights:
-        return queries.RankWeights(
-            rrf_k=self.weights.rrf_k, importance_boost=self.weights.importance_boost,
-            recency_weight=self.weights.recency_weight,
-            half_life_days=self.settings.recency_half_life_days,
-        )
+    async def export(self, principal: Principal, project: str | None,
+                     page: int = 500) -> AsyncIterator[Memory]:
+        """A project's current memories in insertion order (pages of ``page`` rows)."""
+        scope = self.resolve_project(principal, project)
+        after = 0
+        while True:
+            async with tenant_tx(self.pool, principal.tenant_id) as conn:
+                rows = await queries.export_page(conn, scope, _statuses(False), after, page)
+            for row in rows:
+                yield _memory(row)
+            if len(rows) < page:
+                return
+            after = rows[-1]["seq"]
+
+    async def pending(self, principal: Principal, ids: list[UUID]) -> list[UUID]:
+        """Those of these saved memories that their workflows have not committed yet."""
+        async with tenant_tx(self.pool, principal.tenant_id) as conn:
+            return await queries.pending_ids(conn, ids)
 
     async def get(
         self, principal: Principal, memory_id: UUID, *, include_history: bool = False
@@ -434,6 +562,13 @@ def _check_importance(importance: int) -> int:
     return importance
 
 
+def _check_time(moment: datetime | None) -> datetime | None:
+    """Times without a zone are UTC."""
+    if moment is None or moment.tzinfo is not None:
+        return moment
+    return moment.replace(tzinfo=UTC)
+
+
 def _check_source(source: str | None) -> str | None:
     if source is None:
         return None
@@ -464,14 +599,14 @@ def _age(now: datetime, then: datetime) -> str:
     return humanize_age(max(0.0, (now - then).total_seconds()))
 
 
-def _hit(row: asyncpg.Record, now: datetime) -> MemoryHit:
+def _hit(row: Mapping[str, Any], score: float, now: datetime) -> MemoryHit:
     content: str = row["content"]
     one_line = " ".join(content.split())
     snippet = one_line if len(one_line) <= _SNIPPET_CHARS else one_line[:_SNIPPET_CHARS - 1] + "…"
     return MemoryHit(
         id=row["id"], project=row["project"], category=Category(row["category"]),
         snippet=snippet, importance=row["importance"], status=MemoryStatus(row["status"]),
-        score=round(float(row["score"]), 6), age=_age(now, row["occurred_at"]),
+        score=round(score, 6), age=_age(now, row["occurred_at"]),
         occurred_at=row["occurred_at"], tokens=approx_tokens(content),
     )
 

@@ -33,6 +33,8 @@ app.add_typer(tenant_app, name="tenant")
 app.add_typer(key_app, name="key")
 app.add_typer(install_app, name="install")
 app.add_typer(uninstall_app, name="uninstall")
+eval_app = typer.Typer(no_args_is_help=True, help="Measure retrieval quality.")
+app.add_typer(eval_app, name="eval")
 
 DataDir = Annotated[Path | None, typer.Option("--data-dir", help="Data directory "
                                               "(default: TEAM_MEMORY_DATA_DIR or per-user)")]
@@ -484,3 +486,162 @@ def purge(
             raise typer.Exit(1) from None
     typer.echo(f"purged {memory_id}: {len(report.purged)} memory rows, "
                f"{report.events_erased} history events, workflows {report.workflows_deleted}")
+
+
+# --- bulk import and export -------------------------------------------------------------------
+
+Tenant = Annotated[str, typer.Option(help="Tenant name")]
+Project = Annotated[str, typer.Option(help="Project (repository) of the memories")]
+
+
+@contextlib.asynccontextmanager
+async def _tenant_service(settings: Settings, admin_url: str, app_url: str,
+                          tenant: str) -> AsyncIterator[tuple[Any, Any]]:
+    """(MemoryService, Principal) acting for ``tenant`` as an operator (no API key)."""
+    from mcp_server.app import open_service
+    from team_memory.models import Principal
+    from team_memory.tenants import tenant_id_by_name
+
+    async with _admin_pool(admin_url) as admin:
+        tenant_id = await tenant_id_by_name(admin, tenant)
+    configured = settings.model_copy(update={"database_url": app_url})
+    async with open_service(configured) as service:
+        yield service, Principal(tenant_id=tenant_id, tenant_name=tenant)
+
+
+@app.command("import")
+def import_(
+    file: Annotated[Path, typer.Argument(help="JSONL file, one memory a line ('-': stdin)")],
+    project: Project,
+    tenant: Tenant = LOCAL_TENANT,
+    concurrency: Annotated[int, typer.Option(help="Saves in flight")] = 8,
+    data_dir: DataDir = None,
+) -> None:
+    """Import memories from JSONL through the ingestion workflows, with progress.
+
+    Each line: {"content": ..., "category": ..., "importance": ..., "tags": [...],
+    "occurred_at": ISO 8601, "source": your id}; only content is required. Every line is
+    checked before anything is saved. Needs the stack running (`team-memory up`).
+    """
+    import sys
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+    from mcp_server.transfer import ImportFailed, import_items, parse_jsonl
+
+    settings = _settings(data_dir)
+    try:
+        if str(file) == "-":
+            items = parse_jsonl(sys.stdin.read().splitlines())
+        else:
+            items = parse_jsonl(file.read_text(encoding="utf-8").splitlines())
+    except (OSError, UnicodeDecodeError, ImportFailed) as error:
+        typer.secho(f"team-memory import: {error}", fg="red", err=True)
+        raise typer.Exit(1) from None
+
+    async def run(admin_url: str, app_url: str) -> Any:
+        columns = ("{task.description}", BarColumn(), MofNCompleteColumn(),
+                   TimeRemainingColumn())
+        async with _tenant_service(settings, admin_url, app_url, tenant) as (service, who):
+            with Progress(*columns, transient=False) as bar:
+                tasks = {"saved": bar.add_task("saved", total=len(items)),
+                         "committed": bar.add_task("committed", total=len(items))}
+                return await import_items(
+                    service, who, items, project, concurrency=concurrency,
+                    progress=lambda phase, done, total: bar.update(
+                        tasks[phase], completed=done, total=total),
+                )
+
+    with _database(settings) as (admin_url, app_url):
+        try:
+            report = asyncio.run(run(admin_url, app_url))
+        except ImportFailed as error:
+            typer.secho(f"team-memory import: {error}", fg="red", err=True)
+            raise typer.Exit(1) from None
+    typer.echo(f"imported {report.saved} new, {report.already_saved} already saved"
+               + (f", {report.pending} still pending" if report.pending else ""))
+
+
+@app.command("export")
+def export(
+    project: Project,
+    tenant: Tenant = LOCAL_TENANT,
+    output: Annotated[Path | None, typer.Option("--output", "-o",
+                                                help="File to write (default: stdout)")] = None,
+    data_dir: DataDir = None,
+) -> None:
+    """Export a project's current memories as JSONL, in the order they were saved."""
+    import sys
+
+    from mcp_server.transfer import export_lines
+
+    settings = _settings(data_dir)
+
+    async def run(admin_url: str, app_url: str) -> int:
+        count = 0
+        handle = output.open("w", encoding="utf-8") if output else sys.stdout
+        try:
+            async with _tenant_service(settings, admin_url, app_url, tenant) as (service, who):
+                async for line in export_lines(service, who, project):
+                    handle.write(line + "\n")
+                    count += 1
+        finally:
+            if output:
+                handle.close()
+        return count
+
+    with _database(settings) as (admin_url, app_url):
+        count = asyncio.run(run(admin_url, app_url))
+    typer.echo(f"exported {count} memories", err=True)
+
+
+# --- evaluation -------------------------------------------------------------------------------
+
+
+@eval_app.command("locomo")
+def eval_locomo(
+    path: Annotated[Path, typer.Argument(help="LoCoMo-format JSON file")],
+    configured: Annotated[bool, typer.Option(
+        "--configured", help="Use the configured PostgreSQL and Temporal (a new tenant) "
+        "instead of a throwaway stack")] = False,
+    concurrency: Annotated[int, typer.Option(help="Saves in flight during import")] = 8,
+) -> None:
+    """Evidence recall@5/10/20 and search latency of search_memory on LoCoMo-format data,
+    beside BM25-only and vector-only rankings."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress
+
+    from team_memory import evaluation
+
+    try:
+        conversations = evaluation.load(path)
+    except evaluation.BadDataset as error:
+        typer.secho(f"team-memory eval: {error}", fg="red", err=True)
+        raise typer.Exit(1) from None
+    settings = _settings()
+
+    async def run(base: Settings) -> evaluation.Report:
+        with Progress("{task.description}", BarColumn(), MofNCompleteColumn()) as bar:
+            task = bar.add_task("importing", total=sum(len(c.turns) for c in conversations))
+            offset = 0
+
+            def show(phase: str, done: int, total: int) -> None:
+                nonlocal offset
+                if phase == "committed":
+                    bar.update(task, completed=offset + done)
+                    if done == total:
+                        offset += total
+
+            return await evaluation.evaluate(base, conversations, concurrency=concurrency,
+                                             progress=show)
+
+    async def isolated() -> evaluation.Report:
+        async with evaluation.isolated_settings(settings) as base:
+            return await run(base)
+
+    if configured:
+        with _database(settings) as (admin_url, app_url):
+            report = asyncio.run(run(settings.model_copy(update={
+                "database_url": app_url, "database_admin_url": admin_url})))
+    else:
+        report = asyncio.run(isolated())
+    typer.echo(report.table())

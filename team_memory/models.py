@@ -159,6 +159,15 @@ class Memory(BaseModel):
     age: str
 
 
+class WorkingSet(BaseModel):
+    """Session-start context: the memories that matter most now, within a token budget."""
+
+    project: str
+    budget_tokens: int
+    tokens: int
+    memories: list[Memory]
+
+
 class MemoryEvent(BaseModel):
     event: str
     created_at: datetime

@@ -203,96 +203,216 @@ class SearchFilters:
     since: datetime | None = None
     until: datetime | None = None
 
+    def params(self) -> tuple[Any, ...]:
+        """The six parameters of ``_filters``, in order."""
+        return (self.projects, self.statuses,
+                None if self.category is None else self.category.value,
+                self.tags or None, self.since, self.until)
 
-def _filters(first: int) -> str:
+
+def _filters(first: int, alias: str = "m") -> str:
     """The shared WHERE clause of the read path; its parameters start at ``$first``."""
     p = [f"${first + i}" for i in range(6)]
+    m = alias
     return f"""
-    m.project = ANY({p[0]}::text[]) AND m.status = ANY({p[1]}::text[])
-    AND ({p[2]}::text IS NULL OR m.category = {p[2]})
-    AND ({p[3]}::text[] IS NULL OR m.tags && {p[3]})
-    AND ({p[4]}::timestamptz IS NULL OR m.occurred_at >= {p[4]})
-    AND ({p[5]}::timestamptz IS NULL OR m.occurred_at < {p[5]})
-"""
-
-
-_FILTERS = _filters(2)
-
-HYBRID_SEARCH = f"""
-WITH vec AS (
-    (SELECT m.id, m.embedding <=> $1 AS dist
-     FROM memories m
-     WHERE m.embedding IS NOT NULL AND {_FILTERS}
-     ORDER BY m.embedding <=> $1
-     LIMIT $9)
-    UNION ALL
-    -- acknowledged memories not embedded by their workflow yet, embedded by the caller
-    SELECT p.id, p.vec::vector <=> $1 FROM unnest($15::uuid[], $16::text[]) AS p (id, vec)
-), vec_ranked AS (
-    SELECT id, dist, row_number() OVER (ORDER BY dist) AS rnk FROM vec
-), query AS (
-    SELECT replace(plainto_tsquery('english', $8)::text, '&', '|') AS text
-), fts AS (
-    SELECT m.id, ts_rank_cd(m.search_text, q.tsq) AS rank
-    FROM memories m, (SELECT to_tsquery('english', text) AS tsq FROM query
-                      WHERE text <> '') q
-    WHERE m.search_text @@ q.tsq AND {_FILTERS}
-    ORDER BY rank DESC
-    LIMIT $9
-), fts_ranked AS (
-    SELECT id, row_number() OVER (ORDER BY rank DESC) AS rnk FROM fts
-), fused AS (
-    SELECT coalesce(v.id, f.id) AS id,
-           coalesce(1.0 / ($10 + v.rnk), 0) + coalesce(1.0 / ($10 + f.rnk), 0) AS rrf,
-           v.dist
-    FROM vec_ranked v FULL JOIN fts_ranked f ON f.id = v.id
-)
-SELECT m.id, m.project, m.category, m.content, m.importance, m.status, m.occurred_at,
-       fused.rrf
-         * (1 + $11 * (m.importance - 1))
-         * (1 - $12 + $12 * exp(-ln(2) * extract(epoch FROM now() - m.occurred_at)
-                                 / ($13 * 86400.0))) AS score
-FROM fused JOIN memories m ON m.id = fused.id
-ORDER BY score DESC, m.occurred_at DESC
-LIMIT $14
+    {m}.project = ANY({p[0]}::text[]) AND {m}.status = ANY({p[1]}::text[])
+    AND ({p[2]}::text IS NULL OR {m}.category = {p[2]})
+    AND ({p[3]}::text[] IS NULL OR {m}.tags && {p[3]})
+    AND ({p[4]}::timestamptz IS NULL OR {m}.occurred_at >= {p[4]})
+    AND ({p[5]}::timestamptz IS NULL OR {m}.occurred_at < {p[5]})
 """
 
 
 @dataclass(frozen=True)
-class RankWeights:
-    rrf_k: float = 60.0
-    importance_boost: float = 0.1
-    recency_weight: float = 0.3
-    half_life_days: float = 90.0
+class ScopeStats:
+    """BM25 collection statistics of a search scope, and the table size (HNSW ef_search)."""
+
+    rows: int
+    avg_length: float
+    table_rows: int
 
 
-async def hybrid_search(
-    conn: asyncpg.Connection,
-    query_vector: np.ndarray,
-    query_text: str,
-    filters: SearchFilters,
-    limit: int,
-    weights: RankWeights,
-    candidates: int,
-    pending: PendingVectors | None = None,
-) -> list[asyncpg.Record]:
-    await conn.execute(f"SET LOCAL hnsw.ef_search = {max(40, min(1000, candidates))}")
-    pending = pending or PendingVectors(ids=[], vectors=[])
-    rows: list[asyncpg.Record] = await conn.fetch(
-        HYBRID_SEARCH,
-        query_vector, filters.projects, filters.statuses,
-        None if filters.category is None else filters.category.value,
-        filters.tags or None, filters.since, filters.until, query_text, candidates,
-        weights.rrf_k, weights.importance_boost, weights.recency_weight,
-        weights.half_life_days, limit, pending.ids, [_vector_text(v) for v in pending.vectors],
+async def scope_stats(
+    conn: asyncpg.Connection, projects: list[str], statuses: list[str]
+) -> ScopeStats:
+    """Rows and mean document length (distinct lexemes) of the current memories of a scope."""
+    row = await conn.fetchrow(
+        """
+        SELECT count(*) AS rows, coalesce(avg(length(m.search_text)), 0) AS avg_length,
+               (SELECT greatest(reltuples, 0)::bigint FROM pg_class
+                WHERE oid = 'memories'::regclass) AS table_rows
+        FROM memories m
+        WHERE m.project = ANY($1::text[]) AND m.status = ANY($2::text[])
+        """,
+        projects, statuses,
     )
-    return rows
+    assert row is not None
+    return ScopeStats(rows=int(row["rows"]), avg_length=float(row["avg_length"]),
+                      table_rows=int(row["table_rows"]))
+
+
+async def query_lexemes(
+    conn: asyncpg.Connection, query_text: str, projects: list[str], statuses: list[str],
+    known: list[str], cap: int,
+) -> list[tuple[str, int | None]]:
+    """The query's lexemes (english stemming, no stop words) with their document frequency
+    in the scope, counted up to ``cap + 1`` rows (so a common word costs at most that);
+    lexemes in ``known`` (frequencies the caller has cached) come back with None."""
+    rows = await conn.fetch(
+        """
+        SELECT q.lexeme,
+               CASE WHEN q.lexeme = ANY($4::text[]) THEN NULL ELSE
+                 (SELECT count(*) FROM (
+                    SELECT 1 FROM memories m
+                    WHERE m.search_text @@ to_tsquery('simple', quote_literal(q.lexeme))
+                      AND m.project = ANY($2::text[]) AND m.status = ANY($3::text[])
+                    LIMIT $5 + 1) hits)
+               END AS df
+        FROM unnest(to_tsvector('english', $1)) AS q
+        """,
+        query_text, projects, statuses, known, cap,
+    )
+    return [(r["lexeme"], None if r["df"] is None else int(r["df"])) for r in rows]
+
+
+async def lexeme_frequencies(
+    conn: asyncpg.Connection, lexemes: list[str], projects: list[str], statuses: list[str]
+) -> dict[str, int]:
+    """Exact document frequencies (the expensive count, cached by the caller)."""
+    rows = await conn.fetch(
+        """
+        SELECT l.lexeme,
+               (SELECT count(*) FROM memories m
+                WHERE m.search_text @@ to_tsquery('simple', quote_literal(l.lexeme))
+                  AND m.project = ANY($2::text[]) AND m.status = ANY($3::text[])) AS df
+        FROM unnest($1::text[]) AS l (lexeme)
+        """,
+        lexemes, projects, statuses,
+    )
+    return {r["lexeme"]: int(r["df"]) for r in rows}
+
+
+_VECTOR_CANDIDATES = f"""
+SELECT m.id FROM memories m
+WHERE m.embedding IS NOT NULL AND {_filters(2)}
+ORDER BY m.embedding <=> $1
+LIMIT $8
+"""
+# "+ 0" keeps the planner off the HNSW index: an exact scan of the scope, complete by design.
+_VECTOR_CANDIDATES_EXACT = _VECTOR_CANDIDATES.replace(
+    "ORDER BY m.embedding <=> $1", "ORDER BY (m.embedding <=> $1) + 0"
+)
+
+
+async def vector_candidates(
+    conn: asyncpg.Connection, query_vector: np.ndarray, filters: SearchFilters, limit: int,
+    *, exact: bool, ef_search: int = 40,
+) -> list[UUID]:
+    """The ``limit`` nearest memories of the filtered scope: by HNSW (approximate; with
+    filters it can return fewer rows than exist, pgvector 0.6 has no iterative scans) or
+    by an exact scan."""
+    if not exact:
+        await conn.execute(f"SET LOCAL hnsw.ef_search = {max(1, min(1000, int(ef_search)))}")
+    rows = await conn.fetch(_VECTOR_CANDIDATES_EXACT if exact else _VECTOR_CANDIDATES,
+                            query_vector, *filters.params(), limit)
+    return [r["id"] for r in rows]
 
 
 @dataclass(frozen=True)
 class PendingVectors:
     ids: list[UUID]
     vectors: list[np.ndarray]
+
+
+@dataclass(frozen=True)
+class LexicalQuery:
+    """Scored lexemes with their BM25 idf, and the (rarer) ones that pick candidates."""
+
+    lexemes: list[str]
+    idf: list[float]
+    candidate_lexemes: list[str]
+    avg_length: float
+    k1: float
+    b: float
+
+
+HYBRID_CANDIDATES = f"""
+WITH ql AS (
+    SELECT lex, idf FROM unnest($8::text[], $9::float8[]) AS t (lex, idf)
+), orq AS (
+    SELECT to_tsquery('simple', string_agg(quote_literal(c), ' | ')) AS tsq
+    FROM unnest($10::text[]) AS c
+), fts AS (
+    SELECT m.id FROM memories m, orq
+    WHERE m.search_text @@ orq.tsq AND {_filters(2)}
+    ORDER BY ts_rank(m.search_text, orq.tsq) DESC
+    LIMIT $11
+), pend AS (
+    -- acknowledged memories not embedded by their workflow yet, embedded by the caller
+    SELECT p.id, p.vec::vector AS embedding FROM unnest($13::uuid[], $14::text[]) AS p (id, vec)
+), cand AS (
+    SELECT m.id, m.tenant_id, m.project, m.seq
+    FROM memories m
+    WHERE m.id IN (SELECT id FROM fts UNION SELECT unnest($12::uuid[])
+                   UNION SELECT id FROM pend)
+      AND {_filters(2)}
+), nb AS (
+    -- the memories next to each candidate in insertion order, in the same project
+    SELECT c.id AS cid, n.id AS nid
+    FROM cand c, LATERAL (
+        (SELECT m.id FROM memories m
+         WHERE m.tenant_id = c.tenant_id AND m.project = c.project AND m.seq < c.seq
+           AND {_filters(2)}
+         ORDER BY m.seq DESC LIMIT $18)
+        UNION ALL
+        (SELECT m.id FROM memories m
+         WHERE m.tenant_id = c.tenant_id AND m.project = c.project AND m.seq > c.seq
+           AND {_filters(2)}
+         ORDER BY m.seq LIMIT $18)
+    ) n
+), links AS (
+    SELECT cid, array_agg(nid) AS neighbours FROM nb GROUP BY cid
+), picked AS (
+    SELECT id FROM cand UNION SELECT nid FROM nb
+)
+SELECT m.id, m.project, m.category, m.content, m.importance, m.status, m.occurred_at,
+       coalesce(1 - (coalesce(m.embedding, pend.embedding) <=> $1), 0) AS cosine,
+       coalesce((
+           SELECT sum(ql.idf * t.tf * ($16::float8 + 1)
+                      / (t.tf + $16::float8 * (1 - $17::float8 + $17::float8
+                                              * length(m.search_text) / $15::float8)))
+           FROM (SELECT lexeme, coalesce(cardinality(positions), 1) AS tf
+                 FROM unnest(m.search_text)) t
+           JOIN ql ON ql.lex = t.lexeme), 0) AS bm25,
+       links.neighbours
+FROM picked JOIN memories m ON m.id = picked.id
+LEFT JOIN pend ON pend.id = m.id
+LEFT JOIN links ON links.cid = m.id
+"""
+
+
+async def hybrid_candidates(
+    conn: asyncpg.Connection,
+    query_vector: np.ndarray,
+    filters: SearchFilters,
+    lexical: LexicalQuery,
+    vector_ids: list[UUID],
+    pending: PendingVectors,
+    *,
+    candidates: int,
+    neighbours: int,
+) -> list[asyncpg.Record]:
+    """Keyword candidates, the given vector candidates and pending memories, plus the
+    ``neighbours`` memories on each side of each in insertion order; every row with its
+    cosine similarity, BM25 score and (for candidates) neighbour ids. Fusion is the caller's."""
+    rows: list[asyncpg.Record] = await conn.fetch(
+        HYBRID_CANDIDATES,
+        query_vector, *filters.params(), lexical.lexemes, lexical.idf,
+        lexical.candidate_lexemes, candidates, vector_ids, pending.ids,
+        [_vector_text(v) for v in pending.vectors], max(lexical.avg_length, 1.0),
+        lexical.k1, lexical.b, neighbours,
+    )
+    return rows
 
 
 def _vector_text(vector: np.ndarray) -> str:
@@ -316,6 +436,52 @@ async def pending_without_embedding(
         filters.tags or None, filters.since, filters.until, limit,
     )
     return rows
+
+
+async def important_recent(
+    conn: asyncpg.Connection, filters: SearchFilters, importance_boost: float,
+    recency_weight: float, half_life_days: float, limit: int,
+) -> list[asyncpg.Record]:
+    """Current memories ranked by importance x recency alone (a working set with no query)."""
+    rows: list[asyncpg.Record] = await conn.fetch(
+        f"""
+        SELECT {_MEMORY_COLUMNS},
+               (1 + $7::float8 * (importance - 1))
+               * (1 - $8::float8 + $8::float8
+                  * exp(-ln(2) * greatest(extract(epoch FROM now() - occurred_at), 0)
+                        / ($9::float8 * 86400.0))) AS score
+        FROM memories m
+        WHERE {_filters(1)}
+        ORDER BY score DESC, seq DESC
+        LIMIT $10
+        """,
+        *filters.params(), importance_boost, recency_weight, half_life_days, limit,
+    )
+    return rows
+
+
+async def export_page(
+    conn: asyncpg.Connection, project: str, statuses: list[str], after_seq: int, limit: int
+) -> list[asyncpg.Record]:
+    """One page of a project's memories in insertion order (export)."""
+    rows: list[asyncpg.Record] = await conn.fetch(
+        f"""
+        SELECT {_MEMORY_COLUMNS}, seq FROM memories
+        WHERE project = $1 AND status = ANY($2::text[]) AND seq > $3
+        ORDER BY seq
+        LIMIT $4
+        """,
+        project, statuses, after_seq, limit,
+    )
+    return rows
+
+
+async def pending_ids(conn: asyncpg.Connection, ids: list[UUID]) -> list[UUID]:
+    """Those of ``ids`` still waiting for their workflow to commit them."""
+    rows = await conn.fetch(
+        "SELECT id FROM memories WHERE id = ANY($1::uuid[]) AND status = 'pending'", ids
+    )
+    return [r["id"] for r in rows]
 
 
 async def get_memory(conn: asyncpg.Connection, memory_id: UUID) -> asyncpg.Record | None:

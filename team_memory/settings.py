@@ -195,7 +195,60 @@ class Settings(BaseSettings):
     recency_half_life_days: float = Field(
         default=90.0, gt=0, description="Half-life of the recency boost in search ranking."
     )
+    recency_weight: float = Field(
+        default=0.2, ge=0, le=1,
+        description="Share of a memory's score that decays with age: the score is multiplied "
+        "by (1 - w) + w * 0.5^(age / half-life).",
+    )
+    importance_boost: float = Field(
+        default=0.1, ge=0,
+        description="Score multiplier per importance step above 1 (importance 5 with 0.1: x1.4).",
+    )
     search_limit_max: int = Field(default=50, ge=1, description="Largest `limit` a search takes.")
+    search_candidates: int = Field(
+        default=50, ge=5, le=500,
+        description="Candidates taken from each of the keyword and the vector ranking before "
+        "fusion.",
+    )
+    dense_weight: float = Field(
+        default=2.0, ge=0,
+        description="Weight of cosine similarity against the BM25 score (scaled to 0-1 per "
+        "query) in the fused relevance.",
+    )
+    neighbour_count: int = Field(
+        default=2, ge=0, le=10,
+        description="Memories on each side, in insertion order within a project, that lend a "
+        "relevant memory's score to each other (0: off).",
+    )
+    neighbour_minutes: float = Field(
+        default=30.0, ge=0,
+        description="Neighbours count only when their occurred_at are at most this many "
+        "minutes apart (one working session, one conversation).",
+    )
+    neighbour_weight: float = Field(
+        default=0.5, ge=0,
+        description="Share of the best neighbour's relevance added to a memory's own.",
+    )
+    exact_search_max_rows: int = Field(
+        default=5000, ge=0,
+        description="Scopes up to this many memories get an exact vector scan instead of the "
+        "approximate HNSW index.",
+    )
+    common_lexeme_rows: int = Field(
+        default=1000, ge=1,
+        description="A query word found in more memories than this still scores, but no longer "
+        "selects keyword candidates (it would touch too many rows).",
+    )
+    search_stats_ttl_s: float = Field(
+        default=60.0, ge=0,
+        description="How long a process reuses a scope's BM25 statistics (row count, mean "
+        "length, frequencies of common words).",
+    )
+    working_set_tokens: int = Field(
+        default=1500, ge=100,
+        description="Token budget of the working set (memory://working_set, session-start "
+        "context).",
+    )
 
     # --- Claude Code hooks -------------------------------------------------------------
     session_context_tokens: int = Field(

@@ -1,0 +1,163 @@
+"""Bulk import and export of memories as JSONL, through the same durable ingestion path.
+
+Import validates every line first (nothing is written if one is bad), then saves each item
+with ``MemoryService.save`` (a pending row and an IngestMemory workflow, as a tool call would),
+a bounded number at a time, and waits until the workflows have committed them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Callable, Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import IO
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from mcp_server.service import Forbidden, InsertOrder, InvalidInput, MemoryService
+from team_memory.models import Category, Memory, Principal
+
+Progress = Callable[[str, int, int], None]
+"""Called with (phase, done, total); phase is "saved" or "committed"."""
+
+
+class ImportItem(BaseModel):
+    """One JSONL line. Export writes more fields (id, project, status...); import ignores them."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    content: str
+    category: str = Category.GENERAL.value
+    importance: int = 1
+    tags: list[str] = Field(default_factory=list)
+    occurred_at: datetime | None = None
+    source: str | None = None
+
+
+class ImportFailed(ValueError):
+    """The file has bad lines; nothing was imported."""
+
+
+@dataclass(frozen=True)
+class ImportReport:
+    saved: int
+    already_saved: int
+    pending: int
+    ids: list[UUID]
+
+
+def parse_jsonl(lines: Iterable[str]) -> list[ImportItem]:
+    items, errors = [], []
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            items.append(ImportItem.model_validate(json.loads(line)))
+        except (json.JSONDecodeError, ValidationError) as error:
+            errors.append(f"line {number}: {_short(error)}")
+    if errors:
+        raise ImportFailed(_summary(errors))
+    return items
+
+
+def validate(service: MemoryService, principal: Principal, items: list[ImportItem],
+             project: str) -> None:
+    """Every item through the save path's own checks, before anything is written."""
+    errors = []
+    for number, item in enumerate(items, start=1):
+        try:
+            service.prepare(principal, item.content, category=item.category,
+                            importance=item.importance, tags=item.tags, project=project,
+                            occurred_at=item.occurred_at, source=item.source)
+        except (InvalidInput, Forbidden) as error:
+            errors.append(f"item {number}: {error}")
+    if errors:
+        raise ImportFailed(_summary(errors))
+
+
+async def import_items(
+    service: MemoryService, principal: Principal, items: list[ImportItem], project: str, *,
+    concurrency: int = 8, progress: Progress | None = None, wait_timeout: float = 3600.0,
+) -> ImportReport:
+    """Save every item (validated first), then wait for their workflows to commit them."""
+    validate(service, principal, items, project)
+    report = progress or (lambda _phase, _done, _total: None)
+    results: list[tuple[UUID, bool] | None] = [None] * len(items)
+    order = InsertOrder()  # rows keep the file's order (export order, search neighbours)
+    next_index = 0
+    done = 0
+
+    async def saver() -> None:
+        nonlocal next_index, done
+        while next_index < len(items):
+            index, next_index = next_index, next_index + 1
+            item = items[index]
+            saved = await service.save(
+                principal, item.content, category=item.category, importance=item.importance,
+                tags=item.tags, project=project, occurred_at=item.occurred_at,
+                source=item.source, turn=order.turn(index),
+            )
+            results[index] = (saved.id, saved.already_saved)
+            done += 1
+            report("saved", done, len(items))
+
+    await asyncio.gather(*(saver() for _ in range(max(1, concurrency))))
+    saved_ids = [r[0] for r in results if r is not None]
+    pending = await _wait_committed(service, principal, saved_ids, report, wait_timeout)
+    return ImportReport(saved=sum(1 for r in results if r and not r[1]),
+                        already_saved=sum(1 for r in results if r and r[1]),
+                        pending=pending, ids=list(dict.fromkeys(saved_ids)))
+
+
+async def _wait_committed(service: MemoryService, principal: Principal, ids: list[UUID],
+                          report: Progress, wait_seconds: float) -> int:
+    """Poll until no imported memory is pending (or the timeout); returns how many items
+    are still pending. Progress counts items (two identical items share one memory)."""
+    deadline = asyncio.get_running_loop().time() + wait_seconds
+    remaining = list(dict.fromkeys(ids))
+    while True:
+        still: set[UUID] = set()
+        for start in range(0, len(remaining), 1000):
+            still.update(await service.pending(principal, remaining[start:start + 1000]))
+        remaining = [i for i in remaining if i in still]
+        left = sum(1 for i in ids if i in still)
+        report("committed", len(ids) - left, len(ids))
+        if not remaining or asyncio.get_running_loop().time() > deadline:
+            return left
+        await asyncio.sleep(0.5)
+
+
+async def export_lines(service: MemoryService, principal: Principal,
+                       project: str) -> AsyncIterator[str]:
+    async for memory in service.export(principal, project):
+        yield export_line(memory)
+
+
+def export_line(memory: Memory) -> str:
+    return json.dumps({
+        "id": str(memory.id), "project": memory.project, "content": memory.content,
+        "category": memory.category.value, "importance": memory.importance,
+        "tags": memory.tags, "occurred_at": memory.occurred_at.isoformat(),
+        "source": memory.source, "status": memory.status.value,
+        "created_at": memory.created_at.isoformat(),
+    }, ensure_ascii=False)
+
+
+def _short(error: Exception) -> str:
+    if isinstance(error, ValidationError):
+        first = error.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "line"
+        return f"{where}: {first['msg']}"
+    return str(error)
+
+
+def _summary(errors: list[str]) -> str:
+    more = f" (and {len(errors) - 10} more)" if len(errors) > 10 else ""
+    return "nothing imported; fix these first:\n" + "\n".join(errors[:10]) + more
+
+
+def read_lines(handle: IO[str]) -> list[str]:
+    return handle.read().splitlines()

@@ -1,0 +1,314 @@
+"""`team-memory eval locomo PATH`: evidence recall of search_memory on LoCoMo-format data.
+
+Like cli.py and stack.py this is composition-root code: it wires the service, a worker and
+the embedded stack together. Each conversation is imported into its own project through the
+real import path (MemoryService.save -> IngestMemory workflows), one memory per turn
+("Speaker: text", plus the shared image's caption), occurred_at = the session's date,
+source = the turn's dia_id. Every question of categories 1-4 is then asked through
+MemoryService.search; recall@k is the share of the question's evidence turns in the top k.
+BM25-only and vector-only rankings of the same scope are computed in the same run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import re
+import statistics
+import tempfile
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+from team_memory import embedded, queries
+from team_memory.db import create_pool, tenant_tx
+from team_memory.embedder import embed_async
+from team_memory.migrate import migrate
+from team_memory.models import Principal
+from team_memory.settings import Settings
+from team_memory.tenants import ensure_tenant
+
+KS = (5, 10, 20)
+CATEGORIES = (1, 2, 3, 4)
+_DATE_FORMATS = ("%I:%M %p on %d %B, %Y", "%I:%M %p on %d %b, %Y", "%Y-%m-%d %H:%M",
+                 "%Y-%m-%d")
+_SESSION = re.compile(r"^session_(\d+)$")
+
+
+class BadDataset(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class Turn:
+    dia_id: str
+    content: str
+    occurred_at: datetime
+
+
+@dataclass(frozen=True)
+class Question:
+    text: str
+    evidence: frozenset[str]
+
+
+@dataclass(frozen=True)
+class Conversation:
+    sample_id: str
+    turns: list[Turn]
+    questions: list[Question]
+
+    @property
+    def project(self) -> str:
+        return "locomo-" + re.sub(r"[^A-Za-z0-9._-]", "-", self.sample_id)[:150]
+
+
+def parse_date(text: str) -> datetime:
+    for fmt in _DATE_FORMATS:
+        with contextlib.suppress(ValueError):
+            return datetime.strptime(text.strip(), fmt).replace(tzinfo=UTC)
+    raise BadDataset(f"unrecognised session date {text!r}")
+
+
+def load(path: Path) -> list[Conversation]:
+    try:
+        samples = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as error:
+        raise BadDataset(f"cannot read {path}: {error}") from error
+    if not isinstance(samples, list):
+        raise BadDataset("a LoCoMo file is a JSON list of conversations")
+    return [_conversation(sample) for sample in samples]
+
+
+def _conversation(sample: dict[str, Any]) -> Conversation:
+    try:
+        dialogue = sample["conversation"]
+        sessions = sorted(int(m.group(1)) for key in dialogue if (m := _SESSION.match(key)))
+        turns = [
+            _turn(turn, parse_date(dialogue[f"session_{n}_date_time"]))
+            for n in sessions for turn in dialogue[f"session_{n}"]
+        ]
+        known = {t.dia_id for t in turns}
+        questions = []
+        for qa in sample.get("qa", []):
+            evidence = frozenset(e for e in qa.get("evidence", []) if e in known)
+            if qa.get("category") in CATEGORIES and evidence:
+                questions.append(Question(str(qa["question"]), evidence))
+        return Conversation(str(sample["sample_id"]), turns, questions)
+    except (KeyError, TypeError, AttributeError) as error:
+        raise BadDataset(f"not a LoCoMo conversation: missing {error}") from error
+
+
+def _turn(turn: dict[str, Any], occurred_at: datetime) -> Turn:
+    content = f"{turn['speaker']}: {turn['text']}"
+    if turn.get("blip_caption"):
+        content += f" [shared image: {turn['blip_caption']}]"
+    return Turn(str(turn["dia_id"]), content, occurred_at)
+
+
+# --- scoring --------------------------------------------------------------------------------
+
+
+@dataclass
+class MethodResult:
+    recalls: dict[int, list[float]] = field(default_factory=lambda: {k: [] for k in KS})
+    latencies_ms: list[float] = field(default_factory=list)
+
+    def add(self, found: list[set[str]], evidence: frozenset[str], latency_s: float) -> None:
+        for k in KS:
+            hit = set().union(*found[:k]) & evidence
+            self.recalls[k].append(len(hit) / len(evidence))
+        self.latencies_ms.append(latency_s * 1000)
+
+    def row(self, name: str) -> str:
+        recall = " | ".join(f"{statistics.fmean(self.recalls[k]):.3f}" for k in KS)
+        lat = sorted(self.latencies_ms)
+        p50 = lat[len(lat) // 2]
+        p95 = lat[min(len(lat) - 1, round(0.95 * (len(lat) - 1)))]
+        return f"| {name} | {recall} | {p50:.1f} | {p95:.1f} |"
+
+
+@dataclass
+class Report:
+    conversations: int = 0
+    memories: int = 0
+    merged: int = 0
+    questions: int = 0
+    import_seconds: float = 0.0
+    methods: dict[str, MethodResult] = field(default_factory=dict)
+
+    def table(self) -> str:
+        lines = [
+            "| method | R@5 | R@10 | R@20 | p50 ms | p95 ms |",
+            "| --- | --- | --- | --- | --- | --- |",
+            *(result.row(name) for name, result in self.methods.items()),
+        ]
+        rate = self.memories / self.import_seconds if self.import_seconds else 0.0
+        return "\n".join([
+            f"{self.conversations} conversations, {self.memories} turns imported in "
+            f"{self.import_seconds:.0f} s ({rate:.0f}/s; {self.merged} merged as identical or "
+            f"duplicate), {self.questions} questions (categories 1-4)",
+            "", *lines,
+        ])
+
+
+# --- running --------------------------------------------------------------------------------
+
+
+@contextlib.asynccontextmanager
+async def isolated_settings(base: Settings) -> AsyncIterator[Settings]:
+    """A throwaway stack in a temp dir: embedded PostgreSQL and an in-memory Temporal dev
+    server on a free port."""
+    with tempfile.TemporaryDirectory(prefix="team-memory-eval-") as tmp:
+        postgres = embedded.start_postgres(Path(tmp) / "pg")
+        port = embedded.free_port()
+        temporal = embedded.start_temporal(db_file=None, port=port, ui_port=None)
+        try:
+            settings = base.model_copy(update={
+                "data_dir": Path(tmp), "database_url": postgres.app_url,
+                "database_admin_url": postgres.admin_url,
+                "temporal_address": f"127.0.0.1:{port}",
+            })
+            await migrate(postgres.admin_url, settings)
+            yield settings
+        finally:
+            embedded.stop_process(temporal)
+            postgres.stop()
+
+
+async def evaluate(settings: Settings, conversations: list[Conversation], *,
+                   concurrency: int = 8,
+                   progress: Callable[[str, int, int], None] | None = None) -> Report:
+    """Import, ask, score. ``settings`` must point at a migrated database and a Temporal
+    server; a worker runs in this process on a task queue of its own."""
+    from mcp_server.app import open_service
+    from workflows.worker import build_worker
+
+    _quiet_temporal_core()
+    settings = settings.model_copy(update={"task_queue": f"eval-{uuid.uuid4().hex[:10]}",
+                                           "anthropic_api_key": None})
+    admin_url = settings.database_admin_url or settings.database_url
+    assert admin_url is not None
+    admin = await create_pool(admin_url, min_size=1, max_size=2)
+    try:
+        tenant_name = f"eval-{uuid.uuid4().hex[:10]}"
+        principal = Principal(tenant_id=await ensure_tenant(admin, tenant_name),
+                              tenant_name=tenant_name)
+    finally:
+        await admin.close()
+    report = Report(conversations=len(conversations))
+    async with open_service(settings) as service, build_worker(
+        service.temporal, settings, service.pool, service.embedder, None
+    ):
+        sources: dict[str, dict[UUID, set[str]]] = {}
+        started = time.perf_counter()
+        for conversation in conversations:
+            sources[conversation.project] = await _import(service, principal, conversation,
+                                                          concurrency, progress, report)
+        report.import_seconds = time.perf_counter() - started
+        await _ask_all(service, principal, conversations, sources, report)
+    return report
+
+
+def _quiet_temporal_core() -> None:
+    """The bulk import keeps the in-process worker saturated on purpose; its core's
+    "workflow task took over 5 s" warnings would bury the table."""
+    from temporalio.runtime import LoggingConfig, Runtime, TelemetryConfig, TelemetryFilter
+
+    quiet = TelemetryFilter(core_level="ERROR", other_level="ERROR")
+    with contextlib.suppress(RuntimeError):
+        Runtime.set_default(Runtime(telemetry=TelemetryConfig(logging=LoggingConfig(quiet))))
+
+
+async def _import(service: Any, principal: Principal, conversation: Conversation,
+                  concurrency: int, progress: Callable[[str, int, int], None] | None,
+                  report: Report) -> dict[UUID, set[str]]:
+    from mcp_server.transfer import ImportItem, import_items
+
+    items = [ImportItem(content=t.content, occurred_at=t.occurred_at, source=t.dia_id)
+             for t in conversation.turns]
+    imported = await import_items(service, principal, items, conversation.project,
+                                  concurrency=concurrency, progress=progress)
+    if imported.pending:
+        raise RuntimeError(f"{imported.pending} memories were not committed in time")
+    turns = await _turns_of_memories(service, principal, conversation, items)
+    report.memories += len(items)
+    report.merged += len(items) - len(turns)
+    return turns
+
+
+async def _turns_of_memories(service: Any, principal: Principal, conversation: Conversation,
+                             items: list[Any]) -> dict[UUID, set[str]]:
+    """Which turns each live memory stands for: its own, those saved with identical text
+    (same id) and those the ingestion folded into it as duplicates."""
+    ids = [service.prepare(principal, i.content, project=conversation.project).memory_id
+           for i in items]
+    owner: dict[UUID, UUID] = {}
+    unique = list(dict.fromkeys(ids))
+    for start in range(0, len(unique), 50):
+        for memory in await service.get_many(principal, unique[start:start + 50],
+                                             include_history=True):
+            owner[memory.id] = memory.duplicate_of or memory.id
+    turns: dict[UUID, set[str]] = {}
+    for memory_id, item in zip(ids, items, strict=True):
+        turns.setdefault(owner[memory_id], set()).add(item.source)
+    return turns
+
+
+async def _ask_all(service: Any, principal: Principal, conversations: list[Conversation],
+                   sources: dict[str, dict[UUID, set[str]]], report: Report) -> None:
+    methods = {"hybrid (search_memory)": MethodResult(), "BM25 only": MethodResult(),
+               "vector only": MethodResult()}
+    report.methods = methods
+    warm = conversations[0]
+    for question in warm.questions[:5]:  # load the model and fill the caches first
+        await service.search(principal, question.text, limit=20, project=warm.project)
+    for conversation in conversations:
+        turns = sources[conversation.project]
+        for question in conversation.questions:
+            started = time.perf_counter()
+            hits = await service.search(principal, question.text, limit=20,
+                                        project=conversation.project)
+            methods["hybrid (search_memory)"].add(
+                [turns.get(h.id, set()) for h in hits], question.evidence,
+                time.perf_counter() - started)
+            for name, ranker in (("BM25 only", _bm25_only), ("vector only", _vector_only)):
+                started = time.perf_counter()
+                ids = await ranker(service, principal, question.text, conversation.project)
+                methods[name].add([turns.get(i, set()) for i in ids], question.evidence,
+                                  time.perf_counter() - started)
+            report.questions += 1
+
+
+def _scope(conversation_project: str) -> queries.SearchFilters:
+    return queries.SearchFilters(projects=[conversation_project], statuses=["active"])
+
+
+async def _vector_only(service: Any, principal: Principal, query: str,
+                       project: str) -> list[UUID]:
+    vector = (await embed_async(service.embedder, [query]))[0]
+    async with tenant_tx(service.pool, principal.tenant_id) as conn:
+        found: list[UUID] = await queries.vector_candidates(conn, vector, _scope(project),
+                                                            max(KS), exact=True)
+    return found
+
+
+async def _bm25_only(service: Any, principal: Principal, query: str,
+                     project: str) -> list[UUID]:
+    """Okapi BM25 over every memory of the project sharing a word with the query."""
+    vector = (await embed_async(service.embedder, [query]))[0]
+    async with tenant_tx(service.pool, principal.tenant_id) as conn:
+        lexical = await service.retriever.lexical(conn, principal.tenant_id, query, [project])
+        every_word = queries.LexicalQuery(
+            lexemes=lexical.lexemes, idf=lexical.idf, candidate_lexemes=lexical.lexemes,
+            avg_length=lexical.avg_length, k1=lexical.k1, b=lexical.b)
+        rows = await queries.hybrid_candidates(
+            conn, vector, _scope(project), every_word, [],
+            queries.PendingVectors(ids=[], vectors=[]), candidates=1_000_000, neighbours=0)
+    ranked = sorted(rows, key=lambda r: -float(r["bm25"]))
+    return [r["id"] for r in ranked[:max(KS)]]

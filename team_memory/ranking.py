@@ -1,0 +1,97 @@
+"""Fusion of the keyword and vector evidence, neighbour context and boosts (docs/retrieval.md).
+
+PostgreSQL returns the candidates with their raw scores (``queries.hybrid_candidates``); this
+module turns them into one ranking. Pure functions: no I/O.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, TypeVar
+from uuid import UUID
+
+from team_memory.models import approx_tokens
+
+# BM25 term-frequency saturation and length normalisation: short memories, so a light b.
+BM25_K1 = 0.9
+BM25_B = 0.3
+
+
+@dataclass(frozen=True)
+class RankWeights:
+    dense_weight: float = 2.0
+    neighbour_weight: float = 0.5
+    neighbour_window: timedelta = timedelta(minutes=30)
+    importance_boost: float = 0.1
+    recency_weight: float = 0.2
+    half_life_days: float = 90.0
+
+
+def idf(rows: int, df: int) -> float:
+    """BM25 inverse document frequency (always positive)."""
+    rows = max(rows, df)
+    return math.log(1 + (rows - df + 0.5) / (df + 0.5))
+
+
+def boost(importance: int, age_days: float, weights: RankWeights) -> float:
+    """Importance x recency multiplier, with the documented half-life."""
+    decay: float = 0.5 ** (max(age_days, 0.0) / weights.half_life_days)
+    return (1 + weights.importance_boost * (importance - 1)) * (
+        1 - weights.recency_weight + weights.recency_weight * decay
+    )
+
+
+def fuse(rows: Sequence[Mapping[str, Any]], weights: RankWeights,
+         now: datetime) -> list[tuple[Mapping[str, Any], float]]:
+    """Rows (id, cosine, bm25, occurred_at, importance, neighbours) ranked best first.
+
+    relevance = bm25 / max(bm25) + dense_weight * cosine, plus neighbour_weight times the best
+    relevance among its insertion-order neighbours that occurred within the window; then the
+    importance and recency multipliers.
+    """
+    if not rows:
+        return []
+    top_bm25 = max(float(r["bm25"]) for r in rows)
+    base = {r["id"]: (float(r["bm25"]) / top_bm25 if top_bm25 > 0 else 0.0)
+            + weights.dense_weight * float(r["cosine"]) for r in rows}
+    by_id = {r["id"]: r for r in rows}
+    links = _links(rows)
+    ranked = []
+    for row in rows:
+        context = [base[n] for n in links.get(row["id"], ())
+                   if abs(by_id[n]["occurred_at"] - row["occurred_at"]) <= weights.neighbour_window]
+        relevance = base[row["id"]] + weights.neighbour_weight * max(context, default=0.0)
+        age_days = (now - row["occurred_at"]).total_seconds() / 86400
+        ranked.append((row, relevance * boost(row["importance"], age_days, weights)))
+    ranked.sort(key=lambda pair: (-pair[1], -pair[0]["occurred_at"].timestamp()))
+    return ranked
+
+
+def _links(rows: Sequence[Mapping[str, Any]]) -> dict[UUID, set[UUID]]:
+    """Neighbour links among the returned rows, both ways (adjacency is symmetric)."""
+    present = {r["id"] for r in rows}
+    links: dict[UUID, set[UUID]] = {}
+    for row in rows:
+        for other in row["neighbours"] or ():
+            if other in present and other != row["id"]:
+                links.setdefault(row["id"], set()).add(other)
+                links.setdefault(other, set()).add(row["id"])
+    return links
+
+
+T = TypeVar("T")
+
+
+def within_budget(items: Sequence[T], text_of: Callable[[T], str],
+                  budget_tokens: int) -> list[T]:
+    """The best-first items that fit in ``budget_tokens``; one too large is skipped, not cut."""
+    chosen, used = [], 0
+    for item in items:
+        cost = approx_tokens(text_of(item))
+        if used + cost <= budget_tokens:
+            chosen.append(item)
+            used += cost
+    return chosen

@@ -1,0 +1,107 @@
+"""JSONL import/export through the ingestion workflows, and the CLI commands around them."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from mcp_server.transfer import ImportFailed, ImportItem, export_lines, import_items, parse_jsonl
+from team_memory.models import MemoryStatus
+from tests.conftest import Services, Stack
+
+pytestmark = pytest.mark.anyio
+
+ROUND_TRIP_FIELDS = ("content", "category", "importance", "tags", "occurred_at", "source")
+
+
+def sample_items(count: int) -> list[ImportItem]:
+    start = datetime(2024, 3, 1, 9, 30, tzinfo=UTC)
+    categories = ["architecture", "preference", "bugfix", "business_rule", "general"]
+    return [
+        ImportItem(content=f"Decision {i}: service {i} talks to queue {i * 7} over gRPC",
+                   category=categories[i % 5], importance=1 + i % 5,
+                   tags=sorted({f"svc{i % 3}", "imported"}),
+                   occurred_at=start + timedelta(hours=i), source=f"ticket-{i}")
+        for i in range(count)
+    ]
+
+
+async def exported(stack: Stack, project: str) -> list[dict[str, Any]]:
+    return [json.loads(line) async for line in export_lines(stack.service, stack.principal,
+                                                             project)]
+
+
+def comparable(lines: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
+    return [tuple(line[f] for f in ROUND_TRIP_FIELDS) for line in lines]
+
+
+async def test_export_then_import_round_trips_without_loss(running: Stack) -> None:
+    seen: list[tuple[str, int, int]] = []
+    report = await import_items(running.service, running.principal, sample_items(25), "alpha",
+                                progress=lambda *p: seen.append(p))
+    assert (report.saved, report.already_saved, report.pending) == (25, 0, 0)
+    assert seen[-1] == ("committed", 25, 25)
+    first = await exported(running, "alpha")
+    assert [line["source"] for line in first] == [f"ticket-{i}" for i in range(25)]
+    assert {line["status"] for line in first} == {MemoryStatus.ACTIVE.value}
+    again = parse_jsonl(json.dumps(line) for line in first)
+    await import_items(running.service, running.principal, again, "beta")
+    second = await exported(running, "beta")
+    assert comparable(second) == comparable(first)
+    assert first[0]["occurred_at"] == "2024-03-01T09:30:00+00:00"
+
+
+async def test_a_bad_line_imports_nothing(stack: Stack) -> None:
+    lines = [json.dumps({"content": "fine"}), "{not json", json.dumps({"content": "x",
+                                                                      "importance": 9})]
+    with pytest.raises(ImportFailed, match="line 2"):
+        parse_jsonl(lines)
+    items = parse_jsonl([lines[0], lines[2]])
+    with pytest.raises(ImportFailed, match="item 2: importance"):
+        await import_items(stack.service, stack.principal, items, "gamma")
+    assert await exported(stack, "gamma") == []
+
+
+def _cli_env(services: Services, stack: Stack) -> dict[str, str]:
+    return {**os.environ, "DATABASE_URL": services.postgres.app_url,
+            "DATABASE_ADMIN_URL": services.postgres.admin_url,
+            "TEMPORAL_ADDRESS": stack.settings.temporal_target,
+            "TEAM_MEMORY_TASK_QUEUE": stack.settings.task_queue,
+            "TEAM_MEMORY_DATA_DIR": str(services.data_dir)}
+
+
+async def run_cli(env: dict[str, str], *args: str) -> tuple[int, str, str]:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "team_memory", *args, env=env,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await asyncio.wait_for(process.communicate(), 300)
+    assert process.returncode is not None
+    return process.returncode, out.decode(), err.decode()
+
+
+async def test_cli_import_shows_progress_and_export_writes_jsonl(
+    services: Services, running: Stack, tmp_path: Path,
+) -> None:
+    source = tmp_path / "in.jsonl"
+    source.write_text("\n".join(item.model_dump_json() for item in sample_items(12)))
+    env = _cli_env(services, running)
+    tenant = running.principal.tenant_name
+    code, out, err = await run_cli(env, "import", str(source), "--project", "cli",
+                                   "--tenant", tenant)
+    assert code == 0, err
+    assert "committed" in out and "12/12" in out
+    assert "imported 12 new" in out
+    target = tmp_path / "out.jsonl"
+    code, _, err = await run_cli(env, "export", "--project", "cli", "--tenant", tenant,
+                                 "-o", str(target))
+    assert code == 0, err
+    assert "exported 12 memories" in err
+    lines = [json.loads(line) for line in target.read_text().splitlines()]
+    assert [line["source"] for line in lines] == [f"ticket-{i}" for i in range(12)]

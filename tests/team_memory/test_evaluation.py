@@ -1,0 +1,99 @@
+"""`team-memory eval locomo` on a tiny synthetic LoCoMo-format file written here."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from team_memory import evaluation
+from tests.conftest import Services
+
+SESSIONS = {
+    1: ("2:15 pm on 3 March, 2023", [
+        ("Ana", "I finally adopted a dog, her name is Biscuit!", None),
+        ("Ben", "Congrats! What breed is she?", None),
+        ("Ana", "A beagle mix from the shelter on Elm street.", "a photo of a small dog"),
+    ]),
+    2: ("10:00 am on 20 April, 2023", [
+        ("Ben", "I started learning the cello last week.", None),
+        ("Ana", "That's a beautiful instrument. Who teaches you?", None),
+        ("Ben", "A retired orchestra player, Mrs. Olsen.", None),
+    ]),
+}
+
+
+def synthetic_locomo() -> list[dict[str, Any]]:
+    conversation: dict[str, Any] = {"speaker_a": "Ana", "speaker_b": "Ben"}
+    for number, (date, turns) in SESSIONS.items():
+        conversation[f"session_{number}_date_time"] = date
+        conversation[f"session_{number}"] = [
+            {"speaker": s, "dia_id": f"D{number}:{i + 1}", "text": t,
+             **({"blip_caption": c} if c else {})}
+            for i, (s, t, c) in enumerate(turns)
+        ]
+    qa = [
+        {"question": "What is the name of Ana's dog?", "answer": "Biscuit",
+         "evidence": ["D1:1"], "category": 1},
+        {"question": "Who teaches Ben the cello?", "answer": "Mrs. Olsen",
+         "evidence": ["D2:3", "D9:9"], "category": 4},
+        {"question": "Where did Ana get the dog?", "evidence": ["D1:3"], "category": 2},
+        {"question": "An adversarial one", "evidence": ["D1:2"], "category": 5},
+        {"question": "No evidence at all", "evidence": ["bogus"], "category": 1},
+    ]
+    return [{"sample_id": "syn-1", "conversation": conversation, "qa": qa}]
+
+
+def test_loader_builds_turns_dates_and_questions(tmp_path: Path) -> None:
+    path = tmp_path / "tiny.json"
+    path.write_text(json.dumps(synthetic_locomo()))
+    [conversation] = evaluation.load(path)
+    assert conversation.project == "locomo-syn-1"
+    assert [t.dia_id for t in conversation.turns] == ["D1:1", "D1:2", "D1:3", "D2:1", "D2:2",
+                                                      "D2:3"]
+    assert conversation.turns[2].content == ("Ana: A beagle mix from the shelter on Elm "
+                                             "street. [shared image: a photo of a small dog]")
+    assert conversation.turns[3].occurred_at == datetime(2023, 4, 20, 10, 0, tzinfo=UTC)
+    assert [(q.text, set(q.evidence)) for q in conversation.questions] == [
+        ("What is the name of Ana's dog?", {"D1:1"}),
+        ("Who teaches Ben the cello?", {"D2:3"}),
+        ("Where did Ana get the dog?", {"D1:3"}),
+    ]
+
+
+def test_a_file_of_another_shape_is_a_clear_error(tmp_path: Path) -> None:
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps({"not": "a list"}))
+    with pytest.raises(evaluation.BadDataset, match="JSON list"):
+        evaluation.load(path)
+
+
+@pytest.mark.anyio
+async def test_eval_command_prints_the_table(services: Services, tmp_path: Path) -> None:
+    path = tmp_path / "tiny.json"
+    path.write_text(json.dumps(synthetic_locomo()))
+    env = {**os.environ, "DATABASE_URL": services.postgres.app_url,
+           "DATABASE_ADMIN_URL": services.postgres.admin_url,
+           "TEMPORAL_ADDRESS": services.temporal_address,
+           "TEAM_MEMORY_DATA_DIR": str(services.data_dir)}
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "team_memory", "eval", "locomo", "--configured", str(path),
+        env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await asyncio.wait_for(process.communicate(), 300)
+    assert process.returncode == 0, err.decode()[-2000:]
+    text = out.decode()
+    assert "1 conversations, 6 turns imported" in text
+    assert "3 questions (categories 1-4)" in text
+    assert "| method | R@5 | R@10 | R@20 | p50 ms | p95 ms |" in text
+    rows = {line.split("|")[1].strip(): line.split("|")[2:-1] for line in text.splitlines()
+            if line.startswith("| ") and "method" not in line and "---" not in line}
+    assert set(rows) == {"hybrid (search_memory)", "BM25 only", "vector only"}
+    # Six turns: every evidence turn is within the top 20, and the dog's name within the top 5.
+    assert float(rows["hybrid (search_memory)"][2]) == 1.0
+    assert float(rows["hybrid (search_memory)"][0]) >= 2 / 3
