@@ -1084,6 +1084,8 @@ async def list_tenants(conn: asyncpg.Connection) -> list[asyncpg.Record]:
 
 
 async def count_by_status(conn: asyncpg.Connection) -> dict[str, int]:
-    """Memories of the transaction's tenant per status."""
-    rows = await conn.fetch("SELECT status, count(*) AS n FROM memories GROUP BY status")
+    """Memories of the transaction's tenant per status. The explicit tenant filter matters
+    when the caller is a superuser (the embedded cluster's admin), whom RLS does not bind."""
+    rows = await conn.fetch("SELECT status, count(*) AS n FROM memories"
+                            " WHERE tenant_id = current_tenant() GROUP BY status")
     return {row["status"]: int(row["n"]) for row in rows}

@@ -28,7 +28,7 @@ with workflow.unsafe.imports_passed_through():
         PageRequest,
         RunRequest,
     )
-    from workflows.ingest import DECISION_RETRY, LLM_STEP_FAILED, STORAGE_RETRY, failure_cause
+    from workflows.ingest import DECISION_RETRY, LOCAL_STEP_FAILED, STORAGE_RETRY, failure_cause
 
 _STEP = timedelta(minutes=2)
 _STEP_TOTAL = timedelta(hours=2)
@@ -80,7 +80,7 @@ class Consolidate:
                                  project=report.project, ids=ids, tokens_left=report.tokens_left)
         try:
             return await self._review_once(request, DECISION_RETRY)
-        except LLM_STEP_FAILED as error:
+        except LOCAL_STEP_FAILED as error:
             # The model is unavailable or answered badly: fold locally, count what it cost.
             local = await self._review_once(request.model_copy(update={"allow_llm": False}),
                                             STORAGE_RETRY)
@@ -97,7 +97,7 @@ class Consolidate:
                                    project=report.project, tokens_left=report.tokens_left)
         try:
             return await self._manifesto_once(request, DECISION_RETRY)
-        except LLM_STEP_FAILED as error:
+        except LOCAL_STEP_FAILED as error:
             local = await self._manifesto_once(request.model_copy(update={"allow_llm": False}),
                                                STORAGE_RETRY)
             return local.model_copy(update=_billed(error))

@@ -29,7 +29,7 @@ STORAGE_RETRY = RetryPolicy(
 # (measured with temporalio 1.35): catch both.
 # A local activity's last failure arrives as the activity's own ApplicationError (or a
 # TimeoutError), not wrapped in an ActivityError as a regular activity's would be.
-LLM_STEP_FAILED = (ActivityError, ApplicationError, TimeoutError)
+LOCAL_STEP_FAILED = (ActivityError, ApplicationError, TimeoutError)
 
 
 def failure_cause(error: BaseException) -> BaseException:
@@ -74,7 +74,7 @@ class IngestMemory:
                 start_to_close_timeout=timedelta(seconds=60),
                 schedule_to_close_timeout=timedelta(minutes=10), retry_policy=DECISION_RETRY,
             )
-        except LLM_STEP_FAILED as error:
+        except LOCAL_STEP_FAILED as error:
             cause = failure_cause(error)
             kind = cause.type if isinstance(cause, ApplicationError) else type(cause).__name__
             # Keep the memory; the nightly consolidation revisits it.
@@ -89,7 +89,8 @@ class IngestMemory:
                 ConsolidationActivities.ensure_project_schedule,
                 ProjectRef(tenant_id=item.tenant_id, project=item.project),
                 start_to_close_timeout=timedelta(seconds=30),
-                schedule_to_close_timeout=timedelta(minutes=5), retry_policy=STORAGE_RETRY,
+                schedule_to_close_timeout=timedelta(minutes=1), retry_policy=STORAGE_RETRY,
             )
-        except ActivityError as error:
-            workflow.logger.warning("consolidation schedule not created: %s", error.cause)
+        except LOCAL_STEP_FAILED as error:
+            workflow.logger.warning("consolidation schedule not created: %s",
+                                    failure_cause(error))
