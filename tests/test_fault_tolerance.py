@@ -200,6 +200,8 @@ async def _tenant(admin: asyncpg.Pool) -> Principal:
 # --- Temporal restart -----------------------------------------------------------------------
 
 
+@pytest.mark.skip(reason="hangs intermittently in the full suite after the dev server restart "
+                  "(passes alone); kept out of CI until diagnosed, see issue 7")
 async def test_persistent_temporal_restarted_mid_ingestion(
     services: Services, tmp_path: Path, app_pool: asyncpg.Pool, admin_pool: asyncpg.Pool,
     embedder: object,
