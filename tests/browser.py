@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
+import os
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -23,14 +26,16 @@ def chromium_binary() -> str | None:
 
 class Chromium:
     def __init__(self, binary: str) -> None:
-        self._profile = tempfile.TemporaryDirectory(prefix="team-memory-chromium-")
+        # Chromium's helper processes may still write to the profile as it is removed.
+        self._profile = tempfile.TemporaryDirectory(prefix="team-memory-chromium-",
+                                                    ignore_cleanup_errors=True)
         self._process = subprocess.Popen(
             [binary, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
              "--no-first-run", "--disable-background-networking", "--disable-component-update",
              "--disable-sync", "--remote-debugging-address=127.0.0.1",
              "--remote-debugging-port=0", f"--user-data-dir={self._profile.name}",
              "about:blank"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
         )
         self._ids = itertools.count(1)
         self._socket = websocket.create_connection(self._page_socket(), timeout=30,
@@ -57,6 +62,8 @@ class Chromium:
     def __exit__(self, *_: object) -> None:
         self._socket.close()
         embedded.stop_process(self._process, 10)  # type: ignore[arg-type]
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self._process.pid, signal.SIGKILL)  # renderers, zygote, utilities
         self._profile.cleanup()
 
     def send(self, method: str, **params: Any) -> dict[str, Any]:
