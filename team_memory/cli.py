@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import sys
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Annotated, Any
@@ -138,6 +140,16 @@ def consolidate(
         typer.echo(f"result: temporal workflow result --workflow-id '{workflow_id}'")
     else:
         typer.echo(report)
+    _exit_after_temporal_client()
+
+
+def _exit_after_temporal_client() -> None:
+    """End a one-shot command that used a Temporal client without interpreter finalization:
+    the SDK's Rust runtime can abort the process there ("PyGILState_Release ... finalizing",
+    see the platform notes). Everything is written and every database handle closed by now."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 @app.command()
@@ -486,6 +498,7 @@ def purge(
             raise typer.Exit(1) from None
     typer.echo(f"purged {memory_id}: {len(report.purged)} memory rows, "
                f"{report.events_erased} history events, workflows {report.workflows_deleted}")
+    _exit_after_temporal_client()
 
 
 # --- bulk import and export -------------------------------------------------------------------
