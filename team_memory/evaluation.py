@@ -303,12 +303,9 @@ async def _bm25_only(service: Any, principal: Principal, query: str,
     """Okapi BM25 over every memory of the project sharing a word with the query."""
     vector = (await embed_async(service.embedder, [query]))[0]
     async with tenant_tx(service.pool, principal.tenant_id) as conn:
-        lexical = await service.retriever.lexical(conn, principal.tenant_id, query, [project])
-        every_word = queries.LexicalQuery(
-            lexemes=lexical.lexemes, idf=lexical.idf, candidate_lexemes=lexical.lexemes,
-            avg_length=lexical.avg_length, k1=lexical.k1, b=lexical.b)
-        rows = await queries.hybrid_candidates(
-            conn, vector, _scope(project), every_word, [],
-            queries.PendingVectors(ids=[], vectors=[]), candidates=1_000_000, neighbours=0)
+        rows = await service.retriever.candidates(
+            conn, principal.tenant_id, vector, _scope(project),
+            queries.PendingVectors(ids=[], vectors=[]),
+            service.retriever.hybrid_query(query, keyword_only=True))
     ranked = sorted(rows, key=lambda r: -float(r["bm25"]))
     return [r["id"] for r in ranked[:max(KS)]]

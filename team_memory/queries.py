@@ -225,71 +225,25 @@ def _filters(first: int, alias: str = "m") -> str:
 
 @dataclass(frozen=True)
 class ScopeStats:
-    """BM25 collection statistics of a search scope, and the table size (HNSW ef_search)."""
+    """Active memories of a search scope, and of the whole table (HNSW ef_search)."""
 
     rows: int
-    avg_length: float
     table_rows: int
 
 
-async def scope_stats(
-    conn: asyncpg.Connection, projects: list[str], statuses: list[str]
-) -> ScopeStats:
-    """Rows and mean document length (distinct lexemes) of the current memories of a scope."""
+async def scope_stats(conn: asyncpg.Connection, projects: list[str]) -> ScopeStats:
+    """Read from the trigger-maintained ``memory_scopes`` (sql/006_search_stats.sql)."""
     row = await conn.fetchrow(
         """
-        SELECT count(*) AS rows, coalesce(avg(length(m.search_text)), 0) AS avg_length,
+        SELECT coalesce(sum(docs), 0) AS rows,
                (SELECT greatest(reltuples, 0)::bigint FROM pg_class
                 WHERE oid = 'memories'::regclass) AS table_rows
-        FROM memories m
-        WHERE m.project = ANY($1::text[]) AND m.status = ANY($2::text[])
+        FROM memory_scopes WHERE project = ANY($1::text[])
         """,
-        projects, statuses,
+        projects,
     )
     assert row is not None
-    return ScopeStats(rows=int(row["rows"]), avg_length=float(row["avg_length"]),
-                      table_rows=int(row["table_rows"]))
-
-
-async def query_lexemes(
-    conn: asyncpg.Connection, query_text: str, projects: list[str], statuses: list[str],
-    known: list[str], cap: int,
-) -> list[tuple[str, int | None]]:
-    """The query's lexemes (english stemming, no stop words) with their document frequency
-    in the scope, counted up to ``cap + 1`` rows (so a common word costs at most that);
-    lexemes in ``known`` (frequencies the caller has cached) come back with None."""
-    rows = await conn.fetch(
-        """
-        SELECT q.lexeme,
-               CASE WHEN q.lexeme = ANY($4::text[]) THEN NULL ELSE
-                 (SELECT count(*) FROM (
-                    SELECT 1 FROM memories m
-                    WHERE m.search_text @@ to_tsquery('simple', quote_literal(q.lexeme))
-                      AND m.project = ANY($2::text[]) AND m.status = ANY($3::text[])
-                    LIMIT $5 + 1) hits)
-               END AS df
-        FROM unnest(to_tsvector('english', $1)) AS q
-        """,
-        query_text, projects, statuses, known, cap,
-    )
-    return [(r["lexeme"], None if r["df"] is None else int(r["df"])) for r in rows]
-
-
-async def lexeme_frequencies(
-    conn: asyncpg.Connection, lexemes: list[str], projects: list[str], statuses: list[str]
-) -> dict[str, int]:
-    """Exact document frequencies (the expensive count, cached by the caller)."""
-    rows = await conn.fetch(
-        """
-        SELECT l.lexeme,
-               (SELECT count(*) FROM memories m
-                WHERE m.search_text @@ to_tsquery('simple', quote_literal(l.lexeme))
-                  AND m.project = ANY($2::text[]) AND m.status = ANY($3::text[])) AS df
-        FROM unnest($1::text[]) AS l (lexeme)
-        """,
-        lexemes, projects, statuses,
-    )
-    return {r["lexeme"]: int(r["df"]) for r in rows}
+    return ScopeStats(rows=int(row["rows"]), table_rows=int(row["table_rows"]))
 
 
 _VECTOR_CANDIDATES = f"""
@@ -312,7 +266,7 @@ async def vector_candidates(
     filters it can return fewer rows than exist, pgvector 0.6 has no iterative scans) or
     by an exact scan."""
     if not exact:
-        await conn.execute(f"SET LOCAL hnsw.ef_search = {max(1, min(1000, int(ef_search)))}")
+        await set_ef_search(conn, ef_search)
     rows = await conn.fetch(_VECTOR_CANDIDATES_EXACT if exact else _VECTOR_CANDIDATES,
                             query_vector, *filters.params(), limit)
     return [r["id"] for r in rows]
@@ -325,36 +279,57 @@ class PendingVectors:
 
 
 @dataclass(frozen=True)
-class LexicalQuery:
-    """Scored lexemes with their BM25 idf, and the (rarer) ones that pick candidates."""
+class HybridQuery:
+    """What one hybrid search statement needs besides the vector and the filters."""
 
-    lexemes: list[str]
-    idf: list[float]
-    candidate_lexemes: list[str]
-    avg_length: float
+    text: str
+    keyword_rows: int  # the rarest query words select candidates while their df sum fits
+    keyword_candidates: int
+    vector_candidates: int
+    exact: bool  # exact vector scan, or the HNSW index (ef_search set by the caller)
+    neighbours: int
     k1: float
     b: float
 
 
-HYBRID_CANDIDATES = f"""
-WITH ql AS (
-    SELECT lex, idf FROM unnest($8::text[], $9::float8[]) AS t (lex, idf)
+# Scope statistics and query-word frequencies come from the trigger-maintained tables of
+# sql/006_search_stats.sql; idf is BM25's (ranking.idf). Every candidate row comes back with
+# its cosine, its BM25 score and its insertion-order neighbours; vector_found tells the caller
+# whether an HNSW pass came back short.
+_HYBRID_SEARCH = f"""
+WITH scope AS (
+    SELECT coalesce(sum(docs), 0)::float8 AS docs,
+           greatest(coalesce(sum(lexemes)::float8 / nullif(sum(docs), 0), 1), 1) AS avg_length
+    FROM memory_scopes WHERE project = ANY($2::text[])
+), ql AS (
+    SELECT q.lexeme AS lex, coalesce(sum(s.docs), 0)::float8 AS df
+    FROM unnest(to_tsvector('english', $8)) AS q
+    LEFT JOIN memory_lexemes s ON s.lexeme = q.lexeme AND s.project = ANY($2::text[])
+    GROUP BY q.lexeme
+), scored AS (
+    SELECT ql.lex, ln(1 + (greatest(scope.docs, ql.df) - ql.df + 0.5) / (ql.df + 0.5)) AS idf,
+           sum(ql.df) OVER (ORDER BY ql.df, ql.lex) AS running
+    FROM ql, scope
 ), orq AS (
-    SELECT to_tsquery('simple', string_agg(quote_literal(c), ' | ')) AS tsq
-    FROM unnest($10::text[]) AS c
+    SELECT to_tsquery('simple', string_agg(quote_literal(lex), ' | ')) AS tsq
+    FROM scored WHERE running <= $9
 ), fts AS (
     SELECT m.id FROM memories m, orq
     WHERE m.search_text @@ orq.tsq AND {_filters(2)}
     ORDER BY ts_rank(m.search_text, orq.tsq) DESC
-    LIMIT $11
+    LIMIT $10
+), vec AS (
+    SELECT m.id FROM memories m
+    WHERE m.embedding IS NOT NULL AND {_filters(2)}
+    ORDER BY m.embedding <=> $1
+    LIMIT $16
 ), pend AS (
     -- acknowledged memories not embedded by their workflow yet, embedded by the caller
-    SELECT p.id, p.vec::vector AS embedding FROM unnest($13::uuid[], $14::text[]) AS p (id, vec)
+    SELECT p.id, p.vec::vector AS embedding FROM unnest($11::uuid[], $12::text[]) AS p (id, vec)
 ), cand AS (
     SELECT m.id, m.tenant_id, m.project, m.seq
     FROM memories m
-    WHERE m.id IN (SELECT id FROM fts UNION SELECT unnest($12::uuid[])
-                   UNION SELECT id FROM pend)
+    WHERE m.id IN (SELECT id FROM fts UNION SELECT id FROM vec UNION SELECT id FROM pend)
       AND {_filters(2)}
 ), nb AS (
     -- the memories next to each candidate in insertion order, in the same project
@@ -363,12 +338,12 @@ WITH ql AS (
         (SELECT m.id FROM memories m
          WHERE m.tenant_id = c.tenant_id AND m.project = c.project AND m.seq < c.seq
            AND {_filters(2)}
-         ORDER BY m.seq DESC LIMIT $18)
+         ORDER BY m.seq DESC LIMIT $15)
         UNION ALL
         (SELECT m.id FROM memories m
          WHERE m.tenant_id = c.tenant_id AND m.project = c.project AND m.seq > c.seq
            AND {_filters(2)}
-         ORDER BY m.seq LIMIT $18)
+         ORDER BY m.seq LIMIT $15)
     ) n
 ), links AS (
     SELECT cid, array_agg(nid) AS neighbours FROM nb GROUP BY cid
@@ -378,41 +353,44 @@ WITH ql AS (
 SELECT m.id, m.project, m.category, m.content, m.importance, m.status, m.occurred_at,
        coalesce(1 - (coalesce(m.embedding, pend.embedding) <=> $1), 0) AS cosine,
        coalesce((
-           SELECT sum(ql.idf * t.tf * ($16::float8 + 1)
-                      / (t.tf + $16::float8 * (1 - $17::float8 + $17::float8
-                                              * length(m.search_text) / $15::float8)))
+           SELECT sum(scored.idf * t.tf * ($13::float8 + 1)
+                      / (t.tf + $13::float8 * (1 - $14::float8 + $14::float8
+                                              * length(m.search_text) / scope.avg_length)))
            FROM (SELECT lexeme, coalesce(cardinality(positions), 1) AS tf
                  FROM unnest(m.search_text)) t
-           JOIN ql ON ql.lex = t.lexeme), 0) AS bm25,
-       links.neighbours
+           JOIN scored ON scored.lex = t.lexeme), 0) AS bm25,
+       links.neighbours,
+       (SELECT count(*) FROM vec) AS vector_found
 FROM picked JOIN memories m ON m.id = picked.id
+CROSS JOIN scope
 LEFT JOIN pend ON pend.id = m.id
 LEFT JOIN links ON links.cid = m.id
 """
+# "+ 0" keeps the planner off the HNSW index: an exact scan of the scope, complete by design.
+_HYBRID_SEARCH_EXACT = _HYBRID_SEARCH.replace(
+    "ORDER BY m.embedding <=> $1", "ORDER BY (m.embedding <=> $1) + 0"
+)
 
 
-async def hybrid_candidates(
-    conn: asyncpg.Connection,
-    query_vector: np.ndarray,
-    filters: SearchFilters,
-    lexical: LexicalQuery,
-    vector_ids: list[UUID],
-    pending: PendingVectors,
-    *,
-    candidates: int,
-    neighbours: int,
+async def hybrid_search(
+    conn: asyncpg.Connection, query_vector: np.ndarray, filters: SearchFilters,
+    query: HybridQuery, pending: PendingVectors,
 ) -> list[asyncpg.Record]:
-    """Keyword candidates, the given vector candidates and pending memories, plus the
-    ``neighbours`` memories on each side of each in insertion order; every row with its
-    cosine similarity, BM25 score and (for candidates) neighbour ids. Fusion is the caller's."""
+    """Keyword candidates, vector candidates and pending memories, plus the ``neighbours``
+    memories on each side of each in insertion order, in one statement. Fusion is the
+    caller's."""
     rows: list[asyncpg.Record] = await conn.fetch(
-        HYBRID_CANDIDATES,
-        query_vector, *filters.params(), lexical.lexemes, lexical.idf,
-        lexical.candidate_lexemes, candidates, vector_ids, pending.ids,
-        [_vector_text(v) for v in pending.vectors], max(lexical.avg_length, 1.0),
-        lexical.k1, lexical.b, neighbours,
+        _HYBRID_SEARCH_EXACT if query.exact else _HYBRID_SEARCH,
+        query_vector, *filters.params(), query.text, query.keyword_rows,
+        query.keyword_candidates, pending.ids, [_vector_text(v) for v in pending.vectors],
+        query.k1, query.b, query.neighbours, query.vector_candidates,
     )
     return rows
+
+
+async def set_ef_search(conn: asyncpg.Connection, ef_search: int) -> None:
+    """HNSW candidate list size for the rest of the transaction."""
+    await conn.execute(f"SET LOCAL hnsw.ef_search = {max(1, min(1000, int(ef_search)))}")
 
 
 def _vector_text(vector: np.ndarray) -> str:

@@ -98,7 +98,7 @@ async def test_read_only_key_searches_but_cannot_write(
 
 # --- direct SQL as the application role -----------------------------------------------------
 
-TENANT_TABLES = ("memories", "memory_events", "audit_log")
+TENANT_TABLES = ("memories", "memory_events", "audit_log", "memory_lexemes", "memory_scopes")
 
 
 async def _counts(conn: asyncpg.Connection) -> dict[str, int]:
@@ -117,6 +117,22 @@ async def test_application_role_without_tenant_sees_zero_rows(
         async with conn.transaction():
             await conn.execute("SELECT set_config('app.tenant_id', '', true)")
             assert await _counts(conn) == dict.fromkeys(TENANT_TABLES, 0)
+
+
+async def test_every_tenant_table_forces_row_level_security(admin_pool: asyncpg.Pool) -> None:
+    """A new table with a tenant_id column must be FORCEd; only the registry (tenants, keys:
+    administered across tenants by the owner, read through SECURITY DEFINER) is not."""
+    rows = await admin_pool.fetch(
+        """
+        SELECT c.relname, c.relrowsecurity, c.relforcerowsecurity
+        FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+        WHERE n.nspname = 'public' AND c.relkind = 'r' AND EXISTS (
+            SELECT 1 FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attname = 'tenant_id')
+        """)
+    unforced = {r["relname"] for r in rows
+                if not (r["relrowsecurity"] and r["relforcerowsecurity"])}
+    assert set(TENANT_TABLES) <= {r["relname"] for r in rows}
+    assert unforced == {"api_keys"}
 
 
 async def test_application_role_with_another_tenant_sees_none_of_the_first(

@@ -146,7 +146,8 @@ async def test_filtered_vector_search_returns_limit_rows(
     crowd, _ = await new_tenant(admin_pool)
     await _bulk_rows(admin_pool, crowd.tenant_id, "default", 1500, rng)
     await _bulk_rows(admin_pool, stack.principal.tenant_id, "default", 40, rng)
-    service = MemoryService(settings=services.settings(exact_search_max_rows=0),
+    # HNSW always, and no neighbours: every hit is a vector candidate (no word matches).
+    service = MemoryService(settings=services.settings(exact_search_max_rows=0, neighbour_count=0),
                             pool=stack.pool, temporal=stack.client, embedder=stack.embedder)
     filters = queries.SearchFilters(projects=["*", "default"], statuses=["active"])
     query = _unit(rng, 384)
@@ -154,12 +155,12 @@ async def test_filtered_vector_search_returns_limit_rows(
         await conn.execute("SET LOCAL enable_sort = off")  # make the planner use the index
         hnsw_only = await queries.vector_candidates(conn, query, filters, 30, exact=False,
                                                     ef_search=40)
-        stats = await service.retriever.scope_stats(conn, stack.principal.tenant_id,
-                                                    filters.projects)
-        complete = await service.retriever.nearest(conn, query, filters, stats, 30)
-        exact = await queries.vector_candidates(conn, query, filters, 30, exact=True)
+        rows = await service.retriever.candidates(
+            conn, stack.principal.tenant_id, query, filters,
+            queries.PendingVectors(ids=[], vectors=[]), service.retriever.hybrid_query("zzz"))
+        exact = await queries.vector_candidates(conn, query, filters, 40, exact=True)
     assert len(hnsw_only) < 30
-    assert complete == exact and len(complete) == 30
+    assert {r["id"] for r in rows} == set(exact) and len(exact) == 40
     hits = await service.search(stack.principal, "anything at all", limit=30)
     assert len(hits) == 30
 
@@ -174,3 +175,56 @@ async def test_working_set_respects_budget_and_ranks_importance(stack: Stack) ->
     assert current.tokens <= 40 and current.budget_tokens == 40
     focused = await s.working_set(p, query="linting tools", budget_tokens=40)
     assert focused.memories[0].id == small.id
+
+
+Stats = tuple[set[tuple[str, str, int]], set[tuple[str, int, int]]]
+
+
+async def _recount(conn: asyncpg.Connection) -> Stats:
+    """The trigger-kept BM25 statistics, checked against a count from scratch."""
+    fresh = await conn.fetch(
+        "SELECT m.project, l.lexeme, count(*) AS docs FROM memories m, unnest(m.search_text) l"
+        " WHERE m.status = 'active' GROUP BY 1, 2")
+    kept = await conn.fetch("SELECT project, lexeme, docs FROM memory_lexemes")
+    fresh_scopes = await conn.fetch(
+        "SELECT project, count(*) AS docs, sum(length(search_text)) AS lexemes FROM memories"
+        " WHERE status = 'active' GROUP BY 1")
+    kept_scopes = await conn.fetch(
+        "SELECT project, docs, lexemes FROM memory_scopes WHERE docs > 0")
+    assert {tuple(r) for r in kept} == {tuple(r) for r in fresh}
+    assert {tuple(r) for r in kept_scopes} == {tuple(r) for r in fresh_scopes}
+    return {tuple(r) for r in kept}, {tuple(r) for r in kept_scopes}
+
+
+async def test_search_statistics_follow_every_change(
+    stack: Stack, admin_pool: asyncpg.Pool,
+) -> None:
+    """memory_lexemes / memory_scopes (trigger-maintained) always equal a recount of the active
+    memories: inserts, activation, supersession, edits, no-op updates, purge and delete."""
+    tenant = stack.principal.tenant_id
+    ids = [uuid.uuid4() for _ in range(5)]
+    texts = ["Deploys use blue green switching", "The ledger batches settle nightly",
+             "Blue dashboards page the on-call", "Zanzibarite tokens rotate hourly",
+             "Settlement retries back off"]
+    async with tenant_tx(stack.pool, tenant) as conn:
+        await conn.executemany(
+            "INSERT INTO memories (id, tenant_id, project, content, category, content_hash,"
+            " status) VALUES ($1, $2, $3, $4, 'general', $5, $6)",
+            [(ids[n], tenant, "default" if n < 4 else "*", text, uuid.uuid4().hex,
+              "pending" if n == 4 else "active") for n, text in enumerate(texts)])
+        await _recount(conn)
+        await conn.execute("UPDATE memories SET status = 'active' WHERE id = $1", ids[4])
+        await conn.execute("UPDATE memories SET status = 'superseded' WHERE id = $1", ids[1])
+        await conn.execute("UPDATE memories SET content = 'Deploys use canary releases'"
+                           " WHERE id = $1", ids[0])
+        await conn.execute("UPDATE memories SET importance = 4 WHERE id = ANY($1::uuid[])", ids)
+        await queries.erase_memories(conn, [ids[3]])
+        lexemes, scopes = await _recount(conn)
+    assert not any(lexeme.startswith("zanzibarit") for _, lexeme, _ in lexemes)
+    assert {("default", 2), ("*", 1)} == {(project, docs) for project, docs, _ in scopes}
+    async with admin_pool.acquire() as conn:
+        await conn.execute("DELETE FROM memories WHERE id = $1", ids[2])
+    async with tenant_tx(stack.pool, tenant) as conn:
+        await _recount(conn)
+        assert await conn.fetchval("SELECT docs FROM memory_scopes WHERE project = 'default'") == 1
+        assert await conn.fetchval("SELECT count(*) FROM memory_lexemes WHERE docs <= 0") == 0

@@ -1,0 +1,123 @@
+-- BM25 collection statistics per scope (tenant, project), kept exact by triggers on memories
+-- so that search reads them instead of counting: how many active memories contain each
+-- lexeme, and how many active memories (and lexemes in all) a scope holds. Counting at query
+-- time cost a GIN bitmap plus a heap visit per matching row, which grew with the table, not
+-- the scope (docs/retrieval.md).
+CREATE TABLE memory_lexemes (
+    tenant_id  uuid   NOT NULL REFERENCES tenants (id),
+    project    text   NOT NULL,
+    lexeme     text   NOT NULL,
+    docs       bigint NOT NULL,
+    PRIMARY KEY (tenant_id, project, lexeme)
+);
+
+CREATE TABLE memory_scopes (
+    tenant_id  uuid   NOT NULL REFERENCES tenants (id),
+    project    text   NOT NULL,
+    docs       bigint NOT NULL,
+    lexemes    bigint NOT NULL,
+    PRIMARY KEY (tenant_id, project)
+);
+
+ALTER TABLE memory_lexemes ENABLE ROW LEVEL SECURITY;
+ALTER TABLE memory_lexemes FORCE ROW LEVEL SECURITY;
+CREATE POLICY tenant_isolation ON memory_lexemes
+    USING (tenant_id = current_tenant()) WITH CHECK (tenant_id = current_tenant());
+
+ALTER TABLE memory_scopes ENABLE ROW LEVEL SECURITY;
+ALTER TABLE memory_scopes FORCE ROW LEVEL SECURITY;
+CREATE POLICY tenant_isolation ON memory_scopes
+    USING (tenant_id = current_tenant()) WITH CHECK (tenant_id = current_tenant());
+
+-- One memory's contribution to the statistics: +1 when it becomes active, -1 when it stops.
+CREATE TYPE memory_stat_change AS (tenant_id uuid, project text, search_text tsvector, sign int);
+
+CREATE FUNCTION apply_memory_stat_changes(changes memory_stat_change[]) RETURNS void
+    LANGUAGE plpgsql AS $$
+BEGIN
+    -- One writer per scope at a time: concurrent commits would otherwise lock lexeme rows in
+    -- different orders across statements and deadlock.
+    PERFORM pg_advisory_xact_lock(hashtextextended(s.tenant_id::text || '/' || s.project, 6))
+    FROM (SELECT DISTINCT c.tenant_id, c.project FROM unnest(changes) c ORDER BY 1, 2) s;
+
+    WITH deltas AS (
+        SELECT c.tenant_id, c.project, l.lexeme, sum(c.sign) AS delta
+        FROM unnest(changes) c, unnest(c.search_text) l
+        GROUP BY 1, 2, 3
+        HAVING sum(c.sign) <> 0
+    )
+    INSERT INTO memory_lexemes AS s (tenant_id, project, lexeme, docs)
+    SELECT tenant_id, project, lexeme, delta FROM deltas ORDER BY 1, 2, 3
+    ON CONFLICT (tenant_id, project, lexeme) DO UPDATE SET docs = s.docs + EXCLUDED.docs;
+
+    -- A word no active memory holds any more is dropped (a purged memory leaves no trace).
+    DELETE FROM memory_lexemes s
+    USING (SELECT DISTINCT c.tenant_id, c.project, l.lexeme
+           FROM unnest(changes) c, unnest(c.search_text) l WHERE c.sign < 0) gone
+    WHERE s.tenant_id = gone.tenant_id AND s.project = gone.project
+      AND s.lexeme = gone.lexeme AND s.docs <= 0;
+
+    INSERT INTO memory_scopes AS s (tenant_id, project, docs, lexemes)
+    SELECT c.tenant_id, c.project, sum(c.sign), sum(c.sign * length(c.search_text))
+    FROM unnest(changes) c
+    GROUP BY 1, 2
+    ORDER BY 1, 2
+    ON CONFLICT (tenant_id, project) DO UPDATE
+        SET docs = s.docs + EXCLUDED.docs, lexemes = s.lexemes + EXCLUDED.lexemes;
+END $$;
+
+-- Statement-level with transition tables: a bulk insert is one aggregated update, and an
+-- update that changes neither status nor text (embedding, review flags) nets to nothing.
+CREATE FUNCTION memories_track_stats() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+    changes memory_stat_change[];
+BEGIN
+    IF TG_OP = 'INSERT' THEN
+        SELECT array_agg(ROW(n.tenant_id, n.project, n.search_text, 1)::memory_stat_change)
+        INTO changes FROM new_rows n WHERE n.status = 'active';
+    ELSIF TG_OP = 'DELETE' THEN
+        SELECT array_agg(ROW(o.tenant_id, o.project, o.search_text, -1)::memory_stat_change)
+        INTO changes FROM old_rows o WHERE o.status = 'active';
+    ELSE
+        SELECT array_agg(c) INTO changes FROM (
+            SELECT ROW(n.tenant_id, n.project, n.search_text, 1)::memory_stat_change AS c
+            FROM new_rows n JOIN old_rows o ON o.id = n.id
+            WHERE n.status = 'active' AND (o.status <> 'active'
+                OR o.search_text <> n.search_text OR o.project <> n.project)
+            UNION ALL
+            SELECT ROW(o.tenant_id, o.project, o.search_text, -1)::memory_stat_change
+            FROM old_rows o JOIN new_rows n ON n.id = o.id
+            WHERE o.status = 'active' AND (n.status <> 'active'
+                OR o.search_text <> n.search_text OR o.project <> n.project)
+        ) x;
+    END IF;
+    IF changes IS NOT NULL THEN
+        PERFORM apply_memory_stat_changes(changes);
+    END IF;
+    RETURN NULL;
+END $$;
+
+CREATE TRIGGER memories_stats_insert AFTER INSERT ON memories
+    REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION memories_track_stats();
+CREATE TRIGGER memories_stats_update AFTER UPDATE ON memories
+    REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION memories_track_stats();
+CREATE TRIGGER memories_stats_delete AFTER DELETE ON memories
+    REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION memories_track_stats();
+
+-- Existing memories, tenant by tenant (the owner is subject to the FORCEd policies too).
+DO $$
+DECLARE
+    t uuid;
+BEGIN
+    FOR t IN SELECT id FROM tenants LOOP
+        PERFORM set_config('app.tenant_id', t::text, true);
+        PERFORM apply_memory_stat_changes(array_agg(
+                    ROW(m.tenant_id, m.project, m.search_text, 1)::memory_stat_change))
+        FROM memories m WHERE m.status = 'active'
+        HAVING count(*) > 0;
+    END LOOP;
+    PERFORM set_config('app.tenant_id', '', true);
+END $$;
+
+GRANT SELECT, INSERT, UPDATE, DELETE ON memory_lexemes, memory_scopes TO team_memory_app;
