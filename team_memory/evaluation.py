@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import re
 import statistics
 import tempfile
@@ -218,11 +219,9 @@ async def evaluate(settings: Settings, conversations: list[Conversation], *,
 def _quiet_temporal_core() -> None:
     """The bulk import keeps the in-process worker saturated on purpose; its core's
     "workflow task took over 5 s" warnings would bury the table."""
-    from temporalio.runtime import LoggingConfig, Runtime, TelemetryConfig, TelemetryFilter
+    from team_memory.temporal import CORE_LOGGER
 
-    quiet = TelemetryFilter(core_level="ERROR", other_level="ERROR")
-    with contextlib.suppress(RuntimeError):
-        Runtime.set_default(Runtime(telemetry=TelemetryConfig(logging=LoggingConfig(quiet))))
+    CORE_LOGGER.setLevel(logging.ERROR)
 
 
 async def _import(service: Any, principal: Principal, conversation: Conversation,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import cache
@@ -13,7 +14,13 @@ from temporalio.client import Client
 from temporalio.common import SearchAttributeKey
 from temporalio.contrib.opentelemetry import TracingInterceptor
 from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.runtime import Runtime, TelemetryConfig
+from temporalio.runtime import (
+    LogForwardingConfig,
+    LoggingConfig,
+    Runtime,
+    TelemetryConfig,
+    TelemetryFilter,
+)
 from temporalio.service import RPCError
 
 from team_memory.settings import Settings
@@ -33,10 +40,17 @@ WORKER_HEARTBEAT = timedelta(seconds=2)
 WORKER_STALE_AFTER = 3 * WORKER_HEARTBEAT
 
 
+CORE_LOGGER = logging.getLogger("temporalio.core")
+
+
 @cache
 def _runtime() -> Runtime:
-    """One SDK runtime per process (each owns a thread pool), with frequent worker heartbeats."""
-    return Runtime(telemetry=TelemetryConfig(), worker_heartbeat_interval=WORKER_HEARTBEAT)
+    """One SDK runtime per process (each owns a thread pool), with frequent worker heartbeats.
+    The SDK core's own warnings go through Python logging (JSON logs, stderr), not stdout."""
+    core_logs = LoggingConfig(filter=TelemetryFilter(core_level="WARN", other_level="ERROR"),
+                              forwarding=LogForwardingConfig(logger=CORE_LOGGER))
+    return Runtime(telemetry=TelemetryConfig(logging=core_logs),
+                   worker_heartbeat_interval=WORKER_HEARTBEAT)
 
 
 async def connect(settings: Settings) -> Client:
