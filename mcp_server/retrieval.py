@@ -5,12 +5,10 @@ Design and measurements: docs/retrieval.md.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
-from uuid import UUID
 
 import asyncpg
 import numpy as np
@@ -19,19 +17,9 @@ from team_memory import queries, ranking
 from team_memory.settings import Settings
 
 
-@dataclass
-class _ScopeSize:
-    stats: queries.ScopeStats
-    fetched: float
-
-
-@dataclass
+@dataclass(frozen=True)
 class Retriever:
-    """One per process: remembers each scope's size for ``search_stats_ttl_s`` (it only
-    chooses the vector scan; BM25 statistics are read fresh by every search)."""
-
     settings: Settings
-    _sizes: dict[tuple[UUID, tuple[str, ...]], _ScopeSize] = field(default_factory=dict)
 
     def weights(self) -> ranking.RankWeights:
         s = self.settings
@@ -43,56 +31,54 @@ class Retriever:
         )
 
     async def rank(
-        self, conn: asyncpg.Connection, tenant_id: UUID, query: str, vector: np.ndarray,
+        self, conn: asyncpg.Connection, query: str, vector: np.ndarray,
         filters: queries.SearchFilters, pending: queries.PendingVectors, now: datetime,
     ) -> list[tuple[Mapping[str, Any], float]]:
         """Every candidate of the filtered scope with its final score, best first."""
-        rows = await self.candidates(conn, tenant_id, vector, filters, pending,
-                                     self.hybrid_query(query))
+        rows = await self.candidates(conn, query, vector, filters, pending)
         return ranking.fuse(rows, self.weights(), now)
 
-    def hybrid_query(self, text: str, *, keyword_only: bool = False) -> queries.HybridQuery:
-        """The statement's knobs from the settings; ``keyword_only``: every memory sharing a
-        word with the query, no vector or neighbour candidates (the BM25 baseline)."""
+    async def candidates(
+        self, conn: asyncpg.Connection, query: str, vector: np.ndarray,
+        filters: queries.SearchFilters, pending: queries.PendingVectors, *,
+        keyword_only: bool = False,
+    ) -> list[asyncpg.Record]:
+        """The hybrid statement's rows, with a complete vector side. ``keyword_only``: every
+        memory sharing a word with the query, and nothing else (the BM25 baseline).
+
+        Small scopes get an exact vector scan, larger ones HNSW; pgvector 0.6 has no
+        iterative scans, so an HNSW pass that comes back short is repeated exactly.
+        """
         s = self.settings
-        return queries.HybridQuery(
-            text=text,
-            keyword_rows=2**62 if keyword_only else s.keyword_candidate_rows,
+        limit = 0 if keyword_only else s.search_candidates
+        terms = await queries.search_terms(conn, query, filters.projects, limit)
+        hybrid = queries.HybridQuery(
+            lexemes=[t.lexeme for t in terms.terms],
+            idf=[ranking.idf(terms.docs, t.docs) for t in terms.terms],
+            keyword_lexemes=_selecting(terms.terms, None if keyword_only
+                                       else s.keyword_candidate_rows),
+            avg_length=terms.avg_length,
             keyword_candidates=2**62 if keyword_only else s.search_candidates,
-            vector_candidates=0 if keyword_only else s.search_candidates,
-            exact=True, neighbours=0 if keyword_only else s.neighbour_count,
+            vector_candidates=limit,
+            exact=terms.docs <= s.exact_search_max_rows or keyword_only,
+            neighbours=0 if keyword_only else s.neighbour_count,
             k1=ranking.BM25_K1, b=ranking.BM25_B,
         )
-
-    async def candidates(
-        self, conn: asyncpg.Connection, tenant_id: UUID, vector: np.ndarray,
-        filters: queries.SearchFilters, pending: queries.PendingVectors,
-        query: queries.HybridQuery,
-    ) -> list[asyncpg.Record]:
-        """The hybrid statement's rows, with a complete vector side.
-
-        Small scopes get an exact vector scan. Larger ones use HNSW with ef_search scaled by
-        how much of the table the scope is (the filters keep about that share of what the
-        index returns); pgvector 0.6 has no iterative scans, so a pass that comes back short
-        is repeated with the exact scan.
-        """
-        stats = await self.scope_stats(conn, tenant_id, filters.projects)
-        if stats.rows <= self.settings.exact_search_max_rows or query.vector_candidates == 0:
-            return await queries.hybrid_search(conn, vector, filters, query, pending)
-        share = stats.rows / max(stats.table_rows, stats.rows, 1)
-        await queries.set_ef_search(conn, int(2 * query.vector_candidates / share))
-        rows = await queries.hybrid_search(conn, vector, filters, replace(query, exact=False),
-                                           pending)
-        found = int(rows[0]["vector_found"]) if rows else 0
-        if found < query.vector_candidates:
-            rows = await queries.hybrid_search(conn, vector, filters, query, pending)
+        rows = await queries.hybrid_search(conn, vector, filters, hybrid, pending)
+        if not hybrid.exact and (int(rows[0]["vector_found"]) if rows else 0) < limit:
+            rows = await queries.hybrid_search(conn, vector, filters,
+                                               replace(hybrid, exact=True), pending)
         return rows
 
-    async def scope_stats(self, conn: asyncpg.Connection, tenant_id: UUID,
-                          projects: list[str]) -> queries.ScopeStats:
-        key = (tenant_id, tuple(sorted(projects)))
-        cached = self._sizes.get(key)
-        if cached is None or time.monotonic() - cached.fetched > self.settings.search_stats_ttl_s:
-            cached = _ScopeSize(await queries.scope_stats(conn, projects), time.monotonic())
-            self._sizes[key] = cached
-        return cached.stats
+
+def _selecting(terms: list[queries.Term], budget: int | None) -> list[str]:
+    """The rarest words whose memories add up to at most ``budget`` (all words without
+    one). A word in no active memory yet costs nothing and still selects: a pending
+    memory is found by its rare words before its workflow commits it."""
+    chosen, used = [], 0
+    for term in sorted(terms, key=lambda t: (t.docs, t.lexeme)):
+        if budget is not None and used + term.docs > budget:
+            break
+        chosen.append(term.lexeme)
+        used += term.docs
+    return chosen

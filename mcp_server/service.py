@@ -340,7 +340,7 @@ class MemoryService:
             pending = await queries.pending_without_embedding(conn, filters,
                                                               _PENDING_EMBED_LIMIT)
             ranked = await self.retriever.rank(
-                conn, principal.tenant_id, query, query_vector, filters,
+                conn, query, query_vector, filters,
                 await self._embed_pending(pending), now,
             )
         return [_hit(row, score, now) for row, score in ranked[:limit]]

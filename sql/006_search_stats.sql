@@ -1,8 +1,25 @@
--- BM25 collection statistics per scope (tenant, project), kept exact by triggers on memories
--- so that search reads them instead of counting: how many active memories contain each
--- lexeme, and how many active memories (and lexemes in all) a scope holds. Counting at query
--- time cost a GIN bitmap plus a heap visit per matching row, which grew with the table, not
--- the scope (docs/retrieval.md).
+-- Full-text search structures kept by triggers on memories (docs/retrieval.md):
+--
+-- memory_postings: an inverted index per scope (tenant, project, lexeme -> memory, with the
+-- term frequency and document length BM25 needs). The GIN index on memories.search_text cannot
+-- serve the application role: under Row-Level Security a qualifier may only become an index
+-- condition if its operator is leakproof, and tsvector @@ tsquery is not, so every keyword
+-- search scanned the whole scope. Lookups here are btree equalities on uuid and text, which are
+-- leakproof, so the index applies, and the scope is part of the key.
+--
+-- memory_lexemes / memory_scopes: BM25 collection statistics, exact and read instead of
+-- counted: how many active memories contain each lexeme, and how many active memories (and
+-- lexemes in all) a scope holds.
+CREATE TABLE memory_postings (
+    tenant_id  uuid    NOT NULL REFERENCES tenants (id),
+    project    text    NOT NULL,
+    lexeme     text    NOT NULL,
+    memory_id  uuid    NOT NULL,
+    tf         integer NOT NULL,
+    doc_length integer NOT NULL,
+    PRIMARY KEY (tenant_id, project, lexeme, memory_id)
+);
+
 CREATE TABLE memory_lexemes (
     tenant_id  uuid   NOT NULL REFERENCES tenants (id),
     project    text   NOT NULL,
@@ -18,6 +35,11 @@ CREATE TABLE memory_scopes (
     lexemes    bigint NOT NULL,
     PRIMARY KEY (tenant_id, project)
 );
+
+ALTER TABLE memory_postings ENABLE ROW LEVEL SECURITY;
+ALTER TABLE memory_postings FORCE ROW LEVEL SECURITY;
+CREATE POLICY tenant_isolation ON memory_postings
+    USING (tenant_id = current_tenant()) WITH CHECK (tenant_id = current_tenant());
 
 ALTER TABLE memory_lexemes ENABLE ROW LEVEL SECURITY;
 ALTER TABLE memory_lexemes FORCE ROW LEVEL SECURITY;
@@ -67,18 +89,37 @@ BEGIN
 END $$;
 
 -- Statement-level with transition tables: a bulk insert is one aggregated update, and an
--- update that changes neither status nor text (embedding, review flags) nets to nothing.
-CREATE FUNCTION memories_track_stats() RETURNS trigger LANGUAGE plpgsql AS $$
+-- update that changes neither project, status nor text (embedding, review flags) does nothing.
+-- Postings follow the text of every memory whatever its status (history searches need them;
+-- a purge empties the text and so drops them); statistics count active memories only.
+CREATE FUNCTION memories_track_search() RETURNS trigger LANGUAGE plpgsql AS $$
 DECLARE
     changes memory_stat_change[];
 BEGIN
     IF TG_OP = 'INSERT' THEN
+        INSERT INTO memory_postings (tenant_id, project, lexeme, memory_id, tf, doc_length)
+        SELECT n.tenant_id, n.project, l.lexeme, n.id, coalesce(cardinality(l.positions), 1),
+               length(n.search_text)
+        FROM new_rows n, unnest(n.search_text) l;
         SELECT array_agg(ROW(n.tenant_id, n.project, n.search_text, 1)::memory_stat_change)
         INTO changes FROM new_rows n WHERE n.status = 'active';
     ELSIF TG_OP = 'DELETE' THEN
+        DELETE FROM memory_postings p USING old_rows o, unnest(o.search_text) l
+        WHERE p.tenant_id = o.tenant_id AND p.project = o.project AND p.lexeme = l.lexeme
+          AND p.memory_id = o.id;
         SELECT array_agg(ROW(o.tenant_id, o.project, o.search_text, -1)::memory_stat_change)
         INTO changes FROM old_rows o WHERE o.status = 'active';
     ELSE
+        DELETE FROM memory_postings p
+        USING old_rows o JOIN new_rows n ON n.id = o.id, unnest(o.search_text) l
+        WHERE (o.search_text <> n.search_text OR o.project <> n.project)
+          AND p.tenant_id = o.tenant_id AND p.project = o.project AND p.lexeme = l.lexeme
+          AND p.memory_id = o.id;
+        INSERT INTO memory_postings (tenant_id, project, lexeme, memory_id, tf, doc_length)
+        SELECT n.tenant_id, n.project, l.lexeme, n.id, coalesce(cardinality(l.positions), 1),
+               length(n.search_text)
+        FROM new_rows n JOIN old_rows o ON o.id = n.id, unnest(n.search_text) l
+        WHERE o.search_text <> n.search_text OR o.project <> n.project;
         SELECT array_agg(c) INTO changes FROM (
             SELECT ROW(n.tenant_id, n.project, n.search_text, 1)::memory_stat_change AS c
             FROM new_rows n JOIN old_rows o ON o.id = n.id
@@ -98,26 +139,33 @@ BEGIN
 END $$;
 
 CREATE TRIGGER memories_stats_insert AFTER INSERT ON memories
-    REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION memories_track_stats();
+    REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION memories_track_search();
 CREATE TRIGGER memories_stats_update AFTER UPDATE ON memories
     REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
-    FOR EACH STATEMENT EXECUTE FUNCTION memories_track_stats();
+    FOR EACH STATEMENT EXECUTE FUNCTION memories_track_search();
 CREATE TRIGGER memories_stats_delete AFTER DELETE ON memories
-    REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION memories_track_stats();
+    REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION memories_track_search();
 
--- Existing memories, tenant by tenant (the owner is subject to the FORCEd policies too).
+-- Existing memories, tenant by tenant: the owner is subject to the FORCEd policies (a
+-- superuser is not, hence the explicit tenant filter too).
 DO $$
 DECLARE
     t uuid;
 BEGIN
     FOR t IN SELECT id FROM tenants LOOP
         PERFORM set_config('app.tenant_id', t::text, true);
+        INSERT INTO memory_postings (tenant_id, project, lexeme, memory_id, tf, doc_length)
+        SELECT m.tenant_id, m.project, l.lexeme, m.id, coalesce(cardinality(l.positions), 1),
+               length(m.search_text)
+        FROM memories m, unnest(m.search_text) l
+        WHERE m.tenant_id = t;
         PERFORM apply_memory_stat_changes(array_agg(
                     ROW(m.tenant_id, m.project, m.search_text, 1)::memory_stat_change))
-        FROM memories m WHERE m.status = 'active'
+        FROM memories m WHERE m.tenant_id = t AND m.status = 'active'
         HAVING count(*) > 0;
     END LOOP;
     PERFORM set_config('app.tenant_id', '', true);
 END $$;
 
-GRANT SELECT, INSERT, UPDATE, DELETE ON memory_lexemes, memory_scopes TO team_memory_app;
+GRANT SELECT, INSERT, UPDATE, DELETE ON memory_postings, memory_lexemes, memory_scopes
+    TO team_memory_app;

@@ -303,8 +303,7 @@ async def _bm25_only(service: Any, principal: Principal, query: str,
     vector = (await embed_async(service.embedder, [query]))[0]
     async with tenant_tx(service.pool, principal.tenant_id) as conn:
         rows = await service.retriever.candidates(
-            conn, principal.tenant_id, vector, _scope(project),
-            queries.PendingVectors(ids=[], vectors=[]),
-            service.retriever.hybrid_query(query, keyword_only=True))
+            conn, query, vector, _scope(project), queries.PendingVectors(ids=[], vectors=[]),
+            keyword_only=True)
     ranked = sorted(rows, key=lambda r: -float(r["bm25"]))
     return [r["id"] for r in ranked[:max(KS)]]

@@ -210,12 +210,16 @@ class SearchFilters:
                 self.tags or None, self.since, self.until)
 
 
-def _filters(first: int, alias: str = "m") -> str:
-    """The shared WHERE clause of the read path; its parameters start at ``$first``."""
+def _filters(first: int, alias: str = "m", *, project: bool = True) -> str:
+    """The shared WHERE clause of the read path; its parameters start at ``$first``.
+    ``project=False`` leaves the project out (``$first`` still counts): for rows already
+    pinned to one project of the scope, where ``project = ANY(...)`` would join the index
+    condition and cost the index order."""
     p = [f"${first + i}" for i in range(6)]
     m = alias
+    in_project = f"{m}.project = ANY({p[0]}::text[]) AND " if project else ""
     return f"""
-    {m}.project = ANY({p[0]}::text[]) AND {m}.status = ANY({p[1]}::text[])
+    {in_project}{m}.status = ANY({p[1]}::text[])
     AND ({p[2]}::text IS NULL OR {m}.category = {p[2]})
     AND ({p[3]}::text[] IS NULL OR {m}.tags && {p[3]})
     AND ({p[4]}::timestamptz IS NULL OR {m}.occurred_at >= {p[4]})
@@ -224,26 +228,64 @@ def _filters(first: int, alias: str = "m") -> str:
 
 
 @dataclass(frozen=True)
-class ScopeStats:
-    """Active memories of a search scope, and of the whole table (HNSW ef_search)."""
+class Term:
+    """A query word (english stem) and how many active memories of the scope hold it."""
 
-    rows: int
+    lexeme: str
+    docs: int
+
+
+@dataclass(frozen=True)
+class SearchTerms:
+    """BM25 collection statistics of a scope, the query's words, and the table size."""
+
+    docs: int
+    avg_length: float
     table_rows: int
+    terms: list[Term]
 
 
-async def scope_stats(conn: asyncpg.Connection, projects: list[str]) -> ScopeStats:
-    """Read from the trigger-maintained ``memory_scopes`` (sql/006_search_stats.sql)."""
-    row = await conn.fetchrow(
+async def search_terms(
+    conn: asyncpg.Connection, text: str, projects: list[str], vector_candidates: int
+) -> SearchTerms:
+    """Read from the trigger-maintained ``memory_scopes`` / ``memory_lexemes``
+    (sql/006_search_stats.sql). Also prepares the rest of the transaction for
+    ``hybrid_search``: HNSW ef_search scaled by the scope's share of the table (filters keep
+    about that share of what the index returns), and custom plans: with its limits and
+    optional filters as unknown parameters, a generic plan sorts every memory of the project
+    to find a candidate's two neighbours."""
+    rows = await conn.fetch(
         """
-        SELECT coalesce(sum(docs), 0) AS rows,
-               (SELECT greatest(reltuples, 0)::bigint FROM pg_class
-                WHERE oid = 'memories'::regclass) AS table_rows
-        FROM memory_scopes WHERE project = ANY($1::text[])
+        WITH scope AS (
+            SELECT coalesce(sum(docs), 0) AS docs, coalesce(sum(lexemes), 0) AS lexemes,
+                   (SELECT greatest(reltuples, 0)::bigint FROM pg_class
+                    WHERE oid = 'memories'::regclass) AS table_rows
+            FROM memory_scopes WHERE project = ANY($2::text[])
+        ), prepared AS (
+            SELECT scope.*,
+                   set_config('plan_cache_mode', 'force_custom_plan', true) AS plans,
+                   set_config('hnsw.ef_search', least(1000, greatest(40, ceil(
+                       2.0 * $3 * greatest(scope.table_rows, scope.docs, 1)
+                       / greatest(scope.docs, 1))))::int::text, true) AS ef_search
+            FROM scope
+        )
+        SELECT p.docs, p.lexemes, p.table_rows, p.plans, p.ef_search, t.lexeme, t.df
+        FROM prepared p LEFT JOIN LATERAL (
+            SELECT q.lexeme, coalesce(sum(s.docs), 0) AS df
+            FROM unnest(to_tsvector('english', $1)) AS q
+            LEFT JOIN memory_lexemes s ON s.lexeme = q.lexeme AND s.project = ANY($2::text[])
+            GROUP BY q.lexeme
+        ) t ON true
         """,
-        projects,
+        text, projects, vector_candidates,
     )
-    assert row is not None
-    return ScopeStats(rows=int(row["rows"]), table_rows=int(row["table_rows"]))
+    first = rows[0]
+    docs = int(first["docs"])
+    return SearchTerms(
+        docs=docs, avg_length=max(int(first["lexemes"]) / docs, 1.0) if docs else 1.0,
+        table_rows=int(first["table_rows"]),
+        terms=[Term(r["lexeme"], int(r["df"])) for r in rows if r["lexeme"] is not None],
+    )
 
 
 _VECTOR_CANDIDATES = f"""
@@ -280,52 +322,49 @@ class PendingVectors:
 
 @dataclass(frozen=True)
 class HybridQuery:
-    """What one hybrid search statement needs besides the vector and the filters."""
+    """What one hybrid search statement needs besides the vector, the filters and the
+    pending memories."""
 
-    text: str
-    keyword_rows: int  # the rarest query words select candidates while their df sum fits
+    lexemes: list[str]
+    idf: list[float]
+    keyword_lexemes: list[str]  # the words that select keyword candidates
+    avg_length: float
     keyword_candidates: int
     vector_candidates: int
-    exact: bool  # exact vector scan, or the HNSW index (ef_search set by the caller)
+    exact: bool  # exact vector scan, or the HNSW index (ef_search set by search_terms)
     neighbours: int
     k1: float
     b: float
 
 
-# Scope statistics and query-word frequencies come from the trigger-maintained tables of
-# sql/006_search_stats.sql; idf is BM25's (ranking.idf). Every candidate row comes back with
-# its cosine, its BM25 score and its insertion-order neighbours; vector_found tells the caller
-# whether an HNSW pass came back short.
+# Every candidate row comes back with its cosine, its BM25 score and its insertion-order
+# neighbours; vector_found tells the caller whether an HNSW pass came back short.
 _HYBRID_SEARCH = f"""
-WITH scope AS (
-    SELECT coalesce(sum(docs), 0)::float8 AS docs,
-           greatest(coalesce(sum(lexemes)::float8 / nullif(sum(docs), 0), 1), 1) AS avg_length
-    FROM memory_scopes WHERE project = ANY($2::text[])
-), ql AS (
-    SELECT q.lexeme AS lex, coalesce(sum(s.docs), 0)::float8 AS df
-    FROM unnest(to_tsvector('english', $8)) AS q
-    LEFT JOIN memory_lexemes s ON s.lexeme = q.lexeme AND s.project = ANY($2::text[])
-    GROUP BY q.lexeme
-), scored AS (
-    SELECT ql.lex, ln(1 + (greatest(scope.docs, ql.df) - ql.df + 0.5) / (ql.df + 0.5)) AS idf,
-           sum(ql.df) OVER (ORDER BY ql.df, ql.lex) AS running
-    FROM ql, scope
-), orq AS (
-    SELECT to_tsquery('simple', string_agg(quote_literal(lex), ' | ')) AS tsq
-    FROM scored WHERE running <= $9
+WITH ql AS (
+    SELECT lex, idf FROM unnest($9::text[], $10::float8[]) AS t (lex, idf)
 ), fts AS (
-    SELECT m.id FROM memories m, orq
-    WHERE m.search_text @@ orq.tsq AND {_filters(2)}
-    ORDER BY ts_rank(m.search_text, orq.tsq) DESC
-    LIMIT $10
+    -- BM25 over the selecting words, from the postings; then the filters, best first
+    SELECT r.id FROM (
+        SELECT p.memory_id AS id,
+               sum(ql.idf * p.tf * ($15::float8 + 1)
+                   / (p.tf + $15::float8 * (1 - $16::float8 + $16::float8
+                                           * p.doc_length / $11::float8))) AS score
+        FROM memory_postings p JOIN ql ON ql.lex = p.lexeme
+        WHERE p.project = ANY($2::text[]) AND p.lexeme = ANY($8::text[])
+        GROUP BY p.memory_id
+        ORDER BY score DESC
+    ) r JOIN memories m ON m.id = r.id
+    WHERE {_filters(2)}
+    ORDER BY r.score DESC
+    LIMIT $12
 ), vec AS (
     SELECT m.id FROM memories m
     WHERE m.embedding IS NOT NULL AND {_filters(2)}
     ORDER BY m.embedding <=> $1
-    LIMIT $16
+    LIMIT $18
 ), pend AS (
     -- acknowledged memories not embedded by their workflow yet, embedded by the caller
-    SELECT p.id, p.vec::vector AS embedding FROM unnest($11::uuid[], $12::text[]) AS p (id, vec)
+    SELECT p.id, p.vec::vector AS embedding FROM unnest($13::uuid[], $14::text[]) AS p (id, vec)
 ), cand AS (
     SELECT m.id, m.tenant_id, m.project, m.seq
     FROM memories m
@@ -337,13 +376,13 @@ WITH scope AS (
     FROM cand c, LATERAL (
         (SELECT m.id FROM memories m
          WHERE m.tenant_id = c.tenant_id AND m.project = c.project AND m.seq < c.seq
-           AND {_filters(2)}
-         ORDER BY m.seq DESC LIMIT $15)
+           AND {_filters(2, project=False)}
+         ORDER BY m.seq DESC LIMIT $17)
         UNION ALL
         (SELECT m.id FROM memories m
          WHERE m.tenant_id = c.tenant_id AND m.project = c.project AND m.seq > c.seq
-           AND {_filters(2)}
-         ORDER BY m.seq LIMIT $15)
+           AND {_filters(2, project=False)}
+         ORDER BY m.seq LIMIT $17)
     ) n
 ), links AS (
     SELECT cid, array_agg(nid) AS neighbours FROM nb GROUP BY cid
@@ -353,16 +392,15 @@ WITH scope AS (
 SELECT m.id, m.project, m.category, m.content, m.importance, m.status, m.occurred_at,
        coalesce(1 - (coalesce(m.embedding, pend.embedding) <=> $1), 0) AS cosine,
        coalesce((
-           SELECT sum(scored.idf * t.tf * ($13::float8 + 1)
-                      / (t.tf + $13::float8 * (1 - $14::float8 + $14::float8
-                                              * length(m.search_text) / scope.avg_length)))
+           SELECT sum(ql.idf * t.tf * ($15::float8 + 1)
+                      / (t.tf + $15::float8 * (1 - $16::float8 + $16::float8
+                                              * length(m.search_text) / $11::float8)))
            FROM (SELECT lexeme, coalesce(cardinality(positions), 1) AS tf
                  FROM unnest(m.search_text)) t
-           JOIN scored ON scored.lex = t.lexeme), 0) AS bm25,
+           JOIN ql ON ql.lex = t.lexeme), 0) AS bm25,
        links.neighbours,
        (SELECT count(*) FROM vec) AS vector_found
 FROM picked JOIN memories m ON m.id = picked.id
-CROSS JOIN scope
 LEFT JOIN pend ON pend.id = m.id
 LEFT JOIN links ON links.cid = m.id
 """
@@ -377,13 +415,14 @@ async def hybrid_search(
     query: HybridQuery, pending: PendingVectors,
 ) -> list[asyncpg.Record]:
     """Keyword candidates, vector candidates and pending memories, plus the ``neighbours``
-    memories on each side of each in insertion order, in one statement. Fusion is the
-    caller's."""
+    memories on each side of each in insertion order, in one statement (after
+    ``search_terms`` in the same transaction). Fusion is the caller's."""
     rows: list[asyncpg.Record] = await conn.fetch(
         _HYBRID_SEARCH_EXACT if query.exact else _HYBRID_SEARCH,
-        query_vector, *filters.params(), query.text, query.keyword_rows,
-        query.keyword_candidates, pending.ids, [_vector_text(v) for v in pending.vectors],
-        query.k1, query.b, query.neighbours, query.vector_candidates,
+        query_vector, *filters.params(), query.keyword_lexemes, query.lexemes, query.idf,
+        query.avg_length, query.keyword_candidates, pending.ids,
+        [_vector_text(v) for v in pending.vectors], query.k1, query.b, query.neighbours,
+        query.vector_candidates,
     )
     return rows
 

@@ -235,15 +235,10 @@ class Settings(BaseSettings):
         "approximate HNSW index.",
     )
     keyword_candidate_rows: int = Field(
-        default=3000, ge=1,
+        default=1000, ge=1,
         description="Keyword candidates come from the query's rarest words, as many as contain "
         "at most this many memories together; commoner words still score but select nothing "
         "(bounds a search's full-text work on large scopes).",
-    )
-    search_stats_ttl_s: float = Field(
-        default=60.0, ge=0,
-        description="How long a process reuses a scope's size to choose between an exact and "
-        "an HNSW vector scan (BM25 statistics are always exact).",
     )
     working_set_tokens: int = Field(
         default=1500, ge=100,

@@ -156,8 +156,7 @@ async def test_filtered_vector_search_returns_limit_rows(
         hnsw_only = await queries.vector_candidates(conn, query, filters, 30, exact=False,
                                                     ef_search=40)
         rows = await service.retriever.candidates(
-            conn, stack.principal.tenant_id, query, filters,
-            queries.PendingVectors(ids=[], vectors=[]), service.retriever.hybrid_query("zzz"))
+            conn, "zzz", query, filters, queries.PendingVectors(ids=[], vectors=[]))
         exact = await queries.vector_candidates(conn, query, filters, 40, exact=True)
     assert len(hnsw_only) < 30
     assert {r["id"] for r in rows} == set(exact) and len(exact) == 40
