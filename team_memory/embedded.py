@@ -139,10 +139,34 @@ def start_temporal(
                                stderr=subprocess.STDOUT, start_new_session=True)
     try:
         wait_for_port(port, 60, process, "the Temporal dev server")
+        wait_until_serving(f"127.0.0.1:{port}", 60, process)
     except StackError:
         stop_process(process)
         raise
     return process
+
+
+def wait_until_serving(address: str, timeout: float,
+                       process: subprocess.Popen[bytes] | None = None) -> None:
+    """Until the frontend's health check says SERVING.
+
+    The port opens before the frontend is ready: a client connecting in between is refused
+    with "Frontend is not healthy yet", and `team-memory worker` would exit on it.
+    """
+    command = [str(temporal_binary()), "operator", "cluster", "health", "--address", address,
+               "--command-timeout", "2s", "--disable-config-file", "--disable-config-env"]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise StackError(f"the Temporal dev server exited with code {process.returncode} "
+                             "while starting")
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            probe = subprocess.run(command, capture_output=True, timeout=10, check=False)
+            if probe.returncode == 0 and b"SERVING" in probe.stdout:
+                return
+        time.sleep(0.1)
+    raise StackError(f"the Temporal dev server at {address} was not serving within "
+                     f"{timeout:.0f} s")
 
 
 def stop_process(process: subprocess.Popen[bytes], timeout: float = 15) -> None:
