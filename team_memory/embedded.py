@@ -14,6 +14,7 @@ import socket
 import subprocess
 import sysconfig
 import time
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -72,7 +73,12 @@ class EmbeddedPostgres:
 
 
 def start_postgres(data_dir: Path) -> EmbeddedPostgres:
-    from pgserver.postgres_server import get_server
+    with warnings.catch_warnings():
+        # pgserver asks platformdirs for a per-user runtime dir at import; with no
+        # XDG_RUNTIME_DIR (containers, CI, root shells) that warns on every command, and the
+        # fallback it picks is fine: the cluster lives in data_dir.
+        warnings.simplefilter("ignore")
+        from pgserver.postgres_server import get_server
 
     data_dir.mkdir(parents=True, exist_ok=True)
     return EmbeddedPostgres(data_dir, get_server(data_dir, cleanup_mode="stop"))
