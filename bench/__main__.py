@@ -36,7 +36,16 @@ def parse(argv: list[str] | None = None) -> Options:
 def main(argv: list[str] | None = None) -> None:
     # SIGTERM unwinds like Ctrl-C, so the stack under test is stopped and its dir removed.
     signal.signal(signal.SIGTERM, lambda _signum, _frame: sys.exit(143))
-    print(asyncio.run(run(parse(argv))))
+    try:
+        print(asyncio.run(run(parse(argv))))
+    except BaseExceptionGroup as group:  # the MCP client nests task groups deeply
+        raise _first_leaf(group) from group
+
+
+def _first_leaf(error: BaseException) -> BaseException:
+    while isinstance(error, BaseExceptionGroup):
+        error = error.exceptions[0]
+    return error
 
 
 if __name__ == "__main__":

@@ -23,7 +23,10 @@ _ENV_DROP = ("DATABASE_URL", "DATABASE_ADMIN_URL", "TEMPORAL_ADDRESS", "ANTHROPI
 
 
 def clean_env(**extra: str) -> dict[str, str]:
+    """The caller's environment for a stack under test; the per-key rate limit is off (the
+    benchmark's clients share one key and measure throughput, not the limiter)."""
     env = {k: v for k, v in os.environ.items() if k not in _ENV_DROP}
+    env["TEAM_MEMORY_RATE_LIMIT_PER_MINUTE"] = "0"
     env.update(extra)
     return env
 
