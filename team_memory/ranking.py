@@ -54,20 +54,23 @@ def fuse(rows: Sequence[Mapping[str, Any]], weights: RankWeights,
     """
     if not rows:
         return []
-    top_bm25 = max(float(r["bm25"]) for r in rows)
-    base = {r["id"]: (float(r["bm25"]) / top_bm25 if top_bm25 > 0 else 0.0)
-            + weights.dense_weight * float(r["cosine"]) for r in rows}
-    by_id = {r["id"]: r for r in rows}
+    top_bm25 = max(float(r["bm25"]) for r in rows) or 1.0
+    ids = [r["id"] for r in rows]
+    base = {i: float(r["bm25"]) / top_bm25 + weights.dense_weight * float(r["cosine"])
+            for i, r in zip(ids, rows, strict=True)}
+    when = {i: r["occurred_at"].timestamp() for i, r in zip(ids, rows, strict=True)}
+    window = weights.neighbour_window.total_seconds()
     links = _links(rows)
+    now_s = now.timestamp()
     ranked = []
-    for row in rows:
-        context = [base[n] for n in links.get(row["id"], ())
-                   if abs(by_id[n]["occurred_at"] - row["occurred_at"]) <= weights.neighbour_window]
-        relevance = base[row["id"]] + weights.neighbour_weight * max(context, default=0.0)
-        age_days = (now - row["occurred_at"]).total_seconds() / 86400
-        ranked.append((row, relevance * boost(row["importance"], age_days, weights)))
-    ranked.sort(key=lambda pair: (-pair[1], -pair[0]["occurred_at"].timestamp()))
-    return ranked
+    for memory_id, row in zip(ids, rows, strict=True):
+        at = when[memory_id]
+        context = [base[n] for n in links.get(memory_id, ()) if abs(when[n] - at) <= window]
+        relevance = base[memory_id] + weights.neighbour_weight * max(context, default=0.0)
+        ranked.append((row, relevance * boost(row["importance"], (now_s - at) / 86400, weights),
+                       at))
+    ranked.sort(key=lambda scored: (-scored[1], -scored[2]))
+    return [(row, score) for row, score, _ in ranked]
 
 
 def _links(rows: Sequence[Mapping[str, Any]]) -> dict[UUID, set[UUID]]:
