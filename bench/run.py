@@ -23,7 +23,7 @@ from mcp.client.streamable_http import streamable_http_client
 
 from bench.bulk import BulkLoader
 from bench.corpus import memory_text, question
-from bench.stack import BenchStack, start_stack, time_serve_startup
+from bench.stack import BenchStack, bytecode_cached, start_stack, time_serve_startup
 from bench.stats import Table
 from team_memory.db import create_pool
 from team_memory.embedded import free_port, wait_for_port
@@ -227,8 +227,9 @@ async def run(options: Options) -> str:
         db = await create_pool(stack.postgres_url(), min_size=1, max_size=2)
         bench = Bench(stack, options, db)
         try:
+            bytecode = "bytecode cached" if bytecode_cached() else "no bytecode cache"
             bench.table.add("MCP server start-up (`serve` spawned -> HTTP port open, model "
-                            "loaded)", f"{time_serve_startup(stack):.2f} s", "< 2 s")
+                            f"loaded; {bytecode})", f"{time_serve_startup(stack):.2f} s", "< 2 s")
             bench.table.rows[-1].met = float(bench.table.rows[-1].value[:-2]) < 2
             bench.memory("at rest")
             baseline, baseline_url = start_baseline(stack)

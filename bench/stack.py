@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import signal
 import subprocess
@@ -121,6 +122,15 @@ def _wait_ready(stack: BenchStack) -> None:
             pass
         time.sleep(0.2)
     raise RuntimeError(f"`team-memory up` not ready in 180 s:\n{stack.log.read_text()}")
+
+
+def bytecode_cached() -> bool:
+    """Whether the server's dependencies have .pyc files: without them (PYTHONDONTWRITEBYTECODE
+    and a venv installed without --compile-bytecode) every start compiles every module."""
+    import mcp_types
+
+    cached = importlib.util.cache_from_source(mcp_types.__file__ or "")
+    return Path(cached).exists()
 
 
 def time_serve_startup(stack: BenchStack) -> float:

@@ -7,6 +7,7 @@ import contextlib
 import logging
 import signal
 from collections.abc import AsyncIterator
+from concurrent.futures import Future
 
 import anyio
 import uvicorn
@@ -22,7 +23,7 @@ from mcp_server.hooks import register_hook_routes
 from mcp_server.server import create_server
 from mcp_server.service import MemoryService
 from team_memory.db import create_app_pool
-from team_memory.embedder import create_embedder
+from team_memory.embedder import Embedder, load_in_background
 from team_memory.migrate import check_embedding_dim
 from team_memory.models import Principal
 from team_memory.settings import Settings
@@ -33,16 +34,19 @@ log = logging.getLogger("team_memory.mcp")
 
 
 @contextlib.asynccontextmanager
-async def open_service(settings: Settings) -> AsyncIterator[MemoryService]:
-    # The model loads (~1-2 s, mostly outside the GIL) while the pool and Temporal connect.
-    loading = asyncio.ensure_future(asyncio.to_thread(create_embedder, settings))
+async def open_service(
+    settings: Settings, embedder: Future[Embedder] | None = None
+) -> AsyncIterator[MemoryService]:
+    """``embedder``: a model already loading (`load_in_background`), else it starts loading now,
+    while the pool and Temporal connect."""
+    loading = asyncio.wrap_future(embedder or load_in_background(settings))
     pool = await create_app_pool(settings)
     try:
         client = await connect(settings)
-        embedder = await loading
+        model = await loading
         async with pool.acquire() as conn:
-            await check_embedding_dim(conn, embedder.dim)
-        yield MemoryService(settings=settings, pool=pool, temporal=client, embedder=embedder)
+            await check_embedding_dim(conn, model.dim)
+        yield MemoryService(settings=settings, pool=pool, temporal=client, embedder=model)
     finally:
         if not loading.done():
             loading.cancel()
@@ -60,8 +64,8 @@ async def stdio_principal(service: MemoryService) -> Principal:
     return principal
 
 
-async def serve_stdio(settings: Settings) -> None:
-    async with open_service(settings) as service:
+async def serve_stdio(settings: Settings, embedder: Future[Embedder] | None = None) -> None:
+    async with open_service(settings, embedder) as service:
         server = create_server(service, default_principal=await stdio_principal(service))
         await server.run_stdio_async()
 
@@ -113,8 +117,8 @@ async def readiness(service: MemoryService) -> dict[str, str]:
     return checks
 
 
-async def serve_http(settings: Settings) -> None:
-    async with open_service(settings) as service:
+async def serve_http(settings: Settings, embedder: Future[Embedder] | None = None) -> None:
+    async with open_service(settings, embedder) as service:
         app = http_app(service)
         config = uvicorn.Config(app, host=settings.mcp_host, port=settings.mcp_port,
                                 log_level=settings.log_level.lower(), lifespan="on",

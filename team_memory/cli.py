@@ -163,11 +163,15 @@ def serve(
         raise typer.BadParameter("transport must be http or stdio")
     settings = _settings(data_dir, mcp_port=mcp_port)
     configure_telemetry("mcp-server")
+    from team_memory.embedder import load_in_background
+
+    embedder = load_in_background(settings)  # overlaps the imports below and the connections
     from mcp_server.app import serve_http, serve_stdio
 
     with _database(settings) as (_, app_url):
         configured = settings.model_copy(update={"database_url": app_url})
-        asyncio.run(serve_http(configured) if transport == "http" else serve_stdio(configured))
+        asyncio.run(serve_http(configured, embedder) if transport == "http"
+                    else serve_stdio(configured, embedder))
 
 
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})

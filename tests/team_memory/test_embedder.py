@@ -7,13 +7,21 @@ import json
 import threading
 from collections.abc import Iterator, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 from pydantic import SecretStr
 
-from team_memory.embedder import BatchingEmbedder, Embedder, HttpEmbedder, create_embedder
+from team_memory.embedder import (
+    BatchingEmbedder,
+    Embedder,
+    HttpEmbedder,
+    LocalEmbedder,
+    _bundled_model_dir,
+    create_embedder,
+)
 from team_memory.settings import Settings
 
 
@@ -27,6 +35,21 @@ def test_local_model_is_normalized_and_semantic(embedder: Embedder) -> None:
     assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
     assert vectors[0] @ vectors[1] > vectors[0] @ vectors[2] + 0.2
 
+
+
+def test_local_model_gives_the_vectors_fastembed_gives(embedder: Embedder, tmp_path: Path) -> None:
+    """Stored vectors were made through fastembed: running the model directly must not move
+    them (long texts are truncated at 512 tokens; batches are padded)."""
+    from fastembed import TextEmbedding
+
+    assert isinstance(embedder, LocalEmbedder)
+    reference = TextEmbedding(model_name="sentence-transformers/all-MiniLM-L6-v2",
+                              specific_model_path=str(_bundled_model_dir(tmp_path)),
+                              cache_dir=str(tmp_path))
+    texts = ["short", "We use UUID v7 for primary keys", "token " * 700, "",
+             "Ünïcödé 日本語 and emoji 🚀"] * 15
+    expected = np.vstack(list(reference.embed(texts, batch_size=64)))
+    assert np.allclose(embedder.embed(texts), expected, atol=1e-6)
 
 class CountingEmbedder:
     """Wraps the real model and records the size of every call it receives."""
