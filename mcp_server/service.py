@@ -341,7 +341,7 @@ class MemoryService:
                                                               _PENDING_EMBED_LIMIT)
             ranked = await self.retriever.rank(
                 conn, query, query_vector, filters,
-                await self._embed_pending(pending), now,
+                await self._embed_pending(pending), now, limit,
             )
         return [_hit(row, score, now) for row, score in ranked[:limit]]
 

@@ -207,8 +207,8 @@ class Settings(BaseSettings):
     search_limit_max: int = Field(default=50, ge=1, description="Largest `limit` a search takes.")
     search_candidates: int = Field(
         default=50, ge=5, le=500,
-        description="Candidates taken from each of the keyword and the vector ranking before "
-        "fusion.",
+        description="Most candidates taken from each of the keyword and the vector ranking "
+        "before fusion (a search takes 4 per result it returns, at least 20, up to this).",
     )
     dense_weight: float = Field(
         default=2.0, ge=0,
