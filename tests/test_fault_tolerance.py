@@ -129,7 +129,9 @@ async def save_many(service: MemoryService, principal: Principal, count: int,
 async def test_worker_stopped_mid_ingestion_loses_and_duplicates_nothing(
     stack: Stack, tmp_path: Path, sig: signal.Signals
 ) -> None:
-    ids = await save_many(stack.service, stack.principal, 60)
+    # SIGTERM lets in-flight workflow tasks finish, and the worker holds up to 64 at once: more
+    # memories than that, so some are still left for the second worker.
+    ids = await save_many(stack.service, stack.principal, 60 if sig == signal.SIGKILL else 150)
     with worker_process(stack.settings, tmp_path / "worker1.log") as first:
         await wait_committed(stack.pool, stack.principal, 1, timeout=60)
         first.send_signal(sig)
