@@ -20,6 +20,7 @@ from temporalio.exceptions import ApplicationError
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
 from team_memory.models import IngestInput
+from team_memory.temporal import describe_workers
 from tests.conftest import Stack
 from tests.processes import ROOT, child_env
 
@@ -33,6 +34,14 @@ class BrokenIngest:
     @workflow.run
     async def run(self, item: IngestInput) -> None:
         raise ApplicationError(f"broken on purpose for {item.memory_id}", non_retryable=True)
+
+
+async def until_heartbeating(stack: Stack) -> None:
+    """A worker's first heartbeat comes one interval after it starts; status tells a
+    heartbeating worker from a merely polling one, so wait for it (bounded)."""
+    async with asyncio.timeout(15):
+        while not (await describe_workers(stack.client, stack.settings.task_queue)).live_workers:
+            await asyncio.sleep(0.2)
 
 
 def run_status(stack: Stack, **env: str) -> subprocess.CompletedProcess[str]:
@@ -61,6 +70,7 @@ async def test_status_reports_components_backlog_failures_and_schedules(stack: S
             handle = stack.client.get_workflow_handle(saved.workflow_id)
             with pytest.raises(Exception, match="failed"):
                 await handle.result()
+            await until_heartbeating(stack)
             result = await asyncio.to_thread(run_status, stack)
         stopped = await asyncio.to_thread(run_status, stack,
                                           TEMPORAL_ADDRESS="127.0.0.1:9")
