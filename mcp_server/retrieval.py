@@ -16,6 +16,8 @@ import numpy as np
 from team_memory import queries, ranking
 from team_memory.settings import Settings
 
+_UNLIMITED = 2**62  # a SQL LIMIT that never binds
+
 
 @dataclass(frozen=True)
 class Retriever:
@@ -60,7 +62,7 @@ class Retriever:
             keyword_lexemes=_selecting(terms.terms, None if keyword_only
                                        else s.keyword_candidate_rows),
             avg_length=terms.avg_length,
-            keyword_candidates=2**62 if keyword_only else per_side,
+            keyword_candidates=_UNLIMITED if keyword_only else per_side,
             vector_candidates=per_side,
             exact=terms.docs <= s.exact_search_max_rows or keyword_only,
             neighbours=0 if keyword_only else s.neighbour_count,

@@ -54,6 +54,17 @@ CREATE POLICY tenant_isolation ON memory_scopes
 -- One memory's contribution to the statistics: +1 when it becomes active, -1 when it stops.
 CREATE TYPE memory_stat_change AS (tenant_id uuid, project text, search_text tsvector, sign int);
 
+CREATE FUNCTION memory_stat_change_of(m memories, sign int) RETURNS memory_stat_change
+    LANGUAGE sql IMMUTABLE AS $$ SELECT m.tenant_id, m.project, m.search_text, sign $$;
+
+-- One memory's postings: a row per distinct lexeme of its text.
+CREATE FUNCTION memory_postings_of(m memories) RETURNS SETOF memory_postings
+    LANGUAGE sql IMMUTABLE AS $$
+        SELECT m.tenant_id, m.project, l.lexeme, m.id, coalesce(cardinality(l.positions), 1),
+               length(m.search_text)
+        FROM unnest(m.search_text) l
+    $$;
+
 CREATE FUNCTION apply_memory_stat_changes(changes memory_stat_change[]) RETURNS void
     LANGUAGE plpgsql AS $$
 BEGIN
@@ -97,17 +108,14 @@ DECLARE
     changes memory_stat_change[];
 BEGIN
     IF TG_OP = 'INSERT' THEN
-        INSERT INTO memory_postings (tenant_id, project, lexeme, memory_id, tf, doc_length)
-        SELECT n.tenant_id, n.project, l.lexeme, n.id, coalesce(cardinality(l.positions), 1),
-               length(n.search_text)
-        FROM new_rows n, unnest(n.search_text) l;
-        SELECT array_agg(ROW(n.tenant_id, n.project, n.search_text, 1)::memory_stat_change)
+        INSERT INTO memory_postings SELECT (memory_postings_of(n)).* FROM new_rows n;
+        SELECT array_agg(memory_stat_change_of(n, 1))
         INTO changes FROM new_rows n WHERE n.status = 'active';
     ELSIF TG_OP = 'DELETE' THEN
         DELETE FROM memory_postings p USING old_rows o, unnest(o.search_text) l
         WHERE p.tenant_id = o.tenant_id AND p.project = o.project AND p.lexeme = l.lexeme
           AND p.memory_id = o.id;
-        SELECT array_agg(ROW(o.tenant_id, o.project, o.search_text, -1)::memory_stat_change)
+        SELECT array_agg(memory_stat_change_of(o, -1))
         INTO changes FROM old_rows o WHERE o.status = 'active';
     ELSE
         DELETE FROM memory_postings p
@@ -115,18 +123,16 @@ BEGIN
         WHERE (o.search_text <> n.search_text OR o.project <> n.project)
           AND p.tenant_id = o.tenant_id AND p.project = o.project AND p.lexeme = l.lexeme
           AND p.memory_id = o.id;
-        INSERT INTO memory_postings (tenant_id, project, lexeme, memory_id, tf, doc_length)
-        SELECT n.tenant_id, n.project, l.lexeme, n.id, coalesce(cardinality(l.positions), 1),
-               length(n.search_text)
-        FROM new_rows n JOIN old_rows o ON o.id = n.id, unnest(n.search_text) l
+        INSERT INTO memory_postings SELECT (memory_postings_of(n)).*
+        FROM new_rows n JOIN old_rows o ON o.id = n.id
         WHERE o.search_text <> n.search_text OR o.project <> n.project;
         SELECT array_agg(c) INTO changes FROM (
-            SELECT ROW(n.tenant_id, n.project, n.search_text, 1)::memory_stat_change AS c
+            SELECT memory_stat_change_of(n, 1) AS c
             FROM new_rows n JOIN old_rows o ON o.id = n.id
             WHERE n.status = 'active' AND (o.status <> 'active'
                 OR o.search_text <> n.search_text OR o.project <> n.project)
             UNION ALL
-            SELECT ROW(o.tenant_id, o.project, o.search_text, -1)::memory_stat_change
+            SELECT memory_stat_change_of(o, -1)
             FROM old_rows o JOIN new_rows n ON n.id = o.id
             WHERE o.status = 'active' AND (n.status <> 'active'
                 OR o.search_text <> n.search_text OR o.project <> n.project)
@@ -154,13 +160,9 @@ DECLARE
 BEGIN
     FOR t IN SELECT id FROM tenants LOOP
         PERFORM set_config('app.tenant_id', t::text, true);
-        INSERT INTO memory_postings (tenant_id, project, lexeme, memory_id, tf, doc_length)
-        SELECT m.tenant_id, m.project, l.lexeme, m.id, coalesce(cardinality(l.positions), 1),
-               length(m.search_text)
-        FROM memories m, unnest(m.search_text) l
-        WHERE m.tenant_id = t;
-        PERFORM apply_memory_stat_changes(array_agg(
-                    ROW(m.tenant_id, m.project, m.search_text, 1)::memory_stat_change))
+        INSERT INTO memory_postings SELECT (memory_postings_of(m)).*
+        FROM memories m WHERE m.tenant_id = t;
+        PERFORM apply_memory_stat_changes(array_agg(memory_stat_change_of(m, 1)))
         FROM memories m WHERE m.tenant_id = t AND m.status = 'active'
         HAVING count(*) > 0;
     END LOOP;

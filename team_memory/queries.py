@@ -237,11 +237,10 @@ class Term:
 
 @dataclass(frozen=True)
 class SearchTerms:
-    """BM25 collection statistics of a scope, the query's words, and the table size."""
+    """BM25 collection statistics of a scope and the query's words."""
 
     docs: int
     avg_length: float
-    table_rows: int
     terms: list[Term]
 
 
@@ -269,7 +268,7 @@ async def search_terms(
                        / greatest(scope.docs, 1))))::int::text, true) AS ef_search
             FROM scope
         )
-        SELECT p.docs, p.lexemes, p.table_rows, p.plans, p.ef_search, t.lexeme, t.df
+        SELECT p.docs, p.lexemes, p.plans, p.ef_search, t.lexeme, t.df
         FROM prepared p LEFT JOIN LATERAL (
             SELECT q.lexeme, coalesce(sum(s.docs), 0) AS df
             FROM unnest(to_tsvector('english', $1)) AS q
@@ -283,7 +282,6 @@ async def search_terms(
     docs = int(first["docs"])
     return SearchTerms(
         docs=docs, avg_length=max(int(first["lexemes"]) / docs, 1.0) if docs else 1.0,
-        table_rows=int(first["table_rows"]),
         terms=[Term(r["lexeme"], int(r["df"])) for r in rows if r["lexeme"] is not None],
     )
 
@@ -337,6 +335,13 @@ class HybridQuery:
     b: float
 
 
+def _bm25(tf: str, length: str) -> str:
+    """One query word's Okapi BM25 contribution (idf from ``ql``; k1 $15, b $16, mean
+    document length $11), for a term frequency and a document length."""
+    return (f"ql.idf * {tf} * ($15::float8 + 1) / ({tf} + $15::float8 * "
+            f"(1 - $16::float8 + $16::float8 * {length} / $11::float8))")
+
+
 # Every candidate row comes back with its cosine, its BM25 score and its insertion-order
 # neighbours; vector_found tells the caller whether an HNSW pass came back short.
 _HYBRID_SEARCH = f"""
@@ -345,10 +350,7 @@ WITH ql AS (
 ), fts AS (
     -- BM25 over the selecting words, from the postings; then the filters, best first
     SELECT r.id FROM (
-        SELECT p.memory_id AS id,
-               sum(ql.idf * p.tf * ($15::float8 + 1)
-                   / (p.tf + $15::float8 * (1 - $16::float8 + $16::float8
-                                           * p.doc_length / $11::float8))) AS score
+        SELECT p.memory_id AS id, sum({_bm25("p.tf", "p.doc_length")}) AS score
         FROM memory_postings p JOIN ql ON ql.lex = p.lexeme
         WHERE p.project = ANY($2::text[]) AND p.lexeme = ANY($8::text[])
         GROUP BY p.memory_id
@@ -392,9 +394,7 @@ WITH ql AS (
 SELECT m.id, m.project, m.category, m.content, m.importance, m.status, m.occurred_at,
        coalesce(1 - (coalesce(m.embedding, pend.embedding) <=> $1), 0) AS cosine,
        coalesce((
-           SELECT sum(ql.idf * t.tf * ($15::float8 + 1)
-                      / (t.tf + $15::float8 * (1 - $16::float8 + $16::float8
-                                              * length(m.search_text) / $11::float8)))
+           SELECT sum({_bm25("t.tf", "length(m.search_text)")})
            FROM (SELECT lexeme, coalesce(cardinality(positions), 1) AS tf
                  FROM unnest(m.search_text)) t
            JOIN ql ON ql.lex = t.lexeme), 0) AS bm25,
