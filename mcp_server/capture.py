@@ -25,13 +25,14 @@ from team_memory.capture import (
     CAPTURE_SIGNAL,
     CAPTURE_WORKFLOW,
     FILES_MAX,
+    NO_KEY,
     SUMMARY_MAX_CHARS,
     CaptureEvent,
     CaptureSession,
     EventKind,
     capture_workflow_id,
 )
-from team_memory.db import tenant_tx
+from team_memory.db import principal_tx
 from team_memory.models import (
     TENANT_WIDE_PROJECT,
     Category,
@@ -138,11 +139,11 @@ class CaptureService:
 
     async def _count_only(self, principal: Principal,
                           events: Sequence[tuple[str, CaptureEvent]]) -> None:
-        async with tenant_tx(self.memory.pool, principal.tenant_id) as conn:
+        async with principal_tx(self.memory.pool, principal) as conn:
             for project, event in events:
                 await queries.count_capture_received(
-                    conn, principal.tenant_id, event.session_id, project, 1, 1,
-                    "no ANTHROPIC_API_KEY")
+                    conn, principal.tenant_id, principal.key_id or NO_KEY, event.session_id,
+                    project, 1, 1, "no ANTHROPIC_API_KEY")
 
     async def _signal(self, principal: Principal, project: str, event: CaptureEvent) -> None:
         settings = self.memory.settings
@@ -154,7 +155,8 @@ class CaptureService:
             # event (or a replay of this one) is a signal the workflow de-duplicates by key.
             await self.temporal.start_workflow(
                 CAPTURE_WORKFLOW, session,
-                id=capture_workflow_id(principal.tenant_name, event.session_id),
+                id=capture_workflow_id(principal.tenant_name, principal.key_id,
+                                       event.session_id),
                 task_queue=settings.task_queue,
                 start_signal=CAPTURE_SIGNAL, start_signal_args=[event],
                 id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
@@ -178,7 +180,7 @@ class CaptureService:
     async def working_set(self, principal: Principal, project: str) -> list[Memory]:
         """The project's current memories, most relevant first (importance, category,
         recency). The seam where MemoryService.working_set will plug in."""
-        async with tenant_tx(self.memory.pool, principal.tenant_id) as conn:
+        async with principal_tx(self.memory.pool, principal) as conn:
             rows = await queries.recent_important(
                 conn, sorted({project, TENANT_WIDE_PROJECT}), datetime(1970, 1, 1, tzinfo=UTC),
                 1, 200)

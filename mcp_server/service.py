@@ -27,7 +27,7 @@ from mcp_server.ratelimit import RateLimiter, retry_message
 from mcp_server.retrieval import Retriever
 from team_memory import erasure, queries, ranking, telemetry
 from team_memory.consolidation import render_manifesto
-from team_memory.db import tenant_tx
+from team_memory.db import principal_tx
 from team_memory.embedder import Embedder, embed_async
 from team_memory.models import (
     ALL_STATUSES,
@@ -79,7 +79,6 @@ class RateLimited(Forbidden):
 _P = ParamSpec("_P")
 _R = TypeVar("_R")
 _Method = Callable[Concatenate["MemoryService", Principal, _P], Awaitable[_R]]
-ACTOR = "mcp"
 
 
 def _audited(action: str) -> Callable[[_Method[_P, _R]], _Method[_P, _R]]:
@@ -163,10 +162,11 @@ class MemoryService:
         self, principal: Principal, action: str, target: UUID | None, error: Exception
     ) -> None:
         outcome = "denied" if isinstance(error, Forbidden) else "rejected"
-        async with tenant_tx(self.pool, principal.tenant_id) as conn:
+        async with principal_tx(self.pool, principal) as conn:
             await queries.insert_audit(
-                conn, tenant_id=principal.tenant_id, key_id=principal.key_id, actor=ACTOR,
-                action=action, target=None if target is None else str(target),
+                conn, tenant_id=principal.tenant_id, key_id=principal.key_id,
+                actor=principal.actor, action=action,
+                target=None if target is None else str(target),
                 outcome=outcome, detail={"error": str(error)[:300]},
             )
 
@@ -195,35 +195,32 @@ class MemoryService:
             item = self.prepare(principal, content, category=category, importance=importance,
                                 tags=tags, project=project, occurred_at=occurred_at,
                                 source=source)
-            scope = item.project
-            digest = item.content_hash
-            workflow_id = ingest_workflow_id(principal.tenant_name, scope, digest)
-            async with tenant_tx(self.pool, principal.tenant_id) as conn:
-                created = await queries.insert_pending(conn, item)
+            async with principal_tx(self.pool, principal) as conn:
+                item, found = await _acknowledge(conn, item)
                 if turn is not None:
                     turn.done()
-                if created:
+                workflow_id = ingest_workflow_id(principal.tenant_name, item.project,
+                                                 item.content_hash, item.generation)
+                if found is None:
                     # Inside the transaction: if the start fails, the pending row is rolled
                     # back.
                     await self._start_ingestion(item, principal, workflow_id)
-                    status, duplicate_of = MemoryStatus.PENDING, None
-                else:
-                    row = await queries.fetch_status(conn, item.memory_id)
-                    assert row is not None
-                    status, duplicate_of = MemoryStatus(row["status"]), row["duplicate_of"]
                 await queries.insert_audit(
-                    conn, tenant_id=principal.tenant_id, key_id=principal.key_id, actor=ACTOR,
-                    action="save", target=str(item.memory_id), outcome="ok",
-                    detail={"project": scope, "already_saved": not created,
-                            "redacted": item.redactions},
+                    conn, tenant_id=principal.tenant_id, key_id=principal.key_id,
+                    actor=principal.actor, action="save", target=str(item.memory_id),
+                    outcome="ok", detail={"project": item.project,
+                                          "already_saved": found is not None,
+                                          "redacted": item.redactions},
                 )
         finally:
             if turn is not None:
                 turn.done()
-        telemetry.saves.add(1, {"already_saved": not created})
+        telemetry.saves.add(1, {"already_saved": found is not None})
         return SaveResult(
-            id=item.memory_id, status=status, project=scope, workflow_id=workflow_id,
-            duplicate_of=duplicate_of, already_saved=not created, redacted=item.redactions,
+            id=item.memory_id, project=item.project, workflow_id=workflow_id,
+            status=MemoryStatus.PENDING if found is None else MemoryStatus(found["status"]),
+            duplicate_of=None if found is None else found["duplicate_of"],
+            already_saved=found is not None, redacted=item.redactions,
         )
 
     def prepare(
@@ -283,7 +280,7 @@ class MemoryService:
     async def forget(self, principal: Principal, memory_id: UUID, reason: str) -> Memory:
         _require_writer(principal)
         reason = _check_reason(reason)
-        async with tenant_tx(self.pool, principal.tenant_id) as conn:
+        async with principal_tx(self.pool, principal) as conn:
             row = await queries.forget(conn, memory_id)
             if row is None:
                 raise NotFound(f"no memory {memory_id} to forget")
@@ -291,8 +288,8 @@ class MemoryService:
                                        event="forgotten", reason=reason,
                                        detail={"key_id": str(principal.key_id)})
             await queries.insert_audit(conn, tenant_id=principal.tenant_id,
-                                       key_id=principal.key_id, actor=ACTOR, action="forget",
-                                       target=str(memory_id), outcome="ok")
+                                       key_id=principal.key_id, actor=principal.actor,
+                                       action="forget", target=str(memory_id), outcome="ok")
             record = await queries.get_memory(conn, memory_id)
         assert record is not None
         return _memory(record)
@@ -304,9 +301,10 @@ class MemoryService:
         """Erase the memory's text everywhere (data-protection requests); audited."""
         _require_writer(principal)
         actor = erasure.Actor(tenant_id=principal.tenant_id, tenant_name=principal.tenant_name,
-                              name=ACTOR, key_id=principal.key_id)
+                              name=principal.actor, key_id=principal.key_id,
+                              projects=principal.projects)
         try:
-            return await erasure.purge(self.pool, self.temporal, actor, memory_id,
+            return await erasure.purge(self.pool, self.temporal, self.settings, actor, memory_id,
                                        _check_reason(reason))
         except erasure.MemoryNotFound as error:
             raise NotFound(str(error)) from None
@@ -336,7 +334,7 @@ class MemoryService:
                                 include_history)
         query_vector = (await embed_async(self.embedder, [query]))[0]
         now = datetime.now(UTC)
-        async with tenant_tx(self.pool, principal.tenant_id) as conn:
+        async with principal_tx(self.pool, principal) as conn:
             pending = await queries.pending_without_embedding(conn, filters,
                                                               _PENDING_EMBED_LIMIT)
             ranked = await self.retriever.rank(
@@ -370,7 +368,7 @@ class MemoryService:
     async def _important_recent(self, principal: Principal, project: str | None) -> list[Memory]:
         filters = self._filters(principal, project, None, None, None, None, False)
         weights = self.retriever.weights()
-        async with tenant_tx(self.pool, principal.tenant_id) as conn:
+        async with principal_tx(self.pool, principal) as conn:
             rows = await queries.important_recent(
                 conn, filters, weights.importance_boost, weights.recency_weight,
                 weights.half_life_days, 4 * self.settings.search_limit_max,
@@ -407,7 +405,7 @@ class MemoryService:
         scope = self.resolve_project(principal, project)
         after = 0
         while True:
-            async with tenant_tx(self.pool, principal.tenant_id) as conn:
+            async with principal_tx(self.pool, principal) as conn:
                 rows = await queries.export_page(conn, scope, _statuses(False), after, page)
             for row in rows:
                 yield _memory(row)
@@ -417,7 +415,7 @@ class MemoryService:
 
     async def pending(self, principal: Principal, ids: list[UUID]) -> list[UUID]:
         """Those of these saved memories that their workflows have not committed yet."""
-        async with tenant_tx(self.pool, principal.tenant_id) as conn:
+        async with principal_tx(self.pool, principal) as conn:
             return await queries.pending_ids(conn, ids)
 
     async def get(
@@ -431,7 +429,7 @@ class MemoryService:
     ) -> list[Memory]:
         if not 1 <= len(ids) <= self.settings.search_limit_max:
             raise InvalidInput(f"ask for 1 to {self.settings.search_limit_max} ids")
-        async with tenant_tx(self.pool, principal.tenant_id) as conn:
+        async with principal_tx(self.pool, principal) as conn:
             rows = {row["id"]: row for row in await queries.get_memories(conn, ids)}
         found = []
         for memory_id in ids:
@@ -444,7 +442,7 @@ class MemoryService:
         return found
 
     async def status(self, principal: Principal, memory_id: UUID) -> MemoryStatusReport:
-        async with tenant_tx(self.pool, principal.tenant_id) as conn:
+        async with principal_tx(self.pool, principal) as conn:
             row = await queries.get_memory(conn, memory_id)
             events = await queries.memory_events(conn, memory_id) if row else []
         if row is None:
@@ -459,7 +457,7 @@ class MemoryService:
     async def recent_summary(self, principal: Principal, project: str | None) -> list[Memory]:
         scope = self.resolve_project(principal, project)
         since = datetime.now(UTC) - timedelta(hours=24)
-        async with tenant_tx(self.pool, principal.tenant_id) as conn:
+        async with principal_tx(self.pool, principal) as conn:
             rows = await queries.recent_important(conn, sorted({scope, TENANT_WIDE_PROJECT}),
                                                   since, 3, 50)
         return [_memory(row) for row in rows]
@@ -467,7 +465,7 @@ class MemoryService:
     async def manifesto(self, principal: Principal, project: str | None) -> ManifestoView:
         """The project's manifesto as the last consolidation wrote it (empty before one ran)."""
         scope = self.resolve_project(principal, project)
-        async with tenant_tx(self.pool, principal.tenant_id) as conn:
+        async with principal_tx(self.pool, principal) as conn:
             row = await queries.manifesto(conn, scope)
         if row is None:
             return ManifestoView(project=scope, rules=[])
@@ -526,6 +524,22 @@ class MemoryService:
 
 
 _TAG = re.compile(r"^[\w][\w.:/+-]*$")
+
+
+async def _acknowledge(
+    conn: asyncpg.Connection, item: IngestInput
+) -> tuple[IngestInput, asyncpg.Record | None]:
+    """Insert the pending row; returns the item as inserted, or the live memory that already
+    holds this text (a double save is idempotent). Text whose memory was forgotten or purged
+    is saved again as the next generation: a new memory with its own ingestion workflow, so
+    nothing is lost and the answer does not reveal that the text was there before."""
+    while not await queries.insert_pending(conn, item):
+        found = await queries.fetch_status(conn, item.memory_id)
+        assert found is not None  # the id embeds tenant and project: the row is in scope
+        if found["status"] != MemoryStatus.FORGOTTEN:
+            return item, found
+        item = item.next_generation()
+    return item, None
 
 
 def _check_text(value: str, name: str) -> str:

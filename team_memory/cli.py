@@ -492,7 +492,8 @@ def purge(
     async def run(admin_url: str, app_url: str) -> Any:
         client = await connect(settings)
         async with _operator(admin_url, app_url, tenant) as (pool, actor):
-            return await purge_memory(pool, client, actor, UUID(memory_id), reason)
+            return await purge_memory(pool, client, settings, actor, UUID(memory_id),
+                                      reason)
 
     with _database(settings) as (admin_url, app_url):
         try:
