@@ -14,11 +14,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Protocol
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationInfo, field_validator
 from temporalio.client import Client
 from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDReusePolicy
 
-from mcp_server.service import Forbidden, MemoryService
+from mcp_server.service import Forbidden, MemoryService, check_text, check_time
 from mcp_server.service import _memory as memory_from_record
 from team_memory import queries
 from team_memory.capture import (
@@ -65,6 +65,23 @@ class HookEvent(BaseModel):
     summary: str = Field(default="", max_length=4 * SUMMARY_MAX_CHARS)
     at: datetime
 
+    # The same checks as the tools' arguments: text without NUL bytes or lone surrogates,
+    # times within 1970-2999.
+    @field_validator("key", "session_id", "project", "tool", "summary")
+    @classmethod
+    def _text(cls, value: str | None, info: ValidationInfo) -> str | None:
+        return None if value is None else check_text(value, str(info.field_name))
+
+    @field_validator("files")
+    @classmethod
+    def _files(cls, value: list[str]) -> list[str]:
+        return [check_text(path, "files") for path in value]
+
+    @field_validator("at")
+    @classmethod
+    def _time(cls, value: datetime) -> datetime:
+        return check_time(value, "at") or value
+
 
 class HookEvents(BaseModel):
     events: list[HookEvent] = Field(min_length=1, max_length=500)
@@ -74,6 +91,11 @@ class ContextRequest(BaseModel):
     session_id: str = Field(default="", max_length=200)
     project: str = Field(min_length=1, max_length=200)
     source: str | None = Field(default=None, max_length=40)
+
+    @field_validator("session_id", "project", "source")
+    @classmethod
+    def _text(cls, value: str | None, info: ValidationInfo) -> str | None:
+        return None if value is None else check_text(value, str(info.field_name))
 
 
 class ManifestoReader(Protocol):

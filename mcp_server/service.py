@@ -251,7 +251,7 @@ class MemoryService:
             importance=_check_importance(importance),
             tags=self._check_tags(tags or []),
             content_hash=digest,
-            occurred_at=_check_time(occurred_at) or datetime.now(UTC),
+            occurred_at=check_time(occurred_at, "occurred_at") or datetime.now(UTC),
             source=_check_source(source),
             key_id=principal.key_id,
             redactions=[r.kind for r in cleaned.redactions],
@@ -381,6 +381,7 @@ class MemoryService:
         include_history: bool,
     ) -> queries.SearchFilters:
         scope = self.resolve_project(principal, project)
+        since, until = check_time(since, "since"), check_time(until, "until")
         if since is not None and until is not None and since >= until:
             raise InvalidInput("since must be earlier than until")
         return queries.SearchFilters(
@@ -401,12 +402,21 @@ class MemoryService:
 
     async def export(self, principal: Principal, project: str | None,
                      page: int = 500) -> AsyncIterator[Memory]:
-        """A project's current memories in insertion order (pages of ``page`` rows)."""
-        scope = self.resolve_project(principal, project)
+        """A project's current memories in insertion order (pages of ``page`` rows); the
+        export is audited with the first page (a refused one too)."""
+        try:
+            scope = self.resolve_project(principal, project)
+        except (InvalidInput, Forbidden) as error:
+            await self._audit_refusal(principal, "export", None, error)
+            raise
         after = 0
         while True:
             async with principal_tx(self.pool, principal) as conn:
                 rows = await queries.export_page(conn, scope, _statuses(False), after, page)
+                if after == 0:
+                    await queries.insert_audit(
+                        conn, tenant_id=principal.tenant_id, key_id=principal.key_id,
+                        actor=principal.actor, action="export", target=scope, outcome="ok")
             for row in rows:
                 yield _memory(row)
             if len(rows) < page:
@@ -490,7 +500,7 @@ class MemoryService:
         return project or self.settings.project
 
     def _check_content(self, content: str) -> str:
-        content = _check_text(content, "content")
+        content = check_text(content, "content")
         if not content.strip():
             raise InvalidInput("content is empty")
         if len(content) > self.settings.max_content_chars:
@@ -501,7 +511,7 @@ class MemoryService:
         return content
 
     def _check_query(self, query: str) -> str:
-        query = _check_text(query, "query").strip()
+        query = check_text(query, "query").strip()
         if not query:
             raise InvalidInput("query is empty")
         if len(query) > self.settings.max_query_chars:
@@ -513,7 +523,7 @@ class MemoryService:
             raise InvalidInput(f"at most {self.settings.max_tags} tags")
         cleaned = []
         for tag in tags:
-            tag = _check_text(tag, "tag").strip().lower()
+            tag = check_text(tag, "tag").strip().lower()
             if not _TAG.match(tag) or len(tag) > self.settings.max_tag_chars:
                 raise InvalidInput(
                     f"tag {tag[:60]!r} must be 1-{self.settings.max_tag_chars} characters of "
@@ -542,7 +552,7 @@ async def _acknowledge(
     return item, None
 
 
-def _check_text(value: str, name: str) -> str:
+def check_text(value: str, name: str) -> str:
     if not isinstance(value, str):
         raise InvalidInput(f"{name} must be a string")
     if "\x00" in value:
@@ -555,7 +565,7 @@ def _check_text(value: str, name: str) -> str:
 
 
 def _check_reason(reason: str) -> str:
-    reason = _check_text(reason, "reason").strip()
+    reason = check_text(reason, "reason").strip()
     if not reason or len(reason) > 500:
         raise InvalidInput("reason must be 1-500 characters")
     return reason
@@ -576,17 +586,31 @@ def _check_importance(importance: int) -> int:
     return importance
 
 
-def _check_time(moment: datetime | None) -> datetime | None:
-    """Times without a zone are UTC."""
-    if moment is None or moment.tzinfo is not None:
-        return moment
-    return moment.replace(tzinfo=UTC)
+# Memories are not older than Unix time, and a year-1 time with a positive offset does not
+# even convert to UTC: such times are refused the same way by every entry point.
+_EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+_LATEST = datetime(3000, 1, 1, tzinfo=UTC)
+
+
+def check_time(moment: datetime | None, name: str) -> datetime | None:
+    """Times without a zone are UTC; times outside 1970-2999 are refused."""
+    if moment is None:
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    try:
+        in_range = _EARLIEST <= moment.astimezone(UTC) < _LATEST
+    except OverflowError:
+        in_range = False
+    if not in_range:
+        raise InvalidInput(f"{name} must be a time between 1970 and 2999")
+    return moment
 
 
 def _check_source(source: str | None) -> str | None:
     if source is None:
         return None
-    source = _check_text(source, "source")
+    source = check_text(source, "source")
     if len(source) > 200:
         raise InvalidInput("source must be at most 200 characters")
     return source

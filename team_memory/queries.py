@@ -683,19 +683,20 @@ async def insert_tenant(conn: asyncpg.Connection, tenant_id: UUID, name: str) ->
 
 async def insert_key(
     conn: asyncpg.Connection, *, key_id: UUID, tenant_id: UUID, name: str, prefix: str,
-    key_hash: str, project: str | None, read_only: bool,
+    key_hash: str, project: str | None, read_only: bool, expires_at: datetime | None,
 ) -> None:
     await conn.execute(
-        "INSERT INTO api_keys (id, tenant_id, name, prefix, key_hash, project, read_only)"
-        " VALUES ($1, $2, $3, $4, $5, $6, $7)",
-        key_id, tenant_id, name, prefix, key_hash, project, read_only,
+        "INSERT INTO api_keys (id, tenant_id, name, prefix, key_hash, project, read_only,"
+        " expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        key_id, tenant_id, name, prefix, key_hash, project, read_only, expires_at,
     )
 
 
 async def list_keys(conn: asyncpg.Connection, tenant_id: UUID) -> list[asyncpg.Record]:
     rows: list[asyncpg.Record] = await conn.fetch(
-        "SELECT id, name, prefix, project, read_only, created_at, revoked_at FROM api_keys"
-        " WHERE tenant_id = $1 ORDER BY created_at",
+        "SELECT id, name, prefix, project, read_only, created_at, revoked_at, expires_at,"
+        " expires_at <= now() AS expired FROM api_keys WHERE tenant_id = $1"
+        " ORDER BY created_at",
         tenant_id,
     )
     return rows

@@ -378,3 +378,25 @@ def test_the_front_door_opens_transactions_only_through_principal_tx() -> None:
                     node.id if isinstance(node, ast.Name) else node.attr):
                 offenders.append(f"{path.name}:{node.lineno}")
     assert offenders == []
+
+
+async def test_security_definer_functions_are_for_the_application_only_and_documented(
+    admin_pool: asyncpg.Pool,
+) -> None:
+    """They run with the owner's rights: PUBLIC (any role of the cluster) must not execute
+    them, and docs/security.md must say what each one does."""
+    async with admin_pool.acquire() as conn:
+        rows = await conn.fetch(
+            """
+            SELECT p.proname,
+                   has_function_privilege('public', p.oid, 'EXECUTE') AS public_may,
+                   has_function_privilege('team_memory_app', p.oid, 'EXECUTE') AS app_may
+            FROM pg_proc p WHERE p.pronamespace = 'public'::regnamespace AND p.prosecdef
+            ORDER BY 1
+            """)
+    documented = (Path(mcp_server.__file__).parents[1] / "docs" / "security.md").read_text()
+    assert [r["proname"] for r in rows] == [
+        "audit_auth_failure", "authenticate_key", "consolidation_scopes", "purge_event_text",
+        "tenant_id_named"]
+    assert [r["proname"] for r in rows if r["public_may"] or not r["app_may"]] == []
+    assert [r["proname"] for r in rows if f"`{r['proname']}(" not in documented] == []
