@@ -38,6 +38,7 @@ class Reply:
     output_tokens: int = 20
     headers: dict[str, str] = field(default_factory=dict)
     delay_s: float = 0.0
+    held: bool = False
 
 
 class FakeAnthropic:
@@ -47,6 +48,7 @@ class FakeAnthropic:
         self._requests: list[dict[str, Any]] = []
         self._headers: list[dict[str, str]] = []
         self._stopping = threading.Event()
+        self._released = threading.Event()
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -99,6 +101,15 @@ class FakeAnthropic:
         """``then`` (default: a 500) after ``seconds``; stop() cuts the wait short."""
         reply = then or FakeAnthropic.error(500, "api_error", "FakeAnthropic: delayed reply")
         return replace(reply, delay_s=seconds)
+
+    @staticmethod
+    def held(then: Reply) -> Reply:
+        """``then``, sent only once the test calls ``release()`` (or stop()): lets a test act
+        while the caller waits for the model, with no timing involved."""
+        return replace(then, held=True)
+
+    def release(self) -> None:
+        self._released.set()
 
     # --- lifecycle -----------------------------------------------------------------------
 
@@ -185,6 +196,10 @@ class FakeAnthropic:
     def _wait(self, seconds: float) -> None:
         self._stopping.wait(seconds)
 
+    def _hold(self) -> None:
+        while not (self._released.wait(0.05) or self._stopping.is_set()):
+            pass
+
 
 def _api_key(headers: dict[str, str]) -> str | None:
     bearer = headers.get("authorization", "")
@@ -224,6 +239,8 @@ class _Handler(BaseHTTPRequestHandler):
         reply = fake._take(request, {k.lower(): v for k, v in self.headers.items()})
         if reply.delay_s:
             fake._wait(reply.delay_s)
+        if reply.held:
+            fake._hold()
         self._send(reply, request)
 
     def _send(self, reply: Reply, request: dict[str, Any]) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 
 import anyio
@@ -18,6 +19,7 @@ from tests.fakes.anthropic_server import FakeAnthropic
 from tests.mcp_server.test_http import cli
 from tests.mcp_server.test_tools import call, call_error
 from tests.workflows.test_consolidate import consolidate, distiller, fake, save
+from tests.workflows.test_distillation import MODEL
 
 pytestmark = pytest.mark.anyio
 __all__ = ["distiller", "fake"]  # the fixtures, imported for these tests
@@ -158,6 +160,31 @@ async def test_purge_takes_the_text_out_of_the_manifesto(
     assert MARKER not in after and "555-0199" not in after
     assert "Never deploy on Fridays" in after
     assert await find_everywhere(admin_pool, MARKER) == []
+
+
+async def test_a_manifesto_written_during_a_purge_does_not_bring_the_text_back(
+    stack: Stack, fake: FakeAnthropic
+) -> None:
+    """The nightly run reads the memories, asks the model (held here), the purge commits,
+    then the run writes: it must notice the purge instead of writing the model's rules."""
+    async with stack.worker():
+        secret = await save(stack, SECRET_TEXT, importance=5)
+        await save(stack, "Never deploy on Fridays", importance=4)
+    fake.script(FakeAnthropic.held(FakeAnthropic.tool_result({"rules": [
+        {"text": f"Call {MARKER} Jane Roe at 555-0199", "source_ids": [str(secret)]}]})))
+    async with Distiller(api_key="test", model=MODEL, base_url=fake.base_url,
+                         timeout_s=120) as patient, stack.worker(distiller=patient):
+        run = asyncio.create_task(consolidate(stack))
+        with anyio.fail_after(60):
+            while fake.calls < 1:
+                await anyio.sleep(0.05)
+        async with Client(stack.server) as client:
+            await call(client, "purge_memory", id=str(secret), reason="GDPR request 45")
+        fake.release()
+        report = await run
+    view = await stack.service.manifesto(stack.principal, None)
+    assert report.manifesto_policy == "local"
+    assert [rule.text for rule in view.rules] == ["Never deploy on Fridays"]
 
 
 async def _manifesto_texts(client: Client) -> str:
