@@ -16,6 +16,7 @@ from mcp_types import CallToolResult, TextContent
 from pydantic import BaseModel, Field
 
 from mcp_server.service import Forbidden, InvalidInput, MemoryService, NotFound
+from mcp_server.workspace import with_workspace
 from team_memory.consolidation import render_manifesto
 from team_memory.erasure import HistoryNotDeleted, PurgeReport
 from team_memory.models import (
@@ -50,7 +51,7 @@ class MemoryList(BaseModel):
 def _principal(default: Principal | None) -> Principal:
     token = get_access_token()
     if token is not None and token.claims is not None:
-        return Principal.model_validate(token.claims["principal"])
+        return with_workspace(Principal.model_validate(token.claims["principal"]))
     if default is None:
         raise ToolError("authentication required: send an API key as a bearer token")
     return default

@@ -342,13 +342,15 @@ def install_claude_code(
     server = f"http://{settings.mcp_host}:{settings.mcp_port}"
     events = ["SessionStart", *claude_code.CAPTURE_EVENTS] + (["UserPromptSubmit"] if prompts
                                                                else [])
+    entry = claude_code.mcp_entry(paths.scope, settings.mcp_url, key,
+                                  claude_code.headers_helper_command(paths.scope,
+                                                                     settings.data_dir))
     try:
         report = claude_code.install(
             paths, settings.data_dir,
             commands=claude_code.hook_commands(events, lambda e: claude_code.hook_command(
                 e, server, settings.data_dir)),
-            entry=claude_code.mcp_entry(paths.scope, settings.mcp_url, key),
-            add_command=claude_code.mcp_add_command(paths.scope, settings.mcp_url, key),
+            entry=entry, add_command=claude_code.mcp_add_command(paths.scope, entry),
         )
     except claude_code.InstallError as error:
         typer.secho(f"team-memory install: {error} (nothing was written)", fg="red", err=True)
@@ -358,8 +360,11 @@ def install_claude_code(
     for note in report.notes:
         typer.echo(note)
     typer.echo(f"hooks: {', '.join(events)} -> {server}/hooks/...")
+    typer.echo("each session sends its repository's project (X-Team-Memory-Project, from "
+               "the headersHelper); check with: team-memory doctor")
     if scope == "project":
-        typer.echo("the MCP entry reads the key from $TEAM_MEMORY_API_KEY (not committed)")
+        typer.echo("the committed MCP entry holds no key: the headersHelper reads "
+                   "$TEAM_MEMORY_API_KEY or the local key file")
     if settings.anthropic_api_key is None:
         typer.echo("capture is off until ANTHROPIC_API_KEY is set for the server and worker: "
                    "only explicit memories are kept")

@@ -59,13 +59,19 @@ def ingest_workflow_id(tenant_name: str, project: str, digest: str) -> str:
 
 
 class Principal(BaseModel):
-    """Who is calling: resolved from an API key (or the stdio configuration)."""
+    """Who is calling: resolved from an API key (or the stdio configuration).
+
+    ``project`` binds the key to one project (a permission). ``workspace_project`` is where
+    the caller works right now (the repository identity a Claude Code session sends, or the
+    stdio server's working directory): only a default for calls that name no project.
+    """
 
     tenant_id: UUID
     tenant_name: str
     key_id: UUID | None = None
     project: str | None = None
     read_only: bool = False
+    workspace_project: str | None = None
 
 
 class IngestInput(BaseModel):

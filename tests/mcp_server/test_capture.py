@@ -184,6 +184,33 @@ async def test_context_stays_within_a_small_budget(
     assert "Convention 39" not in context or "Convention 0" not in context
 
 
+async def test_context_is_the_manifesto_then_the_working_set_rule(
+    stack: Stack, fake: FakeAnthropic, tmp_path: Path
+) -> None:
+    for i in range(12):
+        await stack.service.save(stack.principal, f"Note {i}: the {i}th service logs in JSON",
+                                 importance=1 + i % 5, project=PROJECT)
+    rules = [{"text": "Every table has a UUID v7 primary key.", "source_ids": []},
+             {"text": "Deploys happen on Tuesdays and Thursdays only.", "source_ids": []}]
+    async with tenant_tx(stack.pool, stack.principal.tenant_id) as conn:
+        await queries.upsert_manifesto(conn, tenant_id=stack.principal.tenant_id,
+                                       project=PROJECT, rules=rules, fingerprint="f",
+                                       policy="local", model=None, input_tokens=None,
+                                       output_tokens=None)
+    async with serving(stack, fake, tmp_path, session_context_tokens=300) as cap:
+        out = json.loads(await cap.hook("session_start.json"))
+    context = out["hookSpecificOutput"]["additionalContext"]
+    assert approx_tokens(context) <= 300
+    assert context.index("1. Every table has a UUID v7") < context.index("## Working set")
+    assert "2. Deploys happen on Tuesdays and Thursdays only." in context
+    shown = [line for line in context.splitlines() if line.startswith("- [general")]
+    assert 0 < len(shown) < 12  # the budget cut the working set
+    ranked = await stack.service.working_set(
+        stack.principal.model_copy(update={"workspace_project": PROJECT}), budget_tokens=10_000)
+    expected = [m.content for m in ranked.memories][:len(shown)]
+    assert [line.split("] ", 1)[1] for line in shown] == expected
+
+
 async def test_duplicate_and_late_events_are_distilled_once(
     stack: Stack, fake: FakeAnthropic, tmp_path: Path
 ) -> None:
