@@ -455,6 +455,8 @@ class MemoryService:
         return MemoryStatusReport(
             id=memory_id, status=MemoryStatus(row["status"]), duplicate_of=row["duplicate_of"],
             superseded_by=row["superseded_by"], dedupe_policy=self.settings.dedupe_policy,
+            workflow_id=ingest_workflow_id(principal.tenant_name, row["project"],
+                                           row["content_hash"]),
             history=[MemoryEvent(**dict(event)) for event in events],
         )
 
@@ -623,6 +625,7 @@ def _hit(row: Mapping[str, Any], score: float, now: datetime) -> MemoryHit:
         snippet=snippet, importance=row["importance"], status=MemoryStatus(row["status"]),
         score=round(score, 6), age=_age(now, row["occurred_at"]),
         occurred_at=row["occurred_at"], tokens=approx_tokens(content),
+        truncated=snippet != one_line,
     )
 
 

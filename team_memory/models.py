@@ -143,6 +143,8 @@ class MemoryHit(BaseModel):
     age: str
     occurred_at: datetime
     tokens: int
+    # The snippet is a cut of the memory (read the rest with get_memory).
+    truncated: bool = False
 
 
 class Memory(BaseModel):
