@@ -59,6 +59,8 @@ class ContextRequest(BaseModel):
     session_id: str = Field(default="", max_length=200)
     project: str = Field(min_length=1, max_length=200)
     source: str | None = Field(default=None, max_length=40)
+    # The hooks were installed with --self-capture: the session's Claude records decisions.
+    self_capture: bool = False
 
 
 @dataclass(frozen=True)
@@ -151,16 +153,19 @@ class CaptureService:
         scoped = principal.model_copy(update={"workspace_project": project})
         manifesto = await self.memory.manifesto(scoped, None)
         frame = ContextFrame(project, [rule.text for rule in manifesto.rules],
-                             self._capture_line())
+                             self._capture_line(request.self_capture))
         current = await self.memory.working_set(
             scoped, budget_tokens=max(0, budget - frame.tokens(budget)),
             text_of=lambda memory: memory_line(memory) + "\n")
         return frame.render(current.memories, budget)
 
-    def _capture_line(self) -> str:
+    def _capture_line(self, self_capture: bool) -> str:
         if self.enabled:
             return ("Capture: on. Tool use in this session is distilled into team memories "
                     "by Claude Haiku (secrets redacted, <private> spans dropped).")
+        if self_capture:
+            return ("Capture: by you. At the end of a turn that changed the repository you "
+                    "will be asked to save its decisions with save_memory.")
         return f"Capture: off. {NO_KEY_NOTE[len('capture is off: '):]}."
 
 

@@ -34,6 +34,8 @@ Scope = Literal["user", "project"]
 SERVER_NAME = "team-memory"
 HOOK_MODULE = "team_memory.hook"
 CAPTURE_EVENTS = ("PostToolUse", "Stop", "SessionEnd")
+# With --self-capture these hooks count the session's changes and ask Claude at Stop.
+SELF_CAPTURE_EVENTS = frozenset({"SessionStart", *CAPTURE_EVENTS})
 TOOL_MATCHER_EVENTS = frozenset({"PostToolUse"})
 # Exact tool names ("A|B" is a list to Claude Code, not a regex): the hook starts only for the
 # tools it summarises.
@@ -68,12 +70,14 @@ class Report:
     notes: list[str] = field(default_factory=list)
 
 
-def hook_command(event: str, server: str, data_dir: Path, python: str | None = None) -> str:
+def hook_command(event: str, server: str, data_dir: Path, python: str | None = None,
+                 self_capture: bool = False) -> str:
     """The command a hook runs: the environment's Python on the stdlib-only hook module
     (``team-memory hook EVENT`` does the same, but the CLI's imports cost ~250 ms)."""
+    mode = ["--capture", "claude"] if self_capture and event in SELF_CAPTURE_EVENTS else []
     return " ".join(shlex.quote(part) for part in (
         python or sys.executable, "-m", HOOK_MODULE, event, "--server", server,
-        "--data-dir", str(data_dir)))
+        "--data-dir", str(data_dir), *mode))
 
 
 def headers_helper_command(scope: Scope, data_dir: Path, python: str | None = None) -> str:

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from team_memory import self_capture
 from team_memory.project_identity import PROJECT_HEADER, project_for
 
 EVENT_KINDS = {"PostToolUse": "tool", "UserPromptSubmit": "prompt", "Stop": "stop",
@@ -46,13 +47,17 @@ _MESSAGE = 1200
 
 
 class HookConfig:
-    def __init__(self, server: str, data_dir: Path, api_key: str | None) -> None:
+    def __init__(self, server: str, data_dir: Path, api_key: str | None,
+                 self_capture: bool = False) -> None:
         self.server = server.rstrip("/")
         self.data_dir = data_dir
         self.api_key = api_key
+        # Installed with --self-capture: the session's Claude records its decisions at Stop.
+        self.self_capture = self_capture
 
     @classmethod
-    def resolve(cls, server: str | None = None, data_dir: str | None = None) -> HookConfig:
+    def resolve(cls, server: str | None = None, data_dir: str | None = None,
+                capture: str | None = None) -> HookConfig:
         if server is None:
             host = os.environ.get("TEAM_MEMORY_MCP_HOST", "127.0.0.1")
             port = os.environ.get("TEAM_MEMORY_MCP_PORT", "8765")
@@ -64,7 +69,7 @@ class HookConfig:
             path = default_data_dir()
         else:
             path = Path(directory)
-        return cls(server, path, _api_key(path))
+        return cls(server, path, _api_key(path), self_capture=capture == "claude")
 
     @property
     def spool(self) -> Path:
@@ -370,27 +375,46 @@ def replay_in_background(config: HookConfig) -> None:
 # --- the hook events -------------------------------------------------------------------------
 
 
-def capture(config: HookConfig, event: str, payload: dict[str, Any]) -> str:
+def capture(config: HookConfig, event: str,
+            payload: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """(what became of the event: sent, spooled, rejected or skipped; the server's answer)."""
     project = project_for(str(payload.get("cwd") or os.getcwd()))
     record = event_record(event, payload, project)
     if record is None:
-        return "skipped"
+        return "skipped", {}
     outcome, answer = post(config, "/hooks/events", {"events": [record]}, SEND_TIMEOUT_S)
     if outcome == Delivery.UNREACHABLE:
         spool(config, [record])
-        return "spooled"
+        return "spooled", answer
     if outcome == Delivery.REJECTED:
         print(f"team-memory: event rejected: {answer.get('error')}", file=sys.stderr)
-        return "rejected"
+        return "rejected", answer
     if has_spool(config):
         replay_in_background(config)
-    return "sent"
+    return "sent", answer
+
+
+def capture_event(config: HookConfig, event: str, payload: dict[str, Any]) -> str:
+    """Send the event; with self-capture, also keep the session's counters and, at Stop, ask
+    Claude to save the turn's decisions (the hook's stdout, else empty)."""
+    outcome, answer = capture(config, event, payload)
+    if not config.self_capture:
+        return ""
+    session_id = payload.get("session_id")
+    if event == "PostToolUse" and outcome != "skipped" and isinstance(session_id, str):
+        self_capture.note_change(config.data_dir, session_id)
+    elif event == "Stop" and outcome == "sent":  # not when the server cannot take the saves
+        return self_capture.ask_on_stop(config.data_dir, payload,
+                                        server_distills=bool(answer.get("capture"))) or ""
+    elif event == "SessionEnd":
+        self_capture.forget_session(config.data_dir, session_id)
+    return ""
 
 
 def session_context(config: HookConfig, payload: dict[str, Any]) -> str:
     project = project_for(str(payload.get("cwd") or os.getcwd()))
     body = {"session_id": str(payload.get("session_id") or ""), "project": project,
-            "source": payload.get("source")}
+            "source": payload.get("source"), "self_capture": config.self_capture}
     outcome, answer = post(config, "/hooks/context", body, CONTEXT_TIMEOUT_S)
     if outcome != Delivery.SENT:
         return (f"Team Memory ({project}): the server at {config.server} did not answer "
@@ -429,8 +453,7 @@ def run(event: str, payload: dict[str, Any], config: HookConfig) -> str:
             "hookEventName": "SessionStart",
             "additionalContext": session_context(config, payload)}})
     if event in EVENT_KINDS:
-        capture(config, event, payload)
-        return ""
+        return capture_event(config, event, payload)
     raise ValueError(f"unknown hook event {event!r}; expected one of {', '.join(HOOK_EVENTS)}")
 
 
@@ -438,10 +461,12 @@ def main(argv: list[str] | None = None) -> int:
     positional, options = _options(sys.argv[1:] if argv is None else argv)
     if not positional:
         print(f"usage: team-memory hook {{{'|'.join(HOOK_EVENTS)}|replay|headers}} "
-              "[--server URL] [--data-dir DIR] [--auth key]", file=sys.stderr)
+              "[--server URL] [--data-dir DIR] [--auth key] [--capture claude]",
+              file=sys.stderr)
         return 2
     try:
-        config = HookConfig.resolve(options.get("server"), options.get("data-dir"))
+        config = HookConfig.resolve(options.get("server"), options.get("data-dir"),
+                                    options.get("capture"))
         if positional[0] == "replay":
             replay(config)
             return 0

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from team_memory import embedded
+from team_memory import embedded, self_capture
 from team_memory.hook import (
     SUMMARISED_TOOLS,
     HookConfig,
@@ -108,9 +108,9 @@ def test_events_without_a_tool_use_id_get_distinct_keys() -> None:
 
 def test_server_down_spools_redacted_records(tmp_path: Path) -> None:
     config = down(tmp_path)
-    assert capture(config, "PostToolUse", payload("post_tool_use_bash.json", tmp_path)) \
+    assert capture(config, "PostToolUse", payload("post_tool_use_bash.json", tmp_path))[0] \
         == "spooled"
-    assert capture(config, "Stop", payload("stop.json", tmp_path)) == "spooled"
+    assert capture(config, "Stop", payload("stop.json", tmp_path))[0] == "spooled"
     lines = config.spool.read_text().splitlines()
     assert len(lines) == 2
     assert "sk-ant-api03" not in config.spool.read_text()
@@ -153,3 +153,13 @@ def test_entry_point_never_fails_claude_code(tmp_path: Path) -> None:
 def test_unknown_event_is_reported(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="unknown hook event"):
         run("PreCompact", {}, down(tmp_path))
+
+
+def test_self_capture_asks_at_most_max_asks_times_a_session(tmp_path: Path) -> None:
+    stop = {"session_id": "s1"}
+    answers = []
+    for _ in range(self_capture.MAX_ASKS + 3):
+        self_capture.note_change(tmp_path, "s1")
+        answers.append(self_capture.ask_on_stop(tmp_path, stop, server_distills=False))
+    assert sum(a is not None for a in answers) == self_capture.MAX_ASKS
+    assert self_capture.ask_on_stop(tmp_path, {}, server_distills=False) is None
