@@ -345,15 +345,17 @@ class MemoryService:
 
     async def working_set(
         self, principal: Principal, project: str | None = None, query: str | None = None,
-        budget_tokens: int | None = None,
+        budget_tokens: int | None = None, text_of: Callable[[Memory], str] | None = None,
     ) -> WorkingSet:
-        """Session-start context: the memories that matter most now, in full, within a token
-        budget. With a query, ranked by relevance x importance x recency (the search score);
-        without, by importance x recency. Best first; a memory too large for what is left of
-        the budget is skipped, not cut."""
-        budget = budget_tokens or self.settings.working_set_tokens
-        if budget < 1:
-            raise InvalidInput("budget_tokens must be positive")
+        """The working-set rule (memory://working_set and the session-start context): the
+        memories that matter most now, in full, within a token budget. With a query, ranked by
+        relevance x importance x recency (the search score); without, by importance x recency.
+        Best first; a memory too large for what is left of the budget is skipped, not cut.
+        ``text_of`` is how each memory will be rendered (its cost against the budget)."""
+        budget = self.settings.working_set_tokens if budget_tokens is None else budget_tokens
+        if budget < 0:
+            raise InvalidInput("budget_tokens must not be negative")
+        render = text_of or _content
         scope = self.resolve_project(principal, project)
         if query is not None and query.strip():
             hits = await self.search(principal, query, project=project,
@@ -361,9 +363,9 @@ class MemoryService:
             memories = await self.get_many(principal, [h.id for h in hits]) if hits else []
         else:
             memories = await self._important_recent(principal, project)
-        chosen = ranking.within_budget(memories, lambda m: m.content, budget)
+        chosen = ranking.within_budget(memories, render, budget)
         return WorkingSet(project=scope, budget_tokens=budget, memories=chosen,
-                          tokens=sum(approx_tokens(m.content) for m in chosen))
+                          tokens=sum(approx_tokens(render(m)) for m in chosen))
 
     async def _important_recent(self, principal: Principal, project: str | None) -> list[Memory]:
         filters = self._filters(principal, project, None, None, None, None, False)
@@ -461,6 +463,8 @@ class MemoryService:
         return MemoryStatusReport(
             id=memory_id, status=MemoryStatus(row["status"]), duplicate_of=row["duplicate_of"],
             superseded_by=row["superseded_by"], dedupe_policy=self.settings.dedupe_policy,
+            workflow_id=ingest_workflow_id(principal.tenant_name, row["project"],
+                                           row["content_hash"], row["generation"]),
             history=[MemoryEvent(**dict(event)) for event in events],
         )
 
@@ -487,17 +491,17 @@ class MemoryService:
     # --- validation -----------------------------------------------------------------------
 
     def resolve_project(self, principal: Principal, project: str | None) -> str:
-        if project is not None and project != TENANT_WIDE_PROJECT \
-                and not PROJECT_PATTERN.match(project):
-            raise InvalidInput(
-                "project must be 1-200 characters of letters, digits and ._:/@+- "
-                "(or '*' for tenant-wide)"
-            )
+        """An explicit project, else the key's project, else the caller's workspace (the
+        repository its session runs in), else the configured default."""
+        _check_project(project)
         if principal.project is not None:
             if project not in (None, principal.project):
                 raise Forbidden(f"this key is limited to project {principal.project!r}")
             return principal.project
-        return project or self.settings.project
+        if project is not None:
+            return project
+        _check_project(principal.workspace_project)
+        return principal.workspace_project or self.settings.project
 
     def _check_content(self, content: str) -> str:
         content = check_text(content, "content")
@@ -562,6 +566,15 @@ def check_text(value: str, name: str) -> str:
     except UnicodeEncodeError as error:
         raise InvalidInput(f"{name} is not valid Unicode text") from error
     return value
+
+
+def _check_project(project: str | None) -> None:
+    if project is not None and project != TENANT_WIDE_PROJECT \
+            and not PROJECT_PATTERN.match(project):
+        raise InvalidInput(
+            "project must be 1-200 characters of letters, digits and ._:/@+- "
+            "(or '*' for tenant-wide)"
+        )
 
 
 def _check_reason(reason: str) -> str:
@@ -633,6 +646,10 @@ def _not_current(row: asyncpg.Record) -> str:
             "pass include_history=true to read it anyway")
 
 
+def _content(memory: Memory) -> str:
+    return memory.content
+
+
 def _age(now: datetime, then: datetime) -> str:
     return humanize_age(max(0.0, (now - then).total_seconds()))
 
@@ -646,6 +663,7 @@ def _hit(row: Mapping[str, Any], score: float, now: datetime) -> MemoryHit:
         snippet=snippet, importance=row["importance"], status=MemoryStatus(row["status"]),
         score=round(score, 6), age=_age(now, row["occurred_at"]),
         occurred_at=row["occurred_at"], tokens=approx_tokens(content),
+        truncated=snippet != one_line,
     )
 
 

@@ -368,6 +368,10 @@ def install_claude_code(
     scope: ScopeOption = "user",
     prompts: Annotated[bool, typer.Option("--prompts", help="Also capture the prompts you "
                                           "type (UserPromptSubmit)")] = False,
+    self_capture: Annotated[bool, typer.Option(
+        "--self-capture", help="Without an ANTHROPIC_API_KEY on the server: at the end of a "
+        "turn that changed the repository, ask this session's Claude to save its decisions "
+        "(one extra turn)")] = False,
     home: HomeOption = None,
     project_dir: ProjectOption = None,
     data_dir: DataDir = None,
@@ -381,13 +385,15 @@ def install_claude_code(
     server = f"http://{settings.mcp_host}:{settings.mcp_port}"
     events = ["SessionStart", *claude_code.CAPTURE_EVENTS] + (["UserPromptSubmit"] if prompts
                                                                else [])
+    entry = claude_code.mcp_entry(paths.scope, settings.mcp_url, key,
+                                  claude_code.headers_helper_command(paths.scope,
+                                                                     settings.data_dir))
     try:
         report = claude_code.install(
             paths, settings.data_dir,
             commands=claude_code.hook_commands(events, lambda e: claude_code.hook_command(
-                e, server, settings.data_dir)),
-            entry=claude_code.mcp_entry(paths.scope, settings.mcp_url, key),
-            add_command=claude_code.mcp_add_command(paths.scope, settings.mcp_url, key),
+                e, server, settings.data_dir, self_capture=self_capture)),
+            entry=entry, add_command=claude_code.mcp_add_command(paths.scope, entry),
         )
     except claude_code.InstallError as error:
         typer.secho(f"team-memory install: {error} (nothing was written)", fg="red", err=True)
@@ -397,11 +403,18 @@ def install_claude_code(
     for note in report.notes:
         typer.echo(note)
     typer.echo(f"hooks: {', '.join(events)} -> {server}/hooks/...")
+    typer.echo("each session sends its repository's project (X-Team-Memory-Project, from "
+               "the headersHelper); check with: team-memory doctor")
     if scope == "project":
-        typer.echo("the MCP entry reads the key from $TEAM_MEMORY_API_KEY (not committed)")
-    if settings.anthropic_api_key is None:
-        typer.echo("capture is off until ANTHROPIC_API_KEY is set for the server and worker: "
-                   "only explicit memories are kept")
+        typer.echo("the committed MCP entry holds no key: the headersHelper reads "
+                   "$TEAM_MEMORY_API_KEY or the local key file")
+    if self_capture:
+        typer.echo("self-capture: at the end of a turn that changed the repository, Claude is "
+                   "asked to save its decisions (when the server has no ANTHROPIC_API_KEY); "
+                   "allow mcp__team-memory__save_memory once so it can")
+    elif settings.anthropic_api_key is None:
+        typer.echo("capture is off until ANTHROPIC_API_KEY is set for the server and worker "
+                   "(or reinstall with --self-capture): only explicit memories are kept")
     typer.echo(f"undo with: team-memory uninstall claude-code --scope {scope}")
 
 

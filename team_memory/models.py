@@ -56,7 +56,7 @@ def memory_id_for(tenant_id: UUID, project: str, digest: str, generation: int = 
     return uuid.uuid5(_MEMORY_ID_NAMESPACE, f"{tenant_id}/{project}/{digest}{suffix}")
 
 
-def ingest_workflow_id(tenant_name: str, project: str, digest: str, generation: int = 0) -> str:
+def ingest_workflow_id(tenant_name: str, project: str, digest: str, generation: int) -> str:
     """Generation 0 keeps the original form (running workflows and purges of old memories);
     a later generation can never collide with it (a digest segment is 24 hex digits)."""
     base = f"ingest/{tenant_name}/{project}/{digest[:24]}"
@@ -64,13 +64,19 @@ def ingest_workflow_id(tenant_name: str, project: str, digest: str, generation: 
 
 
 class Principal(BaseModel):
-    """Who is calling: resolved from an API key (or the stdio configuration)."""
+    """Who is calling: resolved from an API key (or the stdio configuration).
+
+    ``project`` binds the key to one project (a permission). ``workspace_project`` is where
+    the caller works right now (the repository identity a Claude Code session sends, or the
+    stdio server's working directory): only a default for calls that name no project.
+    """
 
     tenant_id: UUID
     tenant_name: str
     key_id: UUID | None = None
     project: str | None = None
     read_only: bool = False
+    workspace_project: str | None = None
     # Who the audit trail names: "mcp" for a key's requests, "operator:<user>" for the CLI.
     actor: str = "mcp"
 
@@ -159,6 +165,8 @@ class MemoryHit(BaseModel):
     age: str
     occurred_at: datetime
     tokens: int
+    # The snippet is a cut of the memory (read the rest with get_memory).
+    truncated: bool = False
 
 
 class Memory(BaseModel):

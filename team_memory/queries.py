@@ -20,7 +20,8 @@ SET_TENANT = "SELECT set_config('app.tenant_id', $1, true)"
 
 _MEMORY_COLUMNS = """
     id, project, content, category, importance, tags, status, source, duplicate_of,
-    superseded_by, merged_from, valid_from, valid_to, created_at, occurred_at, updated_at
+    superseded_by, merged_from, valid_from, valid_to, created_at, occurred_at, updated_at,
+    content_hash, generation
 """
 
 
