@@ -400,6 +400,18 @@ def uninstall_claude_code(
         typer.echo(note)
 
 
+@app.command()
+def doctor(home: HomeOption = None) -> None:
+    """Check the Claude Code setup from this directory: config files and hooks, the server,
+    the key, the project this directory resolves to, the capture mode and the hook spool."""
+    from team_memory.doctor import Doctor, render
+
+    cwd = Path.cwd()
+    findings = Doctor(cwd, home or Path.home()).run()
+    typer.echo(render(findings, cwd))
+    raise typer.Exit(1 if any(f.status == "fail" for f in findings) else 0)
+
+
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 def hook(ctx: typer.Context, event: str) -> None:
     """Run one Claude Code hook (reads the hook's JSON on stdin). Installed hooks call
