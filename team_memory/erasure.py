@@ -73,6 +73,7 @@ async def purge(
         ids = [row["id"] for row in family]
         await queries.erase_memories(conn, ids)
         erased = await queries.erase_event_text(conn, ids)
+        await queries.erase_proposal_text(conn, ids)
         await queries.insert_event(conn, tenant_id=actor.tenant_id, memory_id=memory_id,
                                    event="purged", reason=reason,
                                    detail={"actor": actor.name, "purged": ids})
