@@ -547,10 +547,11 @@ def _check_text(value: str, name: str) -> str:
 
 
 def _check_reason(reason: str) -> str:
+    """A reason is stored in history and the audit trail: redacted like any other text."""
     reason = _check_text(reason, "reason").strip()
     if not reason or len(reason) > 500:
         raise InvalidInput("reason must be 1-500 characters")
-    return reason
+    return redact(reason).text
 
 
 def _check_category(category: str) -> Category:

@@ -1,5 +1,6 @@
-"""Logs and the audit trail never carry what a caller searched for or a value that was refused:
-errors say what was wrong, not the value; uvicorn's access log keeps paths, not query strings."""
+"""Logs and the audit trail never carry what a caller searched for, a value that was refused or
+a secret: errors say what was wrong, not the value; reasons and audit details are redacted;
+uvicorn's access log keeps paths, not query strings."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from mcp import Client
 from team_memory import embedded, queries
 from team_memory.db import tenant_tx
 from tests.conftest import Stack
-from tests.mcp_server.test_tools import call_error
+from tests.mcp_server.test_tools import call, call_error
 from tests.processes import child_env, team_memory
 from tests.support.secret_corpus import SECRETS
 
@@ -66,6 +67,18 @@ async def test_every_text_in_an_audit_detail_is_redacted(stack: Stack) -> None:
             detail={"error": f"bad key {GITHUB}", "seen": [GITHUB, 3], "deep": {"x": GITHUB}})
     audit = await audit_text(stack)
     assert GITHUB not in audit and audit.count("[REDACTED:github_token]") == 3
+
+
+async def test_forget_and_purge_reasons_are_redacted(running: Stack) -> None:
+    async with Client(running.server) as client:
+        saved = await call(client, "save_memory", content="Reasons are stored in history")
+        await call(client, "forget_memory", id=saved["id"], reason=f"leaked {GITHUB} here")
+        forgotten = await call(client, "memory_status", id=saved["id"])
+        await call(client, "purge_memory", id=saved["id"], reason=f"really: {GITHUB}")
+        purged = await call(client, "memory_status", id=saved["id"])
+    assert forgotten["history"][-1]["reason"] == "leaked [REDACTED:github_token] here"
+    assert purged["history"][-1]["reason"] == "really: [REDACTED:github_token]"
+    assert GITHUB not in str([forgotten, purged]) and GITHUB not in await audit_text(running)
 
 
 def _wait_healthy(base: str, log: Path, timeout: float = 60) -> None:

@@ -213,6 +213,8 @@ SECRETS: tuple[Secret, ...] = (
     _s("mapbox_secret_token", "mapbox_token",
        "sk.eyJ1Ijoi" + chars(URLSAFE, 40, "mb") + "." + chars(URLSAFE, 22, "mb2"),
        "mapbox {s}"),
+    _s("facebook_access_token", "facebook_token", "EAAC" + chars(ALNUM, 150, "fb"),
+       "graph api token {s}"),
     _s("twitter_bearer_token", "twitter_bearer", "A" * 22 + chars(ALNUM, 80, "tw"),
        "twitter {s}"),
     _s("age_secret_key", "age_secret_key", "AGE-SECRET-KEY-1" + chars(BECH32, 58, "age"),
