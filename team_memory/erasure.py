@@ -21,6 +21,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from team_memory import queries
 from team_memory.db import tenant_tx
 from team_memory.models import MemoryStatus, ingest_workflow_id
+from team_memory.redaction import redact
 
 
 class MemoryNotFound(LookupError):
@@ -66,6 +67,7 @@ async def purge(
     pool: asyncpg.Pool, temporal: Client, actor: Actor, memory_id: UUID, reason: str
 ) -> PurgeReport:
     """Erase a memory's text everywhere; idempotent (purging again retries Temporal)."""
+    reason = redact(reason).text  # kept in history and the audit trail
     async with tenant_tx(pool, actor.tenant_id) as conn:
         family = await queries.purge_family(conn, memory_id)
         if not family or family[0]["id"] != memory_id:
@@ -73,6 +75,7 @@ async def purge(
         ids = [row["id"] for row in family]
         await queries.erase_memories(conn, ids)
         erased = await queries.erase_event_text(conn, ids)
+        await queries.erase_proposal_text(conn, ids)
         await queries.insert_event(conn, tenant_id=actor.tenant_id, memory_id=memory_id,
                                    event="purged", reason=reason,
                                    detail={"actor": actor.name, "purged": ids})

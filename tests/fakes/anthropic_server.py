@@ -9,7 +9,10 @@ Tests point the real ``anthropic`` client at ``FakeAnthropic().base_url`` and sc
         assert fake.requests[0]["model"] == "claude-haiku-4-5"
 
 Each POST /v1/messages consumes the next scripted reply; when none is left the server answers
-500 so a forgotten script fails fast instead of hanging.
+500 so a forgotten script fails fast instead of hanging. Replies scripted for one tool
+(``script_for``) answer only requests that force that tool, in order, before the common script;
+``default_for`` answers a tool's requests once nothing else is scripted for them (for runs
+whose number and order of calls is not fixed, e.g. concurrent ingest decisions).
 """
 
 from __future__ import annotations
@@ -44,6 +47,8 @@ class FakeAnthropic:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._script: deque[Reply] = deque()
+        self._by_tool: dict[str, deque[Reply]] = {}
+        self._defaults: dict[str, Reply] = {}
         self._requests: list[dict[str, Any]] = []
         self._headers: list[dict[str, str]] = []
         self._stopping = threading.Event()
@@ -148,6 +153,14 @@ class FakeAnthropic:
         with self._lock:
             self._script.extend(replies)
 
+    def script_for(self, tool: str, *replies: Reply) -> None:
+        with self._lock:
+            self._by_tool.setdefault(tool, deque()).extend(replies)
+
+    def default_for(self, tool: str, reply: Reply) -> None:
+        with self._lock:
+            self._defaults[tool] = reply
+
     @property
     def requests(self) -> list[dict[str, Any]]:
         """JSON bodies of every POST /v1/messages received, oldest first."""
@@ -175,11 +188,16 @@ class FakeAnthropic:
             return len(self._script)
 
     def _take(self, body: dict[str, Any], headers: dict[str, str]) -> Reply:
+        tool = (body.get("tool_choice") or {}).get("name")
         with self._lock:
             self._requests.append(body)
             self._headers.append(headers)
+            if self._by_tool.get(tool):
+                return self._by_tool[tool].popleft()
             if self._script:
                 return self._script.popleft()
+            if tool in self._defaults:
+                return self._defaults[tool]
         return FakeAnthropic.error(500, "api_error", "FakeAnthropic: no scripted response left")
 
     def _wait(self, seconds: float) -> None:
