@@ -258,7 +258,7 @@ async def test_server_down_then_back_delivers_the_spool(
                           cap.config.api_key)
         for name in ("post_tool_use_edit.json", "post_tool_use_bash.json"):
             data = cap.payload(name, "spool-session")
-            assert await asyncio.to_thread(capture, gone, "PostToolUse", data) == "spooled"
+            assert (await asyncio.to_thread(capture, gone, "PostToolUse", data))[0] == "spooled"
         assert len(gone.spool.read_text().splitlines()) == 2
         # The server is back: the next hooks (the real entry point) send their events and
         # replay the spool in a detached process.
