@@ -31,6 +31,7 @@ from __future__ import annotations
 import itertools
 import json
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
@@ -58,12 +59,13 @@ class Reply:
 
 @dataclass(frozen=True)
 class Recorded:
-    """One HTTP request the fake received."""
+    """One HTTP request the fake received, and when (time.monotonic(), once read)."""
 
     method: str
     path: str
     headers: dict[str, str]
     body: Any
+    at: float
 
 
 @dataclass(frozen=True)
@@ -76,9 +78,10 @@ class ToolOutcome:
 
 @dataclass(frozen=True)
 class Conversation:
-    """A Messages API request body, read the way a script needs it."""
+    """A Messages API request body, read the way a script needs it (``at``: when it came)."""
 
     body: dict[str, Any]
+    at: float = 0.0
 
     @property
     def model(self) -> str:
@@ -297,7 +300,7 @@ class FakeAnthropic:
     @property
     def conversations(self) -> list[Conversation]:
         """Every POST /v1/messages, oldest first."""
-        return [Conversation(r.body) for r in self.exchanges if _is_messages(r)]
+        return [Conversation(r.body, r.at) for r in self.exchanges if _is_messages(r)]
 
     @property
     def requests(self) -> list[dict[str, Any]]:
@@ -459,7 +462,8 @@ class _Handler(BaseHTTPRequestHandler):
         except ValueError:
             body = raw.decode(errors="replace")
         self.fake._record(Recorded(self.command, self.path,
-                                   {k.lower(): v for k, v in self.headers.items()}, body))
+                                   {k.lower(): v for k, v in self.headers.items()}, body,
+                                   time.monotonic()))
         return body
 
     def _not_found(self) -> None:

@@ -26,6 +26,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -218,6 +219,7 @@ class Session:
     events: list[dict[str, Any]]
     stderr: str
     debug_log: str
+    wall_s: float
 
     @property
     def session_id(self) -> str:
@@ -275,6 +277,7 @@ class ClaudeCode:
                    "--debug-file", str(debug)]
         if allowed_tools:
             command += ["--allowedTools", ",".join(allowed_tools)]
+        started = time.monotonic()
         process = subprocess.Popen(command, cwd=cwd, env=self.environment(),
                                    stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                    stderr=subprocess.PIPE, text=True, start_new_session=True)
@@ -286,9 +289,10 @@ class ClaudeCode:
         finally:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(process.pid, signal.SIGKILL)  # hooks or helpers it left behind
+        wall = time.monotonic() - started
         events = [json.loads(line) for line in stdout.splitlines() if line.startswith("{")]
         log = debug.read_text(errors="replace") if debug.exists() else ""
-        return Session(process.returncode, events, stderr, log)
+        return Session(process.returncode, events, stderr, log, wall)
 
 
 def _kill_group(process: subprocess.Popen[str]) -> tuple[str, str]:
