@@ -59,6 +59,8 @@ READ_RESOURCE = "ReadMcpResourceTool"
 MEMORY_TOOLS = [TOOL(name) for name in ("save_memory", "search_memory", "get_memory",
                                         "get_memories", "memory_status")] + [READ_RESOURCE]
 WAIT_S = 60
+# The first run installs the CLI (npm ci, ~250 MB on a cold cache) in the first test's setup.
+pytestmark = pytest.mark.timeout(900)
 _TOKEN = re.compile(r"\b(manifesto|capture)-[0-9a-f]{8}\b")
 
 

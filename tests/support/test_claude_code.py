@@ -22,6 +22,7 @@ def test_without_npm_the_tests_skip_unless_required(monkeypatch: pytest.MonkeyPa
         install_cli()
 
 
+@pytest.mark.timeout(900)  # may install the CLI first (npm ci)
 def test_a_skipped_postinstall_is_run_again(tmp_path: Path) -> None:
     """npm may skip install scripts (allowScripts, --ignore-scripts): bin/claude.exe is then
     the package's placeholder, and the launcher places the native binary itself."""
