@@ -24,7 +24,7 @@ from team_memory.llm import Distiller
 from team_memory.models import ConsolidateInput, ConsolidationReport, MemoryStatus
 from team_memory.temporal import TENANT_KEY
 from tests.conftest import Stack
-from tests.fakes.anthropic_server import FakeAnthropic, Reply
+from tests.support.anthropic_server import FakeAnthropic, Reply
 from tests.support.secret_corpus import SECRETS, Secret
 from tests.support.stored import leaks, stored_columns, workflow_histories
 from workflows.consolidate import Consolidate

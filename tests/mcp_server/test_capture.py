@@ -27,7 +27,7 @@ from team_memory.hook import HookConfig, capture, has_spool, run
 from team_memory.llm import Distiller
 from team_memory.models import MemoryStatus, approx_tokens
 from tests.conftest import Stack
-from tests.fakes.anthropic_server import FakeAnthropic
+from tests.support.anthropic_server import FakeAnthropic
 from tests.team_memory.test_hook import ROOT, payload
 from workflows.worker import build_worker
 
