@@ -15,9 +15,9 @@ from team_memory.llm import Distiller
 from team_memory.models import MemoryStatus, Principal
 from team_memory.tenants import create_key
 from tests.conftest import Stack
-from tests.support.anthropic_server import FakeAnthropic
 from tests.mcp_server.test_http import cli
 from tests.mcp_server.test_tools import call
+from tests.support.anthropic_server import FakeAnthropic
 from tests.workflows.test_consolidate import consolidate, distiller
 from tests.workflows.test_distillation import MODEL, decision, events, fake, first, haiku, row
 
