@@ -12,6 +12,7 @@ tenant whose key comes from $TEAM_MEMORY_API_KEY).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import re
 import shutil
@@ -32,6 +33,7 @@ import pytest
 from bench.stack import BenchStack, start_stack
 from team_memory.db import create_pool
 from team_memory.embedded import free_port
+from team_memory.self_capture import ASK
 from team_memory.tenants import create_key, ensure_tenant
 from tests.mcp_server.test_http import client_for
 from tests.mcp_server.test_tools import call
@@ -46,6 +48,7 @@ from tests.support.claude_code import (
     git_repository,
     install_claude_code,
     install_cli,
+    is_session,
     mcp_entry,
     script_session,
     session_context,
@@ -155,6 +158,7 @@ class Setup:
     repo_a: Path
     repo_b: Path
     api_key: str
+    tenant: str
 
 
 def _new_tenant_key(stack: BenchStack, tenant: str) -> str:
@@ -182,15 +186,16 @@ def setup(request: pytest.FixtureRequest, stack: BenchStack, cli: ClaudeCli,
     env: dict[str, str] = {}
     if scope == "user":
         install_claude_code(home, stack.data_dir, stack.mcp_port)
-        key = stack.api_key
+        key, tenant = stack.api_key, "local"
     else:  # a team that commits .mcp.json: the key comes from each member's environment
-        key = _new_tenant_key(stack, f"acme-{uuid.uuid4().hex[:6]}")
+        tenant = f"acme-{uuid.uuid4().hex[:6]}"
+        key = _new_tenant_key(stack, tenant)
         env["TEAM_MEMORY_API_KEY"] = key
         for repo in (repo_a, repo_b):
             install_claude_code(home, stack.data_dir, stack.mcp_port, scope="project",
                                 project_dir=repo)
     claude = ClaudeCode(cli, home, model, proxy, env=env, logs=root)
-    return Setup(scope, claude, repo_a, repo_b, key)
+    return Setup(scope, claude, repo_a, repo_b, key, tenant)
 
 
 # --- helpers ------------------------------------------------------------------------------------
@@ -360,13 +365,12 @@ def test_a_prompt_that_names_no_project_is_the_repository_s(setup: Setup) -> Non
 
 def test_after_consolidation_the_context_carries_the_manifesto(stack: BenchStack,
                                                                setup: Setup) -> None:
-    if setup.scope != "user":
-        pytest.skip("consolidation runs for the local tenant; the context path is the same")
     token = f"manifesto-{tag()}"
     seed(stack, setup.api_key, PAYMENTS,
          f"Every money amount in payments is an integer of cents ({token})")
     done = subprocess.run(
-        [sys.executable, "-m", "team_memory", "consolidate", "--project", PAYMENTS, "--wait"],
+        [sys.executable, "-m", "team_memory", "consolidate", "--project", PAYMENTS,
+         "--tenant", setup.tenant, "--wait"],
         env={**stack.child_env(), "TEMPORAL_ADDRESS": stack.temporal_address},
         capture_output=True, text=True, timeout=180)
     assert done.returncode == 0, done.stdout + done.stderr
@@ -427,17 +431,22 @@ def _capture_session(stack: BenchStack, session_id: str) -> dict[str, Any] | Non
 
 def test_with_the_server_down_the_session_completes_and_the_spool_is_replayed(
         stack: BenchStack, setup: Setup, tmp_path: Path) -> None:
-    if setup.scope != "user":
-        pytest.skip("the hooks are the same for both scopes")
     down_home = tmp_path / "home"
     down_home.mkdir()
-    install_claude_code(down_home, stack.data_dir, free_port())  # nothing listens there
+    # The same install pointed at a port where nothing listens.
+    if setup.scope == "user":
+        where = setup.repo_a
+        install_claude_code(down_home, stack.data_dir, free_port())
+    else:
+        where = git_repository(tmp_path / "payments", "git@github.com:acme/payments.git")
+        install_claude_code(down_home, stack.data_dir, free_port(), scope="project",
+                            project_dir=where)
     down = ClaudeCode(setup.claude.cli, down_home, setup.claude.model, setup.claude.proxy,
-                      logs=tmp_path)
+                      env=setup.claude.env, logs=tmp_path)
     marker = f"session-{uuid.uuid4().hex}"
     script_session(down.model, marker, [ToolCall("Bash", {"command": "git status --short",
                                                           "description": "status"})])
-    session = down.run(f"[{marker}] What changed?", setup.repo_a,
+    session = down.run(f"[{marker}] What changed?", where,
                        allowed_tools=["Bash", *MEMORY_TOOLS])
     assert session.returncode == 0, session.describe()
     assert all(h.get("exit_code") == 0 for h in session.hook_responses()), session.events
@@ -452,3 +461,77 @@ def test_with_the_server_down_the_session_completes_and_the_spool_is_replayed(
     assert arrived is not None, "the spooled events never reached the server"
     assert arrived["project"] == PAYMENTS
     assert _spooled(stack.data_dir, session.session_id) == []
+
+
+# --- self-capture: no Anthropic key on the server, the session's Claude saves its decisions -----
+
+
+@pytest.fixture(scope="module")
+def keyless_port(stack: BenchStack) -> Iterator[int]:
+    """A second MCP server on the same database and Temporal, started without an Anthropic key
+    (as for a Claude Code subscriber): it can only count hook events."""
+    port = free_port()
+    log = (stack.root / "keyless-serve.log").open("ab")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "team_memory", "serve", "--transport", "http"],
+        env={**stack.child_env(), "TEAM_MEMORY_MCP_PORT": str(port),
+             "TEAM_MEMORY_LOG_LEVEL": "WARNING"},
+        stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            assert process.poll() is None, (stack.root / "keyless-serve.log").read_text()
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2).is_success:
+                    break
+            time.sleep(0.2)
+        yield port
+    finally:
+        process.terminate()
+        try:
+            process.wait(30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(10)
+        log.close()
+
+
+def test_self_capture_saves_the_turns_decision_without_a_server_key(
+        stack: BenchStack, keyless_port: int, cli: ClaudeCli, model: FakeAnthropic,
+        proxy: RefusingProxy, tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    repo = git_repository(tmp_path / "payments", "git@github.com:acme/payments.git")
+    install_claude_code(home, stack.data_dir, keyless_port, options=["--self-capture"])
+    claude = ClaudeCode(cli, home, model, proxy, logs=tmp_path)
+    decision = (f"Decision {tag()}: ids are UUID v7 so that rows sort by creation time "
+                "without a created_at index")
+    marker = f"session-{uuid.uuid4().hex}"
+
+    def asked(conversation: Conversation) -> bool:
+        return is_session(conversation, marker) and ASK in conversation.last_user_text
+
+    # Asked by the Stop hook (Claude Code sends the hook's reason as a user turn): save.
+    model.when(asked, FakeAnthropic.tool_result(
+        {"content": decision, "category": "architecture", "importance": 4}, name=SAVE))
+    app = repo / "app.py"
+    script_session(model, marker, [
+        ToolCall("Read", {"file_path": str(app)}),
+        ToolCall("Edit", {"file_path": str(app), "old_string": "ID_KIND = 'uuid4'",
+                          "new_string": "ID_KIND = 'uuid7'"})])
+    session = claude.run(f"[{marker}] Switch the ids to UUID v7.", repo,
+                         allowed_tools=[*MEMORY_TOOLS, "Read", "Edit"])
+    assert session.returncode == 0, session.describe()
+    stops = session.hook_responses("Stop")
+    assert [bool(json.loads(h["stdout"] or "{}").get("decision")) for h in stops] == \
+        [True, False], stops  # asked once; the continuation's stop is let through
+    requests = [c for c in model.conversations if is_session(c, marker)]
+    assert sum(1 for c in requests if ASK in c.last_user_text) == 1
+    assert wait_for(stack, stack.api_key, decision, PAYMENTS), "the decision was not saved"
+
+    later = f"session-{uuid.uuid4().hex}"
+    script_session(model, later, [])
+    nxt = claude.run(f"[{later}] Hello.", repo, allowed_tools=MEMORY_TOOLS)
+    assert nxt.returncode == 0, nxt.describe()
+    context = session_context(nxt, session_conversation(model, later))
+    assert decision in context and "Capture: by you" in context, context

@@ -371,10 +371,11 @@ def git_repository(path: Path, origin: str) -> Path:
 
 
 def install_claude_code(home: Path, data_dir: Path, mcp_port: int, *, scope: str = "user",
-                        project_dir: Path | None = None) -> subprocess.CompletedProcess[str]:
+                        project_dir: Path | None = None,
+                        options: Sequence[str] = ()) -> subprocess.CompletedProcess[str]:
     """`team-memory install claude-code` as a user types it (in ``project_dir``)."""
     args = [sys.executable, "-m", "team_memory", "install", "claude-code", "--scope", scope,
-            "--home", str(home), "--data-dir", str(data_dir)]
+            "--home", str(home), "--data-dir", str(data_dir), *options]
     if project_dir is not None:
         args += ["--project-dir", str(project_dir)]
     env = {k: v for k, v in os.environ.items()
