@@ -34,6 +34,7 @@ from workflows.worker import build_worker
 
 _RUNTIME_DIR = Path(tempfile.gettempdir()) / f"team-memory-tests-{os.getuid()}"
 _RUNTIME_DIR.mkdir(mode=0o700, exist_ok=True)
+_RUNTIME_DIR.chmod(0o700)  # as XDG requires (an older run may have left it 0755)
 os.environ.setdefault("XDG_RUNTIME_DIR", str(_RUNTIME_DIR))
 
 
