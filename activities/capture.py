@@ -151,6 +151,7 @@ class CaptureActivities:
             tenant_id=request.tenant_id, project=request.project, content=text,
             category=CATEGORY_OF[observation.type], importance=observation.importance,
             tags=["captured", f"observation:{observation.type.value}"], content_hash=digest,
-            occurred_at=max(e.at for e in events), source=f"claude-code:{request.session_id}"[:200],
+            occurred_at=max(e.at for e in events),
+            source=redact(f"claude-code:{request.session_id}"[:200]).text,
             key_id=request.key_id,
         )

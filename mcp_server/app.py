@@ -26,6 +26,7 @@ from mcp_server.service import MemoryService
 from mcp_server.workspace import WorkspaceProjectMiddleware
 from team_memory.db import create_app_pool
 from team_memory.embedder import Embedder, load_in_background
+from team_memory.logs import keep_queries_out_of_server_logs
 from team_memory.migrate import check_embedding_dim
 from team_memory.models import Principal
 from team_memory.project_identity import project_for
@@ -133,6 +134,7 @@ async def serve_http(settings: Settings, embedder: Future[Embedder] | None = Non
                                 # Longer than a client's or load balancer's idle pool: a
                                 # connection closed by us as a request goes out is an error.
                                 timeout_keep_alive=75)
+        keep_queries_out_of_server_logs()  # uvicorn.Config has just (re)configured its loggers
         log.info("MCP server listening on %s", settings.mcp_url)
         _return_after_graceful_shutdown()
         await uvicorn.Server(config).serve()

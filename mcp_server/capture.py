@@ -101,7 +101,8 @@ def _clean(text: str, limit: int) -> str:
 def clean_event(event: HookEvent) -> CaptureEvent:
     """Truncate and redact (secrets, ``<private>`` spans) before anything is stored."""
     return CaptureEvent(
-        key=event.key, session_id=event.session_id, kind=event.kind, tool=event.tool,
+        key=event.key, session_id=event.session_id, kind=event.kind,
+        tool=None if event.tool is None else _clean(event.tool, 100),
         files=[_clean(f, 300) for f in event.files if f.strip()],
         summary=_clean(event.summary, SUMMARY_MAX_CHARS), at=event.at,
     )

@@ -52,7 +52,7 @@ from team_memory.models import (
     ingest_workflow_id,
     memory_id_for,
 )
-from team_memory.redaction import preview, redact
+from team_memory.redaction import preview, redact, redact_tags
 from team_memory.settings import Settings
 from team_memory.temporal import CATEGORY_KEY, PROJECT_KEY, TENANT_KEY
 
@@ -241,6 +241,8 @@ class MemoryService:
         cleaned = redact(self._check_content(content))
         if not cleaned.text.strip():
             raise InvalidInput("content is empty once private spans are removed")
+        checked_tags, tag_kinds = self._check_tags(tags or [])
+        checked_source, source_kinds = _check_source(source)
         digest = content_hash(cleaned.text)
         return IngestInput(
             memory_id=memory_id_for(principal.tenant_id, scope, digest),
@@ -249,12 +251,12 @@ class MemoryService:
             content=cleaned.text,
             category=_check_category(category),
             importance=_check_importance(importance),
-            tags=self._check_tags(tags or []),
+            tags=checked_tags,
             content_hash=digest,
             occurred_at=check_time(occurred_at, "occurred_at") or datetime.now(UTC),
-            source=_check_source(source),
+            source=checked_source,
             key_id=principal.key_id,
-            redactions=[r.kind for r in cleaned.redactions],
+            redactions=list(dict.fromkeys([*cleaned.kinds, *tag_kinds, *source_kinds])),
         )
 
     async def _start_ingestion(
@@ -390,7 +392,7 @@ class MemoryService:
             projects=sorted({scope, TENANT_WIDE_PROJECT}),
             statuses=_statuses(include_history),
             category=None if category is None else _check_category(category),
-            tags=self._check_tags(tags) if tags else None,
+            tags=self._check_tags(tags)[0] if tags else None,
             since=since,
             until=until,
         )
@@ -522,19 +524,23 @@ class MemoryService:
             raise InvalidInput(f"query is longer than {self.settings.max_query_chars} characters")
         return query
 
-    def _check_tags(self, tags: list[str]) -> list[str]:
+    def _check_tags(self, tags: list[str]) -> tuple[list[str], list[str]]:
+        """(tags, kinds of secrets found in them). A tag holding a secret becomes
+        ``redacted:<kind>``; errors say which tag is wrong, never what it says (they reach
+        the audit trail and the server log)."""
         if len(tags) > self.settings.max_tags:
             raise InvalidInput(f"at most {self.settings.max_tags} tags")
+        redacted, kinds = redact_tags([check_text(tag, "tag") for tag in tags])
         cleaned = []
-        for tag in tags:
-            tag = check_text(tag, "tag").strip().lower()
+        for number, tag in enumerate(redacted, start=1):
+            tag = tag.strip().lower()
             if not _TAG.match(tag) or len(tag) > self.settings.max_tag_chars:
                 raise InvalidInput(
-                    f"tag {tag[:60]!r} must be 1-{self.settings.max_tag_chars} characters of "
-                    "letters, digits and ._:/+-"
+                    f"tag {number} of {len(tags)} must be 1-{self.settings.max_tag_chars} "
+                    "characters of letters, digits and ._:/+-"
                 )
             cleaned.append(tag)
-        return sorted(set(cleaned))
+        return sorted(set(cleaned)), kinds
 
 
 _TAG = re.compile(r"^[\w][\w.:/+-]*$")
@@ -578,10 +584,11 @@ def _check_project(project: str | None) -> None:
 
 
 def _check_reason(reason: str) -> str:
+    """A reason is stored in history and the audit trail: redacted like any other text."""
     reason = check_text(reason, "reason").strip()
     if not reason or len(reason) > 500:
         raise InvalidInput("reason must be 1-500 characters")
-    return reason
+    return redact(reason).text
 
 
 def _check_category(category: str) -> Category:
@@ -589,7 +596,7 @@ def _check_category(category: str) -> Category:
         return Category(category)
     except ValueError:
         allowed = ", ".join(c.value for c in Category)
-        raise InvalidInput(f"unknown category {category[:40]!r}; use one of: {allowed}") from None
+        raise InvalidInput(f"unknown category; use one of: {allowed}") from None
 
 
 def _check_importance(importance: int) -> int:
@@ -620,13 +627,15 @@ def check_time(moment: datetime | None, name: str) -> datetime | None:
     return moment
 
 
-def _check_source(source: str | None) -> str | None:
+def _check_source(source: str | None) -> tuple[str | None, list[str]]:
+    """(source, kinds of secrets redacted from it)."""
     if source is None:
-        return None
+        return None, []
     source = check_text(source, "source")
     if len(source) > 200:
         raise InvalidInput("source must be at most 200 characters")
-    return source
+    cleaned = redact(source)
+    return cleaned.text, cleaned.kinds
 
 
 def _require_writer(principal: Principal) -> None:

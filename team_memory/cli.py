@@ -38,6 +38,9 @@ app.add_typer(install_app, name="install")
 app.add_typer(uninstall_app, name="uninstall")
 eval_app = typer.Typer(no_args_is_help=True, help="Measure retrieval quality.")
 app.add_typer(eval_app, name="eval")
+review_app = typer.Typer(no_args_is_help=True, help="Changes the model proposed to another "
+                         "author's memory, held for review.")
+app.add_typer(review_app, name="review")
 
 DataDir = Annotated[Path | None, typer.Option("--data-dir", help="Data directory "
                                               "(default: TEAM_MEMORY_DATA_DIR or per-user)")]
@@ -439,6 +442,18 @@ def uninstall_claude_code(
         typer.echo(note)
 
 
+@app.command()
+def doctor(home: HomeOption = None) -> None:
+    """Check the Claude Code setup from this directory: config files and hooks, the server,
+    the key, the project this directory resolves to, the capture mode and the hook spool."""
+    from team_memory.doctor import Doctor, render
+
+    cwd = Path.cwd()
+    findings = Doctor(cwd, home or Path.home()).run()
+    typer.echo(render(findings, cwd))
+    raise typer.Exit(1 if any(f.status == "fail" for f in findings) else 0)
+
+
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 def hook(ctx: typer.Context, event: str) -> None:
     """Run one Claude Code hook (reads the hook's JSON on stdin). Installed hooks call
@@ -502,6 +517,34 @@ def audit(
         key = str(row["key_id"])[:8] if row["key_id"] else "-"
         typer.echo(f"{row['created_at']:%Y-%m-%d %H:%M:%S%z}  {row['actor']}  key {key}  "
                    f"{row['action']}  {row['target'] or '-'}  {row['outcome']}  {row['detail']}")
+
+
+@review_app.command("list")
+def review_list(
+    tenant: TenantOption,
+    status: Annotated[str, typer.Option(help="pending, approved, rejected or all")] = "pending",
+    limit: Annotated[int, typer.Option(min=1, max=10_000, help="How many entries")] = 50,
+    data_dir: DataDir = None,
+) -> None:
+    """Print the merges and supersedes held for review (newest first)."""
+    from team_memory import queries
+    from team_memory.db import tenant_tx
+
+    async def run(admin_url: str, app_url: str) -> list[Any]:
+        async with _operator(admin_url, app_url, tenant) as (pool, actor), \
+                tenant_tx(pool, actor.tenant_id) as conn:
+            return await queries.proposals(conn, None if status == "all" else status, limit)
+
+    with _database(_settings(data_dir)) as (admin_url, app_url):
+        rows = asyncio.run(run(admin_url, app_url))
+    for row in rows:
+        sources = ",".join(str(uid) for uid in row["source_ids"])
+        typer.echo(f"#{row['id']}  {row['created_at']:%Y-%m-%d %H:%M:%S%z}  {row['status']}  "
+                   f"{row['kind']} {row['target_id']} <- {sources}  {row['origin']}  "
+                   f"{row['model'] or row['policy']}  project {row['project']}")
+        for label, text in (("reason", row["reason"]), ("proposed", row["proposed_text"])):
+            if text:
+                typer.echo(f"    {label}: {' '.join(text.split())}")
 
 
 @app.command()

@@ -22,6 +22,7 @@ from team_memory import queries
 from team_memory.consolidation import write_local_manifesto
 from team_memory.db import tenant_tx
 from team_memory.models import MemoryStatus, ingest_workflow_id
+from team_memory.redaction import redact
 from team_memory.settings import Settings
 
 
@@ -71,6 +72,7 @@ async def purge(
     reason: str,
 ) -> PurgeReport:
     """Erase a memory's text everywhere; idempotent (purging again retries Temporal)."""
+    reason = redact(reason).text  # kept in history and the audit trail
     async with tenant_tx(pool, actor.tenant_id, actor.projects) as conn:
         family = await queries.purge_family(conn, memory_id)
         if not family or family[0]["id"] != memory_id:
@@ -78,6 +80,7 @@ async def purge(
         ids = [row["id"] for row in family]
         await queries.erase_memories(conn, ids)
         erased = await queries.erase_event_text(conn, ids)
+        await queries.erase_proposal_text(conn, ids)
         for project in sorted({row["project"] for row in family}):
             # The manifesto may quote the text: rewritten without it, in this transaction.
             if await queries.manifesto(conn, project) is not None:

@@ -131,6 +131,9 @@ class Decision(BaseModel):
     output_tokens: int = 0
     # Kept without a model decision (API down, malformed reply): the nightly run revisits it.
     needs_review: bool = False
+    # The model's UPDATE or SUPERSEDE of another author's memory: not applied. The memory is
+    # kept (kind ADD) and the proposal (target_id, merged_content) is held for review.
+    held: DecisionKind | None = None
 
 
 class IngestResult(BaseModel):
@@ -256,6 +259,7 @@ class ConsolidationReport(BaseModel):
     folded: int = 0
     revisited: int = 0
     archived: int = 0
+    held_for_review: int = 0
     llm_calls: int = 0
     llm_failures: int = 0
     skipped_for_budget: int = 0
@@ -285,6 +289,7 @@ class ConsolidationReport(BaseModel):
             "superseded": self.superseded + outcome.superseded,
             "folded": self.folded + outcome.folded,
             "revisited": self.revisited + outcome.revisited,
+            "held_for_review": self.held_for_review + outcome.held_for_review,
             "llm_calls": self.llm_calls + outcome.llm_calls,
             "llm_failures": self.llm_failures + outcome.llm_failures,
             "skipped_for_budget": self.skipped_for_budget + int(outcome.skipped_for_budget),
@@ -343,6 +348,7 @@ class ClusterOutcome(BaseModel):
     superseded: int = 0
     folded: int = 0
     revisited: int = 0
+    held_for_review: int = 0
     llm_calls: int = 0
     llm_failures: int = 0
     input_tokens: int = 0

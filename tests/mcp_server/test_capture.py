@@ -31,7 +31,7 @@ from team_memory.models import MemoryStatus, approx_tokens
 from team_memory.temporal import PROJECT_KEY
 from team_memory.tenants import IssuedKey, create_key
 from tests.conftest import Stack
-from tests.fakes.anthropic_server import FakeAnthropic
+from tests.support.anthropic_server import FakeAnthropic
 from tests.team_memory.test_hook import ROOT, payload
 from workflows.worker import build_worker
 

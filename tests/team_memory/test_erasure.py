@@ -15,9 +15,9 @@ from team_memory.erasure import Actor, MemoryNotFound, restore
 from team_memory.llm import Distiller
 from team_memory.models import MemoryStatus, content_hash, ingest_workflow_id
 from tests.conftest import Stack
-from tests.fakes.anthropic_server import FakeAnthropic
 from tests.mcp_server.test_http import cli
 from tests.mcp_server.test_tools import call, call_error
+from tests.support.anthropic_server import FakeAnthropic
 from tests.workflows.test_consolidate import consolidate, distiller, fake, save
 from tests.workflows.test_distillation import MODEL
 

@@ -12,8 +12,9 @@ CREATE FUNCTION current_projects() RETURNS text[]
     LANGUAGE sql STABLE
     AS $$ SELECT nullif(current_setting('app.projects', true), '')::text[] $$;
 
--- Every table with a project column that a request reads: the memories, the manifestos and
--- the search structures (which hold the words of the memories).
+-- Every table with a project column that a request reads: the memories, the manifestos, the
+-- search structures (which hold the words of the memories) and the proposed merges (their
+-- text).
 --
 -- The condition reads "the project is in app.projects, or app.projects is unset", written so
 -- that the planner estimates it right: it folds current_projects() to a constant for its
@@ -26,7 +27,7 @@ DECLARE
     t text;
 BEGIN
     FOREACH t IN ARRAY ARRAY['memories', 'manifestos', 'memory_postings', 'memory_lexemes',
-                             'memory_scopes'] LOOP
+                             'memory_scopes', 'memory_proposals'] LOOP
         EXECUTE format(
             'CREATE POLICY project_scope ON %I AS RESTRICTIVE'
             ' USING (NOT ((project <> ALL (current_projects())) IS TRUE))'
