@@ -68,10 +68,10 @@ class CaptureActivities:
 
     async def _unprocessed(self, request: DistillRequest) -> list[CaptureEvent]:
         async with tenant_tx(self.pool, request.tenant_id) as conn:
-            await queries.ensure_capture_session(conn, request.tenant_id, request.session_id,
-                                                 request.project)
+            await queries.ensure_capture_session(conn, request.tenant_id, request.owner,
+                                                 request.session_id, request.project)
             done = await queries.processed_event_keys(
-                conn, request.session_id, [e.key for e in request.events])
+                conn, request.owner, request.session_id, [e.key for e in request.events])
         return [e for e in request.events if e.key not in done and e.distillable]
 
     async def _skip_reason(self, request: DistillRequest, events: list[CaptureEvent]) -> str | None:
@@ -81,7 +81,7 @@ class CaptureActivities:
                   + sum(approx_tokens(e.model_dump_json()) for e in events))
         async with tenant_tx(self.pool, request.tenant_id) as conn:
             session, daily = await queries.capture_tokens_used(
-                conn, request.session_id, datetime.now(UTC).date())
+                conn, request.owner, request.session_id, datetime.now(UTC).date())
         if session + needed > self.settings.capture_session_tokens:
             return (f"session token budget reached ({session} of "
                     f"{self.settings.capture_session_tokens} used)")
@@ -108,13 +108,15 @@ class CaptureActivities:
     ) -> None:
         async with tenant_tx(self.pool, request.tenant_id) as conn:
             await queries.record_capture_outcome(
-                conn, tenant_id=request.tenant_id, session_id=request.session_id,
-                keys=[e.key for e in events], outcome="skipped", skip_reason=reason[:300])
+                conn, tenant_id=request.tenant_id, key_id=request.owner,
+                session_id=request.session_id, keys=[e.key for e in events], outcome="skipped",
+                skip_reason=reason[:300])
             if usage is not None:
                 await queries.add_capture_usage(
-                    conn, tenant_id=request.tenant_id, session_id=request.session_id,
-                    day=datetime.now(UTC).date(), input_tokens=usage.input_tokens,
-                    output_tokens=usage.output_tokens, observations=0)
+                    conn, tenant_id=request.tenant_id, key_id=request.owner,
+                    session_id=request.session_id, day=datetime.now(UTC).date(),
+                    input_tokens=usage.input_tokens, output_tokens=usage.output_tokens,
+                    observations=0)
 
     async def _save(
         self, request: DistillRequest, events: list[CaptureEvent], found: llm.ObservationSet,
@@ -125,12 +127,14 @@ class CaptureActivities:
         result = DistillResult()
         async with tenant_tx(self.pool, request.tenant_id) as conn:
             await queries.record_capture_outcome(
-                conn, tenant_id=request.tenant_id, session_id=request.session_id,
-                keys=[e.key for e in events], outcome="distilled")
+                conn, tenant_id=request.tenant_id, key_id=request.owner,
+                session_id=request.session_id, keys=[e.key for e in events],
+                outcome="distilled")
             await queries.add_capture_usage(
-                conn, tenant_id=request.tenant_id, session_id=request.session_id,
-                day=datetime.now(UTC).date(), input_tokens=usage.input_tokens,
-                output_tokens=usage.output_tokens, observations=len(items))
+                conn, tenant_id=request.tenant_id, key_id=request.owner,
+                session_id=request.session_id, day=datetime.now(UTC).date(),
+                input_tokens=usage.input_tokens, output_tokens=usage.output_tokens,
+                observations=len(items))
             for item in items:
                 if await queries.insert_pending(conn, item):
                     result.items.append(item)

@@ -35,7 +35,6 @@ from team_memory.settings import Settings
 # What a consolidation prompt costs beyond the memories' text (system prompt, tool schema,
 # output): checked against the run's remaining token budget before each call.
 PROMPT_OVERHEAD_TOKENS = 2_000
-MANIFESTO_CANDIDATES = 40
 
 
 @dataclass
@@ -234,10 +233,9 @@ class ConsolidationActivities:
         async with tenant_tx(self.pool, request.tenant_id) as conn:
             top = await queries.top_memories(conn, request.project,
                                              self.settings.archive_half_life_days,
-                                             MANIFESTO_CANDIDATES)
+                                             consolidation.MANIFESTO_CANDIDATES)
             stored = await queries.manifesto(conn, request.project)
-        digest = consolidation.fingerprint(top, policy, self.settings.manifesto_max_rules,
-                                           self.settings.manifesto_token_budget)
+        digest = consolidation.manifesto_fingerprint(top, policy, self.settings)
         if stored is not None and stored["fingerprint"] == digest:
             return ManifestoOutcome(status="unchanged", policy=stored["policy"],
                                     rules=len(_loads(stored["rules"])))
@@ -249,6 +247,15 @@ class ConsolidationActivities:
                                                   self.settings.manifesto_token_budget)
             policy = "local"
         async with tenant_tx(self.pool, request.tenant_id) as conn:
+            if await queries.lock_against_purge(conn, [r["id"] for r in top]):
+                # Purged while these rules were written: its text must not come back.
+                count = await consolidation.write_local_manifesto(
+                    conn, request.tenant_id, request.project, self.settings)
+                return ManifestoOutcome(
+                    status="regenerated", policy="local", rules=count,
+                    llm_calls=int(usage is not None),
+                    input_tokens=usage.input_tokens if usage else 0,
+                    output_tokens=usage.output_tokens if usage else 0)
             await queries.upsert_manifesto(
                 conn, tenant_id=request.tenant_id, project=request.project, rules=rules,
                 fingerprint=digest, policy=policy, model=usage.model if usage else None,

@@ -16,12 +16,14 @@ from mcp.server import MCPServer
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 
+from mcp_server.http_input import BodyTooLarge, parse_json, read_body
 from mcp_server.service import Forbidden, InvalidInput, MemoryService, NotFound
 from mcp_server.workspace import with_workspace
 from team_memory.models import Principal
 from team_memory.tenants import authenticate
 
 Handler = Callable[[Request, Principal], Awaitable[Any]]
+BODY_LIMIT = 64_000  # a forget reason is at most 500 characters
 _PAGE_HEADERS = {
     "Content-Security-Policy": "default-src 'self'; style-src 'self' 'unsafe-inline'; "
     "script-src 'self' 'unsafe-inline'; frame-ancestors 'none'",
@@ -48,6 +50,8 @@ def add_browser_routes(server: MCPServer, service: MemoryService) -> None:
             try:
                 return JSONResponse(await handler(request, principal),
                                     headers={"Cache-Control": "no-store"})
+            except BodyTooLarge as error:
+                return JSONResponse({"error": str(error)}, status_code=413)
             except (InvalidInput, ValueError) as error:
                 return JSONResponse({"error": str(error)}, status_code=400)
             except Forbidden as error:
@@ -79,7 +83,7 @@ def add_browser_routes(server: MCPServer, service: MemoryService) -> None:
         return {"memory": found.model_dump(mode="json"), "status": report.model_dump(mode="json")}
 
     async def forget(request: Request, principal: Principal) -> dict[str, Any]:
-        body = await request.json()
+        body = parse_json(await read_body(request, BODY_LIMIT))
         reason = body.get("reason") if isinstance(body, dict) else None
         if not isinstance(reason, str):
             raise InvalidInput("a reason is required")

@@ -12,23 +12,24 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationInfo, field_validator
 from temporalio.client import Client
 from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDReusePolicy
 
-from mcp_server.service import Forbidden, MemoryService
+from mcp_server.service import Forbidden, MemoryService, check_text, check_time
 from team_memory import queries
 from team_memory.capture import (
     CAPTURE_SIGNAL,
     CAPTURE_WORKFLOW,
     FILES_MAX,
+    NO_KEY,
     SUMMARY_MAX_CHARS,
     CaptureEvent,
     CaptureSession,
     EventKind,
     capture_workflow_id,
 )
-from team_memory.db import tenant_tx
+from team_memory.db import principal_tx
 from team_memory.models import Memory, Principal, approx_tokens
 from team_memory.redaction import redact
 from team_memory.temporal import PROJECT_KEY, TENANT_KEY
@@ -50,6 +51,23 @@ class HookEvent(BaseModel):
     summary: str = Field(default="", max_length=4 * SUMMARY_MAX_CHARS)
     at: datetime
 
+    # The same checks as the tools' arguments: text without NUL bytes or lone surrogates,
+    # times within 1970-2999.
+    @field_validator("key", "session_id", "project", "tool", "summary")
+    @classmethod
+    def _text(cls, value: str | None, info: ValidationInfo) -> str | None:
+        return None if value is None else check_text(value, str(info.field_name))
+
+    @field_validator("files")
+    @classmethod
+    def _files(cls, value: list[str]) -> list[str]:
+        return [check_text(path, "files") for path in value]
+
+    @field_validator("at")
+    @classmethod
+    def _time(cls, value: datetime) -> datetime:
+        return check_time(value, "at") or value
+
 
 class HookEvents(BaseModel):
     events: list[HookEvent] = Field(min_length=1, max_length=500)
@@ -61,6 +79,11 @@ class ContextRequest(BaseModel):
     source: str | None = Field(default=None, max_length=40)
     # The hooks were installed with --self-capture: the session's Claude records decisions.
     self_capture: bool = False
+
+    @field_validator("session_id", "project", "source")
+    @classmethod
+    def _text(cls, value: str | None, info: ValidationInfo) -> str | None:
+        return None if value is None else check_text(value, str(info.field_name))
 
 
 @dataclass(frozen=True)
@@ -117,11 +140,11 @@ class CaptureService:
 
     async def _count_only(self, principal: Principal,
                           events: Sequence[tuple[str, CaptureEvent]]) -> None:
-        async with tenant_tx(self.memory.pool, principal.tenant_id) as conn:
+        async with principal_tx(self.memory.pool, principal) as conn:
             for project, event in events:
                 await queries.count_capture_received(
-                    conn, principal.tenant_id, event.session_id, project, 1, 1,
-                    "no ANTHROPIC_API_KEY")
+                    conn, principal.tenant_id, principal.key_id or NO_KEY, event.session_id,
+                    project, 1, 1, "no ANTHROPIC_API_KEY")
 
     async def _signal(self, principal: Principal, project: str, event: CaptureEvent) -> None:
         settings = self.memory.settings
@@ -133,7 +156,8 @@ class CaptureService:
             # event (or a replay of this one) is a signal the workflow de-duplicates by key.
             await self.temporal.start_workflow(
                 CAPTURE_WORKFLOW, session,
-                id=capture_workflow_id(principal.tenant_name, event.session_id),
+                id=capture_workflow_id(principal.tenant_name, principal.key_id,
+                                       event.session_id),
                 task_queue=settings.task_queue,
                 start_signal=CAPTURE_SIGNAL, start_signal_args=[event],
                 id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,

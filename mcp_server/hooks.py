@@ -11,11 +11,13 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from mcp_server.capture import CaptureService, ContextRequest, HookEvents
-from mcp_server.service import Forbidden, InvalidInput
+from mcp_server.http_input import BodyTooLarge, read_body
+from mcp_server.service import Forbidden
 from team_memory.models import Principal
 from team_memory.tenants import authenticate
 
 Handler = Callable[[Request, Principal], Awaitable[Response]]
+BODY_LIMIT = 4_000_000
 
 
 def _error(status: int, message: str) -> JSONResponse:
@@ -33,6 +35,8 @@ def _authenticated(capture: CaptureService, handler: Handler) -> Callable[
             return _error(401, "send a valid API key as a bearer token")
         try:
             return await handler(request, principal)
+        except BodyTooLarge as error:
+            return _error(413, str(error))
         except (ValidationError, ValueError) as error:
             return _error(400, _describe(error))
         except Forbidden as error:
@@ -42,16 +46,13 @@ def _authenticated(capture: CaptureService, handler: Handler) -> Callable[
 
 def _describe(error: Exception) -> str:
     if isinstance(error, ValidationError):
-        return "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}"
+        return "; ".join(": ".join(filter(None, (".".join(map(str, e["loc"])), e["msg"])))
                          for e in error.errors()[:5])
     return str(error)
 
 
 async def _body(request: Request, model: type[BaseModel]) -> BaseModel:
-    raw = await request.body()
-    if len(raw) > 4_000_000:
-        raise InvalidInput("request body is larger than 4 MB")
-    return model.model_validate_json(raw)
+    return model.model_validate_json(await read_body(request, BODY_LIMIT))
 
 
 def register_hook_routes(server: MCPServer, capture: CaptureService) -> None:

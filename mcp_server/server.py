@@ -7,12 +7,13 @@ from datetime import datetime
 from typing import Annotated, TypeVar
 from uuid import UUID
 
+from mcp import MCPError
 from mcp.server import MCPServer
 from mcp.server.auth.middleware.auth_context import get_access_token
 from mcp.server.auth.provider import TokenVerifier
 from mcp.server.auth.settings import AuthSettings
 from mcp.server.mcpserver.exceptions import ResourceError, ToolError
-from mcp_types import CallToolResult, TextContent
+from mcp_types import INVALID_PARAMS, CallToolResult, TextContent
 from pydantic import BaseModel, Field
 
 from mcp_server.service import Forbidden, InvalidInput, MemoryService, NotFound
@@ -262,7 +263,8 @@ def _register_manifesto(
         """Load the team's ranked rules for the project into the conversation."""
         try:
             view = await service.manifesto(who(), project)
-        except (InvalidInput, Forbidden) as error:
-            raise ValueError(str(error)) from None
+        except (InvalidInput, Forbidden, ToolError) as error:
+            # Any other exception reaches the client as a bare "Internal server error".
+            raise MCPError(INVALID_PARAMS, str(error)) from None
         return (manifesto_text(view) + "\n\nFollow these rules in this session; search the "
                 "team memory (search_memory) for the details behind any of them.")

@@ -27,7 +27,7 @@ from mcp_server.ratelimit import RateLimiter, retry_message
 from mcp_server.retrieval import Retriever
 from team_memory import erasure, queries, ranking, telemetry
 from team_memory.consolidation import render_manifesto
-from team_memory.db import tenant_tx
+from team_memory.db import principal_tx
 from team_memory.embedder import Embedder, embed_async
 from team_memory.models import (
     ALL_STATUSES,
@@ -79,7 +79,6 @@ class RateLimited(Forbidden):
 _P = ParamSpec("_P")
 _R = TypeVar("_R")
 _Method = Callable[Concatenate["MemoryService", Principal, _P], Awaitable[_R]]
-ACTOR = "mcp"
 
 
 def _audited(action: str) -> Callable[[_Method[_P, _R]], _Method[_P, _R]]:
@@ -163,10 +162,11 @@ class MemoryService:
         self, principal: Principal, action: str, target: UUID | None, error: Exception
     ) -> None:
         outcome = "denied" if isinstance(error, Forbidden) else "rejected"
-        async with tenant_tx(self.pool, principal.tenant_id) as conn:
+        async with principal_tx(self.pool, principal) as conn:
             await queries.insert_audit(
-                conn, tenant_id=principal.tenant_id, key_id=principal.key_id, actor=ACTOR,
-                action=action, target=None if target is None else str(target),
+                conn, tenant_id=principal.tenant_id, key_id=principal.key_id,
+                actor=principal.actor, action=action,
+                target=None if target is None else str(target),
                 outcome=outcome, detail={"error": str(error)[:300]},
             )
 
@@ -195,35 +195,32 @@ class MemoryService:
             item = self.prepare(principal, content, category=category, importance=importance,
                                 tags=tags, project=project, occurred_at=occurred_at,
                                 source=source)
-            scope = item.project
-            digest = item.content_hash
-            workflow_id = ingest_workflow_id(principal.tenant_name, scope, digest)
-            async with tenant_tx(self.pool, principal.tenant_id) as conn:
-                created = await queries.insert_pending(conn, item)
+            async with principal_tx(self.pool, principal) as conn:
+                item, found = await _acknowledge(conn, item)
                 if turn is not None:
                     turn.done()
-                if created:
+                workflow_id = ingest_workflow_id(principal.tenant_name, item.project,
+                                                 item.content_hash, item.generation)
+                if found is None:
                     # Inside the transaction: if the start fails, the pending row is rolled
                     # back.
                     await self._start_ingestion(item, principal, workflow_id)
-                    status, duplicate_of = MemoryStatus.PENDING, None
-                else:
-                    row = await queries.fetch_status(conn, item.memory_id)
-                    assert row is not None
-                    status, duplicate_of = MemoryStatus(row["status"]), row["duplicate_of"]
                 await queries.insert_audit(
-                    conn, tenant_id=principal.tenant_id, key_id=principal.key_id, actor=ACTOR,
-                    action="save", target=str(item.memory_id), outcome="ok",
-                    detail={"project": scope, "already_saved": not created,
-                            "redacted": item.redactions},
+                    conn, tenant_id=principal.tenant_id, key_id=principal.key_id,
+                    actor=principal.actor, action="save", target=str(item.memory_id),
+                    outcome="ok", detail={"project": item.project,
+                                          "already_saved": found is not None,
+                                          "redacted": item.redactions},
                 )
         finally:
             if turn is not None:
                 turn.done()
-        telemetry.saves.add(1, {"already_saved": not created})
+        telemetry.saves.add(1, {"already_saved": found is not None})
         return SaveResult(
-            id=item.memory_id, status=status, project=scope, workflow_id=workflow_id,
-            duplicate_of=duplicate_of, already_saved=not created, redacted=item.redactions,
+            id=item.memory_id, project=item.project, workflow_id=workflow_id,
+            status=MemoryStatus.PENDING if found is None else MemoryStatus(found["status"]),
+            duplicate_of=None if found is None else found["duplicate_of"],
+            already_saved=found is not None, redacted=item.redactions,
         )
 
     def prepare(
@@ -256,7 +253,7 @@ class MemoryService:
             importance=_check_importance(importance),
             tags=checked_tags,
             content_hash=digest,
-            occurred_at=_check_time(occurred_at) or datetime.now(UTC),
+            occurred_at=check_time(occurred_at, "occurred_at") or datetime.now(UTC),
             source=checked_source,
             key_id=principal.key_id,
             redactions=list(dict.fromkeys([*cleaned.kinds, *tag_kinds, *source_kinds])),
@@ -285,7 +282,7 @@ class MemoryService:
     async def forget(self, principal: Principal, memory_id: UUID, reason: str) -> Memory:
         _require_writer(principal)
         reason = _check_reason(reason)
-        async with tenant_tx(self.pool, principal.tenant_id) as conn:
+        async with principal_tx(self.pool, principal) as conn:
             row = await queries.forget(conn, memory_id)
             if row is None:
                 raise NotFound(f"no memory {memory_id} to forget")
@@ -293,8 +290,8 @@ class MemoryService:
                                        event="forgotten", reason=reason,
                                        detail={"key_id": str(principal.key_id)})
             await queries.insert_audit(conn, tenant_id=principal.tenant_id,
-                                       key_id=principal.key_id, actor=ACTOR, action="forget",
-                                       target=str(memory_id), outcome="ok")
+                                       key_id=principal.key_id, actor=principal.actor,
+                                       action="forget", target=str(memory_id), outcome="ok")
             record = await queries.get_memory(conn, memory_id)
         assert record is not None
         return _memory(record)
@@ -306,9 +303,10 @@ class MemoryService:
         """Erase the memory's text everywhere (data-protection requests); audited."""
         _require_writer(principal)
         actor = erasure.Actor(tenant_id=principal.tenant_id, tenant_name=principal.tenant_name,
-                              name=ACTOR, key_id=principal.key_id)
+                              name=principal.actor, key_id=principal.key_id,
+                              projects=principal.projects)
         try:
-            return await erasure.purge(self.pool, self.temporal, actor, memory_id,
+            return await erasure.purge(self.pool, self.temporal, self.settings, actor, memory_id,
                                        _check_reason(reason))
         except erasure.MemoryNotFound as error:
             raise NotFound(str(error)) from None
@@ -338,7 +336,7 @@ class MemoryService:
                                 include_history)
         query_vector = (await embed_async(self.embedder, [query]))[0]
         now = datetime.now(UTC)
-        async with tenant_tx(self.pool, principal.tenant_id) as conn:
+        async with principal_tx(self.pool, principal) as conn:
             pending = await queries.pending_without_embedding(conn, filters,
                                                               _PENDING_EMBED_LIMIT)
             ranked = await self.retriever.rank(
@@ -374,7 +372,7 @@ class MemoryService:
     async def _important_recent(self, principal: Principal, project: str | None) -> list[Memory]:
         filters = self._filters(principal, project, None, None, None, None, False)
         weights = self.retriever.weights()
-        async with tenant_tx(self.pool, principal.tenant_id) as conn:
+        async with principal_tx(self.pool, principal) as conn:
             rows = await queries.important_recent(
                 conn, filters, weights.importance_boost, weights.recency_weight,
                 weights.half_life_days, 4 * self.settings.search_limit_max,
@@ -387,6 +385,7 @@ class MemoryService:
         include_history: bool,
     ) -> queries.SearchFilters:
         scope = self.resolve_project(principal, project)
+        since, until = check_time(since, "since"), check_time(until, "until")
         if since is not None and until is not None and since >= until:
             raise InvalidInput("since must be earlier than until")
         return queries.SearchFilters(
@@ -407,12 +406,21 @@ class MemoryService:
 
     async def export(self, principal: Principal, project: str | None,
                      page: int = 500) -> AsyncIterator[Memory]:
-        """A project's current memories in insertion order (pages of ``page`` rows)."""
-        scope = self.resolve_project(principal, project)
+        """A project's current memories in insertion order (pages of ``page`` rows); the
+        export is audited with the first page (a refused one too)."""
+        try:
+            scope = self.resolve_project(principal, project)
+        except (InvalidInput, Forbidden) as error:
+            await self._audit_refusal(principal, "export", None, error)
+            raise
         after = 0
         while True:
-            async with tenant_tx(self.pool, principal.tenant_id) as conn:
+            async with principal_tx(self.pool, principal) as conn:
                 rows = await queries.export_page(conn, scope, _statuses(False), after, page)
+                if after == 0:
+                    await queries.insert_audit(
+                        conn, tenant_id=principal.tenant_id, key_id=principal.key_id,
+                        actor=principal.actor, action="export", target=scope, outcome="ok")
             for row in rows:
                 yield _memory(row)
             if len(rows) < page:
@@ -421,7 +429,7 @@ class MemoryService:
 
     async def pending(self, principal: Principal, ids: list[UUID]) -> list[UUID]:
         """Those of these saved memories that their workflows have not committed yet."""
-        async with tenant_tx(self.pool, principal.tenant_id) as conn:
+        async with principal_tx(self.pool, principal) as conn:
             return await queries.pending_ids(conn, ids)
 
     async def get(
@@ -435,7 +443,7 @@ class MemoryService:
     ) -> list[Memory]:
         if not 1 <= len(ids) <= self.settings.search_limit_max:
             raise InvalidInput(f"ask for 1 to {self.settings.search_limit_max} ids")
-        async with tenant_tx(self.pool, principal.tenant_id) as conn:
+        async with principal_tx(self.pool, principal) as conn:
             rows = {row["id"]: row for row in await queries.get_memories(conn, ids)}
         found = []
         for memory_id in ids:
@@ -448,7 +456,7 @@ class MemoryService:
         return found
 
     async def status(self, principal: Principal, memory_id: UUID) -> MemoryStatusReport:
-        async with tenant_tx(self.pool, principal.tenant_id) as conn:
+        async with principal_tx(self.pool, principal) as conn:
             row = await queries.get_memory(conn, memory_id)
             events = await queries.memory_events(conn, memory_id) if row else []
         if row is None:
@@ -458,14 +466,14 @@ class MemoryService:
             id=memory_id, status=MemoryStatus(row["status"]), duplicate_of=row["duplicate_of"],
             superseded_by=row["superseded_by"], dedupe_policy=self.settings.dedupe_policy,
             workflow_id=ingest_workflow_id(principal.tenant_name, row["project"],
-                                           row["content_hash"]),
+                                           row["content_hash"], row["generation"]),
             history=[MemoryEvent(**dict(event)) for event in events],
         )
 
     async def recent_summary(self, principal: Principal, project: str | None) -> list[Memory]:
         scope = self.resolve_project(principal, project)
         since = datetime.now(UTC) - timedelta(hours=24)
-        async with tenant_tx(self.pool, principal.tenant_id) as conn:
+        async with principal_tx(self.pool, principal) as conn:
             rows = await queries.recent_important(conn, sorted({scope, TENANT_WIDE_PROJECT}),
                                                   since, 3, 50)
         return [_memory(row) for row in rows]
@@ -473,7 +481,7 @@ class MemoryService:
     async def manifesto(self, principal: Principal, project: str | None) -> ManifestoView:
         """The project's manifesto as the last consolidation wrote it (empty before one ran)."""
         scope = self.resolve_project(principal, project)
-        async with tenant_tx(self.pool, principal.tenant_id) as conn:
+        async with principal_tx(self.pool, principal) as conn:
             row = await queries.manifesto(conn, scope)
         if row is None:
             return ManifestoView(project=scope, rules=[])
@@ -498,7 +506,7 @@ class MemoryService:
         return principal.workspace_project or self.settings.project
 
     def _check_content(self, content: str) -> str:
-        content = _check_text(content, "content")
+        content = check_text(content, "content")
         if not content.strip():
             raise InvalidInput("content is empty")
         if len(content) > self.settings.max_content_chars:
@@ -509,7 +517,7 @@ class MemoryService:
         return content
 
     def _check_query(self, query: str) -> str:
-        query = _check_text(query, "query").strip()
+        query = check_text(query, "query").strip()
         if not query:
             raise InvalidInput("query is empty")
         if len(query) > self.settings.max_query_chars:
@@ -522,7 +530,7 @@ class MemoryService:
         the audit trail and the server log)."""
         if len(tags) > self.settings.max_tags:
             raise InvalidInput(f"at most {self.settings.max_tags} tags")
-        redacted, kinds = redact_tags([_check_text(tag, "tag") for tag in tags])
+        redacted, kinds = redact_tags([check_text(tag, "tag") for tag in tags])
         cleaned = []
         for number, tag in enumerate(redacted, start=1):
             tag = tag.strip().lower()
@@ -538,7 +546,23 @@ class MemoryService:
 _TAG = re.compile(r"^[\w][\w.:/+-]*$")
 
 
-def _check_text(value: str, name: str) -> str:
+async def _acknowledge(
+    conn: asyncpg.Connection, item: IngestInput
+) -> tuple[IngestInput, asyncpg.Record | None]:
+    """Insert the pending row; returns the item as inserted, or the live memory that already
+    holds this text (a double save is idempotent). Text whose memory was forgotten or purged
+    is saved again as the next generation: a new memory with its own ingestion workflow, so
+    nothing is lost and the answer does not reveal that the text was there before."""
+    while not await queries.insert_pending(conn, item):
+        found = await queries.fetch_status(conn, item.memory_id)
+        assert found is not None  # the id embeds tenant and project: the row is in scope
+        if found["status"] != MemoryStatus.FORGOTTEN:
+            return item, found
+        item = item.next_generation()
+    return item, None
+
+
+def check_text(value: str, name: str) -> str:
     if not isinstance(value, str):
         raise InvalidInput(f"{name} must be a string")
     if "\x00" in value:
@@ -561,7 +585,7 @@ def _check_project(project: str | None) -> None:
 
 def _check_reason(reason: str) -> str:
     """A reason is stored in history and the audit trail: redacted like any other text."""
-    reason = _check_text(reason, "reason").strip()
+    reason = check_text(reason, "reason").strip()
     if not reason or len(reason) > 500:
         raise InvalidInput("reason must be 1-500 characters")
     return redact(reason).text
@@ -582,18 +606,32 @@ def _check_importance(importance: int) -> int:
     return importance
 
 
-def _check_time(moment: datetime | None) -> datetime | None:
-    """Times without a zone are UTC."""
-    if moment is None or moment.tzinfo is not None:
-        return moment
-    return moment.replace(tzinfo=UTC)
+# Memories are not older than Unix time, and a year-1 time with a positive offset does not
+# even convert to UTC: such times are refused the same way by every entry point.
+_EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+_LATEST = datetime(3000, 1, 1, tzinfo=UTC)
+
+
+def check_time(moment: datetime | None, name: str) -> datetime | None:
+    """Times without a zone are UTC; times outside 1970-2999 are refused."""
+    if moment is None:
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    try:
+        in_range = _EARLIEST <= moment.astimezone(UTC) < _LATEST
+    except OverflowError:
+        in_range = False
+    if not in_range:
+        raise InvalidInput(f"{name} must be a time between 1970 and 2999")
+    return moment
 
 
 def _check_source(source: str | None) -> tuple[str | None, list[str]]:
     """(source, kinds of secrets redacted from it)."""
     if source is None:
         return None, []
-    source = _check_text(source, "source")
+    source = check_text(source, "source")
     if len(source) > 200:
         raise InvalidInput("source must be at most 200 characters")
     cleaned = redact(source)

@@ -19,6 +19,8 @@ from team_memory.models import IngestInput, Principal
 
 SUMMARY_MAX_CHARS = 1200
 FILES_MAX = 20
+# capture_sessions.key_id of a principal without a key (such principals never capture).
+NO_KEY = UUID(int=0)
 CAPTURE_SIGNAL = "event"
 CAPTURE_WORKFLOW = "SessionObservations"
 DISTILL_ACTIVITY = "distill_session_events"
@@ -75,6 +77,11 @@ class DistillRequest(BaseModel):
     session_id: str
     events: list[CaptureEvent]
 
+    @property
+    def owner(self) -> UUID:
+        """The key whose session this is (sessions of two keys never mix)."""
+        return self.key_id or NO_KEY
+
 
 class DistillResult(BaseModel):
     """Observations whose pending rows were created; the workflow starts their ingestion."""
@@ -89,6 +96,8 @@ class SessionSummary(BaseModel):
     observations: int
 
 
-def capture_workflow_id(tenant_name: str, session_id: str) -> str:
-    digest = hashlib.sha256(session_id.encode()).hexdigest()[:24]
+def capture_workflow_id(tenant_name: str, key_id: UUID | None, session_id: str) -> str:
+    """One workflow per key and session: a session id is chosen by the client, so another
+    key sending the same one must not join this key's workflow (its project, its budget)."""
+    digest = hashlib.sha256(f"{key_id or NO_KEY}/{session_id}".encode()).hexdigest()[:24]
     return f"capture/{tenant_name}/{digest}"

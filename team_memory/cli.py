@@ -11,6 +11,7 @@ import contextlib
 import os
 import sys
 from collections.abc import AsyncIterator, Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -206,17 +207,13 @@ def config(
                                            "setting instead of the effective values")] = False,
 ) -> None:
     """Show the effective configuration (secrets masked)."""
-    from team_memory.settings import env_name, settings_table
+    from team_memory.settings import settings_table, shown_settings
 
     if markdown:
         typer.echo(settings_table())
         return
-    settings = Settings()
-    for name, value in settings.model_dump().items():
-        shown = "****" if "key" in name or "password" in name else value
-        if name == "database_url" and value:
-            shown = "****"
-        typer.echo(f"{env_name(name)}={'' if shown is None else shown}")
+    for variable, value in shown_settings(Settings()).items():
+        typer.echo(f"{variable}={'' if value is None else value}")
 
 
 # --- tenants and keys -------------------------------------------------------------------------
@@ -242,16 +239,23 @@ def key_create(
     project: Annotated[str | None, typer.Option(help="Limit the key to one project")] = None,
     read_only: Annotated[bool, typer.Option("--read-only", help="Search and read only")] = False,
     name: Annotated[str, typer.Option(help="A label for the key")] = "default",
+    expires_in: Annotated[str | None, typer.Option(
+        help="Refuse the key after this long: 12h, 90d, 6w")] = None,
+    expires_at: Annotated[str | None, typer.Option(
+        help="Refuse the key from this time on (ISO 8601; UTC without a zone)")] = None,
     data_dir: DataDir = None,
 ) -> None:
     """Create an API key; the secret is printed once and only its hash is stored."""
     from team_memory.tenants import create_key
 
+    expiry = _key_expiry(expires_in, expires_at)
+
     async def run(admin_url: str) -> None:
         async with _admin_pool(admin_url) as pool:
             issued = await create_key(pool, tenant, name=name, project=project,
-                                      read_only=read_only)
-        typer.echo(f"key id {issued.key_id}\nsecret {issued.secret}\n"
+                                      read_only=read_only, expires_at=expiry)
+        until = f"\nexpires {expiry:%Y-%m-%d %H:%M %Z}" if expiry else ""
+        typer.echo(f"key id {issued.key_id}\nsecret {issued.secret}{until}\n"
                    "(shown once: store it now)")
 
     with _database(_settings(data_dir)) as (admin_url, _):
@@ -272,13 +276,48 @@ def key_list(tenant: Annotated[str, typer.Option(help="Tenant name")],
             async with tenant_tx(pool, tenant_id) as conn:
                 rows = await queries.list_keys(conn, tenant_id)
         for row in rows:
-            state = f"revoked {row['revoked_at']:%Y-%m-%d}" if row["revoked_at"] else "active"
             scope = row["project"] or "all projects"
             mode = "read-only" if row["read_only"] else "read-write"
-            typer.echo(f"{row['id']}  {row['prefix']}…  {row['name']}  {scope}  {mode}  {state}")
+            typer.echo(f"{row['id']}  {row['prefix']}…  {row['name']}  {scope}  {mode}  "
+                       f"{_key_state(row)}")
 
     with _database(_settings(data_dir)) as (admin_url, _):
         asyncio.run(run(admin_url))
+
+
+def _key_expiry(expires_in: str | None, expires_at: str | None) -> datetime | None:
+    from datetime import UTC
+
+    from team_memory.tenants import parse_duration
+
+    if expires_in is not None and expires_at is not None:
+        raise typer.BadParameter("give --expires-in or --expires-at, not both")
+    now = datetime.now(UTC)
+    if expires_in is not None:
+        try:
+            return now + parse_duration(expires_in)
+        except ValueError as error:
+            raise typer.BadParameter(str(error), param_hint="--expires-in") from None
+    if expires_at is None:
+        return None
+    try:
+        expiry = datetime.fromisoformat(expires_at)
+    except ValueError:
+        raise typer.BadParameter("is not an ISO 8601 time", param_hint="--expires-at") from None
+    expiry = expiry if expiry.tzinfo else expiry.replace(tzinfo=UTC)
+    if expiry <= now:
+        raise typer.BadParameter("is in the past", param_hint="--expires-at")
+    return expiry
+
+
+def _key_state(row: Any) -> str:
+    if row["revoked_at"]:
+        return f"revoked {row['revoked_at']:%Y-%m-%d}"
+    if row["expired"]:
+        return f"expired {row['expires_at']:%Y-%m-%d %H:%M}"
+    if row["expires_at"]:
+        return f"active, expires {row['expires_at']:%Y-%m-%d %H:%M}"
+    return "active"
 
 
 @key_app.command("revoke")
@@ -548,7 +587,8 @@ def purge(
     async def run(admin_url: str, app_url: str) -> Any:
         client = await connect(settings)
         async with _operator(admin_url, app_url, tenant) as (pool, actor):
-            return await purge_memory(pool, client, actor, UUID(memory_id), reason)
+            return await purge_memory(pool, client, settings, actor, UUID(memory_id),
+                                      reason)
 
     with _database(settings) as (admin_url, app_url):
         try:
@@ -573,13 +613,13 @@ async def _tenant_service(settings: Settings, admin_url: str, app_url: str,
     """(MemoryService, Principal) acting for ``tenant`` as an operator (no API key)."""
     from mcp_server.app import open_service
     from team_memory.models import Principal
-    from team_memory.tenants import tenant_id_by_name
+    from team_memory.tenants import operator, tenant_id_by_name
 
     async with _admin_pool(admin_url) as admin:
         tenant_id = await tenant_id_by_name(admin, tenant)
     configured = settings.model_copy(update={"database_url": app_url})
     async with open_service(configured) as service:
-        yield service, Principal(tenant_id=tenant_id, tenant_name=tenant)
+        yield service, Principal(tenant_id=tenant_id, tenant_name=tenant, actor=operator())
 
 
 @app.command("import")

@@ -1,4 +1,5 @@
-"""The pure parts of consolidation: grouping neighbours, the local fold, the manifesto text.
+"""The pure parts of consolidation: grouping neighbours, the local fold, the manifesto text;
+and the one manifesto write that purge shares with the nightly run.
 
 The decay rule (docs/consolidation.md): a memory's weight is
 ``importance x 0.5 ^ (age_days / TEAM_MEMORY_ARCHIVE_HALF_LIFE_DAYS)``; an active memory of
@@ -18,11 +19,15 @@ from uuid import UUID
 import asyncpg
 import numpy as np
 
+from team_memory import queries
 from team_memory.models import ConsolidationPage, DecisionKind, approx_tokens
 from team_memory.policy import local_decision
 from team_memory.queries import Neighbour
+from team_memory.settings import Settings
 
 RULE_MAX_CHARS = 200
+# How many of a project's memories (by importance x recency) a manifesto is written from.
+MANIFESTO_CANDIDATES = 40
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s")
 
 
@@ -127,3 +132,26 @@ def within_budget(
 
 def render_manifesto(rules: Sequence[dict[str, object]]) -> str:
     return "\n".join(f"{n}. {rule['text']}" for n, rule in enumerate(rules, start=1))
+
+
+def manifesto_fingerprint(top: Sequence[asyncpg.Record], policy: str, settings: Settings) -> str:
+    return fingerprint(top, policy, settings.manifesto_max_rules,
+                       settings.manifesto_token_budget)
+
+
+async def write_local_manifesto(
+    conn: asyncpg.Connection, tenant_id: UUID, project: str, settings: Settings
+) -> int:
+    """Rewrite a project's manifesto from its current memories without a model, in the
+    caller's transaction; returns the number of rules. A purge calls it so that the purged
+    text leaves the manifesto in the same transaction as it leaves the memory (the next
+    nightly run with the model rewrites it again: the fingerprint names the policy)."""
+    top = await queries.top_memories(conn, project, settings.archive_half_life_days,
+                                     MANIFESTO_CANDIDATES)
+    rules = local_manifesto(top, settings.manifesto_max_rules, settings.manifesto_token_budget)
+    await queries.upsert_manifesto(
+        conn, tenant_id=tenant_id, project=project, rules=rules,
+        fingerprint=manifesto_fingerprint(top, "local", settings), policy="local",
+        model=None, input_tokens=None, output_tokens=None,
+    )
+    return len(rules)

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from uuid import UUID
 
 import asyncpg
 from pgvector.asyncpg import register_vector
 
 from team_memory import telemetry
+from team_memory.models import Principal
 from team_memory.settings import Settings
 
 Connection = asyncpg.Connection
@@ -43,12 +44,29 @@ async def create_app_pool(settings: Settings, dsn: str | None = None) -> asyncpg
     return await create_pool(url, min_size=settings.db_pool_min, max_size=settings.db_pool_max)
 
 
-@asynccontextmanager
-async def tenant_tx(pool: asyncpg.Pool, tenant_id: UUID) -> AsyncIterator[asyncpg.Connection]:
-    """A transaction in which Row-Level Security shows only ``tenant_id``'s rows.
+# Both settings in one round trip; an unset project list is '' (current_projects() NULL).
+_SET_SCOPE = ("SELECT set_config('app.tenant_id', $1, true),"
+              " set_config('app.projects', coalesce($2::text[]::text, ''), true)")
 
-    The setting is transaction-local, so a pooled connection never carries a tenant over.
+
+@asynccontextmanager
+async def tenant_tx(
+    pool: asyncpg.Pool, tenant_id: UUID, projects: Sequence[str] | None = None
+) -> AsyncIterator[asyncpg.Connection]:
+    """A transaction in which Row-Level Security shows only ``tenant_id``'s rows, and of
+    those only the rows of ``projects`` when given (a project-bound key's reach).
+
+    The settings are transaction-local, so a pooled connection never carries a tenant over.
     """
     async with pool.acquire() as conn, conn.transaction():
-        await conn.execute("SELECT set_config('app.tenant_id', $1, true)", str(tenant_id))
+        await conn.execute(_SET_SCOPE, str(tenant_id),
+                           None if projects is None else list(projects))
         yield conn
+
+
+def principal_tx(
+    pool: asyncpg.Pool, principal: Principal
+) -> AbstractAsyncContextManager[asyncpg.Connection]:
+    """The transaction every request of a caller runs in: its tenant, and its project when
+    its key is bound to one (enforced by the database for every query, by id included)."""
+    return tenant_tx(pool, principal.tenant_id, principal.projects)

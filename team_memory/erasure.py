@@ -19,9 +19,11 @@ from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
 from team_memory import queries
+from team_memory.consolidation import write_local_manifesto
 from team_memory.db import tenant_tx
 from team_memory.models import MemoryStatus, ingest_workflow_id
 from team_memory.redaction import redact
+from team_memory.settings import Settings
 
 
 class MemoryNotFound(LookupError):
@@ -39,6 +41,8 @@ class Actor(BaseModel):
     tenant_name: str
     name: str
     key_id: UUID | None = None
+    # A project-bound key reaches only these projects (None: the whole tenant).
+    projects: list[str] | None = None
 
 
 class PurgeReport(BaseModel):
@@ -51,7 +55,7 @@ class PurgeReport(BaseModel):
 
 async def restore(pool: asyncpg.Pool, actor: Actor, memory_id: UUID) -> MemoryStatus:
     """Bring a soft-forgotten memory back (a purged one cannot come back)."""
-    async with tenant_tx(pool, actor.tenant_id) as conn:
+    async with tenant_tx(pool, actor.tenant_id, actor.projects) as conn:
         row = await queries.restore(conn, memory_id)
         if row is None:
             raise MemoryNotFound(f"no forgotten, unpurged memory {memory_id}")
@@ -64,11 +68,12 @@ async def restore(pool: asyncpg.Pool, actor: Actor, memory_id: UUID) -> MemorySt
 
 
 async def purge(
-    pool: asyncpg.Pool, temporal: Client, actor: Actor, memory_id: UUID, reason: str
+    pool: asyncpg.Pool, temporal: Client, settings: Settings, actor: Actor, memory_id: UUID,
+    reason: str,
 ) -> PurgeReport:
     """Erase a memory's text everywhere; idempotent (purging again retries Temporal)."""
     reason = redact(reason).text  # kept in history and the audit trail
-    async with tenant_tx(pool, actor.tenant_id) as conn:
+    async with tenant_tx(pool, actor.tenant_id, actor.projects) as conn:
         family = await queries.purge_family(conn, memory_id)
         if not family or family[0]["id"] != memory_id:
             raise MemoryNotFound(f"no memory {memory_id}")
@@ -76,15 +81,19 @@ async def purge(
         await queries.erase_memories(conn, ids)
         erased = await queries.erase_event_text(conn, ids)
         await queries.erase_proposal_text(conn, ids)
+        for project in sorted({row["project"] for row in family}):
+            # The manifesto may quote the text: rewritten without it, in this transaction.
+            if await queries.manifesto(conn, project) is not None:
+                await write_local_manifesto(conn, actor.tenant_id, project, settings)
         await queries.insert_event(conn, tenant_id=actor.tenant_id, memory_id=memory_id,
                                    event="purged", reason=reason,
                                    detail={"actor": actor.name, "purged": ids})
-    workflows = [ingest_workflow_id(actor.tenant_name, row["project"], row["content_hash"])
-                 for row in family]
+    workflows = [ingest_workflow_id(actor.tenant_name, row["project"], row["content_hash"],
+                                    row["generation"]) for row in family]
     report = PurgeReport(id=memory_id, purged=ids, events_erased=erased,
                          workflows_deleted=workflows, still_similar_to=family[0]["duplicate_of"])
     failed = await _delete_workflows(temporal, workflows)
-    async with tenant_tx(pool, actor.tenant_id) as conn:
+    async with tenant_tx(pool, actor.tenant_id, actor.projects) as conn:
         await queries.insert_audit(
             conn, tenant_id=actor.tenant_id, key_id=actor.key_id, actor=actor.name,
             action="purge", target=str(memory_id), outcome="failed" if failed else "ok",

@@ -27,7 +27,7 @@ from typing import Any
 from uuid import UUID
 
 from team_memory import embedded, queries
-from team_memory.db import create_pool, tenant_tx
+from team_memory.db import create_pool, principal_tx
 from team_memory.embedder import embed_async
 from team_memory.migrate import migrate
 from team_memory.models import Principal
@@ -291,7 +291,7 @@ def _scope(conversation_project: str) -> queries.SearchFilters:
 async def _vector_only(service: Any, principal: Principal, query: str,
                        project: str) -> list[UUID]:
     vector = (await embed_async(service.embedder, [query]))[0]
-    async with tenant_tx(service.pool, principal.tenant_id) as conn:
+    async with principal_tx(service.pool, principal) as conn:
         found: list[UUID] = await queries.vector_candidates(conn, vector, _scope(project),
                                                             max(KS), exact=True)
     return found
@@ -301,7 +301,7 @@ async def _bm25_only(service: Any, principal: Principal, query: str,
                      project: str) -> list[UUID]:
     """Okapi BM25 over every memory of the project sharing a word with the query."""
     vector = (await embed_async(service.embedder, [query]))[0]
-    async with tenant_tx(service.pool, principal.tenant_id) as conn:
+    async with principal_tx(service.pool, principal) as conn:
         rows = await service.retriever.candidates(
             conn, query, vector, _scope(project), queries.PendingVectors(ids=[], vectors=[]),
             keyword_only=True)

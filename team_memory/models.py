@@ -49,13 +49,18 @@ def content_hash(content: str) -> str:
     return hashlib.sha256(normalize_for_hash(content).encode()).hexdigest()
 
 
-def memory_id_for(tenant_id: UUID, project: str, digest: str) -> UUID:
-    """The same content saved twice in one tenant and project gets the same id."""
-    return uuid.uuid5(_MEMORY_ID_NAMESPACE, f"{tenant_id}/{project}/{digest}")
+def memory_id_for(tenant_id: UUID, project: str, digest: str, generation: int = 0) -> UUID:
+    """The same content saved twice in one tenant and project gets the same id. Saved again
+    after its memory was forgotten or purged, it is a new memory: the next generation."""
+    suffix = f"/g{generation}" if generation else ""
+    return uuid.uuid5(_MEMORY_ID_NAMESPACE, f"{tenant_id}/{project}/{digest}{suffix}")
 
 
-def ingest_workflow_id(tenant_name: str, project: str, digest: str) -> str:
-    return f"ingest/{tenant_name}/{project}/{digest[:24]}"
+def ingest_workflow_id(tenant_name: str, project: str, digest: str, generation: int) -> str:
+    """Generation 0 keeps the original form (running workflows and purges of old memories);
+    a later generation can never collide with it (a digest segment is 24 hex digits)."""
+    base = f"ingest/{tenant_name}/{project}/{digest[:24]}"
+    return f"{base}/g{generation}" if generation else base
 
 
 class Principal(BaseModel):
@@ -72,6 +77,13 @@ class Principal(BaseModel):
     project: str | None = None
     read_only: bool = False
     workspace_project: str | None = None
+    # Who the audit trail names: "mcp" for a key's requests, "operator:<user>" for the CLI.
+    actor: str = "mcp"
+
+    @property
+    def projects(self) -> list[str] | None:
+        """The projects a bound key may reach (its own and tenant-wide), None if unbound."""
+        return None if self.project is None else sorted({self.project, TENANT_WIDE_PROJECT})
 
 
 class IngestInput(BaseModel):
@@ -89,6 +101,16 @@ class IngestInput(BaseModel):
     source: str | None = None
     key_id: UUID | None = None
     redactions: list[str] = Field(default_factory=list)
+    generation: int = Field(default=0, ge=0)
+
+    def next_generation(self) -> IngestInput:
+        """The same text as a new memory (its earlier memory was forgotten or purged)."""
+        generation = self.generation + 1
+        return self.model_copy(update={
+            "generation": generation,
+            "memory_id": memory_id_for(self.tenant_id, self.project, self.content_hash,
+                                       generation),
+        })
 
 
 class DecisionKind(StrEnum):

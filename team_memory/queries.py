@@ -22,7 +22,7 @@ SET_TENANT = "SELECT set_config('app.tenant_id', $1, true)"
 _MEMORY_COLUMNS = """
     id, project, content, category, importance, tags, status, source, duplicate_of,
     superseded_by, merged_from, valid_from, valid_to, created_at, occurred_at, updated_at,
-    content_hash
+    content_hash, generation
 """
 
 
@@ -37,14 +37,15 @@ async def insert_pending(conn: asyncpg.Connection, item: IngestInput) -> bool:
     row = await conn.fetchval(
         """
         INSERT INTO memories (id, tenant_id, project, content, category, importance, tags,
-                              content_hash, source, created_by, occurred_at, status)
-        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 'pending')
+                              content_hash, source, created_by, occurred_at, generation,
+                              status)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, 'pending')
         ON CONFLICT (id) DO NOTHING
         RETURNING id
         """,
         item.memory_id, item.tenant_id, item.project, item.content, item.category.value,
         item.importance, item.tags, item.content_hash, item.source, item.key_id,
-        item.occurred_at,
+        item.occurred_at, item.generation,
     )
     return row is not None
 
@@ -56,14 +57,15 @@ async def upsert_embedding(
     await conn.execute(
         """
         INSERT INTO memories (id, tenant_id, project, content, category, importance, tags,
-                              content_hash, source, created_by, occurred_at, status, embedding)
-        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 'pending', $12)
+                              content_hash, source, created_by, occurred_at, generation,
+                              status, embedding)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, 'pending', $13)
         ON CONFLICT (id) DO UPDATE SET embedding = EXCLUDED.embedding
         WHERE memories.embedding IS NULL AND memories.purged_at IS NULL
         """,
         item.memory_id, item.tenant_id, item.project, item.content, item.category.value,
         item.importance, item.tags, item.content_hash, item.source, item.key_id,
-        item.occurred_at, embedding,
+        item.occurred_at, item.generation, embedding,
     )
 
 
@@ -545,97 +547,100 @@ async def recent_important(
 # --- capture from Claude Code hooks -------------------------------------------------------
 
 
+# A capture session is one key's session: (tenant, key_id, session_id); see sql/009.
+
+
 async def ensure_capture_session(
-    conn: asyncpg.Connection, tenant_id: UUID, session_id: str, project: str
+    conn: asyncpg.Connection, tenant_id: UUID, key_id: UUID, session_id: str, project: str
 ) -> None:
     await conn.execute(
-        "INSERT INTO capture_sessions (tenant_id, session_id, project) VALUES ($1, $2, $3)"
-        " ON CONFLICT (tenant_id, session_id) DO NOTHING",
-        tenant_id, session_id, project,
+        "INSERT INTO capture_sessions (tenant_id, key_id, session_id, project)"
+        " VALUES ($1, $2, $3, $4) ON CONFLICT (tenant_id, key_id, session_id) DO NOTHING",
+        tenant_id, key_id, session_id, project,
     )
 
 
 async def count_capture_received(
-    conn: asyncpg.Connection, tenant_id: UUID, session_id: str, project: str, received: int,
-    skipped: int, skip_reason: str | None,
+    conn: asyncpg.Connection, tenant_id: UUID, key_id: UUID, session_id: str, project: str,
+    received: int, skipped: int, skip_reason: str | None,
 ) -> None:
     await conn.execute(
         """
-        INSERT INTO capture_sessions (tenant_id, session_id, project, events_received,
+        INSERT INTO capture_sessions (tenant_id, key_id, session_id, project, events_received,
                                       events_skipped, last_skip_reason)
-        VALUES ($1, $2, $3, $4, $5, $6)
-        ON CONFLICT (tenant_id, session_id) DO UPDATE SET
+        VALUES ($1, $7, $2, $3, $4, $5, $6)
+        ON CONFLICT (tenant_id, key_id, session_id) DO UPDATE SET
             events_received = capture_sessions.events_received + EXCLUDED.events_received,
             events_skipped = capture_sessions.events_skipped + EXCLUDED.events_skipped,
             last_skip_reason = coalesce(EXCLUDED.last_skip_reason,
                                         capture_sessions.last_skip_reason),
             updated_at = now()
         """,
-        tenant_id, session_id, project, received, skipped, skip_reason,
+        tenant_id, session_id, project, received, skipped, skip_reason, key_id,
     )
 
 
 async def processed_event_keys(
-    conn: asyncpg.Connection, session_id: str, keys: list[str]
+    conn: asyncpg.Connection, key_id: UUID, session_id: str, keys: list[str]
 ) -> set[str]:
     rows = await conn.fetch(
         "SELECT event_key FROM capture_events WHERE session_id = $1"
-        " AND event_key = ANY($2::text[])",
-        session_id, keys,
+        " AND event_key = ANY($2::text[]) AND key_id = $3",
+        session_id, keys, key_id,
     )
     return {row["event_key"] for row in rows}
 
 
 async def capture_tokens_used(
-    conn: asyncpg.Connection, session_id: str, day: date
+    conn: asyncpg.Connection, key_id: UUID, session_id: str, day: date
 ) -> tuple[int, int]:
     """(tokens this session has used, tokens the tenant has used on ``day``) for distillation."""
     row = await conn.fetchrow(
         """
         SELECT (SELECT coalesce(sum(input_tokens + output_tokens), 0) FROM capture_sessions
-                WHERE session_id = $1) AS session,
+                WHERE session_id = $1 AND key_id = $3) AS session,
                (SELECT coalesce(sum(input_tokens + output_tokens), 0) FROM capture_usage_daily
                 WHERE day = $2) AS daily
         """,
-        session_id, day,
+        session_id, day, key_id,
     )
     assert row is not None
     return int(row["session"]), int(row["daily"])
 
 
 async def record_capture_outcome(
-    conn: asyncpg.Connection, *, tenant_id: UUID, session_id: str, keys: list[str],
-    outcome: str, skip_reason: str | None = None,
+    conn: asyncpg.Connection, *, tenant_id: UUID, key_id: UUID, session_id: str,
+    keys: list[str], outcome: str, skip_reason: str | None = None,
 ) -> None:
     """Mark events distilled or skipped (once each) and count them on the session."""
     inserted = await conn.fetchval(
         """
         WITH new AS (
-            INSERT INTO capture_events (tenant_id, session_id, event_key, outcome)
-            SELECT $1, $2, k, $4 FROM unnest($3::text[]) AS k
+            INSERT INTO capture_events (tenant_id, key_id, session_id, event_key, outcome)
+            SELECT $1, $5, $2, k, $4 FROM unnest($3::text[]) AS k
             ON CONFLICT DO NOTHING RETURNING 1
         ) SELECT count(*) FROM new
         """,
-        tenant_id, session_id, keys, outcome,
+        tenant_id, session_id, keys, outcome, key_id,
     )
     column = "events_distilled" if outcome == "distilled" else "events_skipped"
     await conn.execute(
         f"UPDATE capture_sessions SET {column} = {column} + $2,"
         " last_skip_reason = coalesce($3, last_skip_reason), updated_at = now()"
-        " WHERE session_id = $1",
-        session_id, inserted, skip_reason,
+        " WHERE session_id = $1 AND key_id = $4",
+        session_id, inserted, skip_reason, key_id,
     )
 
 
 async def add_capture_usage(
-    conn: asyncpg.Connection, *, tenant_id: UUID, session_id: str, day: date,
+    conn: asyncpg.Connection, *, tenant_id: UUID, key_id: UUID, session_id: str, day: date,
     input_tokens: int, output_tokens: int, observations: int,
 ) -> None:
     await conn.execute(
         "UPDATE capture_sessions SET input_tokens = input_tokens + $2,"
         " output_tokens = output_tokens + $3, observations = observations + $4,"
-        " updated_at = now() WHERE session_id = $1",
-        session_id, input_tokens, output_tokens, observations,
+        " updated_at = now() WHERE session_id = $1 AND key_id = $5",
+        session_id, input_tokens, output_tokens, observations, key_id,
     )
     await conn.execute(
         """
@@ -650,12 +655,14 @@ async def add_capture_usage(
     )
 
 
-async def capture_session(conn: asyncpg.Connection, session_id: str) -> asyncpg.Record | None:
+async def capture_session(
+    conn: asyncpg.Connection, key_id: UUID, session_id: str
+) -> asyncpg.Record | None:
     return await conn.fetchrow(
         "SELECT session_id, project, events_received, events_distilled, events_skipped,"
         " observations, input_tokens, output_tokens, last_skip_reason"
-        " FROM capture_sessions WHERE session_id = $1",
-        session_id,
+        " FROM capture_sessions WHERE session_id = $1 AND key_id = $2",
+        session_id, key_id,
     )
 
 
@@ -679,19 +686,20 @@ async def insert_tenant(conn: asyncpg.Connection, tenant_id: UUID, name: str) ->
 
 async def insert_key(
     conn: asyncpg.Connection, *, key_id: UUID, tenant_id: UUID, name: str, prefix: str,
-    key_hash: str, project: str | None, read_only: bool,
+    key_hash: str, project: str | None, read_only: bool, expires_at: datetime | None,
 ) -> None:
     await conn.execute(
-        "INSERT INTO api_keys (id, tenant_id, name, prefix, key_hash, project, read_only)"
-        " VALUES ($1, $2, $3, $4, $5, $6, $7)",
-        key_id, tenant_id, name, prefix, key_hash, project, read_only,
+        "INSERT INTO api_keys (id, tenant_id, name, prefix, key_hash, project, read_only,"
+        " expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        key_id, tenant_id, name, prefix, key_hash, project, read_only, expires_at,
     )
 
 
 async def list_keys(conn: asyncpg.Connection, tenant_id: UUID) -> list[asyncpg.Record]:
     rows: list[asyncpg.Record] = await conn.fetch(
-        "SELECT id, name, prefix, project, read_only, created_at, revoked_at FROM api_keys"
-        " WHERE tenant_id = $1 ORDER BY created_at",
+        "SELECT id, name, prefix, project, read_only, created_at, revoked_at, expires_at,"
+        " expires_at <= now() AS expired FROM api_keys WHERE tenant_id = $1"
+        " ORDER BY created_at",
         tenant_id,
     )
     return rows
@@ -791,7 +799,7 @@ async def restore(conn: asyncpg.Connection, memory_id: UUID) -> asyncpg.Record |
 async def purge_family(conn: asyncpg.Connection, memory_id: UUID) -> list[asyncpg.Record]:
     """Lock a memory and the memories folded into it (same text), for purging."""
     rows: list[asyncpg.Record] = await conn.fetch(
-        "SELECT id, project, content_hash, duplicate_of, purged_at FROM memories"
+        "SELECT id, project, content_hash, generation, duplicate_of, purged_at FROM memories"
         " WHERE id = $1 OR duplicate_of = $1 ORDER BY id = $1 DESC FOR UPDATE",
         memory_id,
     )
@@ -1134,6 +1142,17 @@ async def top_memories(
         project, half_life_days, limit,
     )
     return rows
+
+
+async def lock_against_purge(conn: asyncpg.Connection, ids: list[UUID]) -> bool:
+    """Share-lock these memories until the transaction ends (a purge waits, or is waited
+    for); True when one of them is purged already."""
+    purged = await conn.fetchval(
+        "SELECT count(*) FROM (SELECT purged_at FROM memories WHERE id = ANY($1::uuid[])"
+        " ORDER BY id FOR SHARE) m WHERE purged_at IS NOT NULL",
+        ids,
+    )
+    return bool(purged)
 
 
 async def manifesto(conn: asyncpg.Connection, project: str) -> asyncpg.Record | None:

@@ -11,6 +11,7 @@ import os
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator
@@ -345,3 +346,31 @@ def settings_table() -> str:
             default = f"`{field.default}`"
         rows.append(f"| `{env_name(name)}` | {default} | {field.description} |")
     return "\n".join(rows)
+
+
+_SECRET_PARAMS = {"password", "sslpassword", "passfile"}
+
+
+def masked_url(url: str) -> str:
+    """A connection URL fit to print: its password (in the authority or as a query
+    parameter) replaced by ****, the rest kept so the operator sees where it points."""
+    parts = urlsplit(url)
+    netloc = parts.netloc
+    if parts.password is not None:
+        user, _, host = netloc.rpartition("@")
+        netloc = f"{user.split(':', 1)[0]}:****@{host}"
+    query = urlencode([(k, "****" if k.lower() in _SECRET_PARAMS else v)
+                       for k, v in parse_qsl(parts.query, keep_blank_values=True)], safe="/*")
+    return urlunsplit(parts._replace(netloc=netloc, query=query))
+
+
+def shown_settings(settings: Settings) -> dict[str, object]:
+    """Every setting by its environment variable, secrets masked (`team-memory config`)."""
+    shown: dict[str, object] = {}
+    for name, value in settings.model_dump().items():
+        if isinstance(value, SecretStr):
+            value = "****"
+        elif isinstance(value, str) and "://" in value:
+            value = masked_url(value)
+        shown[env_name(name)] = value
+    return shown

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import getpass
 import hashlib
+import re
 import secrets
 import uuid
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from uuid import UUID
 
 import asyncpg
@@ -67,22 +69,36 @@ async def tenant_id_by_name(admin: asyncpg.Pool, name: str) -> UUID:
     return UUID(str(row["id"]))
 
 
+_DURATION = re.compile(r"^(\d{1,5})([hdw])$")
+_UNIT = {"h": timedelta(hours=1), "d": timedelta(days=1), "w": timedelta(weeks=1)}
+
+
+def parse_duration(text: str) -> timedelta:
+    """``12h``, ``90d`` or ``6w``."""
+    match = _DURATION.match(text.strip())
+    if match is None or int(match.group(1)) == 0:
+        raise ValueError(f"{text!r} is not a duration such as 12h, 90d or 6w")
+    return int(match.group(1)) * _UNIT[match.group(2)]
+
+
 async def create_key(
     admin: asyncpg.Pool, tenant: str, *, name: str = "default", project: str | None = None,
-    read_only: bool = False,
+    read_only: bool = False, expires_at: datetime | None = None,
 ) -> IssuedKey:
+    """A new key; with ``expires_at`` it is refused from then on, like a revoked one."""
     tenant_id = await tenant_id_by_name(admin, tenant)
     secret = KEY_PREFIX + secrets.token_urlsafe(24)
     issued = IssuedKey(key_id=uuid.uuid4(), secret=secret, prefix=secret[:PREFIX_CHARS])
     async with tenant_tx(admin, tenant_id) as conn:
         await queries.insert_key(conn, key_id=issued.key_id, tenant_id=tenant_id, name=name,
                                  prefix=issued.prefix, key_hash=hash_key(secret),
-                                 project=project, read_only=read_only)
+                                 project=project, read_only=read_only,
+                                 expires_at=expires_at)
         await queries.insert_audit(
             conn, tenant_id=tenant_id, key_id=issued.key_id, actor=operator(),
             action="key.create", target=str(issued.key_id), outcome="ok",
             detail={"name": name, "prefix": issued.prefix, "project": project,
-                    "read_only": read_only},
+                    "read_only": read_only, "expires_at": expires_at},
         )
     return issued
 
@@ -103,7 +119,7 @@ async def revoke_key(admin: asyncpg.Pool, key_id: UUID) -> bool:
 
 
 async def authenticate(pool: asyncpg.Pool, secret: str) -> Principal | None:
-    """The principal an API key stands for, or None for a wrong or revoked key."""
+    """The principal an API key stands for, or None for a wrong, revoked or expired key."""
     if not secret.startswith(KEY_PREFIX) or len(secret) > 200:
         return None
     async with pool.acquire() as conn:

@@ -122,7 +122,8 @@ class SessionObservations:
         with contextlib.suppress(WorkflowAlreadyStartedError):
             await workflow.start_child_workflow(
                 "IngestMemory", item,
-                id=ingest_workflow_id(session.tenant_name, item.project, item.content_hash),
+                id=ingest_workflow_id(session.tenant_name, item.project, item.content_hash,
+                                      item.generation),
                 task_queue=workflow.info().task_queue,
                 parent_close_policy=workflow.ParentClosePolicy.ABANDON,
                 id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
+import httpx
 import pytest
 import uvicorn
 from pydantic import SecretStr
@@ -22,10 +23,13 @@ from pydantic import SecretStr
 from mcp_server.app import http_app
 from mcp_server.service import MemoryService
 from team_memory import embedded, queries
+from team_memory.capture import capture_workflow_id
 from team_memory.db import tenant_tx
 from team_memory.hook import HookConfig, capture, has_spool, run
 from team_memory.llm import Distiller
 from team_memory.models import MemoryStatus, approx_tokens
+from team_memory.temporal import PROJECT_KEY
+from team_memory.tenants import IssuedKey, create_key
 from tests.conftest import Stack
 from tests.support.anthropic_server import FakeAnthropic
 from tests.team_memory.test_hook import ROOT, payload
@@ -65,7 +69,8 @@ class Capture:
 
     async def session_row(self, session_id: str) -> asyncpg.Record | None:
         async with tenant_tx(self.stack.pool, self.stack.principal.tenant_id) as conn:
-            return await queries.capture_session(conn, session_id)
+            assert self.stack.principal.key_id is not None
+            return await queries.capture_session(conn, self.stack.principal.key_id, session_id)
 
     async def wait_row(self, session_id: str, field: str, value: int,
                        timeout: float = 30) -> asyncpg.Record:
@@ -351,3 +356,48 @@ async def test_wrong_key_is_refused_and_kept_for_later(
         data = cap.payload("post_tool_use_bash.json")
         assert (await asyncio.to_thread(capture, wrong, "PostToolUse", data))[0] == "spooled"
         assert await cap.session_row(data["session_id"]) is None
+
+
+async def _send_as(cap: Capture, secret: str, session_id: str, project: str) -> None:
+    event = {"key": "tool:toolu_same", "session_id": session_id, "kind": "tool",
+             "project": project, "tool": "Bash", "summary": "ran the migrations",
+             "at": datetime.now(UTC).isoformat()}
+    async with httpx.AsyncClient(base_url=cap.config.server) as http:
+        sent = await http.post("/hooks/events", json={"events": [event]},
+                               headers={"Authorization": f"Bearer {secret}"})
+    assert sent.status_code == 202, sent.text
+
+
+async def _web_key(stack: Stack, admin_pool: asyncpg.Pool) -> IssuedKey:
+    return await create_key(admin_pool, stack.principal.tenant_name, name="web", project="web")
+
+
+async def test_two_keys_sending_one_session_id_get_two_sessions(
+    stack: Stack, fake: FakeAnthropic, tmp_path: Path, admin_pool: asyncpg.Pool
+) -> None:
+    web = await _web_key(stack, admin_pool)
+    async with serving(stack, fake, tmp_path) as cap:
+        await _send_as(cap, stack.api_key, "unknown", PROJECT)
+        await _send_as(cap, web.secret, "unknown", PROJECT)
+    projects = {}
+    for key_id in (stack.principal.key_id, web.key_id):
+        workflow_id = capture_workflow_id(stack.principal.tenant_name, key_id, "unknown")
+        described = await stack.client.get_workflow_handle(workflow_id).describe()
+        projects[key_id] = described.typed_search_attributes.get(PROJECT_KEY)
+    assert projects == {stack.principal.key_id: PROJECT, web.key_id: "web"}
+
+
+async def test_two_keys_sending_one_session_id_are_counted_apart(
+    stack: Stack, fake: FakeAnthropic, tmp_path: Path, admin_pool: asyncpg.Pool
+) -> None:
+    web = await _web_key(stack, admin_pool)
+    async with serving(stack, fake, tmp_path, api_key=False) as cap:
+        await _send_as(cap, stack.api_key, "shared", PROJECT)
+        await _send_as(cap, web.secret, "shared", PROJECT)
+        await _send_as(cap, web.secret, "shared", PROJECT)
+        mine = await cap.session_row("shared")
+    async with tenant_tx(stack.pool, stack.principal.tenant_id) as conn:
+        theirs = await queries.capture_session(conn, web.key_id, "shared")
+    assert mine is not None and theirs is not None
+    assert (mine["project"], mine["events_received"]) == (PROJECT, 1)
+    assert (theirs["project"], theirs["events_received"]) == ("web", 2)

@@ -10,6 +10,7 @@ import sys
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 
 import anyio
 import asyncpg
@@ -140,6 +141,29 @@ async def test_revoked_key_gets_401_at_once_and_is_audited(
     assert issued.prefix in lines[0] and issued.secret not in listed.stdout
     assert "key.revoke" in lines[1] and str(issued.key_id) in lines[1]
     assert any("key.create" in line and str(issued.key_id) in line for line in lines)
+
+
+async def test_expired_key_gets_the_same_401_and_is_listed_and_audited(
+    running: Stack, http_server: HttpServer, admin_pool: asyncpg.Pool
+) -> None:
+    issued = await create_key(admin_pool, running.principal.tenant_name, name="expiring",
+                              expires_at=datetime.now(UTC) + timedelta(days=1))
+    assert (await _post(http_server.url, issued.secret)).status_code == 200
+    async with admin_pool.acquire() as conn:  # its day has passed
+        await conn.execute("UPDATE api_keys SET expires_at = now() - interval '1 minute'"
+                           " WHERE id = $1", issued.key_id)
+    after = await _post(http_server.url, issued.secret)
+    wrong = await _post(http_server.url, "tm_" + "x" * 32)
+    assert after.status_code == wrong.status_code == 401
+    assert (after.text, after.headers.get("www-authenticate")) == (
+        wrong.text, wrong.headers.get("www-authenticate"))
+    listed = await anyio.to_thread.run_sync(cli, running, "key", "list", "--tenant",
+                                            running.principal.tenant_name)
+    audit = await anyio.to_thread.run_sync(cli, running, "audit", "--tenant",
+                                           running.principal.tenant_name, "--limit", "1")
+    assert any(str(issued.key_id) in line and "  expired " in line
+               for line in listed.stdout.splitlines()), listed.stdout
+    assert "authenticate" in audit.stdout and "expired key" in audit.stdout
 
 
 async def test_unknown_key_is_audited_without_tenant_and_without_the_secret(

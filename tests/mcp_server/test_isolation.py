@@ -3,21 +3,29 @@ resource or search, nor through direct SQL as the application role."""
 
 from __future__ import annotations
 
+import ast
 import json
 import uuid
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import asyncpg
+import httpx
 import pytest
 from mcp import Client
 
+import mcp_server
 from mcp_server.server import create_server
-from team_memory.models import MemoryStatus
+from team_memory.models import MemoryStatus, Principal
+from team_memory.tenants import create_key
 from tests.conftest import Stack, new_tenant
 from tests.mcp_server.conftest import ONLY_A, TwoTenants
+from tests.mcp_server.test_http import HttpServer, http_server
 from tests.mcp_server.test_tools import call, call_error
 
 pytestmark = pytest.mark.anyio
+__all__ = ["http_server"]  # the fixture, imported for these tests
 
 def _text(result: Any) -> str:
     return json.dumps(result, default=str)
@@ -212,3 +220,183 @@ async def test_audit_log_refuses_changes_even_for_the_owner(
         for statement in ("DELETE FROM audit_log", "UPDATE audit_log SET outcome = 'ok'"):
             with pytest.raises(asyncpg.RaiseError, match="append-only"):
                 await conn.execute(statement)
+
+
+# --- project-bound keys: by-id paths and SQL ---------------------------------------------------
+
+WEB_ONLY = "The web frontend pins React to the 18.2 line until the router migration ends"
+
+
+@dataclass
+class BoundKey:
+    """Memories of three projects in one tenant, and a key of that tenant bound to 'api'."""
+
+    stack: Stack
+    key: Principal
+    secret: str
+    web_id: str
+    api_id: str
+    everywhere_id: str
+
+
+@pytest.fixture
+async def bound(running: Stack, admin_pool: asyncpg.Pool) -> BoundKey:
+    tenant = running.principal.tenant_name
+    issued = await create_key(admin_pool, tenant, name="api-only", project="api")
+    key = running.principal.model_copy(update={"key_id": issued.key_id, "project": "api"})
+    async with Client(running.server) as client:
+        ids = [(await call(client, "save_memory", content=text, project=project,
+                           importance=4))["id"]
+               for text, project in ((WEB_ONLY, "web"), ("The API answers in JSON only", "api"),
+                                     ("Every repository uses trunk-based development", "*"))]
+    for memory_id in ids:
+        assert await running.wait_status(uuid.UUID(memory_id)) is MemoryStatus.ACTIVE
+    return BoundKey(running, key, issued.secret, *ids)
+
+
+def _as_missing(text: str, memory_id: str) -> str:
+    return text.replace(memory_id, "<id>")
+
+
+async def test_project_bound_key_reaches_no_memory_of_another_project_by_id(
+    bound: BoundKey,
+) -> None:
+    web, unknown = bound.web_id, str(uuid.uuid4())
+    server = create_server(bound.stack.service, default_principal=bound.key)
+    async with Client(server) as client:
+        for memory_id in (web, unknown):
+            errors = [
+                await call_error(client, "get_memory", id=memory_id, include_history=True),
+                await call_error(client, "get_memories", ids=[memory_id]),
+                await call_error(client, "get_memories", ids=[bound.api_id, memory_id]),
+                await call_error(client, "forget_memory", id=memory_id, reason="x"),
+                await call_error(client, "purge_memory", id=memory_id, reason="x"),
+            ]
+            status = await call(client, "memory_status", id=memory_id)
+            with pytest.raises(Exception, match="no memory") as resource:
+                await client.read_resource(f"memory://memories/{memory_id}")
+            seen = [_as_missing(e, memory_id) for e in [*errors, str(resource.value)]]
+            if memory_id == web:
+                web_seen, web_status = seen, status
+        own = await call(client, "get_memories", ids=[bound.api_id, bound.everywhere_id])
+    assert web_seen == seen  # another project's memory looks exactly like a missing one
+    assert all("no memory" in text for text in seen)
+    assert web_status == {**status, "id": web} and web_status["status"] == "unknown"
+    assert [m["id"] for m in own["memories"]] == [bound.api_id, bound.everywhere_id]
+    kept = await bound.stack.service.get(bound.stack.principal, uuid.UUID(web))
+    assert (kept.status, kept.content) == (MemoryStatus.ACTIVE, WEB_ONLY)
+
+
+async def test_project_bound_key_over_the_browser_api(
+    bound: BoundKey, http_server: HttpServer
+) -> None:
+    headers = {"Authorization": f"Bearer {bound.secret}"}
+    unknown = str(uuid.uuid4())
+    async with httpx.AsyncClient(base_url=http_server.base, headers=headers) as http:
+        answers = {}
+        for memory_id in (bound.web_id, unknown):
+            read = await http.get(f"/api/memories/{memory_id}")
+            forget = await http.post(f"/api/memories/{memory_id}/forget", json={"reason": "x"})
+            answers[memory_id] = [(r.status_code, _as_missing(r.text, memory_id))
+                                  for r in (read, forget)]
+        own = await http.get(f"/api/memories/{bound.api_id}")
+    assert answers[bound.web_id] == answers[unknown]
+    assert [status for status, _ in answers[unknown]] == [404, 404]
+    assert own.status_code == 200 and own.json()["memory"]["project"] == "api"
+
+
+async def test_project_bound_key_still_saves_searches_and_is_committed(bound: BoundKey) -> None:
+    server = create_server(bound.stack.service, default_principal=bound.key)
+    async with Client(server) as client:
+        saved = await call(client, "save_memory", content="The API rate limit is 100 per minute")
+        assert await bound.stack.wait_status(uuid.UUID(saved["id"])) is MemoryStatus.ACTIVE
+        found = await call(client, "search_memory", query="React router frontend API JSON",
+                           limit=10, include_history=True)
+        history = await call(client, "memory_status", id=saved["id"])
+    ids = {r["id"] for r in found["results"]}
+    assert bound.api_id in ids and bound.web_id not in ids
+    assert saved["project"] == "api" and history["history"]
+
+
+async def _bound_sql(conn: asyncpg.Connection, bound: BoundKey) -> None:
+    await conn.execute(
+        "SELECT set_config('app.tenant_id', $1, true), set_config('app.projects', $2, true)",
+        str(bound.key.tenant_id), "{api,*}")
+
+
+async def test_application_role_with_a_project_setting_sees_only_those_projects(
+    bound: BoundKey, app_pool: asyncpg.Pool
+) -> None:
+    web = uuid.UUID(bound.web_id)
+    async with app_pool.acquire() as conn, conn.transaction():
+        await _bound_sql(conn, bound)
+        projects = sorted(r["project"] for r in await conn.fetch("SELECT project FROM memories"))
+        events = await conn.fetchval(
+            "SELECT count(*) FROM memory_events WHERE memory_id = $1", web)
+        words = await conn.fetchval(
+            "SELECT count(*) FROM memory_postings WHERE project = 'web'")
+        statistics = await conn.fetchval(
+            "SELECT count(*) FROM memory_lexemes WHERE project = 'web'")
+        scopes = await conn.fetchval("SELECT count(*) FROM memory_scopes WHERE project = 'web'")
+        forgotten = await conn.execute(
+            "UPDATE memories SET status = 'forgotten' WHERE id = $1", web)
+    assert projects == ["*", "api"]
+    assert (events, words, statistics, scopes) == (0, 0, 0, 0)
+    assert forgotten == "UPDATE 0"
+    async with app_pool.acquire() as conn, conn.transaction():
+        await conn.execute("SELECT set_config('app.tenant_id', $1, true)",
+                           str(bound.key.tenant_id))
+        assert await conn.fetchval("SELECT count(*) FROM memory_events WHERE memory_id = $1",
+                                   web) > 0
+
+
+@pytest.mark.parametrize("statement", [
+    "INSERT INTO memories (id, tenant_id, project, content, category, content_hash)"
+    " VALUES (gen_random_uuid(), $1, 'web', 'planted', 'general', 'h')",
+    "INSERT INTO memory_events (tenant_id, memory_id, event) VALUES ($1, $2, 'planted')",
+    "UPDATE memories SET project = 'web' WHERE tenant_id = $1",
+    "INSERT INTO manifestos (tenant_id, project, rules, fingerprint, policy)"
+    " VALUES ($1, 'web', '[]', 'f', 'local')",
+])
+async def test_application_role_cannot_write_into_another_project(
+    bound: BoundKey, app_pool: asyncpg.Pool, statement: str
+) -> None:
+    async with app_pool.acquire() as conn, conn.transaction():
+        await _bound_sql(conn, bound)
+        with pytest.raises(asyncpg.InsufficientPrivilegeError, match="row-level security"):
+            arguments = [bound.key.tenant_id, uuid.UUID(bound.web_id)]
+            await conn.execute(statement, *arguments[:statement.count("$")])
+
+
+def test_the_front_door_opens_transactions_only_through_principal_tx() -> None:
+    """A request's transaction must carry the key's project: mcp_server never calls
+    tenant_tx directly (that would run a bound key's queries across the whole tenant)."""
+    offenders = []
+    for path in Path(mcp_server.__file__).parent.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Name | ast.Attribute) and "tenant_tx" in (
+                    node.id if isinstance(node, ast.Name) else node.attr):
+                offenders.append(f"{path.name}:{node.lineno}")
+    assert offenders == []
+
+
+async def test_security_definer_functions_are_for_the_application_only_and_documented(
+    admin_pool: asyncpg.Pool,
+) -> None:
+    """They run with the owner's rights: PUBLIC (any role of the cluster) must not execute
+    them, and docs/security.md must say what each one does."""
+    async with admin_pool.acquire() as conn:
+        rows = await conn.fetch(
+            """
+            SELECT p.proname,
+                   has_function_privilege('public', p.oid, 'EXECUTE') AS public_may,
+                   has_function_privilege('team_memory_app', p.oid, 'EXECUTE') AS app_may
+            FROM pg_proc p WHERE p.pronamespace = 'public'::regnamespace AND p.prosecdef
+            ORDER BY 1
+            """)
+    documented = (Path(mcp_server.__file__).parents[1] / "docs" / "security.md").read_text()
+    assert [r["proname"] for r in rows] == [
+        "audit_auth_failure", "authenticate_key", "consolidation_scopes", "purge_event_text",
+        "tenant_id_named"]
+    assert [r["proname"] for r in rows if r["public_may"] or not r["app_may"]] == []
+    assert [r["proname"] for r in rows if f"`{r['proname']}(" not in documented] == []

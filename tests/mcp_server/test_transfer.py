@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import pytest
 
 from mcp_server.transfer import ImportFailed, ImportItem, export_lines, import_items, parse_jsonl
@@ -87,7 +88,7 @@ async def run_cli(env: dict[str, str], *args: str) -> tuple[int, str, str]:
 
 
 async def test_cli_import_shows_progress_and_export_writes_jsonl(
-    services: Services, running: Stack, tmp_path: Path,
+    services: Services, running: Stack, tmp_path: Path, admin_pool: asyncpg.Pool,
 ) -> None:
     source = tmp_path / "in.jsonl"
     source.write_text("\n".join(item.model_dump_json() for item in sample_items(12)))
@@ -105,3 +106,21 @@ async def test_cli_import_shows_progress_and_export_writes_jsonl(
     assert "exported 12 memories" in err
     lines = [json.loads(line) for line in target.read_text().splitlines()]
     assert [line["source"] for line in lines] == [f"ticket-{i}" for i in range(12)]
+    async with admin_pool.acquire() as conn:
+        audit = await conn.fetch("SELECT actor, key_id, action, target FROM audit_log"
+                                 " WHERE tenant_id = $1 ORDER BY id",
+                                 running.principal.tenant_id)
+    done = [(r["action"], r["actor"].startswith("operator:"), r["key_id"]) for r in audit]
+    assert done.count(("save", True, None)) == 12  # the operator, not "mcp" without a key
+    assert [(r["target"], r["actor"].startswith("operator:")) for r in audit
+            if r["action"] == "export"] == [("cli", True)]
+
+
+async def test_export_by_a_key_is_audited(running: Stack, admin_pool: asyncpg.Pool) -> None:
+    await running.service.save(running.principal, "Exports are audited", project="audit")
+    assert len(await exported(running, "audit")) == 1
+    async with admin_pool.acquire() as conn:
+        row = await conn.fetchrow("SELECT * FROM audit_log WHERE tenant_id = $1"
+                                  " AND action = 'export'", running.principal.tenant_id)
+    assert (row["actor"], row["key_id"], row["target"], row["outcome"]) == (
+        "mcp", running.principal.key_id, "audit", "ok")

@@ -60,6 +60,7 @@ class Reply:
     output_tokens: int = 20
     headers: dict[str, str] = field(default_factory=dict)
     delay_s: float = 0.0
+    held: bool = False
 
 
 @dataclass(frozen=True)
@@ -179,6 +180,7 @@ class FakeAnthropic:
         self._defaults: dict[str, Reply] = {}
         self._exchanges: list[Recorded] = []
         self._stopping = threading.Event()
+        self._released = threading.Event()
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
         self.fallback: Reply | None = None
@@ -234,6 +236,15 @@ class FakeAnthropic:
         """``then`` (default: a 500) after ``seconds``; stop() cuts the wait short."""
         reply = then or FakeAnthropic.error(500, "api_error", "FakeAnthropic: delayed reply")
         return replace(reply, delay_s=seconds)
+
+    @staticmethod
+    def held(then: Reply) -> Reply:
+        """``then``, sent only once the test calls ``release()`` (or stop()): lets a test act
+        while the caller waits for the model, with no timing involved."""
+        return replace(then, held=True)
+
+    def release(self) -> None:
+        self._released.set()
 
     # --- lifecycle -----------------------------------------------------------------------
 
@@ -373,6 +384,10 @@ class FakeAnthropic:
     def _wait(self, seconds: float) -> None:
         self._stopping.wait(seconds)
 
+    def _hold(self) -> None:
+        while not (self._released.wait(0.05) or self._stopping.is_set()):
+            pass
+
 
 def _is_messages(exchange: Recorded) -> bool:
     return exchange.method == "POST" and exchange.path.split("?")[0] == "/v1/messages"
@@ -455,6 +470,8 @@ class _Handler(BaseHTTPRequestHandler):
             reply = self.fake._answer(body)
             if reply.delay_s:
                 self.fake._wait(reply.delay_s)
+            if reply.held:
+                self.fake._hold()
             if reply.status == 200 and reply.body is None and body.get("stream"):
                 self._stream(_message(reply, body))
             else:

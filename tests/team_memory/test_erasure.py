@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 
 import anyio
@@ -11,12 +12,17 @@ from mcp import Client
 from temporalio.service import RPCError, RPCStatusCode
 
 from team_memory.erasure import Actor, MemoryNotFound, restore
+from team_memory.llm import Distiller
 from team_memory.models import MemoryStatus, content_hash, ingest_workflow_id
 from tests.conftest import Stack
 from tests.mcp_server.test_http import cli
 from tests.mcp_server.test_tools import call, call_error
+from tests.support.anthropic_server import FakeAnthropic
+from tests.workflows.test_consolidate import consolidate, distiller, fake, save
+from tests.workflows.test_distillation import MODEL
 
 pytestmark = pytest.mark.anyio
+__all__ = ["distiller", "fake"]  # the fixtures, imported for these tests
 
 MARKER = "quokkaplumbus"
 SECRET_TEXT = f"Customer {MARKER} Jane Roe asked us to store her phone number 555-0199"
@@ -89,7 +95,7 @@ async def test_purge_erases_the_text_from_every_table_and_from_temporal(
     assert audit["outcome"] == "ok" and audit["key_id"] == running.principal.key_id
     assert report["workflows_deleted"] == [
         ingest_workflow_id(running.principal.tenant_name, running.settings.project,
-                           content_hash(text)) for text in (SECRET_TEXT, NEAR_COPY)]
+                           content_hash(text), 0) for text in (SECRET_TEXT, NEAR_COPY)]
     with anyio.fail_after(60):
         while any([await workflow_exists(running, w) for w in report["workflows_deleted"]]):
             await anyio.sleep(0.2)
@@ -133,3 +139,92 @@ async def test_soft_forget_is_restored_by_an_operator(running: Stack) -> None:
     assert again.returncode == 1 and "no forgotten" in again.stderr
     actions = [line.split()[5] for line in audit.stdout.splitlines()]
     assert actions == ["restore", "forget", "save"], audit.stdout
+
+
+async def test_purge_takes_the_text_out_of_the_manifesto(
+    stack: Stack, fake: FakeAnthropic, distiller: Distiller, admin_pool: asyncpg.Pool
+) -> None:
+    async with stack.worker():
+        secret = await save(stack, SECRET_TEXT, importance=5)
+        kept = await save(stack, "Never deploy on Fridays", importance=4)
+    # The model quotes the secret in a rule that cites another memory: only rewriting the
+    # manifesto without the purged memory, not dropping the rules citing it, removes it.
+    fake.script(FakeAnthropic.tool_result({"rules": [
+        {"text": f"Call {MARKER} Jane Roe at 555-0199 before a deploy",
+         "source_ids": [str(kept)]},
+        {"text": "Never deploy on Fridays.", "source_ids": [str(kept)]}]}))
+    async with stack.worker(distiller=distiller):
+        report = await consolidate(stack)
+    assert (report.manifesto_policy, fake.calls) == ("haiku", 1)
+    async with Client(stack.server) as client:
+        assert MARKER in await _manifesto_texts(client)
+        await call(client, "purge_memory", id=str(secret), reason="GDPR request 43")
+        after = await _manifesto_texts(client)
+    assert MARKER not in after and "555-0199" not in after
+    assert "Never deploy on Fridays" in after
+    assert await find_everywhere(admin_pool, MARKER) == []
+
+
+async def test_a_manifesto_written_during_a_purge_does_not_bring_the_text_back(
+    stack: Stack, fake: FakeAnthropic
+) -> None:
+    """The nightly run reads the memories, asks the model (held here), the purge commits,
+    then the run writes: it must notice the purge instead of writing the model's rules."""
+    async with stack.worker():
+        secret = await save(stack, SECRET_TEXT, importance=5)
+        await save(stack, "Never deploy on Fridays", importance=4)
+    fake.script(FakeAnthropic.held(FakeAnthropic.tool_result({"rules": [
+        {"text": f"Call {MARKER} Jane Roe at 555-0199", "source_ids": [str(secret)]}]})))
+    async with Distiller(api_key="test", model=MODEL, base_url=fake.base_url,
+                         timeout_s=120) as patient, stack.worker(distiller=patient):
+        run = asyncio.create_task(consolidate(stack))
+        with anyio.fail_after(60):
+            while fake.calls < 1:
+                await anyio.sleep(0.05)
+        async with Client(stack.server) as client:
+            await call(client, "purge_memory", id=str(secret), reason="GDPR request 45")
+        fake.release()
+        report = await run
+    view = await stack.service.manifesto(stack.principal, None)
+    assert report.manifesto_policy == "local"
+    assert [rule.text for rule in view.rules] == ["Never deploy on Fridays"]
+
+
+async def _manifesto_texts(client: Client) -> str:
+    prompt = await client.get_prompt("manifesto", {})
+    resource = await client.read_resource("memory://manifesto")
+    return (prompt.messages[0].content.text  # type: ignore[union-attr]
+            + resource.contents[0].text)  # type: ignore[union-attr]
+
+
+RESAVED = "The staging database is reset every Sunday night at 02:00 UTC"
+
+
+async def test_resaving_forgotten_or_purged_text_creates_a_new_memory(running: Stack) -> None:
+    async with Client(running.server) as client:
+        first = await call(client, "save_memory", content=RESAVED)
+        assert await running.wait_status(uuid.UUID(first["id"])) is MemoryStatus.ACTIVE
+        twice = await call(client, "save_memory", content=RESAVED)
+        await call(client, "forget_memory", id=first["id"], reason="reset moved to Monday")
+        second = await call(client, "save_memory", content=RESAVED)
+        assert await running.wait_status(uuid.UUID(second["id"])) is MemoryStatus.ACTIVE
+        second_again = await call(client, "save_memory", content=RESAVED)
+        workflows = [(await call(client, "memory_status", id=saved["id"]))["workflow_id"]
+                     for saved in (first, second)]
+        purged = await call(client, "purge_memory", id=second["id"], reason="GDPR request 44")
+        third = await call(client, "save_memory", content=RESAVED)
+        assert await running.wait_status(uuid.UUID(third["id"])) is MemoryStatus.ACTIVE
+        read = await call(client, "get_memory", id=third["id"])
+        first_now = await call(client, "memory_status", id=first["id"])
+        third_now = await call(client, "memory_status", id=third["id"])
+    assert (twice["id"], twice.get("already_saved")) == (first["id"], True)
+    assert (second_again["id"], second_again.get("already_saved")) == (second["id"], True)
+    for saved in (second, third):  # an ordinary new save: pending, not "already saved"
+        assert "already_saved" not in saved and "status" not in saved
+    assert len({first["id"], second["id"], third["id"]}) == 3
+    assert len({*workflows, third_now["workflow_id"]}) == 3
+    assert purged["workflows_deleted"] == [workflows[1]]
+    assert read["content"] == RESAVED and first_now["status"] == "forgotten"
+    assert third_now["status"] == "active"
+    assert await workflow_exists(running, workflows[0])  # the forgotten memory's, completed
+    assert await workflow_exists(running, third_now["workflow_id"])
