@@ -10,6 +10,7 @@ the machine.
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -84,3 +85,21 @@ def machine_busy_seconds() -> float:
     """CPU seconds all CPUs of the machine have been busy (anyone's processes) since boot."""
     times = psutil.cpu_times()
     return float(times.user + times.nice + times.system + times.irq + times.softirq)
+
+
+class MachineShare:
+    """How busy the whole machine was since creation, and how much of that was ``ours``."""
+
+    def __init__(self, ours: list[Component]) -> None:
+        self._ours = ours
+        self._start = self._read()
+
+    def _read(self) -> tuple[float, float, float]:
+        return (time.monotonic(), machine_busy_seconds(),
+                sum(component.cpu_seconds() for component in self._ours))
+
+    def describe(self) -> str:
+        now = self._read()
+        wall, busy, ours = (b - a for a, b in zip(self._start, now, strict=True))
+        return (f"{busy / wall:.2f} cores busy on average: ours {ours / wall:.2f}, "
+                f"other processes {(busy - ours) / wall:.2f}")

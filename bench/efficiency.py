@@ -59,6 +59,7 @@ class Burst:
     seconds: float
     cpu: Snapshot
     latencies: list[float]
+    window: float  # seconds over which CPU was measured (until the last workflow closed)
     machine_busy: float  # CPU seconds the whole machine was busy in the window, anyone's
     worker_pid: int = 0
     worker_thread_cpu: ThreadCpu = field(default_factory=dict)
@@ -83,7 +84,7 @@ class Burst:
 
     def cores(self, cpu_seconds: float) -> float:
         """Average cores busy over the window for ``cpu_seconds`` of CPU."""
-        return cpu_seconds / self.seconds
+        return cpu_seconds / self.window
 
 
 def stack_components(stack: BenchStack) -> list[Component]:
@@ -128,9 +129,9 @@ async def ingest_burst(bench: Bench, temporal: TemporalClient, clients: int, per
     committed = time.monotonic()
     await until(lambda: _none_running(temporal), "the burst's workflows did not finish")
     after, threads_after = snapshot(components), thread_cpu_seconds(worker)
-    busy = machine_busy_seconds() - busy
-    return Burst(len(ids), committed - started, spent(before, after), latencies, busy, worker,
-                 thread_spent(threads_before, threads_after),
+    busy, window = machine_busy_seconds() - busy, time.monotonic() - started
+    return Burst(len(ids), committed - started, spent(before, after), latencies, window, busy,
+                 worker, thread_spent(threads_before, threads_after),
                  python_thread_names(worker) if name_threads else {})
 
 
@@ -166,9 +167,9 @@ class NoopFloor:
         before, busy, started = snapshot(components), machine_busy_seconds(), time.monotonic()
         await asyncio.gather(*(self._starter(per_client, latencies) for _ in range(concurrency)))
         await until(lambda: self._completed(done_before + total), "no-op workflows unfinished")
-        finished = time.monotonic()
-        return Burst(total, finished - started, spent(before, snapshot(components)), latencies,
-                     machine_busy_seconds() - busy)
+        after, busy = snapshot(components), machine_busy_seconds() - busy
+        seconds = time.monotonic() - started
+        return Burst(total, seconds, spent(before, after), latencies, seconds, busy)
 
     async def _starter(self, count: int, latencies: list[float]) -> None:
         for _ in range(count):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import os
 import platform
 import shutil
 import subprocess
@@ -24,6 +25,7 @@ from temporalio.client import Client as TemporalClient
 
 from bench.bulk import BulkLoader
 from bench.corpus import memory_text, question
+from bench.cpu import Component, MachineShare
 from bench.efficiency import Burst, NoopFloor, ingest_burst, start_noop_worker
 from bench.efficiency_report import (
     ACK_ONE,
@@ -306,6 +308,7 @@ async def measure(stack: BenchStack, options: Options,
     """Every phase on one stack; bench-only servers it starts go into ``helpers``."""
     db = await create_pool(stack.postgres_url(), min_size=1, max_size=2)
     bench = Bench(stack, options, db)
+    whole_run = MachineShare(ours(stack))
     try:
         bytecode = "bytecode cached" if bytecode_cached() else "no bytecode cache"
         startup = time_serve_startup(stack)
@@ -324,16 +327,26 @@ async def measure(stack: BenchStack, options: Options,
         await bench.throughput()
         bench.memory("after ingestion")
         await search_phase(bench, baseline_url)
+        bench.table.add("machine during the whole run", whole_run.describe())
     finally:
         await db.close()
     return bench, sections
 
 
+def ours(stack: BenchStack) -> list[Component]:
+    """The benchmark, everything it started (the stack, bench-only servers, py-spy) and the
+    PostgreSQL that `up` started but pg_ctl detached."""
+    return [Component("benchmark", os.getpid()), Component("postgres", stack.postmaster_pid())]
+
+
 async def search_phase(bench: Bench, baseline_url: str) -> None:
+    machine_use = MachineShare(ours(bench.stack))
     loader = BulkLoader(bench.stack.postgres_url(),
                         LocalEmbedder(bench.stack.data_dir / "models", "all-MiniLM-L6-v2"),
                         bench.options.unique_vectors)
     await bench.search(loader, baseline_url)
     bench.table.add("bulk embedding for the search corpus",
                     f"{bench.options.unique_vectors} texts in {loader.embed_seconds:.0f} s")
+    bench.table.add("machine during the search phase (bulk load and searches)",
+                    machine_use.describe())
     bench.memory("after search")

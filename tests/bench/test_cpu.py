@@ -4,6 +4,7 @@ children included, the benchmark's own process without its children."""
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -11,7 +12,14 @@ from collections.abc import Iterator
 
 import pytest
 
-from bench.cpu import Component, snapshot, spent, this_process, thread_cpu_seconds
+from bench.cpu import (
+    Component,
+    MachineShare,
+    snapshot,
+    spent,
+    this_process,
+    thread_cpu_seconds,
+)
 
 BURN = "import os\nx = sum(i * i for i in range(4_000_000))\nt = os.times()\n"
 # A parent with two children: one burns and exits (reaped: its time moves to the parent's
@@ -88,3 +96,12 @@ def test_each_live_thread_has_its_own_cpu_time() -> None:
     finally:
         release.set()
         thread.join()
+
+
+def test_machine_share_counts_our_cpu_inside_the_machines() -> None:
+    share = MachineShare([this_process("client")])
+    sum(i * i for i in range(5_000_000))
+    busy, ours, others = (float(word) for word in re.findall(r"-?\d+\.\d+", share.describe()))
+    assert ours > 0
+    assert busy >= ours - 0.1  # the machine's ticks include ours (a few 10 ms ticks aside)
+    assert others == pytest.approx(busy - ours, abs=0.011)
