@@ -276,8 +276,12 @@ async def profile_burst(bench: Bench, temporal: TemporalClient, measured: Burst,
     """Another burst, unmeasured, with py-spy sampling the worker (sampling pauses it); its
     samples share out the measured burst's CPU of each thread group."""
     clients, per_client = bench.options.burst_clients, bench.options.burst_saves_per_client
-    with recording(bench.stack.children["worker"].pid, output):
-        profiled = await ingest_burst(bench, temporal, clients, per_client, name_threads=False)
+    try:
+        with recording(bench.stack.children["worker"].pid, output):
+            profiled = await ingest_burst(bench, temporal, clients, per_client,
+                                          name_threads=False)
+    except RuntimeError as error:  # py-spy missing or not allowed to attach
+        return ["", f"No worker profile: {error}"]
     return ["", f"The worker's CPU by component: the measured burst's CPU per thread group, "
             f"shared out by where py-spy (100 Hz) found each group's threads during a second "
             f"burst of {profiled.items} ({profiled.rate:.1f}/s under the profiler; raw stacks "

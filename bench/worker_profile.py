@@ -203,14 +203,17 @@ def recording(pid: int, output: Path, rate: int = 100) -> Iterator[None]:
     binary = py_spy()
     if binary is None:
         raise RuntimeError("py-spy is not installed (it is in the dev dependencies)")
-    process = subprocess.Popen(
-        [binary, "record", "--pid", str(pid), "--rate", str(rate), "--format", "raw",
-         "--threads", "--full-filenames", "--output", str(output)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    log = output.with_name(output.name + ".log")
+    with log.open("wb") as messages:
+        process = subprocess.Popen(
+            [binary, "record", "--pid", str(pid), "--rate", str(rate), "--format", "raw",
+             "--threads", "--full-filenames", "--output", str(output)],
+            stdout=messages, stderr=subprocess.STDOUT)
     try:
         yield
     finally:
         process.send_signal(signal.SIGINT)  # py-spy writes its file on Ctrl-C
-        _, errors = process.communicate(timeout=120)
+        process.wait(120)
     if not output.exists():
-        raise RuntimeError(f"py-spy wrote no profile: {errors.decode(errors='replace')}")
+        raise RuntimeError(f"py-spy wrote no profile (exit {process.returncode}): "
+                           f"{log.read_text(errors='replace')}")

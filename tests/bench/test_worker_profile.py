@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import sysconfig
+import time
 from pathlib import Path
 
 import pytest
@@ -20,6 +23,7 @@ from bench.worker_profile import (
     cpu_by_thread_group,
     is_wait,
     parse_raw,
+    recording,
     thread_group,
     thread_spent,
 )
@@ -110,3 +114,11 @@ def test_each_groups_cpu_is_shared_out_by_its_non_waiting_samples() -> None:
     assert cpu_by_component(samples, 100, spent, groups) == pytest.approx({
         "asyncpg": 1.0, "onnxruntime": 1.5, "tokenizers": 0.5,
         "onnxruntime (intra-op pool threads)": 4.0, "Temporal core (Rust)": 0.5})
+
+
+def test_a_profile_that_cannot_be_taken_says_why(tmp_path: Path) -> None:
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    with pytest.raises(RuntimeError, match="py-spy wrote no profile"), \
+            recording(gone.pid, tmp_path / "worker.txt"):
+        time.sleep(2)  # py-spy retries the attach for a moment before it gives up
