@@ -22,11 +22,19 @@ def parse(argv: list[str] | None = None) -> Options:
     parser.add_argument("--searches", type=int, help="searches per measurement")
     parser.add_argument("--unique-vectors", type=int,
                         help="texts really embedded for the bulk corpus (the rest reuse them)")
+    parser.add_argument("--burst-clients", type=int,
+                        help="MCP clients (and no-op starters) in the CPU-per-memory burst")
+    parser.add_argument("--burst-saves-per-client", type=int,
+                        help="saves per client in that burst (default 60; --quick 20)")
+    parser.add_argument("--profile-worker", type=Path, metavar="FILE",
+                        help="after the measured burst, run another under py-spy and write "
+                             "the worker's raw stacks here (summarised in the report)")
     parser.add_argument("--output", type=Path, help="also write the report here")
     args = parser.parse_args(argv)
     options = Options.quick() if args.quick else Options()
     changes = {name: getattr(args, name) for name in
-               ("throughput_memories", "saves_per_level", "searches", "unique_vectors", "output")
+               ("throughput_memories", "saves_per_level", "searches", "unique_vectors", "output",
+                "burst_clients", "burst_saves_per_client", "profile_worker")
                if getattr(args, name) is not None}
     if args.search_sizes:
         changes["search_sizes"] = tuple(int(s) for s in args.search_sizes.split(","))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import os
 import platform
 import shutil
 import subprocess
@@ -20,15 +21,29 @@ import asyncpg
 import httpx2
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
+from temporalio.client import Client as TemporalClient
 
 from bench.bulk import BulkLoader
 from bench.corpus import memory_text, question
+from bench.cpu import Component, MachineShare
+from bench.efficiency import Burst, NoopFloor, ingest_burst, start_noop_worker
+from bench.efficiency_report import (
+    ACK_ONE,
+    burst_rows,
+    cpu_table,
+    profile_table,
+    thread_table,
+    versus_inline,
+)
 from bench.stack import BenchStack, bytecode_cached, start_stack, time_serve_startup
 from bench.stats import Table
+from bench.worker_profile import parse_raw, recording
 from team_memory.db import create_pool
-from team_memory.embedded import free_port, wait_for_port
+from team_memory.embedded import free_port, stop_process, wait_for_port
 from team_memory.embedder import LocalEmbedder
 from team_memory.stack import LOCAL_TENANT
+
+Targets = dict[int, tuple[float | None, float | None]]  # clients -> (p50, p99) ms
 
 
 @dataclass(frozen=True)
@@ -39,12 +54,16 @@ class Options:
     search_sizes: tuple[int, ...] = (10_000, 100_000)
     searches: int = 800
     unique_vectors: int = 20_000
+    burst_clients: int = 8
+    burst_saves_per_client: int = 60
     output: Path | None = None
+    profile_worker: Path | None = None
 
     @classmethod
     def quick(cls) -> Options:
         return cls(saves_per_level=64, latency_samples=20, throughput_memories=200,
-                   search_sizes=(2_000,), searches=160, unique_vectors=2_000)
+                   search_sizes=(2_000,), searches=160, unique_vectors=2_000,
+                   burst_saves_per_client=20)
 
 
 class ToolFailed(RuntimeError):
@@ -120,13 +139,17 @@ class Bench:
 
     # --- phases -----------------------------------------------------------------------------
 
-    async def save_ack(self, url: str, tool: str, label: str, levels: tuple[int, ...]) -> None:
+    async def save_ack(self, url: str, tool: str, label: str, levels: tuple[int, ...],
+                       targets: Targets | None = None) -> dict[int, list[float]]:
+        """Closed-loop saves at each concurrency (backlog drained between levels)."""
+        measured: dict[int, list[float]] = {}
         for concurrency in levels:
             await self.drain()
-            samples = await self.closed_loop(url, concurrency, self.options.saves_per_level,
-                                             lambda c: self.save(c, tool))
-            target = (15, 50) if concurrency == 8 and tool == "save_memory" else (None, None)
-            self.table.latency(f"{label}, {concurrency} client(s)", samples, *target)
+            measured[concurrency] = await self.closed_loop(
+                url, concurrency, self.options.saves_per_level, lambda c: self.save(c, tool))
+            self.table.latency(f"{label}, {concurrency} client(s)", measured[concurrency],
+                               *(targets or {}).get(concurrency, (None, None)))
+        return measured
 
     async def save_to_searchable(self) -> None:
         await self.drain()
@@ -183,11 +206,13 @@ class Bench:
             warm = await self.closed_loop(self.stack.mcp_url, 4, 32, product)
             assert warm
             target = (15, 60) if size >= 100_000 else (None, None)
+            one_client = (15, 40) if size >= 100_000 else (None, None)  # issue 16
             self.table.latency(f"search_memory (hybrid), {size:,} memories, 16 clients",
                                await self.closed_loop(self.stack.mcp_url, 16, n, product),
                                *target)
             self.table.latency(f"search_memory (hybrid), {size:,} memories, 1 client",
-                               await self.closed_loop(self.stack.mcp_url, 1, n // 4, product))
+                               await self.closed_loop(self.stack.mcp_url, 1, n // 4, product),
+                               *one_client)
             await self.closed_loop(baseline_url, 4, 32, vector)
             self.table.latency(f"baseline: pure-vector search, {size:,} memories, 16 clients",
                                await self.closed_loop(baseline_url, 16, n, vector))
@@ -198,16 +223,19 @@ class Bench:
                        f"MCP server {self.stack.rss_mib('mcp'):.0f} MiB")
 
 
+def load_average() -> str:
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+
+
 def machine() -> str:
     cpu = "unknown CPU"
     for line in Path("/proc/cpuinfo").read_text().splitlines():
         if line.startswith("model name"):
             cpu = line.split(":", 1)[1].strip()
             break
-    load = Path("/proc/loadavg").read_text().split()[:3]
     nproc = subprocess.run(["nproc"], capture_output=True, text=True).stdout.strip()
     return (f"{nproc} CPUs ({cpu}), {platform.system()} {platform.release()}, "
-            f"Python {platform.python_version()}, load average {' '.join(load)}")
+            f"Python {platform.python_version()}, load average {load_average()}")
 
 
 def start_baseline(stack: BenchStack) -> tuple[subprocess.Popen[bytes], str]:
@@ -218,47 +246,111 @@ def start_baseline(stack: BenchStack) -> tuple[subprocess.Popen[bytes], str]:
     return process, f"http://127.0.0.1:{port}/mcp"
 
 
+async def efficiency(bench: Bench, temporal: TemporalClient, floor: NoopFloor,
+                     baseline_url: str) -> list[str]:
+    """Issue 16's measures: the burst by component, the floor, acks against the inline design;
+    returns the extra report sections."""
+    clients, per_client = bench.options.burst_clients, bench.options.burst_saves_per_client
+    await floor.run(clients, 4)  # warm-up: the no-op worker's first tasks
+    burst = await ingest_burst(bench, temporal, clients, per_client)
+    noop_burst = await floor.run(clients, per_client)
+    burst_rows(bench.table, burst, noop_burst, clients, per_client)
+    durable = await bench.save_ack(
+        bench.stack.mcp_url, "save_memory", "save_memory acknowledgement, in sequence while "
+        "its ingestions run", (1,), {1: ACK_ONE})
+    durable[clients] = burst.latencies
+    inline = await bench.save_ack(baseline_url, "save_memory_inline",
+                                  "baseline: inline save (embed + insert in the call)",
+                                  (1, clients))
+    versus_inline(bench.table, durable, inline)
+    sections = [f"CPU per committed memory by component (burst of {burst.items}; load average "
+                f"{load_average()} after it):", "", cpu_table(burst, noop_burst), "",
+                "The worker's CPU by thread, same burst:", "", thread_table(burst)]
+    if bench.options.profile_worker is not None:
+        sections += await profile_burst(bench, temporal, burst, bench.options.profile_worker)
+    return sections
+
+
+async def profile_burst(bench: Bench, temporal: TemporalClient, measured: Burst,
+                        output: Path) -> list[str]:
+    """Another burst, unmeasured, with py-spy sampling the worker (sampling pauses it); its
+    samples share out the measured burst's CPU of each thread group."""
+    clients, per_client = bench.options.burst_clients, bench.options.burst_saves_per_client
+    try:
+        with recording(bench.stack.children["worker"].pid, output):
+            profiled = await ingest_burst(bench, temporal, clients, per_client,
+                                          name_threads=False)
+    except RuntimeError as error:  # py-spy missing or not allowed to attach
+        return ["", f"No worker profile: {error}"]
+    return ["", f"The worker's CPU by component: the measured burst's CPU per thread group, "
+            f"shared out by where py-spy (100 Hz) found each group's threads during a second "
+            f"burst of {profiled.items} ({profiled.rate:.1f}/s under the profiler; raw stacks "
+            f"in {output}):", "", profile_table(measured, parse_raw(output.read_text()))]
+
+
 async def run(options: Options) -> str:
     before = machine()
     print(f"machine: {before}\nstarting the stack...", flush=True)
     stack = start_stack()
-    baseline: subprocess.Popen[bytes] | None = None
+    helpers: list[subprocess.Popen[bytes]] = []
     try:
-        db = await create_pool(stack.postgres_url(), min_size=1, max_size=2)
-        bench = Bench(stack, options, db)
-        try:
-            bytecode = "bytecode cached" if bytecode_cached() else "no bytecode cache"
-            bench.table.add("MCP server start-up (`serve` spawned -> HTTP port open, model "
-                            f"loaded; {bytecode})", f"{time_serve_startup(stack):.2f} s", "< 2 s")
-            bench.table.rows[-1].met = float(bench.table.rows[-1].value[:-2]) < 2
-            bench.memory("at rest")
-            baseline, baseline_url = start_baseline(stack)
-            await bench.closed_loop(stack.mcp_url, 4, 40, bench.save)  # warm-up
-            await bench.save_ack(stack.mcp_url, "save_memory", "save_memory acknowledgement",
-                                 (1, 8, 32))
-            await bench.save_ack(baseline_url, "save_memory_inline",
-                                 "baseline: inline save (embed + insert in the call)", (1, 8))
-            await bench.save_to_searchable()
-            await bench.throughput()
-            bench.memory("after ingestion")
-            loader = BulkLoader(stack.postgres_url(),
-                                LocalEmbedder(stack.data_dir / "models", "all-MiniLM-L6-v2"),
-                                options.unique_vectors)
-            await bench.search(loader, baseline_url)
-            bench.table.add("bulk embedding for the search corpus",
-                            f"{options.unique_vectors} texts in {loader.embed_seconds:.0f} s")
-            bench.memory("after search")
-        finally:
-            await db.close()
+        bench, sections = await measure(stack, options, helpers)
     finally:
-        if baseline is not None:
-            baseline.terminate()
-            baseline.wait(30)
+        for process in helpers:
+            stop_process(process, 30)
         stack.stop()
         shutil.rmtree(stack.root, ignore_errors=True)
-    report = "\n".join([f"Machine: {before}", f"Load average at the end: "
-                        f"{' '.join(Path('/proc/loadavg').read_text().split()[:3])}", "",
-                        bench.table.markdown()])
+    report = "\n".join([f"Machine: {before}", f"Load average at the end: {load_average()}", "",
+                        bench.table.markdown(), "", *sections])
     if options.output is not None:
         options.output.write_text(report + "\n")
     return report
+
+
+async def measure(stack: BenchStack, options: Options,
+                  helpers: list[subprocess.Popen[bytes]]) -> tuple[Bench, list[str]]:
+    """Every phase on one stack; bench-only servers it starts go into ``helpers``."""
+    db = await create_pool(stack.postgres_url(), min_size=1, max_size=2)
+    bench = Bench(stack, options, db)
+    whole_run = MachineShare(ours(stack))
+    try:
+        bytecode = "bytecode cached" if bytecode_cached() else "no bytecode cache"
+        startup = time_serve_startup(stack)
+        bench.table.add("MCP server start-up (`serve` spawned -> HTTP port open, model "
+                        f"loaded; {bytecode})", f"{startup:.2f} s", "< 2 s", startup < 2)
+        bench.memory("at rest")
+        baseline, baseline_url = start_baseline(stack)
+        helpers.append(baseline)
+        helpers.append(start_noop_worker(stack))
+        temporal = await TemporalClient.connect(stack.temporal_address)
+        await bench.closed_loop(stack.mcp_url, 4, 40, bench.save)  # warm-up
+        sections = await efficiency(bench, temporal, NoopFloor(temporal, helpers[-1], stack),
+                                    baseline_url)
+        await bench.save_ack(stack.mcp_url, "save_memory", "save_memory acknowledgement", (32,))
+        await bench.save_to_searchable()
+        await bench.throughput()
+        bench.memory("after ingestion")
+        await search_phase(bench, baseline_url)
+        bench.table.add("machine during the whole run", whole_run.describe())
+    finally:
+        await db.close()
+    return bench, sections
+
+
+def ours(stack: BenchStack) -> list[Component]:
+    """The benchmark, everything it started (the stack, bench-only servers, py-spy) and the
+    PostgreSQL that `up` started but pg_ctl detached."""
+    return [Component("benchmark", os.getpid()), Component("postgres", stack.postmaster_pid())]
+
+
+async def search_phase(bench: Bench, baseline_url: str) -> None:
+    machine_use = MachineShare(ours(bench.stack))
+    loader = BulkLoader(bench.stack.postgres_url(),
+                        LocalEmbedder(bench.stack.data_dir / "models", "all-MiniLM-L6-v2"),
+                        bench.options.unique_vectors)
+    await bench.search(loader, baseline_url)
+    bench.table.add("bulk embedding for the search corpus",
+                    f"{bench.options.unique_vectors} texts in {loader.embed_seconds:.0f} s")
+    bench.table.add("machine during the search phase (bulk load and searches)",
+                    machine_use.describe())
+    bench.memory("after search")

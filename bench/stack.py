@@ -74,6 +74,12 @@ class BenchStack:
     def rss_mib(self, role: str) -> float:
         return float(self.children[role].memory_info().rss) / 2**20
 
+    def postmaster_pid(self) -> int:
+        """PostgreSQL's postmaster (pg_ctl detaches it from `up`; its backends are its children)."""
+        info = PostmasterInfo.read_from_pgdata(self.data_dir / "pg")
+        assert info is not None and info.pid is not None, "PostgreSQL is not running"
+        return int(info.pid)
+
     def stop(self) -> None:
         """SIGTERM (`up` stops its children in order), then SIGKILL whatever of its process
         group is left: `up` runs in a session of its own, so nothing it started survives."""
@@ -115,6 +121,8 @@ def start_stack(root: Path | None = None, **env: str) -> BenchStack:
             stack.children["worker"] = child
         elif "serve" in args:
             stack.children["mcp"] = child
+        elif "start-dev" in args:
+            stack.children["temporal"] = child
     return stack
 
 

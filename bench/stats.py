@@ -26,12 +26,10 @@ class Table:
     def latency(self, measure: str, samples: list[float], p50_max: float | None = None,
                 p99_max: float | None = None) -> None:
         p50, p99 = percentile_ms(samples, 50), percentile_ms(samples, 99)
-        target, met = "", None
-        if p50_max is not None and p99_max is not None:
-            target = f"p50 <= {p50_max:g} ms, p99 <= {p99_max:g} ms"
-            met = p50 <= p50_max and p99 <= p99_max
-        elif p50_max is not None:
-            target, met = f"p50 <= {p50_max:g} ms", p50 <= p50_max
+        limits = [(name, value, limit) for name, value, limit in
+                  (("p50", p50, p50_max), ("p99", p99, p99_max)) if limit is not None]
+        target = ", ".join(f"{name} <= {limit:g} ms" for name, _, limit in limits)
+        met = all(value <= limit for _, value, limit in limits) if limits else None
         self.add(measure, f"p50 {p50:.1f} ms, p99 {p99:.1f} ms (n={len(samples)})", target, met)
 
     def add(self, measure: str, value: str, target: str = "", met: bool | None = None) -> None:
@@ -39,8 +37,16 @@ class Table:
         print(f"  {measure}: {value}", flush=True)
 
     def markdown(self) -> str:
-        lines = ["| Measure | Result | Target | Met |", "| --- | --- | --- | --- |"]
-        for row in self.rows:
-            met = "" if row.met is None else ("yes" if row.met else "**no**")
-            lines.append(f"| {row.measure} | {row.value} | {row.target} | {met} |")
-        return "\n".join(lines)
+        return markdown_table(["Measure", "Result", "Target", "Met"],
+                              [[row.measure, row.value, row.target, met_cell(row.met)]
+                               for row in self.rows])
+
+
+def met_cell(met: bool | None) -> str:
+    return "" if met is None else ("yes" if met else "**no**")
+
+
+def markdown_table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "| " + " | ".join("---" for _ in header) + " |"]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
