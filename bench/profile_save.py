@@ -46,7 +46,7 @@ async def profile(samples: int) -> str:
         settings = Settings(data_dir=stack.data_dir, database_url=stack.app_url,
                             temporal_address=stack.temporal_address)
         pool = await create_pool(stack.app_url, min_size=2, max_size=4)
-        client = await connect(settings)
+        client = await connect(settings, pool)
         service = MemoryService(settings=settings, pool=pool, temporal=client,
                                 embedder=LocalEmbedder(stack.data_dir / "models", "minilm"))
         principal = await authenticate(pool, stack.api_key)

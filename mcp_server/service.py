@@ -54,7 +54,7 @@ from team_memory.models import (
 )
 from team_memory.redaction import preview, redact
 from team_memory.settings import Settings
-from team_memory.temporal import CATEGORY_KEY, PROJECT_KEY, TENANT_KEY
+from team_memory.temporal import CATEGORY_KEY, PROJECT_KEY, TENANT_KEY, keyring_of
 
 _SNIPPET_CHARS = 160
 _PENDING_EMBED_LIMIT = 64
@@ -203,6 +203,9 @@ class MemoryService:
                 if turn is not None:
                     turn.done()
                 if created:
+                    # The workflow's payload key is committed before Temporal sees the
+                    # workflow (a worker may pick it up before this transaction commits).
+                    await keyring_of(self.temporal).prepare(principal.tenant_id, workflow_id)
                     # Inside the transaction: if the start fails, the pending row is rolled
                     # back.
                     await self._start_ingestion(item, principal, workflow_id)

@@ -227,7 +227,7 @@ async def test_persistent_temporal_restarted_mid_ingestion(
     server = await anyio.to_thread.run_sync(start)
     try:
         settings = services.settings(temporal_address=f"127.0.0.1:{port}")
-        client = await connect(settings)
+        client = await connect(settings, app_pool)
         principal, _ = await new_tenant(admin_pool)
         service = MemoryService(settings=settings, pool=app_pool, temporal=client,
                                 embedder=embedder)  # type: ignore[arg-type]
