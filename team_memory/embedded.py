@@ -81,7 +81,9 @@ def start_postgres(data_dir: Path) -> EmbeddedPostgres:
         from pgserver.postgres_server import get_server
 
     data_dir.mkdir(parents=True, exist_ok=True)
-    return EmbeddedPostgres(data_dir, get_server(data_dir, cleanup_mode="stop"))
+    server = get_server(data_dir, cleanup_mode="stop")
+    lock_down(data_dir.parent)  # pgserver, run as root, opened it up (see lock_down)
+    return EmbeddedPostgres(data_dir, server)
 
 
 def temporal_binary() -> Path:
@@ -196,10 +198,15 @@ PRIVATE_FILES = ("temporal.db", "temporal.db-wal", "temporal.db-shm", "temporal.
 
 
 def lock_down(data_dir: Path) -> None:
-    """Only the owner may enter the data dir or read what it holds (memories in the database
-    files, payload keys, the local API key)."""
+    """Only the owner may list the data dir or read what it holds (memories in the database
+    files, payload keys, the local API key).
+
+    Run as root, pgserver runs PostgreSQL as its own system user and opens every directory
+    above the cluster to everyone (r-x) so that user can reach it: the data dir keeps only the
+    traversal bit for others then (0711: the cluster and each file stay private by mode).
+    """
     data_dir.mkdir(parents=True, exist_ok=True)
-    data_dir.chmod(0o700)
+    data_dir.chmod(0o711 if os.geteuid() == 0 else 0o700)
     for name in PRIVATE_FILES:
         with contextlib.suppress(FileNotFoundError):
             (data_dir / name).chmod(0o600)

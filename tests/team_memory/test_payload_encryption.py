@@ -18,6 +18,7 @@ from temporalio.common import RawValue
 from temporalio.contrib.pydantic import pydantic_data_converter
 
 from team_memory import queries
+from team_memory.capture import capture_workflow_id
 from team_memory.db import tenant_tx
 from team_memory.models import (
     IngestInput,
@@ -38,7 +39,7 @@ from team_memory.temporal_keys import (
 )
 from tests.conftest import Stack, new_tenant
 from tests.fakes.anthropic_server import FakeAnthropic
-from tests.mcp_server.test_capture import OBSERVATIONS, PROJECT, SESSION, serving
+from tests.mcp_server.test_capture import PROJECT, serving
 from tests.temporal_cli import listing, readable, show, unencrypted
 
 pytestmark = pytest.mark.anyio
@@ -88,17 +89,8 @@ async def test_consolidation_history_is_ciphertext(running: Stack) -> None:
 async def test_capture_session_history_is_ciphertext(
     stack: Stack, fake: FakeAnthropic, tmp_path: Path
 ) -> None:
-    add = FakeAnthropic.tool_result({"action": "ADD", "reason": "a separate fact"})
-    fake.script(FakeAnthropic.tool_result(OBSERVATIONS), add, add)
     async with serving(stack, fake, tmp_path) as cap:
-        for name in SESSION:
-            await cap.hook(name)
-        session_id = cap.payload(SESSION[0])["session_id"]
-        await cap.wait_row(session_id, "observations", 2)
-        captured = await cap.captured()
-        for record in captured:
-            await stack.wait_status(record["id"])
-    from team_memory.capture import capture_workflow_id
+        session_id, captured = await cap.replay_recorded_session()
 
     hook_text = ["default=uuid7", "pytest tests/test_orders.py", "UUID v7"]
     sealed(await shown(stack, capture_workflow_id(stack.principal.tenant_name, session_id)),

@@ -1,0 +1,121 @@
+"""The codec endpoint: authorised operators decode their tenant's Temporal payloads, with the
+real `temporal` CLI and as the Web UI calls it (CORS, cookie), and nobody else does."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+from google.protobuf import json_format
+from temporalio.api.common.v1 import Payloads
+
+from mcp_server.codec import COOKIE
+from team_memory.models import MemoryStatus
+from team_memory.tenants import create_key
+from tests.conftest import Stack, new_tenant
+from tests.mcp_server.test_http import HttpServer, http_server
+from tests.temporal_cli import readable, show
+
+__all__ = ["http_server"]  # the fixture, imported for these tests
+
+pytestmark = pytest.mark.anyio
+
+MARKER = "platypusledger"
+TEXT = f"Refunds over 500 EUR need a second approver ({MARKER})"
+
+
+async def saved_history(running: Stack, text: str = TEXT) -> tuple[str, dict[str, Any]]:
+    """(workflow id, the JSON body a codec client sends for its input payloads)."""
+    saved = await running.service.save(running.principal, text)
+    assert await running.wait_status(saved.id) is MemoryStatus.ACTIVE
+    history = await running.client.get_workflow_handle(saved.workflow_id).fetch_history()
+    started = history.events[0].workflow_execution_started_event_attributes
+    return saved.workflow_id, json_format.MessageToDict(Payloads(payloads=started.input.payloads))
+
+
+async def shown_with(running: Stack, server: HttpServer, workflow_id: str,
+                     auth: str | None) -> tuple[int, str]:
+    extra = ["--codec-endpoint", f"{server.base}/codec", "--command-timeout", "10s"]
+    extra += ["--codec-auth", auth] if auth else []
+    done = await asyncio.to_thread(show, running.settings.temporal_target, workflow_id, *extra)
+    return done.returncode, done.stdout + done.stderr
+
+
+async def test_the_temporal_cli_decodes_with_a_key_of_the_tenant_only(
+    running: Stack, http_server: HttpServer, admin_pool: asyncpg.Pool
+) -> None:
+    workflow_id, _ = await saved_history(running)
+    code, out = await shown_with(running, http_server, workflow_id, f"Bearer {running.api_key}")
+    assert code == 0 and readable(out, [MARKER]) == [MARKER], out[-2000:]
+
+    _, other_key = await new_tenant(admin_pool)
+    code, out = await shown_with(running, http_server, workflow_id, f"Bearer {other_key}")
+    assert code == 0 and readable(out, [MARKER]) == []  # another tenant's: left sealed
+    for auth in ("Bearer tm_not-a-key", None):  # 401: the CLI gives up, printing nothing
+        code, out = await shown_with(running, http_server, workflow_id, auth)
+        assert code != 0 and MARKER not in out, out[-500:]
+
+    async with admin_pool.acquire() as conn:
+        audited = await conn.fetch(
+            "SELECT key_id, detail FROM audit_log WHERE tenant_id = $1 AND action = "
+            "'temporal.decode'", running.principal.tenant_id)
+    # One row per request that decoded something (the CLI sends one per payload), all by the
+    # key that could; none for the other tenant's key, which decoded nothing.
+    assert audited and {row["key_id"] for row in audited} == {running.principal.key_id}
+
+
+async def test_keys_bound_to_a_project_cannot_decode(
+    running: Stack, http_server: HttpServer, admin_pool: asyncpg.Pool
+) -> None:
+    _, body = await saved_history(running)
+    bound = await create_key(admin_pool, running.principal.tenant_name, project="api")
+    async with httpx.AsyncClient(base_url=http_server.base) as http:
+        refused = await http.post("/codec/decode", json=body,
+                                  headers={"Authorization": f"Bearer {bound.secret}"})
+    assert refused.status_code == 403 and MARKER not in refused.text
+
+
+async def test_the_web_ui_protocol_cors_cookie_and_host_checks(
+    running: Stack, http_server: HttpServer
+) -> None:
+    _, body = await saved_history(running)
+    ui = f"http://127.0.0.1:{running.settings.temporal_ui_port}"
+    async with httpx.AsyncClient(base_url=http_server.base) as http:
+        anonymous = await http.post("/codec/decode", json=body, headers={"Origin": ui})
+        preflight = await http.options("/codec/decode", headers={
+            "Origin": ui, "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "content-type,x-namespace"})
+        foreign = await http.options("/codec/decode", headers={
+            "Origin": "http://evil.example", "Access-Control-Request-Method": "POST"})
+        rebound = await http.post("/codec/decode", json=body, headers={
+            "Host": "evil.example:8765", "Authorization": f"Bearer {running.api_key}"})
+        encode = await http.post("/codec/encode", json=body,
+                                 headers={"Authorization": f"Bearer {running.api_key}"})
+        garbage = await http.post("/codec/decode", content=b'{"payloads": 3}', headers={
+            "Authorization": f"Bearer {running.api_key}", "Content-Type": "application/json"})
+        form = await http.get("/codec/login")
+        wrong = await http.post("/codec/login", data={"key": "tm_wrong"})
+        login = await http.post("/codec/login", data={"key": running.api_key})
+        cookie = login.headers["set-cookie"]
+        decoded = await http.post("/codec/decode", json=body, headers={"Origin": ui})
+    assert anonymous.status_code == 401 and MARKER not in anonymous.text
+    assert anonymous.headers["www-authenticate"] == "Bearer"
+    assert preflight.status_code == 204
+    assert preflight.headers["access-control-allow-origin"] == ui
+    assert preflight.headers["access-control-allow-credentials"] == "true"
+    assert "x-namespace" in preflight.headers["access-control-allow-headers"]
+    assert foreign.status_code == 403 and "access-control-allow-origin" not in foreign.headers
+    assert rebound.status_code == 421 and MARKER not in rebound.text
+    assert encode.status_code in (404, 405)
+    assert garbage.status_code == 400
+    assert form.status_code == 200 and 'name="key"' in form.text
+    assert wrong.status_code == 401 and "set-cookie" not in wrong.headers
+    assert login.status_code == 200
+    assert f"{COOKIE}=" in cookie and "HttpOnly" in cookie and "Path=/codec" in cookie
+    assert "samesite=strict" in cookie.lower()
+    assert decoded.status_code == 200, decoded.text
+    assert decoded.headers["access-control-allow-origin"] == ui
+    assert MARKER in json_format.Parse(decoded.content, Payloads()).payloads[0].data.decode()
