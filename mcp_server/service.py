@@ -204,8 +204,10 @@ class MemoryService:
                     turn.done()
                 if created:
                     # The workflow's payload key is committed before Temporal sees the
-                    # workflow (a worker may pick it up before this transaction commits).
-                    await keyring_of(self.temporal).prepare(principal.tenant_id, workflow_id)
+                    # workflow (a worker may pick it up before this transaction commits);
+                    # this transaction's commit makes it durable.
+                    await keyring_of(self.temporal).prepare(principal.tenant_id, workflow_id,
+                                                            flushed_by_caller=True)
                     # Inside the transaction: if the start fails, the pending row is rolled
                     # back.
                     await self._start_ingestion(item, principal, workflow_id)

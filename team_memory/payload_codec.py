@@ -102,9 +102,11 @@ def encrypt(key: DataKey, scope: Scope, payload: Payload) -> Payload:
     )
 
 
-async def decrypt(keyring: Keyring, payload: Payload, envelope: Envelope) -> Payload:
+async def decrypt(keyring: Keyring, payload: Payload, envelope: Envelope, *,
+                  still_stored: bool = False) -> Payload:
     """Raises KeyUnavailable (no such key here) or a refusal (not what it claims to be)."""
-    key = await keyring.for_decryption(envelope.tenant_id, envelope.key_id, envelope.per_workflow)
+    key = await keyring.for_decryption(envelope.tenant_id, envelope.key_id, envelope.per_workflow,
+                                       still_stored=still_stored)
     if key.bound_to is not None and key.bound_to != envelope.scope:
         raise refused(f"key {envelope.key_id} belongs to another workflow")
     try:
@@ -176,7 +178,9 @@ async def _open_if_tenants(keyring: Keyring, tenant_id: UUID, payload: Payload) 
         envelope = Envelope.read(payload)
         if envelope.tenant_id != tenant_id:
             return None
-        return await decrypt(keyring, payload, envelope)
+        # Checked against the database every time: a key this process holds may have been
+        # shredded by a purge in another process.
+        return await decrypt(keyring, payload, envelope, still_stored=True)
     except (ApplicationError, KeyUnavailable):
         return None
 

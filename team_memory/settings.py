@@ -301,6 +301,11 @@ class Settings(BaseSettings):
     log_level: str = Field(default="INFO", description="Log level.")
     log_json: bool = Field(default=False, description="Structured JSON logs.")
 
+    @field_validator("temporal_kek", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        return None if value == "" else value
+
     @field_validator("consolidation_timezone")
     @classmethod
     def _known_timezone(cls, value: str) -> str:

@@ -258,28 +258,37 @@ class Keyring:
         self._current.put(scope.name, key)
         return key
 
-    async def prepare(self, tenant_id: UUID, workflow_id: str) -> None:
+    async def prepare(self, tenant_id: UUID, workflow_id: str, *,
+                      flushed_by_caller: bool = False) -> None:
         """Make sure a workflow about to start (or be signalled) has its key, committed
-        before Temporal sees the workflow, so a worker can always decode it."""
+        before Temporal sees the workflow, so a worker can always decode it.
+
+        ``flushed_by_caller``: the caller commits a transaction of its own (synchronously)
+        before it acknowledges anything, which makes this commit durable too (PostgreSQL
+        flushes its log in order): this one then need not wait for the disk.
+        """
         scope = scope_of(workflow_id)
         if scope is None or not scope.per_workflow:
             return
         self._tenant_ids.setdefault(scope.tenant, tenant_id)
         try:
-            key = await self._create_workflow_key(tenant_id, workflow_id)
+            key = await self._create_workflow_key(tenant_id, workflow_id, flushed_by_caller)
         except asyncpg.ForeignKeyViolationError:
             # The tenant key this process took for the newest was retired meanwhile.
             self._newest.drop(tenant_id)
-            key = await self._create_workflow_key(tenant_id, workflow_id)
+            key = await self._create_workflow_key(tenant_id, workflow_id, flushed_by_caller)
         self._current.put(workflow_id, key)
 
-    async def _create_workflow_key(self, tenant_id: UUID, workflow_id: str) -> DataKey:
+    async def _create_workflow_key(self, tenant_id: UUID, workflow_id: str,
+                                   flushed_by_caller: bool = False) -> DataKey:
         """The workflow's key: a new one, or the one another process created first."""
         wrapping = await self.newest_tenant_key(tenant_id)
         material = secrets.token_bytes(KEY_BYTES)
         key_id = uuid.uuid4()
         wrapped = seal(wrapping.aead, material, _workflow_key_aad(key_id, tenant_id, workflow_id))
         async with tenant_tx(self.pool, tenant_id) as conn:
+            if flushed_by_caller:
+                await queries.commit_without_waiting_for_disk(conn)
             created = await queries.insert_workflow_key(
                 conn, key_id=key_id, tenant_id=tenant_id, workflow_id=workflow_id,
                 wrapped_by=wrapping.id, wrapped=wrapped)
@@ -321,12 +330,17 @@ class Keyring:
 
     # --- decryption ---------------------------------------------------------------------
 
-    async def for_decryption(self, tenant_id: UUID, key_id: UUID, per_workflow: bool) -> DataKey:
-        """The key named by a payload, looked up under the tenant's Row-Level Security."""
+    async def for_decryption(self, tenant_id: UUID, key_id: UUID, per_workflow: bool, *,
+                             still_stored: bool = False) -> DataKey:
+        """The key named by a payload, looked up under the tenant's Row-Level Security.
+
+        ``still_stored``: only if the database still holds it (a key this process used may
+        have been shredded by a purge in another process since).
+        """
         key = self._by_id.get(key_id) if per_workflow else self._tenant_keys.get(key_id)
-        if key is not None:
-            if key.tenant_id != tenant_id:
-                raise KeyUnavailable(f"key {key_id} is not a key of tenant {tenant_id}")
+        if key is not None and key.tenant_id != tenant_id:
+            raise KeyUnavailable(f"key {key_id} is not a key of tenant {tenant_id}")
+        if key is not None and not still_stored:
             return key
         async with tenant_tx(self.pool, tenant_id) as conn:
             row = await (queries.workflow_key(conn, key_id) if per_workflow
@@ -334,6 +348,8 @@ class Keyring:
         if row is None:
             raise KeyUnavailable(f"no key {key_id} for tenant {tenant_id} (purged, retired or "
                                  "never issued)")
+        if key is not None:
+            return key
         if per_workflow:
             return await self._unwrap_workflow_key(tenant_id, row)
         return await self._tenant_key_from(tenant_id, row)

@@ -13,7 +13,13 @@ from pathlib import Path
 import asyncpg
 import pytest
 from temporalio.api.enums.v1 import EventType
-from temporalio.client import Client, WorkflowFailureError
+from temporalio.client import (
+    Client,
+    ScheduleUpdate,
+    WorkflowExecution,
+    WorkflowExecutionStatus,
+    WorkflowFailureError,
+)
 from temporalio.common import RawValue
 from temporalio.contrib.pydantic import pydantic_data_converter
 
@@ -27,7 +33,7 @@ from team_memory.models import (
     content_hash,
     ingest_workflow_id,
 )
-from team_memory.schedules import run_now
+from team_memory.schedules import ensure_all, nightly_schedule, run_now, schedule_id
 from team_memory.temporal import connect, keyring_of
 from team_memory.temporal_keys import (
     Kek,
@@ -252,3 +258,34 @@ def settings_kek(stack: Stack) -> Kek:
 def fake() -> Iterator[FakeAnthropic]:
     with FakeAnthropic() as server:
         yield server
+
+
+async def triggered_run(stack: Stack, sid: str, project: str, before: int) -> WorkflowExecution:
+    """Trigger the schedule and wait for the run to close (the ``before``+1-th closed one)."""
+    await stack.client.get_schedule_handle(sid).trigger()
+    query = (f"WorkflowType='Consolidate' AND TenantName='{stack.principal.tenant_name}' "
+             f"AND Project='{project}' AND ExecutionStatus!='Running'")
+    async with asyncio.timeout(60):
+        while True:
+            closed = [run async for run in stack.client.list_workflows(query)]
+            if len(closed) > before:
+                return max(closed, key=lambda run: run.start_time)
+            await asyncio.sleep(0.2)
+
+
+async def test_schedules_written_before_encryption_are_resealed_at_worker_start(
+    running: Stack, attacker: Client
+) -> None:
+    project = "nightly"
+    saved = await running.service.save(running.principal, TEXT, project=project)
+    await running.client.get_workflow_handle(saved.workflow_id).result()  # creates the schedule
+    sid = schedule_id(running.principal.tenant_name, project)
+    legacy = nightly_schedule(running.settings, running.principal.tenant_name, project)
+    # As the previous version wrote it: the action's input unencrypted.
+    await attacker.get_schedule_handle(sid).update(lambda _: ScheduleUpdate(schedule=legacy))
+    refused = await triggered_run(running, sid, project, before=0)
+    assert refused.status is WorkflowExecutionStatus.FAILED
+    await ensure_all(running.client, running.settings, running.pool)  # what a worker start does
+    resealed = await triggered_run(running, sid, project, before=1)
+    assert resealed.status is WorkflowExecutionStatus.COMPLETED
+    await running.client.get_schedule_handle(sid).delete()
