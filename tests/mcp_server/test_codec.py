@@ -4,16 +4,26 @@ real `temporal` CLI and as the Web UI calls it (CORS, cookie), and nobody else d
 from __future__ import annotations
 
 import asyncio
+import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
+from urllib.parse import quote
 
 import asyncpg
 import httpx
 import pytest
+import uvicorn
 from google.protobuf import json_format
 from temporalio.api.common.v1 import Payloads
 
+from mcp_server.app import http_app
 from mcp_server.codec import COOKIE
+from mcp_server.service import MemoryService
+from team_memory import embedded
 from team_memory.models import MemoryStatus
+from team_memory.settings import Settings
+from team_memory.temporal import connect
 from team_memory.tenants import create_key
 from tests.conftest import Stack, new_tenant
 from tests.mcp_server.test_http import HttpServer, http_server
@@ -25,6 +35,20 @@ pytestmark = pytest.mark.anyio
 
 MARKER = "platypusledger"
 TEXT = f"Refunds over 500 EUR need a second approver ({MARKER})"
+
+
+@asynccontextmanager
+async def serving_app(service: MemoryService, port: int) -> AsyncIterator[None]:
+    server = uvicorn.Server(uvicorn.Config(http_app(service), host="127.0.0.1", port=port,
+                                           log_level="warning", lifespan="on"))
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        await asyncio.sleep(0.02)
+    try:
+        yield
+    finally:
+        server.should_exit = True
+        await asyncio.wait_for(task, 10)
 
 
 async def saved_history(running: Stack, text: str = TEXT) -> tuple[str, dict[str, Any]]:
@@ -96,6 +120,8 @@ async def test_the_web_ui_protocol_cors_cookie_and_host_checks(
                                  headers={"Authorization": f"Bearer {running.api_key}"})
         garbage = await http.post("/codec/decode", content=b'{"payloads": 3}', headers={
             "Authorization": f"Bearer {running.api_key}", "Content-Type": "application/json"})
+        huge = await http.post("/codec/decode", content=b" " * 4_000_001, headers={
+            "Authorization": f"Bearer {running.api_key}", "Content-Type": "application/json"})
         form = await http.get("/codec/login")
         wrong = await http.post("/codec/login", data={"key": "tm_wrong"})
         login = await http.post("/codec/login", data={"key": running.api_key})
@@ -110,7 +136,7 @@ async def test_the_web_ui_protocol_cors_cookie_and_host_checks(
     assert foreign.status_code == 403 and "access-control-allow-origin" not in foreign.headers
     assert rebound.status_code == 421 and MARKER not in rebound.text
     assert encode.status_code in (404, 405)
-    assert garbage.status_code == 400
+    assert garbage.status_code == 400 and huge.status_code == 413
     assert form.status_code == 200 and 'name="key"' in form.text
     assert wrong.status_code == 401 and "set-cookie" not in wrong.headers
     assert login.status_code == 200
@@ -119,3 +145,56 @@ async def test_the_web_ui_protocol_cors_cookie_and_host_checks(
     assert decoded.status_code == 200, decoded.text
     assert decoded.headers["access-control-allow-origin"] == ui
     assert MARKER in json_format.Parse(decoded.content, Payloads()).payloads[0].data.decode()
+
+
+async def test_the_web_ui_decodes_after_signing_in(running: Stack) -> None:
+    """The dev server's Web UI, in Chromium, shows a payload's text once the operator signed in
+    at /codec/login and chose to send credentials to the codec endpoint."""
+    pytest.importorskip("websocket", reason="websocket-client (dev group) is not installed")
+    from tests.browser import chromium_binary
+
+    binary = chromium_binary()
+    if binary is None:
+        pytest.skip("chromium is not installed (Debian: apt-get install chromium; CI installs it)")
+    mcp_port, temporal_port, ui_port = (embedded.free_port() for _ in range(3))
+    settings = running.settings.model_copy(update={
+        "mcp_port": mcp_port, "temporal_ui_port": ui_port,
+        "temporal_address": f"127.0.0.1:{temporal_port}"})
+    temporal = await asyncio.to_thread(
+        embedded.start_temporal, db_file=None, port=temporal_port, ui_port=ui_port,
+        ui_codec_endpoint=settings.codec_url)
+    try:
+        client = await connect(settings, running.pool)
+        service = MemoryService(settings=settings, pool=running.pool, temporal=client,
+                                embedder=running.embedder)
+        saved = await service.save(running.principal, TEXT)  # no worker: stays started
+        run_id = (await client.get_workflow_handle(saved.workflow_id).describe()).run_id
+        page = (f"http://127.0.0.1:{ui_port}/namespaces/default/workflows/"
+                f"{quote(saved.workflow_id, safe='')}/{run_id}/history")
+        async with serving_app(service, mcp_port):
+            shown = await asyncio.to_thread(_sign_in_and_open, binary, settings, running.api_key,
+                                            page)
+    finally:
+        embedded.stop_process(temporal)
+    assert shown
+
+
+def _sign_in_and_open(binary: str, settings: Settings, key: str, page: str) -> bool:
+    """Sign in at the codec endpoint, then, in the UI, the codec settings an operator picks
+    (this browser's own settings, the same endpoint, cross-origin credentials included)."""
+    from tests.browser import Chromium
+
+    with Chromium(binary) as browser:
+        browser.open(f"{settings.codec_url}/login")
+        browser.evaluate(f"document.querySelector('input[name=key]').value = {json.dumps(key)};"
+                         "document.querySelector('form').submit()")
+        browser.wait_for("document.body.innerText.includes('Signed in')")
+        browser.open(f"http://127.0.0.1:{settings.temporal_ui_port}/")
+        browser.evaluate(
+            f"localStorage.setItem('endpoint', {json.dumps(json.dumps(settings.codec_url))});"
+            "localStorage.setItem('includeCredentials', 'true');"
+            "localStorage.setItem('passAccessToken', 'false');"
+            "localStorage.setItem('overrideRemoteCodecConfiguration', 'true')")
+        browser.open(page)
+        return bool(browser.wait_for(f"document.body.innerText.includes({json.dumps(MARKER)})",
+                                     timeout=30))
