@@ -33,6 +33,7 @@ from team_memory.models import (
     content_hash,
     ingest_workflow_id,
 )
+from team_memory.payload_codec import Envelope, decrypt
 from team_memory.schedules import ensure_all, nightly_schedule, run_now, schedule_id
 from team_memory.temporal import connect, keyring_of
 from team_memory.temporal_keys import (
@@ -46,6 +47,7 @@ from team_memory.temporal_keys import (
 from tests.conftest import Stack, new_tenant
 from tests.fakes.anthropic_server import FakeAnthropic
 from tests.mcp_server.test_capture import PROJECT, serving
+from tests.mcp_server.test_http import cli
 from tests.temporal_cli import listing, readable, show, unencrypted
 
 pytestmark = pytest.mark.anyio
@@ -289,3 +291,35 @@ async def test_schedules_written_before_encryption_are_resealed_at_worker_start(
     resealed = await triggered_run(running, sid, project, before=1)
     assert resealed.status is WorkflowExecutionStatus.COMPLETED
     await running.client.get_schedule_handle(sid).delete()
+
+
+async def test_operators_rotate_and_retire_with_the_cli(running: Stack) -> None:
+    saved = await running.service.save(running.principal, TEXT)
+    await running.wait_status(saved.id)
+    tenant = ("--tenant", running.principal.tenant_name)
+    before = await asyncio.to_thread(cli, running, "temporal-key", "list", *tenant)
+    rotated = await asyncio.to_thread(cli, running, "temporal-key", "rotate", *tenant)
+    after = await asyncio.to_thread(cli, running, "temporal-key", "list", *tenant)
+    old = before.stdout.split()[0]
+    too_soon = await asyncio.to_thread(cli, running, "temporal-key", "retire", old, *tenant)
+    audit = await asyncio.to_thread(cli, running, "audit", *tenant, "--limit", "1")
+    assert before.returncode == 0 and "wraps 1 workflow keys" in before.stdout, before.stderr
+    assert rotated.returncode == 0 and "1 workflow keys re-wrapped" in rotated.stdout
+    assert after.stdout.splitlines()[1].startswith(old) and "wraps 0" in after.stdout
+    assert too_soon.returncode == 1 and "retire after that" in too_soon.stderr
+    assert "temporal-key.rotate" in audit.stdout
+
+
+async def test_a_new_kek_rewraps_the_tenant_keys(running: Stack, settings_kek: Kek) -> None:
+    saved = await running.service.save(running.principal, TEXT)
+    await running.wait_status(saved.id)
+    history = await running.client.get_workflow_handle(saved.workflow_id).fetch_history()
+    sealed = history.events[0].workflow_execution_started_event_attributes.input.payloads[0]
+    new = parse_kek(new_kek_text(), "test")
+    admin = KeyAdministration(Keyring(running.pool, settings_kek), running.principal.tenant_id)
+    assert await admin.rewrap_under(new) == 1
+    assert await admin.rewrap_under(new) == 0  # can be run again
+    opened = await decrypt(Keyring(running.pool, new), sealed, Envelope.read(sealed))
+    assert MARKER.encode() in opened.data
+    with pytest.raises(WrongKek):
+        await decrypt(Keyring(running.pool, settings_kek), sealed, Envelope.read(sealed))
