@@ -237,8 +237,8 @@ class Keyring:
         """The key new payloads of ``scope`` are sealed with.
 
         A per-workflow key must exist already (created by whoever started the workflow, see
-        :meth:`prepare`): it is never created here, so a purged workflow cannot get a new key
-        for text it still holds.
+        :meth:`prepare`): it is created here only for a workflow started before encryption,
+        so a purged workflow cannot get a new key for text it still holds.
         """
         tenant_id = await self.tenant_id(scope.tenant)
         if not scope.per_workflow:
@@ -305,7 +305,7 @@ class Keyring:
             return cached
         async with tenant_tx(self.pool, tenant_id) as conn:
             row = await queries.newest_tenant_key(conn)
-        key = (await self._tenant_key_from(tenant_id, row) if row is not None
+        key = (await self.unwrap_tenant_key(tenant_id, row) if row is not None
                else await self.add_tenant_key(tenant_id))
         self._newest.put(tenant_id, key)
         return key
@@ -322,7 +322,7 @@ class Keyring:
                 await queries.insert_tenant_key(conn, key_id=key_id, tenant_id=tenant_id,
                                                 kek_id=self.kek.id, wrapped=wrapped)
         if existing is not None:  # another process created the first key meanwhile
-            return await self._tenant_key_from(tenant_id, existing)
+            return await self.unwrap_tenant_key(tenant_id, existing)
         key = DataKey(key_id, tenant_id, None, AESGCM(material))
         self._tenant_keys[key_id] = key
         self._newest.put(tenant_id, key)
@@ -352,7 +352,7 @@ class Keyring:
             return key
         if per_workflow:
             return await self._unwrap_workflow_key(tenant_id, row)
-        return await self._tenant_key_from(tenant_id, row)
+        return await self.unwrap_tenant_key(tenant_id, row)
 
     async def tenant_id(self, name: str) -> UUID:
         found = self._tenant_ids.get(name)
@@ -371,9 +371,12 @@ class Keyring:
                           _workflow_key_aad(key_id, tenant_id, row["workflow_id"]))
         key = DataKey(key_id, tenant_id, row["workflow_id"], AESGCM(material))
         self._by_id.put(key_id, key)
+        # A workflow has one stored key at a time: the one it was just read with is the one
+        # its next payloads are sealed with (a worker decodes a workflow before it encodes).
+        self._current.put(row["workflow_id"], key)
         return key
 
-    async def _tenant_key_from(self, tenant_id: UUID, row: asyncpg.Record) -> DataKey:
+    async def unwrap_tenant_key(self, tenant_id: UUID, row: asyncpg.Record) -> DataKey:
         key_id = UUID(str(row["id"]))
         cached = self._tenant_keys.get(key_id)
         if cached is not None:
@@ -523,5 +526,5 @@ class KeyAdministration:
     async def _unwrapped_keyring(self) -> dict[UUID, DataKey]:
         async with tenant_tx(self.keyring.pool, self.tenant_id) as conn:
             rows = await queries.tenant_keys(conn)
-        return {row["id"]: await self.keyring._tenant_key_from(self.tenant_id, row)
+        return {row["id"]: await self.keyring.unwrap_tenant_key(self.tenant_id, row)
                 for row in rows}
