@@ -156,6 +156,7 @@ class CaptureActivities:
             tenant_id=request.tenant_id, project=request.project, content=text,
             category=CATEGORY_OF[observation.type], importance=observation.importance,
             tags=["captured", f"observation:{observation.type.value}"], content_hash=digest,
-            occurred_at=max(e.at for e in events), source=capture_source(request.session_id),
+            occurred_at=max(e.at for e in events),
+            source=redact(capture_source(request.session_id)).text,
             key_id=request.key_id,
         )

@@ -28,6 +28,8 @@ from team_memory.models import (
     RunRequest,
     approx_tokens,
 )
+from team_memory.redaction import redact
+from team_memory.review import same_author
 from team_memory.settings import Settings
 
 # What a consolidation prompt costs beyond the memories' text (system prompt, tool schema,
@@ -139,14 +141,16 @@ class ConsolidationActivities:
         # The texts the model judged must still be the live ones (ingest may have moved on).
         if not all(_unchanged(r, current) for r in seen if r["id"] in ids):
             return outcome
+        if not same_author(current[uid]["created_by"] for uid in ids):
+            return await self._hold(log, action, outcome)
         if isinstance(action, llm.MergeAction):
             others = [uid for uid in action.ids if uid != action.keep_id]
-            vector = await self.embedder.embed_one(action.merged_content)
-            await queries.fold_into(log.conn, action.keep_id, others, action.merged_content,
-                                    vector)
+            merged = redact(action.merged_content).text
+            vector = await self.embedder.embed_one(merged)
+            await queries.fold_into(log.conn, action.keep_id, others, merged, vector)
             await log("merged", action.keep_id, action.reason,
                       before_text=current[action.keep_id]["content"],
-                      after_text=action.merged_content, detail={"merged_from": others})
+                      after_text=merged, detail={"merged_from": others})
             for other in others:
                 await queries.retire_duplicate(log.conn, other, action.keep_id)
                 await log("merged_into", other, action.reason, related_id=action.keep_id)
@@ -156,6 +160,28 @@ class ConsolidationActivities:
                   before_text=current[action.old_id]["content"],
                   after_text=current[action.new_id]["content"])
         return outcome.model_copy(update={"superseded": outcome.superseded + 1})
+
+    async def _hold(self, log: _Log, action: llm.ConsolidationAction,
+                    outcome: ClusterOutcome) -> ClusterOutcome:
+        """A merge or supersede across authors: recorded for review, nothing changed."""
+        if isinstance(action, llm.MergeAction):
+            kind, target = "merge", action.keep_id
+            sources = [uid for uid in action.ids if uid != action.keep_id]
+            text: str | None = redact(action.merged_content).text
+        else:
+            kind, target, sources, text = "supersede", action.old_id, [action.new_id], None
+        proposal = queries.Proposal(
+            kind=kind, target_id=target, source_ids=sources, proposed_text=text,
+            reason=redact(action.reason).text, origin="consolidation", policy=log.policy,
+            model=log.usage.model if log.usage else None, run_id=log.request.run_id)
+        held = await queries.insert_proposal(log.conn, log.request.tenant_id,
+                                             log.request.project, proposal)
+        if held is None:
+            return outcome
+        await log(f"{kind}_proposed", target, f"held for review (proposal {held}), not "
+                  f"applied: the memories have different authors. {action.reason}".strip(),
+                  related_id=sources[0], detail={"proposal_id": held, "sources": sources})
+        return outcome.model_copy(update={"held_for_review": outcome.held_for_review + 1})
 
     async def _fold_locally(
         self, request: ClusterRequest, live: list[asyncpg.Record], outcome: ClusterOutcome
@@ -248,7 +274,7 @@ class ConsolidationActivities:
         except llm.LLMError as error:
             raise llm_failure(error) from error
         rules: list[dict[str, object]] = [
-            {"text": rule.text, "source_ids": [str(uid) for uid in rule.source_ids]}
+            {"text": redact(rule.text).text, "source_ids": [str(uid) for uid in rule.source_ids]}
             for rule in manifesto.rules
         ]
         return consolidation.within_budget(rules, self.settings.manifesto_max_rules,
@@ -296,7 +322,7 @@ class _Log:
         self._billed = self._billed or tokens is not None
         await queries.insert_event(
             self.conn, tenant_id=self.request.tenant_id, memory_id=memory_id, event=event,
-            reason=reason or None, before_text=before_text, after_text=after_text,
+            reason=redact(reason).text or None, before_text=before_text, after_text=after_text,
             related_id=related_id, policy=self.policy,
             model=self.usage.model if self.usage else None,
             input_tokens=tokens.input_tokens if tokens else None,

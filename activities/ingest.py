@@ -21,6 +21,8 @@ from team_memory.models import (
     MemoryStatus,
 )
 from team_memory.policy import exact_duplicate, local_decision
+from team_memory.redaction import redact
+from team_memory.review import PROPOSAL_KIND, hold_foreign_change
 from team_memory.settings import Settings
 
 # Longest wait taken from a Retry-After header; beyond it the retry policy's backoff applies.
@@ -86,12 +88,16 @@ class IngestActivities:
             )
         except llm.LLMError as error:
             raise llm_failure(error) from error
-        return Decision(
+        # The model's text is redacted before it enters the workflow history or a table.
+        merged = None if answer.merged_content is None else redact(answer.merged_content).text
+        decision = Decision(
             kind=DecisionKind(answer.action.lower()), target_id=answer.target_id,
-            merged_content=answer.merged_content, reason=answer.reason, policy="haiku",
+            merged_content=merged, reason=redact(answer.reason).text, policy="haiku",
             model=usage.model, input_tokens=usage.input_tokens,
             output_tokens=usage.output_tokens,
         )
+        target_author = next((n.author for n in neighbours if n.id == answer.target_id), None)
+        return hold_foreign_change(decision, target_author, item.key_id)
 
     @activity.defn(name="commit_memory")
     async def commit_memory(self, item: IngestInput, decision: Decision) -> IngestResult:
@@ -137,12 +143,39 @@ class IngestActivities:
         if decision.needs_review:
             await queries.mark_needs_review(conn, item.memory_id)
         await record("kept_without_decision" if decision.needs_review else "added",
-                     after_text=item.content)
+                     after_text=item.content, reason=_held_note(decision))
         if decision.kind is DecisionKind.SUPERSEDE and target is not None:
             await queries.supersede(conn, target, item.memory_id)
             await record("superseded", memory_id=target, related_id=item.memory_id)
             await record.audit("supersede", target)
+        if decision.held is not None and target is not None:
+            await self._hold(conn, item, decision, target, record)
         return MemoryStatus.ACTIVE
+
+    async def _hold(self, conn: asyncpg.Connection, item: IngestInput, decision: Decision,
+                    target: UUID, record: _EventRecorder) -> None:
+        """Record the model's change to another author's memory for review, unapplied."""
+        assert decision.held is not None
+        kind = PROPOSAL_KIND[decision.held]
+        proposal = queries.Proposal(
+            kind=kind, target_id=target, source_ids=[item.memory_id],
+            proposed_text=decision.merged_content, reason=decision.reason, origin="ingest",
+            policy=decision.policy, model=decision.model, key_id=item.key_id)
+        held = await queries.insert_proposal(conn, item.tenant_id, item.project, proposal)
+        if held is None:
+            return
+        await record(f"{kind}_proposed", memory_id=target, related_id=item.memory_id,
+                     reason=f"held for review (proposal {held}), not applied: the memory has "
+                     f"another author. {decision.reason}".strip())
+        await record.audit(f"{kind}.proposed", target, proposal_id=held)
+
+
+def _held_note(decision: Decision) -> str | None:
+    if decision.held is None:
+        return None
+    verb = "merge it into" if decision.held is DecisionKind.UPDATE else "let it supersede"
+    return (f"kept as its own memory: the model proposed to {verb} {decision.target_id}, a "
+            "memory of another author; the proposal is held for review")
 
 
 @dataclass(frozen=True)
@@ -166,12 +199,12 @@ class _EventRecorder:
             output_tokens=self.decision.output_tokens or None,
         )
 
-    async def audit(self, action: str, target: UUID) -> None:
-        """An audit entry for a decision that changed another memory (on behalf of the key
-        that saved the new one)."""
+    async def audit(self, action: str, target: UUID, **detail: object) -> None:
+        """An audit entry for a decision that changed (or proposed to change) another memory,
+        on behalf of the key that saved the new one."""
         await queries.insert_audit(
             self.conn, tenant_id=self.item.tenant_id, key_id=self.item.key_id,
             actor=f"policy:{self.decision.policy}", action=action, target=str(target),
             outcome="ok", detail={"memory_id": str(self.item.memory_id),
-                                  "model": self.decision.model},
+                                  "model": self.decision.model, **detail},
         )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
 import signal
@@ -83,6 +84,8 @@ class BenchStack:
         return float(self.children[role].memory_info().rss) / 2**20
 
     def stop(self) -> None:
+        """SIGTERM (`up` stops its children in order), then SIGKILL whatever of its process
+        group is left: `up` runs in a session of its own, so nothing it started survives."""
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
             try:
@@ -90,9 +93,13 @@ class BenchStack:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait(10)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGKILL)
 
 
-def start_stack(root: Path | None = None) -> BenchStack:
+def start_stack(root: Path | None = None, **env: str) -> BenchStack:
+    """`team-memory up` on ``root`` (default: a new temp dir), with ``env`` added to the
+    caller's environment (e.g. ANTHROPIC_BASE_URL for a scripted model)."""
     root = root or Path(tempfile.mkdtemp(prefix="team-memory-bench-"))
     mcp_port, temporal_port = free_port(), free_port()
     log = root / "up.log"
@@ -101,7 +108,8 @@ def start_stack(root: Path | None = None) -> BenchStack:
             [sys.executable, "-m", "team_memory", "up", "--data-dir", str(root / "data"),
              "--mcp-port", str(mcp_port), "--temporal-port", str(temporal_port),
              "--temporal-ui-port", str(free_port())],
-            stdout=out, stderr=subprocess.STDOUT, env=clean_env(TEAM_MEMORY_LOG_LEVEL="WARNING"),
+            stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+            env=clean_env(TEAM_MEMORY_LOG_LEVEL="WARNING", **env),
         )
     stack = BenchStack(root, process, mcp_port, temporal_port, log)
     try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 from collections.abc import AsyncIterator
 from concurrent.futures import Future
@@ -23,10 +24,13 @@ from mcp_server.codec import add_codec_routes
 from mcp_server.hooks import register_hook_routes
 from mcp_server.server import create_server
 from mcp_server.service import MemoryService
+from mcp_server.workspace import WorkspaceProjectMiddleware
 from team_memory.db import create_app_pool
 from team_memory.embedder import Embedder, load_in_background
+from team_memory.logs import keep_queries_out_of_server_logs
 from team_memory.migrate import check_embedding_dim
 from team_memory.models import Principal
+from team_memory.project_identity import project_for
 from team_memory.settings import Settings
 from team_memory.temporal import connect, describe_workers
 from team_memory.tenants import authenticate, record_auth_failure
@@ -62,7 +66,9 @@ async def stdio_principal(service: MemoryService) -> Principal:
     if principal is None:
         await record_auth_failure(service.pool, key.get_secret_value(), "stdio")
         raise SystemExit("TEAM_MEMORY_API_KEY is not a valid, unrevoked key")
-    return principal
+    # An MCP client starts a stdio server in the directory it works in: that repository is
+    # the default project, as for the Claude Code hooks.
+    return principal.model_copy(update={"workspace_project": project_for(os.getcwd())})
 
 
 async def serve_stdio(settings: Settings, embedder: Future[Embedder] | None = None) -> None:
@@ -91,12 +97,14 @@ def http_app(service: MemoryService) -> Starlette:
     register_hook_routes(server, CaptureService(service))
     add_browser_routes(server, service)
     add_codec_routes(server, service)
-    return server.streamable_http_app(
+    app = server.streamable_http_app(
         transport_security=TransportSecuritySettings(
             allowed_hosts=settings.allowed_hosts, allowed_origins=settings.allowed_origins
         ),
         host=settings.mcp_host,
     )
+    app.add_middleware(WorkspaceProjectMiddleware)
+    return app
 
 
 async def readiness(service: MemoryService) -> dict[str, str]:
@@ -128,6 +136,7 @@ async def serve_http(settings: Settings, embedder: Future[Embedder] | None = Non
                                 # Longer than a client's or load balancer's idle pool: a
                                 # connection closed by us as a request goes out is an error.
                                 timeout_keep_alive=75)
+        keep_queries_out_of_server_logs()  # uvicorn.Config has just (re)configured its loggers
         log.info("MCP server listening on %s", settings.mcp_url)
         _return_after_graceful_shutdown()
         await uvicorn.Server(config).serve()

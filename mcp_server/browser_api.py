@@ -17,6 +17,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 
 from mcp_server.service import Forbidden, InvalidInput, MemoryService, NotFound
+from mcp_server.workspace import with_workspace
 from team_memory.models import Principal
 from team_memory.tenants import authenticate
 
@@ -43,6 +44,7 @@ def add_browser_routes(server: MCPServer, service: MemoryService) -> None:
             if principal is None:
                 return JSONResponse({"error": "a valid API key is required"}, status_code=401,
                                     headers={"WWW-Authenticate": "Bearer"})
+            principal = with_workspace(principal)
             try:
                 return JSONResponse(await handler(request, principal),
                                     headers={"Cache-Control": "no-store"})
@@ -58,7 +60,8 @@ def add_browser_routes(server: MCPServer, service: MemoryService) -> None:
     async def whoami(_: Request, principal: Principal) -> dict[str, Any]:
         return {"tenant": principal.tenant_name, "read_only": principal.read_only,
                 "project": service.resolve_project(principal, None),
-                "project_locked": principal.project is not None}
+                "project_locked": principal.project is not None,
+                "capture": service.settings.anthropic_api_key is not None}
 
     async def search(request: Request, principal: Principal) -> dict[str, Any]:
         params = request.query_params

@@ -16,41 +16,33 @@ from mcp_types import CallToolResult, TextContent
 from pydantic import BaseModel, Field
 
 from mcp_server.service import Forbidden, InvalidInput, MemoryService, NotFound
+from mcp_server.views import (
+    CompactModel,
+    HitView,
+    MemoriesView,
+    MemoryView,
+    SavedView,
+    SearchView,
+)
+from mcp_server.workspace import with_workspace
 from team_memory.consolidation import render_manifesto
 from team_memory.erasure import HistoryNotDeleted, PurgeReport
-from team_memory.models import (
-    ManifestoView,
-    Memory,
-    MemoryHit,
-    MemoryStatusReport,
-    Principal,
-    SaveResult,
-)
+from team_memory.models import ManifestoView, MemoryStatusReport, Principal
 
 INSTRUCTIONS = """\
 Team Memory is the long-term memory this team shares across sessions and people.
 Save decisions, preferences, bug fixes and business rules as they are made (one fact per
 memory, self-contained, with the why). Before proposing an approach, search memory for
-earlier decisions on the subject. Search returns a compact index; read full text with
-get_memory or get_memories only for the entries you need."""
+earlier decisions on the subject. Calls that name no project use the repository this
+session works in."""
 
 T = TypeVar("T")
-
-
-class SearchResults(BaseModel):
-    results: list[MemoryHit]
-    count: int
-    hint: str = Field(default="get_memory(id) or get_memories(ids) returns the full text")
-
-
-class MemoryList(BaseModel):
-    memories: list[Memory]
 
 
 def _principal(default: Principal | None) -> Principal:
     token = get_access_token()
     if token is not None and token.claims is not None:
-        return Principal.model_validate(token.claims["principal"])
+        return with_workspace(Principal.model_validate(token.claims["principal"]))
     if default is None:
         raise ToolError("authentication required: send an API key as a bearer token")
     return default
@@ -65,8 +57,10 @@ async def _call(action: Awaitable[T]) -> T:
 
 
 def _result(model: BaseModel, text: str) -> CallToolResult:
+    structured = model.compact() if isinstance(model, CompactModel) else \
+        model.model_dump(mode="json")
     return CallToolResult(content=[TextContent(type="text", text=text)],
-                          structured_content=model.model_dump(mode="json"))
+                          structured_content=structured)
 
 
 def create_server(
@@ -94,6 +88,10 @@ def create_server(
     return server
 
 
+_PROJECT = ("Project (repository); default: the one this session works in. '*' = every "
+            "project of the team")
+
+
 def _register_tools(
     server: MCPServer, service: MemoryService, who: Callable[[], Principal]
 ) -> None:
@@ -106,25 +104,24 @@ def _register_tools(
         importance: Annotated[int, Field(description="1 (trivia) to 5 (critical, "
                                          "team-wide rule)")] = 1,
         tags: Annotated[list[str] | None, Field(description="Short lowercase labels")] = None,
-        project: Annotated[str | None, Field(description="Project (repository) it belongs "
-                                             "to; '*' for every project of the team")] = None,
-    ) -> Annotated[CallToolResult, SaveResult]:
+        project: Annotated[str | None, Field(description=_PROJECT)] = None,
+    ) -> Annotated[CallToolResult, SavedView]:
         """Remember something for the whole team across sessions. Returns at once with the
-        memory id; embedding, de-duplication and merging happen durably in the background, and
-        the memory is searchable immediately. Saving the same text twice returns the same id."""
+        memory id; de-duplication and merging happen in the background, and the memory is
+        searchable immediately. Saving the same text twice returns the same id."""
         saved = await _call(service.save(who(), content, category=category,
                                          importance=importance, tags=tags, project=project))
         note = " (already saved)" if saved.already_saved else ""
-        return _result(saved, f"saved {saved.id} [{saved.status}] in {saved.project}{note}")
+        return _result(SavedView.of(saved),
+                       f"saved {saved.id} [{saved.status}] in {saved.project}{note}")
 
     @server.tool()
     async def search_memory(
         query: Annotated[str, Field(description="What you want to know, in plain words")],
         limit: Annotated[int, Field(description="How many results (1-50)")] = 5,
         category: Annotated[str | None, Field(description="Only this category")] = None,
-        project: Annotated[str | None, Field(description="Project to search (default: the "
-                                             "current one; team-wide memories always "
-                                             "included)")] = None,
+        project: Annotated[str | None, Field(description=_PROJECT + "; team-wide memories "
+                                             "always included")] = None,
         tags: Annotated[list[str] | None, Field(description="Only memories with any of "
                                                 "these tags")] = None,
         since: Annotated[datetime | None, Field(description="Only memories from this "
@@ -133,47 +130,50 @@ def _register_tools(
                                                 "time (ISO 8601)")] = None,
         include_history: Annotated[bool, Field(description="Also superseded, merged and "
                                                "archived memories")] = False,
-    ) -> Annotated[CallToolResult, SearchResults]:
-        """Search the team's memory by meaning and keywords. Returns a compact index (id,
-        category, one-line snippet, age, score, token size); fetch full text with
-        get_memory/get_memories. Newer and more important memories rank higher."""
+    ) -> Annotated[CallToolResult, SearchView]:
+        """Search the team's memory by meaning and keywords, best first (newer and more
+        important memories rank higher). Each result's text is the whole memory, unless it
+        has `tokens`: then it is cut, and get_memory/get_memories return it in full."""
+        principal = who()
         hits = await _call(service.search(
-            who(), query, limit=limit, category=category, project=project, tags=tags,
+            principal, query, limit=limit, category=category, project=project, tags=tags,
             since=since, until=until, include_history=include_history,
         ))
+        searched = service.resolve_project(principal, project)  # valid: the search took it
         lines = [f"{h.id} [{h.category}] {h.snippet} ({h.age}, ~{h.tokens} tokens)"
                  for h in hits]
-        return _result(SearchResults(results=hits, count=len(hits)),
-                       "\n".join(lines) or "no matching memories")
+        view = SearchView(project=searched, results=[HitView.of(h, searched) for h in hits])
+        return _result(view, "\n".join(lines) or "no matching memories")
 
     @server.tool()
     async def get_memory(
         id: Annotated[UUID, Field(description="Memory id from search_memory")],
         include_history: Annotated[bool, Field(description="Allow superseded or merged "
                                                "memories")] = False,
-    ) -> Annotated[CallToolResult, Memory]:
+    ) -> Annotated[CallToolResult, MemoryView]:
         """Read one memory in full."""
         memory = await _call(service.get(who(), id, include_history=include_history))
-        return _result(memory, f"[{memory.category}, {memory.age}] {memory.content}")
+        return _result(MemoryView.of(memory),
+                       f"[{memory.category}, {memory.age}] {memory.content}")
 
     @server.tool()
     async def get_memories(
         ids: Annotated[list[UUID], Field(description="Memory ids from search_memory")],
-    ) -> Annotated[CallToolResult, MemoryList]:
+    ) -> Annotated[CallToolResult, MemoriesView]:
         """Read several memories in full, in the order asked."""
         memories = await _call(service.get_many(who(), ids))
         text = "\n".join(f"{m.id} [{m.category}, {m.age}] {m.content}" for m in memories)
-        return _result(MemoryList(memories=memories), text)
+        return _result(MemoriesView(memories=[MemoryView.of(m) for m in memories]), text)
 
     @server.tool()
     async def forget_memory(
         id: Annotated[UUID, Field(description="Memory id")],
         reason: Annotated[str, Field(description="Why it should be forgotten")],
-    ) -> Annotated[CallToolResult, Memory]:
+    ) -> Annotated[CallToolResult, MemoryView]:
         """Hide a memory that is wrong or obsolete (recoverable by an operator, recorded
         with the reason)."""
         memory = await _call(service.forget(who(), id, reason))
-        return _result(memory, f"forgot {memory.id}")
+        return _result(MemoryView.of(memory), f"forgot {memory.id}")
 
     @server.tool()
     async def purge_memory(

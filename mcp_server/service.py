@@ -52,7 +52,7 @@ from team_memory.models import (
     ingest_workflow_id,
     memory_id_for,
 )
-from team_memory.redaction import preview, redact
+from team_memory.redaction import preview, redact, redact_tags
 from team_memory.settings import Settings
 from team_memory.temporal import CATEGORY_KEY, PROJECT_KEY, TENANT_KEY, keyring_of
 
@@ -249,6 +249,8 @@ class MemoryService:
         cleaned = redact(self._check_content(content))
         if not cleaned.text.strip():
             raise InvalidInput("content is empty once private spans are removed")
+        checked_tags, tag_kinds = self._check_tags(tags or [])
+        checked_source, source_kinds = _check_source(source)
         digest = content_hash(cleaned.text)
         return IngestInput(
             memory_id=memory_id_for(principal.tenant_id, scope, digest),
@@ -257,12 +259,12 @@ class MemoryService:
             content=cleaned.text,
             category=_check_category(category),
             importance=_check_importance(importance),
-            tags=self._check_tags(tags or []),
+            tags=checked_tags,
             content_hash=digest,
             occurred_at=_check_time(occurred_at) or datetime.now(UTC),
-            source=_check_source(source),
+            source=checked_source,
             key_id=principal.key_id,
-            redactions=[r.kind for r in cleaned.redactions],
+            redactions=list(dict.fromkeys([*cleaned.kinds, *tag_kinds, *source_kinds])),
         )
 
     async def _start_ingestion(
@@ -352,15 +354,17 @@ class MemoryService:
 
     async def working_set(
         self, principal: Principal, project: str | None = None, query: str | None = None,
-        budget_tokens: int | None = None,
+        budget_tokens: int | None = None, text_of: Callable[[Memory], str] | None = None,
     ) -> WorkingSet:
-        """Session-start context: the memories that matter most now, in full, within a token
-        budget. With a query, ranked by relevance x importance x recency (the search score);
-        without, by importance x recency. Best first; a memory too large for what is left of
-        the budget is skipped, not cut."""
-        budget = budget_tokens or self.settings.working_set_tokens
-        if budget < 1:
-            raise InvalidInput("budget_tokens must be positive")
+        """The working-set rule (memory://working_set and the session-start context): the
+        memories that matter most now, in full, within a token budget. With a query, ranked by
+        relevance x importance x recency (the search score); without, by importance x recency.
+        Best first; a memory too large for what is left of the budget is skipped, not cut.
+        ``text_of`` is how each memory will be rendered (its cost against the budget)."""
+        budget = self.settings.working_set_tokens if budget_tokens is None else budget_tokens
+        if budget < 0:
+            raise InvalidInput("budget_tokens must not be negative")
+        render = text_of or _content
         scope = self.resolve_project(principal, project)
         if query is not None and query.strip():
             hits = await self.search(principal, query, project=project,
@@ -368,9 +372,9 @@ class MemoryService:
             memories = await self.get_many(principal, [h.id for h in hits]) if hits else []
         else:
             memories = await self._important_recent(principal, project)
-        chosen = ranking.within_budget(memories, lambda m: m.content, budget)
+        chosen = ranking.within_budget(memories, render, budget)
         return WorkingSet(project=scope, budget_tokens=budget, memories=chosen,
-                          tokens=sum(approx_tokens(m.content) for m in chosen))
+                          tokens=sum(approx_tokens(render(m)) for m in chosen))
 
     async def _important_recent(self, principal: Principal, project: str | None) -> list[Memory]:
         filters = self._filters(principal, project, None, None, None, None, False)
@@ -394,7 +398,7 @@ class MemoryService:
             projects=sorted({scope, TENANT_WIDE_PROJECT}),
             statuses=_statuses(include_history),
             category=None if category is None else _check_category(category),
-            tags=self._check_tags(tags) if tags else None,
+            tags=self._check_tags(tags)[0] if tags else None,
             since=since,
             until=until,
         )
@@ -458,6 +462,8 @@ class MemoryService:
         return MemoryStatusReport(
             id=memory_id, status=MemoryStatus(row["status"]), duplicate_of=row["duplicate_of"],
             superseded_by=row["superseded_by"], dedupe_policy=self.settings.dedupe_policy,
+            workflow_id=ingest_workflow_id(principal.tenant_name, row["project"],
+                                           row["content_hash"]),
             history=[MemoryEvent(**dict(event)) for event in events],
         )
 
@@ -484,17 +490,17 @@ class MemoryService:
     # --- validation -----------------------------------------------------------------------
 
     def resolve_project(self, principal: Principal, project: str | None) -> str:
-        if project is not None and project != TENANT_WIDE_PROJECT \
-                and not PROJECT_PATTERN.match(project):
-            raise InvalidInput(
-                "project must be 1-200 characters of letters, digits and ._:/@+- "
-                "(or '*' for tenant-wide)"
-            )
+        """An explicit project, else the key's project, else the caller's workspace (the
+        repository its session runs in), else the configured default."""
+        _check_project(project)
         if principal.project is not None:
             if project not in (None, principal.project):
                 raise Forbidden(f"this key is limited to project {principal.project!r}")
             return principal.project
-        return project or self.settings.project
+        if project is not None:
+            return project
+        _check_project(principal.workspace_project)
+        return principal.workspace_project or self.settings.project
 
     def _check_content(self, content: str) -> str:
         content = _check_text(content, "content")
@@ -515,19 +521,23 @@ class MemoryService:
             raise InvalidInput(f"query is longer than {self.settings.max_query_chars} characters")
         return query
 
-    def _check_tags(self, tags: list[str]) -> list[str]:
+    def _check_tags(self, tags: list[str]) -> tuple[list[str], list[str]]:
+        """(tags, kinds of secrets found in them). A tag holding a secret becomes
+        ``redacted:<kind>``; errors say which tag is wrong, never what it says (they reach
+        the audit trail and the server log)."""
         if len(tags) > self.settings.max_tags:
             raise InvalidInput(f"at most {self.settings.max_tags} tags")
+        redacted, kinds = redact_tags([_check_text(tag, "tag") for tag in tags])
         cleaned = []
-        for tag in tags:
-            tag = _check_text(tag, "tag").strip().lower()
+        for number, tag in enumerate(redacted, start=1):
+            tag = tag.strip().lower()
             if not _TAG.match(tag) or len(tag) > self.settings.max_tag_chars:
                 raise InvalidInput(
-                    f"tag {tag[:60]!r} must be 1-{self.settings.max_tag_chars} characters of "
-                    "letters, digits and ._:/+-"
+                    f"tag {number} of {len(tags)} must be 1-{self.settings.max_tag_chars} "
+                    "characters of letters, digits and ._:/+-"
                 )
             cleaned.append(tag)
-        return sorted(set(cleaned))
+        return sorted(set(cleaned)), kinds
 
 
 _TAG = re.compile(r"^[\w][\w.:/+-]*$")
@@ -545,11 +555,21 @@ def _check_text(value: str, name: str) -> str:
     return value
 
 
+def _check_project(project: str | None) -> None:
+    if project is not None and project != TENANT_WIDE_PROJECT \
+            and not PROJECT_PATTERN.match(project):
+        raise InvalidInput(
+            "project must be 1-200 characters of letters, digits and ._:/@+- "
+            "(or '*' for tenant-wide)"
+        )
+
+
 def _check_reason(reason: str) -> str:
+    """A reason is stored in history and the audit trail: redacted like any other text."""
     reason = _check_text(reason, "reason").strip()
     if not reason or len(reason) > 500:
         raise InvalidInput("reason must be 1-500 characters")
-    return reason
+    return redact(reason).text
 
 
 def _check_category(category: str) -> Category:
@@ -557,7 +577,7 @@ def _check_category(category: str) -> Category:
         return Category(category)
     except ValueError:
         allowed = ", ".join(c.value for c in Category)
-        raise InvalidInput(f"unknown category {category[:40]!r}; use one of: {allowed}") from None
+        raise InvalidInput(f"unknown category; use one of: {allowed}") from None
 
 
 def _check_importance(importance: int) -> int:
@@ -574,13 +594,15 @@ def _check_time(moment: datetime | None) -> datetime | None:
     return moment.replace(tzinfo=UTC)
 
 
-def _check_source(source: str | None) -> str | None:
+def _check_source(source: str | None) -> tuple[str | None, list[str]]:
+    """(source, kinds of secrets redacted from it)."""
     if source is None:
-        return None
+        return None, []
     source = _check_text(source, "source")
     if len(source) > 200:
         raise InvalidInput("source must be at most 200 characters")
-    return source
+    cleaned = redact(source)
+    return cleaned.text, cleaned.kinds
 
 
 def _require_writer(principal: Principal) -> None:
@@ -600,6 +622,10 @@ def _not_current(row: asyncpg.Record) -> str:
             "pass include_history=true to read it anyway")
 
 
+def _content(memory: Memory) -> str:
+    return memory.content
+
+
 def _age(now: datetime, then: datetime) -> str:
     return humanize_age(max(0.0, (now - then).total_seconds()))
 
@@ -613,6 +639,7 @@ def _hit(row: Mapping[str, Any], score: float, now: datetime) -> MemoryHit:
         snippet=snippet, importance=row["importance"], status=MemoryStatus(row["status"]),
         score=round(score, 6), age=_age(now, row["occurred_at"]),
         occurred_at=row["occurred_at"], tokens=approx_tokens(content),
+        truncated=snippet != one_line,
     )
 
 

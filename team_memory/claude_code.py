@@ -28,11 +28,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from team_memory.hook import SUMMARISED_TOOLS
+
 Scope = Literal["user", "project"]
 SERVER_NAME = "team-memory"
 HOOK_MODULE = "team_memory.hook"
 CAPTURE_EVENTS = ("PostToolUse", "Stop", "SessionEnd")
+# With --self-capture these hooks count the session's changes and ask Claude at Stop.
+SELF_CAPTURE_EVENTS = frozenset({"SessionStart", *CAPTURE_EVENTS})
 TOOL_MATCHER_EVENTS = frozenset({"PostToolUse"})
+# Exact tool names ("A|B" is a list to Claude Code, not a regex): the hook starts only for the
+# tools it summarises.
+TOOL_MATCHER = "|".join(SUMMARISED_TOOLS)
 HOOK_TIMEOUT_S = {"SessionStart": 10, "PostToolUse": 5, "Stop": 5, "SessionEnd": 5,
                   "UserPromptSubmit": 5}
 ENV_KEY_HEADER = "Bearer ${TEAM_MEMORY_API_KEY}"
@@ -63,24 +70,38 @@ class Report:
     notes: list[str] = field(default_factory=list)
 
 
-def hook_command(event: str, server: str, data_dir: Path, python: str | None = None) -> str:
+def hook_command(event: str, server: str, data_dir: Path, python: str | None = None,
+                 self_capture: bool = False) -> str:
     """The command a hook runs: the environment's Python on the stdlib-only hook module
     (``team-memory hook EVENT`` does the same, but the CLI's imports cost ~250 ms)."""
+    mode = ["--capture", "claude"] if self_capture and event in SELF_CAPTURE_EVENTS else []
     return " ".join(shlex.quote(part) for part in (
         python or sys.executable, "-m", HOOK_MODULE, event, "--server", server,
-        "--data-dir", str(data_dir)))
+        "--data-dir", str(data_dir), *mode))
 
 
-def mcp_add_command(scope: Scope, url: str, api_key: str | None) -> str:
-    header = f"Authorization: Bearer {api_key}" if api_key else "Authorization: " + \
-        ENV_KEY_HEADER
-    return (f"claude mcp add --scope {scope} --transport http {SERVER_NAME} {shlex.quote(url)} "
-            f"--header {shlex.quote(header)}")
+def headers_helper_command(scope: Scope, data_dir: Path, python: str | None = None) -> str:
+    """Claude Code runs this once per session, in the session's directory: it prints the
+    project header (the identity the hooks use) and, in project scope, where the committed
+    config holds no key, the Authorization header from the environment or the data dir."""
+    auth = ["--auth", "key"] if scope == "project" else []
+    return " ".join(shlex.quote(part) for part in (
+        python or sys.executable, "-m", HOOK_MODULE, "headers", "--data-dir", str(data_dir),
+        *auth))
 
 
-def mcp_entry(scope: Scope, url: str, api_key: str | None) -> dict[str, Any]:
+def mcp_entry(scope: Scope, url: str, api_key: str | None,
+              headers_helper: str) -> dict[str, Any]:
     header = ENV_KEY_HEADER if scope == "project" or api_key is None else f"Bearer {api_key}"
-    return {"type": "http", "url": url, "headers": {"Authorization": header}}
+    return {"type": "http", "url": url, "headers": {"Authorization": header},
+            "headersHelper": headers_helper}
+
+
+def mcp_add_command(scope: Scope, entry: dict[str, Any]) -> str:
+    """The command that registers ``entry`` by hand (`claude mcp add` has no headersHelper
+    option; `add-json` takes the whole entry)."""
+    return (f"claude mcp add-json --scope {scope} {SERVER_NAME} "
+            f"{shlex.quote(json.dumps(entry))}")
 
 
 # --- JSON files --------------------------------------------------------------------------------
@@ -157,7 +178,7 @@ def add_hooks(settings: dict[str, Any], commands: dict[str, str]) -> dict[str, A
         group: dict[str, Any] = {"hooks": [{"type": "command", "command": command,
                                             "timeout": HOOK_TIMEOUT_S[event]}]}
         if event in TOOL_MATCHER_EVENTS:
-            group = {"matcher": "*", **group}
+            group = {"matcher": TOOL_MATCHER, **group}
         groups = hooks.setdefault(event, [])
         if not isinstance(groups, list):
             raise InstallError(f"the settings' hooks.{event} is not a list")

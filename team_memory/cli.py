@@ -37,6 +37,9 @@ app.add_typer(install_app, name="install")
 app.add_typer(uninstall_app, name="uninstall")
 eval_app = typer.Typer(no_args_is_help=True, help="Measure retrieval quality.")
 app.add_typer(eval_app, name="eval")
+review_app = typer.Typer(no_args_is_help=True, help="Changes the model proposed to another "
+                         "author's memory, held for review.")
+app.add_typer(review_app, name="review")
 
 DataDir = Annotated[Path | None, typer.Option("--data-dir", help="Data directory "
                                               "(default: TEAM_MEMORY_DATA_DIR or per-user)")]
@@ -456,6 +459,10 @@ def install_claude_code(
     scope: ScopeOption = "user",
     prompts: Annotated[bool, typer.Option("--prompts", help="Also capture the prompts you "
                                           "type (UserPromptSubmit)")] = False,
+    self_capture: Annotated[bool, typer.Option(
+        "--self-capture", help="Without an ANTHROPIC_API_KEY on the server: at the end of a "
+        "turn that changed the repository, ask this session's Claude to save its decisions "
+        "(one extra turn)")] = False,
     home: HomeOption = None,
     project_dir: ProjectOption = None,
     data_dir: DataDir = None,
@@ -469,13 +476,15 @@ def install_claude_code(
     server = f"http://{settings.mcp_host}:{settings.mcp_port}"
     events = ["SessionStart", *claude_code.CAPTURE_EVENTS] + (["UserPromptSubmit"] if prompts
                                                                else [])
+    entry = claude_code.mcp_entry(paths.scope, settings.mcp_url, key,
+                                  claude_code.headers_helper_command(paths.scope,
+                                                                     settings.data_dir))
     try:
         report = claude_code.install(
             paths, settings.data_dir,
             commands=claude_code.hook_commands(events, lambda e: claude_code.hook_command(
-                e, server, settings.data_dir)),
-            entry=claude_code.mcp_entry(paths.scope, settings.mcp_url, key),
-            add_command=claude_code.mcp_add_command(paths.scope, settings.mcp_url, key),
+                e, server, settings.data_dir, self_capture=self_capture)),
+            entry=entry, add_command=claude_code.mcp_add_command(paths.scope, entry),
         )
     except claude_code.InstallError as error:
         typer.secho(f"team-memory install: {error} (nothing was written)", fg="red", err=True)
@@ -485,11 +494,18 @@ def install_claude_code(
     for note in report.notes:
         typer.echo(note)
     typer.echo(f"hooks: {', '.join(events)} -> {server}/hooks/...")
+    typer.echo("each session sends its repository's project (X-Team-Memory-Project, from "
+               "the headersHelper); check with: team-memory doctor")
     if scope == "project":
-        typer.echo("the MCP entry reads the key from $TEAM_MEMORY_API_KEY (not committed)")
-    if settings.anthropic_api_key is None:
-        typer.echo("capture is off until ANTHROPIC_API_KEY is set for the server and worker: "
-                   "only explicit memories are kept")
+        typer.echo("the committed MCP entry holds no key: the headersHelper reads "
+                   "$TEAM_MEMORY_API_KEY or the local key file")
+    if self_capture:
+        typer.echo("self-capture: at the end of a turn that changed the repository, Claude is "
+                   "asked to save its decisions (when the server has no ANTHROPIC_API_KEY); "
+                   "allow mcp__team-memory__save_memory once so it can")
+    elif settings.anthropic_api_key is None:
+        typer.echo("capture is off until ANTHROPIC_API_KEY is set for the server and worker "
+                   "(or reinstall with --self-capture): only explicit memories are kept")
     typer.echo(f"undo with: team-memory uninstall claude-code --scope {scope}")
 
 
@@ -512,6 +528,18 @@ def uninstall_claude_code(
         typer.echo(f"removed {path}")
     for note in report.notes:
         typer.echo(note)
+
+
+@app.command()
+def doctor(home: HomeOption = None) -> None:
+    """Check the Claude Code setup from this directory: config files and hooks, the server,
+    the key, the project this directory resolves to, the capture mode and the hook spool."""
+    from team_memory.doctor import Doctor, render
+
+    cwd = Path.cwd()
+    findings = Doctor(cwd, home or Path.home()).run()
+    typer.echo(render(findings, cwd))
+    raise typer.Exit(1 if any(f.status == "fail" for f in findings) else 0)
 
 
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
@@ -577,6 +605,34 @@ def audit(
         key = str(row["key_id"])[:8] if row["key_id"] else "-"
         typer.echo(f"{row['created_at']:%Y-%m-%d %H:%M:%S%z}  {row['actor']}  key {key}  "
                    f"{row['action']}  {row['target'] or '-'}  {row['outcome']}  {row['detail']}")
+
+
+@review_app.command("list")
+def review_list(
+    tenant: TenantOption,
+    status: Annotated[str, typer.Option(help="pending, approved, rejected or all")] = "pending",
+    limit: Annotated[int, typer.Option(min=1, max=10_000, help="How many entries")] = 50,
+    data_dir: DataDir = None,
+) -> None:
+    """Print the merges and supersedes held for review (newest first)."""
+    from team_memory import queries
+    from team_memory.db import tenant_tx
+
+    async def run(admin_url: str, app_url: str) -> list[Any]:
+        async with _operator(admin_url, app_url, tenant) as (pool, actor), \
+                tenant_tx(pool, actor.tenant_id) as conn:
+            return await queries.proposals(conn, None if status == "all" else status, limit)
+
+    with _database(_settings(data_dir)) as (admin_url, app_url):
+        rows = asyncio.run(run(admin_url, app_url))
+    for row in rows:
+        sources = ",".join(str(uid) for uid in row["source_ids"])
+        typer.echo(f"#{row['id']}  {row['created_at']:%Y-%m-%d %H:%M:%S%z}  {row['status']}  "
+                   f"{row['kind']} {row['target_id']} <- {sources}  {row['origin']}  "
+                   f"{row['model'] or row['policy']}  project {row['project']}")
+        for label, text in (("reason", row["reason"]), ("proposed", row["proposed_text"])):
+            if text:
+                typer.echo(f"    {label}: {' '.join(text.split())}")
 
 
 @app.command()

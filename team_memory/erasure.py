@@ -25,6 +25,7 @@ from team_memory import queries
 from team_memory.capture import capture_workflow_id, captured_in
 from team_memory.db import tenant_tx
 from team_memory.models import MemoryStatus, ingest_workflow_id
+from team_memory.redaction import redact
 from team_memory.temporal import keyring_of
 
 
@@ -72,6 +73,7 @@ async def purge(
     pool: asyncpg.Pool, temporal: Client, actor: Actor, memory_id: UUID, reason: str
 ) -> PurgeReport:
     """Erase a memory's text everywhere; idempotent (purging again retries Temporal)."""
+    reason = redact(reason).text  # kept in history and the audit trail
     keyring = keyring_of(temporal)
     async with tenant_tx(pool, actor.tenant_id) as conn:
         family = await queries.purge_family(conn, memory_id)
@@ -82,6 +84,7 @@ async def purge(
         await queries.erase_memories(conn, ids)
         erased = await queries.erase_event_text(conn, ids)
         shredded = await keyring.shred(conn, workflows)
+        await queries.erase_proposal_text(conn, ids)
         await queries.insert_event(conn, tenant_id=actor.tenant_id, memory_id=memory_id,
                                    event="purged", reason=reason,
                                    detail={"actor": actor.name, "purged": ids})

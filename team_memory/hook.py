@@ -25,7 +25,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from team_memory.project_identity import project_for
+from team_memory import self_capture
+from team_memory.project_identity import PROJECT_HEADER, project_for
 
 EVENT_KINDS = {"PostToolUse": "tool", "UserPromptSubmit": "prompt", "Stop": "stop",
                "SessionEnd": "session_end"}
@@ -37,22 +38,26 @@ REPLAY_TIMEOUT_S = 30.0
 REPLAY_BATCH = 200
 SPOOL_NAME = "hook-spool.jsonl"
 CLAIMED_SUFFIX = ".replaying"
-# Routine tools say nothing worth remembering; skipping them saves distillation tokens.
-SKIPPED_TOOLS = frozenset({"Read", "Glob", "Grep", "LS", "TodoWrite", "NotebookRead",
-                           "BashOutput", "KillShell", "KillBash"})
-OWN_TOOLS_PREFIX = "mcp__team-memory__"  # explicit memories are saved already
+# The tools whose use is worth distilling: the ones that change the repository. The installed
+# PostToolUse matcher names exactly these, so Claude Code starts no hook process for reads,
+# searches or Team Memory's own tools (it waits for every hook before its next model request).
+SUMMARISED_TOOLS = ("Bash", "Edit", "MultiEdit", "Write", "NotebookEdit")
 _EXCERPT = 300
 _MESSAGE = 1200
 
 
 class HookConfig:
-    def __init__(self, server: str, data_dir: Path, api_key: str | None) -> None:
+    def __init__(self, server: str, data_dir: Path, api_key: str | None,
+                 self_capture: bool = False) -> None:
         self.server = server.rstrip("/")
         self.data_dir = data_dir
         self.api_key = api_key
+        # Installed with --self-capture: the session's Claude records its decisions at Stop.
+        self.self_capture = self_capture
 
     @classmethod
-    def resolve(cls, server: str | None = None, data_dir: str | None = None) -> HookConfig:
+    def resolve(cls, server: str | None = None, data_dir: str | None = None,
+                capture: str | None = None) -> HookConfig:
         if server is None:
             host = os.environ.get("TEAM_MEMORY_MCP_HOST", "127.0.0.1")
             port = os.environ.get("TEAM_MEMORY_MCP_PORT", "8765")
@@ -64,7 +69,7 @@ class HookConfig:
             path = default_data_dir()
         else:
             path = Path(directory)
-        return cls(server, path, _api_key(path))
+        return cls(server, path, _api_key(path), self_capture=capture == "claude")
 
     @property
     def spool(self) -> Path:
@@ -89,14 +94,6 @@ def _cut(value: object, limit: int = _EXCERPT) -> str:
                                                             default=str)
     text = " ".join(text.split())
     return text if len(text) <= limit else text[:limit - 1] + "…"
-
-
-def _scalars(data: object) -> str:
-    if not isinstance(data, dict):
-        return _cut(data) if isinstance(data, str | int | float | bool) else ""
-    parts = [f"{k}={_cut(v, 80)}" for k, v in data.items()
-             if isinstance(v, str | int | float | bool)]
-    return _cut(", ".join(parts))
 
 
 def _files(tool_input: dict[str, Any]) -> list[str]:
@@ -124,18 +121,15 @@ def describe_tool(tool: str, tool_input: dict[str, Any], response: object) -> st
         content = tool_input.get("content")
         lines = len(content.splitlines()) if isinstance(content, str) else 0
         return f"wrote {tool_input.get('file_path', '')} ({lines} lines)"
-    if tool == "NotebookEdit":
-        return f"edited notebook {tool_input.get('notebook_path', '')}"
-    outcome = response if isinstance(response, str) else _scalars(response)
-    return _cut(f"{tool}({_scalars(tool_input)})" + (f" -> {_cut(outcome, 200)}"
-                                                      if outcome else ""), 600)
+    # NotebookEdit, the last of SUMMARISED_TOOLS
+    return f"edited notebook {tool_input.get('notebook_path', '')}"
 
 
 def _summary(event: str, payload: dict[str, Any]) -> tuple[str | None, list[str], str] | None:
     """(tool, files, summary) of an event, or None when it is not worth sending."""
     if event == "PostToolUse":
         tool = str(payload.get("tool_name") or "")
-        if tool in SKIPPED_TOOLS or tool.startswith(OWN_TOOLS_PREFIX):
+        if tool not in SUMMARISED_TOOLS:
             return None
         tool_input = payload.get("tool_input")
         tool_input = tool_input if isinstance(tool_input, dict) else {}
@@ -150,9 +144,10 @@ def _summary(event: str, payload: dict[str, Any]) -> tuple[str | None, list[str]
 
 def event_record(event: str, payload: dict[str, Any], project: str,
                  now_ns: int | None = None) -> dict[str, Any] | None:
+    session_id = payload.get("session_id")
     described = _summary(event, payload)
-    if described is None:
-        return None
+    if described is None or not isinstance(session_id, str) or not session_id:
+        return None  # without a session id the event belongs to no session to distill
     tool, files, summary = described
     now_ns = now_ns or time.time_ns()
     kind = EVENT_KINDS[event]
@@ -165,7 +160,7 @@ def event_record(event: str, payload: dict[str, Any], project: str,
         key = f"{kind}:{digest}"
     seconds, nanos = divmod(now_ns, 1_000_000_000)
     at = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{nanos // 1000:06d}Z"
-    return {"key": key[:200], "session_id": str(payload.get("session_id") or "unknown")[:200],
+    return {"key": key[:200], "session_id": session_id[:200],
             "kind": kind, "project": project, "tool": tool, "files": files,
             "summary": summary, "at": at}
 
@@ -380,27 +375,46 @@ def replay_in_background(config: HookConfig) -> None:
 # --- the hook events -------------------------------------------------------------------------
 
 
-def capture(config: HookConfig, event: str, payload: dict[str, Any]) -> str:
+def capture(config: HookConfig, event: str,
+            payload: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """(what became of the event: sent, spooled, rejected or skipped; the server's answer)."""
     project = project_for(str(payload.get("cwd") or os.getcwd()))
     record = event_record(event, payload, project)
     if record is None:
-        return "skipped"
+        return "skipped", {}
     outcome, answer = post(config, "/hooks/events", {"events": [record]}, SEND_TIMEOUT_S)
     if outcome == Delivery.UNREACHABLE:
         spool(config, [record])
-        return "spooled"
+        return "spooled", answer
     if outcome == Delivery.REJECTED:
         print(f"team-memory: event rejected: {answer.get('error')}", file=sys.stderr)
-        return "rejected"
+        return "rejected", answer
     if has_spool(config):
         replay_in_background(config)
-    return "sent"
+    return "sent", answer
+
+
+def capture_event(config: HookConfig, event: str, payload: dict[str, Any]) -> str:
+    """Send the event; with self-capture, also keep the session's counters and, at Stop, ask
+    Claude to save the turn's decisions (the hook's stdout, else empty)."""
+    outcome, answer = capture(config, event, payload)
+    if not config.self_capture:
+        return ""
+    session_id = payload.get("session_id")
+    if event == "PostToolUse" and outcome != "skipped" and isinstance(session_id, str):
+        self_capture.note_change(config.data_dir, session_id)
+    elif event == "Stop" and outcome == "sent":  # not when the server cannot take the saves
+        return self_capture.ask_on_stop(config.data_dir, payload,
+                                        server_distills=bool(answer.get("capture"))) or ""
+    elif event == "SessionEnd":
+        self_capture.forget_session(config.data_dir, session_id)
+    return ""
 
 
 def session_context(config: HookConfig, payload: dict[str, Any]) -> str:
     project = project_for(str(payload.get("cwd") or os.getcwd()))
     body = {"session_id": str(payload.get("session_id") or ""), "project": project,
-            "source": payload.get("source")}
+            "source": payload.get("source"), "self_capture": config.self_capture}
     outcome, answer = post(config, "/hooks/context", body, CONTEXT_TIMEOUT_S)
     if outcome != Delivery.SENT:
         return (f"Team Memory ({project}): the server at {config.server} did not answer "
@@ -409,6 +423,16 @@ def session_context(config: HookConfig, payload: dict[str, Any]) -> str:
     if has_spool(config):
         replay_in_background(config)
     return str(answer.get("context", ""))
+
+
+def request_headers(config: HookConfig, cwd: str, with_key: bool) -> dict[str, str]:
+    """What Claude Code's ``headersHelper`` prints for the MCP connection: the project this
+    directory belongs to (the identity the hooks send) and, for project-scope installs whose
+    committed config holds no key, the key from the environment or the data dir."""
+    headers = {PROJECT_HEADER: project_for(cwd)}
+    if with_key and config.api_key:
+        headers["Authorization"] = f"Bearer {config.api_key}"
+    return headers
 
 
 def _options(args: list[str]) -> tuple[list[str], dict[str, str]]:
@@ -429,21 +453,26 @@ def run(event: str, payload: dict[str, Any], config: HookConfig) -> str:
             "hookEventName": "SessionStart",
             "additionalContext": session_context(config, payload)}})
     if event in EVENT_KINDS:
-        capture(config, event, payload)
-        return ""
+        return capture_event(config, event, payload)
     raise ValueError(f"unknown hook event {event!r}; expected one of {', '.join(HOOK_EVENTS)}")
 
 
 def main(argv: list[str] | None = None) -> int:
     positional, options = _options(sys.argv[1:] if argv is None else argv)
     if not positional:
-        print(f"usage: team-memory hook {{{'|'.join(HOOK_EVENTS)}|replay}} "
-              "[--server URL] [--data-dir DIR]", file=sys.stderr)
+        print(f"usage: team-memory hook {{{'|'.join(HOOK_EVENTS)}|replay|headers}} "
+              "[--server URL] [--data-dir DIR] [--auth key] [--capture claude]",
+              file=sys.stderr)
         return 2
     try:
-        config = HookConfig.resolve(options.get("server"), options.get("data-dir"))
+        config = HookConfig.resolve(options.get("server"), options.get("data-dir"),
+                                    options.get("capture"))
         if positional[0] == "replay":
             replay(config)
+            return 0
+        if positional[0] == "headers":
+            with_key = options.get("auth") == "key"
+            sys.stdout.write(json.dumps(request_headers(config, os.getcwd(), with_key)) + "\n")
             return 0
         raw = sys.stdin.read()
         payload = json.loads(raw) if raw.strip() else {}

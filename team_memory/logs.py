@@ -27,6 +27,34 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(payload)
 
 
+class NoQueryString(logging.Filter):
+    """Drops the query string from request paths in uvicorn's log lines.
+
+    uvicorn's access line (and its WebSocket lines) print the path with its query string, so
+    ``/api/search?q=<what someone searched for>`` would land in every log pipeline. The path
+    stays, the query goes: a log line never carries search text or other parameters.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(_path_only(arg) for arg in record.args)
+        return True
+
+
+def _path_only(arg: object) -> object:
+    if isinstance(arg, str) and arg.startswith("/") and "?" in arg:
+        return arg.split("?", 1)[0]
+    return arg
+
+
+def keep_queries_out_of_server_logs() -> None:
+    """Install :class:`NoQueryString` on uvicorn's loggers (after uvicorn configured them)."""
+    for name in ("uvicorn.access", "uvicorn.error"):
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, NoQueryString) for f in logger.filters):
+            logger.addFilter(NoQueryString())
+
+
 def configure_logging(settings: Settings) -> None:
     handler = logging.StreamHandler(sys.stderr)
     if settings.log_json:

@@ -59,13 +59,19 @@ def ingest_workflow_id(tenant_name: str, project: str, digest: str) -> str:
 
 
 class Principal(BaseModel):
-    """Who is calling: resolved from an API key (or the stdio configuration)."""
+    """Who is calling: resolved from an API key (or the stdio configuration).
+
+    ``project`` binds the key to one project (a permission). ``workspace_project`` is where
+    the caller works right now (the repository identity a Claude Code session sends, or the
+    stdio server's working directory): only a default for calls that name no project.
+    """
 
     tenant_id: UUID
     tenant_name: str
     key_id: UUID | None = None
     project: str | None = None
     read_only: bool = False
+    workspace_project: str | None = None
 
 
 class IngestInput(BaseModel):
@@ -103,6 +109,9 @@ class Decision(BaseModel):
     output_tokens: int = 0
     # Kept without a model decision (API down, malformed reply): the nightly run revisits it.
     needs_review: bool = False
+    # The model's UPDATE or SUPERSEDE of another author's memory: not applied. The memory is
+    # kept (kind ADD) and the proposal (target_id, merged_content) is held for review.
+    held: DecisionKind | None = None
 
 
 class IngestResult(BaseModel):
@@ -137,6 +146,8 @@ class MemoryHit(BaseModel):
     age: str
     occurred_at: datetime
     tokens: int
+    # The snippet is a cut of the memory (read the rest with get_memory).
+    truncated: bool = False
 
 
 class Memory(BaseModel):
@@ -226,6 +237,7 @@ class ConsolidationReport(BaseModel):
     folded: int = 0
     revisited: int = 0
     archived: int = 0
+    held_for_review: int = 0
     llm_calls: int = 0
     llm_failures: int = 0
     skipped_for_budget: int = 0
@@ -255,6 +267,7 @@ class ConsolidationReport(BaseModel):
             "superseded": self.superseded + outcome.superseded,
             "folded": self.folded + outcome.folded,
             "revisited": self.revisited + outcome.revisited,
+            "held_for_review": self.held_for_review + outcome.held_for_review,
             "llm_calls": self.llm_calls + outcome.llm_calls,
             "llm_failures": self.llm_failures + outcome.llm_failures,
             "skipped_for_budget": self.skipped_for_budget + int(outcome.skipped_for_budget),
@@ -313,6 +326,7 @@ class ClusterOutcome(BaseModel):
     superseded: int = 0
     folded: int = 0
     revisited: int = 0
+    held_for_review: int = 0
     llm_calls: int = 0
     llm_failures: int = 0
     input_tokens: int = 0

@@ -15,6 +15,9 @@ import os
 import re
 from pathlib import Path
 
+# The header a client sends to name the project it works in (Claude Code's headersHelper
+# prints it from this module's project_for, so hook and MCP calls agree).
+PROJECT_HEADER = "X-Team-Memory-Project"
 OVERRIDE_ENV = "TEAM_MEMORY_PROJECT"
 OVERRIDE_FILE = ".team-memory"
 _SECTION = re.compile(r'^\s*\[\s*([A-Za-z0-9.-]+)(?:\s+"((?:[^"\\]|\\.)*)")?\s*\]')
@@ -82,10 +85,10 @@ def _sanitize(name: str) -> str:
     return cleaned[:200]
 
 
-def _override(root: Path | None, start: Path) -> str | None:
+def _override(root: Path | None, start: Path) -> tuple[str, str] | None:
     explicit = os.environ.get(OVERRIDE_ENV, "").strip()
     if explicit:
-        return _sanitize(explicit)
+        return _sanitize(explicit), f"${OVERRIDE_ENV}"
     for directory in (start, *start.parents):
         marker = directory / OVERRIDE_FILE
         if marker.is_file():
@@ -95,13 +98,14 @@ def _override(root: Path | None, start: Path) -> str | None:
                     key, sep, value = line.partition("=")
                     name = value if sep and key.strip() == "project" else line
                     if name.strip():
-                        return _sanitize(name.strip())
+                        return _sanitize(name.strip()), str(marker)
         if directory == root:
             break
     return None
 
 
-def project_for(cwd: str | Path) -> str:
+def identify(cwd: str | Path) -> tuple[str, str]:
+    """(the project of ``cwd``, where that name comes from)."""
     start = Path(cwd).resolve()
     root = repository_root(start)
     override = _override(root, start)
@@ -111,7 +115,11 @@ def project_for(cwd: str | Path) -> str:
         url = remote_url(root)
         name = normalize_remote(url) if url else None
         if name:
-            return name
+            return name, f"git remote of {root}"
     base = root or start
     digest = hashlib.sha256(str(base).encode()).hexdigest()[:12]
-    return _sanitize(f"path/{base.name or 'root'}-{digest}")
+    return _sanitize(f"path/{base.name or 'root'}-{digest}"), f"the path of {base} (no remote)"
+
+
+def project_for(cwd: str | Path) -> str:
+    return identify(cwd)[0]

@@ -15,12 +15,14 @@ import asyncpg
 import numpy as np
 
 from team_memory.models import Category, IngestInput, MemoryStatus
+from team_memory.redaction import redact
 
 SET_TENANT = "SELECT set_config('app.tenant_id', $1, true)"
 
 _MEMORY_COLUMNS = """
     id, project, content, category, importance, tags, status, source, duplicate_of,
-    superseded_by, merged_from, valid_from, valid_to, created_at, occurred_at, updated_at
+    superseded_by, merged_from, valid_from, valid_to, created_at, occurred_at, updated_at,
+    content_hash
 """
 
 
@@ -72,6 +74,7 @@ class Neighbour:
     category: str
     content_hash: str
     similarity: float
+    author: UUID | None = None  # the key that saved it (None: not recorded)
 
 
 async def similar_current(
@@ -82,7 +85,7 @@ async def similar_current(
     rows = await conn.fetch(
         """
         WITH me AS (SELECT embedding, tenant_id FROM memories WHERE id = $1)
-        SELECT m.id, m.content, m.category, m.content_hash,
+        SELECT m.id, m.content, m.category, m.content_hash, m.created_by,
                1 - ((m.embedding <=> me.embedding) + 0) AS similarity
         FROM memories m, me
         WHERE m.tenant_id = me.tenant_id AND m.project = $2 AND m.status = 'active'
@@ -93,7 +96,7 @@ async def similar_current(
         memory_id, project, limit,
     )
     return [Neighbour(r["id"], r["content"], r["category"], r["content_hash"],
-                      float(r["similarity"])) for r in rows]
+                      float(r["similarity"]), r["created_by"]) for r in rows]
 
 
 async def fetch_status(conn: asyncpg.Connection, memory_id: UUID) -> asyncpg.Record | None:
@@ -720,8 +723,20 @@ async def insert_audit(
     await conn.execute(
         "INSERT INTO audit_log (tenant_id, key_id, actor, action, target, outcome, detail)"
         " VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb)",
-        tenant_id, key_id, actor, action, target, outcome, _json(detail or {}),
+        tenant_id, key_id, actor, action, target, outcome, _json(_redacted(detail or {})),
     )
+
+
+def _redacted(value: Any) -> Any:
+    """The audit trail is append-only and outlives purges: every text in a detail goes
+    through redaction, whoever wrote it."""
+    if isinstance(value, str):
+        return redact(value).text
+    if isinstance(value, dict):
+        return {key: _redacted(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_redacted(item) for item in value]
+    return value
 
 
 async def audit_auth_failure(
@@ -919,6 +934,69 @@ async def delete_workflow_keys(conn: asyncpg.Connection, workflow_ids: list[str]
     return sorted(row["workflow_id"] for row in rows)
 
 
+
+async def erase_proposal_text(conn: asyncpg.Connection, ids: list[UUID]) -> None:
+    """The text of review proposals that would change, or came from, erased memories."""
+    await conn.execute(
+        "UPDATE memory_proposals SET proposed_text = NULL, reason = NULL"
+        " WHERE target_id = ANY($1::uuid[]) OR source_ids && $1::uuid[]",
+        ids,
+    )
+
+
+# --- merge review (team_memory/review.py) ---------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Proposal:
+    """A change the model proposed to another author's memory, held for review."""
+
+    kind: str  # merge | supersede
+    target_id: UUID
+    source_ids: list[UUID]
+    proposed_text: str | None
+    reason: str | None
+    origin: str  # ingest | consolidation
+    policy: str
+    model: str | None
+    key_id: UUID | None = None
+    run_id: UUID | None = None
+
+
+async def insert_proposal(
+    conn: asyncpg.Connection, tenant_id: UUID, project: str, proposal: Proposal
+) -> int | None:
+    """Hold ``proposal`` for review; None when the same change is already pending."""
+    held: int | None = await conn.fetchval(
+        """
+        INSERT INTO memory_proposals (tenant_id, project, kind, target_id, source_ids,
+                                      proposed_text, reason, origin, key_id, run_id, policy,
+                                      model)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+        ON CONFLICT (tenant_id, kind, target_id, source_ids) WHERE status = 'pending'
+        DO NOTHING
+        RETURNING id
+        """,
+        tenant_id, project, proposal.kind, proposal.target_id, sorted(proposal.source_ids),
+        proposal.proposed_text, proposal.reason, proposal.origin, proposal.key_id,
+        proposal.run_id, proposal.policy, proposal.model,
+    )
+    return held
+
+
+async def proposals(
+    conn: asyncpg.Connection, status: str | None, limit: int
+) -> list[asyncpg.Record]:
+    """The newest review proposals Row-Level Security shows (all statuses when None)."""
+    rows: list[asyncpg.Record] = await conn.fetch(
+        "SELECT id, project, kind, target_id, source_ids, proposed_text, reason, origin,"
+        " key_id, run_id, policy, model, status, created_at FROM memory_proposals"
+        " WHERE $1::text IS NULL OR status = $1 ORDER BY id DESC LIMIT $2",
+        status, limit,
+    )
+    return rows
+
+
 # --- schema -------------------------------------------------------------------------------
 
 SCHEMA_TABLE_EXISTS = "SELECT to_regclass('public.schema_migrations') IS NOT NULL"
@@ -1084,7 +1162,8 @@ async def lock_cluster(conn: asyncpg.Connection, ids: list[UUID]) -> list[asyncp
     rows: list[asyncpg.Record] = await conn.fetch(
         f"""
         SELECT m.id, m.content, m.category, m.importance, m.occurred_at, m.status,
-               m.content_hash, m.embedding, m.needs_review, {_REVIEWED} AS reviewed
+               m.content_hash, m.embedding, m.needs_review, m.created_by,
+               {_REVIEWED} AS reviewed
         FROM memories m WHERE m.id = ANY($1::uuid[])
         ORDER BY m.occurred_at, m.id
         FOR UPDATE

@@ -6,6 +6,7 @@ Each test gets its own tenant and task queue, so tests never see each other's da
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import os
 import tempfile
 import uuid
@@ -33,7 +34,19 @@ from workflows.worker import build_worker
 
 _RUNTIME_DIR = Path(tempfile.gettempdir()) / f"team-memory-tests-{os.getuid()}"
 _RUNTIME_DIR.mkdir(mode=0o700, exist_ok=True)
+_RUNTIME_DIR.chmod(0o700)  # as XDG requires (an older run may have left it 0755)
 os.environ.setdefault("XDG_RUNTIME_DIR", str(_RUNTIME_DIR))
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_configure(config: pytest.Config) -> None:
+    """A base temp dir per checkout, outside any repository: runs in several checkouts at once
+    must not prune each other's dirs under /tmp/pytest-of-<user> (pytest keeps the newest
+    three), and test repositories must not nest in this one."""
+    if config.option.basetemp is None:
+        checkout = hashlib.sha256(str(config.rootpath).encode()).hexdigest()[:10]
+        config.option.basetemp = str(Path(tempfile.gettempdir())
+                                     / f"team-memory-pytest-{os.getuid()}-{checkout}")
 
 
 @pytest.fixture(scope="session")

@@ -9,6 +9,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import IO
 
 import httpx
 
@@ -38,8 +39,11 @@ def child_env(settings: Settings, **extra: str) -> dict[str, str]:
 
 
 @contextlib.contextmanager
-def team_memory(*args: str, env: dict[str, str]) -> Iterator[subprocess.Popen[bytes]]:
-    process = subprocess.Popen([sys.executable, "-m", "team_memory", *args], env=env, cwd=ROOT)
+def team_memory(*args: str, env: dict[str, str],
+                output: IO[bytes] | None = None) -> Iterator[subprocess.Popen[bytes]]:
+    """``output``: where the process's stdout and stderr go (default: the test's own)."""
+    process = subprocess.Popen([sys.executable, "-m", "team_memory", *args], env=env, cwd=ROOT,
+                               stdout=output, stderr=None if output is None else subprocess.STDOUT)
     try:
         yield process
     finally:

@@ -38,8 +38,8 @@ from team_memory.settings import Settings
 from team_memory.temporal import connect
 from team_memory.tenants import create_key, ensure_tenant
 from tests.conftest import Services, Stack, new_tenant
-from tests.fakes.anthropic_server import FakeAnthropic
 from tests.mcp_server.test_http import client_for
+from tests.support.anthropic_server import FakeAnthropic
 from workflows.worker import build_worker
 
 pytestmark = pytest.mark.anyio

@@ -27,7 +27,7 @@ from team_memory.hook import HookConfig, capture, has_spool, run
 from team_memory.llm import Distiller
 from team_memory.models import MemoryStatus, approx_tokens
 from tests.conftest import Stack
-from tests.fakes.anthropic_server import FakeAnthropic
+from tests.support.anthropic_server import FakeAnthropic
 from tests.team_memory.test_hook import ROOT, payload
 from workflows.worker import build_worker
 
@@ -198,6 +198,33 @@ async def test_context_stays_within_a_small_budget(
     assert "Convention 39" not in context or "Convention 0" not in context
 
 
+async def test_context_is_the_manifesto_then_the_working_set_rule(
+    stack: Stack, fake: FakeAnthropic, tmp_path: Path
+) -> None:
+    for i in range(12):
+        await stack.service.save(stack.principal, f"Note {i}: the {i}th service logs in JSON",
+                                 importance=1 + i % 5, project=PROJECT)
+    rules = [{"text": "Every table has a UUID v7 primary key.", "source_ids": []},
+             {"text": "Deploys happen on Tuesdays and Thursdays only.", "source_ids": []}]
+    async with tenant_tx(stack.pool, stack.principal.tenant_id) as conn:
+        await queries.upsert_manifesto(conn, tenant_id=stack.principal.tenant_id,
+                                       project=PROJECT, rules=rules, fingerprint="f",
+                                       policy="local", model=None, input_tokens=None,
+                                       output_tokens=None)
+    async with serving(stack, fake, tmp_path, session_context_tokens=300) as cap:
+        out = json.loads(await cap.hook("session_start.json"))
+    context = out["hookSpecificOutput"]["additionalContext"]
+    assert approx_tokens(context) <= 300
+    assert context.index("1. Every table has a UUID v7") < context.index("## Working set")
+    assert "2. Deploys happen on Tuesdays and Thursdays only." in context
+    shown = [line for line in context.splitlines() if line.startswith("- [general")]
+    assert 0 < len(shown) < 12  # the budget cut the working set
+    ranked = await stack.service.working_set(
+        stack.principal.model_copy(update={"workspace_project": PROJECT}), budget_tokens=10_000)
+    expected = [m.content for m in ranked.memories][:len(shown)]
+    assert [line.split("] ", 1)[1] for line in shown] == expected
+
+
 async def test_duplicate_and_late_events_are_distilled_once(
     stack: Stack, fake: FakeAnthropic, tmp_path: Path
 ) -> None:
@@ -245,7 +272,7 @@ async def test_server_down_then_back_delivers_the_spool(
                           cap.config.api_key)
         for name in ("post_tool_use_edit.json", "post_tool_use_bash.json"):
             data = cap.payload(name, "spool-session")
-            assert await asyncio.to_thread(capture, gone, "PostToolUse", data) == "spooled"
+            assert (await asyncio.to_thread(capture, gone, "PostToolUse", data))[0] == "spooled"
         assert len(gone.spool.read_text().splitlines()) == 2
         # The server is back: the next hooks (the real entry point) send their events and
         # replay the spool in a detached process.
@@ -285,11 +312,56 @@ async def test_without_api_key_events_are_only_counted(
     assert fake.calls == 0
 
 
+def _self_capturing(cap: Capture) -> HookConfig:
+    return HookConfig(cap.config.server, cap.config.data_dir, cap.config.api_key,
+                      self_capture=True)
+
+
+async def test_self_capture_asks_claude_once_per_turn_that_changed_something(
+    stack: Stack, fake: FakeAnthropic, tmp_path: Path
+) -> None:
+    async with serving(stack, fake, tmp_path, api_key=False) as cap:
+        config = _self_capturing(cap)
+        start = json.loads(await cap.hook("session_start.json", "mine", config))
+        assert "Capture: by you" in start["hookSpecificOutput"]["additionalContext"]
+        assert await cap.hook("stop.json", "mine", config) == ""  # nothing changed yet
+        await cap.hook("post_tool_use_read.json", "mine", config)  # a read changes nothing
+        assert await cap.hook("stop.json", "mine", config) == ""
+        await cap.hook("post_tool_use_edit.json", "mine", config)
+        await cap.hook("post_tool_use_bash.json", "mine", config)
+        asked = json.loads(await cap.hook("stop.json", "mine", config))
+        assert asked["decision"] == "block" and "save_memory" in asked["reason"]
+        # Claude continues because of the hook: its next stop is never blocked again ...
+        again = {**cap.payload("stop.json", "mine"), "stop_hook_active": True}
+        assert await asyncio.to_thread(run, "Stop", again, config) == ""
+        # ... and a later stop asks only if something changed since.
+        assert await cap.hook("stop.json", "mine", config) == ""
+        await cap.hook("post_tool_use_write.json", "mine", config)
+        assert json.loads(await cap.hook("stop.json", "mine", config))["decision"] == "block"
+        await cap.hook("session_end.json", "mine", config)
+    assert not list((cap.config.data_dir / "self-capture").glob("*.json"))
+    assert fake.calls == 0
+
+
+async def test_self_capture_stays_quiet_when_the_server_distills_or_is_down(
+    stack: Stack, fake: FakeAnthropic, tmp_path: Path
+) -> None:
+    fake.script(FakeAnthropic.tool_result({"observations": []}))
+    async with serving(stack, fake, tmp_path) as cap:  # the server has its own key
+        config = _self_capturing(cap)
+        await cap.hook("post_tool_use_edit.json", "keyed", config)
+        assert await cap.hook("stop.json", "keyed", config) == ""
+    down = HookConfig(f"http://127.0.0.1:{embedded.free_port()}", tmp_path / "down", "tm_x",
+                      self_capture=True)
+    await cap.hook("post_tool_use_edit.json", "offline", down)
+    assert await cap.hook("stop.json", "offline", down) == ""  # its saves could not land
+
+
 async def test_wrong_key_is_refused_and_kept_for_later(
     stack: Stack, fake: FakeAnthropic, tmp_path: Path
 ) -> None:
     async with serving(stack, fake, tmp_path) as cap:
         wrong = HookConfig(cap.config.server, cap.config.data_dir, "tm_not-a-key")
         data = cap.payload("post_tool_use_bash.json")
-        assert await asyncio.to_thread(capture, wrong, "PostToolUse", data) == "spooled"
+        assert (await asyncio.to_thread(capture, wrong, "PostToolUse", data))[0] == "spooled"
         assert await cap.session_row(data["session_id"]) is None

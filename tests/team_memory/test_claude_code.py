@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 from pathlib import Path
 
 import pytest
@@ -31,7 +32,8 @@ def _install(paths: Paths, data_dir: Path) -> None:
     install(paths, data_dir,
             commands={e: f"/venv/bin/python -m team_memory.hook {e} --server http://x:1"
                       for e in EVENTS},
-            entry=mcp_entry(paths.scope, "http://127.0.0.1:8765/mcp", "tm_secret"),
+            entry=mcp_entry(paths.scope, "http://127.0.0.1:8765/mcp", "tm_secret",
+                            "/venv/bin/python -m team_memory.hook headers --data-dir /d"),
             add_command="claude mcp add ...")
 
 
@@ -110,9 +112,10 @@ def test_unreadable_mcp_config_prints_the_claude_mcp_add_command(tmp_path: Path)
     result = CliRunner().invoke(app, ["install", "claude-code", "--scope", "user", "--home",
                                       str(home), "--data-dir", str(data)])
     assert result.exit_code == 0, result.output
-    assert ("claude mcp add --scope user --transport http team-memory "
-            "http://127.0.0.1:8765/mcp --header 'Authorization: Bearer tm_localkey'"
-            in result.output)
+    printed = result.output[result.output.index("claude mcp add-json --scope user team-memory "):]
+    entry = json.loads(shlex.split(printed.splitlines()[0])[-1])
+    assert entry["headers"] == {"Authorization": "Bearer tm_localkey"}
+    assert entry["headersHelper"].endswith(f"-m team_memory.hook headers --data-dir {data}")
     assert (home / ".claude.json").read_text() == "{ broken"
     hooks = json.loads((home / ".claude" / "settings.json").read_text())["hooks"]
     command = hooks["PostToolUse"][0]["hooks"][0]["command"]
@@ -134,3 +137,30 @@ def test_reinstall_then_uninstall_is_still_exact(tmp_path: Path) -> None:
     assert len(json.loads(paths.settings.read_text())["hooks"]["Stop"]) == 1
     uninstall(paths, tmp_path / "data")
     assert _snapshot(tmp_path) == before
+
+
+@pytest.mark.parametrize("scope", ["user", "project"])
+def test_install_sends_the_repository_project_and_hooks_only_summarised_tools(
+    tmp_path: Path, scope: str
+) -> None:
+    home, project, data = tmp_path / "home", tmp_path / "repo", tmp_path / "data"
+    home.mkdir()
+    project.mkdir()
+    data.mkdir()
+    (data / "local-api-key").write_text("tm_localkey\n")
+    result = CliRunner().invoke(app, ["install", "claude-code", "--scope", scope, "--home",
+                                      str(home), "--project-dir", str(project),
+                                      "--data-dir", str(data)])
+    assert result.exit_code == 0, result.output
+    paths = Paths.for_scope(scope, home, project)  # type: ignore[arg-type]
+    hooks = json.loads(paths.settings.read_text())["hooks"]
+    matchers = [g["matcher"] for g in hooks["PostToolUse"]]
+    assert matchers == ["Bash|Edit|MultiEdit|Write|NotebookEdit"]
+    assert all("matcher" not in g for e in ("SessionStart", "Stop", "SessionEnd")
+               for g in hooks[e])
+    entry = json.loads(paths.mcp.read_text())["mcpServers"]["team-memory"]
+    helper = shlex.split(entry["headersHelper"])
+    assert helper[1:4] == ["-m", "team_memory.hook", "headers"]
+    assert ("--auth" in helper) == (scope == "project")
+    committed_key = "tm_localkey" in paths.mcp.read_text()
+    assert committed_key == (scope == "user")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -10,8 +11,17 @@ from typing import Any
 
 import pytest
 
-from team_memory import embedded
-from team_memory.hook import HookConfig, capture, event_record, replay, run, spool
+from team_memory import embedded, self_capture
+from team_memory.hook import (
+    SUMMARISED_TOOLS,
+    HookConfig,
+    capture,
+    event_record,
+    replay,
+    run,
+    spool,
+)
+from team_memory.project_identity import PROJECT_HEADER, project_for
 
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = ROOT / "tests" / "fixtures" / "claude_code"
@@ -44,10 +54,47 @@ def test_records_are_compact_and_never_carry_file_contents() -> None:
     assert write is not None and write["summary"].endswith("(40 lines)")
 
 
-def test_routine_tools_are_not_sent() -> None:
+def test_only_the_summarised_tools_are_sent() -> None:
     assert event_record("PostToolUse", payload("post_tool_use_read.json"), "p") is None
-    own = {**payload("post_tool_use_bash.json"), "tool_name": "mcp__team-memory__save_memory"}
-    assert event_record("PostToolUse", own, "p") is None
+    bash = payload("post_tool_use_bash.json")
+    for tool in ("mcp__team-memory__save_memory", "Grep", "WebFetch", "TodoWrite"):
+        assert event_record("PostToolUse", {**bash, "tool_name": tool}, "p") is None
+    for tool in SUMMARISED_TOOLS:
+        assert event_record("PostToolUse", {**bash, "tool_name": tool}, "p") is not None
+
+
+def test_an_event_without_a_session_id_is_not_sent() -> None:
+    stop = {k: v for k, v in payload("stop.json").items() if k != "session_id"}
+    assert event_record("Stop", stop, "p") is None
+    assert event_record("Stop", {**stop, "session_id": ""}, "p") is None
+
+
+def _git_repo(root: Path, origin: str) -> Path:
+    (root / ".git").mkdir(parents=True)
+    (root / ".git" / "config").write_text(f'[remote "origin"]\n\turl = {origin}\n')
+    (root / "src").mkdir()
+    return root
+
+
+@pytest.mark.parametrize("auth", [False, True])
+def test_headers_helper_prints_the_directory_project(tmp_path: Path, auth: bool) -> None:
+    repo = _git_repo(tmp_path / "payments", "git@github.com:acme/payments.git")
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "local-api-key").write_text("tm_local\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TEAM_MEMORY_")}
+    env["PYTHONPATH"] = str(ROOT)
+    done = subprocess.run(
+        [sys.executable, "-m", "team_memory.hook", "headers", "--data-dir", str(data),
+         *(["--auth", "key"] if auth else [])],
+        capture_output=True, text=True, cwd=repo / "src", env=env, timeout=30, check=True)
+    headers = json.loads(done.stdout)
+    assert headers[PROJECT_HEADER] == "github.com/acme/payments"
+    assert headers.get("Authorization") == ("Bearer tm_local" if auth else None)
+    # The same identity the hooks send from that directory.
+    record = event_record("Stop", payload("stop.json", repo / "src"),
+                          project_for(repo / "src"))
+    assert record is not None and record["project"] == headers[PROJECT_HEADER]
 
 
 def test_events_without_a_tool_use_id_get_distinct_keys() -> None:
@@ -61,9 +108,9 @@ def test_events_without_a_tool_use_id_get_distinct_keys() -> None:
 
 def test_server_down_spools_redacted_records(tmp_path: Path) -> None:
     config = down(tmp_path)
-    assert capture(config, "PostToolUse", payload("post_tool_use_bash.json", tmp_path)) \
+    assert capture(config, "PostToolUse", payload("post_tool_use_bash.json", tmp_path))[0] \
         == "spooled"
-    assert capture(config, "Stop", payload("stop.json", tmp_path)) == "spooled"
+    assert capture(config, "Stop", payload("stop.json", tmp_path))[0] == "spooled"
     lines = config.spool.read_text().splitlines()
     assert len(lines) == 2
     assert "sk-ant-api03" not in config.spool.read_text()
@@ -106,3 +153,13 @@ def test_entry_point_never_fails_claude_code(tmp_path: Path) -> None:
 def test_unknown_event_is_reported(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="unknown hook event"):
         run("PreCompact", {}, down(tmp_path))
+
+
+def test_self_capture_asks_at_most_max_asks_times_a_session(tmp_path: Path) -> None:
+    stop = {"session_id": "s1"}
+    answers = []
+    for _ in range(self_capture.MAX_ASKS + 3):
+        self_capture.note_change(tmp_path, "s1")
+        answers.append(self_capture.ask_on_stop(tmp_path, stop, server_distills=False))
+    assert sum(a is not None for a in answers) == self_capture.MAX_ASKS
+    assert self_capture.ask_on_stop(tmp_path, {}, server_distills=False) is None

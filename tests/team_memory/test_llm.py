@@ -24,7 +24,7 @@ from team_memory.llm import (
     TopMemory,
 )
 from team_memory.settings import Settings
-from tests.fakes.anthropic_server import FakeAnthropic
+from tests.support.anthropic_server import FakeAnthropic
 
 pytestmark = pytest.mark.anyio
 

@@ -45,9 +45,9 @@ from team_memory.temporal_keys import (
     parse_kek,
 )
 from tests.conftest import Stack, new_tenant
-from tests.fakes.anthropic_server import FakeAnthropic
 from tests.mcp_server.test_capture import PROJECT, serving
 from tests.mcp_server.test_http import cli
+from tests.support.anthropic_server import FakeAnthropic
 from tests.temporal_cli import listing, readable, show, unencrypted
 
 pytestmark = pytest.mark.anyio

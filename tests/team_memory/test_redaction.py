@@ -7,7 +7,8 @@ import time
 
 import pytest
 
-from team_memory.redaction import KINDS, Redaction, RedactionResult, preview, redact
+from team_memory.redaction import KINDS, Redaction, RedactionResult, preview, redact, redact_tags
+from tests.support.secret_corpus import BENIGN, SECRETS, Secret
 
 # Fake credentials that have the shape of the real thing (assembled so that no complete
 # token literal sits in the source).
@@ -170,6 +171,42 @@ def test_redaction_is_idempotent() -> None:
 
 
 # --------------------------------------------------------------------------------------
+# the corpus: every secret format redacted, every benign look-alike untouched
+
+
+def test_corpus_covers_at_least_sixty_formats() -> None:
+    assert len({case.name for case in SECRETS}) == len(SECRETS) >= 60
+    assert {case.kind for case in SECRETS} <= set(KINDS)
+    assert len(BENIGN) >= 60
+
+
+@pytest.mark.parametrize("case", SECRETS, ids=lambda case: case.name)
+def test_corpus_secret_is_redacted(case: Secret) -> None:
+    result = redact(case.text)
+    assert case.secret not in result.text
+    assert case.kind in result.kinds
+    assert redact(result.text).text == result.text  # idempotent
+
+
+@pytest.mark.parametrize("text", BENIGN)
+def test_corpus_look_alike_is_unchanged(text: str) -> None:
+    assert redact(text) == RedactionResult(text)
+
+
+@pytest.mark.parametrize("case", SECRETS, ids=lambda case: case.name)
+def test_corpus_secret_in_a_tag_replaces_the_tag(case: Secret) -> None:
+    tags, kinds = redact_tags(["deploy", case.text, "ci"])
+    assert case.secret not in " ".join(tags)
+    assert tags == ["deploy", f"redacted:{kinds[0]}", "ci"]
+    assert case.kind in kinds
+
+
+def test_clean_tags_come_back_unchanged() -> None:
+    tags = ["api", "tm_sessions", "sha256", "v1.2.3", "3f9a8c2e1b7d4f6a9c0e2b4d6f8a1c3e"]
+    assert redact_tags(tags) == (tags, [])
+
+
+# --------------------------------------------------------------------------------------
 # <private> spans
 
 
@@ -257,7 +294,7 @@ def test_ordinary_text_unchanged(text: str) -> None:
     [
         "token 0000000000000000000a in the fixture",
         "the api key is aaaaaaaaaaaaaaaa1",
-        "password ababababababababab12 pattern",
+        "secret ababababababababab12 pattern",
         "secret /var/run/secrets/kubernetes.io/token1",
     ],
 )

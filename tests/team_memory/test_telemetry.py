@@ -15,11 +15,11 @@ from team_memory import embedded, telemetry
 from team_memory.llm import Candidate, Distiller
 from team_memory.models import MemoryStatus
 from tests.conftest import Stack
-from tests.fakes.anthropic_server import FakeAnthropic
-from tests.fakes.otlp_collector import OtlpCollector
 from tests.mcp_server.test_http import client_for
 from tests.mcp_server.test_tools import call
 from tests.processes import child_env, team_memory, wait_ready
+from tests.support.anthropic_server import FakeAnthropic
+from tests.support.otlp_collector import OtlpCollector
 
 pytestmark = pytest.mark.anyio
 

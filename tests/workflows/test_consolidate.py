@@ -19,8 +19,8 @@ from team_memory.embedded import temporal_binary
 from team_memory.llm import Distiller
 from team_memory.models import ConsolidateInput, ConsolidationReport, MemoryStatus
 from tests.conftest import Stack
-from tests.fakes.anthropic_server import FakeAnthropic
 from tests.processes import child_env
+from tests.support.anthropic_server import FakeAnthropic
 from tests.workflows.test_distillation import MODEL, events, row
 from workflows.consolidate import Consolidate
 

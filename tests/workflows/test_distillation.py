@@ -15,8 +15,8 @@ from mcp_server.service import NotFound
 from team_memory.llm import Distiller
 from team_memory.models import MemoryStatus
 from tests.conftest import Stack
-from tests.fakes.anthropic_server import FakeAnthropic, Reply
 from tests.mcp_server.test_tools import call
+from tests.support.anthropic_server import FakeAnthropic, Reply
 
 pytestmark = pytest.mark.anyio
 

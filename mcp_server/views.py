@@ -1,0 +1,95 @@
+"""What the model reads from each tool: compact structured content.
+
+Claude Code hands the model a tool's structured content (JSON), not its text, so every field
+here costs tokens in every session: a field is present only when the model can act on it.
+Fields at their usual value (active status, importance 1, no tags...) are left out.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from uuid import UUID
+
+from pydantic import BaseModel
+
+from team_memory.models import Category, Memory, MemoryHit, MemoryStatus, SaveResult
+
+
+class CompactModel(BaseModel):
+    def compact(self) -> dict[str, object]:
+        return self.model_dump(mode="json", exclude_none=True, exclude_defaults=True)
+
+
+class SavedView(CompactModel):
+    id: UUID
+    project: str
+    status: MemoryStatus | None = None
+    already_saved: bool = False
+    duplicate_of: UUID | None = None
+    redacted: list[str] = []
+
+    @classmethod
+    def of(cls, saved: SaveResult) -> SavedView:
+        return cls(id=saved.id, project=saved.project,
+                   status=None if saved.status is MemoryStatus.PENDING else saved.status,
+                   already_saved=saved.already_saved, duplicate_of=saved.duplicate_of,
+                   redacted=saved.redacted)
+
+
+class HitView(CompactModel):
+    """One search result. ``text`` is the whole memory unless ``tokens`` is present: then it
+    is cut, and ``tokens`` is the size of the full text that get_memory returns."""
+
+    id: UUID
+    category: Category
+    text: str
+    age: str
+    importance: int = 1
+    tokens: int | None = None
+    project: str | None = None
+    status: MemoryStatus | None = None
+
+    @classmethod
+    def of(cls, hit: MemoryHit, searched: str) -> HitView:
+        return cls(id=hit.id, category=hit.category, text=hit.snippet, age=hit.age,
+                   importance=hit.importance, tokens=hit.tokens if hit.truncated else None,
+                   project=None if hit.project == searched else hit.project,
+                   status=None if hit.status in _CURRENT else hit.status)
+
+
+class SearchView(CompactModel):
+    project: str
+    results: list[HitView]
+
+
+class MemoryView(CompactModel):
+    id: UUID
+    project: str
+    category: Category
+    content: str
+    age: str
+    importance: int = 1
+    tags: list[str] = []
+    status: MemoryStatus | None = None
+    source: str | None = None
+    duplicate_of: UUID | None = None
+    superseded_by: UUID | None = None
+    merged_from: list[UUID] = []
+    valid_to: datetime | None = None
+
+    @classmethod
+    def of(cls, memory: Memory) -> MemoryView:
+        return cls(id=memory.id, project=memory.project, category=memory.category,
+                   content=memory.content, age=memory.age, importance=memory.importance,
+                   tags=memory.tags,
+                   status=None if memory.status in _CURRENT else memory.status,
+                   source=memory.source, duplicate_of=memory.duplicate_of,
+                   superseded_by=memory.superseded_by, merged_from=memory.merged_from,
+                   valid_to=memory.valid_to)
+
+
+class MemoriesView(CompactModel):
+    memories: list[MemoryView]
+
+
+_CURRENT = (MemoryStatus.ACTIVE, MemoryStatus.PENDING)

@@ -1,0 +1,35 @@
+"""The merge-review rule: the model may not rewrite or retire another author's memory.
+
+Memory text is untrusted input for the model that reads it: a prompt-injected save can ask
+for any merge. Target ids are checked against the candidates the model was shown, but the
+merged text is the model's own. So a merge (UPDATE with merged text) or a SUPERSEDE that
+would change a memory of another author is held for review instead of applied; changes
+within one author's memories apply as before. The author of a memory is the API key that
+saved it (``memories.created_by``); a memory with no recorded author counts as another's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from uuid import UUID
+
+from team_memory.models import Decision, DecisionKind
+
+# Decisions that change an existing memory (the others only add or fold the new one).
+CHANGES_TARGET = (DecisionKind.UPDATE, DecisionKind.SUPERSEDE)
+PROPOSAL_KIND = {DecisionKind.UPDATE: "merge", DecisionKind.SUPERSEDE: "supersede"}
+
+
+def same_author(authors: Iterable[UUID | None]) -> bool:
+    """All these memories (or memory and saving key) have one recorded author."""
+    found = set(authors)
+    return len(found) == 1 and None not in found
+
+
+def hold_foreign_change(decision: Decision, target_author: UUID | None,
+                        actor: UUID | None) -> Decision:
+    """The decision to apply for a save by ``actor``: unchanged, or, when it would change a
+    memory of another author, ADD with the proposal kept in ``held``."""
+    if decision.kind not in CHANGES_TARGET or same_author([target_author, actor]):
+        return decision
+    return decision.model_copy(update={"kind": DecisionKind.ADD, "held": decision.kind})
