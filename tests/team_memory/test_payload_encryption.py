@@ -317,9 +317,13 @@ async def test_a_new_kek_rewraps_the_tenant_keys(running: Stack, settings_kek: K
     sealed = history.events[0].workflow_execution_started_event_attributes.input.payloads[0]
     new = parse_kek(new_kek_text(), "test")
     admin = KeyAdministration(Keyring(running.pool, settings_kek), running.principal.tenant_id)
-    assert await admin.rewrap_under(new) == 1
-    assert await admin.rewrap_under(new) == 0  # can be run again
-    opened = await decrypt(Keyring(running.pool, new), sealed, Envelope.read(sealed))
-    assert MARKER.encode() in opened.data
-    with pytest.raises(WrongKek):
-        await decrypt(Keyring(running.pool, settings_kek), sealed, Envelope.read(sealed))
+    try:
+        assert await admin.rewrap_under(new) == 1
+        assert await admin.rewrap_under(new) == 0  # can be run again
+        opened = await decrypt(Keyring(running.pool, new), sealed, Envelope.read(sealed))
+        assert MARKER.encode() in opened.data
+        with pytest.raises(WrongKek):
+            await decrypt(Keyring(running.pool, settings_kek), sealed, Envelope.read(sealed))
+    finally:  # back under the test session's KEK: other tests' workers see every tenant
+        back = KeyAdministration(Keyring(running.pool, new), running.principal.tenant_id)
+        await back.rewrap_under(settings_kek)
