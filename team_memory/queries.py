@@ -99,10 +99,13 @@ async def similar_current(
                       float(r["similarity"]), r["created_by"]) for r in rows]
 
 
-async def fetch_status(conn: asyncpg.Connection, memory_id: UUID) -> asyncpg.Record | None:
+async def fetch_status(
+    conn: asyncpg.Connection, memory_id: UUID, *, for_update: bool = False
+) -> asyncpg.Record | None:
+    """``for_update``: locked until the transaction ends (a concurrent forget waits)."""
     return await conn.fetchrow(
         "SELECT id, status, duplicate_of, superseded_by, content, project FROM memories"
-        " WHERE id = $1",
+        " WHERE id = $1" + (" FOR UPDATE" if for_update else ""),
         memory_id,
     )
 
