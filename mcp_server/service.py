@@ -198,16 +198,16 @@ class MemoryService:
             scope = item.project
             digest = item.content_hash
             workflow_id = ingest_workflow_id(principal.tenant_name, scope, digest)
+            # The workflow's payload key, committed before Temporal sees the workflow (a worker
+            # may run it before the transaction below commits; that commit makes the key
+            # durable). Before the transaction, not in it: it takes a connection of its own.
+            await keyring_of(self.temporal).prepare(principal.tenant_id, workflow_id,
+                                                    flushed_by_caller=True)
             async with tenant_tx(self.pool, principal.tenant_id) as conn:
                 created = await queries.insert_pending(conn, item)
                 if turn is not None:
                     turn.done()
                 if created:
-                    # The workflow's payload key is committed before Temporal sees the
-                    # workflow (a worker may pick it up before this transaction commits);
-                    # this transaction's commit makes it durable.
-                    await keyring_of(self.temporal).prepare(principal.tenant_id, workflow_id,
-                                                            flushed_by_caller=True)
                     # Inside the transaction: if the start fails, the pending row is rolled
                     # back.
                     await self._start_ingestion(item, principal, workflow_id)
