@@ -16,17 +16,19 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from team_memory import llm, queries
-from team_memory.capture import CaptureEvent, DistillRequest, DistillResult
+from team_memory.capture import CaptureEvent, DistillRequest, DistillResult, capture_source
 from team_memory.db import tenant_tx
 from team_memory.models import (
     Category,
     IngestInput,
     approx_tokens,
     content_hash,
+    ingest_workflow_id,
     memory_id_for,
 )
 from team_memory.redaction import redact
 from team_memory.settings import Settings
+from team_memory.temporal_keys import Keyring
 
 CATEGORY_OF = {
     llm.ObservationType.DECISION: Category.ARCHITECTURE,
@@ -46,6 +48,7 @@ _OUTPUT_ALLOWANCE_TOKENS = 600
 class CaptureActivities:
     pool: asyncpg.Pool
     settings: Settings
+    keys: Keyring
     distiller: llm.Distiller | None = None
 
     @activity.defn(name="distill_session_events")
@@ -138,6 +141,13 @@ class CaptureActivities:
             for item in items:
                 if await queries.insert_pending(conn, item):
                     result.items.append(item)
+            tenant = await queries.tenant_name(conn, request.tenant_id)
+        assert tenant is not None
+        # The ingestions the workflow starts next need their payload keys (committed first).
+        for item in result.items:
+            await self.keys.prepare(request.tenant_id,
+                                    ingest_workflow_id(tenant, item.project, item.content_hash,
+                                                       item.generation))
         return result
 
     def _item(self, request: DistillRequest, observation: llm.Observation,
@@ -152,6 +162,6 @@ class CaptureActivities:
             category=CATEGORY_OF[observation.type], importance=observation.importance,
             tags=["captured", f"observation:{observation.type.value}"], content_hash=digest,
             occurred_at=max(e.at for e in events),
-            source=redact(f"claude-code:{request.session_id}"[:200]).text,
+            source=redact(capture_source(request.session_id)).text,
             key_id=request.key_id,
         )

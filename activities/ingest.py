@@ -103,7 +103,8 @@ class IngestActivities:
     async def commit_memory(self, item: IngestInput, decision: Decision) -> IngestResult:
         """Apply the decision in one transaction, with its history events."""
         async with tenant_tx(self.pool, item.tenant_id) as conn:
-            row = await queries.fetch_status(conn, item.memory_id)
+            # Locked: a forget committed meanwhile must not be undone by activating the row.
+            row = await queries.fetch_status(conn, item.memory_id, for_update=True)
             if row is None:
                 raise ApplicationError("memory row missing", non_retryable=False)
             if row["status"] != MemoryStatus.PENDING:

@@ -15,19 +15,20 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
 import asyncpg
+from temporalio.client import Client
+from temporalio.contrib.pydantic import PydanticPayloadConverter
+from temporalio.converter import PayloadCodec, WorkflowSerializationContext
 
 from bench.corpus import memory_text
 from bench.run import call, client_for
-from bench.stack import start_stack
+from bench.stack import in_process, start_stack
 from bench.stats import Table
-from mcp_server.service import MemoryService
 from team_memory import queries
-from team_memory.db import create_pool, tenant_tx
-from team_memory.embedder import LocalEmbedder
+from team_memory.db import tenant_tx
 from team_memory.models import Category, IngestInput, Principal, content_hash
+from team_memory.payload_codec import EncryptionCodec
 from team_memory.redaction import redact
-from team_memory.settings import Settings
-from team_memory.temporal import connect
+from team_memory.temporal import keyring_of
 from team_memory.tenants import authenticate
 
 
@@ -43,14 +44,9 @@ async def timed(samples: int, one: Callable[[int], Awaitable[object]]) -> list[f
 async def profile(samples: int) -> str:
     stack = start_stack()
     try:
-        settings = Settings(data_dir=stack.data_dir, database_url=stack.app_url,
-                            temporal_address=stack.temporal_address)
-        pool = await create_pool(stack.app_url, min_size=2, max_size=4)
-        client = await connect(settings)
-        service = MemoryService(settings=settings, pool=pool, temporal=client,
-                                embedder=LocalEmbedder(stack.data_dir / "models", "minilm"))
-        principal = await authenticate(pool, stack.api_key)
-        assert principal is not None
+        local = await in_process(stack)
+        service, principal, pool, client = local.service, local.principal, local.pool, \
+            local.client
         table = Table()
         table.latency("redact (regexes and entropy scan)",
                       await timed(samples, lambda i: asyncio.sleep(0, redact(_text("r", i)))))
@@ -58,6 +54,15 @@ async def profile(samples: int) -> str:
                       await timed(samples, lambda i: authenticate(pool, stack.api_key)))
         table.latency("tenant transaction + insert pending row (rolled back)",
                       await timed(samples, lambda i: _insert(pool, principal, _text("i", i))))
+        keyring = keyring_of(client)
+        table.latency("payload key of a new workflow (own transaction, as save makes it)",
+                      await timed(samples, lambda i: keyring.prepare(
+                          principal.tenant_id, f"ingest/local/p/{uuid.uuid4().hex[:24]}",
+                          flushed_by_caller=True)))
+        codec = _codec(client, principal, "ingest/local/p/profile")
+        await keyring.prepare(principal.tenant_id, "ingest/local/p/profile")
+        table.latency("payload codec: encrypt + decrypt one ingestion input (key cached)",
+                      await timed(samples * 10, lambda i: _round_trip(codec, _text("c", i))))
         table.latency("Temporal start_workflow alone (queue without a worker)",
                       await timed(samples, lambda i: client.start_workflow(
                           "IngestMemory", id=f"profile-{uuid.uuid4()}",
@@ -77,6 +82,21 @@ async def profile(samples: int) -> str:
 
 def _text(tag: str, i: int) -> str:
     return memory_text(hash((tag, i)) % 10**9)
+
+
+def _codec(client: Client, principal: Principal, workflow_id: str) -> PayloadCodec:
+    codec = client.data_converter.payload_codec
+    assert isinstance(codec, EncryptionCodec)
+    return codec.with_context(WorkflowSerializationContext(namespace=client.namespace,
+                                                           workflow_id=workflow_id))
+
+
+async def _round_trip(codec: PayloadCodec, text: str) -> None:
+    item = IngestInput(memory_id=uuid.uuid4(), tenant_id=uuid.uuid4(), project="p",
+                       content=text, category=Category.GENERAL, importance=1, tags=[],
+                       content_hash=content_hash(text), occurred_at=datetime.now(UTC))
+    payloads = PydanticPayloadConverter().to_payloads([item])
+    await codec.decode(await codec.encode(payloads))
 
 
 class _Rollback(Exception):

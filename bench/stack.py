@@ -13,12 +13,21 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import asyncpg
 import httpx
 import psutil
 from pgserver.utils import PostmasterInfo
+from temporalio.client import Client
 
+from mcp_server.service import MemoryService
+from team_memory.db import create_pool
 from team_memory.embedded import free_port, wait_for_port
+from team_memory.embedder import LocalEmbedder
 from team_memory.migrate import APP_ROLE
+from team_memory.models import Principal
+from team_memory.settings import Settings
+from team_memory.temporal import connect
+from team_memory.tenants import authenticate
 
 _ENV_DROP = ("DATABASE_URL", "DATABASE_ADMIN_URL", "TEMPORAL_ADDRESS", "ANTHROPIC_API_KEY",
              "TEAM_MEMORY_ANTHROPIC_API_KEY", "TEAM_MEMORY_DATABASE_URL")
@@ -164,3 +173,31 @@ def time_serve_startup(stack: BenchStack) -> float:
     finally:
         process.send_signal(signal.SIGTERM)
         process.wait(30)
+
+
+@dataclass
+class InProcess:
+    """The stack's services driven from this process (the local tenant's principal)."""
+
+    service: MemoryService
+    principal: Principal
+
+    @property
+    def pool(self) -> asyncpg.Pool:
+        return self.service.pool
+
+    @property
+    def client(self) -> Client:
+        return self.service.temporal
+
+
+async def in_process(stack: BenchStack) -> InProcess:
+    settings = Settings(data_dir=stack.data_dir, database_url=stack.app_url,
+                        temporal_address=stack.temporal_address)
+    pool = await create_pool(stack.app_url, min_size=2, max_size=4)
+    client = await connect(settings, pool)
+    service = MemoryService(settings=settings, pool=pool, temporal=client,
+                            embedder=LocalEmbedder(stack.data_dir / "models", "minilm"))
+    principal = await authenticate(pool, stack.api_key)
+    assert principal is not None
+    return InProcess(service, principal)

@@ -20,6 +20,7 @@ from starlette.responses import JSONResponse
 from mcp_server.auth import ApiKeyVerifier, auth_settings
 from mcp_server.browser_api import add_browser_routes
 from mcp_server.capture import CaptureService
+from mcp_server.codec import add_codec_routes
 from mcp_server.hooks import register_hook_routes
 from mcp_server.server import create_server
 from mcp_server.service import MemoryService
@@ -46,7 +47,7 @@ async def open_service(
     loading = asyncio.wrap_future(embedder or load_in_background(settings))
     pool = await create_app_pool(settings)
     try:
-        client = await connect(settings)
+        client = await connect(settings, pool)
         model = await loading
         async with pool.acquire() as conn:
             await check_embedding_dim(conn, model.dim)
@@ -95,6 +96,7 @@ def http_app(service: MemoryService) -> Starlette:
     server.custom_route("/readyz", methods=["GET"])(readyz)
     register_hook_routes(server, CaptureService(service))
     add_browser_routes(server, service)
+    add_codec_routes(server, service)
     app = server.streamable_http_app(
         transport_security=TransportSecuritySettings(
             allowed_hosts=settings.allowed_hosts, allowed_origins=settings.allowed_origins

@@ -32,7 +32,7 @@ from team_memory.capture import (
 from team_memory.db import principal_tx
 from team_memory.models import Memory, Principal, approx_tokens
 from team_memory.redaction import redact
-from team_memory.temporal import PROJECT_KEY, TENANT_KEY
+from team_memory.temporal import PROJECT_KEY, TENANT_KEY, keyring_of
 
 NO_KEY_NOTE = ("capture is off: no ANTHROPIC_API_KEY, so only explicit memories "
                "(save_memory) are kept; hook events are only counted")
@@ -135,6 +135,11 @@ class CaptureService:
         if not self.enabled:
             await self._count_only(principal, events)
             return Accepted(len(events), False, NO_KEY_NOTE)
+        keyring = keyring_of(self.temporal)
+        for session_id in sorted({event.session_id for _, event in events}):
+            await keyring.prepare(principal.tenant_id,
+                                  capture_workflow_id(principal.tenant_name,
+                                                      principal.key_id, session_id))
         await asyncio.gather(*(self._signal(principal, p, e) for p, e in events))
         return Accepted(len(events), True, None)
 

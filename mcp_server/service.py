@@ -54,7 +54,7 @@ from team_memory.models import (
 )
 from team_memory.redaction import preview, redact, redact_tags
 from team_memory.settings import Settings
-from team_memory.temporal import CATEGORY_KEY, PROJECT_KEY, TENANT_KEY
+from team_memory.temporal import CATEGORY_KEY, PROJECT_KEY, TENANT_KEY, keyring_of
 
 _SNIPPET_CHARS = 160
 _PENDING_EMBED_LIMIT = 64
@@ -195,23 +195,7 @@ class MemoryService:
             item = self.prepare(principal, content, category=category, importance=importance,
                                 tags=tags, project=project, occurred_at=occurred_at,
                                 source=source)
-            async with principal_tx(self.pool, principal) as conn:
-                item, found = await _acknowledge(conn, item)
-                if turn is not None:
-                    turn.done()
-                workflow_id = ingest_workflow_id(principal.tenant_name, item.project,
-                                                 item.content_hash, item.generation)
-                if found is None:
-                    # Inside the transaction: if the start fails, the pending row is rolled
-                    # back.
-                    await self._start_ingestion(item, principal, workflow_id)
-                await queries.insert_audit(
-                    conn, tenant_id=principal.tenant_id, key_id=principal.key_id,
-                    actor=principal.actor, action="save", target=str(item.memory_id),
-                    outcome="ok", detail={"project": item.project,
-                                          "already_saved": found is not None,
-                                          "redacted": item.redactions},
-                )
+            item, found, workflow_id = await self._acknowledge(principal, item, turn)
         finally:
             if turn is not None:
                 turn.done()
@@ -222,6 +206,45 @@ class MemoryService:
             duplicate_of=None if found is None else found["duplicate_of"],
             already_saved=found is not None, redacted=item.redactions,
         )
+
+    async def _acknowledge(
+        self, principal: Principal, item: IngestInput, turn: InsertTurn | None
+    ) -> tuple[IngestInput, asyncpg.Record | None, str]:
+        """Insert the pending row and start its workflow in one transaction; returns the item
+        as inserted (or the live memory that already holds this text: a double save is
+        idempotent) and the workflow id. Text whose memory was forgotten or purged is saved
+        again as the next generation: a new memory with its own ingestion workflow, so nothing
+        is lost and the answer does not reveal that the text was there before."""
+        keyring = keyring_of(self.temporal)
+        while True:
+            workflow_id = ingest_workflow_id(principal.tenant_name, item.project,
+                                             item.content_hash, item.generation)
+            # The workflow's payload key, committed before Temporal sees the workflow (a
+            # worker may run it before the transaction below commits; that commit makes the
+            # key durable). Before the transaction, not in it: it takes a connection of its own.
+            await keyring.prepare(principal.tenant_id, workflow_id, flushed_by_caller=True)
+            async with principal_tx(self.pool, principal) as conn:
+                if await queries.insert_pending(conn, item):
+                    if turn is not None:
+                        turn.done()
+                    # Inside the transaction: if the start fails, the row is rolled back.
+                    await self._start_ingestion(item, principal, workflow_id)
+                    await self._audit_save(conn, principal, item, already_saved=False)
+                    return item, None, workflow_id
+                found = await queries.fetch_status(conn, item.memory_id)
+                assert found is not None  # the id embeds tenant and project: it is in scope
+                if found["status"] != MemoryStatus.FORGOTTEN:
+                    await self._audit_save(conn, principal, item, already_saved=True)
+                    return item, found, workflow_id
+            item = item.next_generation()  # nothing was written: again, with its own key
+
+    async def _audit_save(self, conn: asyncpg.Connection, principal: Principal,
+                          item: IngestInput, *, already_saved: bool) -> None:
+        await queries.insert_audit(
+            conn, tenant_id=principal.tenant_id, key_id=principal.key_id,
+            actor=principal.actor, action="save", target=str(item.memory_id), outcome="ok",
+            detail={"project": item.project, "already_saved": already_saved,
+                    "redacted": item.redactions})
 
     def prepare(
         self,
@@ -546,20 +569,6 @@ class MemoryService:
 _TAG = re.compile(r"^[\w][\w.:/+-]*$")
 
 
-async def _acknowledge(
-    conn: asyncpg.Connection, item: IngestInput
-) -> tuple[IngestInput, asyncpg.Record | None]:
-    """Insert the pending row; returns the item as inserted, or the live memory that already
-    holds this text (a double save is idempotent). Text whose memory was forgotten or purged
-    is saved again as the next generation: a new memory with its own ingestion workflow, so
-    nothing is lost and the answer does not reveal that the text was there before."""
-    while not await queries.insert_pending(conn, item):
-        found = await queries.fetch_status(conn, item.memory_id)
-        assert found is not None  # the id embeds tenant and project: the row is in scope
-        if found["status"] != MemoryStatus.FORGOTTEN:
-            return item, found
-        item = item.next_generation()
-    return item, None
 
 
 def check_text(value: str, name: str) -> str:

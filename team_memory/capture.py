@@ -24,6 +24,7 @@ NO_KEY = UUID(int=0)
 CAPTURE_SIGNAL = "event"
 CAPTURE_WORKFLOW = "SessionObservations"
 DISTILL_ACTIVITY = "distill_session_events"
+CAPTURE_SOURCE_PREFIX = "claude-code:"
 
 
 class EventKind(StrEnum):
@@ -94,6 +95,18 @@ class SessionSummary(BaseModel):
     session_id: str
     batches: int
     observations: int
+
+
+def capture_source(session_id: str) -> str:
+    """The source of a memory distilled from a session (purge finds the session by it)."""
+    return f"{CAPTURE_SOURCE_PREFIX}{session_id}"[:200]
+
+
+def captured_in(source: str | None) -> str | None:
+    """The session id a memory was distilled in, or None if it was not captured."""
+    if source is None or not source.startswith(CAPTURE_SOURCE_PREFIX):
+        return None
+    return source.removeprefix(CAPTURE_SOURCE_PREFIX) or None
 
 
 def capture_workflow_id(tenant_name: str, key_id: UUID | None, session_id: str) -> str:

@@ -133,12 +133,14 @@ def consolidate(
 
     settings = _settings()
 
-    async def run() -> tuple[str, str | None]:
-        client = await connect(settings)
-        workflow_id, report = await run_now(client, settings, tenant, project, wait=wait)
+    async def run(app_url: str) -> tuple[str, str | None]:
+        async with _admin_pool(app_url) as pool:
+            client = await connect(settings, pool)
+            workflow_id, report = await run_now(client, settings, tenant, project, wait=wait)
         return workflow_id, None if report is None else report.model_dump_json(indent=2)
 
-    workflow_id, report = asyncio.run(run())
+    with _database(settings) as (_, app_url):
+        workflow_id, report = asyncio.run(run(app_url))
     typer.echo(f"started {workflow_id}")
     if report is None:
         typer.echo(f"result: temporal workflow result --workflow-id '{workflow_id}'")
@@ -337,6 +339,131 @@ def key_revoke(key_id: str, data_dir: DataDir = None) -> None:
         typer.secho(f"no active key {key_id}", fg="red", err=True)
         raise typer.Exit(1)
     typer.echo(f"revoked {key_id}")
+
+
+# --- Temporal payload keys (docs/security.md, "Temporal") --------------------------------------
+
+temporal_key_app = typer.Typer(no_args_is_help=True, help="Manage the keys that encrypt "
+                               "Temporal payloads.")
+app.add_typer(temporal_key_app, name="temporal-key")
+
+
+@contextlib.asynccontextmanager
+async def _key_admin(settings: Settings, urls: tuple[str, str],
+                     tenant: str) -> AsyncIterator[Any]:
+    """The tenant's keyring administration, as the application role, audited by the caller."""
+    from team_memory.temporal_keys import KeyAdministration, Keyring, load_kek
+
+    async with _operator(*urls, tenant) as (pool, actor):
+        yield KeyAdministration(Keyring(pool, load_kek(settings)), actor.tenant_id), actor
+
+
+async def _audit_key_change(admin: Any, actor: Any, action: str, detail: dict[str, Any]) -> None:
+    from team_memory import queries
+    from team_memory.db import tenant_tx
+
+    async with tenant_tx(admin.keyring.pool, actor.tenant_id) as conn:
+        await queries.insert_audit(conn, tenant_id=actor.tenant_id, key_id=None,
+                                   actor=actor.name, action=action, outcome="ok", detail=detail)
+
+
+@temporal_key_app.command("list")
+def temporal_key_list(tenant: TenantOption, data_dir: DataDir = None) -> None:
+    """The tenant's keyring, newest (in use) first."""
+
+    settings = _settings(data_dir)
+
+    async def run(urls: tuple[str, str]) -> list[Any]:
+        async with _key_admin(settings, urls, tenant) as (admin, _):
+            listed: list[Any] = await admin.list()
+            return listed
+
+    with _database(settings) as urls:
+        keys = asyncio.run(run(urls))
+    for key in keys:
+        typer.echo(f"{key.id}  created {key.created_at:%Y-%m-%d %H:%M:%S%z}  "
+                   f"wraps {key.workflow_keys} workflow keys  KEK {key.kek_id}")
+
+
+@temporal_key_app.command("rotate")
+def temporal_key_rotate(tenant: TenantOption, data_dir: DataDir = None) -> None:
+    """Add a new tenant key and re-wrap every workflow key under it."""
+
+    settings = _settings(data_dir)
+
+    async def run(urls: tuple[str, str]) -> tuple[Any, int]:
+        async with _key_admin(settings, urls, tenant) as (admin, actor):
+            new_id, rewrapped = await admin.rotate()
+            await _audit_key_change(admin, actor, "temporal-key.rotate",
+                                    {"key": str(new_id), "rewrapped": rewrapped})
+            return new_id, rewrapped
+
+    with _database(settings) as urls:
+        new_id, rewrapped = asyncio.run(run(urls))
+    typer.echo(f"new key {new_id}; {rewrapped} workflow keys re-wrapped. Retire older keys "
+               "once the namespace retention has passed (docs/security.md).")
+
+
+@temporal_key_app.command("retire")
+def temporal_key_retire(key_id: str, tenant: TenantOption, data_dir: DataDir = None) -> None:
+    """Delete an old tenant key (not the newest; not one still wrapping workflow keys)."""
+    from uuid import UUID
+
+    from team_memory.temporal_keys import KeyStillInUse, KeyUnavailable
+
+    settings = _settings(data_dir)
+
+    async def run(urls: tuple[str, str]) -> None:
+        async with _key_admin(settings, urls, tenant) as (admin, actor):
+            await admin.retire(UUID(key_id))
+            await _audit_key_change(admin, actor, "temporal-key.retire", {"key": key_id})
+
+    try:
+        with _database(settings) as urls:
+            asyncio.run(run(urls))
+    except (KeyStillInUse, KeyUnavailable) as error:
+        typer.secho(str(error), fg="red", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(f"retired {key_id}")
+
+
+@temporal_key_app.command("new-kek")
+def temporal_key_new_kek() -> None:
+    """Print a new random key-encryption key (for TEAM_MEMORY_TEMPORAL_KEK or rotate-kek)."""
+    from team_memory.temporal_keys import new_kek_text
+
+    typer.echo(new_kek_text())
+
+
+@temporal_key_app.command("rotate-kek")
+def temporal_key_rotate_kek(
+    new_kek_file: Annotated[Path, typer.Option(help="File holding the new KEK (base64; "
+                                               "`temporal-key new-kek` makes one)")],
+    data_dir: DataDir = None,
+) -> None:
+    """Re-wrap every tenant's keys under a new KEK. Stop the stack first, then install the new
+    KEK (TEAM_MEMORY_TEMPORAL_KEK, or the data dir's temporal-kek file) before starting it."""
+    from team_memory import queries
+    from team_memory.temporal_keys import parse_kek
+
+    settings = _settings(data_dir)
+    new = parse_kek(new_kek_file.read_text(), str(new_kek_file))
+
+    async def run(urls: tuple[str, str]) -> dict[str, int]:
+        async with _admin_pool(urls[0]) as pool, pool.acquire() as conn:
+            tenants = [row["name"] for row in await queries.list_tenants(conn)]
+        done = {}
+        for tenant in tenants:
+            async with _key_admin(settings, urls, tenant) as (admin, actor):
+                done[tenant] = await admin.rewrap_under(new)
+                await _audit_key_change(admin, actor, "temporal-key.rotate-kek",
+                                        {"kek": new.id, "rewrapped": done[tenant]})
+        return done
+
+    with _database(settings) as urls:
+        done = asyncio.run(run(urls))
+    for tenant, count in done.items():
+        typer.echo(f"{tenant}: {count} tenant keys re-wrapped under KEK {new.id}")
 
 
 
@@ -585,8 +712,8 @@ def purge(
     settings = _settings(data_dir)
 
     async def run(admin_url: str, app_url: str) -> Any:
-        client = await connect(settings)
         async with _operator(admin_url, app_url, tenant) as (pool, actor):
+            client = await connect(settings, pool)
             return await purge_memory(pool, client, settings, actor, UUID(memory_id),
                                       reason)
 

@@ -81,7 +81,9 @@ def start_postgres(data_dir: Path) -> EmbeddedPostgres:
         from pgserver.postgres_server import get_server
 
     data_dir.mkdir(parents=True, exist_ok=True)
-    return EmbeddedPostgres(data_dir, get_server(data_dir, cleanup_mode="stop"))
+    server = get_server(data_dir, cleanup_mode="stop")
+    lock_down(data_dir.parent)  # pgserver, run as root, opened it up (see lock_down)
+    return EmbeddedPostgres(data_dir, server)
 
 
 def temporal_binary() -> Path:
@@ -126,9 +128,11 @@ def wait_for_port(port: int, timeout: float, process: subprocess.Popen[bytes] | 
 
 def start_temporal(
     *, db_file: Path | None, port: int, ui_port: int | None, namespace: str = "default",
-    log_file: IO[bytes] | None = None,
+    log_file: IO[bytes] | None = None, ui_codec_endpoint: str | None = None,
 ) -> subprocess.Popen[bytes]:
-    """The Temporal dev server, persisting to ``db_file`` (None: in memory)."""
+    """The Temporal dev server, persisting to ``db_file`` (None: in memory), every port on
+    127.0.0.1 and every file it creates readable by this user only. ``ui_codec_endpoint``:
+    where its Web UI decodes payloads (the MCP server's /codec)."""
     for needed in (port, ui_port):
         if needed is not None and not port_is_free(needed):
             raise StackError(f"port {needed} is in use: choose another with --temporal-port/"
@@ -139,10 +143,12 @@ def start_temporal(
         # Write-ahead log: commits append instead of rewriting pages, still synced (durable).
         command += ["--db-filename", str(db_file), "--sqlite-pragma", "journal_mode=wal"]
     command += ["--ui-port", str(ui_port)] if ui_port is not None else ["--headless"]
+    if ui_port is not None and ui_codec_endpoint is not None:
+        command += ["--ui-codec-endpoint", ui_codec_endpoint]
     for name, kind in SEARCH_ATTRIBUTES.items():
         command += ["--search-attribute", f"{name}={kind}"]
     process = subprocess.Popen(command, stdout=log_file or subprocess.DEVNULL,
-                               stderr=subprocess.STDOUT, start_new_session=True)
+                               stderr=subprocess.STDOUT, start_new_session=True, umask=0o077)
     try:
         wait_for_port(port, 60, process, "the Temporal dev server")
         wait_until_serving(f"127.0.0.1:{port}", 60, process)
@@ -184,6 +190,26 @@ def stop_process(process: subprocess.Popen[bytes], timeout: float = 15) -> None:
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait(5)
+
+
+# Files an older version (or a wider umask) may have left readable by others.
+PRIVATE_FILES = ("temporal.db", "temporal.db-wal", "temporal.db-shm", "temporal.log",
+                 "local-api-key", "temporal-kek", "up.lock")
+
+
+def lock_down(data_dir: Path) -> None:
+    """Only the owner may list the data dir or read what it holds (memories in the database
+    files, payload keys, the local API key).
+
+    Run as root, pgserver runs PostgreSQL as its own system user and opens every directory
+    above the cluster to everyone (r-x) so that user can reach it: the data dir keeps only the
+    traversal bit for others then (0711: the cluster and each file stay private by mode).
+    """
+    data_dir.mkdir(parents=True, exist_ok=True)
+    data_dir.chmod(0o711 if os.geteuid() == 0 else 0o700)
+    for name in PRIVATE_FILES:
+        with contextlib.suppress(FileNotFoundError):
+            (data_dir / name).chmod(0o600)
 
 
 @contextlib.contextmanager

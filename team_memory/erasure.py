@@ -1,10 +1,13 @@
 """The two levels of forgetting beyond a soft forget: restore (undo it) and purge (erase text).
 
 Purge is for data-protection requests: the memory's text, tags, source and vector are erased
-from its row, the text of its history events is cleared, and its ingestion workflow (whose
-history holds the redacted text of the save) is deleted from Temporal. Memories folded into it
-as duplicates (the same text) go with it. Ids, the content hash and timestamps stay, so links
-from other memories and the audit trail keep pointing somewhere.
+from its row, the text of its history events is cleared, and the Temporal histories holding
+its text are destroyed: its ingestion workflow's (the redacted text of the save) and, for a
+memory distilled from a Claude Code session, that capture session's (the hook text). Their
+payload keys are deleted in the same transaction (crypto-shredding: unreadable at once), then
+the executions are deleted from Temporal. Memories folded into it as duplicates (the same
+text) go with it. Ids, the content hash and timestamps stay, so links from other memories and
+the audit trail keep pointing somewhere.
 """
 
 from __future__ import annotations
@@ -19,11 +22,13 @@ from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
 from team_memory import queries
+from team_memory.capture import capture_workflow_id, captured_in
 from team_memory.consolidation import write_local_manifesto
 from team_memory.db import tenant_tx
 from team_memory.models import MemoryStatus, ingest_workflow_id
 from team_memory.redaction import redact
 from team_memory.settings import Settings
+from team_memory.temporal import keyring_of
 
 
 class MemoryNotFound(LookupError):
@@ -50,6 +55,7 @@ class PurgeReport(BaseModel):
     purged: list[UUID]
     events_erased: int
     workflows_deleted: list[str]
+    keys_shredded: list[str] = []
     still_similar_to: UUID | None = None
 
 
@@ -73,13 +79,16 @@ async def purge(
 ) -> PurgeReport:
     """Erase a memory's text everywhere; idempotent (purging again retries Temporal)."""
     reason = redact(reason).text  # kept in history and the audit trail
+    keyring = keyring_of(temporal)
     async with tenant_tx(pool, actor.tenant_id, actor.projects) as conn:
         family = await queries.purge_family(conn, memory_id)
         if not family or family[0]["id"] != memory_id:
             raise MemoryNotFound(f"no memory {memory_id}")
         ids = [row["id"] for row in family]
+        workflows = _histories(actor.tenant_name, family)
         await queries.erase_memories(conn, ids)
         erased = await queries.erase_event_text(conn, ids)
+        shredded = await keyring.shred(conn, workflows)
         await queries.erase_proposal_text(conn, ids)
         for project in sorted({row["project"] for row in family}):
             # The manifesto may quote the text: rewritten without it, in this transaction.
@@ -88,10 +97,10 @@ async def purge(
         await queries.insert_event(conn, tenant_id=actor.tenant_id, memory_id=memory_id,
                                    event="purged", reason=reason,
                                    detail={"actor": actor.name, "purged": ids})
-    workflows = [ingest_workflow_id(actor.tenant_name, row["project"], row["content_hash"],
-                                    row["generation"]) for row in family]
+    keyring.forget(workflows)
     report = PurgeReport(id=memory_id, purged=ids, events_erased=erased,
-                         workflows_deleted=workflows, still_similar_to=family[0]["duplicate_of"])
+                         workflows_deleted=workflows, keys_shredded=shredded,
+                         still_similar_to=family[0]["duplicate_of"])
     failed = await _delete_workflows(temporal, workflows)
     async with tenant_tx(pool, actor.tenant_id, actor.projects) as conn:
         await queries.insert_audit(
@@ -105,6 +114,19 @@ async def purge(
             f"{', '.join(failed)}; purge again once Temporal is reachable"
         )
     return report
+
+
+def _histories(tenant: str, family: list[asyncpg.Record]) -> list[str]:
+    """The workflows whose history holds the family's text: each memory's ingestion, and the
+    capture session a captured one was distilled from (the session's other hook text goes with
+    it; the memories distilled from it stay)."""
+    ingestions = [ingest_workflow_id(tenant, row["project"], row["content_hash"],
+                                     row["generation"]) for row in family]
+    # A session's workflow is its key's: the captured memory's author is that key.
+    sessions = {(row["created_by"], session) for row in family
+                if (session := captured_in(row["source"]))}
+    return ingestions + sorted(capture_workflow_id(tenant, key_id, session)
+                               for key_id, session in sessions)
 
 
 async def _delete_workflows(temporal: Client, workflow_ids: list[str]) -> list[str]:

@@ -101,10 +101,13 @@ async def similar_current(
                       float(r["similarity"]), r["created_by"]) for r in rows]
 
 
-async def fetch_status(conn: asyncpg.Connection, memory_id: UUID) -> asyncpg.Record | None:
+async def fetch_status(
+    conn: asyncpg.Connection, memory_id: UUID, *, for_update: bool = False
+) -> asyncpg.Record | None:
+    """``for_update``: locked until the transaction ends (a concurrent forget waits)."""
     return await conn.fetchrow(
         "SELECT id, status, duplicate_of, superseded_by, content, project FROM memories"
-        " WHERE id = $1",
+        " WHERE id = $1" + (" FOR UPDATE" if for_update else ""),
         memory_id,
     )
 
@@ -799,7 +802,8 @@ async def restore(conn: asyncpg.Connection, memory_id: UUID) -> asyncpg.Record |
 async def purge_family(conn: asyncpg.Connection, memory_id: UUID) -> list[asyncpg.Record]:
     """Lock a memory and the memories folded into it (same text), for purging."""
     rows: list[asyncpg.Record] = await conn.fetch(
-        "SELECT id, project, content_hash, generation, duplicate_of, purged_at FROM memories"
+        "SELECT id, project, content_hash, generation, duplicate_of, purged_at, source,"
+        " created_by FROM memories"
         " WHERE id = $1 OR duplicate_of = $1 ORDER BY id = $1 DESC FOR UPDATE",
         memory_id,
     )
@@ -822,6 +826,125 @@ async def erase_memories(conn: asyncpg.Connection, ids: list[UUID]) -> None:
 async def erase_event_text(conn: asyncpg.Connection, ids: list[UUID]) -> int:
     erased: int = await conn.fetchval("SELECT purge_event_text($1::uuid[])", ids)
     return erased
+
+
+# --- Temporal payload keys (team_memory/temporal_keys.py) --------------------------------------
+
+
+async def newest_tenant_key(conn: asyncpg.Connection) -> asyncpg.Record | None:
+    return await conn.fetchrow(
+        "SELECT id, kek_id, wrapped FROM temporal_tenant_keys"
+        " ORDER BY created_at DESC, id LIMIT 1")
+
+
+async def tenant_key(conn: asyncpg.Connection, key_id: UUID) -> asyncpg.Record | None:
+    return await conn.fetchrow(
+        "SELECT id, kek_id, wrapped FROM temporal_tenant_keys WHERE id = $1", key_id)
+
+
+async def lock_tenant_keyring(conn: asyncpg.Connection, tenant_id: UUID) -> None:
+    """Serialize key creation and rotation of one tenant (until the transaction ends)."""
+    await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 13))",
+                       f"temporal-keys/{tenant_id}")
+
+
+async def insert_tenant_key(
+    conn: asyncpg.Connection, *, key_id: UUID, tenant_id: UUID, kek_id: str, wrapped: bytes
+) -> None:
+    await conn.execute(
+        "INSERT INTO temporal_tenant_keys (id, tenant_id, kek_id, wrapped)"
+        " VALUES ($1, $2, $3, $4)",
+        key_id, tenant_id, kek_id, wrapped)
+
+
+async def tenant_keys(conn: asyncpg.Connection) -> list[asyncpg.Record]:
+    """The tenant's keyring, newest first, with how many workflow keys each one wraps."""
+    rows: list[asyncpg.Record] = await conn.fetch(
+        """
+        SELECT k.id, k.kek_id, k.wrapped, k.created_at,
+               (SELECT count(*) FROM temporal_workflow_keys w WHERE w.wrapped_by = k.id)
+                   AS workflow_keys
+        FROM temporal_tenant_keys k ORDER BY k.created_at DESC, k.id
+        """)
+    return rows
+
+
+async def rewrap_tenant_key(
+    conn: asyncpg.Connection, key_id: UUID, kek_id: str, wrapped: bytes
+) -> None:
+    await conn.execute(
+        "UPDATE temporal_tenant_keys SET kek_id = $2, wrapped = $3 WHERE id = $1",
+        key_id, kek_id, wrapped)
+
+
+async def delete_tenant_key(conn: asyncpg.Connection, key_id: UUID) -> bool:
+    deleted = await conn.fetchval(
+        "DELETE FROM temporal_tenant_keys WHERE id = $1 RETURNING id", key_id)
+    return deleted is not None
+
+
+_WORKFLOW_KEY_COLUMNS = "id, workflow_id, wrapped_by, wrapped"
+
+
+async def workflow_key(conn: asyncpg.Connection, key_id: UUID) -> asyncpg.Record | None:
+    return await conn.fetchrow(
+        f"SELECT {_WORKFLOW_KEY_COLUMNS} FROM temporal_workflow_keys WHERE id = $1", key_id)
+
+
+async def workflow_key_for(conn: asyncpg.Connection, workflow_id: str) -> asyncpg.Record | None:
+    return await conn.fetchrow(
+        f"SELECT {_WORKFLOW_KEY_COLUMNS} FROM temporal_workflow_keys WHERE workflow_id = $1",
+        workflow_id)
+
+
+async def commit_without_waiting_for_disk(conn: asyncpg.Connection) -> None:
+    """This transaction's commit returns before its log reaches the disk (visible at once;
+    durable once any later synchronous commit has flushed the log past it)."""
+    await conn.execute("SET LOCAL synchronous_commit TO off")
+
+
+async def insert_workflow_key(
+    conn: asyncpg.Connection, *, key_id: UUID, tenant_id: UUID, workflow_id: str,
+    wrapped_by: UUID, wrapped: bytes,
+) -> bool:
+    """False when the workflow has a key already."""
+    created = await conn.fetchval(
+        """
+        INSERT INTO temporal_workflow_keys (id, tenant_id, workflow_id, wrapped_by, wrapped)
+        VALUES ($1, $2, $3, $4, $5)
+        ON CONFLICT (tenant_id, workflow_id) DO NOTHING
+        RETURNING id
+        """,
+        key_id, tenant_id, workflow_id, wrapped_by, wrapped)
+    return created is not None
+
+
+async def workflow_keys_not_wrapped_by(
+    conn: asyncpg.Connection, wrapping_key: UUID, limit: int
+) -> list[asyncpg.Record]:
+    rows: list[asyncpg.Record] = await conn.fetch(
+        f"SELECT {_WORKFLOW_KEY_COLUMNS} FROM temporal_workflow_keys WHERE wrapped_by <> $1"
+        " ORDER BY id LIMIT $2 FOR UPDATE",
+        wrapping_key, limit)
+    return rows
+
+
+async def rewrap_workflow_key(
+    conn: asyncpg.Connection, key_id: UUID, wrapped_by: UUID, wrapped: bytes
+) -> None:
+    await conn.execute(
+        "UPDATE temporal_workflow_keys SET wrapped_by = $2, wrapped = $3 WHERE id = $1",
+        key_id, wrapped_by, wrapped)
+
+
+async def delete_workflow_keys(conn: asyncpg.Connection, workflow_ids: list[str]) -> list[str]:
+    """Crypto-shredding: the workflows' histories cannot be decrypted any more."""
+    rows = await conn.fetch(
+        "DELETE FROM temporal_workflow_keys WHERE workflow_id = ANY($1::text[])"
+        " RETURNING workflow_id",
+        workflow_ids)
+    return sorted(row["workflow_id"] for row in rows)
+
 
 
 async def erase_proposal_text(conn: asyncpg.Connection, ids: list[UUID]) -> None:

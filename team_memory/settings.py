@@ -36,7 +36,7 @@ class Settings(BaseSettings):
     data_dir: Path = Field(
         default_factory=default_data_dir,
         description="Data dir of the embedded stack (PostgreSQL cluster, Temporal SQLite file, "
-        "local API key, lock file).",
+        "local API key, Temporal key-encryption key, lock file); `up` keeps it mode 0700.",
     )
     database_url: str | None = Field(
         default=None,
@@ -71,6 +71,13 @@ class Settings(BaseSettings):
     task_queue: str = Field(default="team-memory", description="Temporal task queue.")
     temporal_port: int = Field(default=7233, description="Embedded dev server gRPC port.")
     temporal_ui_port: int = Field(default=8233, description="Embedded dev server Web UI port.")
+    temporal_kek: SecretStr | None = Field(
+        default=None,
+        description="Key-encryption key of the keys that encrypt Temporal payloads (base64 of "
+        "32 random bytes; `team-memory temporal-key new-kek` prints one). Every process needs "
+        "the same. Unset: the file `temporal-kek` in the data dir, created (mode 0600) on "
+        "first use. See docs/security.md.",
+    )
 
     # --- MCP server --------------------------------------------------------------------
     mcp_host: str = Field(default="127.0.0.1", description="HTTP bind address of the MCP server.")
@@ -82,6 +89,12 @@ class Settings(BaseSettings):
     allowed_origins: list[str] = Field(
         default_factory=lambda: ["http://127.0.0.1:*", "http://localhost:*"],
         description="Origin headers accepted over HTTP, JSON list.",
+    )
+    temporal_ui_origins: list[str] = Field(
+        default_factory=list,
+        description="Browser origins of Temporal Web UIs allowed to call the codec endpoint "
+        "/codec/decode (the embedded UI's, http://127.0.0.1 and http://localhost on "
+        "TEAM_MEMORY_TEMPORAL_UI_PORT, always are), JSON list.",
     )
     api_key: SecretStr | None = Field(
         default=None,
@@ -289,6 +302,11 @@ class Settings(BaseSettings):
     log_level: str = Field(default="INFO", description="Log level.")
     log_json: bool = Field(default=False, description="Structured JSON logs.")
 
+    @field_validator("temporal_kek", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        return None if value == "" else value
+
     @field_validator("consolidation_timezone")
     @classmethod
     def _known_timezone(cls, value: str) -> str:
@@ -317,6 +335,18 @@ class Settings(BaseSettings):
     @property
     def mcp_url(self) -> str:
         return f"http://{self.mcp_host}:{self.mcp_port}/mcp"
+
+    @property
+    def codec_url(self) -> str:
+        """The codec endpoint the Temporal Web UI and CLI decode payloads through."""
+        host = "127.0.0.1" if self.mcp_host in ("0.0.0.0", "::", "") else self.mcp_host
+        return f"http://{host}:{self.mcp_port}/codec"
+
+    @property
+    def codec_origins(self) -> list[str]:
+        port = self.temporal_ui_port
+        return [f"http://127.0.0.1:{port}", f"http://localhost:{port}",
+                *self.temporal_ui_origins]
 
 
 @lru_cache(maxsize=1)

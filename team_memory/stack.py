@@ -23,6 +23,9 @@ LOCAL_TENANT = "local"
 
 def run_stack(settings: Settings) -> int:
     """Run until Ctrl-C/SIGTERM (0) or until a child dies (its exit code)."""
+    # Whatever the stack and its children create (database files, logs, keys) is private.
+    os.umask(0o077)
+    embedded.lock_down(settings.data_dir)
     with ExitStack() as cleanup:
         cleanup.enter_context(embedded.data_dir_lock(settings.data_dir))
         admin_url, app_url = _database(settings, cleanup)
@@ -63,6 +66,7 @@ def _temporal(settings: Settings, cleanup: ExitStack) -> str:
     process = embedded.start_temporal(
         db_file=settings.data_dir / "temporal.db", port=settings.temporal_port,
         ui_port=settings.temporal_ui_port, namespace=settings.temporal_namespace, log_file=log,
+        ui_codec_endpoint=settings.codec_url,
     )
     cleanup.callback(embedded.stop_process, process)
     return settings.temporal_target
@@ -133,6 +137,7 @@ def _banner(settings: Settings, api_key: str) -> str:
         "Team Memory is up.",
         f"  MCP endpoint      {settings.mcp_url}",
         f"  Temporal UI       {ui}",
+        f"  Temporal codec    {settings.codec_url} (UI: sign in at /codec/login)",
         f"  Temporal address  {settings.temporal_target}",
         f"  Data dir          {settings.data_dir}",
         f"  Embedding model   {settings.embedding_model} ({settings.embedding_provider})",

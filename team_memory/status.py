@@ -88,7 +88,7 @@ async def _count_memories(report: StatusReport, pool: asyncpg.Pool) -> None:
 async def _temporal(report: StatusReport, settings: Settings) -> None:
     try:
         with anyio.fail_after(CHECK_TIMEOUT_S):
-            client = await connect(settings)
+            client = await connect(settings, None)
             report.components["temporal"] = f"ok ({settings.temporal_target})"
             workers = await describe_workers(client, settings.task_queue)
             report.components["worker"] = workers.describe()

@@ -7,13 +7,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import cache
 
+import asyncpg
 from temporalio.api.enums.v1 import TaskQueueType, WorkerStatus
 from temporalio.api.taskqueue.v1 import TaskQueue
 from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest, ListWorkersRequest
 from temporalio.client import Client
 from temporalio.common import SearchAttributeKey
 from temporalio.contrib.opentelemetry import TracingInterceptor
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.runtime import (
     LogForwardingConfig,
     LoggingConfig,
@@ -23,7 +23,9 @@ from temporalio.runtime import (
 )
 from temporalio.service import RPCError
 
+from team_memory.payload_codec import EncryptionCodec, encrypting_data_converter
 from team_memory.settings import Settings
+from team_memory.temporal_keys import Keyring, load_kek
 
 # Registered on the embedded dev server by `up` (and in docker-compose) so the Web UI and
 # `temporal workflow list --query` can filter ingestions by tenant, project, category, decision.
@@ -53,14 +55,27 @@ def _runtime() -> Runtime:
                    worker_heartbeat_interval=WORKER_HEARTBEAT)
 
 
-async def connect(settings: Settings) -> Client:
-    return await Client.connect(
+async def connect(settings: Settings, pool: asyncpg.Pool | None) -> Client:
+    """A client whose every payload and memo is encrypted (team_memory.payload_codec), with
+    keys found through ``pool`` (the application role; None: a client that only reads
+    metadata, such as `team-memory status`)."""
+    keyring = Keyring(pool, load_kek(settings))
+    client = await Client.connect(
         settings.temporal_target,
         namespace=settings.temporal_namespace,
-        data_converter=pydantic_data_converter,
+        data_converter=encrypting_data_converter(keyring),
         interceptors=[TracingInterceptor()],
         runtime=_runtime(),
     )
+    keyring.client = client
+    return client
+
+
+def keyring_of(client: Client) -> Keyring:
+    codec = client.data_converter.payload_codec
+    if not isinstance(codec, EncryptionCodec):
+        raise TypeError("this Temporal client was not made by team_memory.temporal.connect")
+    return codec.keyring
 
 
 @dataclass(frozen=True)

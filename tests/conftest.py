@@ -114,8 +114,8 @@ async def app_pool(services: Services) -> AsyncIterator[asyncpg.Pool]:
 
 
 @pytest.fixture
-async def temporal_client(settings: Settings) -> Client:
-    return await connect(settings)
+async def temporal_client(settings: Settings, app_pool: asyncpg.Pool) -> Client:
+    return await connect(settings, app_pool)
 
 
 async def new_tenant(admin_pool: asyncpg.Pool, **key_options: object) -> tuple[Principal, str]:

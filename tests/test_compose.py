@@ -120,3 +120,16 @@ def test_image_installs_from_the_lock_file() -> None:
     dockerfile = (ROOT / "Dockerfile").read_text()
     assert "COPY pyproject.toml uv.lock" in dockerfile
     assert "uv sync --frozen --no-dev" in dockerfile
+
+
+def test_the_web_ui_decodes_through_the_codec_endpoint(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    ui = environment(services["temporal-ui"])
+    published = str(services["mcp"]["ports"][0]).removesuffix("/tcp").rsplit(":", 1)[0]
+    assert ui["TEMPORAL_CODEC_ENDPOINT"] == f"http://{published}/codec"
+    assert ui["TEMPORAL_CODEC_INCLUDE_CREDENTIALS"] == "true"  # the sign-in cookie
+    # The MCP server lets that UI's origin call it (CORS): the UI is published on the port the
+    # server takes for the UI's.
+    ui_port = int(str(services["temporal-ui"]["ports"][0]).split(":")[1])
+    mcp_ui_port = environment(services["mcp"]).get("TEAM_MEMORY_TEMPORAL_UI_PORT")
+    assert ui_port == int(mcp_ui_port or Settings.model_fields["temporal_ui_port"].default)

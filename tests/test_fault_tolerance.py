@@ -171,12 +171,14 @@ async def dedicated_postgres(
 
 
 async def test_postgres_down_for_ten_seconds_mid_ingestion(
-    services: Services, temporal_client: Client, embedder: object
+    services: Services, embedder: object
 ) -> None:
     async with dedicated_postgres(services) as (postgres, settings):
         admin = await create_pool(postgres.admin_url, min_size=1, max_size=2)
         pool = await create_pool(postgres.app_url, min_size=1, max_size=8)
         try:
+            # Its payload keys live in this database too.
+            temporal_client = await connect(settings, pool)
             principal = await _tenant(admin)
             service = MemoryService(settings=settings, pool=pool, temporal=temporal_client,
                                     embedder=embedder)  # type: ignore[arg-type]
@@ -227,7 +229,7 @@ async def test_persistent_temporal_restarted_mid_ingestion(
     server = await anyio.to_thread.run_sync(start)
     try:
         settings = services.settings(temporal_address=f"127.0.0.1:{port}")
-        client = await connect(settings)
+        client = await connect(settings, app_pool)
         principal, _ = await new_tenant(admin_pool)
         service = MemoryService(settings=settings, pool=app_pool, temporal=client,
                                 embedder=embedder)  # type: ignore[arg-type]

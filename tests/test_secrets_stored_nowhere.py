@@ -190,7 +190,8 @@ async def test_consolidation_merge_and_manifesto(
         tenant = haiku.stack.principal.tenant_name
         report: ConsolidationReport = await haiku.stack.client.execute_workflow(
             Consolidate.run, ConsolidateInput(tenant=tenant, project=project),
-            id=f"consolidate-corpus-{uuid.uuid4()}", task_queue=haiku.stack.settings.task_queue,
+            id=f"consolidate/{tenant}/{project}/corpus-{uuid.uuid4()}",
+            task_queue=haiku.stack.settings.task_queue,
             search_attributes=TypedSearchAttributes([SearchAttributePair(TENANT_KEY, tenant)]))
         assert (report.merged, report.manifesto_policy) == (1, "haiku")
         assert report.manifesto_rules == sum(len(c.text) <= 200 for c in cases)

@@ -22,7 +22,7 @@ from team_memory.db import create_app_pool
 from team_memory.embedder import BatchingEmbedder, Embedder, create_embedder
 from team_memory.migrate import check_embedding_dim
 from team_memory.settings import Settings
-from team_memory.temporal import connect
+from team_memory.temporal import connect, keyring_of
 from workflows.capture import SessionObservations
 from workflows.consolidate import Consolidate
 from workflows.ingest import IngestMemory
@@ -46,7 +46,8 @@ def build_worker(
                               distiller=distiller)
     consolidate = ConsolidationActivities(pool=pool, embedder=batching, settings=settings,
                                           client=client, distiller=distiller)
-    capture = CaptureActivities(pool=pool, settings=settings, distiller=distiller)
+    capture = CaptureActivities(pool=pool, settings=settings, keys=keyring_of(client),
+                                distiller=distiller)
     return Worker(
         client,
         task_queue=settings.task_queue,
@@ -78,7 +79,7 @@ async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> N
     try:
         async with pool.acquire() as conn:
             await check_embedding_dim(conn, embedder.dim)
-        client = await connect(settings)
+        client = await connect(settings, pool)
         ensured = await schedules.ensure_all(client, settings, pool)
         log.info("consolidation schedules ensured for %d project(s), daily at %s %s",
                  len(ensured), settings.consolidation_time, settings.consolidation_timezone)

@@ -83,6 +83,20 @@ class Capture:
                 raise AssertionError(f"{session_id}: {field} never reached {value}: {row}")
             await asyncio.sleep(0.1)
 
+    async def replay_recorded_session(self) -> tuple[str, list[asyncpg.Record]]:
+        """The recorded session, distilled into OBSERVATIONS, each committed as a memory:
+        (its session id, the captured memories)."""
+        add = FakeAnthropic.tool_result({"action": "ADD", "reason": "a separate fact"})
+        self.fake.script(FakeAnthropic.tool_result(OBSERVATIONS), add, add)
+        for name in SESSION:
+            await self.hook(name)
+        session_id = self.payload(SESSION[0])["session_id"]
+        await self.wait_row(session_id, "observations", 2)
+        captured = await self.captured()
+        for record in captured:
+            await self.stack.wait_status(record["id"])
+        return session_id, captured
+
     async def captured(self) -> list[asyncpg.Record]:
         async with tenant_tx(self.stack.pool, self.stack.principal.tenant_id) as conn:
             rows = await queries.recent_important(conn, [PROJECT],

@@ -107,7 +107,8 @@ def cli(running: Stack, *args: str) -> subprocess.CompletedProcess[str]:
     """`team-memory ...` as an operator runs it, against the test database."""
     env = {**os.environ, "DATABASE_URL": running.settings.database_url or "",
            "DATABASE_ADMIN_URL": running.settings.database_admin_url or "",
-           "TEMPORAL_ADDRESS": running.settings.temporal_target}
+           "TEMPORAL_ADDRESS": running.settings.temporal_target,
+           "TEAM_MEMORY_DATA_DIR": str(running.settings.data_dir)}
     return subprocess.run([sys.executable, "-m", "team_memory", *args], env=env,
                           capture_output=True, text=True, timeout=120, check=False)
 

@@ -1,16 +1,23 @@
 """Everything the product stored, as text to search: every text-like column of every table
-(read as the schema owner, so Row-Level Security hides nothing) and the raw bytes of Temporal
-workflow histories."""
+(read as the schema owner, so Row-Level Security hides nothing) and the bytes of Temporal
+workflow histories, their payloads decrypted with the tenant's keys (the raw bytes are
+ciphertext: tests/team_memory/test_payload_encryption.py)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Iterable, Mapping
 
 import asyncpg
+from google.protobuf.message import Message
+from temporalio.api.common.v1 import Payload
 from temporalio.client import Client
+from temporalio.converter import PayloadCodec
 
+from team_memory.payload_codec import is_encrypted
 from team_memory.temporal import TENANT_KEY
+from team_memory.temporal_keys import KeyUnavailable
 
 
 async def stored_columns(admin: asyncpg.Pool) -> dict[str, str]:
@@ -35,15 +42,38 @@ async def stored_columns(admin: asyncpg.Pool) -> dict[str, str]:
 
 
 async def workflow_histories(client: Client, tenant_name: str) -> dict[str, bytes]:
-    """Workflow id -> the serialized events of every workflow run of the tenant (payloads in
-    them are raw bytes, as the server stores them)."""
+    """Workflow id -> the serialized events of every workflow run of the tenant, each payload
+    decrypted (its data as the workers read it)."""
+    codec = client.data_converter.payload_codec
+    assert codec is not None
     histories = {}
     async for execution in client.list_workflows(f'{TENANT_KEY.name} = "{tenant_name}"'):
         handle = client.get_workflow_handle(execution.id, run_id=execution.run_id)
         history = await handle.fetch_history()
+        for event in history.events:
+            await _open_payloads(event, codec)
         histories[f"{execution.id}/{execution.run_id}"] = b"".join(
             event.SerializeToString() for event in history.events)
     return histories
+
+
+async def _open_payloads(message: Message, codec: PayloadCodec) -> None:
+    """Decrypt, in place, every payload the message holds (a purged one stays sealed)."""
+    for field, value in message.ListFields():
+        if field.message_type is None:
+            continue
+        if isinstance(value, Message):
+            items = [value]
+        elif field.message_type.GetOptions().map_entry:
+            items = list(value.values())
+        else:  # repeated
+            items = list(value)
+        for item in items:
+            if not isinstance(item, Payload):
+                await _open_payloads(item, codec)
+            elif is_encrypted(item):
+                with contextlib.suppress(KeyUnavailable):
+                    item.CopyFrom((await codec.decode([item]))[0])
 
 
 def forms(needle: str) -> set[str]:

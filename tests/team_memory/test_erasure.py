@@ -4,22 +4,32 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from pathlib import Path
 
 import anyio
 import asyncpg
 import pytest
 from mcp import Client
+from temporalio.api.common.v1 import Payload
 from temporalio.service import RPCError, RPCStatusCode
 
-from team_memory.erasure import Actor, MemoryNotFound, restore
+from team_memory.capture import capture_workflow_id
+from team_memory.erasure import Actor, MemoryNotFound, purge, restore
 from team_memory.llm import Distiller
 from team_memory.models import MemoryStatus, content_hash, ingest_workflow_id
+from team_memory.payload_codec import Envelope, decrypt
+from team_memory.temporal import connect, keyring_of
+from team_memory.temporal_keys import KeyUnavailable
 from tests.conftest import Stack
-from tests.mcp_server.test_http import cli
+from tests.mcp_server.test_capture import BUGFIX, DECISION, PROJECT, serving
+from tests.mcp_server.test_http import HttpServer, cli, http_server
 from tests.mcp_server.test_tools import call, call_error
 from tests.support.anthropic_server import FakeAnthropic
+from tests.temporal_cli import readable, show
 from tests.workflows.test_consolidate import consolidate, distiller, fake, save
 from tests.workflows.test_distillation import MODEL
+
+__all__ = ["http_server"]  # the fixture, imported for these tests
 
 pytestmark = pytest.mark.anyio
 __all__ = ["distiller", "fake"]  # the fixtures, imported for these tests
@@ -228,3 +238,72 @@ async def test_resaving_forgotten_or_purged_text_creates_a_new_memory(running: S
     assert third_now["status"] == "active"
     assert await workflow_exists(running, workflows[0])  # the forgotten memory's, completed
     assert await workflow_exists(running, third_now["workflow_id"])
+
+
+async def first_input(stack: Stack, workflow_id: str) -> Payload:
+    history = await stack.client.get_workflow_handle(workflow_id).fetch_history()
+    payload: Payload = history.events[0].workflow_execution_started_event_attributes.input \
+        .payloads[0]
+    return payload
+
+
+async def assert_unreadable(stack: Stack, server: HttpServer, workflow_id: str,
+                            payload: Payload, needles: list[str]) -> None:
+    """Right after a purge, whether or not Temporal has deleted the history yet: no key opens
+    it, neither through the codec endpoint (with a key of the tenant) nor in a process
+    without cached keys, nor, checked against the database, in one that used the key."""
+    done = await asyncio.to_thread(
+        show, stack.settings.temporal_target, workflow_id, "--codec-endpoint",
+        f"{server.base}/codec", "--codec-auth", f"Bearer {stack.api_key}")
+    if done.returncode == 0:  # still there
+        assert readable(done.stdout, needles) == [], done.stdout[-2000:]
+    fresh = keyring_of(await connect(stack.settings, stack.pool))
+    for keyring in (fresh, keyring_of(stack.client)):
+        with pytest.raises(KeyUnavailable):
+            await decrypt(keyring, payload, Envelope.read(payload), still_stored=True)
+
+
+async def test_purged_history_is_unreadable_at_once(
+    running: Stack, http_server: HttpServer, admin_pool: asyncpg.Pool
+) -> None:
+    saved = await running.service.save(running.principal, SECRET_TEXT)
+    assert await running.wait_status(saved.id) is MemoryStatus.ACTIVE
+    sealed = await first_input(running, saved.workflow_id)
+    # Purged by an operator's process: the server and worker hold the key in memory.
+    operator = Actor(tenant_id=running.principal.tenant_id,
+                     tenant_name=running.principal.tenant_name, name="operator:test")
+    report = await purge(running.pool, await connect(running.settings, running.pool),
+                         running.settings, operator, saved.id, "GDPR request 43")
+    assert report.keys_shredded == [saved.workflow_id]
+    await assert_unreadable(running, http_server, saved.workflow_id, sealed, [MARKER, "555-0199"])
+    async with admin_pool.acquire() as conn:
+        assert await conn.fetchval("SELECT count(*) FROM temporal_workflow_keys "
+                                   "WHERE workflow_id = $1", saved.workflow_id) == 0
+
+
+async def test_purging_a_captured_memory_destroys_its_session_history(
+    stack: Stack, fake: FakeAnthropic, tmp_path: Path
+) -> None:
+    async with serving(stack, fake, tmp_path) as cap:
+        session_id, rows = await cap.replay_recorded_session()
+        captured = {row["content"]: row for row in rows}
+        session = capture_workflow_id(stack.principal.tenant_name, stack.principal.key_id,
+                                      session_id)
+        sealed = await first_input(stack, session)
+        kept = ingest_workflow_id(stack.principal.tenant_name, PROJECT, content_hash(BUGFIX),
+                                  0)
+        report = await stack.service.purge(stack.principal, captured[DECISION]["id"],
+                                           "customer asked")
+        server = HttpServer(url="", base=cap.config.server)
+        # The hook text and the purged observation; the session history also starts the
+        # other observation's ingestion, sealed with that (kept) memory's own key.
+        await assert_unreadable(stack, server, session, sealed,
+                                ["default=uuid7", "time-sortable"])
+        assert session in report.workflows_deleted and session in report.keys_shredded
+        # The other observation of the session stays, readable by its tenant.
+        bugfix = await stack.service.get(stack.principal, captured[BUGFIX]["id"])
+        assert bugfix.content == BUGFIX
+        done = await asyncio.to_thread(
+            show, stack.settings.temporal_target, kept, "--codec-endpoint",
+            f"{cap.config.server}/codec", "--codec-auth", f"Bearer {stack.api_key}")
+        assert readable(done.stdout, ["second approver", BUGFIX[:40]]) == [BUGFIX[:40]]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -13,6 +14,7 @@ from pathlib import Path
 
 import anyio
 import httpx
+import psutil
 import pytest
 
 from team_memory.embedded import free_port, port_is_free, temporal_binary
@@ -84,11 +86,48 @@ async def search_top(url: str, key: str, query: str) -> str:
     return str(found["results"][0]["id"])
 
 
+def temporal_server(data_dir: Path) -> psutil.Process:
+    for process in psutil.process_iter(["cmdline"]):
+        if str(data_dir / "temporal.db") in (process.info["cmdline"] or []):
+            return process
+    raise AssertionError("no Temporal dev server runs on this data dir")
+
+
+def private(path: Path) -> bool:
+    """Nothing for the group or others."""
+    return path.stat().st_mode & 0o077 == 0
+
+
+def assert_locked_down(data_dir: Path, ports: Ports) -> None:
+    # As root, PostgreSQL runs as pgserver's own user, who must traverse it (embedded.lock_down).
+    assert data_dir.stat().st_mode & 0o777 == (0o711 if os.geteuid() == 0 else 0o700)
+    files = [data_dir / name for name in ("temporal.db", "temporal.log", "local-api-key",
+                                          "temporal-kek")]
+    files += list(data_dir.glob("temporal.db-*"))
+    assert [path.name for path in files if not private(path)] == []
+    cluster = data_dir / "pg"
+    # The server's unix socket is 0777 like every PostgreSQL socket: the private cluster
+    # directory it sits in is what keeps others from reaching it (local logins are trusted).
+    assert [str(path) for path in [cluster, *cluster.rglob("*")]
+            if not private(path) and not stat.S_ISSOCK(path.stat().st_mode)] == []
+    server = temporal_server(data_dir)
+    listening = {conn.laddr.ip for conn in server.net_connections(kind="inet")
+                 if conn.status == psutil.CONN_LISTEN}
+    assert listening == {"127.0.0.1"}, listening
+    settings = httpx.get(f"http://127.0.0.1:{ports.ui}/api/v1/settings", timeout=10).json()
+    assert settings["Codec"]["Endpoint"] == f"http://127.0.0.1:{ports.mcp}/codec"
+
+
 def test_up_save_restart_and_find_again(stack_dir: tuple[Path, Ports, Path]) -> None:
     data_dir, ports, log = stack_dir
+    # What an older version left: a data dir and a log anyone could read.
+    data_dir.mkdir(mode=0o755)
+    (data_dir / "temporal.log").write_text("")
+    (data_dir / "temporal.log").chmod(0o644)
     first = start_up(data_dir, ports, log)
     try:
         wait_ready(first, ports, log)
+        assert_locked_down(data_dir, ports)
         banner = log.read_text()
         key = (data_dir / "local-api-key").read_text().strip()
         assert f"http://127.0.0.1:{ports.mcp}/mcp" in banner

@@ -4,7 +4,6 @@ without Claude Haiku (the fake Anthropic API), idempotent reruns, the manifesto 
 from __future__ import annotations
 
 import asyncio
-import os
 import sys
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -20,6 +19,7 @@ from team_memory.embedded import temporal_binary
 from team_memory.llm import Distiller
 from team_memory.models import ConsolidateInput, ConsolidationReport, MemoryStatus
 from tests.conftest import Stack
+from tests.processes import child_env
 from tests.support.anthropic_server import FakeAnthropic
 from tests.workflows.test_distillation import MODEL, events, row
 from workflows.consolidate import Consolidate
@@ -50,7 +50,8 @@ async def consolidate(stack: Stack, **options: object) -> ConsolidationReport:
     job = ConsolidateInput(tenant=stack.principal.tenant_name, project="default",
                            **options)  # type: ignore[arg-type]
     return await stack.client.execute_workflow(
-        Consolidate.run, job, id=f"consolidate-test-{uuid.uuid4()}",
+        Consolidate.run, job,
+        id=f"consolidate/{stack.principal.tenant_name}/default/test-{uuid.uuid4()}",
         task_queue=stack.settings.task_queue)
 
 
@@ -228,9 +229,12 @@ async def test_schedule_created_on_first_memory_and_triggered_by_the_cli(running
                                  "--task-queue", running.settings.task_queue,
                                  "--workflow-id", manual, "--input",
                                  f'{{"tenant": "{tenant}", "project": "default"}}', *cli[1:]])
+        # Unencrypted input is refused (docs/security.md): `team-memory consolidate` is the
+        # operator's way to start one (test_cli_consolidate_waits_and_prints_the_report).
         result = await anyio.run_process([*cli[:1], "workflow", "result", "--workflow-id",
-                                          manual, "--output", "json", *cli[1:]])
-        assert f'"tenant": "{tenant}"' in result.stdout.decode()
+                                          manual, "--output", "json", *cli[1:]], check=False)
+        assert result.returncode != 0
+        assert "PayloadRefused" in (result.stdout + result.stderr).decode()
 
         await handle.pause(note="operator pause")
         ensured = await schedules.ensure_all(running.client, running.settings, running.pool)
@@ -258,9 +262,7 @@ async def _trigger(stack: Stack, cli: list[str], sid: str, already: int) -> Cons
 
 async def test_cli_consolidate_waits_and_prints_the_report(running: Stack) -> None:
     await save(running, "The CLI wraps the Consolidate workflow")
-    env = {**os.environ, "TEMPORAL_ADDRESS": running.settings.temporal_target,
-           "TEAM_MEMORY_TASK_QUEUE": running.settings.task_queue}
-    env.pop("ANTHROPIC_API_KEY", None)
+    env = child_env(running.settings)
     with anyio.fail_after(60):
         done = await anyio.run_process(
             [sys.executable, "-m", "team_memory", "consolidate", "--project", "default",

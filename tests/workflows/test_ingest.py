@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-import uuid
+import json
 
 import pytest
+from google.protobuf import json_format
 from temporalio import activity
+from temporalio.api.common.v1 import Payload
+from temporalio.converter import WorkflowSerializationContext
 from temporalio.worker import Worker
 
 from activities.consolidate import ConsolidationActivities
@@ -13,6 +16,7 @@ from activities.ingest import IngestActivities
 from team_memory.embedder import BatchingEmbedder
 from team_memory.models import IngestInput, IngestResult, MemoryStatus
 from tests.conftest import Stack
+from tests.temporal_cli import payloads
 from workflows.ingest import IngestMemory
 
 pytestmark = pytest.mark.anyio
@@ -53,9 +57,15 @@ async def test_workflow_history_carries_no_embedding(running: Stack) -> None:
     handle = running.client.get_workflow_handle(saved.workflow_id)
     await handle.result()
     history = await handle.fetch_history()
-    size = len(history.to_json())
-    # 384 floats would be several kilobytes of JSON on their own.
-    assert size < 12_000, size
+    codec = running.client.data_converter.payload_codec
+    assert codec is not None
+    sealed = [json_format.ParseDict(found, Payload())
+              for _, found in payloads(json.loads(history.to_json()))]
+    opened = await codec.with_context(WorkflowSerializationContext(  # type: ignore[attr-defined]
+        namespace=running.client.namespace, workflow_id=saved.workflow_id)).decode(sealed)
+    size = sum(len(payload.data) for payload in opened)
+    # Everything the workflow wrote, decrypted: 384 floats would be ~7 KB of JSON on their own.
+    assert len(opened) >= 5 and size < 5_000, size
     described = await handle.describe()
     assert described.search_attributes["Decision"] == ["add"]
     assert described.search_attributes["Project"] == ["default"]
@@ -81,7 +91,8 @@ async def test_redacted_secret_is_stored_redacted(running: Stack) -> None:
 
 async def test_row_lost_before_commit_is_recreated_by_the_workflow(stack: Stack) -> None:
     """If the server's pending row never landed, the workflow still commits the memory."""
-    from team_memory.models import Category, content_hash, memory_id_for
+    from team_memory.models import Category, content_hash, ingest_workflow_id, memory_id_for
+    from team_memory.temporal import keyring_of
 
     text = "Background jobs are idempotent by design"
     digest = content_hash(text)
@@ -91,8 +102,10 @@ async def test_row_lost_before_commit_is_recreated_by_the_workflow(stack: Stack)
         category=Category.GENERAL, importance=2, tags=[], content_hash=digest,
         occurred_at="2026-01-01T00:00:00Z",  # type: ignore[arg-type]
     )
+    workflow_id = ingest_workflow_id(stack.principal.tenant_name, "default", digest, 0)
+    await keyring_of(stack.client).prepare(stack.principal.tenant_id, workflow_id)
     async with stack.worker():
-        await stack.client.execute_workflow(IngestMemory.run, item, id=f"wf-{uuid.uuid4()}",
+        await stack.client.execute_workflow(IngestMemory.run, item, id=workflow_id,
                                             task_queue=stack.settings.task_queue)
     memory = await stack.service.get(stack.principal, item.memory_id)
     assert memory.status is MemoryStatus.ACTIVE

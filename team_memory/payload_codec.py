@@ -1,0 +1,197 @@
+"""The Temporal payload codec: every payload and memo leaves a process encrypted.
+
+A payload is sealed with AES-256-GCM under the key of its workflow (team_memory.temporal_keys)
+and carries in its metadata which key (id, tenant) and which scope it belongs to; the
+authenticated data binds the ciphertext to all three, so it cannot be moved to another
+tenant's or another workflow's history. The SDK hands the codec the workflow id through its
+serialization context (a child workflow's own id for its input, the running workflow's for
+activities).
+
+Decoding refuses, as a non-retryable error that fails the workflow task before any activity
+runs: an unencrypted payload in a workflow started after the cut-over (forged input from
+someone with access to the Temporal frontend), a payload of another workflow or tenant, and
+ciphertext that does not authenticate. Unencrypted payloads of workflows started before the
+cut-over (running when the encrypting version was deployed) are let through, so they finish.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Self
+from uuid import UUID
+
+from cryptography.exceptions import InvalidTag
+from temporalio.api.common.v1 import Payload
+from temporalio.converter import (
+    DataConverter,
+    DefaultFailureConverterWithEncodedAttributes,
+    PayloadCodec,
+    SerializationContext,
+    WithSerializationContext,
+)
+from temporalio.exceptions import ApplicationError
+
+from team_memory.temporal_keys import (
+    DataKey,
+    Keyring,
+    KeyUnavailable,
+    Scope,
+    scope_of,
+    seal,
+    unseal,
+)
+
+ENCODING = b"binary/team-memory-encrypted"
+_KEY = "team-memory-key"
+_KEY_KIND = "team-memory-key-kind"
+_TENANT = "team-memory-tenant"
+_SCOPE = "team-memory-scope"
+_WORKFLOW_KEY = b"workflow"
+_TENANT_KEY = b"tenant"
+REFUSED = "PayloadRefused"
+
+
+def refused(reason: str) -> ApplicationError:
+    # Non-retryable: the workflow fails instead of retrying a task that can never succeed.
+    return ApplicationError(f"payload refused: {reason}", type=REFUSED, non_retryable=True)
+
+
+@dataclass(frozen=True)
+class Envelope:
+    """What an encrypted payload's metadata says about it (readable by anyone)."""
+
+    key_id: UUID
+    tenant_id: UUID
+    scope: str
+    per_workflow: bool
+
+    @classmethod
+    def read(cls, payload: Payload) -> Envelope:
+        meta = payload.metadata
+        try:
+            kind = meta[_KEY_KIND]
+            if kind not in (_WORKFLOW_KEY, _TENANT_KEY):
+                raise ValueError(kind)
+            return cls(UUID(meta[_KEY].decode()), UUID(meta[_TENANT].decode()),
+                       meta[_SCOPE].decode(), kind == _WORKFLOW_KEY)
+        except (KeyError, ValueError, UnicodeDecodeError):
+            raise refused("malformed encryption metadata") from None
+
+    @property
+    def aad(self) -> bytes:
+        kind = "workflow" if self.per_workflow else "tenant"
+        return f"team-memory payload|{kind}|{self.key_id}|{self.tenant_id}|{self.scope}".encode()
+
+
+def is_encrypted(payload: Payload) -> bool:
+    return payload.metadata.get("encoding") == ENCODING
+
+
+def encrypt(key: DataKey, scope: Scope, payload: Payload) -> Payload:
+    envelope = Envelope(key.id, key.tenant_id, scope.name, key.per_workflow)
+    return Payload(
+        metadata={
+            "encoding": ENCODING,
+            _KEY: str(key.id).encode(),
+            _KEY_KIND: _WORKFLOW_KEY if key.per_workflow else _TENANT_KEY,
+            _TENANT: str(key.tenant_id).encode(),
+            _SCOPE: scope.name.encode(),
+        },
+        data=seal(key.aead, payload.SerializeToString(), envelope.aad),
+    )
+
+
+async def decrypt(keyring: Keyring, payload: Payload, envelope: Envelope, *,
+                  still_stored: bool = False) -> Payload:
+    """Raises KeyUnavailable (no such key here) or a refusal (not what it claims to be)."""
+    key = await keyring.for_decryption(envelope.tenant_id, envelope.key_id, envelope.per_workflow,
+                                       still_stored=still_stored)
+    if key.bound_to is not None and key.bound_to != envelope.scope:
+        raise refused(f"key {envelope.key_id} belongs to another workflow")
+    try:
+        return Payload.FromString(unseal(key.aead, payload.data, envelope.aad))
+    except InvalidTag:
+        raise refused("ciphertext does not authenticate") from None
+
+
+class EncryptionCodec(PayloadCodec, WithSerializationContext):
+    def __init__(self, keyring: Keyring, workflow_id: str | None = None) -> None:
+        self.keyring = keyring
+        self._workflow_id = workflow_id
+
+    def with_context(self, context: SerializationContext) -> Self:
+        workflow_id = getattr(context, "workflow_id", None)
+        return type(self)(self.keyring, workflow_id if isinstance(workflow_id, str) else None)
+
+    async def encode(self, payloads: Sequence[Payload]) -> list[Payload]:
+        if not payloads:
+            return []
+        scope = scope_of(self._workflow_id) if self._workflow_id else None
+        if scope is None:
+            raise KeyUnavailable(f"cannot encrypt for workflow id {self._workflow_id!r}: "
+                                 "Team Memory's workflow ids name their tenant")
+        key = await self.keyring.for_encryption(scope)
+        return [encrypt(key, scope, payload) for payload in payloads]
+
+    async def decode(self, payloads: Sequence[Payload]) -> list[Payload]:
+        return [await self._decode(payload) for payload in payloads]
+
+    async def _decode(self, payload: Payload) -> Payload:
+        if not is_encrypted(payload):
+            await self._admit_plaintext()
+            return payload
+        envelope = Envelope.read(payload)
+        if self._workflow_id is not None:
+            expected = scope_of(self._workflow_id)
+            if expected is None or expected.name != envelope.scope:
+                raise refused(f"a payload of {envelope.scope} does not belong to "
+                              f"{self._workflow_id}")
+        return await decrypt(self.keyring, payload, envelope)
+
+    async def _admit_plaintext(self) -> None:
+        if self._workflow_id is None:
+            return  # read for display only (no workflow acts on it)
+        if not await self.keyring.started_before_encryption(self._workflow_id):
+            raise refused(f"unencrypted input for {self._workflow_id}, started after "
+                          "payload encryption was deployed")
+
+
+async def decode_for_tenant(
+    keyring: Keyring, tenant_id: UUID, payloads: Sequence[Payload]
+) -> tuple[list[Payload], int]:
+    """The codec server's decode for one tenant: its payloads decrypted, every other payload
+    (another tenant's, purged, unencrypted) returned as it came. Also returns how many were
+    decrypted."""
+    decoded: list[Payload] = []
+    for payload in payloads:
+        opened = await _open_if_tenants(keyring, tenant_id, payload)
+        decoded.append(opened or payload)
+    return decoded, sum(1 for before, after in zip(payloads, decoded, strict=True)
+                        if after is not before)
+
+
+async def _open_if_tenants(keyring: Keyring, tenant_id: UUID, payload: Payload) -> Payload | None:
+    if not is_encrypted(payload):
+        return None
+    try:
+        envelope = Envelope.read(payload)
+        if envelope.tenant_id != tenant_id:
+            return None
+        # Checked against the database every time: a key this process holds may have been
+        # shredded by a purge in another process.
+        return await decrypt(keyring, payload, envelope, still_stored=True)
+    except (ApplicationError, KeyUnavailable):
+        return None
+
+
+def encrypting_data_converter(keyring: Keyring) -> DataConverter:
+    """The pydantic JSON converter, encrypted, with failure messages and stack traces moved
+    into (encrypted) payloads: an error message can quote the text it failed on."""
+    from temporalio.contrib.pydantic import PydanticPayloadConverter
+
+    return DataConverter(
+        payload_converter_class=PydanticPayloadConverter,
+        payload_codec=EncryptionCodec(keyring),
+        failure_converter_class=DefaultFailureConverterWithEncodedAttributes,
+    )

@@ -1,0 +1,530 @@
+"""The keys that encrypt Temporal payloads: one KEK, a keyring per tenant, a key per workflow.
+
+    KEK (TEAM_MEMORY_TEMPORAL_KEK, or <data dir>/temporal-kek with mode 0600)
+     └ wraps each tenant's data keys (table temporal_tenant_keys, newest first)
+        ├ the newest encrypts the payloads of the tenant's other workflows (consolidation)
+        └ each wraps keys of single workflows (table temporal_workflow_keys): one per
+          ingestion (a memory) and one per capture session, the workflows that carry text.
+
+Purge deletes a workflow's key, so its history is unreadable at once (crypto-shredding).
+Unwrapped keys are cached in the process: encrypting a payload costs no database round trip
+once its workflow's key is known. docs/security.md ("Temporal") covers rotation and backups.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import contextlib
+import hashlib
+import hmac
+import os
+import secrets
+import time
+import uuid
+from collections import OrderedDict
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Generic, TypeVar
+from uuid import UUID
+
+import asyncpg
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from temporalio.api.common.v1 import WorkflowExecution
+from temporalio.api.workflowservice.v1 import DescribeWorkflowExecutionRequest
+from temporalio.client import Client
+from temporalio.service import RPCError, RPCStatusCode
+
+from team_memory import queries
+from team_memory.db import tenant_tx
+from team_memory.settings import Settings
+
+KEY_BYTES = 32
+NONCE_BYTES = 12
+KEK_FILE = "temporal-kek"
+# Workflow kinds whose payloads carry memory or hook text: one key per workflow, shreddable.
+PER_WORKFLOW_KINDS = frozenset({"ingest", "capture"})
+# How long a process trusts what it cached about which key is current (rotation, purge races).
+CURRENT_KEY_SECONDS = 60.0
+# How long an unwrapped workflow key stays in a process after its last use.
+KEY_CACHE_SECONDS = 300.0
+KEY_CACHE_SIZE = 20_000
+
+
+class KeyUnavailable(LookupError):
+    """No key to encrypt or decrypt with: purged, retired, or never issued by Team Memory."""
+
+
+class WrongKek(RuntimeError):
+    """A tenant key was wrapped by another key-encryption key than this process holds."""
+
+
+@dataclass(frozen=True)
+class Scope:
+    """What a payload is bound to, derived from its workflow id.
+
+    Per-workflow kinds are bound to the workflow id itself; any other workflow of a tenant to
+    ``<kind>/<tenant>`` (a consolidation schedule's runs get ids the schedule never saw).
+    """
+
+    tenant: str
+    name: str
+    per_workflow: bool
+
+
+def scope_of(workflow_id: str) -> Scope | None:
+    kind, _, rest = workflow_id.partition("/")
+    tenant = rest.split("/", 1)[0]
+    if not kind or not tenant:
+        return None
+    if kind in PER_WORKFLOW_KINDS:
+        return Scope(tenant, workflow_id, True)
+    return Scope(tenant, f"{kind}/{tenant}", False)
+
+
+def seal(aead: AESGCM, plaintext: bytes, aad: bytes) -> bytes:
+    nonce = os.urandom(NONCE_BYTES)
+    return nonce + aead.encrypt(nonce, plaintext, aad)
+
+
+def unseal(aead: AESGCM, sealed: bytes, aad: bytes) -> bytes:
+    """Raises cryptography.exceptions.InvalidTag for anything not sealed with this key+aad."""
+    return aead.decrypt(sealed[:NONCE_BYTES], sealed[NONCE_BYTES:], aad)
+
+
+# --- the key-encryption key -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Kek:
+    material: bytes
+
+    @property
+    def id(self) -> str:
+        """A fingerprint naming the KEK in the database (not enough to recover it)."""
+        return hmac.new(self.material, b"team-memory kek id", hashlib.sha256).hexdigest()[:16]
+
+    @property
+    def aead(self) -> AESGCM:
+        return AESGCM(self.material)
+
+
+def new_kek_text() -> str:
+    return base64.b64encode(secrets.token_bytes(KEY_BYTES)).decode()
+
+
+def parse_kek(text: str, origin: str) -> Kek:
+    try:
+        material = base64.b64decode(text.strip(), validate=True)
+    except (binascii.Error, ValueError):
+        raise ValueError(f"{origin} is not base64") from None
+    if len(material) != KEY_BYTES:
+        raise ValueError(f"{origin} must hold {KEY_BYTES} bytes (base64), not {len(material)}")
+    return Kek(material)
+
+
+def load_kek(settings: Settings) -> Kek:
+    """TEAM_MEMORY_TEMPORAL_KEK, else <data dir>/temporal-kek (created, mode 0600, if absent)."""
+    if settings.temporal_kek is not None:
+        return parse_kek(settings.temporal_kek.get_secret_value(), "TEAM_MEMORY_TEMPORAL_KEK")
+    path = settings.data_dir / KEK_FILE
+    if not path.exists():
+        _create_secret_file(path, new_kek_text())
+    return parse_kek(path.read_text(), str(path))
+
+
+def _create_secret_file(path: Path, text: str) -> None:
+    """Write-then-link, so concurrent first starts (worker and server) agree on one key."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    draft = path.with_name(f".{path.name}.{uuid.uuid4().hex}")
+    fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(text + "\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+    try:
+        with contextlib.suppress(FileExistsError):
+            os.link(draft, path)
+    finally:
+        draft.unlink()
+
+
+# --- data keys ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DataKey:
+    """An unwrapped key: a tenant's (bound_to None) or one workflow's (bound_to its id)."""
+
+    id: UUID
+    tenant_id: UUID
+    bound_to: str | None
+    aead: AESGCM
+
+    @property
+    def per_workflow(self) -> bool:
+        return self.bound_to is not None
+
+
+def _tenant_key_aad(key_id: UUID, tenant_id: UUID) -> bytes:
+    return f"team-memory tenant key|{key_id}|{tenant_id}".encode()
+
+
+def _workflow_key_aad(key_id: UUID, tenant_id: UUID, workflow_id: str) -> bytes:
+    return f"team-memory workflow key|{key_id}|{tenant_id}|{workflow_id}".encode()
+
+
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+class _ExpiringCache(Generic[K, V]):
+    """A bounded map whose entries expire ``seconds`` after they were last stored or read."""
+
+    def __init__(self, seconds: float, size: int = KEY_CACHE_SIZE) -> None:
+        self._seconds = seconds
+        self._size = size
+        self._entries: OrderedDict[K, tuple[float, V]] = OrderedDict()
+
+    def get(self, key: K) -> V | None:
+        found = self._entries.get(key)
+        if found is None:
+            return None
+        expires, value = found
+        now = time.monotonic()
+        if expires < now:
+            del self._entries[key]
+            return None
+        self._entries[key] = (now + self._seconds, value)
+        self._entries.move_to_end(key)
+        return value
+
+    def put(self, key: K, value: V) -> None:
+        self._entries[key] = (time.monotonic() + self._seconds, value)
+        self._entries.move_to_end(key)
+        while len(self._entries) > self._size:
+            self._entries.popitem(last=False)
+
+    def drop(self, key: K) -> None:
+        self._entries.pop(key, None)
+
+
+class Keyring:
+    """Finds, creates and caches the keys of one process (shared by its codec copies)."""
+
+    def __init__(self, pool: asyncpg.Pool | None, kek: Kek) -> None:
+        self._pool = pool
+        self.kek = kek
+        # When payloads started being encrypted (read from the database when first needed).
+        self.encrypted_since: datetime | None = None
+        self.client: Client | None = None
+        self._tenant_ids: dict[str, UUID] = {}
+        self._tenant_keys: dict[UUID, DataKey] = {}
+        self._newest: _ExpiringCache[UUID, DataKey] = _ExpiringCache(CURRENT_KEY_SECONDS)
+        self._by_id: _ExpiringCache[UUID, DataKey] = _ExpiringCache(KEY_CACHE_SECONDS)
+        self._current: _ExpiringCache[str, DataKey] = _ExpiringCache(CURRENT_KEY_SECONDS)
+
+    @property
+    def pool(self) -> asyncpg.Pool:
+        if self._pool is None:
+            raise KeyUnavailable("this process has no database connection to find keys with")
+        return self._pool
+
+    # --- encryption ---------------------------------------------------------------------
+
+    async def for_encryption(self, scope: Scope) -> DataKey:
+        """The key new payloads of ``scope`` are sealed with.
+
+        A per-workflow key must exist already (created by whoever started the workflow, see
+        :meth:`prepare`): it is created here only for a workflow started before encryption,
+        so a purged workflow cannot get a new key for text it still holds.
+        """
+        tenant_id = await self.tenant_id(scope.tenant)
+        if not scope.per_workflow:
+            return await self.newest_tenant_key(tenant_id)
+        cached = self._current.get(scope.name)
+        if cached is not None:
+            return cached
+        async with tenant_tx(self.pool, tenant_id) as conn:
+            row = await queries.workflow_key_for(conn, scope.name)
+        if row is not None:
+            key = await self._unwrap_workflow_key(tenant_id, row)
+        elif await self.started_before_encryption(scope.name):
+            key = await self._create_workflow_key(tenant_id, scope.name)  # an older history
+        else:
+            raise KeyUnavailable(f"no key for workflow {scope.name} (purged, or not started "
+                                 "by Team Memory)")
+        self._current.put(scope.name, key)
+        return key
+
+    async def prepare(self, tenant_id: UUID, workflow_id: str, *,
+                      flushed_by_caller: bool = False) -> None:
+        """Make sure a workflow about to start (or be signalled) has its key, committed
+        before Temporal sees the workflow, so a worker can always decode it.
+
+        ``flushed_by_caller``: the caller commits a transaction of its own (synchronously)
+        before it acknowledges anything, which makes this commit durable too (PostgreSQL
+        flushes its log in order): this one then need not wait for the disk.
+        """
+        scope = scope_of(workflow_id)
+        if scope is None or not scope.per_workflow:
+            return
+        self._tenant_ids.setdefault(scope.tenant, tenant_id)
+        try:
+            key = await self._create_workflow_key(tenant_id, workflow_id, flushed_by_caller)
+        except asyncpg.ForeignKeyViolationError:
+            # The tenant key this process took for the newest was retired meanwhile.
+            self._newest.drop(tenant_id)
+            key = await self._create_workflow_key(tenant_id, workflow_id, flushed_by_caller)
+        self._current.put(workflow_id, key)
+
+    async def _create_workflow_key(self, tenant_id: UUID, workflow_id: str,
+                                   flushed_by_caller: bool = False) -> DataKey:
+        """The workflow's key: a new one, or the one another process created first."""
+        wrapping = await self.newest_tenant_key(tenant_id)
+        material = secrets.token_bytes(KEY_BYTES)
+        key_id = uuid.uuid4()
+        wrapped = seal(wrapping.aead, material, _workflow_key_aad(key_id, tenant_id, workflow_id))
+        async with tenant_tx(self.pool, tenant_id) as conn:
+            if flushed_by_caller:
+                await queries.commit_without_waiting_for_disk(conn)
+            created = await queries.insert_workflow_key(
+                conn, key_id=key_id, tenant_id=tenant_id, workflow_id=workflow_id,
+                wrapped_by=wrapping.id, wrapped=wrapped)
+            row = None if created else await queries.workflow_key_for(conn, workflow_id)
+        if row is not None:
+            return await self._unwrap_workflow_key(tenant_id, row)
+        key = DataKey(key_id, tenant_id, workflow_id, AESGCM(material))
+        self._by_id.put(key_id, key)
+        return key
+
+    async def newest_tenant_key(self, tenant_id: UUID) -> DataKey:
+        cached = self._newest.get(tenant_id)
+        if cached is not None:
+            return cached
+        async with tenant_tx(self.pool, tenant_id) as conn:
+            row = await queries.newest_tenant_key(conn)
+        key = (await self.unwrap_tenant_key(tenant_id, row) if row is not None
+               else await self.add_tenant_key(tenant_id))
+        self._newest.put(tenant_id, key)
+        return key
+
+    async def add_tenant_key(self, tenant_id: UUID, *, only_if_none: bool = True) -> DataKey:
+        """A new newest key for the tenant (its first one, or a rotation)."""
+        material = secrets.token_bytes(KEY_BYTES)
+        key_id = uuid.uuid4()
+        wrapped = seal(self.kek.aead, material, _tenant_key_aad(key_id, tenant_id))
+        async with tenant_tx(self.pool, tenant_id) as conn:
+            await queries.lock_tenant_keyring(conn, tenant_id)
+            existing = await queries.newest_tenant_key(conn) if only_if_none else None
+            if existing is None:
+                await queries.insert_tenant_key(conn, key_id=key_id, tenant_id=tenant_id,
+                                                kek_id=self.kek.id, wrapped=wrapped)
+        if existing is not None:  # another process created the first key meanwhile
+            return await self.unwrap_tenant_key(tenant_id, existing)
+        key = DataKey(key_id, tenant_id, None, AESGCM(material))
+        self._tenant_keys[key_id] = key
+        self._newest.put(tenant_id, key)
+        return key
+
+    # --- decryption ---------------------------------------------------------------------
+
+    async def for_decryption(self, tenant_id: UUID, key_id: UUID, per_workflow: bool, *,
+                             still_stored: bool = False) -> DataKey:
+        """The key named by a payload, looked up under the tenant's Row-Level Security.
+
+        ``still_stored``: only if the database still holds it (a key this process used may
+        have been shredded by a purge in another process since).
+        """
+        key = self._by_id.get(key_id) if per_workflow else self._tenant_keys.get(key_id)
+        if key is not None and key.tenant_id != tenant_id:
+            raise KeyUnavailable(f"key {key_id} is not a key of tenant {tenant_id}")
+        if key is not None and not still_stored:
+            return key
+        async with tenant_tx(self.pool, tenant_id) as conn:
+            row = await (queries.workflow_key(conn, key_id) if per_workflow
+                         else queries.tenant_key(conn, key_id))
+        if row is None:
+            raise KeyUnavailable(f"no key {key_id} for tenant {tenant_id} (purged, retired or "
+                                 "never issued)")
+        if key is not None:
+            return key
+        if per_workflow:
+            return await self._unwrap_workflow_key(tenant_id, row)
+        return await self.unwrap_tenant_key(tenant_id, row)
+
+    async def tenant_id(self, name: str) -> UUID:
+        found = self._tenant_ids.get(name)
+        if found is None:
+            async with self.pool.acquire() as conn:
+                found = await queries.tenant_id_named(conn, name)
+            if found is None:
+                raise KeyUnavailable(f"no tenant named {name!r}")
+            self._tenant_ids[name] = found
+        return found
+
+    async def _unwrap_workflow_key(self, tenant_id: UUID, row: asyncpg.Record) -> DataKey:
+        key_id = UUID(str(row["id"]))
+        wrapping = await self.for_decryption(tenant_id, row["wrapped_by"], per_workflow=False)
+        material = unseal(wrapping.aead, bytes(row["wrapped"]),
+                          _workflow_key_aad(key_id, tenant_id, row["workflow_id"]))
+        key = DataKey(key_id, tenant_id, row["workflow_id"], AESGCM(material))
+        self._by_id.put(key_id, key)
+        # A workflow has one stored key at a time: the one it was just read with is the one
+        # its next payloads are sealed with (a worker decodes a workflow before it encodes).
+        self._current.put(row["workflow_id"], key)
+        return key
+
+    async def unwrap_tenant_key(self, tenant_id: UUID, row: asyncpg.Record) -> DataKey:
+        key_id = UUID(str(row["id"]))
+        cached = self._tenant_keys.get(key_id)
+        if cached is not None:
+            return cached
+        if row["kek_id"] != self.kek.id:
+            raise WrongKek(f"tenant key {key_id} is wrapped by KEK {row['kek_id']}, but this "
+                           f"process holds KEK {self.kek.id}: every process needs the same "
+                           "TEAM_MEMORY_TEMPORAL_KEK (or data dir temporal-kek file)")
+        material = unseal(self.kek.aead, bytes(row["wrapped"]), _tenant_key_aad(key_id, tenant_id))
+        key = DataKey(key_id, tenant_id, None, AESGCM(material))
+        self._tenant_keys[key_id] = key
+        return key
+
+    # --- purge --------------------------------------------------------------------------
+
+    @staticmethod
+    async def shred(conn: asyncpg.Connection, workflow_ids: list[str]) -> list[str]:
+        """Delete the keys of these workflows, in the caller's tenant transaction."""
+        return await queries.delete_workflow_keys(conn, workflow_ids)
+
+    def forget(self, workflow_ids: list[str]) -> None:
+        """Drop shredded keys from this process's memory."""
+        for workflow_id in workflow_ids:
+            key = self._current.get(workflow_id)
+            self._current.drop(workflow_id)
+            if key is not None:
+                self._by_id.drop(key.id)
+
+    # --- payloads written before encryption -----------------------------------------------
+
+    async def encryption_start(self) -> datetime:
+        if self.encrypted_since is None:
+            async with self.pool.acquire() as conn:
+                value = await conn.fetchval(queries.SCHEMA_INFO_GET, "temporal_plaintext_until")
+            if value is None:
+                raise KeyUnavailable("the database is not migrated: run `team-memory migrate`")
+            self.encrypted_since = datetime.fromisoformat(value)
+        return self.encrypted_since
+
+    async def started_before_encryption(self, workflow_id: str) -> bool:
+        """Whether the workflow's current run started before payloads were encrypted (its
+        history may hold unencrypted payloads written by the previous version)."""
+        if self.client is None:
+            return False
+        request = DescribeWorkflowExecutionRequest(
+            namespace=self.client.namespace,
+            execution=WorkflowExecution(workflow_id=workflow_id))
+        try:
+            described = await self.client.workflow_service.describe_workflow_execution(request)
+        except RPCError as error:
+            if error.status == RPCStatusCode.NOT_FOUND:
+                return False
+            raise
+        started = described.workflow_execution_info.start_time.ToDatetime(UTC)
+        return started < await self.encryption_start()
+
+
+# --- operators: rotation, retirement, a new KEK ---------------------------------------------
+
+REWRAP_BATCH = 500
+
+
+class KeyStillInUse(RuntimeError):
+    pass
+
+
+@dataclass(frozen=True)
+class TenantKeyInfo:
+    id: UUID
+    created_at: datetime
+    kek_id: str
+    workflow_keys: int
+
+
+class KeyAdministration:
+    """What `team-memory temporal-key` does to one tenant's keyring (as the application role,
+    under Row-Level Security)."""
+
+    def __init__(self, keyring: Keyring, tenant_id: UUID) -> None:
+        self.keyring = keyring
+        self.tenant_id = tenant_id
+
+    async def list(self) -> list[TenantKeyInfo]:
+        async with tenant_tx(self.keyring.pool, self.tenant_id) as conn:
+            rows = await queries.tenant_keys(conn)
+        return [TenantKeyInfo(row["id"], row["created_at"], row["kek_id"], row["workflow_keys"])
+                for row in rows]
+
+    async def rotate(self) -> tuple[UUID, int]:
+        """A new newest tenant key, and every workflow key re-wrapped under it (payloads stay
+        as they are: only the wrapping changes). Returns the new key's id and how many were
+        re-wrapped."""
+        wrapping = await self._unwrapped_keyring()
+        new = await self.keyring.add_tenant_key(self.tenant_id, only_if_none=False)
+        wrapping[new.id] = new
+        rewrapped = 0
+        while True:
+            async with tenant_tx(self.keyring.pool, self.tenant_id) as conn:
+                rows = await queries.workflow_keys_not_wrapped_by(conn, new.id, REWRAP_BATCH)
+                for row in rows:
+                    aad = _workflow_key_aad(row["id"], self.tenant_id, row["workflow_id"])
+                    material = unseal(wrapping[row["wrapped_by"]].aead, bytes(row["wrapped"]),
+                                      aad)
+                    await queries.rewrap_workflow_key(conn, row["id"], new.id,
+                                                      seal(new.aead, material, aad))
+            rewrapped += len(rows)
+            if len(rows) < REWRAP_BATCH:
+                return new.id, rewrapped
+
+    async def retire(self, key_id: UUID, settle_seconds: float = CURRENT_KEY_SECONDS) -> None:
+        """Delete an old tenant key. Refused for the newest key, while processes may still
+        take the key it replaced for the newest (``settle_seconds`` after a rotation), and for
+        one that still wraps workflow keys (rotate first)."""
+        keys = await self.list()
+        found = next((key for key in keys if key.id == key_id), None)
+        if found is None:
+            raise KeyUnavailable(f"no key {key_id} in this tenant's keyring")
+        if found.id == keys[0].id:
+            raise KeyStillInUse(f"{key_id} is the newest key: rotate first")
+        age = (datetime.now(UTC) - keys[0].created_at).total_seconds()
+        if age < settle_seconds:
+            raise KeyStillInUse(f"the newest key is {age:.0f} s old: running processes take it "
+                                f"up within {settle_seconds:.0f} s; retire after that")
+        if found.workflow_keys:
+            raise KeyStillInUse(f"{key_id} still wraps {found.workflow_keys} workflow keys: "
+                                "`team-memory temporal-key rotate` re-wraps them")
+        async with tenant_tx(self.keyring.pool, self.tenant_id) as conn:
+            await queries.delete_tenant_key(conn, key_id)
+
+    async def rewrap_under(self, new: Kek) -> int:
+        """Re-wrap the tenant's keys under a new KEK; keys already under it are skipped (so a
+        run can be repeated). Returns how many were re-wrapped."""
+        kek = self.keyring.kek
+        async with tenant_tx(self.keyring.pool, self.tenant_id) as conn:
+            await queries.lock_tenant_keyring(conn, self.tenant_id)
+            rows = [row for row in await queries.tenant_keys(conn) if row["kek_id"] != new.id]
+            for row in rows:
+                if row["kek_id"] != kek.id:
+                    raise WrongKek(f"tenant key {row['id']} is wrapped by KEK {row['kek_id']}, "
+                                   f"not by the current one ({kek.id})")
+                aad = _tenant_key_aad(row["id"], self.tenant_id)
+                material = unseal(kek.aead, bytes(row["wrapped"]), aad)
+                await queries.rewrap_tenant_key(conn, row["id"], new.id,
+                                                seal(new.aead, material, aad))
+        return len(rows)
+
+    async def _unwrapped_keyring(self) -> dict[UUID, DataKey]:
+        async with tenant_tx(self.keyring.pool, self.tenant_id) as conn:
+            rows = await queries.tenant_keys(conn)
+        return {row["id"]: await self.keyring.unwrap_tenant_key(self.tenant_id, row)
+                for row in rows}
