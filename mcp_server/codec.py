@@ -27,7 +27,7 @@ from temporalio.api.common.v1 import Payloads
 
 from mcp_server.service import MemoryService
 from team_memory import queries
-from team_memory.db import tenant_tx
+from team_memory.db import principal_tx
 from team_memory.models import Principal
 from team_memory.payload_codec import decode_for_tenant
 from team_memory.temporal import keyring_of
@@ -93,7 +93,7 @@ class CodecEndpoint:
         keyring = keyring_of(self._service.temporal)
         payloads, opened = await decode_for_tenant(keyring, principal.tenant_id, asked.payloads)
         if opened:
-            async with tenant_tx(self._service.pool, principal.tenant_id) as conn:
+            async with principal_tx(self._service.pool, principal) as conn:
                 await queries.insert_audit(
                     conn, tenant_id=principal.tenant_id, key_id=principal.key_id, actor=ACTOR,
                     action="temporal.decode", outcome="ok",
