@@ -25,9 +25,10 @@ COPY team_memory ./team_memory
 COPY mcp_server ./mcp_server
 COPY workflows ./workflows
 COPY activities ./activities
+COPY team_memory_core ./team_memory_core
 COPY sql ./sql
 RUN uv sync --frozen --no-dev \
-    && python -m compileall -q team_memory mcp_server workflows activities
+    && python -m compileall -q team_memory mcp_server workflows activities team_memory_core
 
 USER team-memory
 VOLUME ["/data"]

@@ -15,10 +15,9 @@ import asyncpg
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from team_memory import llm, queries
-from team_memory.capture import CaptureEvent, DistillRequest, DistillResult, capture_source
-from team_memory.db import tenant_tx
-from team_memory.models import (
+from team_memory_core import llm
+from team_memory_core.capture import CaptureEvent, DistillRequest, DistillResult, capture_source
+from team_memory_core.models import (
     Category,
     IngestInput,
     approx_tokens,
@@ -26,9 +25,11 @@ from team_memory.models import (
     ingest_workflow_id,
     memory_id_for,
 )
-from team_memory.redaction import redact
-from team_memory.settings import Settings
-from team_memory.temporal_keys import Keyring
+from team_memory_core.rules.redaction import redact
+from team_memory_core.settings import Settings
+from team_memory_core.store import queries
+from team_memory_core.store.pool import tenant_tx
+from team_memory_core.temporal_keys import Keyring
 
 CATEGORY_OF = {
     llm.ObservationType.DECISION: Category.ARCHITECTURE,

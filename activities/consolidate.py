@@ -13,10 +13,9 @@ from temporalio.client import Client
 from temporalio.exceptions import ApplicationError
 
 from activities.ingest import llm_failure
-from team_memory import consolidation, llm, queries, schedules
-from team_memory.db import tenant_tx
-from team_memory.embedder import BatchingEmbedder
-from team_memory.models import (
+from team_memory_core import llm, schedules
+from team_memory_core.embedder import BatchingEmbedder
+from team_memory_core.models import (
     ClusterOutcome,
     ClusterRequest,
     ConsolidationPage,
@@ -28,9 +27,12 @@ from team_memory.models import (
     RunRequest,
     approx_tokens,
 )
-from team_memory.redaction import redact
-from team_memory.review import same_author
-from team_memory.settings import Settings
+from team_memory_core.review import same_author
+from team_memory_core.rules import consolidation
+from team_memory_core.rules.redaction import redact
+from team_memory_core.settings import Settings
+from team_memory_core.store import queries
+from team_memory_core.store.pool import tenant_tx
 
 # What a consolidation prompt costs beyond the memories' text (system prompt, tool schema,
 # output): checked against the run's remaining token budget before each call.

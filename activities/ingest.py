@@ -10,20 +10,21 @@ import asyncpg
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from team_memory import llm, queries, telemetry
-from team_memory.db import tenant_tx
-from team_memory.embedder import BatchingEmbedder
-from team_memory.models import (
+from team_memory_core import llm, telemetry
+from team_memory_core.embedder import BatchingEmbedder
+from team_memory_core.models import (
     Decision,
     DecisionKind,
     IngestInput,
     IngestResult,
     MemoryStatus,
 )
-from team_memory.policy import exact_duplicate, local_decision
-from team_memory.redaction import redact
-from team_memory.review import PROPOSAL_KIND, hold_foreign_change
-from team_memory.settings import Settings
+from team_memory_core.review import PROPOSAL_KIND, hold_foreign_change
+from team_memory_core.rules.dedupe import exact_duplicate, local_decision
+from team_memory_core.rules.redaction import redact
+from team_memory_core.settings import Settings
+from team_memory_core.store import queries
+from team_memory_core.store.pool import tenant_tx
 
 # Longest wait taken from a Retry-After header; beyond it the retry policy's backoff applies.
 MAX_RETRY_AFTER = timedelta(seconds=60)

@@ -23,18 +23,18 @@ from mcp.server.auth.middleware.auth_context import get_access_token
 from starlette.applications import Starlette
 
 from mcp_server.auth import ApiKeyVerifier, auth_settings
-from team_memory import queries
-from team_memory.db import create_app_pool, tenant_tx
-from team_memory.embedder import Embedder, create_embedder, embed_async
-from team_memory.models import (
+from team_memory_core.embedder import Embedder, create_embedder, embed_async
+from team_memory_core.models import (
     Category,
     IngestInput,
     Principal,
     content_hash,
     memory_id_for,
 )
-from team_memory.redaction import redact
-from team_memory.settings import Settings
+from team_memory_core.rules.redaction import redact
+from team_memory_core.settings import Settings
+from team_memory_core.store import queries
+from team_memory_core.store.pool import create_app_pool, tenant_tx
 
 VECTOR_SEARCH = """
 SELECT m.id, m.content, 1 - (m.embedding <=> $1) AS similarity

@@ -17,9 +17,9 @@ import asyncpg
 import numpy as np
 
 from bench.corpus import memory_text
-from team_memory.db import create_pool
-from team_memory.embedder import Embedder
-from team_memory.models import content_hash, memory_id_for
+from team_memory_core.embedder import Embedder
+from team_memory_core.models import content_hash, memory_id_for
+from team_memory_core.store.pool import create_pool
 
 _COLUMNS = ["id", "tenant_id", "project", "content", "category", "importance", "tags",
             "content_hash", "embedding", "status", "occurred_at", "source"]

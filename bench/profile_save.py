@@ -23,13 +23,13 @@ from bench.corpus import memory_text
 from bench.run import call, client_for
 from bench.stack import in_process, start_stack
 from bench.stats import Table
-from team_memory import queries
-from team_memory.db import tenant_tx
-from team_memory.models import Category, IngestInput, Principal, content_hash
-from team_memory.payload_codec import EncryptionCodec
-from team_memory.redaction import redact
-from team_memory.temporal import keyring_of
-from team_memory.tenants import authenticate
+from team_memory_core.models import Category, IngestInput, Principal, content_hash
+from team_memory_core.payload_codec import EncryptionCodec
+from team_memory_core.rules.redaction import redact
+from team_memory_core.store import queries
+from team_memory_core.store.pool import tenant_tx
+from team_memory_core.temporal import keyring_of
+from team_memory_core.tenants import authenticate
 
 
 async def timed(samples: int, one: Callable[[int], Awaitable[object]]) -> list[float]:

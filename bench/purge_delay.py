@@ -22,10 +22,10 @@ from bench.corpus import memory_text
 from bench.stack import in_process, start_stack
 from bench.stats import Table
 from mcp_server.service import MemoryService
-from team_memory.models import Principal
-from team_memory.payload_codec import Envelope, decrypt, is_encrypted
-from team_memory.temporal import keyring_of
-from team_memory.temporal_keys import KeyUnavailable
+from team_memory_core.models import Principal
+from team_memory_core.payload_codec import Envelope, decrypt, is_encrypted
+from team_memory_core.temporal import keyring_of
+from team_memory_core.temporal_keys import KeyUnavailable
 
 POLL_S = 0.1
 

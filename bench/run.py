@@ -38,10 +38,10 @@ from bench.efficiency_report import (
 from bench.stack import BenchStack, bytecode_cached, start_stack, time_serve_startup
 from bench.stats import Table
 from bench.worker_profile import parse_raw, recording
-from team_memory.db import create_pool
 from team_memory.embedded import free_port, stop_process, wait_for_port
-from team_memory.embedder import LocalEmbedder
 from team_memory.stack import LOCAL_TENANT
+from team_memory_core.embedder import LocalEmbedder
+from team_memory_core.store.pool import create_pool
 
 Targets = dict[int, tuple[float | None, float | None]]  # clients -> (p50, p99) ms
 

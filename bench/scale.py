@@ -27,13 +27,14 @@ import asyncpg
 import numpy as np
 
 from mcp_server.service import MemoryService
-from team_memory import embedded, evaluation
-from team_memory.db import create_pool, tenant_tx
-from team_memory.embedder import LocalEmbedder
-from team_memory.migrate import migrate
-from team_memory.models import Principal, content_hash
-from team_memory.settings import Settings
-from team_memory.tenants import ensure_tenant
+from team_memory import embedded
+from team_memory import locomo as evaluation
+from team_memory_core.embedder import LocalEmbedder
+from team_memory_core.models import Principal, content_hash
+from team_memory_core.settings import Settings
+from team_memory_core.store.migrate import migrate
+from team_memory_core.store.pool import create_pool, tenant_tx
+from team_memory_core.tenants import ensure_tenant
 
 INSERT = """
 INSERT INTO memories (id, tenant_id, project, content, category, content_hash, embedding,

@@ -20,14 +20,14 @@ from pgserver.utils import PostmasterInfo
 from temporalio.client import Client
 
 from mcp_server.service import MemoryService
-from team_memory.db import create_pool
 from team_memory.embedded import free_port, wait_for_port
-from team_memory.embedder import LocalEmbedder
-from team_memory.migrate import APP_ROLE
-from team_memory.models import Principal
-from team_memory.settings import Settings
-from team_memory.temporal import connect
-from team_memory.tenants import authenticate
+from team_memory_core.embedder import LocalEmbedder
+from team_memory_core.models import Principal
+from team_memory_core.settings import Settings
+from team_memory_core.store.migrate import APP_ROLE
+from team_memory_core.store.pool import create_pool
+from team_memory_core.temporal import connect
+from team_memory_core.tenants import authenticate
 
 _ENV_DROP = ("DATABASE_URL", "DATABASE_ADMIN_URL", "TEMPORAL_ADDRESS", "ANTHROPIC_API_KEY",
              "TEAM_MEMORY_ANTHROPIC_API_KEY", "TEAM_MEMORY_DATABASE_URL")

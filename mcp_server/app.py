@@ -25,15 +25,15 @@ from mcp_server.hooks import register_hook_routes
 from mcp_server.server import create_server
 from mcp_server.service import MemoryService
 from mcp_server.workspace import WorkspaceProjectMiddleware
-from team_memory.db import create_app_pool
-from team_memory.embedder import Embedder, load_in_background
-from team_memory.logs import keep_queries_out_of_server_logs
-from team_memory.migrate import check_embedding_dim
-from team_memory.models import Principal
-from team_memory.project_identity import project_for
-from team_memory.settings import Settings
-from team_memory.temporal import connect, describe_workers
-from team_memory.tenants import authenticate, record_auth_failure
+from team_memory_core.embedder import Embedder, load_in_background
+from team_memory_core.logs import keep_queries_out_of_server_logs
+from team_memory_core.models import Principal
+from team_memory_core.project_identity import project_for
+from team_memory_core.settings import Settings
+from team_memory_core.store.migrate import check_embedding_dim
+from team_memory_core.store.pool import create_app_pool
+from team_memory_core.temporal import connect, describe_workers
+from team_memory_core.tenants import authenticate, record_auth_failure
 
 log = logging.getLogger("team_memory.mcp")
 

@@ -7,7 +7,7 @@ from mcp.server.auth.provider import AccessToken
 from mcp.server.auth.settings import AuthSettings
 from pydantic import AnyHttpUrl
 
-from team_memory.tenants import authenticate, record_auth_failure
+from team_memory_core.tenants import authenticate, record_auth_failure
 
 
 class ApiKeyVerifier:

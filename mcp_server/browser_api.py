@@ -19,8 +19,8 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from mcp_server.http_input import BodyTooLarge, parse_json, read_body
 from mcp_server.service import Forbidden, InvalidInput, MemoryService, NotFound
 from mcp_server.workspace import with_workspace
-from team_memory.models import Principal
-from team_memory.tenants import authenticate
+from team_memory_core.models import Principal
+from team_memory_core.tenants import authenticate
 
 Handler = Callable[[Request, Principal], Awaitable[Any]]
 BODY_LIMIT = 64_000  # a forget reason is at most 500 characters

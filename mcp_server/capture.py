@@ -17,8 +17,7 @@ from temporalio.client import Client
 from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDReusePolicy
 
 from mcp_server.service import Forbidden, MemoryService, check_text, check_time
-from team_memory import queries
-from team_memory.capture import (
+from team_memory_core.capture import (
     CAPTURE_SIGNAL,
     CAPTURE_WORKFLOW,
     FILES_MAX,
@@ -29,10 +28,11 @@ from team_memory.capture import (
     EventKind,
     capture_workflow_id,
 )
-from team_memory.db import principal_tx
-from team_memory.models import Memory, Principal, approx_tokens
-from team_memory.redaction import redact
-from team_memory.temporal import PROJECT_KEY, TENANT_KEY, keyring_of
+from team_memory_core.models import Memory, Principal, approx_tokens
+from team_memory_core.rules.redaction import redact
+from team_memory_core.store import queries
+from team_memory_core.store.pool import principal_tx
+from team_memory_core.temporal import PROJECT_KEY, TENANT_KEY, keyring_of
 
 NO_KEY_NOTE = ("capture is off: no ANTHROPIC_API_KEY, so only explicit memories "
                "(save_memory) are kept; hook events are only counted")

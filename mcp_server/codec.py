@@ -26,12 +26,12 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from temporalio.api.common.v1 import Payloads
 
 from mcp_server.service import MemoryService
-from team_memory import queries
-from team_memory.db import principal_tx
-from team_memory.models import Principal
-from team_memory.payload_codec import decode_for_tenant
-from team_memory.temporal import keyring_of
-from team_memory.tenants import authenticate, record_auth_failure
+from team_memory_core.models import Principal
+from team_memory_core.payload_codec import decode_for_tenant
+from team_memory_core.store import queries
+from team_memory_core.store.pool import principal_tx
+from team_memory_core.temporal import keyring_of
+from team_memory_core.tenants import authenticate, record_auth_failure
 
 COOKIE = "tm_codec"
 COOKIE_SECONDS = 8 * 3600

@@ -13,8 +13,8 @@ from starlette.responses import JSONResponse, Response
 from mcp_server.capture import CaptureService, ContextRequest, HookEvents
 from mcp_server.http_input import BodyTooLarge, read_body
 from mcp_server.service import Forbidden
-from team_memory.models import Principal
-from team_memory.tenants import authenticate
+from team_memory_core.models import Principal
+from team_memory_core.tenants import authenticate
 
 Handler = Callable[[Request, Principal], Awaitable[Response]]
 BODY_LIMIT = 4_000_000

@@ -1,5 +1,5 @@
 """Hybrid retrieval: BM25 keyword candidates + vector candidates + insertion-order neighbours
-in one statement (``queries.hybrid_search``), fused in ``team_memory.ranking``.
+in one statement (``queries.hybrid_search``), fused in ``team_memory_core.rules.ranking``.
 Design and measurements: docs/retrieval.md.
 """
 
@@ -13,8 +13,9 @@ from typing import Any
 import asyncpg
 import numpy as np
 
-from team_memory import queries, ranking
-from team_memory.settings import Settings
+from team_memory_core.rules import ranking
+from team_memory_core.settings import Settings
+from team_memory_core.store import queries
 
 _UNLIMITED = 2**62  # a SQL LIMIT that never binds
 

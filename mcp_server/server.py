@@ -26,9 +26,9 @@ from mcp_server.views import (
     SearchView,
 )
 from mcp_server.workspace import with_workspace
-from team_memory.consolidation import render_manifesto
-from team_memory.erasure import HistoryNotDeleted, PurgeReport
-from team_memory.models import ManifestoView, MemoryStatusReport, Principal
+from team_memory_core.erasure import HistoryNotDeleted, PurgeReport
+from team_memory_core.models import ManifestoView, MemoryStatusReport, Principal
+from team_memory_core.rules.consolidation import render_manifesto
 
 INSTRUCTIONS = """\
 Team Memory is the long-term memory this team shares across sessions and people.

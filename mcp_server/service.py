@@ -25,11 +25,9 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from mcp_server.ratelimit import RateLimiter, retry_message
 from mcp_server.retrieval import Retriever
-from team_memory import erasure, queries, ranking, telemetry
-from team_memory.consolidation import render_manifesto
-from team_memory.db import principal_tx
-from team_memory.embedder import Embedder, embed_async
-from team_memory.models import (
+from team_memory_core import erasure, telemetry
+from team_memory_core.embedder import Embedder, embed_async
+from team_memory_core.models import (
     ALL_STATUSES,
     CURRENT_STATUSES,
     PROJECT_PATTERN,
@@ -52,9 +50,13 @@ from team_memory.models import (
     ingest_workflow_id,
     memory_id_for,
 )
-from team_memory.redaction import preview, redact, redact_tags
-from team_memory.settings import Settings
-from team_memory.temporal import CATEGORY_KEY, PROJECT_KEY, TENANT_KEY, keyring_of
+from team_memory_core.rules import ranking
+from team_memory_core.rules.consolidation import render_manifesto
+from team_memory_core.rules.redaction import preview, redact, redact_tags
+from team_memory_core.settings import Settings
+from team_memory_core.store import queries
+from team_memory_core.store.pool import principal_tx
+from team_memory_core.temporal import CATEGORY_KEY, PROJECT_KEY, TENANT_KEY, keyring_of
 
 _SNIPPET_CHARS = 160
 _PENDING_EMBED_LIMIT = 64

@@ -18,7 +18,7 @@ from uuid import UUID
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from mcp_server.service import Forbidden, InsertOrder, InvalidInput, MemoryService
-from team_memory.models import Category, Memory, Principal
+from team_memory_core.models import Category, Memory, Principal
 
 Progress = Callable[[str, int, int], None]
 """Called with (phase, done, total); phase is "saved" or "committed"."""

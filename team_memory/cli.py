@@ -19,12 +19,12 @@ import asyncpg
 import typer
 
 from team_memory import embedded
-from team_memory.db import create_pool
-from team_memory.logs import configure_logging
-from team_memory.migrate import migrate as apply_migrations
-from team_memory.settings import Settings
 from team_memory.stack import LOCAL_TENANT
-from team_memory.telemetry import configure_telemetry
+from team_memory_core.logs import configure_logging
+from team_memory_core.settings import Settings
+from team_memory_core.store.migrate import migrate as apply_migrations
+from team_memory_core.store.pool import create_pool
+from team_memory_core.telemetry import configure_telemetry
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
                   help="Team Memory: long-term team memory for Claude over MCP.")
@@ -128,8 +128,8 @@ def consolidate(
                                        "report")] = False,
 ) -> None:
     """Run one project's nightly consolidation now (starts the Consolidate workflow)."""
-    from team_memory.schedules import run_now
-    from team_memory.temporal import connect
+    from team_memory_core.schedules import run_now
+    from team_memory_core.temporal import connect
 
     settings = _settings()
 
@@ -169,7 +169,7 @@ def serve(
         raise typer.BadParameter("transport must be http or stdio")
     settings = _settings(data_dir, mcp_port=mcp_port)
     configure_telemetry("mcp-server")
-    from team_memory.embedder import load_in_background
+    from team_memory_core.embedder import load_in_background
 
     embedder = load_in_background(settings)  # overlaps the imports below and the connections
     from mcp_server.app import serve_http, serve_stdio
@@ -209,7 +209,7 @@ def config(
                                            "setting instead of the effective values")] = False,
 ) -> None:
     """Show the effective configuration (secrets masked)."""
-    from team_memory.settings import settings_table, shown_settings
+    from team_memory_core.settings import settings_table, shown_settings
 
     if markdown:
         typer.echo(settings_table())
@@ -224,7 +224,7 @@ def config(
 @tenant_app.command("create")
 def tenant_create(name: str, data_dir: DataDir = None) -> None:
     """Create a tenant (a team: the isolation boundary)."""
-    from team_memory.tenants import ensure_tenant
+    from team_memory_core.tenants import ensure_tenant
 
     async def run(admin_url: str) -> None:
         async with _admin_pool(admin_url) as pool:
@@ -248,7 +248,7 @@ def key_create(
     data_dir: DataDir = None,
 ) -> None:
     """Create an API key; the secret is printed once and only its hash is stored."""
-    from team_memory.tenants import create_key
+    from team_memory_core.tenants import create_key
 
     expiry = _key_expiry(expires_in, expires_at)
 
@@ -268,9 +268,9 @@ def key_create(
 def key_list(tenant: Annotated[str, typer.Option(help="Tenant name")],
              data_dir: DataDir = None) -> None:
     """List a tenant's keys (no secrets)."""
-    from team_memory import queries
-    from team_memory.db import tenant_tx
-    from team_memory.tenants import tenant_id_by_name
+    from team_memory_core.store import queries
+    from team_memory_core.store.pool import tenant_tx
+    from team_memory_core.tenants import tenant_id_by_name
 
     async def run(admin_url: str) -> None:
         async with _admin_pool(admin_url) as pool:
@@ -290,7 +290,7 @@ def key_list(tenant: Annotated[str, typer.Option(help="Tenant name")],
 def _key_expiry(expires_in: str | None, expires_at: str | None) -> datetime | None:
     from datetime import UTC
 
-    from team_memory.tenants import parse_duration
+    from team_memory_core.tenants import parse_duration
 
     if expires_in is not None and expires_at is not None:
         raise typer.BadParameter("give --expires-in or --expires-at, not both")
@@ -327,7 +327,7 @@ def key_revoke(key_id: str, data_dir: DataDir = None) -> None:
     """Revoke a key at once."""
     from uuid import UUID
 
-    from team_memory.tenants import revoke_key
+    from team_memory_core.tenants import revoke_key
 
     async def run(admin_url: str) -> bool:
         async with _admin_pool(admin_url) as pool:
@@ -352,15 +352,15 @@ app.add_typer(temporal_key_app, name="temporal-key")
 async def _key_admin(settings: Settings, urls: tuple[str, str],
                      tenant: str) -> AsyncIterator[Any]:
     """The tenant's keyring administration, as the application role, audited by the caller."""
-    from team_memory.temporal_keys import KeyAdministration, Keyring, load_kek
+    from team_memory_core.temporal_keys import KeyAdministration, Keyring, load_kek
 
     async with _operator(*urls, tenant) as (pool, actor):
         yield KeyAdministration(Keyring(pool, load_kek(settings)), actor.tenant_id), actor
 
 
 async def _audit_key_change(admin: Any, actor: Any, action: str, detail: dict[str, Any]) -> None:
-    from team_memory import queries
-    from team_memory.db import tenant_tx
+    from team_memory_core.store import queries
+    from team_memory_core.store.pool import tenant_tx
 
     async with tenant_tx(admin.keyring.pool, actor.tenant_id) as conn:
         await queries.insert_audit(conn, tenant_id=actor.tenant_id, key_id=None,
@@ -409,7 +409,7 @@ def temporal_key_retire(key_id: str, tenant: TenantOption, data_dir: DataDir = N
     """Delete an old tenant key (not the newest; not one still wrapping workflow keys)."""
     from uuid import UUID
 
-    from team_memory.temporal_keys import KeyStillInUse, KeyUnavailable
+    from team_memory_core.temporal_keys import KeyStillInUse, KeyUnavailable
 
     settings = _settings(data_dir)
 
@@ -430,7 +430,7 @@ def temporal_key_retire(key_id: str, tenant: TenantOption, data_dir: DataDir = N
 @temporal_key_app.command("new-kek")
 def temporal_key_new_kek() -> None:
     """Print a new random key-encryption key (for TEAM_MEMORY_TEMPORAL_KEK or rotate-kek)."""
-    from team_memory.temporal_keys import new_kek_text
+    from team_memory_core.temporal_keys import new_kek_text
 
     typer.echo(new_kek_text())
 
@@ -443,8 +443,8 @@ def temporal_key_rotate_kek(
 ) -> None:
     """Re-wrap every tenant's keys under a new KEK. Stop the stack first, then install the new
     KEK (TEAM_MEMORY_TEMPORAL_KEK, or the data dir's temporal-kek file) before starting it."""
-    from team_memory import queries
-    from team_memory.temporal_keys import parse_kek
+    from team_memory_core.store import queries
+    from team_memory_core.temporal_keys import parse_kek
 
     settings = _settings(data_dir)
     new = parse_kek(new_kek_file.read_text(), str(new_kek_file))
@@ -477,7 +477,7 @@ ProjectOption = Annotated[Path | None, typer.Option("--project-dir", help="Proje
 
 
 def _claude_paths(scope: str, home: Path | None, project_dir: Path | None) -> Any:
-    from team_memory.claude_code import Paths
+    from team_memory.claude_code_files import Paths
 
     if scope not in ("user", "project"):
         raise typer.BadParameter("scope must be user or project")
@@ -507,7 +507,7 @@ def install_claude_code(
     data_dir: DataDir = None,
 ) -> None:
     """Register the MCP server with Claude Code and install the capture and context hooks."""
-    from team_memory import claude_code
+    from team_memory import claude_code_files as claude_code
 
     settings = _settings(data_dir)
     paths = _claude_paths(scope, home, project_dir)
@@ -557,7 +557,7 @@ def uninstall_claude_code(
 ) -> None:
     """Remove exactly what `install claude-code` added (original files restored byte for byte
     when nothing else changed them)."""
-    from team_memory import claude_code
+    from team_memory import claude_code_files as claude_code
 
     settings = _settings(data_dir)
     report = claude_code.uninstall(_claude_paths(scope, home, project_dir), settings.data_dir)
@@ -601,8 +601,8 @@ async def _operator(
 ) -> AsyncIterator[tuple[asyncpg.Pool, Any]]:
     """(application pool, audit actor) for a tenant: data is read and written as the
     application role, so Row-Level Security applies to operators' commands too."""
-    from team_memory.erasure import Actor
-    from team_memory.tenants import UnknownTenant, operator, tenant_id_by_name
+    from team_memory_core.erasure import Actor
+    from team_memory_core.tenants import UnknownTenant, operator, tenant_id_by_name
 
     async with _admin_pool(admin_url) as admin:
         try:
@@ -623,8 +623,8 @@ def audit(
     data_dir: DataDir = None,
 ) -> None:
     """Print the audit trail (newest first): who did what, to what, with which outcome."""
-    from team_memory import queries
-    from team_memory.db import tenant_tx
+    from team_memory_core.store import queries
+    from team_memory_core.store.pool import tenant_tx
 
     if (tenant is None) == (not unscoped):
         raise typer.BadParameter("give --tenant T or --unscoped")
@@ -654,8 +654,8 @@ def review_list(
     data_dir: DataDir = None,
 ) -> None:
     """Print the merges and supersedes held for review (newest first)."""
-    from team_memory import queries
-    from team_memory.db import tenant_tx
+    from team_memory_core.store import queries
+    from team_memory_core.store.pool import tenant_tx
 
     async def run(admin_url: str, app_url: str) -> list[Any]:
         async with _operator(admin_url, app_url, tenant) as (pool, actor), \
@@ -679,8 +679,8 @@ def restore(memory_id: str, tenant: TenantOption, data_dir: DataDir = None) -> N
     """Bring back a soft-forgotten memory (purged memories cannot come back)."""
     from uuid import UUID
 
-    from team_memory.erasure import MemoryNotFound
-    from team_memory.erasure import restore as restore_memory
+    from team_memory_core.erasure import MemoryNotFound
+    from team_memory_core.erasure import restore as restore_memory
 
     async def run(admin_url: str, app_url: str) -> str:
         async with _operator(admin_url, app_url, tenant) as (pool, actor):
@@ -705,9 +705,9 @@ def purge(
     """Erase a memory's text everywhere (database and Temporal history), irreversibly."""
     from uuid import UUID
 
-    from team_memory.erasure import HistoryNotDeleted, MemoryNotFound
-    from team_memory.erasure import purge as purge_memory
-    from team_memory.temporal import connect
+    from team_memory_core.erasure import HistoryNotDeleted, MemoryNotFound
+    from team_memory_core.erasure import purge as purge_memory
+    from team_memory_core.temporal import connect
 
     settings = _settings(data_dir)
 
@@ -739,8 +739,8 @@ async def _tenant_service(settings: Settings, admin_url: str, app_url: str,
                           tenant: str) -> AsyncIterator[tuple[Any, Any]]:
     """(MemoryService, Principal) acting for ``tenant`` as an operator (no API key)."""
     from mcp_server.app import open_service
-    from team_memory.models import Principal
-    from team_memory.tenants import operator, tenant_id_by_name
+    from team_memory_core.models import Principal
+    from team_memory_core.tenants import operator, tenant_id_by_name
 
     async with _admin_pool(admin_url) as admin:
         tenant_id = await tenant_id_by_name(admin, tenant)
@@ -850,7 +850,7 @@ def eval_locomo(
     beside BM25-only and vector-only rankings."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress
 
-    from team_memory import evaluation
+    from team_memory import locomo as evaluation
 
     try:
         conversations = evaluation.load(path)

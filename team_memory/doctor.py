@@ -20,9 +20,9 @@ from typing import Any, Literal
 
 import httpx
 
-from team_memory.claude_code import HOOK_MODULE, SERVER_NAME, TOOL_MATCHER
+from team_memory.claude_code_files import HOOK_MODULE, SERVER_NAME, TOOL_MATCHER
 from team_memory.hook import SPOOL_NAME
-from team_memory.project_identity import identify, repository_root
+from team_memory_core.project_identity import identify, repository_root
 
 Status = Literal["ok", "warn", "fail"]
 HOOK_EVENTS = ("SessionStart", "PostToolUse", "Stop", "SessionEnd")

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import IO, Any
 from urllib.parse import quote
 
-from team_memory.migrate import APP_ROLE
+from team_memory_core.store.migrate import APP_ROLE
 
 SEARCH_ATTRIBUTES = {
     "TenantName": "Keyword",

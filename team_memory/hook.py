@@ -26,7 +26,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from team_memory import self_capture
-from team_memory.project_identity import PROJECT_HEADER, project_for
+from team_memory_core.project_identity import PROJECT_HEADER, project_for
 
 EVENT_KINDS = {"PostToolUse": "tool", "UserPromptSubmit": "prompt", "Stop": "stop",
                "SessionEnd": "session_end"}
@@ -64,7 +64,7 @@ class HookConfig:
             server = f"http://{host}:{port}"
         directory = data_dir or os.environ.get("TEAM_MEMORY_DATA_DIR")
         if directory is None:
-            from team_memory.settings import default_data_dir  # slow path: pydantic
+            from team_memory_core.settings import default_data_dir  # slow path: pydantic
 
             path = default_data_dir()
         else:
@@ -253,7 +253,7 @@ def _request_tls(server: str, path: str, body: bytes, headers: dict[str, str],
 
 def _redacted(record: dict[str, Any]) -> dict[str, Any]:
     # Only on the (rare) spool path: keeps secrets off the disk without slowing every hook.
-    from team_memory.redaction import redact
+    from team_memory_core.rules.redaction import redact
 
     return {**record, "summary": redact(record["summary"]).text,
             "files": [redact(f).text for f in record["files"]]}

@@ -12,11 +12,12 @@ import time
 from contextlib import ExitStack
 from pathlib import Path
 
-from team_memory import embedded, queries
-from team_memory.db import create_pool, tenant_tx
-from team_memory.migrate import migrate
-from team_memory.settings import Settings
-from team_memory.tenants import authenticate, create_key, ensure_tenant
+from team_memory import embedded
+from team_memory_core.settings import Settings
+from team_memory_core.store import queries
+from team_memory_core.store.migrate import migrate
+from team_memory_core.store.pool import create_pool, tenant_tx
+from team_memory_core.tenants import authenticate, create_key, ensure_tenant
 
 LOCAL_TENANT = "local"
 

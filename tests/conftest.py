@@ -23,13 +23,13 @@ from temporalio.worker import Worker
 from mcp_server.server import create_server
 from mcp_server.service import MemoryService
 from team_memory import embedded
-from team_memory.db import create_pool
-from team_memory.embedder import Embedder, LocalEmbedder
-from team_memory.migrate import migrate
-from team_memory.models import MemoryStatus, Principal
-from team_memory.settings import Settings
-from team_memory.temporal import connect
-from team_memory.tenants import create_key, ensure_tenant
+from team_memory_core.embedder import Embedder, LocalEmbedder
+from team_memory_core.models import MemoryStatus, Principal
+from team_memory_core.settings import Settings
+from team_memory_core.store.migrate import migrate
+from team_memory_core.store.pool import create_pool
+from team_memory_core.temporal import connect
+from team_memory_core.tenants import create_key, ensure_tenant
 from workflows.worker import build_worker
 
 _RUNTIME_DIR = Path(tempfile.gettempdir()) / f"team-memory-tests-{os.getuid()}"

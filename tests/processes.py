@@ -14,7 +14,7 @@ from typing import IO
 import httpx
 
 from team_memory import embedded
-from team_memory.settings import Settings
+from team_memory_core.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 

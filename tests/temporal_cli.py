@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from team_memory.embedded import temporal_binary
-from team_memory.payload_codec import ENCODING
+from team_memory_core.payload_codec import ENCODING
 
 
 def temporal(address: str, *args: str) -> subprocess.CompletedProcess[str]:

@@ -30,13 +30,14 @@ from pydantic import SecretStr
 from temporalio.client import Client
 
 from mcp_server.service import MemoryService
-from team_memory import embedded, llm
-from team_memory.db import create_pool, tenant_tx
-from team_memory.migrate import migrate
-from team_memory.models import MemoryStatus, Principal
-from team_memory.settings import Settings
-from team_memory.temporal import connect
-from team_memory.tenants import create_key, ensure_tenant
+from team_memory import embedded
+from team_memory_core import llm
+from team_memory_core.models import MemoryStatus, Principal
+from team_memory_core.settings import Settings
+from team_memory_core.store.migrate import migrate
+from team_memory_core.store.pool import create_pool, tenant_tx
+from team_memory_core.temporal import connect
+from team_memory_core.tenants import create_key, ensure_tenant
 from tests.conftest import Services, Stack, new_tenant
 from tests.mcp_server.test_http import client_for
 from tests.support.anthropic_server import FakeAnthropic

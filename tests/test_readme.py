@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from team_memory.settings import settings_table
+from team_memory_core.settings import settings_table
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -21,7 +21,7 @@ from temporalio.common import (
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
 with workflow.unsafe.imports_passed_through():
-    from team_memory.capture import (
+    from team_memory_core.capture import (
         CAPTURE_SIGNAL,
         CAPTURE_WORKFLOW,
         DISTILL_ACTIVITY,
@@ -32,8 +32,8 @@ with workflow.unsafe.imports_passed_through():
         EventKind,
         SessionSummary,
     )
-    from team_memory.models import IngestInput, ingest_workflow_id
-    from team_memory.temporal import CATEGORY_KEY, PROJECT_KEY, TENANT_KEY
+    from team_memory_core.models import IngestInput, ingest_workflow_id
+    from team_memory_core.temporal import CATEGORY_KEY, PROJECT_KEY, TENANT_KEY
     from workflows.ingest import BUG_ERRORS
 
 DISTILL_RETRY = RetryPolicy(

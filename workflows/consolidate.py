@@ -18,7 +18,7 @@ from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from activities.consolidate import ConsolidationActivities
-    from team_memory.models import (
+    from team_memory_core.models import (
         ClusterOutcome,
         ClusterRequest,
         ConsolidateInput,

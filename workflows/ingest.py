@@ -11,8 +11,14 @@ from temporalio.exceptions import ActivityError, ApplicationError, TimeoutError
 with workflow.unsafe.imports_passed_through():
     from activities.consolidate import ConsolidationActivities
     from activities.ingest import IngestActivities
-    from team_memory.models import Decision, DecisionKind, IngestInput, IngestResult, ProjectRef
-    from team_memory.temporal import DECISION_KEY
+    from team_memory_core.models import (
+        Decision,
+        DecisionKind,
+        IngestInput,
+        IngestResult,
+        ProjectRef,
+    )
+    from team_memory_core.temporal import DECISION_KEY
 
 # Programming errors fail the workflow at once (visible as a failed ingestion, resettable
 # after a fix) instead of retrying forever; the memory row stays, searchable, meanwhile.

@@ -17,12 +17,12 @@ from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 from activities.capture import CaptureActivities
 from activities.consolidate import ConsolidationActivities
 from activities.ingest import IngestActivities
-from team_memory import llm, schedules, telemetry
-from team_memory.db import create_app_pool
-from team_memory.embedder import BatchingEmbedder, Embedder, create_embedder
-from team_memory.migrate import check_embedding_dim
-from team_memory.settings import Settings
-from team_memory.temporal import connect, keyring_of
+from team_memory_core import llm, schedules, telemetry
+from team_memory_core.embedder import BatchingEmbedder, Embedder, create_embedder
+from team_memory_core.settings import Settings
+from team_memory_core.store.migrate import check_embedding_dim
+from team_memory_core.store.pool import create_app_pool
+from team_memory_core.temporal import connect, keyring_of
 from workflows.capture import SessionObservations
 from workflows.consolidate import Consolidate
 from workflows.ingest import IngestMemory

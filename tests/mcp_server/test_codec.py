@@ -21,10 +21,10 @@ from mcp_server.app import http_app
 from mcp_server.codec import COOKIE
 from mcp_server.service import MemoryService
 from team_memory import embedded
-from team_memory.models import MemoryStatus
-from team_memory.settings import Settings
-from team_memory.temporal import connect
-from team_memory.tenants import create_key
+from team_memory_core.models import MemoryStatus
+from team_memory_core.settings import Settings
+from team_memory_core.temporal import connect
+from team_memory_core.tenants import create_key
 from tests.conftest import Stack, new_tenant
 from tests.mcp_server.test_http import HttpServer, http_server
 from tests.temporal_cli import readable, show

@@ -17,7 +17,7 @@ from mcp import Client
 
 from mcp_server.server import create_server
 from mcp_server.service import MemoryService
-from team_memory.models import MemoryStatus
+from team_memory_core.models import MemoryStatus
 from tests.mcp_server.conftest import ONLY_A, TwoTenants
 
 pytestmark = pytest.mark.anyio

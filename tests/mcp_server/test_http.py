@@ -24,8 +24,8 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp_server.app import http_app
 from mcp_server.service import MemoryService
 from team_memory import embedded
-from team_memory.models import MemoryStatus
-from team_memory.tenants import create_key
+from team_memory_core.models import MemoryStatus
+from team_memory_core.tenants import create_key
 from tests.conftest import Stack
 from tests.mcp_server.test_tools import DECISIONS, call
 

@@ -17,8 +17,8 @@ from mcp import Client
 
 import mcp_server
 from mcp_server.server import create_server
-from team_memory.models import MemoryStatus, Principal
-from team_memory.tenants import create_key
+from team_memory_core.models import MemoryStatus, Principal
+from team_memory_core.tenants import create_key
 from tests.conftest import Stack, new_tenant
 from tests.mcp_server.conftest import ONLY_A, TwoTenants
 from tests.mcp_server.test_http import HttpServer, http_server

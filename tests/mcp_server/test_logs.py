@@ -13,8 +13,9 @@ import httpx
 import pytest
 from mcp import Client
 
-from team_memory import embedded, queries
-from team_memory.db import tenant_tx
+from team_memory import embedded
+from team_memory_core.store import queries
+from team_memory_core.store.pool import tenant_tx
 from tests.conftest import Stack
 from tests.mcp_server.test_tools import call, call_error
 from tests.processes import child_env, team_memory

@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from mcp_server.app import http_app
-from team_memory.temporal import describe_workers
+from team_memory_core.temporal import describe_workers
 from tests.conftest import Stack
 from tests.processes import child_env, team_memory
 

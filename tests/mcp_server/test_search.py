@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 
 from mcp_server.service import MemoryService
-from team_memory import queries
-from team_memory.db import tenant_tx
-from team_memory.models import MemoryStatus
+from team_memory_core.models import MemoryStatus
+from team_memory_core.store import queries
+from team_memory_core.store.pool import tenant_tx
 from tests.conftest import Services, Stack, new_tenant
 
 pytestmark = pytest.mark.anyio

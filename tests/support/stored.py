@@ -15,9 +15,9 @@ from temporalio.api.common.v1 import Payload
 from temporalio.client import Client
 from temporalio.converter import PayloadCodec
 
-from team_memory.payload_codec import is_encrypted
-from team_memory.temporal import TENANT_KEY
-from team_memory.temporal_keys import KeyUnavailable
+from team_memory_core.payload_codec import is_encrypted
+from team_memory_core.temporal import TENANT_KEY
+from team_memory_core.temporal_keys import KeyUnavailable
 
 
 async def stored_columns(admin: asyncpg.Pool) -> dict[str, str]:

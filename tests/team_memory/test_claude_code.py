@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from team_memory.claude_code import InstallError, Paths, install, mcp_entry, uninstall
+from team_memory.claude_code_files import InstallError, Paths, install, mcp_entry, uninstall
 from team_memory.cli import app
 
 EVENTS = ["SessionStart", "PostToolUse", "Stop", "SessionEnd"]

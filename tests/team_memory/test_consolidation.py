@@ -5,14 +5,14 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from team_memory.consolidation import (
+from team_memory_core.models import approx_tokens
+from team_memory_core.rules.consolidation import (
     local_manifesto,
     neighbourhood_page,
     render_manifesto,
     rule_text,
     within_budget,
 )
-from team_memory.models import approx_tokens
 
 
 def _row(seed: uuid.UUID, neighbour: uuid.UUID | None, *, reviewed: bool = False,

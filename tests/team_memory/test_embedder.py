@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from pydantic import SecretStr
 
-from team_memory.embedder import (
+from team_memory_core.embedder import (
     BatchingEmbedder,
     Embedder,
     HttpEmbedder,
@@ -22,7 +22,7 @@ from team_memory.embedder import (
     _bundled_model_dir,
     create_embedder,
 )
-from team_memory.settings import Settings
+from team_memory_core.settings import Settings
 
 
 def test_local_model_is_normalized_and_semantic(embedder: Embedder) -> None:

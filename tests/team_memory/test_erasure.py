@@ -13,13 +13,13 @@ from mcp import Client
 from temporalio.api.common.v1 import Payload
 from temporalio.service import RPCError, RPCStatusCode
 
-from team_memory.capture import capture_workflow_id
-from team_memory.erasure import Actor, MemoryNotFound, purge, restore
-from team_memory.llm import Distiller
-from team_memory.models import MemoryStatus, content_hash, ingest_workflow_id
-from team_memory.payload_codec import Envelope, decrypt
-from team_memory.temporal import connect, keyring_of
-from team_memory.temporal_keys import KeyUnavailable
+from team_memory_core.capture import capture_workflow_id
+from team_memory_core.erasure import Actor, MemoryNotFound, purge, restore
+from team_memory_core.llm import Distiller
+from team_memory_core.models import MemoryStatus, content_hash, ingest_workflow_id
+from team_memory_core.payload_codec import Envelope, decrypt
+from team_memory_core.temporal import connect, keyring_of
+from team_memory_core.temporal_keys import KeyUnavailable
 from tests.conftest import Stack
 from tests.mcp_server.test_capture import BUGFIX, DECISION, PROJECT, serving
 from tests.mcp_server.test_http import HttpServer, cli, http_server

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from team_memory import evaluation
+from team_memory import locomo as evaluation
 from tests.conftest import Services
 
 SESSIONS = {

@@ -21,7 +21,7 @@ from team_memory.hook import (
     run,
     spool,
 )
-from team_memory.project_identity import PROJECT_HEADER, project_for
+from team_memory_core.project_identity import PROJECT_HEADER, project_for
 
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = ROOT / "tests" / "fixtures" / "claude_code"

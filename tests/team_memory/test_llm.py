@@ -1,4 +1,4 @@
-"""team_memory.llm through the real anthropic client against a scripted local HTTP server."""
+"""team_memory_core.llm through the real anthropic client against a scripted local HTTP server."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from uuid import UUID, uuid4
 
 import pytest
 
-from team_memory.llm import (
+from team_memory_core.llm import (
     Candidate,
     ClusterMemory,
     DecisionAction,
@@ -23,7 +23,7 @@ from team_memory.llm import (
     SupersedeAction,
     TopMemory,
 )
-from team_memory.settings import Settings
+from team_memory_core.settings import Settings
 from tests.support.anthropic_server import FakeAnthropic
 
 pytestmark = pytest.mark.anyio

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncpg
 import pytest
 
-from team_memory.migrate import SchemaMismatch, check_embedding_dim, discover, migrate
+from team_memory_core.store.migrate import SchemaMismatch, check_embedding_dim, discover, migrate
 from tests.conftest import Services
 
 pytestmark = pytest.mark.anyio

@@ -23,20 +23,20 @@ from temporalio.client import (
 from temporalio.common import RawValue
 from temporalio.contrib.pydantic import pydantic_data_converter
 
-from team_memory import queries
-from team_memory.capture import capture_workflow_id
-from team_memory.db import tenant_tx
-from team_memory.models import (
+from team_memory_core.capture import capture_workflow_id
+from team_memory_core.models import (
     IngestInput,
     MemoryStatus,
     Principal,
     content_hash,
     ingest_workflow_id,
 )
-from team_memory.payload_codec import Envelope, decrypt
-from team_memory.schedules import ensure_all, nightly_schedule, run_now, schedule_id
-from team_memory.temporal import connect, keyring_of
-from team_memory.temporal_keys import (
+from team_memory_core.payload_codec import Envelope, decrypt
+from team_memory_core.schedules import ensure_all, nightly_schedule, run_now, schedule_id
+from team_memory_core.store import queries
+from team_memory_core.store.pool import tenant_tx
+from team_memory_core.temporal import connect, keyring_of
+from team_memory_core.temporal_keys import (
     Kek,
     KeyAdministration,
     Keyring,
@@ -118,7 +118,7 @@ async def attacker(stack: Stack) -> Client:
 
 
 def forged_input(principal: Principal, text: str) -> IngestInput:
-    from team_memory.models import Category, memory_id_for
+    from team_memory_core.models import Category, memory_id_for
 
     digest = content_hash(text)
     return IngestInput(memory_id=memory_id_for(principal.tenant_id, "default", digest),

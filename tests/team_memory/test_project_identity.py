@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from team_memory.models import PROJECT_PATTERN
-from team_memory.project_identity import normalize_remote, project_for
+from team_memory_core.models import PROJECT_PATTERN
+from team_memory_core.project_identity import normalize_remote, project_for
 
 
 @pytest.mark.parametrize("url", [

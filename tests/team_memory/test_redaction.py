@@ -1,4 +1,5 @@
-"""Tests for team_memory.redaction: secrets never reach the LLM, Temporal or the database."""
+"""Redaction (team_memory_core.rules.redaction): secrets never reach the LLM, Temporal or
+the database."""
 
 from __future__ import annotations
 
@@ -7,7 +8,14 @@ import time
 
 import pytest
 
-from team_memory.redaction import KINDS, Redaction, RedactionResult, preview, redact, redact_tags
+from team_memory_core.rules.redaction import (
+    KINDS,
+    Redaction,
+    RedactionResult,
+    preview,
+    redact,
+    redact_tags,
+)
 from tests.support.secret_corpus import BENIGN, SECRETS, Secret
 
 # Fake credentials that have the shape of the real thing (assembled so that no complete

@@ -19,8 +19,8 @@ from temporalio.client import (
 from temporalio.exceptions import ApplicationError
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
-from team_memory.models import IngestInput
-from team_memory.temporal import describe_workers
+from team_memory_core.models import IngestInput
+from team_memory_core.temporal import describe_workers
 from tests.conftest import Stack
 from tests.processes import ROOT, child_env
 

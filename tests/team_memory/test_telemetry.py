@@ -11,9 +11,10 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from team_memory import embedded, telemetry
-from team_memory.llm import Candidate, Distiller
-from team_memory.models import MemoryStatus
+from team_memory import embedded
+from team_memory_core import telemetry
+from team_memory_core.llm import Candidate, Distiller
+from team_memory_core.models import MemoryStatus
 from tests.conftest import Stack
 from tests.mcp_server.test_http import client_for
 from tests.mcp_server.test_tools import call

@@ -14,10 +14,10 @@ import pytest
 from mcp import Client
 from temporalio.client import WorkflowExecutionStatus
 
-from team_memory import schedules
 from team_memory.embedded import temporal_binary
-from team_memory.llm import Distiller
-from team_memory.models import ConsolidateInput, ConsolidationReport, MemoryStatus
+from team_memory_core import schedules
+from team_memory_core.llm import Distiller
+from team_memory_core.models import ConsolidateInput, ConsolidationReport, MemoryStatus
 from tests.conftest import Stack
 from tests.processes import child_env
 from tests.support.anthropic_server import FakeAnthropic

@@ -12,8 +12,8 @@ import pytest
 from mcp import Client
 
 from mcp_server.service import NotFound
-from team_memory.llm import Distiller
-from team_memory.models import MemoryStatus
+from team_memory_core.llm import Distiller
+from team_memory_core.models import MemoryStatus
 from tests.conftest import Stack
 from tests.mcp_server.test_tools import call
 from tests.support.anthropic_server import FakeAnthropic, Reply

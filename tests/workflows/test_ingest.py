@@ -13,8 +13,8 @@ from temporalio.worker import Worker
 
 from activities.consolidate import ConsolidationActivities
 from activities.ingest import IngestActivities
-from team_memory.embedder import BatchingEmbedder
-from team_memory.models import IngestInput, IngestResult, MemoryStatus
+from team_memory_core.embedder import BatchingEmbedder
+from team_memory_core.models import IngestInput, IngestResult, MemoryStatus
 from tests.conftest import Stack
 from tests.temporal_cli import payloads
 from workflows.ingest import IngestMemory
@@ -91,8 +91,8 @@ async def test_redacted_secret_is_stored_redacted(running: Stack) -> None:
 
 async def test_row_lost_before_commit_is_recreated_by_the_workflow(stack: Stack) -> None:
     """If the server's pending row never landed, the workflow still commits the memory."""
-    from team_memory.models import Category, content_hash, ingest_workflow_id, memory_id_for
-    from team_memory.temporal import keyring_of
+    from team_memory_core.models import Category, content_hash, ingest_workflow_id, memory_id_for
+    from team_memory_core.temporal import keyring_of
 
     text = "Background jobs are idempotent by design"
     digest = content_hash(text)

@@ -10,10 +10,10 @@ import asyncpg
 import pytest
 from mcp import Client
 
-from team_memory.db import tenant_tx
-from team_memory.llm import Distiller
-from team_memory.models import MemoryStatus, Principal
-from team_memory.tenants import create_key
+from team_memory_core.llm import Distiller
+from team_memory_core.models import MemoryStatus, Principal
+from team_memory_core.store.pool import tenant_tx
+from team_memory_core.tenants import create_key
 from tests.conftest import Stack
 from tests.mcp_server.test_http import cli
 from tests.mcp_server.test_tools import call

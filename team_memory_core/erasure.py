@@ -21,14 +21,14 @@ from temporalio.api.workflowservice.v1 import DeleteWorkflowExecutionRequest
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
-from team_memory import queries
-from team_memory.capture import capture_workflow_id, captured_in
-from team_memory.consolidation import write_local_manifesto
-from team_memory.db import tenant_tx
-from team_memory.models import MemoryStatus, ingest_workflow_id
-from team_memory.redaction import redact
-from team_memory.settings import Settings
-from team_memory.temporal import keyring_of
+from team_memory_core.capture import capture_workflow_id, captured_in
+from team_memory_core.models import MemoryStatus, ingest_workflow_id
+from team_memory_core.rules.consolidation import write_local_manifesto
+from team_memory_core.rules.redaction import redact
+from team_memory_core.settings import Settings
+from team_memory_core.store import queries
+from team_memory_core.store.pool import tenant_tx
+from team_memory_core.temporal import keyring_of
 
 
 class MemoryNotFound(LookupError):

@@ -17,8 +17,8 @@ from typing import ClassVar, Protocol
 import httpx
 import numpy as np
 
-from team_memory import telemetry
-from team_memory.settings import Settings
+from team_memory_core import telemetry
+from team_memory_core.settings import Settings
 
 _TOKENIZER_FILES = (
     "tokenizer.json",

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import asyncpg
 
-from team_memory import queries
-from team_memory.settings import Settings
+from team_memory_core.settings import Settings
+from team_memory_core.store import queries
 
 APP_ROLE = "team_memory_app"
 _MIGRATION_NAME = re.compile(r"^(\d{3})_([a-z0-9_]+)\.sql$")
@@ -27,9 +27,9 @@ class Migration:
 
 
 def sql_dir() -> Path:
-    """sql/ beside the packages in a checkout; packaged inside team_memory in a wheel."""
-    here = Path(__file__).resolve().parent
-    for candidate in (here.parent / "sql", here / "sql"):
+    """sql/ beside the packages in a checkout; packaged inside team_memory_core in a wheel."""
+    core = Path(__file__).resolve().parent.parent
+    for candidate in (core.parent / "sql", core / "sql"):
         if candidate.is_dir():
             return candidate
     raise FileNotFoundError("sql/ migrations directory not found")

@@ -9,9 +9,9 @@ from uuid import UUID
 import asyncpg
 from pgvector.asyncpg import register_vector
 
-from team_memory import telemetry
-from team_memory.models import Principal
-from team_memory.settings import Settings
+from team_memory_core import telemetry
+from team_memory_core.models import Principal
+from team_memory_core.settings import Settings
 
 Connection = asyncpg.Connection
 Pool = asyncpg.Pool

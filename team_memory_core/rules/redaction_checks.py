@@ -1,6 +1,6 @@
 """How redaction judges a match: is this value a secret, or a placeholder, code, prose?
 
-The rule tables live in :mod:`team_memory.redaction`; each rule names one of the handlers
+The rule tables live in :mod:`team_memory_core.rules.redaction`; each rule names one of the handlers
 below, which get the match (on the text or its lower-cased copy), the text and the
 lower-cased text, and return the ``(start, end, kind)`` span to replace, or ``None`` to
 keep the text. Standard library only: the Claude Code hook imports redaction.

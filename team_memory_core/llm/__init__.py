@@ -30,10 +30,10 @@ from pydantic import (
     model_validator,
 )
 
-from team_memory import telemetry
+from team_memory_core import telemetry
 
 if TYPE_CHECKING:
-    from team_memory.settings import Settings
+    from team_memory_core.settings import Settings
 
 __all__ = [
     "Candidate",

@@ -14,8 +14,8 @@ from uuid import UUID
 import asyncpg
 import numpy as np
 
-from team_memory.models import Category, IngestInput, MemoryStatus
-from team_memory.redaction import redact
+from team_memory_core.models import Category, IngestInput, MemoryStatus
+from team_memory_core.rules.redaction import redact
 
 SET_TENANT = "SELECT set_config('app.tenant_id', $1, true)"
 

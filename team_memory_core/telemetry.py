@@ -38,7 +38,7 @@ from opentelemetry.trace import Span
 from temporalio import activity
 from temporalio.worker import ActivityInboundInterceptor, ExecuteActivityInput, Interceptor
 
-log = logging.getLogger("team_memory.telemetry")
+log = logging.getLogger("team_memory_core.telemetry")
 
 tracer = trace.get_tracer("team_memory")
 meter = metrics.get_meter("team_memory")
@@ -56,7 +56,7 @@ activity_duration = meter.create_histogram(
 search_duration = meter.create_histogram(
     "team_memory.search.duration", unit="s", description="Duration of search_memory")
 llm_tokens = meter.create_counter(
-    "team_memory.llm.tokens", unit="{token}",
+    "team_memory_core.llm.tokens", unit="{token}",
     description="Tokens billed by the LLM, by model and direction (input/output)")
 
 _configured: list[TracerProvider | MeterProvider] = []

@@ -37,7 +37,7 @@ from bisect import bisect_right
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from team_memory.redaction_checks import (
+from team_memory_core.rules.redaction_checks import (
     Check,
     Handler,
     Span,

@@ -36,9 +36,9 @@ from temporalio.api.workflowservice.v1 import DescribeWorkflowExecutionRequest
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
-from team_memory import queries
-from team_memory.db import tenant_tx
-from team_memory.settings import Settings
+from team_memory_core.settings import Settings
+from team_memory_core.store import queries
+from team_memory_core.store.pool import tenant_tx
 
 KEY_BYTES = 32
 NONCE_BYTES = 12

@@ -28,14 +28,14 @@ from temporalio.client import (
 )
 from temporalio.common import SearchAttributePair, TypedSearchAttributes
 
-from team_memory import queries
-from team_memory.db import tenant_tx
-from team_memory.models import ConsolidateInput, ConsolidationReport
-from team_memory.settings import Settings
-from team_memory.temporal import PROJECT_KEY, TENANT_KEY
+from team_memory_core.models import ConsolidateInput, ConsolidationReport
+from team_memory_core.settings import Settings
+from team_memory_core.store import queries
+from team_memory_core.store.pool import tenant_tx
+from team_memory_core.temporal import PROJECT_KEY, TENANT_KEY
 
 CONSOLIDATE_WORKFLOW = "Consolidate"
-log = logging.getLogger("team_memory.schedules")
+log = logging.getLogger("team_memory_core.schedules")
 
 
 def schedule_id(tenant: str, project: str) -> str:

@@ -19,11 +19,11 @@ from uuid import UUID
 import asyncpg
 import numpy as np
 
-from team_memory import queries
-from team_memory.models import ConsolidationPage, DecisionKind, approx_tokens
-from team_memory.policy import local_decision
-from team_memory.queries import Neighbour
-from team_memory.settings import Settings
+from team_memory_core.models import ConsolidationPage, DecisionKind, approx_tokens
+from team_memory_core.rules.dedupe import local_decision
+from team_memory_core.settings import Settings
+from team_memory_core.store import queries
+from team_memory_core.store.queries import Neighbour
 
 RULE_MAX_CHARS = 200
 # How many of a project's memories (by importance x recency) a manifesto is written from.

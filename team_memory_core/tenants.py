@@ -13,9 +13,9 @@ from uuid import UUID
 
 import asyncpg
 
-from team_memory import queries
-from team_memory.db import tenant_tx
-from team_memory.models import Principal
+from team_memory_core.models import Principal
+from team_memory_core.store import queries
+from team_memory_core.store.pool import tenant_tx
 
 KEY_PREFIX = "tm_"
 PREFIX_CHARS = 8

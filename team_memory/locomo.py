@@ -26,13 +26,14 @@ from pathlib import Path
 from typing import Any
 from uuid import UUID
 
-from team_memory import embedded, queries
-from team_memory.db import create_pool, principal_tx
-from team_memory.embedder import embed_async
-from team_memory.migrate import migrate
-from team_memory.models import Principal
-from team_memory.settings import Settings
-from team_memory.tenants import ensure_tenant
+from team_memory import embedded
+from team_memory_core.embedder import embed_async
+from team_memory_core.models import Principal
+from team_memory_core.settings import Settings
+from team_memory_core.store import queries
+from team_memory_core.store.migrate import migrate
+from team_memory_core.store.pool import create_pool, principal_tx
+from team_memory_core.tenants import ensure_tenant
 
 KS = (5, 10, 20)
 CATEGORIES = (1, 2, 3, 4)
@@ -219,7 +220,7 @@ async def evaluate(settings: Settings, conversations: list[Conversation], *,
 def _quiet_temporal_core() -> None:
     """The bulk import keeps the in-process worker saturated on purpose; its core's
     "workflow task took over 5 s" warnings would bury the table."""
-    from team_memory.temporal import CORE_LOGGER
+    from team_memory_core.temporal import CORE_LOGGER
 
     CORE_LOGGER.setLevel(logging.ERROR)
 

@@ -1,6 +1,6 @@
 """The Temporal payload codec: every payload and memo leaves a process encrypted.
 
-A payload is sealed with AES-256-GCM under the key of its workflow (team_memory.temporal_keys)
+A payload is sealed with AES-256-GCM under the key of its workflow (team_memory_core.temporal_keys)
 and carries in its metadata which key (id, tenant) and which scope it belongs to; the
 authenticated data binds the ciphertext to all three, so it cannot be moved to another
 tenant's or another workflow's history. The SDK hands the codec the workflow id through its
@@ -32,7 +32,7 @@ from temporalio.converter import (
 )
 from temporalio.exceptions import ApplicationError
 
-from team_memory.temporal_keys import (
+from team_memory_core.temporal_keys import (
     DataKey,
     Keyring,
     KeyUnavailable,

@@ -7,8 +7,8 @@ import json
 import logging
 import sys
 
-from team_memory.settings import Settings
-from team_memory.telemetry import current_trace_ids
+from team_memory_core.settings import Settings
+from team_memory_core.telemetry import current_trace_ids
 
 
 class JsonFormatter(logging.Formatter):

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import re
 
-from team_memory.models import Decision, DecisionKind
-from team_memory.queries import Neighbour
+from team_memory_core.models import Decision, DecisionKind
+from team_memory_core.store.queries import Neighbour
 
 _WORD = re.compile(r"[\w.+-]+", re.UNICODE)
 

@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from typing import Any, TypeVar
 from uuid import UUID
 
-from team_memory.models import approx_tokens
+from team_memory_core.models import approx_tokens
 
 # BM25 term-frequency saturation and length normalisation: short memories, so a light b.
 BM25_K1 = 0.9

@@ -15,7 +15,7 @@ from uuid import UUID
 
 from pydantic import BaseModel, Field
 
-from team_memory.models import IngestInput, Principal
+from team_memory_core.models import IngestInput, Principal
 
 SUMMARY_MAX_CHARS = 1200
 FILES_MAX = 20

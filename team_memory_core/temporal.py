@@ -23,9 +23,9 @@ from temporalio.runtime import (
 )
 from temporalio.service import RPCError
 
-from team_memory.payload_codec import EncryptionCodec, encrypting_data_converter
-from team_memory.settings import Settings
-from team_memory.temporal_keys import Keyring, load_kek
+from team_memory_core.payload_codec import EncryptionCodec, encrypting_data_converter
+from team_memory_core.settings import Settings
+from team_memory_core.temporal_keys import Keyring, load_kek
 
 # Registered on the embedded dev server by `up` (and in docker-compose) so the Web UI and
 # `temporal workflow list --query` can filter ingestions by tenant, project, category, decision.
@@ -56,7 +56,7 @@ def _runtime() -> Runtime:
 
 
 async def connect(settings: Settings, pool: asyncpg.Pool | None) -> Client:
-    """A client whose every payload and memo is encrypted (team_memory.payload_codec), with
+    """A client whose every payload and memo is encrypted (team_memory_core.payload_codec), with
     keys found through ``pool`` (the application role; None: a client that only reads
     metadata, such as `team-memory status`)."""
     keyring = Keyring(pool, load_kek(settings))
@@ -74,7 +74,7 @@ async def connect(settings: Settings, pool: asyncpg.Pool | None) -> Client:
 def keyring_of(client: Client) -> Keyring:
     codec = client.data_converter.payload_codec
     if not isinstance(codec, EncryptionCodec):
-        raise TypeError("this Temporal client was not made by team_memory.temporal.connect")
+        raise TypeError("this Temporal client was not made by team_memory_core.temporal.connect")
     return codec.keyring
 
 
