@@ -26,7 +26,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from team_memory.hook import HookConfig, event_record, post  # noqa: E402
+from team_memory.hook.config import HookConfig  # noqa: E402
+from team_memory.hook.records import event_record  # noqa: E402
+from team_memory.hook.transport import post  # noqa: E402
 
 FIXTURES = ROOT / "tests" / "fixtures" / "claude_code"
 

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench.stack import BenchStack, start_stack
-from team_memory.self_capture import ASK
+from team_memory.hook.self_capture import ASK
 from team_memory_core.models import approx_tokens
 from tests.support.anthropic_server import Conversation, FakeAnthropic
 from tests.support.claude_code import (

@@ -20,13 +20,23 @@ from mcp_server.service import Forbidden, MemoryService, check_text, check_time
 from team_memory_core.capture import (
     CAPTURE_SIGNAL,
     CAPTURE_WORKFLOW,
-    FILES_MAX,
     NO_KEY,
-    SUMMARY_MAX_CHARS,
     CaptureEvent,
     CaptureSession,
-    EventKind,
     capture_workflow_id,
+)
+from team_memory_core.hook_protocol import (
+    EVENTS_PER_REQUEST_MAX,
+    FILE_MAX_CHARS,
+    FILES_MAX,
+    KEY_MAX_CHARS,
+    PROJECT_MAX_CHARS,
+    SESSION_ID_MAX_CHARS,
+    SOURCE_MAX_CHARS,
+    SUMMARY_MAX_CHARS,
+    SUMMARY_RECEIVED_MAX_CHARS,
+    TOOL_MAX_CHARS,
+    EventKind,
 )
 from team_memory_core.models import Memory, Principal, approx_tokens
 from team_memory_core.rules.redaction import redact
@@ -42,13 +52,13 @@ _SIGNAL_CONCURRENCY = 16
 class HookEvent(BaseModel):
     """An event record as a hook sends it (before redaction)."""
 
-    key: str = Field(min_length=1, max_length=200)
-    session_id: str = Field(min_length=1, max_length=200)
+    key: str = Field(min_length=1, max_length=KEY_MAX_CHARS)
+    session_id: str = Field(min_length=1, max_length=SESSION_ID_MAX_CHARS)
     kind: EventKind
-    project: str = Field(min_length=1, max_length=200)
-    tool: str | None = Field(default=None, max_length=100)
+    project: str = Field(min_length=1, max_length=PROJECT_MAX_CHARS)
+    tool: str | None = Field(default=None, max_length=TOOL_MAX_CHARS)
     files: list[str] = Field(default_factory=list, max_length=FILES_MAX)
-    summary: str = Field(default="", max_length=4 * SUMMARY_MAX_CHARS)
+    summary: str = Field(default="", max_length=SUMMARY_RECEIVED_MAX_CHARS)
     at: datetime
 
     # The same checks as the tools' arguments: text without NUL bytes or lone surrogates,
@@ -70,13 +80,13 @@ class HookEvent(BaseModel):
 
 
 class HookEvents(BaseModel):
-    events: list[HookEvent] = Field(min_length=1, max_length=500)
+    events: list[HookEvent] = Field(min_length=1, max_length=EVENTS_PER_REQUEST_MAX)
 
 
 class ContextRequest(BaseModel):
-    session_id: str = Field(default="", max_length=200)
-    project: str = Field(min_length=1, max_length=200)
-    source: str | None = Field(default=None, max_length=40)
+    session_id: str = Field(default="", max_length=SESSION_ID_MAX_CHARS)
+    project: str = Field(min_length=1, max_length=PROJECT_MAX_CHARS)
+    source: str | None = Field(default=None, max_length=SOURCE_MAX_CHARS)
     # The hooks were installed with --self-capture: the session's Claude records decisions.
     self_capture: bool = False
 
@@ -102,8 +112,8 @@ def clean_event(event: HookEvent) -> CaptureEvent:
     """Truncate and redact (secrets, ``<private>`` spans) before anything is stored."""
     return CaptureEvent(
         key=event.key, session_id=event.session_id, kind=event.kind,
-        tool=None if event.tool is None else _clean(event.tool, 100),
-        files=[_clean(f, 300) for f in event.files if f.strip()],
+        tool=None if event.tool is None else _clean(event.tool, TOOL_MAX_CHARS),
+        files=[_clean(f, FILE_MAX_CHARS) for f in event.files if f.strip()],
         summary=_clean(event.summary, SUMMARY_MAX_CHARS), at=event.at,
     )
 

@@ -13,11 +13,11 @@ from starlette.responses import JSONResponse, Response
 from mcp_server.capture import CaptureService, ContextRequest, HookEvents
 from mcp_server.http_input import BodyTooLarge, read_body
 from mcp_server.service import Forbidden
+from team_memory_core.hook_protocol import BODY_MAX_BYTES, CONTEXT_ROUTE, EVENTS_ROUTE
 from team_memory_core.models import Principal
 from team_memory_core.tenants import authenticate
 
 Handler = Callable[[Request, Principal], Awaitable[Response]]
-BODY_LIMIT = 4_000_000
 
 
 def _error(status: int, message: str) -> JSONResponse:
@@ -52,7 +52,7 @@ def _describe(error: Exception) -> str:
 
 
 async def _body(request: Request, model: type[BaseModel]) -> BaseModel:
-    return model.model_validate_json(await read_body(request, BODY_LIMIT))
+    return model.model_validate_json(await read_body(request, BODY_MAX_BYTES))
 
 
 def register_hook_routes(server: MCPServer, capture: CaptureService) -> None:
@@ -69,5 +69,5 @@ def register_hook_routes(server: MCPServer, capture: CaptureService) -> None:
         text = await capture.session_context(principal, asked)
         return JSONResponse({"context": text, "capture": capture.enabled})
 
-    server.custom_route("/hooks/events", methods=["POST"])(_authenticated(capture, events))
-    server.custom_route("/hooks/context", methods=["POST"])(_authenticated(capture, context))
+    server.custom_route(EVENTS_ROUTE, methods=["POST"])(_authenticated(capture, events))
+    server.custom_route(CONTEXT_ROUTE, methods=["POST"])(_authenticated(capture, context))

@@ -14,8 +14,8 @@ from starlette.datastructures import Headers
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from team_memory_core.hook_protocol import PROJECT_HEADER
 from team_memory_core.models import PROJECT_PATTERN, Principal
-from team_memory_core.project_identity import PROJECT_HEADER
 
 workspace_project: ContextVar[str | None] = ContextVar("workspace_project", default=None)
 

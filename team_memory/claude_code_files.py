@@ -28,14 +28,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from team_memory.hook import SUMMARISED_TOOLS
+from team_memory.hook.records import SUMMARISED_TOOLS
+from team_memory_core.hook_protocol import SESSION_START
 
 Scope = Literal["user", "project"]
 SERVER_NAME = "team-memory"
 HOOK_MODULE = "team_memory.hook"
 CAPTURE_EVENTS = ("PostToolUse", "Stop", "SessionEnd")
+# What `install claude-code` always installs (--prompts adds UserPromptSubmit).
+INSTALLED_EVENTS = (SESSION_START, *CAPTURE_EVENTS)
 # With --self-capture these hooks count the session's changes and ask Claude at Stop.
-SELF_CAPTURE_EVENTS = frozenset({"SessionStart", *CAPTURE_EVENTS})
+SELF_CAPTURE_EVENTS = frozenset(INSTALLED_EVENTS)
 TOOL_MATCHER_EVENTS = frozenset({"PostToolUse"})
 # Exact tool names ("A|B" is a list to Claude Code, not a regex): the hook starts only for the
 # tools it summarises.

@@ -585,7 +585,7 @@ def doctor(home: HomeOption = None) -> None:
 def hook(ctx: typer.Context, event: str) -> None:
     """Run one Claude Code hook (reads the hook's JSON on stdin). Installed hooks call
     `python -m team_memory.hook` directly, which skips this CLI's imports."""
-    from team_memory.hook import main
+    from team_memory.hook.__main__ import main
 
     raise typer.Exit(main([event, *ctx.args]))
 

@@ -20,12 +20,16 @@ from typing import Any, Literal
 
 import httpx
 
-from team_memory.claude_code_files import HOOK_MODULE, SERVER_NAME, TOOL_MATCHER
-from team_memory.hook import SPOOL_NAME
+from team_memory.claude_code_files import (
+    HOOK_MODULE,
+    INSTALLED_EVENTS,
+    SERVER_NAME,
+    TOOL_MATCHER,
+)
+from team_memory_core.hook_protocol import SESSION_START, SPOOL_FILE
 from team_memory_core.project_identity import identify, repository_root
 
 Status = Literal["ok", "warn", "fail"]
-HOOK_EVENTS = ("SessionStart", "PostToolUse", "Stop", "SessionEnd")
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 _MARK = {"ok": "✔", "warn": "!", "fail": "✖"}
 
@@ -136,13 +140,13 @@ class Doctor:
         return self.findings
 
     def _check_hooks(self, config: ClaudeConfig) -> None:
-        missing = [e for e in HOOK_EVENTS if e not in config.hooks]
+        missing = [e for e in INSTALLED_EVENTS if e not in config.hooks]
         if missing:
-            self.note("fail" if "SessionStart" in missing else "warn", "hooks",
+            self.note("fail" if SESSION_START in missing else "warn", "hooks",
                       f"not installed for {', '.join(missing)}",
                       "team-memory install claude-code")
         else:
-            self.note("ok", "hooks", f"{', '.join(HOOK_EVENTS)} "
+            self.note("ok", "hooks", f"{', '.join(INSTALLED_EVENTS)} "
                       f"({' and '.join(sorted(config.hook_sources))} settings)")
         if any(m != TOOL_MATCHER for m in config.matchers):
             self.note("warn", "hooks", f"PostToolUse runs for {', '.join(config.matchers)}: "
@@ -234,7 +238,7 @@ class Doctor:
         data_dirs = {d for c in config.hooks.get("Stop", []) if (d := _option(c, "--data-dir"))}
         waiting = 0
         for directory in map(Path, data_dirs):
-            for path in directory.glob(f"{SPOOL_NAME}*"):
+            for path in directory.glob(f"{SPOOL_FILE}*"):
                 waiting += sum(1 for line in path.read_text(errors="replace").splitlines()
                                if line.strip())
         if waiting:

@@ -10,15 +10,20 @@ from __future__ import annotations
 
 import hashlib
 from datetime import datetime
-from enum import StrEnum
 from uuid import UUID
 
 from pydantic import BaseModel, Field
 
+from team_memory_core.hook_protocol import (
+    FILES_MAX,
+    KEY_MAX_CHARS,
+    SESSION_ID_MAX_CHARS,
+    SUMMARY_MAX_CHARS,
+    TOOL_MAX_CHARS,
+    EventKind,
+)
 from team_memory_core.models import IngestInput, Principal
 
-SUMMARY_MAX_CHARS = 1200
-FILES_MAX = 20
 # capture_sessions.key_id of a principal without a key (such principals never capture).
 NO_KEY = UUID(int=0)
 CAPTURE_SIGNAL = "event"
@@ -27,20 +32,13 @@ DISTILL_ACTIVITY = "distill_session_events"
 CAPTURE_SOURCE_PREFIX = "claude-code:"
 
 
-class EventKind(StrEnum):
-    TOOL = "tool"  # PostToolUse
-    PROMPT = "prompt"  # UserPromptSubmit
-    STOP = "stop"  # Stop: the end of a turn; flushes the batch
-    SESSION_END = "session_end"  # SessionEnd: flushes and ends the session workflow
-
-
 class CaptureEvent(BaseModel):
     """One hook event as it enters the workflow: already truncated and redacted."""
 
-    key: str = Field(min_length=1, max_length=200)
-    session_id: str = Field(min_length=1, max_length=200)
+    key: str = Field(min_length=1, max_length=KEY_MAX_CHARS)
+    session_id: str = Field(min_length=1, max_length=SESSION_ID_MAX_CHARS)
     kind: EventKind
-    tool: str | None = Field(default=None, max_length=100)
+    tool: str | None = Field(default=None, max_length=TOOL_MAX_CHARS)
     files: list[str] = Field(default_factory=list, max_length=FILES_MAX)
     summary: str = Field(default="", max_length=SUMMARY_MAX_CHARS)
     at: datetime

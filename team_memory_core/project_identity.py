@@ -15,9 +15,6 @@ import os
 import re
 from pathlib import Path
 
-# The header a client sends to name the project it works in (Claude Code's headersHelper
-# prints it from this module's project_for, so hook and MCP calls agree).
-PROJECT_HEADER = "X-Team-Memory-Project"
 OVERRIDE_ENV = "TEAM_MEMORY_PROJECT"
 OVERRIDE_FILE = ".team-memory"
 _SECTION = re.compile(r'^\s*\[\s*([A-Za-z0-9.-]+)(?:\s+"((?:[^"\\]|\\.)*)")?\s*\]')

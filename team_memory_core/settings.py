@@ -7,7 +7,6 @@ configuration table is generated from the field descriptions here.
 
 from __future__ import annotations
 
-import os
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -17,12 +16,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-
-def default_data_dir() -> Path:
-    """Per-user data directory (XDG on Linux, ~/Library on macOS)."""
-    xdg = os.environ.get("XDG_DATA_HOME")
-    base = Path(xdg) if xdg else Path.home() / ".local" / "share"
-    return base / "team-memory"
+from team_memory_core.hook_protocol import default_data_dir
 
 
 def _env(name: str) -> AliasChoices:

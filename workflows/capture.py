@@ -29,9 +29,9 @@ with workflow.unsafe.imports_passed_through():
         CaptureSession,
         DistillRequest,
         DistillResult,
-        EventKind,
         SessionSummary,
     )
+    from team_memory_core.hook_protocol import EventKind
     from team_memory_core.models import IngestInput, ingest_workflow_id
     from team_memory_core.temporal import CATEGORY_KEY, PROJECT_KEY, TENANT_KEY
     from workflows.ingest import BUG_ERRORS

@@ -32,7 +32,7 @@ import pytest
 
 from bench.stack import BenchStack, start_stack
 from team_memory.embedded import free_port
-from team_memory.self_capture import ASK
+from team_memory.hook.self_capture import ASK
 from team_memory_core.store.pool import create_pool
 from team_memory_core.tenants import create_key, ensure_tenant
 from tests.mcp_server.test_http import client_for

@@ -23,7 +23,9 @@ from pydantic import SecretStr
 from mcp_server.app import http_app
 from mcp_server.service import MemoryService
 from team_memory import embedded
-from team_memory.hook import HookConfig, capture, has_spool, run
+from team_memory.hook.config import HookConfig
+from team_memory.hook.events import capture, run
+from team_memory.hook.spool import has_spool
 from team_memory_core.capture import capture_workflow_id
 from team_memory_core.llm import Distiller
 from team_memory_core.models import MemoryStatus, approx_tokens
@@ -33,7 +35,7 @@ from team_memory_core.temporal import PROJECT_KEY
 from team_memory_core.tenants import IssuedKey, create_key
 from tests.conftest import Stack
 from tests.support.anthropic_server import FakeAnthropic
-from tests.team_memory.test_hook import ROOT, payload
+from tests.support.hooks import ROOT, payload
 from workflows.worker import build_worker
 
 pytestmark = pytest.mark.anyio

@@ -15,8 +15,8 @@ import pytest
 from mcp import Client, MCPError
 
 from mcp_server.browser_api import BODY_LIMIT as API_LIMIT
-from mcp_server.hooks import BODY_LIMIT as HOOKS_LIMIT
 from mcp_server.server import create_server
+from team_memory_core.hook_protocol import BODY_MAX_BYTES as HOOKS_LIMIT
 from team_memory_core.store import queries
 from team_memory_core.store.pool import tenant_tx
 from tests.conftest import Stack

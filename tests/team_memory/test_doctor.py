@@ -14,7 +14,7 @@ from typer.testing import CliRunner, Result
 from team_memory.cli import app
 from tests.conftest import Stack
 from tests.mcp_server.test_http import HttpServer, http_server  # noqa: F401 (fixture)
-from tests.team_memory.test_hook import ROOT
+from tests.support.hooks import ROOT
 
 pytestmark = pytest.mark.anyio
 
