@@ -26,16 +26,18 @@ from mcp_server.server import create_server
 from mcp_server.service import MemoryService
 from mcp_server.workspace import WorkspaceProjectMiddleware
 from team_memory_core.embedder import Embedder, load_in_background
+from team_memory_core.health import WORKER_UNKNOWN, Check, check_worker, ready
 from team_memory_core.logs import keep_queries_out_of_server_logs
 from team_memory_core.models import Principal
 from team_memory_core.project_identity import project_for
 from team_memory_core.settings import Settings
 from team_memory_core.store.migrate import check_embedding_dim
 from team_memory_core.store.pool import create_app_pool
-from team_memory_core.temporal import connect, describe_workers
+from team_memory_core.temporal import connect
 from team_memory_core.tenants import authenticate, record_auth_failure
 
 log = logging.getLogger("team_memory.mcp")
+READY_TIMEOUT_S = 2
 
 
 @contextlib.asynccontextmanager
@@ -88,8 +90,9 @@ def http_app(service: MemoryService) -> Starlette:
 
     async def readyz(_: Request) -> JSONResponse:
         checks = await readiness(service)
-        ok = all(value == "ok" for value in checks.values())
-        return JSONResponse({"status": "ok" if ok else "unavailable", "checks": checks},
+        ok = ready(checks)
+        return JSONResponse({"status": "ok" if ok else "unavailable",
+                             "checks": {name: check.probe for name, check in checks.items()}},
                             status_code=200 if ok else 503)
 
     server.custom_route("/healthz", methods=["GET"])(healthz)
@@ -107,23 +110,22 @@ def http_app(service: MemoryService) -> Starlette:
     return app
 
 
-async def readiness(service: MemoryService) -> dict[str, str]:
-    checks: dict[str, str] = {}
+async def readiness(service: MemoryService) -> dict[str, Check]:
+    checks: dict[str, Check] = {}
     try:
-        with anyio.fail_after(2):
+        with anyio.fail_after(READY_TIMEOUT_S):
             async with service.pool.acquire() as conn:
                 await conn.fetchval("SELECT 1")
-        checks["database"] = "ok"
+        checks["database"] = Check.passed()
     except Exception as error:  # any failure means not ready; report it, don't crash
-        checks["database"] = f"error: {type(error).__name__}"
+        checks["database"] = Check.failed(error)
     try:
-        with anyio.fail_after(2):
-            workers = await describe_workers(service.temporal, service.settings.task_queue)
-        checks["temporal"] = "ok"
-        checks["worker"] = "ok" if workers.ok else workers.describe()
+        with anyio.fail_after(READY_TIMEOUT_S):
+            checks["worker"] = await check_worker(service.temporal, service.settings.task_queue)
+        checks["temporal"] = Check.passed()
     except Exception as error:  # same: a readiness probe reports, it does not raise
-        checks["temporal"] = f"error: {type(error).__name__}"
-        checks["worker"] = "unknown"
+        checks["temporal"] = Check.failed(error)
+        checks["worker"] = WORKER_UNKNOWN
     return checks
 
 

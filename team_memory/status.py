@@ -11,10 +11,11 @@ import asyncpg
 import httpx
 from temporalio.client import Client
 
+from team_memory_core.health import WORKER_UNKNOWN, Check, check_worker, healthy
 from team_memory_core.settings import Settings
 from team_memory_core.store import queries
 from team_memory_core.store.pool import create_pool, tenant_tx
-from team_memory_core.temporal import connect, describe_workers
+from team_memory_core.temporal import connect
 
 INGESTIONS = "WorkflowType='IngestMemory'"
 CHECK_TIMEOUT_S = 5.0
@@ -30,7 +31,7 @@ class Schedule:
 
 @dataclass
 class StatusReport:
-    components: dict[str, str] = field(default_factory=dict)  # name -> "ok..." / "error: ..."
+    components: dict[str, Check] = field(default_factory=dict)
     memories_by_status: dict[str, int] = field(default_factory=dict)
     pending_by_tenant: dict[str, int] = field(default_factory=dict)
     running_ingestions: int | None = None
@@ -40,7 +41,7 @@ class StatusReport:
 
     @property
     def healthy(self) -> bool:
-        return all(not state.startswith("error") for state in self.components.values())
+        return healthy(self.components)
 
 
 async def collect_status(settings: Settings, admin_url: str) -> StatusReport:
@@ -66,9 +67,9 @@ async def _database(report: StatusReport, admin_url: str) -> None:
                 await _count_memories(report, pool)
             finally:
                 await pool.close()
-        report.components["database"] = "ok"
+        report.components["database"] = Check.passed()
     except Exception as error:  # a status report shows a broken part; it does not crash
-        report.components["database"] = f"error: {_describe(error)}"
+        report.components["database"] = Check.failed(error)
 
 
 async def _count_memories(report: StatusReport, pool: asyncpg.Pool) -> None:
@@ -89,9 +90,8 @@ async def _temporal(report: StatusReport, settings: Settings) -> None:
     try:
         with anyio.fail_after(CHECK_TIMEOUT_S):
             client = await connect(settings, None)
-            report.components["temporal"] = f"ok ({settings.temporal_target})"
-            workers = await describe_workers(client, settings.task_queue)
-            report.components["worker"] = workers.describe()
+            report.components["temporal"] = Check.passed(f"ok ({settings.temporal_target})")
+            report.components["worker"] = await check_worker(client, settings.task_queue)
             scope = f"{INGESTIONS} AND TaskQueue='{settings.task_queue}'"
             report.running_ingestions = (await client.count_workflows(
                 f"{scope} AND ExecutionStatus='Running'")).count
@@ -99,8 +99,8 @@ async def _temporal(report: StatusReport, settings: Settings) -> None:
                 f"{scope} AND ExecutionStatus='Failed'")).count
             report.schedules = await _schedules(client)
     except Exception as error:  # same: report, don't raise
-        report.components.setdefault("temporal", f"error: {_describe(error)}")
-        report.components.setdefault("worker", "unknown (Temporal unreachable)")
+        report.components.setdefault("temporal", Check.failed(error))
+        report.components.setdefault("worker", WORKER_UNKNOWN)
 
 
 async def _schedules(client: Client) -> list[Schedule]:
@@ -123,27 +123,23 @@ async def _mcp_server(report: StatusReport, settings: Settings) -> None:
         async with httpx.AsyncClient(timeout=CHECK_TIMEOUT_S) as http:
             response = await http.get(url)
     except httpx.HTTPError:
-        report.components["mcp server"] = f"not reachable at {url} (not running here?)"
+        report.components["mcp server"] = Check.unknown(f"not reachable at {url} "
+                                                        "(not running here?)")
         return
     if response.status_code == 200:
-        report.components["mcp server"] = f"ok ({url})"
+        report.components["mcp server"] = Check.passed(f"ok ({url})")
     else:
-        report.components["mcp server"] = f"error: {url} answered {response.status_code}: " \
-                                          f"{response.text[:200]}"
+        report.components["mcp server"] = Check(
+            False, f"error: {url} answered {response.status_code}: {response.text[:200]}")
 
 
 def _local(host: str) -> str:
     return "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
 
 
-def _describe(error: BaseException) -> str:
-    text = str(error).strip().splitlines()[0] if str(error).strip() else ""
-    return f"{type(error).__name__}: {text}" if text else type(error).__name__
-
-
 def render(report: StatusReport) -> str:
     lines = ["Components"]
-    lines += [f"  {name:<12} {state}" for name, state in report.components.items()]
+    lines += [f"  {name:<12} {check.detail}" for name, check in report.components.items()]
     lines.append("Ingestion")
     pending = sum(report.pending_by_tenant.values())
     by_tenant = ", ".join(f"{name}: {n}" for name, n in sorted(report.pending_by_tenant.items()))
