@@ -21,6 +21,8 @@ from pathlib import Path
 from typing import IO, Any
 from urllib.parse import quote
 
+from team_memory_core.hook_protocol import LOCAL_KEY_FILE
+from team_memory_core.settings import Settings
 from team_memory_core.store.migrate import APP_ROLE
 
 SEARCH_ATTRIBUTES = {
@@ -84,6 +86,31 @@ def start_postgres(data_dir: Path) -> EmbeddedPostgres:
     server = get_server(data_dir, cleanup_mode="stop")
     lock_down(data_dir.parent)  # pgserver, run as root, opened it up (see lock_down)
     return EmbeddedPostgres(data_dir, server)
+
+
+@dataclass(frozen=True)
+class Database:
+    """Where the data is: as the schema owner (migrations, tenants, keys) and as the
+    application role (under Row-Level Security)."""
+
+    admin_url: str
+    app_url: str
+
+
+@contextlib.contextmanager
+def database(settings: Settings) -> Iterator[Database]:
+    """The configured database (DATABASE_URL, and DATABASE_ADMIN_URL if the owner differs),
+    else the embedded one in the data dir, running until the block ends."""
+    if not settings.embedded_postgres:
+        assert settings.database_url is not None
+        yield Database(settings.database_admin_url or settings.database_url,
+                       settings.database_url)
+        return
+    postgres = start_postgres(settings.data_dir / "pg")
+    try:
+        yield Database(postgres.admin_url, postgres.app_url)
+    finally:
+        postgres.stop()
 
 
 def temporal_binary() -> Path:
@@ -194,7 +221,7 @@ def stop_process(process: subprocess.Popen[bytes], timeout: float = 15) -> None:
 
 # Files an older version (or a wider umask) may have left readable by others.
 PRIVATE_FILES = ("temporal.db", "temporal.db-wal", "temporal.db-shm", "temporal.log",
-                 "local-api-key", "temporal-kek", "up.lock")
+                 LOCAL_KEY_FILE, "temporal-kek", "up.lock")
 
 
 def lock_down(data_dir: Path) -> None:

@@ -1,13 +1,12 @@
 """`team-memory eval locomo PATH`: evidence recall of search_memory on LoCoMo-format data.
 
-Like cli.py and stack.py this is composition-root code: it wires the service, a worker and
-the embedded stack together. Each conversation is imported into its own project through the
-real import path (MemoryService.save -> IngestMemory workflows), one memory per turn
-("Speaker: text", plus the shared image's caption), occurred_at = the session's date,
-source = the turn's dia_id. Every question of categories 1-4 is then asked through
-MemoryService.search; recall@k is the share of the question's evidence turns in the top k.
-BM25-only and vector-only rankings of the same scope are computed in the same run.
-"""
+Part of the program: it wires the service, a worker and the embedded stack together. Each
+conversation is imported into its own project through the real import path
+(MemoryService.save -> IngestMemory workflows), one memory per turn ("Speaker: text", plus the
+shared image's caption), occurred_at = the session's date, source = the turn's dia_id. Every
+question of categories 1-4 is then asked through MemoryService.search; recall@k is the share
+of the question's evidence turns in the top k. BM25-only and vector-only rankings of the same
+scope are computed in the same run."""
 
 from __future__ import annotations
 
@@ -26,14 +25,20 @@ from pathlib import Path
 from typing import Any
 from uuid import UUID
 
+from mcp_server.app import open_service
+from mcp_server.service import MemoryService
+from mcp_server.transfer import ImportItem, import_items
 from team_memory import embedded
+from team_memory.embedded import Database
 from team_memory_core.embedder import embed_async
 from team_memory_core.models import Principal
 from team_memory_core.settings import Settings
 from team_memory_core.store import queries
 from team_memory_core.store.migrate import migrate
 from team_memory_core.store.pool import create_pool, principal_tx
+from team_memory_core.temporal import CORE_LOGGER
 from team_memory_core.tenants import ensure_tenant
+from workflows.worker import build_worker
 
 KS = (5, 10, 20)
 CATEGORIES = (1, 2, 3, 4)
@@ -162,41 +167,43 @@ class Report:
 # --- running --------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class Stack:
+    """Where an evaluation runs: a migrated database and the Temporal server of ``settings``."""
+
+    settings: Settings
+    database: Database
+
+
 @contextlib.asynccontextmanager
-async def isolated_settings(base: Settings) -> AsyncIterator[Settings]:
-    """A throwaway stack in a temp dir: embedded PostgreSQL and an in-memory Temporal dev
-    server on a free port."""
+async def throwaway_stack(base: Settings) -> AsyncIterator[Stack]:
+    """A stack in a temp dir: embedded PostgreSQL and an in-memory Temporal dev server on a
+    free port."""
     with tempfile.TemporaryDirectory(prefix="team-memory-eval-") as tmp:
-        postgres = embedded.start_postgres(Path(tmp) / "pg")
         port = embedded.free_port()
+        settings = base.model_copy(update={
+            "data_dir": Path(tmp), "database_url": None, "database_admin_url": None,
+            "temporal_address": f"127.0.0.1:{port}",
+        })
         temporal = embedded.start_temporal(db_file=None, port=port, ui_port=None)
         try:
-            settings = base.model_copy(update={
-                "data_dir": Path(tmp), "database_url": postgres.app_url,
-                "database_admin_url": postgres.admin_url,
-                "temporal_address": f"127.0.0.1:{port}",
-            })
-            await migrate(postgres.admin_url, settings)
-            yield settings
+            with embedded.database(settings) as database:
+                await migrate(database.admin_url, settings)
+                yield Stack(settings, database)
         finally:
             embedded.stop_process(temporal)
-            postgres.stop()
 
 
-async def evaluate(settings: Settings, conversations: list[Conversation], *,
-                   concurrency: int = 8,
+async def evaluate(stack: Stack, conversations: list[Conversation], *, concurrency: int = 8,
                    progress: Callable[[str, int, int], None] | None = None) -> Report:
-    """Import, ask, score. ``settings`` must point at a migrated database and a Temporal
-    server; a worker runs in this process on a task queue of its own."""
-    from mcp_server.app import open_service
-    from workflows.worker import build_worker
-
+    """Import, ask, score, as a new tenant of ``stack``; a worker runs in this process on a
+    task queue of its own."""
     _quiet_temporal_core()
-    settings = settings.model_copy(update={"task_queue": f"eval-{uuid.uuid4().hex[:10]}",
-                                           "anthropic_api_key": None})
-    admin_url = settings.database_admin_url or settings.database_url
-    assert admin_url is not None
-    admin = await create_pool(admin_url, min_size=1, max_size=2)
+    settings = stack.settings.model_copy(update={
+        "database_url": stack.database.app_url, "database_admin_url": stack.database.admin_url,
+        "task_queue": f"eval-{uuid.uuid4().hex[:10]}", "anthropic_api_key": None,
+    })
+    admin = await create_pool(stack.database.admin_url, min_size=1, max_size=2)
     try:
         tenant_name = f"eval-{uuid.uuid4().hex[:10]}"
         principal = Principal(tenant_id=await ensure_tenant(admin, tenant_name),
@@ -220,34 +227,30 @@ async def evaluate(settings: Settings, conversations: list[Conversation], *,
 def _quiet_temporal_core() -> None:
     """The bulk import keeps the in-process worker saturated on purpose; its core's
     "workflow task took over 5 s" warnings would bury the table."""
-    from team_memory_core.temporal import CORE_LOGGER
-
     CORE_LOGGER.setLevel(logging.ERROR)
 
 
-async def _import(service: Any, principal: Principal, conversation: Conversation,
+async def _import(service: MemoryService, principal: Principal, conversation: Conversation,
                   concurrency: int, progress: Callable[[str, int, int], None] | None,
                   report: Report) -> dict[UUID, set[str]]:
-    from mcp_server.transfer import ImportItem, import_items
-
     items = [ImportItem(content=t.content, occurred_at=t.occurred_at, source=t.dia_id)
              for t in conversation.turns]
     imported = await import_items(service, principal, items, conversation.project,
                                   concurrency=concurrency, progress=progress)
     if imported.pending:
         raise RuntimeError(f"{imported.pending} memories were not committed in time")
-    turns = await _turns_of_memories(service, principal, conversation, items)
+    turns = await _turns_of_memories(service, principal, conversation)
     report.memories += len(items)
     report.merged += len(items) - len(turns)
     return turns
 
 
-async def _turns_of_memories(service: Any, principal: Principal, conversation: Conversation,
-                             items: list[Any]) -> dict[UUID, set[str]]:
+async def _turns_of_memories(service: MemoryService, principal: Principal,
+                             conversation: Conversation) -> dict[UUID, set[str]]:
     """Which turns each live memory stands for: its own, those saved with identical text
     (same id) and those the ingestion folded into it as duplicates."""
-    ids = [service.prepare(principal, i.content, project=conversation.project).memory_id
-           for i in items]
+    ids = [service.prepare(principal, turn.content, project=conversation.project).memory_id
+           for turn in conversation.turns]
     owner: dict[UUID, UUID] = {}
     unique = list(dict.fromkeys(ids))
     for start in range(0, len(unique), 50):
@@ -255,12 +258,13 @@ async def _turns_of_memories(service: Any, principal: Principal, conversation: C
                                              include_history=True):
             owner[memory.id] = memory.duplicate_of or memory.id
     turns: dict[UUID, set[str]] = {}
-    for memory_id, item in zip(ids, items, strict=True):
-        turns.setdefault(owner[memory_id], set()).add(item.source)
+    for memory_id, turn in zip(ids, conversation.turns, strict=True):
+        turns.setdefault(owner[memory_id], set()).add(turn.dia_id)
     return turns
 
 
-async def _ask_all(service: Any, principal: Principal, conversations: list[Conversation],
+async def _ask_all(service: MemoryService, principal: Principal,
+                   conversations: list[Conversation],
                    sources: dict[str, dict[UUID, set[str]]], report: Report) -> None:
     methods = {"hybrid (search_memory)": MethodResult(), "BM25 only": MethodResult(),
                "vector only": MethodResult()}
@@ -289,7 +293,7 @@ def _scope(conversation_project: str) -> queries.SearchFilters:
     return queries.SearchFilters(projects=[conversation_project], statuses=["active"])
 
 
-async def _vector_only(service: Any, principal: Principal, query: str,
+async def _vector_only(service: MemoryService, principal: Principal, query: str,
                        project: str) -> list[UUID]:
     vector = (await embed_async(service.embedder, [query]))[0]
     async with principal_tx(service.pool, principal) as conn:
@@ -298,7 +302,7 @@ async def _vector_only(service: Any, principal: Principal, query: str,
     return found
 
 
-async def _bm25_only(service: Any, principal: Principal, query: str,
+async def _bm25_only(service: MemoryService, principal: Principal, query: str,
                      project: str) -> list[UUID]:
     """Okapi BM25 over every memory of the project sharing a word with the query."""
     vector = (await embed_async(service.embedder, [query]))[0]

@@ -13,6 +13,7 @@ from contextlib import ExitStack
 from pathlib import Path
 
 from team_memory import embedded
+from team_memory_core.hook_protocol import LOCAL_KEY_FILE
 from team_memory_core.settings import Settings
 from team_memory_core.store import queries
 from team_memory_core.store.migrate import migrate
@@ -29,11 +30,11 @@ def run_stack(settings: Settings) -> int:
     embedded.lock_down(settings.data_dir)
     with ExitStack() as cleanup:
         cleanup.enter_context(embedded.data_dir_lock(settings.data_dir))
-        admin_url, app_url = _database(settings, cleanup)
-        api_key = asyncio.run(_prepare_database(settings, admin_url))
+        database = cleanup.enter_context(embedded.database(settings))
+        api_key = asyncio.run(_prepare_database(settings, database.admin_url))
         temporal_address = _temporal(settings, cleanup)
         env = {
-            "DATABASE_URL": app_url,
+            "DATABASE_URL": database.app_url,
             "TEMPORAL_ADDRESS": temporal_address,
             "TEAM_MEMORY_DATA_DIR": str(settings.data_dir),
             "TEAM_MEMORY_MCP_PORT": str(settings.mcp_port),
@@ -48,15 +49,6 @@ def run_stack(settings: Settings) -> int:
         print(_banner(settings, api_key), flush=True)
         return _wait_for_signal(children)
     return 0
-
-
-def _database(settings: Settings, cleanup: ExitStack) -> tuple[str, str]:
-    if not settings.embedded_postgres:
-        assert settings.database_url is not None
-        return settings.database_admin_url or settings.database_url, settings.database_url
-    postgres = embedded.start_postgres(settings.data_dir / "pg")
-    cleanup.callback(postgres.stop)
-    return postgres.admin_url, postgres.app_url
 
 
 def _temporal(settings: Settings, cleanup: ExitStack) -> str:
@@ -76,7 +68,7 @@ def _temporal(settings: Settings, cleanup: ExitStack) -> str:
 async def _prepare_database(settings: Settings, admin_url: str) -> str:
     """Migrate, and make sure the local tenant has a key (kept in the data dir, mode 0600)."""
     await migrate(admin_url, settings)
-    key_file = settings.data_dir / "local-api-key"
+    key_file = settings.data_dir / LOCAL_KEY_FILE
     pool = await create_pool(admin_url, min_size=1, max_size=2)
     try:
         tenant_id = await ensure_tenant(pool, LOCAL_TENANT)

@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import subprocess
-import sys
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -28,6 +25,7 @@ from team_memory_core.models import MemoryStatus
 from team_memory_core.tenants import create_key
 from tests.conftest import Stack
 from tests.mcp_server.test_tools import DECISIONS, call
+from tests.support.cli import cli
 
 pytestmark = pytest.mark.anyio
 
@@ -101,16 +99,6 @@ async def test_foreign_host_header_is_refused(http_server: HttpServer, running: 
             "Host": "evil.example.com", "Authorization": f"Bearer {running.api_key}",
             "Accept": "application/json, text/event-stream"})
     assert response.status_code in (400, 403, 421)
-
-
-def cli(running: Stack, *args: str) -> subprocess.CompletedProcess[str]:
-    """`team-memory ...` as an operator runs it, against the test database."""
-    env = {**os.environ, "DATABASE_URL": running.settings.database_url or "",
-           "DATABASE_ADMIN_URL": running.settings.database_admin_url or "",
-           "TEMPORAL_ADDRESS": running.settings.temporal_target,
-           "TEAM_MEMORY_DATA_DIR": str(running.settings.data_dir)}
-    return subprocess.run([sys.executable, "-m", "team_memory", *args], env=env,
-                          capture_output=True, text=True, timeout=120, check=False)
 
 
 async def _post(url: str, key: str) -> httpx.Response:

@@ -31,13 +31,15 @@ def repo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return root
 
 
-def _install(tmp_path: Path, server: HttpServer, key: str,
-             monkeypatch: pytest.MonkeyPatch) -> tuple[Path, Path]:
+@pytest.fixture
+def installed(running: Stack, http_server: HttpServer, repo: Path, tmp_path: Path,  # noqa: F811
+              monkeypatch: pytest.MonkeyPatch) -> tuple[Path, Path]:
+    """(home, data dir) of `install claude-code` against the running server, from ``repo``."""
     home, data = tmp_path / "home", tmp_path / "data"
     home.mkdir()
     data.mkdir()
-    (data / "local-api-key").write_text(key + "\n")
-    monkeypatch.setenv("TEAM_MEMORY_MCP_PORT", server.base.rsplit(":", 1)[1])
+    (data / "local-api-key").write_text(running.api_key + "\n")
+    monkeypatch.setenv("TEAM_MEMORY_MCP_PORT", http_server.base.rsplit(":", 1)[1])
     done = CliRunner().invoke(app, ["install", "claude-code", "--home", str(home),
                                     "--data-dir", str(data)])
     assert done.exit_code == 0, done.output
@@ -56,10 +58,9 @@ async def _doctor(home: Path) -> Result:
 
 
 async def test_a_good_setup_reports_the_repository_project_end_to_end(
-    running: Stack, http_server: HttpServer, repo: Path, tmp_path: Path,  # noqa: F811
-    monkeypatch: pytest.MonkeyPatch,
+    running: Stack, installed: tuple[Path, Path]
 ) -> None:
-    home, _ = _install(tmp_path, http_server, running.api_key, monkeypatch)
+    home, _ = installed
     result = await _doctor(home)
     assert result.exit_code == 0, result.output
     assert "project        github.com/acme/payments (from git remote" in result.output
@@ -70,11 +71,8 @@ async def test_a_good_setup_reports_the_repository_project_end_to_end(
     assert "✔ spool          empty" in result.output
 
 
-async def test_an_old_install_is_diagnosed_with_the_fix(
-    running: Stack, http_server: HttpServer, repo: Path, tmp_path: Path,  # noqa: F811
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    home, _ = _install(tmp_path, http_server, running.api_key, monkeypatch)
+async def test_an_old_install_is_diagnosed_with_the_fix(installed: tuple[Path, Path]) -> None:
+    home, _ = installed
     _edit(home / ".claude.json", lambda c: c["mcpServers"]["team-memory"].pop("headersHelper"))
     _edit(home / ".claude" / "settings.json",
           lambda s: s["hooks"]["PostToolUse"][0].update(matcher="*"))
@@ -85,11 +83,8 @@ async def test_an_old_install_is_diagnosed_with_the_fix(
     assert "fix: reinstall: team-memory install claude-code" in result.output
 
 
-async def test_server_down_and_waiting_events_are_reported(
-    running: Stack, http_server: HttpServer, repo: Path, tmp_path: Path,  # noqa: F811
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    home, data = _install(tmp_path, http_server, running.api_key, monkeypatch)
+async def test_server_down_and_waiting_events_are_reported(installed: tuple[Path, Path]) -> None:
+    home, data = installed
     (data / "hook-spool.jsonl").write_text('{"key": "a"}\n{"key": "b"}\n')
     _edit(home / ".claude.json",
           lambda c: c["mcpServers"]["team-memory"].update(url="http://127.0.0.1:9/mcp"))

@@ -22,9 +22,10 @@ from team_memory_core.temporal import connect, keyring_of
 from team_memory_core.temporal_keys import KeyUnavailable
 from tests.conftest import Stack
 from tests.mcp_server.test_capture import BUGFIX, DECISION, PROJECT, serving
-from tests.mcp_server.test_http import HttpServer, cli, http_server
+from tests.mcp_server.test_http import HttpServer, http_server
 from tests.mcp_server.test_tools import call, call_error
 from tests.support.anthropic_server import FakeAnthropic
+from tests.support.cli import cli
 from tests.temporal_cli import readable, show
 from tests.workflows.test_consolidate import consolidate, distiller, fake, save
 from tests.workflows.test_distillation import MODEL

@@ -46,8 +46,8 @@ from team_memory_core.temporal_keys import (
 )
 from tests.conftest import Stack, new_tenant
 from tests.mcp_server.test_capture import PROJECT, serving
-from tests.mcp_server.test_http import cli
 from tests.support.anthropic_server import FakeAnthropic
+from tests.support.cli import cli
 from tests.temporal_cli import listing, readable, show, unencrypted
 
 pytestmark = pytest.mark.anyio

@@ -15,9 +15,9 @@ from team_memory_core.models import MemoryStatus, Principal
 from team_memory_core.store.pool import tenant_tx
 from team_memory_core.tenants import create_key
 from tests.conftest import Stack
-from tests.mcp_server.test_http import cli
 from tests.mcp_server.test_tools import call
 from tests.support.anthropic_server import FakeAnthropic
+from tests.support.cli import cli
 from tests.workflows.test_consolidate import consolidate, distiller
 from tests.workflows.test_distillation import MODEL, decision, events, fake, first, haiku, row
 

@@ -1,35 +1,16 @@
-"""Operator commands of the CLI that need no running stack: configuration and keys."""
+"""`team-memory tenant` and `key`: keys with an expiry, and bad expiries refused."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from datetime import UTC, datetime, timedelta
 
 import anyio
 import pytest
 
 from tests.conftest import Stack
-from tests.mcp_server.test_http import cli
+from tests.support.cli import cli
 
 pytestmark = pytest.mark.anyio
-
-
-def test_config_masks_every_password() -> None:
-    env = {**os.environ,
-           "DATABASE_URL": "postgresql://team_memory_app:app-secret-1@db:5432/tm",
-           "DATABASE_ADMIN_URL": "postgresql://owner:owner-secret-2@db/tm?sslmode=require"
-                                 "&password=owner-secret-3",
-           "ANTHROPIC_API_KEY": "sk-ant-secret-4"}
-    shown = subprocess.run([sys.executable, "-m", "team_memory", "config"], env=env,
-                           capture_output=True, text=True, timeout=60, check=True).stdout
-    for secret in ("app-secret-1", "owner-secret-2", "owner-secret-3", "sk-ant-secret-4"):
-        assert secret not in shown
-    assert "DATABASE_ADMIN_URL=postgresql://owner:****@db/tm?sslmode=require&password=****" \
-        in shown.splitlines()
-    assert "ANTHROPIC_API_KEY=****" in shown.splitlines()
-    assert "TEAM_MEMORY_KEYWORD_CANDIDATE_ROWS=1000" in shown.splitlines()  # not a secret
 
 
 async def test_keys_created_with_an_expiry_list_it(stack: Stack) -> None:

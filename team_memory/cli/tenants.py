@@ -1,0 +1,125 @@
+"""Tenants and their API keys: tenant create, key create, key list, key revoke."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated
+from uuid import UUID
+
+import asyncpg
+import typer
+
+from team_memory.cli.common import DataDir, fail, load_settings, on_database, small_pool
+from team_memory.embedded import Database
+from team_memory_core.store import queries
+from team_memory_core.store.pool import tenant_tx
+from team_memory_core.tenants import (
+    create_key,
+    ensure_tenant,
+    parse_duration,
+    revoke_key,
+    tenant_id_by_name,
+)
+
+tenant_app = typer.Typer(no_args_is_help=True, help="Manage tenants.")
+key_app = typer.Typer(no_args_is_help=True, help="Manage API keys.")
+app = typer.Typer()
+app.add_typer(tenant_app, name="tenant")
+app.add_typer(key_app, name="key")
+
+
+@tenant_app.command("create")
+def tenant_create(name: str, data_dir: DataDir = None) -> None:
+    """Create a tenant (a team: the isolation boundary)."""
+    async def run(database: Database) -> UUID:
+        async with small_pool(database.admin_url) as pool:
+            return await ensure_tenant(pool, name)
+
+    tenant_id = on_database(load_settings(data_dir), run)
+    typer.echo(f"tenant {name} ({tenant_id})")
+
+
+@key_app.command("create")
+def key_create(
+    tenant: Annotated[str, typer.Option(help="Tenant name")],
+    project: Annotated[str | None, typer.Option(help="Limit the key to one project")] = None,
+    read_only: Annotated[bool, typer.Option("--read-only", help="Search and read only")] = False,
+    name: Annotated[str, typer.Option(help="A label for the key")] = "default",
+    expires_in: Annotated[str | None, typer.Option(
+        help="Refuse the key after this long: 12h, 90d, 6w")] = None,
+    expires_at: Annotated[str | None, typer.Option(
+        help="Refuse the key from this time on (ISO 8601; UTC without a zone)")] = None,
+    data_dir: DataDir = None,
+) -> None:
+    """Create an API key; the secret is printed once and only its hash is stored."""
+    expiry = _key_expiry(expires_in, expires_at)
+
+    async def run(database: Database) -> None:
+        async with small_pool(database.admin_url) as pool:
+            issued = await create_key(pool, tenant, name=name, project=project,
+                                      read_only=read_only, expires_at=expiry)
+        until = f"\nexpires {expiry:%Y-%m-%d %H:%M %Z}" if expiry else ""
+        typer.echo(f"key id {issued.key_id}\nsecret {issued.secret}{until}\n"
+                   "(shown once: store it now)")
+
+    on_database(load_settings(data_dir), run)
+
+
+@key_app.command("list")
+def key_list(tenant: Annotated[str, typer.Option(help="Tenant name")],
+             data_dir: DataDir = None) -> None:
+    """List a tenant's keys (no secrets)."""
+    async def run(database: Database) -> list[asyncpg.Record]:
+        async with small_pool(database.admin_url) as pool:
+            tenant_id = await tenant_id_by_name(pool, tenant)
+            async with tenant_tx(pool, tenant_id) as conn:
+                return list(await queries.list_keys(conn, tenant_id))
+
+    for row in on_database(load_settings(data_dir), run):
+        scope = row["project"] or "all projects"
+        mode = "read-only" if row["read_only"] else "read-write"
+        typer.echo(f"{row['id']}  {row['prefix']}…  {row['name']}  {scope}  {mode}  "
+                   f"{_key_state(row)}")
+
+
+def _key_expiry(expires_in: str | None, expires_at: str | None) -> datetime | None:
+    if expires_in is not None and expires_at is not None:
+        raise typer.BadParameter("give --expires-in or --expires-at, not both")
+    now = datetime.now(UTC)
+    if expires_in is not None:
+        try:
+            return now + parse_duration(expires_in)
+        except ValueError as error:
+            raise typer.BadParameter(str(error), param_hint="--expires-in") from None
+    if expires_at is None:
+        return None
+    try:
+        expiry = datetime.fromisoformat(expires_at)
+    except ValueError:
+        raise typer.BadParameter("is not an ISO 8601 time", param_hint="--expires-at") from None
+    expiry = expiry if expiry.tzinfo else expiry.replace(tzinfo=UTC)
+    if expiry <= now:
+        raise typer.BadParameter("is in the past", param_hint="--expires-at")
+    return expiry
+
+
+def _key_state(row: asyncpg.Record) -> str:
+    if row["revoked_at"]:
+        return f"revoked {row['revoked_at']:%Y-%m-%d}"
+    if row["expired"]:
+        return f"expired {row['expires_at']:%Y-%m-%d %H:%M}"
+    if row["expires_at"]:
+        return f"active, expires {row['expires_at']:%Y-%m-%d %H:%M}"
+    return "active"
+
+
+@key_app.command("revoke")
+def key_revoke(key_id: str, data_dir: DataDir = None) -> None:
+    """Revoke a key at once."""
+    async def run(database: Database) -> bool:
+        async with small_pool(database.admin_url) as pool:
+            return await revoke_key(pool, UUID(key_id))
+
+    if not on_database(load_settings(data_dir), run):
+        fail(f"no active key {key_id}")
+    typer.echo(f"revoked {key_id}")
