@@ -4,7 +4,6 @@ revoked or expired key, and the per-key rate limit's 429, on /mcp, /hooks/*, /ap
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -13,13 +12,10 @@ from typing import Any
 import asyncpg
 import httpx
 import pytest
-import uvicorn
 
-from mcp_server.app import http_app
-from mcp_server.service import MemoryService
-from team_memory import embedded
 from team_memory_core.tenants import create_key, revoke_key
 from tests.conftest import Stack
+from tests.support.http import serving_http
 
 pytestmark = pytest.mark.anyio
 
@@ -43,19 +39,8 @@ ROUTE_IDS = [path.split("?")[0] for _, path, _ in ROUTES]
 
 @pytest.fixture
 async def base(stack: Stack) -> AsyncIterator[str]:
-    port = embedded.free_port()
-    settings = stack.settings.model_copy(update={"mcp_port": port,
-                                                 "rate_limit_per_minute": LIMIT})
-    service = MemoryService(settings=settings, pool=stack.pool, temporal=stack.client,
-                            embedder=stack.embedder)
-    server = uvicorn.Server(uvicorn.Config(http_app(service), host="127.0.0.1", port=port,
-                                           log_level="warning", lifespan="on"))
-    task = asyncio.create_task(server.serve())
-    while not server.started:
-        await asyncio.sleep(0.02)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    await asyncio.wait_for(task, 10)
+    async with serving_http(stack, rate_limit_per_minute=LIMIT) as (url, _):
+        yield url
 
 
 async def _send(base: str, route: tuple[str, str, dict[str, Any] | None],
