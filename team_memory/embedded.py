@@ -21,16 +21,13 @@ from pathlib import Path
 from typing import IO, Any
 from urllib.parse import quote
 
+from team_memory_core.contract import SEARCH_ATTRIBUTES as CONTRACT_ATTRIBUTES
 from team_memory_core.hook_protocol import LOCAL_KEY_FILE
 from team_memory_core.settings import Settings
 from team_memory_core.store.migrate import APP_ROLE
 
-SEARCH_ATTRIBUTES = {
-    "TenantName": "Keyword",
-    "Project": "Keyword",
-    "Category": "Keyword",
-    "Decision": "Keyword",
-}
+# Registered on the dev server at start, so operators can filter workflows by them.
+SEARCH_ATTRIBUTES = {key.name: "Keyword" for key in CONTRACT_ATTRIBUTES}
 
 
 class StackError(RuntimeError):
@@ -95,6 +92,7 @@ class Database:
 
     admin_url: str
     app_url: str
+    embedded: EmbeddedPostgres | None = None  # the cluster started for it, if any
 
 
 @contextlib.contextmanager
@@ -108,7 +106,7 @@ def database(settings: Settings) -> Iterator[Database]:
         return
     postgres = start_postgres(settings.data_dir / "pg")
     try:
-        yield Database(postgres.admin_url, postgres.app_url)
+        yield Database(postgres.admin_url, postgres.app_url, postgres)
     finally:
         postgres.stop()
 

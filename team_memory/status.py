@@ -11,13 +11,14 @@ import asyncpg
 import httpx
 from temporalio.client import Client
 
+from team_memory.supervisor import read_state
+from team_memory_core.contract import INGESTIONS
 from team_memory_core.health import WORKER_UNKNOWN, Check, check_worker, healthy
 from team_memory_core.settings import Settings
 from team_memory_core.store import queries
 from team_memory_core.store.pool import create_pool, tenant_tx
 from team_memory_core.temporal import connect
 
-INGESTIONS = "WorkflowType='IngestMemory'"
 CHECK_TIMEOUT_S = 5.0
 
 
@@ -38,6 +39,7 @@ class StatusReport:
     failed_ingestions: int | None = None
     schedules: list[Schedule] = field(default_factory=list)
     settings: dict[str, str] = field(default_factory=dict)
+    restarts: dict[str, str] = field(default_factory=dict)  # child of `up` -> what happened
 
     @property
     def healthy(self) -> bool:
@@ -56,7 +58,18 @@ async def collect_status(settings: Settings, admin_url: str) -> StatusReport:
     await _database(report, admin_url)
     await _temporal(report, settings)
     await _mcp_server(report, settings)
+    report.restarts = _restarts(settings)
     return report
+
+
+def _restarts(settings: Settings) -> dict[str, str]:
+    """What `up` had to restart (its state file in the data dir)."""
+    restarted = {}
+    for name, child in read_state(settings.data_dir).items():
+        if isinstance(child, dict) and child.get("restarts"):
+            restarted[name] = (f"restarted {child['restarts']} time(s), last at "
+                               f"{child.get('last_restart')} after exit {child.get('last_exit')}")
+    return restarted
 
 
 async def _database(report: StatusReport, admin_url: str) -> None:
@@ -140,6 +153,9 @@ def _local(host: str) -> str:
 def render(report: StatusReport) -> str:
     lines = ["Components"]
     lines += [f"  {name:<12} {check.detail}" for name, check in report.components.items()]
+    if report.restarts:
+        lines.append("Restarts by `up`")
+        lines += [f"  {name:<20} {what}" for name, what in report.restarts.items()]
     lines.append("Ingestion")
     pending = sum(report.pending_by_tenant.values())
     by_tenant = ", ".join(f"{name}: {n}" for name, n in sorted(report.pending_by_tenant.items()))

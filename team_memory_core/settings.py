@@ -16,6 +16,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from team_memory_core.contract import Policy
 from team_memory_core.hook_protocol import default_data_dir
 
 
@@ -323,8 +324,8 @@ class Settings(BaseSettings):
         return self.temporal_address or f"127.0.0.1:{self.temporal_port}"
 
     @property
-    def dedupe_policy(self) -> Literal["haiku", "local"]:
-        return "haiku" if self.anthropic_api_key else "local"
+    def dedupe_policy(self) -> Policy:
+        return Policy.HAIKU if self.anthropic_api_key else Policy.LOCAL
 
     @property
     def mcp_url(self) -> str:
