@@ -33,7 +33,7 @@ from team_memory_core.models import (
 )
 from team_memory_core.payload_codec import Envelope, decrypt
 from team_memory_core.schedules import ensure_all, nightly_schedule, run_now, schedule_id
-from team_memory_core.store import queries
+from team_memory_core.store.memories import insert_pending
 from team_memory_core.store.pool import tenant_tx
 from team_memory_core.temporal import connect, keyring_of
 from team_memory_core.temporal_keys import (
@@ -106,8 +106,8 @@ async def test_capture_session_history_is_ciphertext(
            hook_text)
     for record in captured:
         workflow_id = ingest_workflow_id(stack.principal.tenant_name, PROJECT,
-                                         content_hash(record["content"]), 0)
-        sealed(await shown(stack, workflow_id), [record["content"][:30], *hook_text])
+                                         content_hash(record.content), 0)
+        sealed(await shown(stack, workflow_id), [record.content[:30], *hook_text])
 
 
 @pytest.fixture
@@ -210,7 +210,7 @@ async def test_workflow_started_before_encryption_still_completes(
     workflow_id = ingest_workflow_id(stack.principal.tenant_name, item.project, item.content_hash,
                                      0)
     async with tenant_tx(stack.pool, stack.principal.tenant_id) as conn:
-        assert await queries.insert_pending(conn, item)
+        assert await insert_pending(conn, item)
     await attacker.start_workflow("IngestMemory", item, id=workflow_id,
                                   task_queue=stack.settings.task_queue)
     keyring_of(stack.client).encrypted_since = datetime.now(UTC)  # the upgrade: after the start

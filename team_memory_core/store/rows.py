@@ -1,0 +1,22 @@
+"""Typed rows out of asyncpg records: what every store function returns instead of a record.
+
+A row class's fields are the statement's columns, by name; a column the class does not name
+(or a field the statement does not select) fails at once, in the first test that runs it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import TypeVar
+
+import asyncpg
+
+Row = TypeVar("Row")
+
+
+def one(cls: type[Row], record: asyncpg.Record | None) -> Row | None:
+    return None if record is None else cls(**record)
+
+
+def many(cls: type[Row], records: Iterable[asyncpg.Record]) -> list[Row]:
+    return [cls(**record) for record in records]
