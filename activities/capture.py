@@ -17,12 +17,12 @@ from temporalio.exceptions import ApplicationError
 
 from team_memory_core import llm
 from team_memory_core.capture import CaptureEvent, DistillRequest, DistillResult, capture_source
+from team_memory_core.contract import DISTILL_ACTIVITY, ingest_workflow_id
 from team_memory_core.models import (
     Category,
     IngestInput,
     approx_tokens,
     content_hash,
-    ingest_workflow_id,
     memory_id_for,
 )
 from team_memory_core.rules.redaction import redact
@@ -54,7 +54,7 @@ class CaptureActivities:
     keys: Keyring
     distiller: llm.Distiller | None = None
 
-    @activity.defn(name="distill_session_events")
+    @activity.defn(name=DISTILL_ACTIVITY)
     async def distill_session_events(self, request: DistillRequest) -> DistillResult:
         fresh = await self._unprocessed(request)
         if not fresh:

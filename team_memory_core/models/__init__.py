@@ -13,6 +13,8 @@ from uuid import UUID
 
 from pydantic import BaseModel, Field
 
+from team_memory_core.contract import Policy
+
 # Memories saved to this project are visible from every project of the tenant.
 TENANT_WIDE_PROJECT = "*"
 PROJECT_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/@+-]{0,199}$")
@@ -54,13 +56,6 @@ def memory_id_for(tenant_id: UUID, project: str, digest: str, generation: int = 
     after its memory was forgotten or purged, it is a new memory: the next generation."""
     suffix = f"/g{generation}" if generation else ""
     return uuid.uuid5(_MEMORY_ID_NAMESPACE, f"{tenant_id}/{project}/{digest}{suffix}")
-
-
-def ingest_workflow_id(tenant_name: str, project: str, digest: str, generation: int) -> str:
-    """Generation 0 keeps the original form (running workflows and purges of old memories);
-    a later generation can never collide with it (a digest segment is 24 hex digits)."""
-    base = f"ingest/{tenant_name}/{project}/{digest[:24]}"
-    return f"{base}/g{generation}" if generation else base
 
 
 class Principal(BaseModel):
@@ -125,7 +120,7 @@ class Decision(BaseModel):
     target_id: UUID | None = None
     merged_content: str | None = None
     reason: str
-    policy: Literal["haiku", "local"]
+    policy: Policy
     model: str | None = None
     input_tokens: int = 0
     output_tokens: int = 0
@@ -221,7 +216,7 @@ class MemoryStatusReport(BaseModel):
     duplicate_of: UUID | None = None
     superseded_by: UUID | None = None
     workflow_id: str | None = None
-    dedupe_policy: Literal["haiku", "local"]
+    dedupe_policy: Policy
     history: list[MemoryEvent] = Field(default_factory=list)
 
 
@@ -253,7 +248,7 @@ class ConsolidationReport(BaseModel):
     tenant: str
     tenant_id: UUID
     project: str
-    policy: Literal["haiku", "local"]
+    policy: Policy
     model: str | None = None
     token_budget: int
     page_size: int
@@ -271,7 +266,7 @@ class ConsolidationReport(BaseModel):
     input_tokens: int = 0
     output_tokens: int = 0
     manifesto: Literal["pending", "regenerated", "unchanged"] = "pending"
-    manifesto_policy: Literal["haiku", "local"] | None = None
+    manifesto_policy: Policy | None = None
     manifesto_rules: int = 0
     notes: list[str] = Field(default_factory=list)
 
@@ -371,7 +366,7 @@ class ManifestoRequest(BaseModel):
 
 class ManifestoOutcome(BaseModel):
     status: Literal["regenerated", "unchanged"]
-    policy: Literal["haiku", "local"]
+    policy: Policy
     rules: int
     llm_calls: int = 0
     llm_failures: int = 0
@@ -387,6 +382,6 @@ class ManifestoRuleView(BaseModel):
 class ManifestoView(BaseModel):
     project: str
     rules: list[ManifestoRuleView]
-    policy: Literal["haiku", "local"] | None = None
+    policy: Policy | None = None
     generated_at: datetime | None = None
     tokens: int = 0

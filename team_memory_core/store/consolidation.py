@@ -6,14 +6,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any
 from uuid import UUID
 
 import asyncpg
 import numpy as np
 
+from team_memory_core.contract import Policy
 from team_memory_core.models import Category, MemoryStatus
-from team_memory_core.store.rows import many, one
+from team_memory_core.store.rows import many
 
 # A memory counts as reviewed when the run looked at it after its last change and it is not
 # flagged for review.
@@ -271,7 +272,7 @@ class Manifesto:
     project: str
     rules: list[dict[str, Any]]
     fingerprint: str  # of its inputs (unchanged inputs: no rewrite)
-    policy: Literal["haiku", "local"]
+    policy: Policy
     model: str | None
     generated_at: datetime
 
@@ -282,7 +283,7 @@ async def manifesto(conn: asyncpg.Connection, project: str) -> Manifesto | None:
         " WHERE project = $1",
         project,
     )
-    return one(Manifesto, row)
+    return None if row is None else Manifesto(**{**row, "policy": Policy(row["policy"])})
 
 
 async def upsert_manifesto(
