@@ -3,13 +3,10 @@ sql/009), the events already processed, and the token usage that budgets distill
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import date
 from uuid import UUID
 
 import asyncpg
-
-from team_memory_core.store.rows import one
 
 
 async def ensure_capture_session(
@@ -115,31 +112,3 @@ async def add_capture_usage(
         """,
         tenant_id, day, input_tokens, output_tokens,
     )
-
-
-@dataclass(frozen=True)
-class SessionStats:
-    """What a capture session received, distilled and skipped, and what it cost."""
-
-    session_id: str
-    project: str
-    events_received: int
-    events_distilled: int
-    events_skipped: int
-    observations: int
-    input_tokens: int
-    output_tokens: int
-    last_skip_reason: str | None
-
-
-async def capture_session(
-    conn: asyncpg.Connection, key_id: UUID, session_id: str
-) -> SessionStats | None:
-    row = await conn.fetchrow(
-        "SELECT session_id, project, events_received, events_distilled, events_skipped,"
-        " observations, input_tokens, output_tokens, last_skip_reason"
-        " FROM capture_sessions WHERE session_id = $1 AND key_id = $2",
-        session_id, key_id,
-    )
-    return one(SessionStats, row)
-

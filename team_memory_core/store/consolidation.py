@@ -14,11 +14,10 @@ import numpy as np
 
 from team_memory_core.contract import Policy
 from team_memory_core.models import Category, MemoryStatus
-from team_memory_core.store.rows import many
+from team_memory_core.store.rows import many, wrote
 
 # A memory counts as reviewed when the run looked at it after its last change and it is not
 # flagged for review.
-
 _REVIEWED = "(m.consolidated_at IS NOT NULL AND m.consolidated_at >= m.updated_at" \
     " AND NOT m.needs_review)"
 
@@ -111,7 +110,7 @@ async def neighbourhoods(
     A seed flagged for review gets its neighbours whatever their similarity. Exact scan, as in
     ``similar_current``: a filtered HNSW scan can miss the one neighbour that matters.
     """
-    rows: list[asyncpg.Record] = await conn.fetch(
+    rows = await conn.fetch(
         f"""
         WITH seeds AS (
             SELECT m.id, m.embedding, m.needs_review, {_REVIEWED} AS reviewed
@@ -176,12 +175,12 @@ async def lock_cluster(conn: asyncpg.Connection, ids: list[UUID]) -> list[Cluste
 
 async def retire_duplicate(conn: asyncpg.Connection, memory_id: UUID, target_id: UUID) -> bool:
     """A live memory found to repeat ``target_id`` (kept as history, pointing at it)."""
-    done = await conn.fetchval(
+    return await wrote(
+        conn,
         "UPDATE memories SET status = 'duplicate', duplicate_of = $2, valid_to = now(),"
         " updated_at = now() WHERE id = $1 AND status = 'active' RETURNING id",
         memory_id, target_id,
     )
-    return done is not None
 
 
 async def fold_into(

@@ -16,7 +16,7 @@ import numpy as np
 from pydantic import ConfigDict
 
 from team_memory_core.models import IngestInput, MemoryStatus, StoredMemory
-from team_memory_core.store.rows import many
+from team_memory_core.store.rows import many, wrote
 
 MEMORY_COLUMNS = """
     id, project, content, category, importance, tags, status, source, duplicate_of,
@@ -47,7 +47,8 @@ async def insert_pending(conn: asyncpg.Connection, item: IngestInput) -> bool:
 
     Returns False when a memory with that id already exists.
     """
-    row = await conn.fetchval(
+    return await wrote(
+        conn,
         """
         INSERT INTO memories (id, tenant_id, project, content, category, importance, tags,
                               content_hash, source, created_by, occurred_at, generation,
@@ -60,7 +61,6 @@ async def insert_pending(conn: asyncpg.Connection, item: IngestInput) -> bool:
         item.importance, item.tags, item.content_hash, item.source, item.key_id,
         item.occurred_at, item.generation,
     )
-    return row is not None
 
 
 async def upsert_embedding(
@@ -266,12 +266,12 @@ async def count_by_status(conn: asyncpg.Connection) -> dict[str, int]:
 
 async def forget(conn: asyncpg.Connection, memory_id: UUID) -> bool:
     """Soft-forget a memory; False when there is none to forget (or it is forgotten)."""
-    row = await conn.fetchrow(
+    return await wrote(
+        conn,
         "UPDATE memories SET status = 'forgotten', valid_to = now(), updated_at = now()"
         " WHERE id = $1 AND status <> 'forgotten' RETURNING id, content",
         memory_id,
     )
-    return row is not None
 
 
 async def restore(conn: asyncpg.Connection, memory_id: UUID) -> MemoryStatus | None:

@@ -20,3 +20,9 @@ def one(cls: type[Row], record: asyncpg.Record | None) -> Row | None:
 
 def many(cls: type[Row], records: Iterable[asyncpg.Record]) -> list[Row]:
     return [cls(**record) for record in records]
+
+
+async def wrote(conn: asyncpg.Connection, statement: str, *args: object) -> bool:
+    """Run a write ending in ``RETURNING``: whether it wrote a row (a conflict or an unmet
+    condition writes none)."""
+    return await conn.fetchval(statement, *args) is not None

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 from uuid import UUID
 
 import asyncpg
@@ -27,7 +26,7 @@ class SearchFilters:
     since: datetime | None = None
     until: datetime | None = None
 
-    def params(self) -> tuple[Any, ...]:
+    def params(self) -> tuple[object, ...]:
         """The six parameters of ``_filters``, in order."""
         return (self.projects, self.statuses,
                 None if self.category is None else self.category.value,

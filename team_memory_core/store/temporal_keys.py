@@ -9,7 +9,7 @@ from uuid import UUID
 
 import asyncpg
 
-from team_memory_core.store.rows import many, one
+from team_memory_core.store.rows import many, one, wrote
 
 
 @dataclass(frozen=True)
@@ -80,9 +80,8 @@ async def rewrap_tenant_key(
 
 
 async def delete_tenant_key(conn: asyncpg.Connection, key_id: UUID) -> bool:
-    deleted = await conn.fetchval(
-        "DELETE FROM temporal_tenant_keys WHERE id = $1 RETURNING id", key_id)
-    return deleted is not None
+    return await wrote(conn, "DELETE FROM temporal_tenant_keys WHERE id = $1 RETURNING id",
+                       key_id)
 
 
 _WORKFLOW_KEY_COLUMNS = "id, workflow_id, wrapped_by, wrapped"
@@ -110,7 +109,8 @@ async def insert_workflow_key(
     wrapped_by: UUID, wrapped: bytes,
 ) -> bool:
     """False when the workflow has a key already."""
-    created = await conn.fetchval(
+    return await wrote(
+        conn,
         """
         INSERT INTO temporal_workflow_keys (id, tenant_id, workflow_id, wrapped_by, wrapped)
         VALUES ($1, $2, $3, $4, $5)
@@ -118,7 +118,6 @@ async def insert_workflow_key(
         RETURNING id
         """,
         key_id, tenant_id, workflow_id, wrapped_by, wrapped)
-    return created is not None
 
 
 async def workflow_keys_not_wrapped_by(

@@ -9,7 +9,7 @@ from uuid import UUID
 
 import asyncpg
 
-from team_memory_core.store.rows import many, one
+from team_memory_core.store.rows import many, one, wrote
 
 
 @dataclass(frozen=True)
@@ -109,9 +109,9 @@ async def key_tenant(conn: asyncpg.Connection, key_id: UUID) -> UUID | None:
 
 
 async def revoke_key(conn: asyncpg.Connection, key_id: UUID) -> bool:
-    done = await conn.fetchval(
+    return await wrote(
+        conn,
         "UPDATE api_keys SET revoked_at = now() WHERE id = $1 AND revoked_at IS NULL"
         " RETURNING id",
         key_id,
     )
-    return done is not None

@@ -27,13 +27,13 @@ from team_memory.hook import HookConfig, capture, has_spool, run
 from team_memory_core.contract import PROJECT_KEY, capture_workflow_id
 from team_memory_core.llm import Distiller
 from team_memory_core.models import MemoryStatus, approx_tokens
-from team_memory_core.store.capture import SessionStats, capture_session
 from team_memory_core.store.consolidation import upsert_manifesto
 from team_memory_core.store.memories import MemoryRow, recent_important
 from team_memory_core.store.pool import tenant_tx
 from team_memory_core.tenants import IssuedKey, create_key
 from tests.conftest import Stack
 from tests.support.anthropic_server import FakeAnthropic
+from tests.support.stored import capture_session
 from tests.team_memory.test_hook import ROOT, payload
 from workflows.worker import build_worker
 
@@ -69,17 +69,17 @@ class Capture:
         # In a thread: the hook is blocking I/O and the server runs on this event loop.
         return await asyncio.to_thread(run, data["hook_event_name"], data, config or self.config)
 
-    async def session_row(self, session_id: str) -> SessionStats | None:
+    async def session_row(self, session_id: str) -> asyncpg.Record | None:
         async with tenant_tx(self.stack.pool, self.stack.principal.tenant_id) as conn:
             assert self.stack.principal.key_id is not None
             return await capture_session(conn, self.stack.principal.key_id, session_id)
 
     async def wait_row(self, session_id: str, field: str, value: int,
-                       timeout: float = 30) -> SessionStats:
+                       timeout: float = 30) -> asyncpg.Record:
         deadline = asyncio.get_running_loop().time() + timeout
         while True:
             row = await self.session_row(session_id)
-            if row is not None and getattr(row, field) >= value:
+            if row is not None and row[field] >= value:
                 return row
             if asyncio.get_running_loop().time() > deadline:
                 raise AssertionError(f"{session_id}: {field} never reached {value}: {row}")
@@ -101,8 +101,8 @@ class Capture:
 
     async def captured(self) -> list[MemoryRow]:
         async with tenant_tx(self.stack.pool, self.stack.principal.tenant_id) as conn:
-            rows = await recent_important(conn, [PROJECT],
-                                                  datetime(1970, 1, 1, tzinfo=UTC), 1, 50)
+            rows = await recent_important(conn, [PROJECT], datetime(1970, 1, 1, tzinfo=UTC),
+                                          1, 50)
         return [r for r in rows if "captured" in r.tags]
 
 
@@ -162,7 +162,7 @@ async def test_recorded_session_becomes_typed_memories_and_next_context(
             await cap.hook(name)
         session_id = cap.payload(SESSION[0])["session_id"]
         row = await cap.wait_row(session_id, "observations", 2)
-        assert (row.events_distilled, row.input_tokens, row.output_tokens) == \
+        assert (row["events_distilled"], row["input_tokens"], row["output_tokens"]) == \
             (5, 900, 80)  # prompt, edit, write, bash, stop (Read is routine: not sent)
         memories = {r.content: r for r in await cap.captured()}
         assert set(memories) == {DECISION, BUGFIX}
@@ -214,10 +214,9 @@ async def test_context_is_the_manifesto_then_the_working_set_rule(
     rules = [{"text": "Every table has a UUID v7 primary key.", "source_ids": []},
              {"text": "Deploys happen on Tuesdays and Thursdays only.", "source_ids": []}]
     async with tenant_tx(stack.pool, stack.principal.tenant_id) as conn:
-        await upsert_manifesto(conn, tenant_id=stack.principal.tenant_id,
-                                       project=PROJECT, rules=rules, fingerprint="f",
-                                       policy="local", model=None, input_tokens=None,
-                                       output_tokens=None)
+        await upsert_manifesto(conn, tenant_id=stack.principal.tenant_id, project=PROJECT,
+                               rules=rules, fingerprint="f", policy="local", model=None,
+                               input_tokens=None, output_tokens=None)
     async with serving(stack, fake, tmp_path, session_context_tokens=300) as cap:
         out = json.loads(await cap.hook("session_start.json"))
     context = out["hookSpecificOutput"]["additionalContext"]
@@ -249,7 +248,7 @@ async def test_duplicate_and_late_events_are_distilled_once(
         row = await cap.session_row("dup-session")
     assert fake.calls == 1
     assert fake.requests[0]["messages"][0]["content"].count("default=uuid7") == 1
-    assert row is not None and row.events_distilled == 2
+    assert row is not None and row["events_distilled"] == 2
 
 
 @pytest.mark.parametrize(("limits", "reason"), [
@@ -264,8 +263,8 @@ async def test_token_budgets_are_enforced(
             await cap.hook(name, "budget-session")
         row = await cap.wait_row("budget-session", "events_skipped", 2)
     assert fake.calls == 0
-    assert reason in row.last_skip_reason
-    assert row.events_distilled == 0 and row.input_tokens == 0
+    assert reason in row["last_skip_reason"]
+    assert row["events_distilled"] == 0 and row["input_tokens"] == 0
 
 
 async def test_server_down_then_back_delivers_the_spool(
@@ -300,7 +299,7 @@ async def test_server_down_then_back_delivers_the_spool(
             await asyncio.sleep(0.05)
         assert not has_spool(cap.config)
         row = await cap.wait_row("spool-session", "events_distilled", 3)
-    assert row.events_distilled == 3
+    assert row["events_distilled"] == 3
     prompts = " ".join(r["messages"][0]["content"] for r in fake.requests)
     assert "default=uuid7" in prompts and "pytest tests/test_orders.py" in prompts
 
@@ -315,7 +314,7 @@ async def test_without_api_key_events_are_only_counted(
         row = await cap.session_row("keyless")
     assert "Capture: off" in out["hookSpecificOutput"]["additionalContext"]
     assert "only explicit memories" in out["hookSpecificOutput"]["additionalContext"]
-    assert row is not None and (row.events_received, row.events_skipped) == (2, 2)
+    assert row is not None and (row["events_received"], row["events_skipped"]) == (2, 2)
     assert fake.calls == 0
 
 
@@ -415,5 +414,5 @@ async def test_two_keys_sending_one_session_id_are_counted_apart(
     async with tenant_tx(stack.pool, stack.principal.tenant_id) as conn:
         theirs = await capture_session(conn, web.key_id, "shared")
     assert mine is not None and theirs is not None
-    assert (mine.project, mine.events_received) == (PROJECT, 1)
-    assert (theirs.project, theirs.events_received) == ("web", 2)
+    assert (mine["project"], mine["events_received"]) == (PROJECT, 1)
+    assert (theirs["project"], theirs["events_received"]) == ("web", 2)

@@ -17,11 +17,11 @@ from mcp import Client, MCPError
 from mcp_server.browser_api import BODY_LIMIT as API_LIMIT
 from mcp_server.hooks import BODY_LIMIT as HOOKS_LIMIT
 from mcp_server.server import create_server
-from team_memory_core.store.capture import capture_session
 from team_memory_core.store.pool import tenant_tx
 from tests.conftest import Stack
 from tests.mcp_server.test_http import HttpServer, http_server
 from tests.mcp_server.test_tools import call_error
+from tests.support.stored import capture_session
 
 pytestmark = pytest.mark.anyio
 __all__ = ["http_server"]  # the fixture, imported for these tests

@@ -301,7 +301,7 @@ async def test_purging_a_captured_memory_destroys_its_session_history(
                                 ["default=uuid7", "time-sortable"])
         assert session in report.workflows_deleted and session in report.keys_shredded
         # The other observation of the session stays, readable by its tenant.
-        bugfix = await stack.service.get(stack.principal, captured[BUGFIX]["id"])
+        bugfix = await stack.service.get(stack.principal, captured[BUGFIX].id)
         assert bugfix.content == BUGFIX
         done = await asyncio.to_thread(
             show, stack.settings.temporal_target, kept, "--codec-endpoint",
