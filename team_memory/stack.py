@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shlex
 import signal
 import subprocess
 import sys
 import time
 from contextlib import ExitStack
+from dataclasses import dataclass
 from pathlib import Path
 
+from pgserver.utils import PostmasterInfo
+
 from team_memory import embedded
+from team_memory.supervisor import STATE_FILE, Child, CrashLoop, Supervisor, log
 from team_memory_core.settings import Settings
 from team_memory_core.store.consolidation import register_project
 from team_memory_core.store.migrate import migrate
@@ -23,54 +26,88 @@ LOCAL_TENANT = "local"
 
 
 def run_stack(settings: Settings) -> int:
-    """Run until Ctrl-C/SIGTERM (0) or until a child dies (its exit code)."""
+    """Run until Ctrl-C/SIGTERM (0), restarting children that die, or until one of them is
+    in a crash loop (1)."""
     # Whatever the stack and its children create (database files, logs, keys) is private.
     os.umask(0o077)
     embedded.lock_down(settings.data_dir)
     with ExitStack() as cleanup:
         cleanup.enter_context(embedded.data_dir_lock(settings.data_dir))
-        admin_url, app_url = _database(settings, cleanup)
+        children: list[Child] = []
+        # Registered first, run last: whatever process each child has by then is stopped.
+        cleanup.callback(_stop_all, children)
+        admin_url, app_url = _database(settings, children)
         api_key = asyncio.run(_prepare_database(settings, admin_url))
-        temporal_address = _temporal(settings, cleanup)
+        _temporal(settings, cleanup, children)
         env = {
             "DATABASE_URL": app_url,
-            "TEMPORAL_ADDRESS": temporal_address,
+            "TEMPORAL_ADDRESS": settings.temporal_target,
             "TEAM_MEMORY_DATA_DIR": str(settings.data_dir),
             "TEAM_MEMORY_MCP_PORT": str(settings.mcp_port),
             "TEAM_MEMORY_MCP_HOST": settings.mcp_host,
         }
-        children = {
-            "the worker": _child(["worker"], env, cleanup),
-            "the MCP server": _child(["serve", "--transport", "http"], env, cleanup),
-        }
-        embedded.wait_for_port(settings.mcp_port, 120, children["the MCP server"],
-                               "the MCP server")
+        children.append(_team_memory_child("the worker", ["worker"], env))
+        server = _team_memory_child("the MCP server", ["serve", "--transport", "http"], env)
+        children.append(server)
+        assert isinstance(server.process, subprocess.Popen)
+        embedded.wait_for_port(settings.mcp_port, 120, server.process, "the MCP server")
         print(_banner(settings, api_key), flush=True)
-        return _wait_for_signal(children)
+        supervisor = Supervisor(children, settings.data_dir / STATE_FILE)
+        supervisor.write_state()
+        return _supervise(supervisor)
     return 0
 
 
-def _database(settings: Settings, cleanup: ExitStack) -> tuple[str, str]:
+@dataclass
+class _Postgres:
+    """The embedded PostgreSQL as a child: pg_ctl daemonizes it, so it is watched through its
+    postmaster.pid."""
+
+    postgres: embedded.EmbeddedPostgres
+
+    def poll(self) -> int | None:
+        info = PostmasterInfo.read_from_pgdata(self.postgres.data_dir)
+        return None if info is not None and info.is_running() else 1
+
+
+def _database(settings: Settings, children: list[Child]) -> tuple[str, str]:
     if not settings.embedded_postgres:
         assert settings.database_url is not None
         return settings.database_admin_url or settings.database_url, settings.database_url
     postgres = embedded.start_postgres(settings.data_dir / "pg")
-    cleanup.callback(postgres.stop)
+
+    def restart() -> _Postgres:
+        postgres.server.ensure_postgres_running()
+        return _Postgres(postgres)
+
+    children.append(Child("PostgreSQL", restart, _Postgres(postgres)))
     return postgres.admin_url, postgres.app_url
 
 
-def _temporal(settings: Settings, cleanup: ExitStack) -> str:
+def _temporal(settings: Settings, cleanup: ExitStack, children: list[Child]) -> None:
     if not settings.embedded_temporal:
-        return settings.temporal_target
+        return
     log = (settings.data_dir / "temporal.log").open("ab")
     cleanup.callback(log.close)
-    process = embedded.start_temporal(
-        db_file=settings.data_dir / "temporal.db", port=settings.temporal_port,
-        ui_port=settings.temporal_ui_port, namespace=settings.temporal_namespace, log_file=log,
-        ui_codec_endpoint=settings.codec_url,
-    )
-    cleanup.callback(embedded.stop_process, process)
-    return settings.temporal_target
+
+    def start() -> subprocess.Popen[bytes]:
+        return embedded.start_temporal(
+            db_file=settings.data_dir / "temporal.db", port=settings.temporal_port,
+            ui_port=settings.temporal_ui_port, namespace=settings.temporal_namespace,
+            log_file=log, ui_codec_endpoint=settings.codec_url,
+        )
+
+    children.append(Child("the Temporal server", start, start()))
+
+
+def _stop_all(children: list[Child]) -> None:
+    """Stop the children in reverse start order (the MCP server and worker before the
+    services they use)."""
+    for child in reversed(children):
+        if isinstance(child.process, subprocess.Popen):
+            embedded.stop_process(child.process, 30)
+        elif isinstance(child.process, _Postgres):
+            child.process.postgres.stop()
 
 
 async def _prepare_database(settings: Settings, admin_url: str) -> str:
@@ -100,25 +137,26 @@ def _write_secret(path: Path, secret: str) -> None:
         handle.write(secret + "\n")
 
 
-def _child(args: list[str], env: dict[str, str], cleanup: ExitStack) -> subprocess.Popen[bytes]:
-    process = subprocess.Popen([sys.executable, "-m", "team_memory", *args],
-                               env={**os.environ, **env})
-    cleanup.callback(embedded.stop_process, process, 30)
-    return process
+def _team_memory_child(name: str, args: list[str], env: dict[str, str]) -> Child:
+    def start() -> subprocess.Popen[bytes]:
+        return subprocess.Popen([sys.executable, "-m", "team_memory", *args],
+                                env={**os.environ, **env})
+
+    return Child(name, start, start())
 
 
-def _wait_for_signal(children: dict[str, subprocess.Popen[bytes]]) -> int:
+def _supervise(supervisor: Supervisor) -> int:
     stop: list[int] = []
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda signum, _frame: stop.append(signum))
     while not stop:
-        for name, child in children.items():
-            if child.poll() is not None:
-                print(f"team-memory up: {name} exited ({child.returncode}); stopping",
-                      file=sys.stderr, flush=True)
-                return child.returncode or 1
+        try:
+            supervisor.check()
+        except CrashLoop as error:
+            log(f"{error}; stopping")
+            return 1
         time.sleep(0.2)
-    print("team-memory up: stopping", file=sys.stderr, flush=True)
+    log("stopping")
     return 0
 
 
@@ -129,8 +167,6 @@ def _policy(settings: Settings) -> str:
 
 
 def _banner(settings: Settings, api_key: str) -> str:
-    add = (f"claude mcp add --transport http team-memory {settings.mcp_url} "
-           f"--header {shlex.quote('Authorization: Bearer ' + api_key)}")
     ui = (f"http://127.0.0.1:{settings.temporal_ui_port}" if settings.embedded_temporal
           else "(external Temporal: see its Web UI)")
     return "\n".join([
@@ -147,8 +183,8 @@ def _banner(settings: Settings, api_key: str) -> str:
         f"{settings.consolidation_timezone} (temporal schedule list)",
         f"  Tenant / API key  {LOCAL_TENANT} / {api_key}",
         "",
-        "Connect Claude Code:",
-        f"  {add}",
+        "Connect Claude Code (each repository is its own project):",
+        "  ./team-memory install claude-code      then, in a repository: team-memory doctor",
         "",
         "Ctrl-C stops everything.",
         "",

@@ -11,6 +11,7 @@ import asyncpg
 import httpx
 from temporalio.client import Client
 
+from team_memory.supervisor import read_state
 from team_memory_core.contract import INGESTIONS
 from team_memory_core.settings import Settings
 from team_memory_core.store.memories import count_by_status
@@ -38,6 +39,7 @@ class StatusReport:
     failed_ingestions: int | None = None
     schedules: list[Schedule] = field(default_factory=list)
     settings: dict[str, str] = field(default_factory=dict)
+    restarts: dict[str, str] = field(default_factory=dict)  # child of `up` -> what happened
 
     @property
     def healthy(self) -> bool:
@@ -56,7 +58,18 @@ async def collect_status(settings: Settings, admin_url: str) -> StatusReport:
     await _database(report, admin_url)
     await _temporal(report, settings)
     await _mcp_server(report, settings)
+    report.restarts = _restarts(settings)
     return report
+
+
+def _restarts(settings: Settings) -> dict[str, str]:
+    """What `up` had to restart (its state file in the data dir)."""
+    restarted = {}
+    for name, child in read_state(settings.data_dir).items():
+        if isinstance(child, dict) and child.get("restarts"):
+            restarted[name] = (f"restarted {child['restarts']} time(s), last at "
+                               f"{child.get('last_restart')} after exit {child.get('last_exit')}")
+    return restarted
 
 
 async def _database(report: StatusReport, admin_url: str) -> None:
@@ -145,6 +158,9 @@ def _describe(error: BaseException) -> str:
 def render(report: StatusReport) -> str:
     lines = ["Components"]
     lines += [f"  {name:<12} {state}" for name, state in report.components.items()]
+    if report.restarts:
+        lines.append("Restarts by `up`")
+        lines += [f"  {name:<20} {what}" for name, what in report.restarts.items()]
     lines.append("Ingestion")
     pending = sum(report.pending_by_tenant.values())
     by_tenant = ", ".join(f"{name}: {n}" for name, n in sorted(report.pending_by_tenant.items()))

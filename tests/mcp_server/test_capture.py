@@ -17,10 +17,8 @@ from typing import Any
 import asyncpg
 import httpx
 import pytest
-import uvicorn
 from pydantic import SecretStr
 
-from mcp_server.app import http_app
 from mcp_server.service import MemoryService
 from team_memory import embedded
 from team_memory.hook import HookConfig, capture, has_spool, run
@@ -33,6 +31,7 @@ from team_memory_core.store.pool import tenant_tx
 from team_memory_core.tenants import IssuedKey, create_key
 from tests.conftest import Stack
 from tests.support.anthropic_server import FakeAnthropic
+from tests.support.http import serving_service
 from tests.support.stored import capture_session
 from tests.team_memory.test_hook import ROOT, payload
 from workflows.worker import build_worker
@@ -128,23 +127,16 @@ async def serving(stack: Stack, fake: FakeAnthropic, tmp_path: Path, *, api_key:
         "anthropic_base_url": fake.base_url, **overrides})
     service = MemoryService(settings=settings, pool=stack.pool, temporal=stack.client,
                             embedder=stack.embedder)
-    server = uvicorn.Server(uvicorn.Config(http_app(service), host="127.0.0.1", port=port,
-                                           log_level="warning", lifespan="on"))
     distiller = Distiller(api_key="sk-test", model=settings.llm_model, base_url=fake.base_url,
                           timeout_s=5) if api_key else None
     worker = build_worker(stack.client, settings, stack.pool, stack.embedder, distiller)
-    async with worker:
-        task = asyncio.create_task(server.serve())
-        while not server.started:
-            await asyncio.sleep(0.02)
-        try:
-            config = HookConfig(f"http://127.0.0.1:{port}", tmp_path / "data", stack.api_key)
+    try:
+        async with worker, serving_service(service) as base:
+            config = HookConfig(base, tmp_path / "data", stack.api_key)
             yield Capture(stack, fake, config, git_repo(tmp_path / "shop"))
-        finally:
-            server.should_exit = True
-            await asyncio.wait_for(task, 10)
-            if distiller is not None:
-                await distiller.aclose()
+    finally:
+        if distiller is not None:
+            await distiller.aclose()
 
 
 async def test_recorded_session_becomes_typed_memories_and_next_context(

@@ -5,19 +5,15 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Any
 from urllib.parse import quote
 
 import asyncpg
 import httpx
 import pytest
-import uvicorn
 from google.protobuf import json_format
 from temporalio.api.common.v1 import Payloads
 
-from mcp_server.app import http_app
 from mcp_server.codec import COOKIE
 from mcp_server.service import MemoryService
 from team_memory import embedded
@@ -27,6 +23,7 @@ from team_memory_core.temporal import connect
 from team_memory_core.tenants import create_key
 from tests.conftest import Stack, new_tenant
 from tests.mcp_server.test_http import HttpServer, http_server
+from tests.support.http import serving_service
 from tests.temporal_cli import readable, show
 
 __all__ = ["http_server"]  # the fixture, imported for these tests
@@ -35,20 +32,6 @@ pytestmark = pytest.mark.anyio
 
 MARKER = "platypusledger"
 TEXT = f"Refunds over 500 EUR need a second approver ({MARKER})"
-
-
-@asynccontextmanager
-async def serving_app(service: MemoryService, port: int) -> AsyncIterator[None]:
-    server = uvicorn.Server(uvicorn.Config(http_app(service), host="127.0.0.1", port=port,
-                                           log_level="warning", lifespan="on"))
-    task = asyncio.create_task(server.serve())
-    while not server.started:
-        await asyncio.sleep(0.02)
-    try:
-        yield
-    finally:
-        server.should_exit = True
-        await asyncio.wait_for(task, 10)
 
 
 async def saved_history(running: Stack, text: str = TEXT) -> tuple[str, dict[str, Any]]:
@@ -171,7 +154,7 @@ async def test_the_web_ui_decodes_after_signing_in(running: Stack) -> None:
         run_id = (await client.get_workflow_handle(saved.workflow_id).describe()).run_id
         page = (f"http://127.0.0.1:{ui_port}/namespaces/default/workflows/"
                 f"{quote(saved.workflow_id, safe='')}/{run_id}/history")
-        async with serving_app(service, mcp_port):
+        async with serving_service(service):
             shown = await asyncio.to_thread(_sign_in_and_open, binary, settings, running.api_key,
                                             page)
     finally:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import subprocess
 import sys
@@ -16,17 +15,14 @@ import asyncpg
 import httpx
 import httpx2
 import pytest
-import uvicorn
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
-from mcp_server.app import http_app
-from mcp_server.service import MemoryService
-from team_memory import embedded
 from team_memory_core.models import MemoryStatus
 from team_memory_core.tenants import create_key
 from tests.conftest import Stack
 from tests.mcp_server.test_tools import DECISIONS, call
+from tests.support.http import serving_http
 
 pytestmark = pytest.mark.anyio
 
@@ -39,18 +35,8 @@ class HttpServer:
 
 @pytest.fixture
 async def http_server(running: Stack) -> AsyncIterator[HttpServer]:
-    port = embedded.free_port()
-    settings = running.settings.model_copy(update={"mcp_port": port})
-    service = MemoryService(settings=settings, pool=running.pool, temporal=running.client,
-                            embedder=running.embedder)
-    server = uvicorn.Server(uvicorn.Config(http_app(service), host="127.0.0.1", port=port,
-                                           log_level="warning", lifespan="on"))
-    task = asyncio.create_task(server.serve())
-    while not server.started:
-        await asyncio.sleep(0.02)
-    yield HttpServer(url=f"http://127.0.0.1:{port}/mcp", base=f"http://127.0.0.1:{port}")
-    server.should_exit = True
-    await asyncio.wait_for(task, 10)
+    async with serving_http(running) as (base, _):
+        yield HttpServer(url=f"{base}/mcp", base=base)
 
 
 def client_for(url: str, key: str) -> Client:

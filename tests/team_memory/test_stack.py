@@ -132,7 +132,7 @@ def test_up_save_restart_and_find_again(stack_dir: tuple[Path, Ports, Path]) -> 
         key = (data_dir / "local-api-key").read_text().strip()
         assert f"http://127.0.0.1:{ports.mcp}/mcp" in banner
         assert f"http://127.0.0.1:{ports.ui}" in banner
-        assert "claude mcp add --transport http team-memory" in banner
+        assert "./team-memory install claude-code" in banner
         assert key in banner
         url = f"http://127.0.0.1:{ports.mcp}/mcp"
         memory_id = anyio.run(save_and_wait, url, key,
