@@ -675,8 +675,8 @@ def _hit(row: Candidate, score: float, now: datetime) -> MemoryHit:
     one_line = " ".join(row.content.split())
     snippet = one_line if len(one_line) <= _SNIPPET_CHARS else one_line[:_SNIPPET_CHARS - 1] + "…"
     return MemoryHit(
-        id=row.id, project=row.project, category=row.category,
-        snippet=snippet, importance=row.importance, status=row.status,
+        id=row.id, project=row.project, category=Category(row.category),
+        snippet=snippet, importance=row.importance, status=MemoryStatus(row.status),
         score=round(score, 6), age=_age(now, row.occurred_at),
         occurred_at=row.occurred_at, tokens=approx_tokens(row.content),
         truncated=snippet != one_line,

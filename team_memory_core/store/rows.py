@@ -6,12 +6,13 @@ A row class's fields are the statement's columns, by name; a column the class do
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import TypeVar
+from collections.abc import Iterable, Sequence
+from typing import NamedTuple, TypeVar
 
 import asyncpg
 
 Row = TypeVar("Row")
+Tuple = TypeVar("Tuple", bound=NamedTuple)
 
 
 def one(cls: type[Row], record: asyncpg.Record | None) -> Row | None:
@@ -20,6 +21,14 @@ def one(cls: type[Row], record: asyncpg.Record | None) -> Row | None:
 
 def many(cls: type[Row], records: Iterable[asyncpg.Record]) -> list[Row]:
     return [cls(**record) for record in records]
+
+
+def tuples(cls: type[Tuple], records: Sequence[asyncpg.Record]) -> list[Tuple]:
+    """Records as named tuples, by position: the statement's columns must be the tuple's
+    fields, in order (checked on the first record)."""
+    if records and tuple(records[0].keys()) != cls._fields:
+        raise TypeError(f"columns {tuple(records[0].keys())} are not {cls.__name__}'s fields")
+    return [cls._make(record) for record in records]
 
 
 async def wrote(conn: asyncpg.Connection, statement: str, *args: object) -> bool:
