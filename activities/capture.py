@@ -27,8 +27,10 @@ from team_memory_core.models import (
 )
 from team_memory_core.rules.redaction import redact
 from team_memory_core.settings import Settings
-from team_memory_core.store import queries
+from team_memory_core.store import capture as store
+from team_memory_core.store.memories import insert_pending
 from team_memory_core.store.pool import tenant_tx
+from team_memory_core.store.tenants import tenant_name
 from team_memory_core.temporal_keys import Keyring
 
 CATEGORY_OF = {
@@ -72,9 +74,9 @@ class CaptureActivities:
 
     async def _unprocessed(self, request: DistillRequest) -> list[CaptureEvent]:
         async with tenant_tx(self.pool, request.tenant_id) as conn:
-            await queries.ensure_capture_session(conn, request.tenant_id, request.owner,
-                                                 request.session_id, request.project)
-            done = await queries.processed_event_keys(
+            await store.ensure_capture_session(conn, request.tenant_id, request.owner,
+                                               request.session_id, request.project)
+            done = await store.processed_event_keys(
                 conn, request.owner, request.session_id, [e.key for e in request.events])
         return [e for e in request.events if e.key not in done and e.distillable]
 
@@ -84,7 +86,7 @@ class CaptureActivities:
         needed = (_PROMPT_OVERHEAD_TOKENS + _OUTPUT_ALLOWANCE_TOKENS
                   + sum(approx_tokens(e.model_dump_json()) for e in events))
         async with tenant_tx(self.pool, request.tenant_id) as conn:
-            session, daily = await queries.capture_tokens_used(
+            session, daily = await store.capture_tokens_used(
                 conn, request.owner, request.session_id, datetime.now(UTC).date())
         if session + needed > self.settings.capture_session_tokens:
             return (f"session token budget reached ({session} of "
@@ -111,12 +113,12 @@ class CaptureActivities:
         usage: llm.LLMUsage | None = None,
     ) -> None:
         async with tenant_tx(self.pool, request.tenant_id) as conn:
-            await queries.record_capture_outcome(
+            await store.record_capture_outcome(
                 conn, tenant_id=request.tenant_id, key_id=request.owner,
                 session_id=request.session_id, keys=[e.key for e in events], outcome="skipped",
                 skip_reason=reason[:300])
             if usage is not None:
-                await queries.add_capture_usage(
+                await store.add_capture_usage(
                     conn, tenant_id=request.tenant_id, key_id=request.owner,
                     session_id=request.session_id, day=datetime.now(UTC).date(),
                     input_tokens=usage.input_tokens, output_tokens=usage.output_tokens,
@@ -130,19 +132,19 @@ class CaptureActivities:
                  if (item := self._item(request, o, events)) is not None]
         result = DistillResult()
         async with tenant_tx(self.pool, request.tenant_id) as conn:
-            await queries.record_capture_outcome(
+            await store.record_capture_outcome(
                 conn, tenant_id=request.tenant_id, key_id=request.owner,
                 session_id=request.session_id, keys=[e.key for e in events],
                 outcome="distilled")
-            await queries.add_capture_usage(
+            await store.add_capture_usage(
                 conn, tenant_id=request.tenant_id, key_id=request.owner,
                 session_id=request.session_id, day=datetime.now(UTC).date(),
                 input_tokens=usage.input_tokens, output_tokens=usage.output_tokens,
                 observations=len(items))
             for item in items:
-                if await queries.insert_pending(conn, item):
+                if await insert_pending(conn, item):
                     result.items.append(item)
-            tenant = await queries.tenant_name(conn, request.tenant_id)
+            tenant = await tenant_name(conn, request.tenant_id)
         assert tenant is not None
         # The ingestions the workflow starts next need their payload keys (committed first).
         for item in result.items:

@@ -31,7 +31,7 @@ from team_memory_core.models import Principal
 from team_memory_core.project_identity import project_for
 from team_memory_core.settings import Settings
 from team_memory_core.store.migrate import check_embedding_dim
-from team_memory_core.store.pool import create_app_pool
+from team_memory_core.store.pool import create_app_pool, ping
 from team_memory_core.temporal import connect, describe_workers
 from team_memory_core.tenants import authenticate, record_auth_failure
 
@@ -114,8 +114,7 @@ async def readiness(service: MemoryService) -> dict[str, str]:
     checks: dict[str, str] = {}
     try:
         with anyio.fail_after(2):
-            async with service.pool.acquire() as conn:
-                await conn.fetchval("SELECT 1")
+            await ping(service.pool)
         checks["database"] = "ok"
     except Exception as error:  # any failure means not ready; report it, don't crash
         checks["database"] = f"error: {type(error).__name__}"

@@ -24,6 +24,7 @@ from team_memory_core.logs import configure_logging
 from team_memory_core.settings import Settings
 from team_memory_core.store.migrate import migrate as apply_migrations
 from team_memory_core.store.pool import create_pool
+from team_memory_core.store.tenants import ApiKey
 from team_memory_core.telemetry import configure_telemetry
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
@@ -268,20 +269,20 @@ def key_create(
 def key_list(tenant: Annotated[str, typer.Option(help="Tenant name")],
              data_dir: DataDir = None) -> None:
     """List a tenant's keys (no secrets)."""
-    from team_memory_core.store import queries
     from team_memory_core.store.pool import tenant_tx
+    from team_memory_core.store.tenants import list_keys
     from team_memory_core.tenants import tenant_id_by_name
 
     async def run(admin_url: str) -> None:
         async with _admin_pool(admin_url) as pool:
             tenant_id = await tenant_id_by_name(pool, tenant)
             async with tenant_tx(pool, tenant_id) as conn:
-                rows = await queries.list_keys(conn, tenant_id)
-        for row in rows:
-            scope = row["project"] or "all projects"
-            mode = "read-only" if row["read_only"] else "read-write"
-            typer.echo(f"{row['id']}  {row['prefix']}…  {row['name']}  {scope}  {mode}  "
-                       f"{_key_state(row)}")
+                keys = await list_keys(conn, tenant_id)
+        for key in keys:
+            scope = key.project or "all projects"
+            mode = "read-only" if key.read_only else "read-write"
+            typer.echo(f"{key.id}  {key.prefix}…  {key.name}  {scope}  {mode}  "
+                       f"{_key_state(key)}")
 
     with _database(_settings(data_dir)) as (admin_url, _):
         asyncio.run(run(admin_url))
@@ -312,13 +313,13 @@ def _key_expiry(expires_in: str | None, expires_at: str | None) -> datetime | No
     return expiry
 
 
-def _key_state(row: Any) -> str:
-    if row["revoked_at"]:
-        return f"revoked {row['revoked_at']:%Y-%m-%d}"
-    if row["expired"]:
-        return f"expired {row['expires_at']:%Y-%m-%d %H:%M}"
-    if row["expires_at"]:
-        return f"active, expires {row['expires_at']:%Y-%m-%d %H:%M}"
+def _key_state(key: ApiKey) -> str:
+    if key.revoked_at:
+        return f"revoked {key.revoked_at:%Y-%m-%d}"
+    if key.expired and key.expires_at:
+        return f"expired {key.expires_at:%Y-%m-%d %H:%M}"
+    if key.expires_at:
+        return f"active, expires {key.expires_at:%Y-%m-%d %H:%M}"
     return "active"
 
 
@@ -359,11 +360,11 @@ async def _key_admin(settings: Settings, urls: tuple[str, str],
 
 
 async def _audit_key_change(admin: Any, actor: Any, action: str, detail: dict[str, Any]) -> None:
-    from team_memory_core.store import queries
+    from team_memory_core.store.audit import insert_audit
     from team_memory_core.store.pool import tenant_tx
 
     async with tenant_tx(admin.keyring.pool, actor.tenant_id) as conn:
-        await queries.insert_audit(conn, tenant_id=actor.tenant_id, key_id=None,
+        await insert_audit(conn, tenant_id=actor.tenant_id, key_id=None,
                                    actor=actor.name, action=action, outcome="ok", detail=detail)
 
 
@@ -443,7 +444,7 @@ def temporal_key_rotate_kek(
 ) -> None:
     """Re-wrap every tenant's keys under a new KEK. Stop the stack first, then install the new
     KEK (TEAM_MEMORY_TEMPORAL_KEK, or the data dir's temporal-kek file) before starting it."""
-    from team_memory_core.store import queries
+    from team_memory_core.store.tenants import list_tenants
     from team_memory_core.temporal_keys import parse_kek
 
     settings = _settings(data_dir)
@@ -451,7 +452,7 @@ def temporal_key_rotate_kek(
 
     async def run(urls: tuple[str, str]) -> dict[str, int]:
         async with _admin_pool(urls[0]) as pool, pool.acquire() as conn:
-            tenants = [row["name"] for row in await queries.list_tenants(conn)]
+            tenants = [found.name for found in await list_tenants(conn)]
         done = {}
         for tenant in tenants:
             async with _key_admin(settings, urls, tenant) as (admin, actor):
@@ -623,27 +624,30 @@ def audit(
     data_dir: DataDir = None,
 ) -> None:
     """Print the audit trail (newest first): who did what, to what, with which outcome."""
-    from team_memory_core.store import queries
+    import json
+
+    from team_memory_core.store.audit import AuditEntry, audit_entries, unscoped_audit_entries
     from team_memory_core.store.pool import tenant_tx
 
     if (tenant is None) == (not unscoped):
         raise typer.BadParameter("give --tenant T or --unscoped")
 
-    async def run(admin_url: str, app_url: str) -> list[Any]:
+    async def run(admin_url: str, app_url: str) -> list[AuditEntry]:
         if unscoped:
             async with _admin_pool(admin_url) as admin, admin.acquire() as conn:
-                return await queries.unscoped_audit_entries(conn, limit)
+                return await unscoped_audit_entries(conn, limit)
         assert tenant is not None
         async with _operator(admin_url, app_url, tenant) as (pool, actor), \
                 tenant_tx(pool, actor.tenant_id) as conn:
-            return await queries.audit_entries(conn, limit)
+            return await audit_entries(conn, limit)
 
     with _database(_settings(data_dir)) as (admin_url, app_url):
-        rows = asyncio.run(run(admin_url, app_url))
-    for row in rows:
-        key = str(row["key_id"])[:8] if row["key_id"] else "-"
-        typer.echo(f"{row['created_at']:%Y-%m-%d %H:%M:%S%z}  {row['actor']}  key {key}  "
-                   f"{row['action']}  {row['target'] or '-'}  {row['outcome']}  {row['detail']}")
+        entries = asyncio.run(run(admin_url, app_url))
+    for entry in entries:
+        key = str(entry.key_id)[:8] if entry.key_id else "-"
+        detail = json.dumps(entry.detail, ensure_ascii=False)
+        typer.echo(f"{entry.created_at:%Y-%m-%d %H:%M:%S%z}  {entry.actor}  key {key}  "
+                   f"{entry.action}  {entry.target or '-'}  {entry.outcome}  {detail}")
 
 
 @review_app.command("list")
@@ -654,22 +658,22 @@ def review_list(
     data_dir: DataDir = None,
 ) -> None:
     """Print the merges and supersedes held for review (newest first)."""
-    from team_memory_core.store import queries
     from team_memory_core.store.pool import tenant_tx
+    from team_memory_core.store.proposals import HeldProposal, proposals
 
-    async def run(admin_url: str, app_url: str) -> list[Any]:
+    async def run(admin_url: str, app_url: str) -> list[HeldProposal]:
         async with _operator(admin_url, app_url, tenant) as (pool, actor), \
                 tenant_tx(pool, actor.tenant_id) as conn:
-            return await queries.proposals(conn, None if status == "all" else status, limit)
+            return await proposals(conn, None if status == "all" else status, limit)
 
     with _database(_settings(data_dir)) as (admin_url, app_url):
-        rows = asyncio.run(run(admin_url, app_url))
-    for row in rows:
-        sources = ",".join(str(uid) for uid in row["source_ids"])
-        typer.echo(f"#{row['id']}  {row['created_at']:%Y-%m-%d %H:%M:%S%z}  {row['status']}  "
-                   f"{row['kind']} {row['target_id']} <- {sources}  {row['origin']}  "
-                   f"{row['model'] or row['policy']}  project {row['project']}")
-        for label, text in (("reason", row["reason"]), ("proposed", row["proposed_text"])):
+        held = asyncio.run(run(admin_url, app_url))
+    for row in held:
+        sources = ",".join(str(uid) for uid in row.source_ids)
+        typer.echo(f"#{row.id}  {row.created_at:%Y-%m-%d %H:%M:%S%z}  {row.status}  "
+                   f"{row.kind} {row.target_id} <- {sources}  {row.origin}  "
+                   f"{row.model or row.policy}  project {row.project}")
+        for label, text in (("reason", row.reason), ("proposed", row.proposed_text)):
             if text:
                 typer.echo(f"    {label}: {' '.join(text.split())}")
 

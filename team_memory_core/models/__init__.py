@@ -167,7 +167,9 @@ class MemoryHit(BaseModel):
     truncated: bool = False
 
 
-class Memory(BaseModel):
+class StoredMemory(BaseModel):
+    """A memory's own fields, as stored."""
+
     id: UUID
     project: str
     content: str
@@ -184,6 +186,9 @@ class Memory(BaseModel):
     created_at: datetime
     occurred_at: datetime
     updated_at: datetime
+
+
+class Memory(StoredMemory):
     age: str
 
 

@@ -286,13 +286,13 @@ async def test_purging_a_captured_memory_destroys_its_session_history(
 ) -> None:
     async with serving(stack, fake, tmp_path) as cap:
         session_id, rows = await cap.replay_recorded_session()
-        captured = {row["content"]: row for row in rows}
+        captured = {row.content: row for row in rows}
         session = capture_workflow_id(stack.principal.tenant_name, stack.principal.key_id,
                                       session_id)
         sealed = await first_input(stack, session)
         kept = ingest_workflow_id(stack.principal.tenant_name, PROJECT, content_hash(BUGFIX),
                                   0)
-        report = await stack.service.purge(stack.principal, captured[DECISION]["id"],
+        report = await stack.service.purge(stack.principal, captured[DECISION].id,
                                            "customer asked")
         server = HttpServer(url="", base=cap.config.server)
         # The hook text and the purged observation; the session history also starts the
@@ -301,7 +301,7 @@ async def test_purging_a_captured_memory_destroys_its_session_history(
                                 ["default=uuid7", "time-sortable"])
         assert session in report.workflows_deleted and session in report.keys_shredded
         # The other observation of the session stays, readable by its tenant.
-        bugfix = await stack.service.get(stack.principal, captured[BUGFIX]["id"])
+        bugfix = await stack.service.get(stack.principal, captured[BUGFIX].id)
         assert bugfix.content == BUGFIX
         done = await asyncio.to_thread(
             show, stack.settings.temporal_target, kept, "--codec-endpoint",

@@ -31,7 +31,7 @@ from team_memory_core.contract import (
 from team_memory_core.models import IngestInput, MemoryStatus, Principal, content_hash
 from team_memory_core.payload_codec import Envelope, decrypt
 from team_memory_core.schedules import ensure_all, nightly_schedule, run_now
-from team_memory_core.store import queries
+from team_memory_core.store.memories import insert_pending
 from team_memory_core.store.pool import tenant_tx
 from team_memory_core.temporal import connect, keyring_of
 from team_memory_core.temporal_keys import (
@@ -104,8 +104,8 @@ async def test_capture_session_history_is_ciphertext(
            hook_text)
     for record in captured:
         workflow_id = ingest_workflow_id(stack.principal.tenant_name, PROJECT,
-                                         content_hash(record["content"]), 0)
-        sealed(await shown(stack, workflow_id), [record["content"][:30], *hook_text])
+                                         content_hash(record.content), 0)
+        sealed(await shown(stack, workflow_id), [record.content[:30], *hook_text])
 
 
 @pytest.fixture
@@ -208,7 +208,7 @@ async def test_workflow_started_before_encryption_still_completes(
     workflow_id = ingest_workflow_id(stack.principal.tenant_name, item.project, item.content_hash,
                                      0)
     async with tenant_tx(stack.pool, stack.principal.tenant_id) as conn:
-        assert await queries.insert_pending(conn, item)
+        assert await insert_pending(conn, item)
     await attacker.start_workflow("IngestMemory", item, id=workflow_id,
                                   task_queue=stack.settings.task_queue)
     keyring_of(stack.client).encrypted_since = datetime.now(UTC)  # the upgrade: after the start
