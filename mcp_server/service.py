@@ -34,7 +34,7 @@ from team_memory_core.models import (
     TENANT_WIDE_PROJECT,
     Category,
     IngestInput,
-    ManifestoRuleView,
+    ManifestoRule,
     ManifestoView,
     Memory,
     MemoryEvent,
@@ -510,8 +510,8 @@ class MemoryService:
             row = await queries.manifesto(conn, scope)
         if row is None:
             return ManifestoView(project=scope, rules=[])
-        rules = [ManifestoRuleView.model_validate(rule) for rule in json.loads(row["rules"])]
-        text = render_manifesto([rule.model_dump() for rule in rules])
+        rules = [ManifestoRule.model_validate(rule) for rule in json.loads(row["rules"])]
+        text = render_manifesto(rules)
         return ManifestoView(project=scope, rules=rules, policy=row["policy"],
                              generated_at=row["generated_at"], tokens=approx_tokens(text))
 

@@ -14,7 +14,7 @@ from uuid import UUID
 import asyncpg
 import numpy as np
 
-from team_memory_core.models import Category, IngestInput, MemoryStatus
+from team_memory_core.models import Category, IngestInput, ManifestoRule, MemoryStatus
 from team_memory_core.rules.redaction import redact
 
 SET_TENANT = "SELECT set_config('app.tenant_id', $1, true)"
@@ -1287,7 +1287,7 @@ async def manifesto(conn: asyncpg.Connection, project: str) -> asyncpg.Record | 
 
 
 async def upsert_manifesto(
-    conn: asyncpg.Connection, *, tenant_id: UUID, project: str, rules: list[dict[str, Any]],
+    conn: asyncpg.Connection, *, tenant_id: UUID, project: str, rules: list[ManifestoRule],
     fingerprint: str, policy: str, model: str | None, input_tokens: int | None,
     output_tokens: int | None,
 ) -> None:
@@ -1302,15 +1302,15 @@ async def upsert_manifesto(
             input_tokens = EXCLUDED.input_tokens, output_tokens = EXCLUDED.output_tokens,
             generated_at = now()
         """,
-        tenant_id, project, _json_array(rules), fingerprint, policy, model,
+        tenant_id, project, _json_rules(rules), fingerprint, policy, model,
         input_tokens, output_tokens,
     )
 
 
-def _json_array(values: list[dict[str, Any]]) -> str:
+def _json_rules(rules: list[ManifestoRule]) -> str:
     import json
 
-    return json.dumps(values, default=str)
+    return json.dumps([rule.model_dump(mode="json") for rule in rules])
 
 # --- operations (`team-memory status`, run as the schema owner) ----------------------------
 

@@ -25,8 +25,8 @@ from mcp_server.service import MemoryService
 from team_memory import embedded
 from team_memory.hook import HookConfig, capture, has_spool, run
 from team_memory_core.capture import capture_workflow_id
-from team_memory_core.llm import Distiller
-from team_memory_core.models import MemoryStatus, approx_tokens
+from team_memory_core.llm.client import Distiller
+from team_memory_core.models import ManifestoRule, MemoryStatus, approx_tokens
 from team_memory_core.store import queries
 from team_memory_core.store.pool import tenant_tx
 from team_memory_core.temporal import PROJECT_KEY
@@ -210,8 +210,8 @@ async def test_context_is_the_manifesto_then_the_working_set_rule(
     for i in range(12):
         await stack.service.save(stack.principal, f"Note {i}: the {i}th service logs in JSON",
                                  importance=1 + i % 5, project=PROJECT)
-    rules = [{"text": "Every table has a UUID v7 primary key.", "source_ids": []},
-             {"text": "Deploys happen on Tuesdays and Thursdays only.", "source_ids": []}]
+    rules = [ManifestoRule(text="Every table has a UUID v7 primary key.", source_ids=[]),
+             ManifestoRule(text="Deploys happen on Tuesdays and Thursdays only.", source_ids=[])]
     async with tenant_tx(stack.pool, stack.principal.tenant_id) as conn:
         await queries.upsert_manifesto(conn, tenant_id=stack.principal.tenant_id,
                                        project=PROJECT, rules=rules, fingerprint="f",
@@ -249,6 +249,22 @@ async def test_duplicate_and_late_events_are_distilled_once(
     assert fake.calls == 1
     assert fake.requests[0]["messages"][0]["content"].count("default=uuid7") == 1
     assert row is not None and row["events_distilled"] == 2
+
+
+async def test_rate_limited_distillation_is_retried_after_the_hint(
+    stack: Stack, fake: FakeAnthropic, tmp_path: Path
+) -> None:
+    """A 429 with Retry-After: the next attempt waits the hint, not the policy's 1 s backoff."""
+    fake.script(FakeAnthropic.error(429, "rate_limit_error", "slow down",
+                                    headers={"retry-after": "3"}),
+                FakeAnthropic.tool_result({"observations": []}))
+    async with serving(stack, fake, tmp_path) as cap:
+        for name in ("post_tool_use_edit.json", "stop.json"):
+            await cap.hook(name, "limited-session")
+        row = await cap.wait_row("limited-session", "events_distilled", 2)
+    refused, retried = (c.at for c in fake.conversations)
+    assert retried - refused >= 3.0
+    assert (row["events_distilled"], row["events_skipped"]) == (2, 0)
 
 
 @pytest.mark.parametrize(("limits", "reason"), [

@@ -13,7 +13,8 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from team_memory import embedded
 from team_memory_core import telemetry
-from team_memory_core.llm import Candidate, Distiller
+from team_memory_core.llm.client import Distiller
+from team_memory_core.llm.ingest import Candidate, decide_ingest
 from team_memory_core.models import MemoryStatus
 from tests.conftest import Stack
 from tests.mcp_server.test_http import client_for
@@ -110,7 +111,7 @@ async def test_llm_call_span_carries_model_and_token_usage(
                                               input_tokens=321, output_tokens=17))
         async with Distiller(api_key="sk-test", model="claude-haiku-4-5",
                              base_url=fake.base_url, timeout_s=5.0) as distiller:
-            await distiller.decide_ingest("We moved to Svelte.", "architecture", candidates)
+            await decide_ingest(distiller, "We moved to Svelte.", "architecture", candidates)
     (span,) = exporter.get_finished_spans()
     assert span.name == "chat claude-haiku-4-5"
     attributes = dict(span.attributes or {})

@@ -16,7 +16,7 @@ from temporalio.client import WorkflowExecutionStatus
 
 from team_memory.embedded import temporal_binary
 from team_memory_core import schedules
-from team_memory_core.llm import Distiller
+from team_memory_core.llm.client import Distiller
 from team_memory_core.models import ConsolidateInput, ConsolidationReport, MemoryStatus
 from tests.conftest import Stack
 from tests.processes import child_env

@@ -12,7 +12,7 @@ import pytest
 from mcp import Client
 
 from mcp_server.service import NotFound
-from team_memory_core.llm import Distiller
+from team_memory_core.llm.client import Distiller
 from team_memory_core.models import MemoryStatus
 from tests.conftest import Stack
 from tests.mcp_server.test_tools import call

@@ -10,7 +10,7 @@ import asyncpg
 import pytest
 from mcp import Client
 
-from team_memory_core.llm import Distiller
+from team_memory_core.llm.client import Distiller
 from team_memory_core.models import MemoryStatus, Principal
 from team_memory_core.store.pool import tenant_tx
 from team_memory_core.tenants import create_key
