@@ -16,6 +16,7 @@ from temporalio import activity
 
 from activities.failures import llm_failure
 from team_memory_core.capture import CaptureEvent, DistillRequest, DistillResult, capture_source
+from team_memory_core.contract import DISTILL_ACTIVITY, ingest_workflow_id
 from team_memory_core.llm.client import Distiller, LLMUnavailable, LLMUsage, MalformedLLMOutput
 from team_memory_core.llm.observe import (
     Observation,
@@ -29,7 +30,6 @@ from team_memory_core.models import (
     IngestInput,
     approx_tokens,
     content_hash,
-    ingest_workflow_id,
     memory_id_for,
 )
 from team_memory_core.rules.redaction import redact
@@ -59,7 +59,7 @@ class CaptureActivities:
     keys: Keyring
     distiller: Distiller | None = None
 
-    @activity.defn(name="distill_session_events")
+    @activity.defn(name=DISTILL_ACTIVITY)
     async def distill_session_events(self, request: DistillRequest) -> DistillResult:
         fresh = await self._unprocessed(request)
         if not fresh:

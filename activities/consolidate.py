@@ -14,6 +14,16 @@ from temporalio.exceptions import ApplicationError
 
 from activities.failures import llm_failure
 from team_memory_core import schedules
+from team_memory_core.contract import (
+    ARCHIVE_ACTIVITY,
+    ENSURE_SCHEDULE_ACTIVITY,
+    FIND_CLUSTERS_ACTIVITY,
+    FINISH_CONSOLIDATION_ACTIVITY,
+    MANIFESTO_ACTIVITY,
+    REVIEW_CLUSTER_ACTIVITY,
+    START_CONSOLIDATION_ACTIVITY,
+    Policy,
+)
 from team_memory_core.embedder import BatchingEmbedder
 from team_memory_core.llm.client import Distiller, LLMError, LLMUsage
 from team_memory_core.llm.consolidate import (
@@ -57,7 +67,7 @@ class ConsolidationActivities:
     client: Client
     distiller: Distiller | None = None
 
-    @activity.defn(name="ensure_project_schedule")
+    @activity.defn(name=ENSURE_SCHEDULE_ACTIVITY)
     async def ensure_project_schedule(self, ref: ProjectRef) -> str:
         async with tenant_tx(self.pool, ref.tenant_id) as conn:
             tenant = await queries.tenant_name(conn, ref.tenant_id)
@@ -68,7 +78,7 @@ class ConsolidationActivities:
             await queries.mark_schedule_ensured(conn, ref.tenant_id, ref.project, sid)
         return sid
 
-    @activity.defn(name="start_consolidation")
+    @activity.defn(name=START_CONSOLIDATION_ACTIVITY)
     async def start_consolidation(self, request: RunRequest) -> ConsolidationReport:
         async with self.pool.acquire() as conn:
             tenant_id = await queries.tenant_id_named(conn, request.tenant)
@@ -94,7 +104,7 @@ class ConsolidationActivities:
             )
         return report
 
-    @activity.defn(name="find_clusters")
+    @activity.defn(name=FIND_CLUSTERS_ACTIVITY)
     async def find_clusters(self, request: PageRequest) -> ConsolidationPage:
         async with tenant_tx(self.pool, request.tenant_id) as conn:
             rows = await queries.neighbourhoods(
@@ -103,7 +113,7 @@ class ConsolidationActivities:
             )
         return consolidation.neighbourhood_page(rows, request.page_size)
 
-    @activity.defn(name="review_cluster")
+    @activity.defn(name=REVIEW_CLUSTER_ACTIVITY)
     async def review_cluster(self, request: ClusterRequest) -> ClusterOutcome:
         """Merge duplicates and resolve conflicts within one group of related memories."""
         async with tenant_tx(self.pool, request.tenant_id) as conn:
@@ -226,7 +236,7 @@ class ConsolidationActivities:
                           "after being kept without a model decision")
         await queries.mark_reviewed(log.conn, [r["id"] for r in reviewed])
 
-    @activity.defn(name="archive_stale")
+    @activity.defn(name=ARCHIVE_ACTIVITY)
     async def archive_stale(self, report: ConsolidationReport) -> int:
         async with tenant_tx(self.pool, report.tenant_id) as conn:
             return await queries.archive_stale(
@@ -236,7 +246,7 @@ class ConsolidationActivities:
                 threshold=self.settings.archive_threshold, run_id=report.run_id,
             )
 
-    @activity.defn(name="refresh_manifesto")
+    @activity.defn(name=MANIFESTO_ACTIVITY)
     async def refresh_manifesto(self, request: ManifestoRequest) -> ManifestoOutcome:
         """Rewrite the manifesto when its input memories changed (else leave it alone)."""
         use_llm = self.distiller is not None and request.allow_llm
@@ -263,7 +273,7 @@ class ConsolidationActivities:
                 count = await consolidation.write_local_manifesto(
                     conn, request.tenant_id, request.project, self.settings)
                 return ManifestoOutcome(
-                    status="regenerated", policy="local", rules=count,
+                    status="regenerated", policy=Policy.LOCAL, rules=count,
                     llm_calls=int(usage is not None),
                     input_tokens=usage.input_tokens if usage else 0,
                     output_tokens=usage.output_tokens if usage else 0)
@@ -274,7 +284,7 @@ class ConsolidationActivities:
                 output_tokens=usage.output_tokens if usage else None,
             )
         return ManifestoOutcome(
-            status="regenerated", policy="haiku" if usage else "local", rules=len(rules),
+            status="regenerated", policy=Policy.HAIKU if usage else Policy.LOCAL, rules=len(rules),
             llm_calls=int(usage is not None), input_tokens=usage.input_tokens if usage else 0,
             output_tokens=usage.output_tokens if usage else 0,
         )
@@ -296,7 +306,7 @@ class ConsolidationActivities:
         return consolidation.within_budget(rules, self.settings.manifesto_max_rules,
                                            self.settings.manifesto_token_budget), usage
 
-    @activity.defn(name="finish_consolidation")
+    @activity.defn(name=FINISH_CONSOLIDATION_ACTIVITY)
     async def finish_consolidation(self, report: ConsolidationReport) -> None:
         async with tenant_tx(self.pool, report.tenant_id) as conn:
             await queries.finish_run(conn, report.run_id, report.input_tokens,

@@ -11,6 +11,7 @@ from temporalio.exceptions import ApplicationError
 
 from activities.failures import llm_failure
 from team_memory_core import telemetry
+from team_memory_core.contract import COMMIT_ACTIVITY, DECIDE_ACTIVITY, EMBED_ACTIVITY, Policy
 from team_memory_core.embedder import BatchingEmbedder
 from team_memory_core.llm.client import Distiller, LLMError
 from team_memory_core.llm.ingest import Candidate, decide_ingest
@@ -36,14 +37,14 @@ class IngestActivities:
     settings: Settings
     distiller: Distiller | None = None
 
-    @activity.defn(name="embed_memory")
+    @activity.defn(name=EMBED_ACTIVITY)
     async def embed_memory(self, item: IngestInput) -> None:
         """Embed the text and store the vector on the row (it never enters workflow history)."""
         vector = await self.embedder.embed_one(item.content)
         async with tenant_tx(self.pool, item.tenant_id) as conn:
             await queries.upsert_embedding(conn, item, vector)
 
-    @activity.defn(name="decide_memory")
+    @activity.defn(name=DECIDE_ACTIVITY)
     async def decide_memory(self, item: IngestInput) -> Decision:
         async with tenant_tx(self.pool, item.tenant_id) as conn:
             row = await queries.fetch_status(conn, item.memory_id)
@@ -74,14 +75,14 @@ class IngestActivities:
         merged = None if answer.merged_content is None else redact(answer.merged_content).text
         decision = Decision(
             kind=answer.action, target_id=answer.target_id,
-            merged_content=merged, reason=redact(answer.reason).text, policy="haiku",
+            merged_content=merged, reason=redact(answer.reason).text, policy=Policy.HAIKU,
             model=usage.model, input_tokens=usage.input_tokens,
             output_tokens=usage.output_tokens,
         )
         target_author = next((n.author for n in neighbours if n.id == answer.target_id), None)
         return hold_foreign_change(decision, target_author, item.key_id)
 
-    @activity.defn(name="commit_memory")
+    @activity.defn(name=COMMIT_ACTIVITY)
     async def commit_memory(self, item: IngestInput, decision: Decision) -> IngestResult:
         """Apply the decision in one transaction, with its history events."""
         async with tenant_tx(self.pool, item.tenant_id) as conn:

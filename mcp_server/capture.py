@@ -14,25 +14,28 @@ from datetime import datetime
 
 from pydantic import BaseModel, Field, ValidationInfo, field_validator
 from temporalio.client import Client
-from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDReusePolicy
+from temporalio.common import WorkflowIDReusePolicy
 
 from mcp_server.service import Forbidden, MemoryService, check_text, check_time
 from team_memory_core.capture import (
-    CAPTURE_SIGNAL,
-    CAPTURE_WORKFLOW,
     FILES_MAX,
-    NO_KEY,
     SUMMARY_MAX_CHARS,
     CaptureEvent,
     CaptureSession,
     EventKind,
+)
+from team_memory_core.contract import (
+    CAPTURE_SIGNAL,
+    CAPTURE_WORKFLOW,
+    NO_KEY,
     capture_workflow_id,
+    scope_attributes,
 )
 from team_memory_core.models import Memory, Principal, approx_tokens
 from team_memory_core.rules.redaction import redact
 from team_memory_core.store import queries
 from team_memory_core.store.pool import principal_tx
-from team_memory_core.temporal import PROJECT_KEY, TENANT_KEY, keyring_of
+from team_memory_core.temporal import keyring_of
 
 NO_KEY_NOTE = ("capture is off: no ANTHROPIC_API_KEY, so only explicit memories "
                "(save_memory) are kept; hook events are only counted")
@@ -166,10 +169,7 @@ class CaptureService:
                 task_queue=settings.task_queue,
                 start_signal=CAPTURE_SIGNAL, start_signal_args=[event],
                 id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
-                search_attributes=TypedSearchAttributes([
-                    SearchAttributePair(TENANT_KEY, principal.tenant_name),
-                    SearchAttributePair(PROJECT_KEY, project),
-                ]),
+                search_attributes=scope_attributes(principal.tenant_name, project),
             )
 
     # --- session-start context --------------------------------------------------------------

@@ -20,12 +20,13 @@ from uuid import UUID
 import asyncpg
 import numpy as np
 from temporalio.client import Client
-from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDReusePolicy
+from temporalio.common import WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from mcp_server.ratelimit import RateLimiter, retry_message
 from mcp_server.retrieval import Retriever
 from team_memory_core import erasure, telemetry
+from team_memory_core.contract import INGEST_WORKFLOW, ingest_attributes, ingest_workflow_id
 from team_memory_core.embedder import Embedder, embed_async
 from team_memory_core.models import (
     ALL_STATUSES,
@@ -47,7 +48,6 @@ from team_memory_core.models import (
     approx_tokens,
     content_hash,
     humanize_age,
-    ingest_workflow_id,
     memory_id_for,
 )
 from team_memory_core.rules import ranking
@@ -56,7 +56,7 @@ from team_memory_core.rules.redaction import preview, redact, redact_tags
 from team_memory_core.settings import Settings
 from team_memory_core.store import queries
 from team_memory_core.store.pool import principal_tx
-from team_memory_core.temporal import CATEGORY_KEY, PROJECT_KEY, TENANT_KEY, keyring_of
+from team_memory_core.temporal import keyring_of
 
 _SNIPPET_CHARS = 160
 _PENDING_EMBED_LIMIT = 64
@@ -290,16 +290,13 @@ class MemoryService:
         # Already started: the same content was ingested before under this id; nothing to do.
         with contextlib.suppress(WorkflowAlreadyStartedError):
             await self.temporal.start_workflow(
-                "IngestMemory",
+                INGEST_WORKFLOW,
                 item,
                 id=workflow_id,
                 task_queue=self.settings.task_queue,
                 id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-                search_attributes=TypedSearchAttributes([
-                    SearchAttributePair(TENANT_KEY, principal.tenant_name),
-                    SearchAttributePair(PROJECT_KEY, item.project),
-                    SearchAttributePair(CATEGORY_KEY, item.category.value),
-                ]),
+                search_attributes=ingest_attributes(principal.tenant_name, item.project,
+                                                    item.category.value),
                 memo={"preview": preview(item.content), "memory_id": str(item.memory_id)},
             )
 

@@ -21,14 +21,11 @@ from pathlib import Path
 from typing import IO, Any
 from urllib.parse import quote
 
+from team_memory_core.contract import SEARCH_ATTRIBUTES as CONTRACT_ATTRIBUTES
 from team_memory_core.store.migrate import APP_ROLE
 
-SEARCH_ATTRIBUTES = {
-    "TenantName": "Keyword",
-    "Project": "Keyword",
-    "Category": "Keyword",
-    "Decision": "Keyword",
-}
+# Registered on the dev server at start, so operators can filter workflows by them.
+SEARCH_ATTRIBUTES = {key.name: "Keyword" for key in CONTRACT_ATTRIBUTES}
 
 
 class StackError(RuntimeError):

@@ -11,12 +11,12 @@ import asyncpg
 import httpx
 from temporalio.client import Client
 
+from team_memory_core.contract import INGESTIONS
 from team_memory_core.settings import Settings
 from team_memory_core.store import queries
 from team_memory_core.store.pool import create_pool, tenant_tx
 from team_memory_core.temporal import connect, describe_workers
 
-INGESTIONS = "WorkflowType='IngestMemory'"
 CHECK_TIMEOUT_S = 5.0
 
 

@@ -8,22 +8,17 @@ are saved through the ordinary ingestion path (``IngestMemory``).
 
 from __future__ import annotations
 
-import hashlib
 from datetime import datetime
 from enum import StrEnum
 from uuid import UUID
 
 from pydantic import BaseModel, Field
 
+from team_memory_core.contract import NO_KEY
 from team_memory_core.models import IngestInput, Principal
 
 SUMMARY_MAX_CHARS = 1200
 FILES_MAX = 20
-# capture_sessions.key_id of a principal without a key (such principals never capture).
-NO_KEY = UUID(int=0)
-CAPTURE_SIGNAL = "event"
-CAPTURE_WORKFLOW = "SessionObservations"
-DISTILL_ACTIVITY = "distill_session_events"
 CAPTURE_SOURCE_PREFIX = "claude-code:"
 
 
@@ -107,10 +102,3 @@ def captured_in(source: str | None) -> str | None:
     if source is None or not source.startswith(CAPTURE_SOURCE_PREFIX):
         return None
     return source.removeprefix(CAPTURE_SOURCE_PREFIX) or None
-
-
-def capture_workflow_id(tenant_name: str, key_id: UUID | None, session_id: str) -> str:
-    """One workflow per key and session: a session id is chosen by the client, so another
-    key sending the same one must not join this key's workflow (its project, its budget)."""
-    digest = hashlib.sha256(f"{key_id or NO_KEY}/{session_id}".encode()).hexdigest()[:24]
-    return f"capture/{tenant_name}/{digest}"

@@ -21,8 +21,9 @@ from temporalio.api.workflowservice.v1 import DeleteWorkflowExecutionRequest
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
-from team_memory_core.capture import capture_workflow_id, captured_in
-from team_memory_core.models import MemoryStatus, ingest_workflow_id
+from team_memory_core.capture import captured_in
+from team_memory_core.contract import capture_workflow_id, ingest_workflow_id
+from team_memory_core.models import MemoryStatus
 from team_memory_core.rules.consolidation import write_local_manifesto
 from team_memory_core.rules.redaction import redact
 from team_memory_core.settings import Settings

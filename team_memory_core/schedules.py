@@ -26,20 +26,18 @@ from temporalio.client import (
     ScheduleUpdate,
     ScheduleUpdateInput,
 )
-from temporalio.common import SearchAttributePair, TypedSearchAttributes
 
+from team_memory_core.contract import (
+    CONSOLIDATE_WORKFLOW,
+    consolidation_schedule_id,
+    scope_attributes,
+)
 from team_memory_core.models import ConsolidateInput, ConsolidationReport
 from team_memory_core.settings import Settings
 from team_memory_core.store import queries
 from team_memory_core.store.pool import tenant_tx
-from team_memory_core.temporal import PROJECT_KEY, TENANT_KEY
 
-CONSOLIDATE_WORKFLOW = "Consolidate"
 log = logging.getLogger("team_memory_core.schedules")
-
-
-def schedule_id(tenant: str, project: str) -> str:
-    return f"consolidate/{tenant}/{project}"
 
 
 def manual_workflow_id(tenant: str, project: str, now: datetime | None = None) -> str:
@@ -53,12 +51,9 @@ def nightly_schedule(settings: Settings, tenant: str, project: str) -> Schedule:
         action=ScheduleActionStartWorkflow(
             CONSOLIDATE_WORKFLOW,
             ConsolidateInput(tenant=tenant, project=project),
-            id=schedule_id(tenant, project),
+            id=consolidation_schedule_id(tenant, project),
             task_queue=settings.task_queue,
-            typed_search_attributes=TypedSearchAttributes([
-                SearchAttributePair(TENANT_KEY, tenant),
-                SearchAttributePair(PROJECT_KEY, project),
-            ]),
+            typed_search_attributes=scope_attributes(tenant, project),
         ),
         spec=ScheduleSpec(
             calendars=[ScheduleCalendarSpec(hour=[ScheduleRange(hour)],
@@ -75,7 +70,7 @@ async def ensure_schedule(
 ) -> str:
     """Create the project's schedule; with ``refresh``, bring an existing one up to date with
     the settings (time, time zone, task queue) while keeping an operator's pause."""
-    sid = schedule_id(tenant, project)
+    sid = consolidation_schedule_id(tenant, project)
     wanted = nightly_schedule(settings, tenant, project)
     try:
         await client.create_schedule(sid, wanted)
@@ -118,7 +113,6 @@ async def run_now(
     handle = await client.start_workflow(
         CONSOLIDATE_WORKFLOW, ConsolidateInput(tenant=tenant, project=project), id=workflow_id,
         task_queue=settings.task_queue, result_type=ConsolidationReport,
-        search_attributes=TypedSearchAttributes([SearchAttributePair(TENANT_KEY, tenant),
-                                                 SearchAttributePair(PROJECT_KEY, project)]),
+        search_attributes=scope_attributes(tenant, project),
     )
     return workflow_id, (await handle.result() if wait else None)

@@ -17,6 +17,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from team_memory_core.contract import Policy
+
 
 def default_data_dir() -> Path:
     """Per-user data directory (XDG on Linux, ~/Library on macOS)."""
@@ -329,8 +331,8 @@ class Settings(BaseSettings):
         return self.temporal_address or f"127.0.0.1:{self.temporal_port}"
 
     @property
-    def dedupe_policy(self) -> Literal["haiku", "local"]:
-        return "haiku" if self.anthropic_api_key else "local"
+    def dedupe_policy(self) -> Policy:
+        return Policy.HAIKU if self.anthropic_api_key else Policy.LOCAL
 
     @property
     def mcp_url(self) -> str:

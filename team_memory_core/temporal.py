@@ -12,7 +12,6 @@ from temporalio.api.enums.v1 import TaskQueueType, WorkerStatus
 from temporalio.api.taskqueue.v1 import TaskQueue
 from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest, ListWorkersRequest
 from temporalio.client import Client
-from temporalio.common import SearchAttributeKey
 from temporalio.contrib.opentelemetry import TracingInterceptor
 from temporalio.runtime import (
     LogForwardingConfig,
@@ -26,14 +25,6 @@ from temporalio.service import RPCError
 from team_memory_core.payload_codec import EncryptionCodec, encrypting_data_converter
 from team_memory_core.settings import Settings
 from team_memory_core.temporal_keys import Keyring, load_kek
-
-# Registered on the embedded dev server by `up` (and in docker-compose) so the Web UI and
-# `temporal workflow list --query` can filter ingestions by tenant, project, category, decision.
-TENANT_KEY = SearchAttributeKey.for_keyword("TenantName")
-PROJECT_KEY = SearchAttributeKey.for_keyword("Project")
-CATEGORY_KEY = SearchAttributeKey.for_keyword("Category")
-DECISION_KEY = SearchAttributeKey.for_keyword("Decision")
-SEARCH_ATTRIBUTES = (TENANT_KEY, PROJECT_KEY, CATEGORY_KEY, DECISION_KEY)
 
 # Workers report to the server this often; a worker whose last heartbeat is older than
 # WORKER_STALE_AFTER is taken for dead. (Task-queue pollers are no use for that: the server

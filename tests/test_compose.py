@@ -13,8 +13,8 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
+from team_memory_core.contract import SEARCH_ATTRIBUTES
 from team_memory_core.settings import Settings, env_name
-from team_memory_core.temporal import SEARCH_ATTRIBUTES
 
 ROOT = Path(__file__).resolve().parent.parent
 OUR_SERVICES = {"migrate", "worker", "mcp"}

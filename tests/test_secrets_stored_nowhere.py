@@ -19,10 +19,10 @@ from temporalio.common import SearchAttributePair, TypedSearchAttributes
 from mcp_server.capture import CaptureService, HookEvent, HookEvents
 from mcp_server.service import MemoryService
 from team_memory_core.capture import EventKind
+from team_memory_core.contract import TENANT_KEY
 from team_memory_core.llm.client import Distiller
 from team_memory_core.models import ConsolidateInput, ConsolidationReport, MemoryStatus
 from team_memory_core.store.pool import tenant_tx
-from team_memory_core.temporal import TENANT_KEY
 from tests.conftest import Stack
 from tests.support.anthropic_server import FakeAnthropic, Reply
 from tests.support.secret_corpus import SECRETS, Secret

@@ -12,19 +12,11 @@ import contextlib
 from datetime import timedelta
 
 from temporalio import workflow
-from temporalio.common import (
-    RetryPolicy,
-    SearchAttributePair,
-    TypedSearchAttributes,
-    WorkflowIDReusePolicy,
-)
+from temporalio.common import WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
 with workflow.unsafe.imports_passed_through():
     from team_memory_core.capture import (
-        CAPTURE_SIGNAL,
-        CAPTURE_WORKFLOW,
-        DISTILL_ACTIVITY,
         CaptureEvent,
         CaptureSession,
         DistillRequest,
@@ -32,17 +24,17 @@ with workflow.unsafe.imports_passed_through():
         EventKind,
         SessionSummary,
     )
-    from team_memory_core.models import IngestInput, ingest_workflow_id
-    from team_memory_core.temporal import CATEGORY_KEY, PROJECT_KEY, TENANT_KEY
-    from workflows.ingest import BUG_ERRORS
+    from team_memory_core.contract import (
+        CAPTURE_SIGNAL,
+        CAPTURE_WORKFLOW,
+        DISTILL_ACTIVITY,
+        INGEST_WORKFLOW,
+        ingest_attributes,
+        ingest_workflow_id,
+    )
+    from team_memory_core.models import IngestInput
+    from workflows.retry import DISTILL_RETRY
 
-DISTILL_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=1),
-    backoff_coefficient=2.0,
-    maximum_interval=timedelta(minutes=1),
-    maximum_attempts=8,
-    non_retryable_error_types=["MalformedLLMOutput", *BUG_ERRORS],
-)
 _HISTORY_LIMIT = 8000
 
 
@@ -121,15 +113,12 @@ class SessionObservations:
         # Already started: the same text was ingested before under this id; nothing to do.
         with contextlib.suppress(WorkflowAlreadyStartedError):
             await workflow.start_child_workflow(
-                "IngestMemory", item,
+                INGEST_WORKFLOW, item,
                 id=ingest_workflow_id(session.tenant_name, item.project, item.content_hash,
                                       item.generation),
                 task_queue=workflow.info().task_queue,
                 parent_close_policy=workflow.ParentClosePolicy.ABANDON,
                 id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-                search_attributes=TypedSearchAttributes([
-                    SearchAttributePair(TENANT_KEY, session.tenant_name),
-                    SearchAttributePair(PROJECT_KEY, item.project),
-                    SearchAttributePair(CATEGORY_KEY, item.category.value),
-                ]),
+                search_attributes=ingest_attributes(session.tenant_name, item.project,
+                                                    item.category.value),
             )

@@ -18,6 +18,7 @@ from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from activities.consolidate import ConsolidationActivities
+    from team_memory_core.contract import CONSOLIDATE_WORKFLOW
     from team_memory_core.models import (
         ClusterOutcome,
         ClusterRequest,
@@ -28,13 +29,13 @@ with workflow.unsafe.imports_passed_through():
         PageRequest,
         RunRequest,
     )
-    from workflows.ingest import DECISION_RETRY, LOCAL_STEP_FAILED, STORAGE_RETRY, failure_cause
+    from workflows.retry import DECISION_RETRY, LOCAL_STEP_FAILED, STORAGE_RETRY, failure_cause
 
 _STEP = timedelta(minutes=2)
 _STEP_TOTAL = timedelta(hours=2)
 
 
-@workflow.defn(name="Consolidate")
+@workflow.defn(name=CONSOLIDATE_WORKFLOW)
 class Consolidate:
     @workflow.run
     async def run(self, job: ConsolidateInput) -> ConsolidationReport:

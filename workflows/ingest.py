@@ -5,12 +5,12 @@ from __future__ import annotations
 from datetime import timedelta
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError, TimeoutError
+from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from activities.consolidate import ConsolidationActivities
     from activities.ingest import IngestActivities
+    from team_memory_core.contract import DECISION_KEY, INGEST_WORKFLOW, Policy
     from team_memory_core.models import (
         Decision,
         DecisionKind,
@@ -18,41 +18,9 @@ with workflow.unsafe.imports_passed_through():
         IngestResult,
         ProjectRef,
     )
-    from team_memory_core.temporal import DECISION_KEY
+    from workflows.retry import DECISION_RETRY, LOCAL_STEP_FAILED, STORAGE_RETRY, failure_cause
 
-# Programming errors fail the workflow at once (visible as a failed ingestion, resettable
-# after a fix) instead of retrying forever; the memory row stays, searchable, meanwhile.
-BUG_ERRORS = ["ValidationError", "TypeError", "AttributeError", "NameError", "KeyError"]
-# Database and model steps: retry until the dependency is back (nothing acknowledged is lost).
-STORAGE_RETRY = RetryPolicy(
-    initial_interval=timedelta(milliseconds=200),
-    backoff_coefficient=2.0,
-    maximum_interval=timedelta(seconds=10),
-    non_retryable_error_types=BUG_ERRORS,
-)
-# A local activity whose last retry carried a next_retry_delay (the API's Retry-After hint)
-# reaches the workflow as the bare ApplicationError rather than wrapped in an ActivityError
-# (measured with temporalio 1.35): catch both.
-# A local activity's last failure arrives as the activity's own ApplicationError (or a
-# TimeoutError), not wrapped in an ActivityError as a regular activity's would be.
-LOCAL_STEP_FAILED = (ActivityError, ApplicationError, TimeoutError)
-
-
-def failure_cause(error: BaseException) -> BaseException:
-    return (error.cause or error) if isinstance(error, ActivityError) else error
-
-
-# The LLM decision: a bounded number of tries, then the memory is kept as ADD.
-DECISION_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=1),
-    backoff_coefficient=2.0,
-    maximum_interval=timedelta(seconds=30),
-    maximum_attempts=5,
-    non_retryable_error_types=["MalformedLLMOutput", *BUG_ERRORS],
-)
-
-
-@workflow.defn(name="IngestMemory")
+@workflow.defn(name=INGEST_WORKFLOW)
 class IngestMemory:
     @workflow.run
     async def run(self, item: IngestInput) -> IngestResult:
@@ -84,7 +52,7 @@ class IngestMemory:
             cause = failure_cause(error)
             kind = cause.type if isinstance(cause, ApplicationError) else type(cause).__name__
             # Keep the memory; the nightly consolidation revisits it.
-            return Decision(kind=DecisionKind.ADD, policy="haiku", needs_review=True,
+            return Decision(kind=DecisionKind.ADD, policy=Policy.HAIKU, needs_review=True,
                             reason=f"kept without a model decision ({kind}): {cause}")
 
     async def _ensure_schedule(self, item: IngestInput) -> None:

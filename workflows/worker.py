@@ -18,6 +18,7 @@ from activities.capture import CaptureActivities
 from activities.consolidate import ConsolidationActivities
 from activities.ingest import IngestActivities
 from team_memory_core import schedules, telemetry
+from team_memory_core.contract import RUNNING_INGESTIONS
 from team_memory_core.embedder import BatchingEmbedder, Embedder, create_embedder
 from team_memory_core.llm.client import Distiller
 from team_memory_core.settings import Settings
@@ -30,7 +31,6 @@ from workflows.ingest import IngestMemory
 
 log = logging.getLogger("team_memory.worker")
 
-PENDING_INGESTIONS = "WorkflowType='IngestMemory' AND ExecutionStatus='Running'"
 QUEUE_DEPTH_INTERVAL_S = 15.0
 
 
@@ -113,7 +113,7 @@ async def _measuring_queue_depth(client: Client) -> AsyncIterator[None]:
 async def _refresh_queue_depth(client: Client) -> None:
     while True:
         try:
-            counted = await client.count_workflows(PENDING_INGESTIONS)
+            counted = await client.count_workflows(RUNNING_INGESTIONS)
             telemetry.pending_ingestions.value = counted.count
         except RPCError as error:
             log.warning("could not count pending ingestions: %s", error)

@@ -13,6 +13,8 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from team_memory_core.contract import Policy
+
 # Memories saved to this project are visible from every project of the tenant.
 TENANT_WIDE_PROJECT = "*"
 PROJECT_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/@+-]{0,199}$")
@@ -54,13 +56,6 @@ def memory_id_for(tenant_id: UUID, project: str, digest: str, generation: int = 
     after its memory was forgotten or purged, it is a new memory: the next generation."""
     suffix = f"/g{generation}" if generation else ""
     return uuid.uuid5(_MEMORY_ID_NAMESPACE, f"{tenant_id}/{project}/{digest}{suffix}")
-
-
-def ingest_workflow_id(tenant_name: str, project: str, digest: str, generation: int) -> str:
-    """Generation 0 keeps the original form (running workflows and purges of old memories);
-    a later generation can never collide with it (a digest segment is 24 hex digits)."""
-    base = f"ingest/{tenant_name}/{project}/{digest[:24]}"
-    return f"{base}/g{generation}" if generation else base
 
 
 class Principal(BaseModel):
@@ -125,7 +120,7 @@ class Decision(BaseModel):
     target_id: UUID | None = None
     merged_content: str | None = None
     reason: str
-    policy: Literal["haiku", "local"]
+    policy: Policy
     model: str | None = None
     input_tokens: int = 0
     output_tokens: int = 0
@@ -216,7 +211,7 @@ class MemoryStatusReport(BaseModel):
     duplicate_of: UUID | None = None
     superseded_by: UUID | None = None
     workflow_id: str | None = None
-    dedupe_policy: Literal["haiku", "local"]
+    dedupe_policy: Policy
     history: list[MemoryEvent] = Field(default_factory=list)
 
 
@@ -248,7 +243,7 @@ class ConsolidationReport(BaseModel):
     tenant: str
     tenant_id: UUID
     project: str
-    policy: Literal["haiku", "local"]
+    policy: Policy
     model: str | None = None
     token_budget: int
     page_size: int
@@ -266,7 +261,7 @@ class ConsolidationReport(BaseModel):
     input_tokens: int = 0
     output_tokens: int = 0
     manifesto: Literal["pending", "regenerated", "unchanged"] = "pending"
-    manifesto_policy: Literal["haiku", "local"] | None = None
+    manifesto_policy: Policy | None = None
     manifesto_rules: int = 0
     notes: list[str] = Field(default_factory=list)
 
@@ -366,7 +361,7 @@ class ManifestoRequest(BaseModel):
 
 class ManifestoOutcome(BaseModel):
     status: Literal["regenerated", "unchanged"]
-    policy: Literal["haiku", "local"]
+    policy: Policy
     rules: int
     llm_calls: int = 0
     llm_failures: int = 0
@@ -390,6 +385,6 @@ class ManifestoRule(BaseModel):
 class ManifestoView(BaseModel):
     project: str
     rules: list[ManifestoRule]
-    policy: Literal["haiku", "local"] | None = None
+    policy: Policy | None = None
     generated_at: datetime | None = None
     tokens: int = 0

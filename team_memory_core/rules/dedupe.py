@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 
+from team_memory_core.contract import Policy
 from team_memory_core.models import Decision, DecisionKind
 from team_memory_core.store.queries import Neighbour
 
@@ -37,7 +38,7 @@ def local_decision(
     same = exact_duplicate(content_hash, neighbours)
     if same is not None:
         return Decision(kind=DecisionKind.DUPLICATE, target_id=same.id,
-                        reason="identical text", policy="local")
+                        reason="identical text", policy=Policy.LOCAL)
     for neighbour in neighbours:
         overlap = word_overlap(content, neighbour.content)
         # Both signals must agree: a high cosine alone also matches contradicting statements
@@ -46,12 +47,12 @@ def local_decision(
             content, neighbour.content
         ):
             return Decision(
-                kind=DecisionKind.DUPLICATE, target_id=neighbour.id, policy="local",
+                kind=DecisionKind.DUPLICATE, target_id=neighbour.id, policy=Policy.LOCAL,
                 reason=f"near duplicate (cosine {neighbour.similarity:.3f}, "
                 f"word overlap {overlap:.2f})",
             )
     return Decision(kind=DecisionKind.ADD, reason="no duplicate among similar memories",
-                    policy="local")
+                    policy=Policy.LOCAL)
 
 
 _NUMBER = re.compile(r"\d+(?:\.\d+)*")

@@ -24,12 +24,11 @@ from mcp_server.app import http_app
 from mcp_server.service import MemoryService
 from team_memory import embedded
 from team_memory.hook import HookConfig, capture, has_spool, run
-from team_memory_core.capture import capture_workflow_id
+from team_memory_core.contract import PROJECT_KEY, capture_workflow_id
 from team_memory_core.llm.client import Distiller
 from team_memory_core.models import ManifestoRule, MemoryStatus, approx_tokens
 from team_memory_core.store import queries
 from team_memory_core.store.pool import tenant_tx
-from team_memory_core.temporal import PROJECT_KEY
 from team_memory_core.tenants import IssuedKey, create_key
 from tests.conftest import Stack
 from tests.support.anthropic_server import FakeAnthropic

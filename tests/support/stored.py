@@ -15,8 +15,8 @@ from temporalio.api.common.v1 import Payload
 from temporalio.client import Client
 from temporalio.converter import PayloadCodec
 
+from team_memory_core.contract import TENANT_KEY
 from team_memory_core.payload_codec import is_encrypted
-from team_memory_core.temporal import TENANT_KEY
 from team_memory_core.temporal_keys import KeyUnavailable
 
 

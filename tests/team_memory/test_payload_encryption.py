@@ -23,16 +23,14 @@ from temporalio.client import (
 from temporalio.common import RawValue
 from temporalio.contrib.pydantic import pydantic_data_converter
 
-from team_memory_core.capture import capture_workflow_id
-from team_memory_core.models import (
-    IngestInput,
-    MemoryStatus,
-    Principal,
-    content_hash,
+from team_memory_core.contract import (
+    capture_workflow_id,
+    consolidation_schedule_id,
     ingest_workflow_id,
 )
+from team_memory_core.models import IngestInput, MemoryStatus, Principal, content_hash
 from team_memory_core.payload_codec import Envelope, decrypt
-from team_memory_core.schedules import ensure_all, nightly_schedule, run_now, schedule_id
+from team_memory_core.schedules import ensure_all, nightly_schedule, run_now
 from team_memory_core.store import queries
 from team_memory_core.store.pool import tenant_tx
 from team_memory_core.temporal import connect, keyring_of
@@ -284,7 +282,7 @@ async def test_schedules_written_before_encryption_are_resealed_at_worker_start(
     project = "nightly"
     saved = await running.service.save(running.principal, TEXT, project=project)
     await running.client.get_workflow_handle(saved.workflow_id).result()  # creates the schedule
-    sid = schedule_id(running.principal.tenant_name, project)
+    sid = consolidation_schedule_id(running.principal.tenant_name, project)
     legacy = nightly_schedule(running.settings, running.principal.tenant_name, project)
     # As the previous version wrote it: the action's input unencrypted.
     await attacker.get_schedule_handle(sid).update(lambda _: ScheduleUpdate(schedule=legacy))

@@ -16,6 +16,7 @@ from temporalio.client import WorkflowExecutionStatus
 
 from team_memory.embedded import temporal_binary
 from team_memory_core import schedules
+from team_memory_core.contract import consolidation_schedule_id
 from team_memory_core.llm.client import Distiller
 from team_memory_core.models import ConsolidateInput, ConsolidationReport, MemoryStatus
 from tests.conftest import Stack
@@ -208,7 +209,7 @@ async def test_schedule_created_on_first_memory_and_triggered_by_the_cli(running
     saved = await running.service.save(running.principal, "Schedules run consolidation nightly")
     await running.client.get_workflow_handle(saved.workflow_id).result()  # commit, then schedule
     tenant = running.principal.tenant_name
-    sid = schedules.schedule_id(tenant, "default")
+    sid = consolidation_schedule_id(tenant, "default")
     handle = running.client.get_schedule_handle(sid)
     described = await handle.describe()
     spec = described.schedule.spec

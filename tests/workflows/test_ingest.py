@@ -91,7 +91,8 @@ async def test_redacted_secret_is_stored_redacted(running: Stack) -> None:
 
 async def test_row_lost_before_commit_is_recreated_by_the_workflow(stack: Stack) -> None:
     """If the server's pending row never landed, the workflow still commits the memory."""
-    from team_memory_core.models import Category, content_hash, ingest_workflow_id, memory_id_for
+    from team_memory_core.contract import ingest_workflow_id
+    from team_memory_core.models import Category, content_hash, memory_id_for
     from team_memory_core.temporal import keyring_of
 
     text = "Background jobs are idempotent by design"

@@ -1,0 +1,92 @@
+"""The Temporal contract: what running workflows, schedules, the front door and operators refer
+to by name. Workflow and activity type names, ids and search attributes are stored in
+histories, schedules and operators' scripts: they never change.
+
+The front door starts workflows by these names (it never imports workflows/ or activities/);
+the worker registers its workflows and activities under them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from enum import StrEnum
+from uuid import UUID
+
+from temporalio.common import SearchAttributeKey, SearchAttributePair, TypedSearchAttributes
+
+# --- workflow and activity type names --------------------------------------------------------
+
+INGEST_WORKFLOW = "IngestMemory"
+CONSOLIDATE_WORKFLOW = "Consolidate"
+CAPTURE_WORKFLOW = "SessionObservations"
+CAPTURE_SIGNAL = "event"
+
+EMBED_ACTIVITY = "embed_memory"
+DECIDE_ACTIVITY = "decide_memory"
+COMMIT_ACTIVITY = "commit_memory"
+ENSURE_SCHEDULE_ACTIVITY = "ensure_project_schedule"
+START_CONSOLIDATION_ACTIVITY = "start_consolidation"
+FIND_CLUSTERS_ACTIVITY = "find_clusters"
+REVIEW_CLUSTER_ACTIVITY = "review_cluster"
+ARCHIVE_ACTIVITY = "archive_stale"
+MANIFESTO_ACTIVITY = "refresh_manifesto"
+FINISH_CONSOLIDATION_ACTIVITY = "finish_consolidation"
+DISTILL_ACTIVITY = "distill_session_events"
+
+
+class Policy(StrEnum):
+    """Who decides what becomes of a memory: Claude Haiku, or the local rules without a key."""
+
+    HAIKU = "haiku"
+    LOCAL = "local"
+
+
+# --- search attributes (registered on the namespace by `up` and compose's temporal-init) -----
+
+TENANT_KEY = SearchAttributeKey.for_keyword("TenantName")
+PROJECT_KEY = SearchAttributeKey.for_keyword("Project")
+CATEGORY_KEY = SearchAttributeKey.for_keyword("Category")
+DECISION_KEY = SearchAttributeKey.for_keyword("Decision")
+SEARCH_ATTRIBUTES = (TENANT_KEY, PROJECT_KEY, CATEGORY_KEY, DECISION_KEY)
+
+
+def scope_attributes(tenant: str, project: str) -> TypedSearchAttributes:
+    """A workflow about one project of one tenant (consolidation, a capture session)."""
+    return TypedSearchAttributes([SearchAttributePair(TENANT_KEY, tenant),
+                                  SearchAttributePair(PROJECT_KEY, project)])
+
+
+def ingest_attributes(tenant: str, project: str, category: str) -> TypedSearchAttributes:
+    """An ingestion; its Decision is upserted once it is decided."""
+    return TypedSearchAttributes([*scope_attributes(tenant, project).search_attributes,
+                                  SearchAttributePair(CATEGORY_KEY, category)])
+
+
+# --- ids -----------------------------------------------------------------------------------
+
+
+def ingest_workflow_id(tenant_name: str, project: str, digest: str, generation: int) -> str:
+    """Generation 0 keeps the original form (running workflows and purges of old memories);
+    a later generation can never collide with it (a digest segment is 24 hex digits)."""
+    base = f"ingest/{tenant_name}/{project}/{digest[:24]}"
+    return f"{base}/g{generation}" if generation else base
+
+
+def consolidation_schedule_id(tenant: str, project: str) -> str:
+    return f"consolidate/{tenant}/{project}"
+
+
+# The key of a principal without one (stdio with a key, the CLI) in capture tables and ids.
+NO_KEY = UUID(int=0)
+
+
+def capture_workflow_id(tenant_name: str, key_id: UUID | None, session_id: str) -> str:
+    """One workflow per key and session: a session id is chosen by the client, so another
+    key sending the same one must not join this key's workflow (its project, its budget)."""
+    digest = hashlib.sha256(f"{key_id or NO_KEY}/{session_id}".encode()).hexdigest()[:24]
+    return f"capture/{tenant_name}/{digest}"
+
+
+# Visibility queries operators and the worker use.
+INGESTIONS = f"WorkflowType='{INGEST_WORKFLOW}'"
+RUNNING_INGESTIONS = f"{INGESTIONS} AND ExecutionStatus='Running'"
