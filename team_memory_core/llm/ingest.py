@@ -84,8 +84,9 @@ class IngestDecision(Frozen):
 
 
 def _by_name(value: object) -> object:
-    return DecisionKind[value] if isinstance(value, str) and value in DecisionKind.__members__ \
-        else value
+    if isinstance(value, str) and value in DecisionKind.__members__:
+        return DecisionKind[value]
+    return value
 
 
 def _blank_to_none(value: object) -> object:
@@ -146,8 +147,8 @@ async def decide_ingest(
 ) -> tuple[IngestDecision, LLMUsage]:
     """One decision for a new memory against similar live memories."""
     if not candidates:
-        return IngestDecision(action=DecisionKind.ADD, reason="No similar memory."), \
-            client.no_usage()
+        decision = IngestDecision(action=DecisionKind.ADD, reason="No similar memory.")
+        return decision, client.no_usage()
     return await client.ask(
         SYSTEM,
         prompt(content, category, candidates),

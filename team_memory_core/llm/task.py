@@ -85,13 +85,13 @@ def _inline(node: object, defs: dict[str, Any]) -> Any:
         return [_inline(item, defs) for item in node]
     if not isinstance(node, dict):
         return node
-    if "$ref" in node:
-        return _inline(defs[node["$ref"].rsplit("/", 1)[-1]], defs)
     flat: dict[str, Any] = {}
+    if "$ref" in node:  # its siblings (a field's description) refine the definition
+        flat = _inline(defs[node["$ref"].rsplit("/", 1)[-1]], defs)
     for key, value in node.items():
         if key == "properties":
             flat[key] = {name: _inline(prop, defs) for name, prop in value.items()}
-        elif key not in ("title", "discriminator", "$defs"):
+        elif key not in ("title", "discriminator", "$defs", "$ref"):
             flat["anyOf" if key == "oneOf" else key] = _inline(value, defs)
     return flat
 
