@@ -22,7 +22,8 @@ from mcp.server import MCPServer
 from mcp.server.auth.middleware.auth_context import get_access_token
 from starlette.applications import Starlette
 
-from mcp_server.auth import ApiKeyVerifier, auth_settings
+from mcp_server.auth import ApiKeyVerifier, Authenticator, AuthGate, auth_settings
+from mcp_server.ratelimit import RateLimiter
 from team_memory_core.embedder import Embedder, create_embedder, embed_async
 from team_memory_core.models import (
     Category,
@@ -53,7 +54,7 @@ def _principal() -> Principal:
 
 def baseline_app(settings: Settings, pool: asyncpg.Pool, embedder: Embedder) -> Starlette:
     public = f"http://127.0.0.1:{settings.mcp_port}"
-    server = MCPServer(name="bench-baseline", token_verifier=ApiKeyVerifier(pool),
+    server = MCPServer(name="bench-baseline", token_verifier=ApiKeyVerifier(),
                        auth=auth_settings(public))
 
     @server.tool()
@@ -87,7 +88,10 @@ def baseline_app(settings: Settings, pool: asyncpg.Pool, embedder: Embedder) -> 
             rows = await conn.fetch(VECTOR_SEARCH, vector, settings.project, limit)
         return {"results": [{"id": str(r["id"]), "similarity": r["similarity"]} for r in rows]}
 
-    return server.streamable_http_app(host="127.0.0.1")
+    app = server.streamable_http_app(host="127.0.0.1")
+    # The same authentication as the product's front door (rate limit off, as in the bench).
+    app.add_middleware(AuthGate, authenticator=Authenticator(pool, RateLimiter(0)))
+    return app
 
 
 async def serve(port: int) -> None:

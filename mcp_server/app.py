@@ -17,7 +17,7 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from mcp_server.auth import ApiKeyVerifier, auth_settings
+from mcp_server.auth import ApiKeyVerifier, Authenticator, AuthGate, auth_settings
 from mcp_server.browser_api import add_browser_routes
 from mcp_server.capture import CaptureService
 from mcp_server.codec import add_codec_routes
@@ -80,7 +80,8 @@ async def serve_stdio(settings: Settings, embedder: Future[Embedder] | None = No
 def http_app(service: MemoryService) -> Starlette:
     settings = service.settings
     public = f"http://{settings.mcp_host}:{settings.mcp_port}"
-    server = create_server(service, token_verifier=ApiKeyVerifier(service.pool),
+    authenticator = Authenticator(service.pool, service.limiter)
+    server = create_server(service, token_verifier=ApiKeyVerifier(),
                            auth=auth_settings(public))
 
     async def healthz(_: Request) -> JSONResponse:
@@ -96,13 +97,15 @@ def http_app(service: MemoryService) -> Starlette:
     server.custom_route("/readyz", methods=["GET"])(readyz)
     register_hook_routes(server, CaptureService(service))
     add_browser_routes(server, service)
-    add_codec_routes(server, service)
+    add_codec_routes(server, service, authenticator)
     app = server.streamable_http_app(
         transport_security=TransportSecuritySettings(
             allowed_hosts=settings.allowed_hosts, allowed_origins=settings.allowed_origins
         ),
         host=settings.mcp_host,
     )
+    # Added last = outermost: the workspace is known before the gate hands out the principal.
+    app.add_middleware(AuthGate, authenticator=authenticator)
     app.add_middleware(WorkspaceProjectMiddleware)
     return app
 

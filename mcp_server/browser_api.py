@@ -16,11 +16,10 @@ from mcp.server import MCPServer
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 
+from mcp_server.auth import request_principal
 from mcp_server.http_input import BodyTooLarge, parse_json, read_body
 from mcp_server.service import Forbidden, InvalidInput, MemoryService, NotFound
-from mcp_server.workspace import with_workspace
 from team_memory_core.models import Principal
-from team_memory_core.tenants import authenticate
 
 Handler = Callable[[Request, Principal], Awaitable[Any]]
 BODY_LIMIT = 64_000  # a forget reason is at most 500 characters
@@ -40,15 +39,8 @@ def add_browser_routes(server: MCPServer, service: MemoryService) -> None:
     def api(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
         @wraps(handler)
         async def endpoint(request: Request) -> Response:
-            scheme, _, token = request.headers.get("authorization", "").partition(" ")
-            principal = (await authenticate(service.pool, token.strip())
-                         if scheme.lower() == "bearer" and token.strip() else None)
-            if principal is None:
-                return JSONResponse({"error": "a valid API key is required"}, status_code=401,
-                                    headers={"WWW-Authenticate": "Bearer"})
-            principal = with_workspace(principal)
             try:
-                return JSONResponse(await handler(request, principal),
+                return JSONResponse(await handler(request, request_principal(request)),
                                     headers={"Cache-Control": "no-store"})
             except BodyTooLarge as error:
                 return JSONResponse({"error": str(error)}, status_code=413)

@@ -25,15 +25,15 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from temporalio.api.common.v1 import Payloads
 
+from mcp_server.auth import CODEC_COOKIE, Authenticator, request_principal
 from mcp_server.service import MemoryService
 from team_memory_core.models import Principal
 from team_memory_core.payload_codec import decode_for_tenant
 from team_memory_core.store import queries
 from team_memory_core.store.pool import principal_tx
 from team_memory_core.temporal import keyring_of
-from team_memory_core.tenants import authenticate, record_auth_failure
 
-COOKIE = "tm_codec"
+COOKIE = CODEC_COOKIE
 COOKIE_SECONDS = 8 * 3600
 MAX_BODY_BYTES = 4_000_000
 ACTOR = "codec"
@@ -43,9 +43,10 @@ Endpoint = Callable[[Request], Awaitable[Response]]
 
 
 class CodecEndpoint:
-    def __init__(self, service: MemoryService) -> None:
+    def __init__(self, service: MemoryService, authenticator: Authenticator) -> None:
         settings = service.settings
         self._service = service
+        self._authenticator = authenticator
         self._origins = set(settings.codec_origins)
         self._security = TransportSecurityMiddleware(TransportSecuritySettings(
             allowed_hosts=settings.allowed_hosts,
@@ -67,10 +68,7 @@ class CodecEndpoint:
                 **cors, "Access-Control-Allow-Methods": "POST",
                 "Access-Control-Allow-Headers": _ALLOWED_HEADERS,
                 "Access-Control-Max-Age": "600"})
-        principal = await self._principal(request)
-        if principal is None:
-            return JSONResponse({"error": "a valid API key is required"}, status_code=401,
-                                headers={**cors, "WWW-Authenticate": "Bearer"})
+        principal = request_principal(request)  # the AuthGate took the key or the cookie
         if principal.project is not None:
             return JSONResponse({"error": "this API key is limited to a project; decoding "
                                  "Temporal payloads needs a key of the whole tenant"},
@@ -109,10 +107,8 @@ class CodecEndpoint:
             return _page("Sign in to decode Temporal payloads", _FORM)
         form = await request.form()
         key = str(form.get("key", "")).strip()
-        principal = await authenticate(self._service.pool, key) if key else None
+        principal = await self._authenticator.principal(key, "codec")
         if principal is None:
-            if key:
-                await record_auth_failure(self._service.pool, key, "codec")
             return _page("Not a valid API key", _FORM, status=401)
         page = _page(f"Signed in: tenant {html.escape(principal.tenant_name)}",
                      "<p>The Temporal Web UI can now decode this tenant's payloads. "
@@ -129,17 +125,6 @@ class CodecEndpoint:
         page = _page("Signed out", "")
         page.delete_cookie(COOKIE, path="/codec", httponly=True, samesite="strict")
         return page
-
-    async def _principal(self, request: Request) -> Principal | None:
-        scheme, _, token = request.headers.get("authorization", "").partition(" ")
-        secret = token.strip() if scheme.lower() == "bearer" else ""
-        secret = secret or request.cookies.get(COOKIE, "")
-        if not secret:
-            return None
-        principal = await authenticate(self._service.pool, secret)
-        if principal is None:
-            await record_auth_failure(self._service.pool, secret, "codec")
-        return principal
 
     def _cors(self, request: Request) -> dict[str, str]:
         origin = request.headers.get("origin")
@@ -162,5 +147,6 @@ def _page(title: str, body: str, status: int = 200) -> HTMLResponse:
                  "default-src 'none'; form-action 'self'; frame-ancestors 'none'"})
 
 
-def add_codec_routes(server: MCPServer, service: MemoryService) -> None:
-    CodecEndpoint(service).register(server)
+def add_codec_routes(server: MCPServer, service: MemoryService,
+                     authenticator: Authenticator) -> None:
+    CodecEndpoint(service, authenticator).register(server)

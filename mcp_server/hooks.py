@@ -10,11 +10,11 @@ from pydantic import BaseModel, ValidationError
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from mcp_server.auth import request_principal
 from mcp_server.capture import CaptureService, ContextRequest, HookEvents
 from mcp_server.http_input import BodyTooLarge, read_body
 from mcp_server.service import Forbidden
 from team_memory_core.models import Principal
-from team_memory_core.tenants import authenticate
 
 Handler = Callable[[Request, Principal], Awaitable[Response]]
 BODY_LIMIT = 4_000_000
@@ -24,17 +24,12 @@ def _error(status: int, message: str) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=status)
 
 
-def _authenticated(capture: CaptureService, handler: Handler) -> Callable[
-        [Request], Awaitable[Response]]:
+def _handled(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
+    """The route for ``handler``: the principal the AuthGate admitted, and the caller's
+    mistakes as 4xx answers."""
     async def endpoint(request: Request) -> Response:
-        scheme, _, token = request.headers.get("authorization", "").partition(" ")
-        principal = None
-        if scheme.lower() == "bearer" and token:
-            principal = await authenticate(capture.memory.pool, token.strip())
-        if principal is None:
-            return _error(401, "send a valid API key as a bearer token")
         try:
-            return await handler(request, principal)
+            return await handler(request, request_principal(request))
         except BodyTooLarge as error:
             return _error(413, str(error))
         except (ValidationError, ValueError) as error:
@@ -69,5 +64,5 @@ def register_hook_routes(server: MCPServer, capture: CaptureService) -> None:
         text = await capture.session_context(principal, asked)
         return JSONResponse({"context": text, "capture": capture.enabled})
 
-    server.custom_route("/hooks/events", methods=["POST"])(_authenticated(capture, events))
-    server.custom_route("/hooks/context", methods=["POST"])(_authenticated(capture, context))
+    server.custom_route("/hooks/events", methods=["POST"])(_handled(events))
+    server.custom_route("/hooks/context", methods=["POST"])(_handled(context))

@@ -77,10 +77,12 @@ def create_server(
 
     def who() -> Principal:
         principal = _principal(default_principal)
-        try:
-            service.check_rate(principal)
-        except Forbidden as error:
-            raise ToolError(str(error)) from None
+        if default_principal is not None:
+            # Without HTTP (stdio, in process) no AuthGate counted this request: count it here.
+            try:
+                service.check_rate(principal)
+            except Forbidden as error:
+                raise ToolError(str(error)) from None
         return principal
 
     _register_tools(server, service, who)
