@@ -7,7 +7,7 @@ import asyncio
 import json
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -102,12 +102,6 @@ class Capture:
             rows = await queries.recent_important(conn, [PROJECT],
                                                   datetime(1970, 1, 1, tzinfo=UTC), 1, 50)
         return [r for r in rows if "captured" in r["tags"]]
-
-
-@pytest.fixture
-def fake() -> Iterator[FakeAnthropic]:
-    with FakeAnthropic() as server:
-        yield server
 
 
 def git_repo(root: Path) -> Path:

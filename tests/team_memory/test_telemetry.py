@@ -32,12 +32,6 @@ def collector() -> Iterator[OtlpCollector]:
         yield running
 
 
-@pytest.fixture
-def fake() -> Iterator[FakeAnthropic]:
-    with FakeAnthropic() as server:
-        yield server
-
-
 async def wait_for_spans(collector: OtlpCollector, trace_id: bytes, wanted: list[str],
                          timeout: float = 20) -> set[str]:
     deadline = asyncio.get_running_loop().time() + timeout

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import sys
 import uuid
-from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 
 import anyio
@@ -26,19 +25,6 @@ from tests.workflows.test_distillation import MODEL, events, row
 from workflows.consolidate import Consolidate
 
 pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture
-def fake() -> Iterator[FakeAnthropic]:
-    with FakeAnthropic() as server:
-        yield server
-
-
-@pytest.fixture
-async def distiller(fake: FakeAnthropic) -> AsyncIterator[Distiller]:
-    async with Distiller(api_key="test", model=MODEL, base_url=fake.base_url,
-                         timeout_s=5) as client:
-        yield client
 
 
 async def save(stack: Stack, content: str, **options: object) -> uuid.UUID:
