@@ -13,11 +13,18 @@ from datetime import UTC, datetime
 
 import asyncpg
 from temporalio import activity
-from temporalio.exceptions import ApplicationError
 
-from team_memory_core import llm
+from activities.failures import llm_failure
 from team_memory_core.capture import CaptureEvent, DistillRequest, DistillResult, capture_source
 from team_memory_core.contract import DISTILL_ACTIVITY, ingest_workflow_id
+from team_memory_core.llm.client import Distiller, LLMUnavailable, LLMUsage, MalformedLLMOutput
+from team_memory_core.llm.observe import (
+    Observation,
+    ObservationSet,
+    ObservationType,
+    SessionEventLine,
+    distill_events,
+)
 from team_memory_core.models import (
     Category,
     IngestInput,
@@ -34,13 +41,13 @@ from team_memory_core.store.tenants import tenant_name
 from team_memory_core.temporal_keys import Keyring
 
 CATEGORY_OF = {
-    llm.ObservationType.DECISION: Category.ARCHITECTURE,
-    llm.ObservationType.ARCHITECTURE: Category.ARCHITECTURE,
-    llm.ObservationType.BUGFIX: Category.BUGFIX,
-    llm.ObservationType.PREFERENCE: Category.PREFERENCE,
-    llm.ObservationType.CONVENTION: Category.PREFERENCE,
-    llm.ObservationType.BUSINESS_RULE: Category.BUSINESS_RULE,
-    llm.ObservationType.FACT: Category.GENERAL,
+    ObservationType.DECISION: Category.ARCHITECTURE,
+    ObservationType.ARCHITECTURE: Category.ARCHITECTURE,
+    ObservationType.BUGFIX: Category.BUGFIX,
+    ObservationType.PREFERENCE: Category.PREFERENCE,
+    ObservationType.CONVENTION: Category.PREFERENCE,
+    ObservationType.BUSINESS_RULE: Category.BUSINESS_RULE,
+    ObservationType.FACT: Category.GENERAL,
 }
 # The system prompt and tool schema the model also reads, on top of the events themselves.
 _PROMPT_OVERHEAD_TOKENS = 900
@@ -52,7 +59,7 @@ class CaptureActivities:
     pool: asyncpg.Pool
     settings: Settings
     keys: Keyring
-    distiller: llm.Distiller | None = None
+    distiller: Distiller | None = None
 
     @activity.defn(name=DISTILL_ACTIVITY)
     async def distill_session_events(self, request: DistillRequest) -> DistillResult:
@@ -65,7 +72,7 @@ class CaptureActivities:
             return DistillResult(skipped_reason=reason)
         try:
             found, usage = await self._distill(request, fresh)
-        except llm.MalformedLLMOutput as error:
+        except MalformedLLMOutput as error:
             # Billed but unusable: count the tokens, do not retry the same events forever.
             await self._record_skip(request, fresh, f"unusable model reply: {error}",
                                     usage=error.usage)
@@ -98,19 +105,19 @@ class CaptureActivities:
 
     async def _distill(
         self, request: DistillRequest, events: list[CaptureEvent]
-    ) -> tuple[llm.ObservationSet, llm.LLMUsage]:
+    ) -> tuple[ObservationSet, LLMUsage]:
         assert self.distiller is not None
-        lines = [llm.SessionEventLine(kind=e.kind.value, tool=e.tool, files=e.files,
-                                      summary=e.summary) for e in events]
+        lines = [SessionEventLine(kind=e.kind.value, tool=e.tool, files=e.files,
+                                  summary=e.summary) for e in events]
         try:
-            return await self.distiller.distill_events(request.project, lines)
-        except llm.LLMUnavailable as error:
-            raise ApplicationError(str(error), type="LLMUnavailable",
-                                   non_retryable=not error.retryable) from error
+            return await distill_events(self.distiller, request.project, lines)
+        except LLMUnavailable as error:
+            # A malformed reply is not raised: the caller records it as a skip.
+            raise llm_failure(error) from error
 
     async def _record_skip(
         self, request: DistillRequest, events: list[CaptureEvent], reason: str,
-        usage: llm.LLMUsage | None = None,
+        usage: LLMUsage | None = None,
     ) -> None:
         async with tenant_tx(self.pool, request.tenant_id) as conn:
             await store.record_capture_outcome(
@@ -125,8 +132,8 @@ class CaptureActivities:
                     observations=0)
 
     async def _save(
-        self, request: DistillRequest, events: list[CaptureEvent], found: llm.ObservationSet,
-        usage: llm.LLMUsage,
+        self, request: DistillRequest, events: list[CaptureEvent], found: ObservationSet,
+        usage: LLMUsage,
     ) -> DistillResult:
         items = [item for o in found.observations
                  if (item := self._item(request, o, events)) is not None]
@@ -153,7 +160,7 @@ class CaptureActivities:
                                                        item.generation))
         return result
 
-    def _item(self, request: DistillRequest, observation: llm.Observation,
+    def _item(self, request: DistillRequest, observation: Observation,
               events: list[CaptureEvent]) -> IngestInput | None:
         text = redact(observation.content).text.strip()
         if not text:

@@ -12,8 +12,8 @@ from temporalio import activity
 from temporalio.client import Client
 from temporalio.exceptions import ApplicationError
 
-from activities.ingest import llm_failure
-from team_memory_core import llm, schedules
+from activities.failures import llm_failure
+from team_memory_core import schedules
 from team_memory_core.contract import (
     ARCHIVE_ACTIVITY,
     ENSURE_SCHEDULE_ACTIVITY,
@@ -25,6 +25,15 @@ from team_memory_core.contract import (
     Policy,
 )
 from team_memory_core.embedder import BatchingEmbedder
+from team_memory_core.llm.client import Distiller, LLMError, LLMUsage
+from team_memory_core.llm.consolidate import (
+    ClusterMemory,
+    ConsolidationAction,
+    MergeAction,
+    action_ids,
+    plan_consolidation,
+)
+from team_memory_core.llm.manifesto import TopMemory, write_manifesto
 from team_memory_core.models import (
     ClusterOutcome,
     ClusterRequest,
@@ -32,6 +41,7 @@ from team_memory_core.models import (
     ConsolidationReport,
     ManifestoOutcome,
     ManifestoRequest,
+    ManifestoRule,
     MemoryStatus,
     PageRequest,
     ProjectRef,
@@ -61,7 +71,7 @@ class ConsolidationActivities:
     embedder: BatchingEmbedder
     settings: Settings
     client: Client
-    distiller: llm.Distiller | None = None
+    distiller: Distiller | None = None
 
     @activity.defn(name=ENSURE_SCHEDULE_ACTIVITY)
     async def ensure_project_schedule(self, ref: ProjectRef) -> str:
@@ -130,13 +140,13 @@ class ConsolidationActivities:
         self, request: ClusterRequest, live: list[ClusterMember]
     ) -> ClusterOutcome:
         assert self.distiller is not None
-        cluster = [llm.ClusterMemory(id=r.id, category=r.category.value,
-                                     importance=float(r.importance), occurred_at=r.occurred_at,
-                                     content=r.content)
+        cluster = [ClusterMemory(id=r.id, category=r.category.value,
+                                 importance=float(r.importance), occurred_at=r.occurred_at,
+                                 content=r.content)
                    for r in live]
         try:
-            plan, usage = await self.distiller.plan_consolidation(cluster)
-        except llm.LLMError as error:
+            plan, usage = await plan_consolidation(self.distiller, cluster)
+        except LLMError as error:
             raise llm_failure(error) from error
         spent = ClusterOutcome(llm_calls=1, input_tokens=usage.input_tokens,
                                output_tokens=usage.output_tokens)
@@ -150,17 +160,16 @@ class ConsolidationActivities:
         return outcome.model_copy(update={"revisited": _revisited(live)})
 
     async def _apply(
-        self, log: _Log, action: llm.ConsolidationAction, seen: list[ClusterMember],
+        self, log: _Log, action: ConsolidationAction, seen: list[ClusterMember],
         current: dict[UUID, ClusterMember], outcome: ClusterOutcome,
     ) -> ClusterOutcome:
-        ids = action.ids if isinstance(action, llm.MergeAction) else [action.old_id,
-                                                                       action.new_id]
+        ids = action_ids(action)
         # The texts the model judged must still be the live ones (ingest may have moved on).
         if not all(_unchanged(r, current) for r in seen if r.id in ids):
             return outcome
         if not same_author(current[uid].created_by for uid in ids):
             return await self._hold(log, action, outcome)
-        if isinstance(action, llm.MergeAction):
+        if isinstance(action, MergeAction):
             others = [uid for uid in action.ids if uid != action.keep_id]
             merged = redact(action.merged_content).text
             vector = await self.embedder.embed_one(merged)
@@ -178,10 +187,10 @@ class ConsolidationActivities:
                   after_text=current[action.new_id].content)
         return outcome.model_copy(update={"superseded": outcome.superseded + 1})
 
-    async def _hold(self, log: _Log, action: llm.ConsolidationAction,
+    async def _hold(self, log: _Log, action: ConsolidationAction,
                     outcome: ClusterOutcome) -> ClusterOutcome:
         """A merge or supersede across authors: recorded for review, nothing changed."""
-        if isinstance(action, llm.MergeAction):
+        if isinstance(action, MergeAction):
             kind, target = "merge", action.keep_id
             sources = [uid for uid in action.ids if uid != action.keep_id]
             text: str | None = redact(action.merged_content).text
@@ -219,7 +228,7 @@ class ConsolidationActivities:
 
     async def _finish(
         self, request: ClusterRequest, live: list[ClusterMember], outcome: ClusterOutcome,
-        policy: str, usage: llm.LLMUsage | None,
+        policy: str, usage: LLMUsage | None,
     ) -> ClusterOutcome:
         async with tenant_tx(self.pool, request.tenant_id) as conn:
             await self._mark(_Log(conn, request, policy, usage), live)
@@ -287,20 +296,18 @@ class ConsolidationActivities:
 
     async def _written_rules(
         self, top: list[WeightedMemory]
-    ) -> tuple[list[dict[str, object]], llm.LLMUsage]:
+    ) -> tuple[list[ManifestoRule], LLMUsage]:
         assert self.distiller is not None
-        memories = [llm.TopMemory(id=r.id, category=r.category.value,
-                                  importance=float(r.importance), content=r.content)
+        memories = [TopMemory(id=r.id, category=r.category.value,
+                              importance=float(r.importance), content=r.content)
                     for r in top]
         try:
-            manifesto, usage = await self.distiller.write_manifesto(
-                memories, self.settings.manifesto_max_rules)
-        except llm.LLMError as error:
+            written, usage = await write_manifesto(self.distiller, memories,
+                                                   self.settings.manifesto_max_rules)
+        except LLMError as error:
             raise llm_failure(error) from error
-        rules: list[dict[str, object]] = [
-            {"text": redact(rule.text).text, "source_ids": [str(uid) for uid in rule.source_ids]}
-            for rule in manifesto.rules
-        ]
+        rules = [ManifestoRule(text=redact(rule.text).text, source_ids=rule.source_ids)
+                 for rule in written]
         return consolidation.within_budget(rules, self.settings.manifesto_max_rules,
                                            self.settings.manifesto_token_budget), usage
 
@@ -331,7 +338,7 @@ class _Log:
     conn: asyncpg.Connection
     request: ClusterRequest
     policy: str
-    usage: llm.LLMUsage | None
+    usage: LLMUsage | None
     _billed: bool = False
 
     async def __call__(

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import timedelta
 from uuid import UUID
 
 import asyncpg
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from team_memory_core import llm, telemetry
+from activities.failures import llm_failure
+from team_memory_core import telemetry
 from team_memory_core.contract import COMMIT_ACTIVITY, DECIDE_ACTIVITY, EMBED_ACTIVITY, Policy
 from team_memory_core.embedder import BatchingEmbedder
+from team_memory_core.llm.client import Distiller, LLMError
+from team_memory_core.llm.ingest import Candidate, decide_ingest
 from team_memory_core.models import (
     Decision,
     DecisionKind,
@@ -29,33 +31,13 @@ from team_memory_core.store.audit import insert_audit
 from team_memory_core.store.memories import Neighbour
 from team_memory_core.store.pool import tenant_tx
 
-# Longest wait taken from a Retry-After header; beyond it the retry policy's backoff applies.
-MAX_RETRY_AFTER = timedelta(seconds=60)
-
-
-def llm_failure(error: llm.LLMError) -> ApplicationError:
-    """A Distiller error as Temporal sees it: its type, whether to retry, and when.
-
-    The API's Retry-After hint becomes the next retry delay; tokens billed for a malformed
-    reply travel in the details so the workflow can count them.
-    """
-    if isinstance(error, llm.LLMUnavailable):
-        delay = None
-        if error.retryable and error.retry_after_s is not None:
-            delay = min(timedelta(seconds=max(0.0, error.retry_after_s)), MAX_RETRY_AFTER)
-        return ApplicationError(str(error), type="LLMUnavailable",
-                                non_retryable=not error.retryable, next_retry_delay=delay)
-    usage = error.usage if isinstance(error, llm.MalformedLLMOutput) else None
-    spent = usage.model_dump() if usage is not None else {}
-    return ApplicationError(str(error), spent, type=type(error).__name__, non_retryable=True)
-
 
 @dataclass
 class IngestActivities:
     pool: asyncpg.Pool
     embedder: BatchingEmbedder
     settings: Settings
-    distiller: llm.Distiller | None = None
+    distiller: Distiller | None = None
 
     @activity.defn(name=EMBED_ACTIVITY)
     async def embed_memory(self, item: IngestInput) -> None:
@@ -81,20 +63,19 @@ class IngestActivities:
     async def _ask_model(self, item: IngestInput, neighbours: list[Neighbour]) -> Decision:
         assert self.distiller is not None
         candidates = [
-            llm.Candidate(id=n.id, content=n.content, category=n.category,
-                          similarity=n.similarity)
+            Candidate(id=n.id, content=n.content, category=n.category, similarity=n.similarity)
             for n in neighbours
         ]
         try:
-            answer, usage = await self.distiller.decide_ingest(
-                content=item.content, category=item.category.value, candidates=candidates
+            answer, usage = await decide_ingest(
+                self.distiller, item.content, item.category.value, candidates
             )
-        except llm.LLMError as error:
+        except LLMError as error:
             raise llm_failure(error) from error
         # The model's text is redacted before it enters the workflow history or a table.
         merged = None if answer.merged_content is None else redact(answer.merged_content).text
         decision = Decision(
-            kind=DecisionKind(answer.action.lower()), target_id=answer.target_id,
+            kind=answer.action, target_id=answer.target_id,
             merged_content=merged, reason=redact(answer.reason).text, policy=Policy.HAIKU,
             model=usage.model, input_tokens=usage.input_tokens,
             output_tokens=usage.output_tokens,

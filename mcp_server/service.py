@@ -34,7 +34,6 @@ from team_memory_core.models import (
     TENANT_WIDE_PROJECT,
     Category,
     IngestInput,
-    ManifestoRuleView,
     ManifestoView,
     Memory,
     MemoryHit,
@@ -507,9 +506,8 @@ class MemoryService:
             stored = await consolidation.manifesto(conn, scope)
         if stored is None:
             return ManifestoView(project=scope, rules=[])
-        rules = [ManifestoRuleView.model_validate(rule) for rule in stored.rules]
-        text = render_manifesto([rule.model_dump() for rule in rules])
-        return ManifestoView(project=scope, rules=rules, policy=stored.policy,
+        text = render_manifesto(stored.rules)
+        return ManifestoView(project=scope, rules=stored.rules, policy=stored.policy,
                              generated_at=stored.generated_at, tokens=approx_tokens(text))
 
     # --- validation -----------------------------------------------------------------------

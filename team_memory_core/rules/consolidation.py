@@ -19,14 +19,19 @@ from uuid import UUID
 import asyncpg
 import numpy as np
 
-from team_memory_core.models import ConsolidationPage, DecisionKind, approx_tokens
+from team_memory_core.models import (
+    MANIFESTO_RULE_MAX_CHARS,
+    ConsolidationPage,
+    DecisionKind,
+    ManifestoRule,
+    approx_tokens,
+)
 from team_memory_core.rules.dedupe import local_decision
 from team_memory_core.settings import Settings
 from team_memory_core.store import consolidation as store
 from team_memory_core.store.consolidation import ClusterMember, Neighbourhood, WeightedMemory
 from team_memory_core.store.memories import Neighbour
 
-RULE_MAX_CHARS = 200
 # How many of a project's memories (by importance x recency) a manifesto is written from.
 MANIFESTO_CANDIDATES = 40
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s")
@@ -102,27 +107,28 @@ def fingerprint(top: Sequence[WeightedMemory], *settings: object) -> str:
 
 
 def rule_text(content: str) -> str:
-    """A memory shortened to one rule line: its first sentence, at most RULE_MAX_CHARS."""
+    """A memory shortened to one rule line: its first sentence, at most
+    MANIFESTO_RULE_MAX_CHARS."""
     one_line = " ".join(content.split())
     first = _SENTENCE_END.split(one_line, maxsplit=1)[0]
-    return first if len(first) <= RULE_MAX_CHARS else first[:RULE_MAX_CHARS - 1] + "…"
+    if len(first) <= MANIFESTO_RULE_MAX_CHARS:
+        return first
+    return first[:MANIFESTO_RULE_MAX_CHARS - 1] + "…"
 
 
 def local_manifesto(
     top: Sequence[WeightedMemory], max_rules: int, token_budget: int
-) -> list[dict[str, object]]:
+) -> list[ManifestoRule]:
     """Without a model: the top memories by importance x recency, one rule each."""
-    rules: list[dict[str, object]] = [
-        {"text": rule_text(r.content), "source_ids": [str(r.id)]} for r in top
-    ]
+    rules = [ManifestoRule(text=rule_text(r.content), source_ids=[r.id]) for r in top]
     return within_budget(rules, max_rules, token_budget)
 
 
 def within_budget(
-    rules: list[dict[str, object]], max_rules: int, token_budget: int
-) -> list[dict[str, object]]:
+    rules: Sequence[ManifestoRule], max_rules: int, token_budget: int
+) -> list[ManifestoRule]:
     """The ranked rules that fit, dropping the least important tail."""
-    kept: list[dict[str, object]] = []
+    kept: list[ManifestoRule] = []
     for rule in rules[:max_rules]:
         if approx_tokens(render_manifesto([*kept, rule])) > token_budget:
             break
@@ -130,8 +136,8 @@ def within_budget(
     return kept
 
 
-def render_manifesto(rules: Sequence[dict[str, object]]) -> str:
-    return "\n".join(f"{n}. {rule['text']}" for n, rule in enumerate(rules, start=1))
+def render_manifesto(rules: Sequence[ManifestoRule]) -> str:
+    return "\n".join(f"{n}. {rule.text}" for n, rule in enumerate(rules, start=1))
 
 
 def manifesto_fingerprint(top: Sequence[WeightedMemory], policy: str, settings: Settings) -> str:

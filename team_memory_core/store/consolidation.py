@@ -13,7 +13,7 @@ import asyncpg
 import numpy as np
 
 from team_memory_core.contract import Policy
-from team_memory_core.models import Category, MemoryStatus
+from team_memory_core.models import Category, ManifestoRule, MemoryStatus
 from team_memory_core.store.rows import many, wrote
 
 # A memory counts as reviewed when the run looked at it after its last change and it is not
@@ -269,7 +269,7 @@ async def top_memories(
 @dataclass(frozen=True)
 class Manifesto:
     project: str
-    rules: list[dict[str, Any]]
+    rules: list[ManifestoRule]
     fingerprint: str  # of its inputs (unchanged inputs: no rewrite)
     policy: Policy
     model: str | None
@@ -282,11 +282,14 @@ async def manifesto(conn: asyncpg.Connection, project: str) -> Manifesto | None:
         " WHERE project = $1",
         project,
     )
-    return None if row is None else Manifesto(**{**row, "policy": Policy(row["policy"])})
+    if row is None:
+        return None
+    rules = [ManifestoRule.model_validate(rule) for rule in row["rules"]]
+    return Manifesto(**{**row, "rules": rules, "policy": Policy(row["policy"])})
 
 
 async def upsert_manifesto(
-    conn: asyncpg.Connection, *, tenant_id: UUID, project: str, rules: list[dict[str, Any]],
+    conn: asyncpg.Connection, *, tenant_id: UUID, project: str, rules: list[ManifestoRule],
     fingerprint: str, policy: str, model: str | None, input_tokens: int | None,
     output_tokens: int | None,
 ) -> None:
@@ -301,6 +304,6 @@ async def upsert_manifesto(
             input_tokens = EXCLUDED.input_tokens, output_tokens = EXCLUDED.output_tokens,
             generated_at = now()
         """,
-        tenant_id, project, rules, fingerprint, policy, model,
-        input_tokens, output_tokens,
+        tenant_id, project, [rule.model_dump(mode="json") for rule in rules], fingerprint,
+        policy, model, input_tokens, output_tokens,
     )

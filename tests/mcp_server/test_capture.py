@@ -7,7 +7,7 @@ import asyncio
 import json
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -23,8 +23,8 @@ from mcp_server.service import MemoryService
 from team_memory import embedded
 from team_memory.hook import HookConfig, capture, has_spool, run
 from team_memory_core.contract import PROJECT_KEY, capture_workflow_id
-from team_memory_core.llm import Distiller
-from team_memory_core.models import MemoryStatus, approx_tokens
+from team_memory_core.llm.client import Distiller
+from team_memory_core.models import ManifestoRule, MemoryStatus, approx_tokens
 from team_memory_core.store.consolidation import upsert_manifesto
 from team_memory_core.store.memories import MemoryRow, recent_important
 from team_memory_core.store.pool import tenant_tx
@@ -103,12 +103,6 @@ class Capture:
             rows = await recent_important(conn, [PROJECT], datetime(1970, 1, 1, tzinfo=UTC),
                                           1, 50)
         return [r for r in rows if "captured" in r.tags]
-
-
-@pytest.fixture
-def fake() -> Iterator[FakeAnthropic]:
-    with FakeAnthropic() as server:
-        yield server
 
 
 def git_repo(root: Path) -> Path:
@@ -203,8 +197,8 @@ async def test_context_is_the_manifesto_then_the_working_set_rule(
     for i in range(12):
         await stack.service.save(stack.principal, f"Note {i}: the {i}th service logs in JSON",
                                  importance=1 + i % 5, project=PROJECT)
-    rules = [{"text": "Every table has a UUID v7 primary key.", "source_ids": []},
-             {"text": "Deploys happen on Tuesdays and Thursdays only.", "source_ids": []}]
+    rules = [ManifestoRule(text="Every table has a UUID v7 primary key.", source_ids=[]),
+             ManifestoRule(text="Deploys happen on Tuesdays and Thursdays only.", source_ids=[])]
     async with tenant_tx(stack.pool, stack.principal.tenant_id) as conn:
         await upsert_manifesto(conn, tenant_id=stack.principal.tenant_id, project=PROJECT,
                                rules=rules, fingerprint="f", policy="local", model=None,
@@ -241,6 +235,22 @@ async def test_duplicate_and_late_events_are_distilled_once(
     assert fake.calls == 1
     assert fake.requests[0]["messages"][0]["content"].count("default=uuid7") == 1
     assert row is not None and row["events_distilled"] == 2
+
+
+async def test_rate_limited_distillation_is_retried_after_the_hint(
+    stack: Stack, fake: FakeAnthropic, tmp_path: Path
+) -> None:
+    """A 429 with Retry-After: the next attempt waits the hint, not the policy's 1 s backoff."""
+    fake.script(FakeAnthropic.error(429, "rate_limit_error", "slow down",
+                                    headers={"retry-after": "3"}),
+                FakeAnthropic.tool_result({"observations": []}))
+    async with serving(stack, fake, tmp_path) as cap:
+        for name in ("post_tool_use_edit.json", "stop.json"):
+            await cap.hook(name, "limited-session")
+        row = await cap.wait_row("limited-session", "events_distilled", 2)
+    refused, retried = (c.at for c in fake.conversations)
+    assert retried - refused >= 3.0
+    assert (row["events_distilled"], row["events_skipped"]) == (2, 0)
 
 
 @pytest.mark.parametrize(("limits", "reason"), [

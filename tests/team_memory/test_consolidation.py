@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 
-from team_memory_core.models import Category, approx_tokens
+from team_memory_core.models import Category, ManifestoRule, approx_tokens
 from team_memory_core.rules.consolidation import (
     local_manifesto,
     neighbourhood_page,
@@ -47,5 +47,6 @@ def test_local_manifesto_keeps_rank_and_budget() -> None:
     rules = local_manifesto(top, max_rules=10, token_budget=60)
     assert 1 <= len(rules) < 10
     assert approx_tokens(render_manifesto(rules)) <= 60
-    assert rules[0]["text"] == "Rule number 0 is about something specific."
+    assert rules[0] == ManifestoRule(text="Rule number 0 is about something specific.",
+                                     source_ids=[top[0].id])
     assert within_budget(rules, max_rules=2, token_budget=10_000) == rules[:2]

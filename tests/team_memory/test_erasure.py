@@ -15,7 +15,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from team_memory_core.contract import capture_workflow_id, ingest_workflow_id
 from team_memory_core.erasure import Actor, MemoryNotFound, purge, restore
-from team_memory_core.llm import Distiller
+from team_memory_core.llm.client import Distiller
 from team_memory_core.models import MemoryStatus, content_hash
 from team_memory_core.payload_codec import Envelope, decrypt
 from team_memory_core.temporal import connect, keyring_of
@@ -26,13 +26,12 @@ from tests.mcp_server.test_http import HttpServer, cli, http_server
 from tests.mcp_server.test_tools import call, call_error
 from tests.support.anthropic_server import FakeAnthropic
 from tests.temporal_cli import readable, show
-from tests.workflows.test_consolidate import consolidate, distiller, fake, save
+from tests.workflows.test_consolidate import consolidate, save
 from tests.workflows.test_distillation import MODEL
 
 __all__ = ["http_server"]  # the fixture, imported for these tests
 
 pytestmark = pytest.mark.anyio
-__all__ = ["distiller", "fake"]  # the fixtures, imported for these tests
 
 MARKER = "quokkaplumbus"
 SECRET_TEXT = f"Customer {MARKER} Jane Roe asked us to store her phone number 555-0199"

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -255,12 +254,6 @@ async def test_a_process_with_another_kek_refuses_clearly(running: Stack) -> Non
 @pytest.fixture
 def settings_kek(stack: Stack) -> Kek:
     return keyring_of(stack.client).kek
-
-
-@pytest.fixture
-def fake() -> Iterator[FakeAnthropic]:
-    with FakeAnthropic() as server:
-        yield server
 
 
 async def triggered_run(stack: Stack, sid: str, project: str, before: int) -> WorkflowExecution:
