@@ -13,11 +13,18 @@ from datetime import UTC, datetime
 
 import asyncpg
 from temporalio import activity
-from temporalio.exceptions import ApplicationError
 
-from team_memory_core import llm
+from activities.failures import llm_failure
 from team_memory_core.capture import CaptureEvent, DistillRequest, DistillResult, capture_source
 from team_memory_core.contract import DISTILL_ACTIVITY, ingest_workflow_id
+from team_memory_core.llm.client import Distiller, LLMUnavailable, LLMUsage, MalformedLLMOutput
+from team_memory_core.llm.observe import (
+    Observation,
+    ObservationSet,
+    ObservationType,
+    SessionEventLine,
+    distill_events,
+)
 from team_memory_core.models import (
     Category,
     IngestInput,
@@ -27,18 +34,20 @@ from team_memory_core.models import (
 )
 from team_memory_core.rules.redaction import redact
 from team_memory_core.settings import Settings
-from team_memory_core.store import queries
+from team_memory_core.store import capture as store
+from team_memory_core.store.memories import insert_pending
 from team_memory_core.store.pool import tenant_tx
+from team_memory_core.store.tenants import tenant_name
 from team_memory_core.temporal_keys import Keyring
 
 CATEGORY_OF = {
-    llm.ObservationType.DECISION: Category.ARCHITECTURE,
-    llm.ObservationType.ARCHITECTURE: Category.ARCHITECTURE,
-    llm.ObservationType.BUGFIX: Category.BUGFIX,
-    llm.ObservationType.PREFERENCE: Category.PREFERENCE,
-    llm.ObservationType.CONVENTION: Category.PREFERENCE,
-    llm.ObservationType.BUSINESS_RULE: Category.BUSINESS_RULE,
-    llm.ObservationType.FACT: Category.GENERAL,
+    ObservationType.DECISION: Category.ARCHITECTURE,
+    ObservationType.ARCHITECTURE: Category.ARCHITECTURE,
+    ObservationType.BUGFIX: Category.BUGFIX,
+    ObservationType.PREFERENCE: Category.PREFERENCE,
+    ObservationType.CONVENTION: Category.PREFERENCE,
+    ObservationType.BUSINESS_RULE: Category.BUSINESS_RULE,
+    ObservationType.FACT: Category.GENERAL,
 }
 # The system prompt and tool schema the model also reads, on top of the events themselves.
 _PROMPT_OVERHEAD_TOKENS = 900
@@ -50,7 +59,7 @@ class CaptureActivities:
     pool: asyncpg.Pool
     settings: Settings
     keys: Keyring
-    distiller: llm.Distiller | None = None
+    distiller: Distiller | None = None
 
     @activity.defn(name=DISTILL_ACTIVITY)
     async def distill_session_events(self, request: DistillRequest) -> DistillResult:
@@ -63,7 +72,7 @@ class CaptureActivities:
             return DistillResult(skipped_reason=reason)
         try:
             found, usage = await self._distill(request, fresh)
-        except llm.MalformedLLMOutput as error:
+        except MalformedLLMOutput as error:
             # Billed but unusable: count the tokens, do not retry the same events forever.
             await self._record_skip(request, fresh, f"unusable model reply: {error}",
                                     usage=error.usage)
@@ -72,9 +81,9 @@ class CaptureActivities:
 
     async def _unprocessed(self, request: DistillRequest) -> list[CaptureEvent]:
         async with tenant_tx(self.pool, request.tenant_id) as conn:
-            await queries.ensure_capture_session(conn, request.tenant_id, request.owner,
-                                                 request.session_id, request.project)
-            done = await queries.processed_event_keys(
+            await store.ensure_capture_session(conn, request.tenant_id, request.owner,
+                                               request.session_id, request.project)
+            done = await store.processed_event_keys(
                 conn, request.owner, request.session_id, [e.key for e in request.events])
         return [e for e in request.events if e.key not in done and e.distillable]
 
@@ -84,7 +93,7 @@ class CaptureActivities:
         needed = (_PROMPT_OVERHEAD_TOKENS + _OUTPUT_ALLOWANCE_TOKENS
                   + sum(approx_tokens(e.model_dump_json()) for e in events))
         async with tenant_tx(self.pool, request.tenant_id) as conn:
-            session, daily = await queries.capture_tokens_used(
+            session, daily = await store.capture_tokens_used(
                 conn, request.owner, request.session_id, datetime.now(UTC).date())
         if session + needed > self.settings.capture_session_tokens:
             return (f"session token budget reached ({session} of "
@@ -96,53 +105,53 @@ class CaptureActivities:
 
     async def _distill(
         self, request: DistillRequest, events: list[CaptureEvent]
-    ) -> tuple[llm.ObservationSet, llm.LLMUsage]:
+    ) -> tuple[ObservationSet, LLMUsage]:
         assert self.distiller is not None
-        lines = [llm.SessionEventLine(kind=e.kind.value, tool=e.tool, files=e.files,
-                                      summary=e.summary) for e in events]
+        lines = [SessionEventLine(kind=e.kind.value, tool=e.tool, files=e.files,
+                                  summary=e.summary) for e in events]
         try:
-            return await self.distiller.distill_events(request.project, lines)
-        except llm.LLMUnavailable as error:
-            raise ApplicationError(str(error), type="LLMUnavailable",
-                                   non_retryable=not error.retryable) from error
+            return await distill_events(self.distiller, request.project, lines)
+        except LLMUnavailable as error:
+            # A malformed reply is not raised: the caller records it as a skip.
+            raise llm_failure(error) from error
 
     async def _record_skip(
         self, request: DistillRequest, events: list[CaptureEvent], reason: str,
-        usage: llm.LLMUsage | None = None,
+        usage: LLMUsage | None = None,
     ) -> None:
         async with tenant_tx(self.pool, request.tenant_id) as conn:
-            await queries.record_capture_outcome(
+            await store.record_capture_outcome(
                 conn, tenant_id=request.tenant_id, key_id=request.owner,
                 session_id=request.session_id, keys=[e.key for e in events], outcome="skipped",
                 skip_reason=reason[:300])
             if usage is not None:
-                await queries.add_capture_usage(
+                await store.add_capture_usage(
                     conn, tenant_id=request.tenant_id, key_id=request.owner,
                     session_id=request.session_id, day=datetime.now(UTC).date(),
                     input_tokens=usage.input_tokens, output_tokens=usage.output_tokens,
                     observations=0)
 
     async def _save(
-        self, request: DistillRequest, events: list[CaptureEvent], found: llm.ObservationSet,
-        usage: llm.LLMUsage,
+        self, request: DistillRequest, events: list[CaptureEvent], found: ObservationSet,
+        usage: LLMUsage,
     ) -> DistillResult:
         items = [item for o in found.observations
                  if (item := self._item(request, o, events)) is not None]
         result = DistillResult()
         async with tenant_tx(self.pool, request.tenant_id) as conn:
-            await queries.record_capture_outcome(
+            await store.record_capture_outcome(
                 conn, tenant_id=request.tenant_id, key_id=request.owner,
                 session_id=request.session_id, keys=[e.key for e in events],
                 outcome="distilled")
-            await queries.add_capture_usage(
+            await store.add_capture_usage(
                 conn, tenant_id=request.tenant_id, key_id=request.owner,
                 session_id=request.session_id, day=datetime.now(UTC).date(),
                 input_tokens=usage.input_tokens, output_tokens=usage.output_tokens,
                 observations=len(items))
             for item in items:
-                if await queries.insert_pending(conn, item):
+                if await insert_pending(conn, item):
                     result.items.append(item)
-            tenant = await queries.tenant_name(conn, request.tenant_id)
+            tenant = await tenant_name(conn, request.tenant_id)
         assert tenant is not None
         # The ingestions the workflow starts next need their payload keys (committed first).
         for item in result.items:
@@ -151,7 +160,7 @@ class CaptureActivities:
                                                        item.generation))
         return result
 
-    def _item(self, request: DistillRequest, observation: llm.Observation,
+    def _item(self, request: DistillRequest, observation: Observation,
               events: list[CaptureEvent]) -> IngestInput | None:
         text = redact(observation.content).text.strip()
         if not text:

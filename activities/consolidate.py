@@ -12,8 +12,8 @@ from temporalio import activity
 from temporalio.client import Client
 from temporalio.exceptions import ApplicationError
 
-from activities.ingest import llm_failure
-from team_memory_core import llm, schedules
+from activities.failures import llm_failure
+from team_memory_core import schedules
 from team_memory_core.contract import (
     ARCHIVE_ACTIVITY,
     ENSURE_SCHEDULE_ACTIVITY,
@@ -25,6 +25,15 @@ from team_memory_core.contract import (
     Policy,
 )
 from team_memory_core.embedder import BatchingEmbedder
+from team_memory_core.llm.client import Distiller, LLMError, LLMUsage
+from team_memory_core.llm.consolidate import (
+    ClusterMemory,
+    ConsolidationAction,
+    MergeAction,
+    action_ids,
+    plan_consolidation,
+)
+from team_memory_core.llm.manifesto import TopMemory, write_manifesto
 from team_memory_core.models import (
     ClusterOutcome,
     ClusterRequest,
@@ -32,6 +41,8 @@ from team_memory_core.models import (
     ConsolidationReport,
     ManifestoOutcome,
     ManifestoRequest,
+    ManifestoRule,
+    MemoryStatus,
     PageRequest,
     ProjectRef,
     RunRequest,
@@ -41,8 +52,13 @@ from team_memory_core.review import same_author
 from team_memory_core.rules import consolidation
 from team_memory_core.rules.redaction import redact
 from team_memory_core.settings import Settings
-from team_memory_core.store import queries
+from team_memory_core.store import consolidation as store
+from team_memory_core.store.consolidation import ClusterMember, WeightedMemory
+from team_memory_core.store.history import insert_event
+from team_memory_core.store.memories import lock_against_purge, supersede
 from team_memory_core.store.pool import tenant_tx
+from team_memory_core.store.proposals import Proposal, insert_proposal
+from team_memory_core.store.tenants import tenant_id_named, tenant_name
 
 # What a consolidation prompt costs beyond the memories' text (system prompt, tool schema,
 # output): checked against the run's remaining token budget before each call.
@@ -55,23 +71,23 @@ class ConsolidationActivities:
     embedder: BatchingEmbedder
     settings: Settings
     client: Client
-    distiller: llm.Distiller | None = None
+    distiller: Distiller | None = None
 
     @activity.defn(name=ENSURE_SCHEDULE_ACTIVITY)
     async def ensure_project_schedule(self, ref: ProjectRef) -> str:
         async with tenant_tx(self.pool, ref.tenant_id) as conn:
-            tenant = await queries.tenant_name(conn, ref.tenant_id)
+            tenant = await tenant_name(conn, ref.tenant_id)
         if tenant is None:
             raise ApplicationError(f"no tenant {ref.tenant_id}", non_retryable=True)
         sid = await schedules.ensure_schedule(self.client, self.settings, tenant, ref.project)
         async with tenant_tx(self.pool, ref.tenant_id) as conn:
-            await queries.mark_schedule_ensured(conn, ref.tenant_id, ref.project, sid)
+            await store.mark_schedule_ensured(conn, ref.tenant_id, ref.project, sid)
         return sid
 
     @activity.defn(name=START_CONSOLIDATION_ACTIVITY)
     async def start_consolidation(self, request: RunRequest) -> ConsolidationReport:
         async with self.pool.acquire() as conn:
-            tenant_id = await queries.tenant_id_named(conn, request.tenant)
+            tenant_id = await tenant_id_named(conn, request.tenant)
         if tenant_id is None:
             raise ApplicationError(f"no tenant named {request.tenant!r}", type="UnknownTenant",
                                    non_retryable=True)
@@ -87,7 +103,7 @@ class ConsolidationActivities:
             report.notes.append("no ANTHROPIC_API_KEY: local policy only (exact and near "
                                 "duplicates folded, decay, local manifesto)")
         async with tenant_tx(self.pool, tenant_id) as conn:
-            await queries.insert_run(
+            await store.insert_run(
                 conn, run_id=report.run_id, tenant_id=tenant_id, project=report.project,
                 workflow_id=request.workflow_id, policy=report.policy, model=report.model,
                 token_budget=report.token_budget,
@@ -97,7 +113,7 @@ class ConsolidationActivities:
     @activity.defn(name=FIND_CLUSTERS_ACTIVITY)
     async def find_clusters(self, request: PageRequest) -> ConsolidationPage:
         async with tenant_tx(self.pool, request.tenant_id) as conn:
-            rows = await queries.neighbourhoods(
+            rows = await store.neighbourhoods(
                 conn, request.project, request.cursor, request.page_size,
                 self.settings.consolidation_neighbours, self.settings.consolidation_similarity,
             )
@@ -107,9 +123,9 @@ class ConsolidationActivities:
     async def review_cluster(self, request: ClusterRequest) -> ClusterOutcome:
         """Merge duplicates and resolve conflicts within one group of related memories."""
         async with tenant_tx(self.pool, request.tenant_id) as conn:
-            rows = await queries.lock_cluster(conn, request.ids)
-        live = [r for r in rows if r["status"] == "active"]
-        if all(r["reviewed"] for r in live):
+            rows = await store.lock_cluster(conn, request.ids)
+        live = [r for r in rows if r.status == MemoryStatus.ACTIVE]
+        if all(r.reviewed for r in live):
             return ClusterOutcome(reviewed=False)
         if len(live) < 2:
             return await self._finish(request, live, ClusterOutcome(), "local", None)
@@ -121,72 +137,71 @@ class ConsolidationActivities:
         return await self._ask_model(request, live)
 
     async def _ask_model(
-        self, request: ClusterRequest, live: list[asyncpg.Record]
+        self, request: ClusterRequest, live: list[ClusterMember]
     ) -> ClusterOutcome:
         assert self.distiller is not None
-        cluster = [llm.ClusterMemory(id=r["id"], category=r["category"],
-                                     importance=float(r["importance"]),
-                                     occurred_at=r["occurred_at"], content=r["content"])
+        cluster = [ClusterMemory(id=r.id, category=r.category.value,
+                                 importance=float(r.importance), occurred_at=r.occurred_at,
+                                 content=r.content)
                    for r in live]
         try:
-            plan, usage = await self.distiller.plan_consolidation(cluster)
-        except llm.LLMError as error:
+            plan, usage = await plan_consolidation(self.distiller, cluster)
+        except LLMError as error:
             raise llm_failure(error) from error
         spent = ClusterOutcome(llm_calls=1, input_tokens=usage.input_tokens,
                                output_tokens=usage.output_tokens)
         async with tenant_tx(self.pool, request.tenant_id) as conn:
-            current = {r["id"]: r for r in await queries.lock_cluster(conn, request.ids)}
+            current = {r.id: r for r in await store.lock_cluster(conn, request.ids)}
             log = _Log(conn, request, "haiku", usage)
             outcome = spent
             for action in plan.actions:
                 outcome = await self._apply(log, action, live, current, outcome)
             await self._mark(log, [r for r in live if _unchanged(r, current)])
-        return outcome.model_copy(update={"revisited": sum(r["needs_review"] for r in live)})
+        return outcome.model_copy(update={"revisited": _revisited(live)})
 
     async def _apply(
-        self, log: _Log, action: llm.ConsolidationAction, seen: list[asyncpg.Record],
-        current: dict[UUID, asyncpg.Record], outcome: ClusterOutcome,
+        self, log: _Log, action: ConsolidationAction, seen: list[ClusterMember],
+        current: dict[UUID, ClusterMember], outcome: ClusterOutcome,
     ) -> ClusterOutcome:
-        ids = action.ids if isinstance(action, llm.MergeAction) else [action.old_id,
-                                                                       action.new_id]
+        ids = action_ids(action)
         # The texts the model judged must still be the live ones (ingest may have moved on).
-        if not all(_unchanged(r, current) for r in seen if r["id"] in ids):
+        if not all(_unchanged(r, current) for r in seen if r.id in ids):
             return outcome
-        if not same_author(current[uid]["created_by"] for uid in ids):
+        if not same_author(current[uid].created_by for uid in ids):
             return await self._hold(log, action, outcome)
-        if isinstance(action, llm.MergeAction):
+        if isinstance(action, MergeAction):
             others = [uid for uid in action.ids if uid != action.keep_id]
             merged = redact(action.merged_content).text
             vector = await self.embedder.embed_one(merged)
-            await queries.fold_into(log.conn, action.keep_id, others, merged, vector)
+            await store.fold_into(log.conn, action.keep_id, others, merged, vector)
             await log("merged", action.keep_id, action.reason,
-                      before_text=current[action.keep_id]["content"],
+                      before_text=current[action.keep_id].content,
                       after_text=merged, detail={"merged_from": others})
             for other in others:
-                await queries.retire_duplicate(log.conn, other, action.keep_id)
+                await store.retire_duplicate(log.conn, other, action.keep_id)
                 await log("merged_into", other, action.reason, related_id=action.keep_id)
             return outcome.model_copy(update={"merged": outcome.merged + len(others)})
-        await queries.supersede(log.conn, action.old_id, action.new_id)
+        await supersede(log.conn, action.old_id, action.new_id)
         await log("superseded", action.old_id, action.reason, related_id=action.new_id,
-                  before_text=current[action.old_id]["content"],
-                  after_text=current[action.new_id]["content"])
+                  before_text=current[action.old_id].content,
+                  after_text=current[action.new_id].content)
         return outcome.model_copy(update={"superseded": outcome.superseded + 1})
 
-    async def _hold(self, log: _Log, action: llm.ConsolidationAction,
+    async def _hold(self, log: _Log, action: ConsolidationAction,
                     outcome: ClusterOutcome) -> ClusterOutcome:
         """A merge or supersede across authors: recorded for review, nothing changed."""
-        if isinstance(action, llm.MergeAction):
+        if isinstance(action, MergeAction):
             kind, target = "merge", action.keep_id
             sources = [uid for uid in action.ids if uid != action.keep_id]
             text: str | None = redact(action.merged_content).text
         else:
             kind, target, sources, text = "supersede", action.old_id, [action.new_id], None
-        proposal = queries.Proposal(
+        proposal = Proposal(
             kind=kind, target_id=target, source_ids=sources, proposed_text=text,
             reason=redact(action.reason).text, origin="consolidation", policy=log.policy,
             model=log.usage.model if log.usage else None, run_id=log.request.run_id)
-        held = await queries.insert_proposal(log.conn, log.request.tenant_id,
-                                             log.request.project, proposal)
+        held = await insert_proposal(log.conn, log.request.tenant_id, log.request.project,
+                                     proposal)
         if held is None:
             return outcome
         await log(f"{kind}_proposed", target, f"held for review (proposal {held}), not "
@@ -195,42 +210,41 @@ class ConsolidationActivities:
         return outcome.model_copy(update={"held_for_review": outcome.held_for_review + 1})
 
     async def _fold_locally(
-        self, request: ClusterRequest, live: list[asyncpg.Record], outcome: ClusterOutcome
+        self, request: ClusterRequest, live: list[ClusterMember], outcome: ClusterOutcome
     ) -> ClusterOutcome:
         folds = consolidation.local_folds(live, self.settings.duplicate_similarity)
         async with tenant_tx(self.pool, request.tenant_id) as conn:
-            current = {r["id"]: r for r in await queries.lock_cluster(conn, request.ids)}
+            current = {r.id: r for r in await store.lock_cluster(conn, request.ids)}
             log = _Log(conn, request, "local", None)
             folded = 0
             for fold in folds:
-                pair = [r for r in live if r["id"] in (fold.duplicate, fold.keep)]
-                if all(_unchanged(r, current) for r in pair) and await queries.retire_duplicate(
+                pair = [r for r in live if r.id in (fold.duplicate, fold.keep)]
+                if all(_unchanged(r, current) for r in pair) and await store.retire_duplicate(
                         conn, fold.duplicate, fold.keep):
                     await log("duplicate", fold.duplicate, fold.reason, related_id=fold.keep)
                     folded += 1
             await self._mark(log, [r for r in live if _unchanged(r, current)])
-        return outcome.model_copy(update={
-            "folded": folded, "revisited": sum(r["needs_review"] for r in live)})
+        return outcome.model_copy(update={"folded": folded, "revisited": _revisited(live)})
 
     async def _finish(
-        self, request: ClusterRequest, live: list[asyncpg.Record], outcome: ClusterOutcome,
-        policy: str, usage: llm.LLMUsage | None,
+        self, request: ClusterRequest, live: list[ClusterMember], outcome: ClusterOutcome,
+        policy: str, usage: LLMUsage | None,
     ) -> ClusterOutcome:
         async with tenant_tx(self.pool, request.tenant_id) as conn:
             await self._mark(_Log(conn, request, policy, usage), live)
-        return outcome.model_copy(update={"revisited": sum(r["needs_review"] for r in live)})
+        return outcome.model_copy(update={"revisited": _revisited(live)})
 
-    async def _mark(self, log: _Log, reviewed: list[asyncpg.Record]) -> None:
-        for row in reviewed:
-            if row["needs_review"]:
-                await log("revisited", row["id"], "reviewed by the nightly consolidation "
+    async def _mark(self, log: _Log, reviewed: list[ClusterMember]) -> None:
+        for member in reviewed:
+            if member.needs_review:
+                await log("revisited", member.id, "reviewed by the nightly consolidation "
                           "after being kept without a model decision")
-        await queries.mark_reviewed(log.conn, [r["id"] for r in reviewed])
+        await store.mark_reviewed(log.conn, [r.id for r in reviewed])
 
     @activity.defn(name=ARCHIVE_ACTIVITY)
     async def archive_stale(self, report: ConsolidationReport) -> int:
         async with tenant_tx(self.pool, report.tenant_id) as conn:
-            return await queries.archive_stale(
+            return await store.archive_stale(
                 conn, tenant_id=report.tenant_id, project=report.project,
                 max_importance=self.settings.archive_max_importance,
                 half_life_days=self.settings.archive_half_life_days,
@@ -243,14 +257,14 @@ class ConsolidationActivities:
         use_llm = self.distiller is not None and request.allow_llm
         policy = "haiku" if use_llm else "local"
         async with tenant_tx(self.pool, request.tenant_id) as conn:
-            top = await queries.top_memories(conn, request.project,
-                                             self.settings.archive_half_life_days,
-                                             consolidation.MANIFESTO_CANDIDATES)
-            stored = await queries.manifesto(conn, request.project)
+            top = await store.top_memories(conn, request.project,
+                                           self.settings.archive_half_life_days,
+                                           consolidation.MANIFESTO_CANDIDATES)
+            stored = await store.manifesto(conn, request.project)
         digest = consolidation.manifesto_fingerprint(top, policy, self.settings)
-        if stored is not None and stored["fingerprint"] == digest:
-            return ManifestoOutcome(status="unchanged", policy=stored["policy"],
-                                    rules=len(_loads(stored["rules"])))
+        if stored is not None and stored.fingerprint == digest:
+            return ManifestoOutcome(status="unchanged", policy=stored.policy,
+                                    rules=len(stored.rules))
         usage = None
         if use_llm and _estimate(top) <= request.tokens_left:
             rules, usage = await self._written_rules(top)
@@ -259,7 +273,7 @@ class ConsolidationActivities:
                                                   self.settings.manifesto_token_budget)
             policy = "local"
         async with tenant_tx(self.pool, request.tenant_id) as conn:
-            if await queries.lock_against_purge(conn, [r["id"] for r in top]):
+            if await lock_against_purge(conn, [r.id for r in top]):
                 # Purged while these rules were written: its text must not come back.
                 count = await consolidation.write_local_manifesto(
                     conn, request.tenant_id, request.project, self.settings)
@@ -268,7 +282,7 @@ class ConsolidationActivities:
                     llm_calls=int(usage is not None),
                     input_tokens=usage.input_tokens if usage else 0,
                     output_tokens=usage.output_tokens if usage else 0)
-            await queries.upsert_manifesto(
+            await store.upsert_manifesto(
                 conn, tenant_id=request.tenant_id, project=request.project, rules=rules,
                 fingerprint=digest, policy=policy, model=usage.model if usage else None,
                 input_tokens=usage.input_tokens if usage else None,
@@ -281,44 +295,40 @@ class ConsolidationActivities:
         )
 
     async def _written_rules(
-        self, top: list[asyncpg.Record]
-    ) -> tuple[list[dict[str, object]], llm.LLMUsage]:
+        self, top: list[WeightedMemory]
+    ) -> tuple[list[ManifestoRule], LLMUsage]:
         assert self.distiller is not None
-        memories = [llm.TopMemory(id=r["id"], category=r["category"],
-                                  importance=float(r["importance"]), content=r["content"])
+        memories = [TopMemory(id=r.id, category=r.category.value,
+                              importance=float(r.importance), content=r.content)
                     for r in top]
         try:
-            manifesto, usage = await self.distiller.write_manifesto(
-                memories, self.settings.manifesto_max_rules)
-        except llm.LLMError as error:
+            written, usage = await write_manifesto(self.distiller, memories,
+                                                   self.settings.manifesto_max_rules)
+        except LLMError as error:
             raise llm_failure(error) from error
-        rules: list[dict[str, object]] = [
-            {"text": redact(rule.text).text, "source_ids": [str(uid) for uid in rule.source_ids]}
-            for rule in manifesto.rules
-        ]
+        rules = [ManifestoRule(text=redact(rule.text).text, source_ids=rule.source_ids)
+                 for rule in written]
         return consolidation.within_budget(rules, self.settings.manifesto_max_rules,
                                            self.settings.manifesto_token_budget), usage
 
     @activity.defn(name=FINISH_CONSOLIDATION_ACTIVITY)
     async def finish_consolidation(self, report: ConsolidationReport) -> None:
         async with tenant_tx(self.pool, report.tenant_id) as conn:
-            await queries.finish_run(conn, report.run_id, report.input_tokens,
+            await store.finish_run(conn, report.run_id, report.input_tokens,
                                      report.output_tokens, report.model_dump(mode="json"))
 
 
-def _estimate(rows: list[asyncpg.Record]) -> int:
-    return PROMPT_OVERHEAD_TOKENS + sum(approx_tokens(r["content"]) for r in rows)
+def _estimate(rows: list[ClusterMember] | list[WeightedMemory]) -> int:
+    return PROMPT_OVERHEAD_TOKENS + sum(approx_tokens(r.content) for r in rows)
 
 
-def _unchanged(seen: asyncpg.Record, current: dict[UUID, asyncpg.Record]) -> bool:
-    now = current.get(seen["id"])
-    return now is not None and now["status"] == "active" and now["content"] == seen["content"]
+def _revisited(live: list[ClusterMember]) -> int:
+    return sum(member.needs_review for member in live)
 
 
-def _loads(value: str | list[Any]) -> list[Any]:
-    import json
-
-    return json.loads(value) if isinstance(value, str) else value
+def _unchanged(seen: ClusterMember, current: dict[UUID, ClusterMember]) -> bool:
+    now = current.get(seen.id)
+    return now is not None and now.status == MemoryStatus.ACTIVE and now.content == seen.content
 
 
 @dataclass
@@ -328,7 +338,7 @@ class _Log:
     conn: asyncpg.Connection
     request: ClusterRequest
     policy: str
-    usage: llm.LLMUsage | None
+    usage: LLMUsage | None
     _billed: bool = False
 
     async def __call__(
@@ -339,7 +349,7 @@ class _Log:
         # The plan's tokens are recorded once, on its first event, so sums stay true.
         tokens = self.usage if self.usage is not None and not self._billed else None
         self._billed = self._billed or tokens is not None
-        await queries.insert_event(
+        await insert_event(
             self.conn, tenant_id=self.request.tenant_id, memory_id=memory_id, event=event,
             reason=redact(reason).text or None, before_text=before_text, after_text=after_text,
             related_id=related_id, policy=self.policy,

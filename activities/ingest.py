@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import timedelta
 from uuid import UUID
 
 import asyncpg
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from team_memory_core import llm, telemetry
+from activities.failures import llm_failure
+from team_memory_core import telemetry
 from team_memory_core.contract import COMMIT_ACTIVITY, DECIDE_ACTIVITY, EMBED_ACTIVITY, Policy
 from team_memory_core.embedder import BatchingEmbedder
+from team_memory_core.llm.client import Distiller, LLMError
+from team_memory_core.llm.ingest import Candidate, decide_ingest
 from team_memory_core.models import (
     Decision,
     DecisionKind,
@@ -24,28 +26,10 @@ from team_memory_core.review import PROPOSAL_KIND, hold_foreign_change
 from team_memory_core.rules.dedupe import exact_duplicate, local_decision
 from team_memory_core.rules.redaction import redact
 from team_memory_core.settings import Settings
-from team_memory_core.store import queries
+from team_memory_core.store import consolidation, history, memories, proposals
+from team_memory_core.store.audit import insert_audit
+from team_memory_core.store.memories import Neighbour
 from team_memory_core.store.pool import tenant_tx
-
-# Longest wait taken from a Retry-After header; beyond it the retry policy's backoff applies.
-MAX_RETRY_AFTER = timedelta(seconds=60)
-
-
-def llm_failure(error: llm.LLMError) -> ApplicationError:
-    """A Distiller error as Temporal sees it: its type, whether to retry, and when.
-
-    The API's Retry-After hint becomes the next retry delay; tokens billed for a malformed
-    reply travel in the details so the workflow can count them.
-    """
-    if isinstance(error, llm.LLMUnavailable):
-        delay = None
-        if error.retryable and error.retry_after_s is not None:
-            delay = min(timedelta(seconds=max(0.0, error.retry_after_s)), MAX_RETRY_AFTER)
-        return ApplicationError(str(error), type="LLMUnavailable",
-                                non_retryable=not error.retryable, next_retry_delay=delay)
-    usage = error.usage if isinstance(error, llm.MalformedLLMOutput) else None
-    spent = usage.model_dump() if usage is not None else {}
-    return ApplicationError(str(error), spent, type=type(error).__name__, non_retryable=True)
 
 
 @dataclass
@@ -53,22 +37,21 @@ class IngestActivities:
     pool: asyncpg.Pool
     embedder: BatchingEmbedder
     settings: Settings
-    distiller: llm.Distiller | None = None
+    distiller: Distiller | None = None
 
     @activity.defn(name=EMBED_ACTIVITY)
     async def embed_memory(self, item: IngestInput) -> None:
         """Embed the text and store the vector on the row (it never enters workflow history)."""
         vector = await self.embedder.embed_one(item.content)
         async with tenant_tx(self.pool, item.tenant_id) as conn:
-            await queries.upsert_embedding(conn, item, vector)
+            await memories.upsert_embedding(conn, item, vector)
 
     @activity.defn(name=DECIDE_ACTIVITY)
     async def decide_memory(self, item: IngestInput) -> Decision:
         async with tenant_tx(self.pool, item.tenant_id) as conn:
-            row = await queries.fetch_status(conn, item.memory_id)
-            if row is None:
+            if await memories.fetch_status(conn, item.memory_id) is None:
                 raise ApplicationError("memory row missing", non_retryable=False)
-            neighbours = await queries.similar_current(
+            neighbours = await memories.similar_current(
                 conn, item.memory_id, item.project, self.settings.dedupe_candidates
             )
         same = exact_duplicate(item.content_hash, neighbours)
@@ -77,23 +60,22 @@ class IngestActivities:
                                   self.settings.duplicate_similarity)
         return await self._ask_model(item, neighbours)
 
-    async def _ask_model(self, item: IngestInput, neighbours: list[queries.Neighbour]) -> Decision:
+    async def _ask_model(self, item: IngestInput, neighbours: list[Neighbour]) -> Decision:
         assert self.distiller is not None
         candidates = [
-            llm.Candidate(id=n.id, content=n.content, category=n.category,
-                          similarity=n.similarity)
+            Candidate(id=n.id, content=n.content, category=n.category, similarity=n.similarity)
             for n in neighbours
         ]
         try:
-            answer, usage = await self.distiller.decide_ingest(
-                content=item.content, category=item.category.value, candidates=candidates
+            answer, usage = await decide_ingest(
+                self.distiller, item.content, item.category.value, candidates
             )
-        except llm.LLMError as error:
+        except LLMError as error:
             raise llm_failure(error) from error
         # The model's text is redacted before it enters the workflow history or a table.
         merged = None if answer.merged_content is None else redact(answer.merged_content).text
         decision = Decision(
-            kind=DecisionKind(answer.action.lower()), target_id=answer.target_id,
+            kind=answer.action, target_id=answer.target_id,
             merged_content=merged, reason=redact(answer.reason).text, policy=Policy.HAIKU,
             model=usage.model, input_tokens=usage.input_tokens,
             output_tokens=usage.output_tokens,
@@ -106,15 +88,15 @@ class IngestActivities:
         """Apply the decision in one transaction, with its history events."""
         async with tenant_tx(self.pool, item.tenant_id) as conn:
             # Locked: a forget committed meanwhile must not be undone by activating the row.
-            row = await queries.fetch_status(conn, item.memory_id, for_update=True)
-            if row is None:
+            found = await memories.fetch_status(conn, item.memory_id, for_update=True)
+            if found is None:
                 raise ApplicationError("memory row missing", non_retryable=False)
-            if row["status"] != MemoryStatus.PENDING:
+            if found.status != MemoryStatus.PENDING:
                 return IngestResult(memory_id=item.memory_id, decision=decision.kind,
-                                    target_id=decision.target_id,
-                                    status=MemoryStatus(row["status"]))
+                                    target_id=decision.target_id, status=found.status)
             status = await self._apply(conn, item, decision)
-            schedule_needed = await queries.register_project(conn, item.tenant_id, item.project)
+            schedule_needed = await consolidation.register_project(conn, item.tenant_id,
+                                                                   item.project)
         telemetry.decisions.add(1, {"decision": decision.kind.value, "policy": decision.policy})
         return IngestResult(memory_id=item.memory_id, decision=decision.kind,
                             target_id=decision.target_id, status=status,
@@ -129,26 +111,26 @@ class IngestActivities:
                          + ", ".join(item.redactions))
         target = decision.target_id
         if decision.kind is DecisionKind.DUPLICATE and target is not None:
-            await queries.mark_duplicate(conn, item.memory_id, target)
+            await memories.mark_duplicate(conn, item.memory_id, target)
             await record("duplicate", related_id=target, after_text=item.content)
             return MemoryStatus.DUPLICATE
         if decision.kind is DecisionKind.UPDATE and target is not None:
             merged = decision.merged_content or item.content
             vector = await self.embedder.embed_one(merged)
-            before = await queries.update_content(conn, target, merged, item.memory_id, vector)
-            await queries.mark_duplicate(conn, item.memory_id, target)
+            before = await memories.update_content(conn, target, merged, item.memory_id, vector)
+            await memories.mark_duplicate(conn, item.memory_id, target)
             await record("merged", memory_id=target, before_text=before, after_text=merged,
                          related_id=item.memory_id)
             await record("merged_into", related_id=target, after_text=item.content)
             await record.audit("merge", target)
             return MemoryStatus.DUPLICATE
-        await queries.activate(conn, item.memory_id)
+        await memories.activate(conn, item.memory_id)
         if decision.needs_review:
-            await queries.mark_needs_review(conn, item.memory_id)
+            await memories.mark_needs_review(conn, item.memory_id)
         await record("kept_without_decision" if decision.needs_review else "added",
                      after_text=item.content, reason=_held_note(decision))
         if decision.kind is DecisionKind.SUPERSEDE and target is not None:
-            await queries.supersede(conn, target, item.memory_id)
+            await memories.supersede(conn, target, item.memory_id)
             await record("superseded", memory_id=target, related_id=item.memory_id)
             await record.audit("supersede", target)
         if decision.held is not None and target is not None:
@@ -160,11 +142,11 @@ class IngestActivities:
         """Record the model's change to another author's memory for review, unapplied."""
         assert decision.held is not None
         kind = PROPOSAL_KIND[decision.held]
-        proposal = queries.Proposal(
+        proposal = proposals.Proposal(
             kind=kind, target_id=target, source_ids=[item.memory_id],
             proposed_text=decision.merged_content, reason=decision.reason, origin="ingest",
             policy=decision.policy, model=decision.model, key_id=item.key_id)
-        held = await queries.insert_proposal(conn, item.tenant_id, item.project, proposal)
+        held = await proposals.insert_proposal(conn, item.tenant_id, item.project, proposal)
         if held is None:
             return
         await record(f"{kind}_proposed", memory_id=target, related_id=item.memory_id,
@@ -194,7 +176,7 @@ class _EventRecorder:
         before_text: str | None = None, after_text: str | None = None,
         related_id: UUID | None = None,
     ) -> None:
-        await queries.insert_event(
+        await history.insert_event(
             self.conn, tenant_id=self.item.tenant_id, memory_id=memory_id or self.item.memory_id,
             event=event, reason=reason or self.decision.reason, before_text=before_text,
             after_text=after_text, related_id=related_id, policy=self.decision.policy,
@@ -205,7 +187,7 @@ class _EventRecorder:
     async def audit(self, action: str, target: UUID, **detail: object) -> None:
         """An audit entry for a decision that changed (or proposed to change) another memory,
         on behalf of the key that saved the new one."""
-        await queries.insert_audit(
+        await insert_audit(
             self.conn, tenant_id=self.item.tenant_id, key_id=self.item.key_id,
             actor=f"policy:{self.decision.policy}", action=action, target=str(target),
             outcome="ok", detail={"memory_id": str(self.item.memory_id),

@@ -34,7 +34,8 @@ from team_memory_core.models import (
 )
 from team_memory_core.rules.redaction import redact
 from team_memory_core.settings import Settings
-from team_memory_core.store import queries
+from team_memory_core.store import memories
+from team_memory_core.store.history import insert_event
 from team_memory_core.store.pool import create_app_pool, tenant_tx
 
 VECTOR_SEARCH = """
@@ -71,11 +72,11 @@ def baseline_app(settings: Settings, pool: asyncpg.Pool, embedder: Embedder) -> 
         )
         vector = (await embed_async(embedder, [text]))[0]
         async with tenant_tx(pool, principal.tenant_id) as conn:
-            await queries.upsert_embedding(conn, item, vector)
-            similar = await queries.similar_current(conn, item.memory_id, item.project, 5)
-            await queries.activate(conn, item.memory_id)
-            await queries.insert_event(conn, tenant_id=item.tenant_id, memory_id=item.memory_id,
-                                       event="added", reason="inline baseline")
+            await memories.upsert_embedding(conn, item, vector)
+            similar = await memories.similar_current(conn, item.memory_id, item.project, 5)
+            await memories.activate(conn, item.memory_id)
+            await insert_event(conn, tenant_id=item.tenant_id, memory_id=item.memory_id,
+                               event="added", reason="inline baseline")
         return {"id": str(item.memory_id), "similar": len(similar)}
 
     @server.tool()

@@ -26,7 +26,7 @@ from bench.stats import Table
 from team_memory_core.models import Category, IngestInput, Principal, content_hash
 from team_memory_core.payload_codec import EncryptionCodec
 from team_memory_core.rules.redaction import redact
-from team_memory_core.store import queries
+from team_memory_core.store.memories import insert_pending
 from team_memory_core.store.pool import tenant_tx
 from team_memory_core.temporal import keyring_of
 from team_memory_core.tenants import authenticate
@@ -109,7 +109,7 @@ async def _insert(pool: asyncpg.Pool, principal: Principal, text: str) -> None:
                        content_hash=content_hash(text), occurred_at=datetime.now(UTC))
     with contextlib.suppress(_Rollback):
         async with tenant_tx(pool, principal.tenant_id) as conn:
-            await queries.insert_pending(conn, item)
+            await insert_pending(conn, item)
             raise _Rollback
 
 

@@ -32,7 +32,7 @@ from team_memory_core.models import Principal
 from team_memory_core.project_identity import project_for
 from team_memory_core.settings import Settings
 from team_memory_core.store.migrate import check_embedding_dim
-from team_memory_core.store.pool import create_app_pool
+from team_memory_core.store.pool import create_app_pool, ping
 from team_memory_core.temporal import connect
 from team_memory_core.tenants import authenticate, record_auth_failure
 
@@ -117,8 +117,7 @@ async def readiness(service: MemoryService) -> dict[str, Check]:
     checks: dict[str, Check] = {}
     try:
         with anyio.fail_after(READY_TIMEOUT_S):
-            async with service.pool.acquire() as conn:
-                await conn.fetchval("SELECT 1")
+            await ping(service.pool)
         checks["database"] = Check.passed()
     except Exception as error:  # any failure means not ready; report it, don't crash
         checks["database"] = Check.failed(error)

@@ -43,7 +43,7 @@ from team_memory_core.hook_protocol import (
 )
 from team_memory_core.models import Memory, Principal, approx_tokens
 from team_memory_core.rules.redaction import redact
-from team_memory_core.store import queries
+from team_memory_core.store.capture import count_capture_received
 from team_memory_core.store.pool import principal_tx
 from team_memory_core.temporal import keyring_of
 
@@ -160,7 +160,7 @@ class CaptureService:
                           events: Sequence[tuple[str, CaptureEvent]]) -> None:
         async with principal_tx(self.memory.pool, principal) as conn:
             for project, event in events:
-                await queries.count_capture_received(
+                await count_capture_received(
                     conn, principal.tenant_id, principal.key_id or NO_KEY, event.session_id,
                     project, 1, 1, "no ANTHROPIC_API_KEY")
 

@@ -29,7 +29,7 @@ from mcp_server.auth import CODEC_COOKIE, Authenticator, request_principal
 from mcp_server.service import MemoryService
 from team_memory_core.models import Principal
 from team_memory_core.payload_codec import decode_for_tenant
-from team_memory_core.store import queries
+from team_memory_core.store.audit import insert_audit
 from team_memory_core.store.pool import principal_tx
 from team_memory_core.temporal import keyring_of
 
@@ -92,7 +92,7 @@ class CodecEndpoint:
         payloads, opened = await decode_for_tenant(keyring, principal.tenant_id, asked.payloads)
         if opened:
             async with principal_tx(self._service.pool, principal) as conn:
-                await queries.insert_audit(
+                await insert_audit(
                     conn, tenant_id=principal.tenant_id, key_id=principal.key_id, actor=ACTOR,
                     action="temporal.decode", outcome="ok",
                     detail={"payloads": len(payloads), "decoded": opened})

@@ -1,21 +1,20 @@
 """Hybrid retrieval: BM25 keyword candidates + vector candidates + insertion-order neighbours
-in one statement (``queries.hybrid_search``), fused in ``team_memory_core.rules.ranking``.
+in one statement (``store.search.hybrid_search``), fused in ``team_memory_core.rules.ranking``.
 Design and measurements: docs/retrieval.md.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from typing import Any
 
 import asyncpg
 import numpy as np
 
 from team_memory_core.rules import ranking
 from team_memory_core.settings import Settings
-from team_memory_core.store import queries
+from team_memory_core.store import search
+from team_memory_core.store.search import Candidate, PendingVectors, SearchFilters, Term
 
 _UNLIMITED = 2**62  # a SQL LIMIT that never binds
 
@@ -35,9 +34,8 @@ class Retriever:
 
     async def rank(
         self, conn: asyncpg.Connection, query: str, vector: np.ndarray,
-        filters: queries.SearchFilters, pending: queries.PendingVectors, now: datetime,
-        limit: int,
-    ) -> list[tuple[Mapping[str, Any], float]]:
+        filters: SearchFilters, pending: PendingVectors, now: datetime, limit: int,
+    ) -> list[tuple[Candidate, float]]:
         """Every candidate of the filtered scope with its final score, best first; enough
         candidates for the best ``limit``."""
         rows = await self.candidates(conn, query, vector, filters, pending, limit=limit)
@@ -45,9 +43,9 @@ class Retriever:
 
     async def candidates(
         self, conn: asyncpg.Connection, query: str, vector: np.ndarray,
-        filters: queries.SearchFilters, pending: queries.PendingVectors, *,
+        filters: SearchFilters, pending: PendingVectors, *,
         limit: int | None = None, keyword_only: bool = False,
-    ) -> list[asyncpg.Record]:
+    ) -> list[Candidate]:
         """The hybrid statement's rows, with a complete vector side. ``keyword_only``: every
         memory sharing a word with the query, and nothing else (the BM25 baseline).
 
@@ -56,8 +54,8 @@ class Retriever:
         """
         s = self.settings
         per_side = 0 if keyword_only else _per_side(s.search_candidates, limit)
-        terms = await queries.search_terms(conn, query, filters.projects, per_side)
-        hybrid = queries.HybridQuery(
+        terms = await search.search_terms(conn, query, filters.projects, per_side)
+        hybrid = search.HybridQuery(
             lexemes=[t.lexeme for t in terms.terms],
             idf=[ranking.idf(terms.docs, t.docs) for t in terms.terms],
             keyword_lexemes=_selecting(terms.terms, None if keyword_only
@@ -69,10 +67,10 @@ class Retriever:
             neighbours=0 if keyword_only else s.neighbour_count,
             k1=ranking.BM25_K1, b=ranking.BM25_B,
         )
-        rows = await queries.hybrid_search(conn, vector, filters, hybrid, pending)
-        if not hybrid.exact and (int(rows[0]["vector_found"]) if rows else 0) < per_side:
-            rows = await queries.hybrid_search(conn, vector, filters,
-                                               replace(hybrid, exact=True), pending)
+        rows = await search.hybrid_search(conn, vector, filters, hybrid, pending)
+        if not hybrid.exact and (rows[0].vector_found if rows else 0) < per_side:
+            rows = await search.hybrid_search(conn, vector, filters,
+                                              replace(hybrid, exact=True), pending)
         return rows
 
 
@@ -83,7 +81,7 @@ def _per_side(most: int, limit: int | None) -> int:
     return most if limit is None else min(most, max(20, 4 * limit))
 
 
-def _selecting(terms: list[queries.Term], budget: int | None) -> list[str]:
+def _selecting(terms: list[Term], budget: int | None) -> list[str]:
     """The rarest words whose memories add up to at most ``budget`` (all words without
     one). A word in no active memory yet costs nothing and still selects: a pending
     memory is found by its rare words before its workflow commits it."""

@@ -245,7 +245,7 @@ def manifesto_text(view: ManifestoView) -> str:
     if not view.rules:
         return (f"No manifesto for project {view.project} yet: the nightly consolidation writes "
                 "it from the team's most important memories.")
-    rules = render_manifesto([rule.model_dump() for rule in view.rules])
+    rules = render_manifesto(view.rules)
     return f"# Team rules for {view.project}\n\n{rules}"
 
 

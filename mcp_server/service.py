@@ -9,12 +9,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import json
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, Concatenate, ParamSpec, TypeVar
+from typing import Concatenate, ParamSpec, TypeVar
 from uuid import UUID
 
 import asyncpg
@@ -35,10 +34,8 @@ from team_memory_core.models import (
     TENANT_WIDE_PROJECT,
     Category,
     IngestInput,
-    ManifestoRuleView,
     ManifestoView,
     Memory,
-    MemoryEvent,
     MemoryHit,
     MemoryStatus,
     MemoryStatusReport,
@@ -54,8 +51,11 @@ from team_memory_core.rules import ranking
 from team_memory_core.rules.consolidation import render_manifesto
 from team_memory_core.rules.redaction import preview, redact, redact_tags
 from team_memory_core.settings import Settings
-from team_memory_core.store import queries
+from team_memory_core.store import consolidation, history, memories, search
+from team_memory_core.store.audit import insert_audit
+from team_memory_core.store.memories import MemoryRow, MemoryState
 from team_memory_core.store.pool import principal_tx
+from team_memory_core.store.search import Candidate, PendingText, PendingVectors, SearchFilters
 from team_memory_core.temporal import keyring_of
 
 _SNIPPET_CHARS = 160
@@ -165,7 +165,7 @@ class MemoryService:
     ) -> None:
         outcome = "denied" if isinstance(error, Forbidden) else "rejected"
         async with principal_tx(self.pool, principal) as conn:
-            await queries.insert_audit(
+            await insert_audit(
                 conn, tenant_id=principal.tenant_id, key_id=principal.key_id,
                 actor=principal.actor, action=action,
                 target=None if target is None else str(target),
@@ -204,14 +204,14 @@ class MemoryService:
         telemetry.saves.add(1, {"already_saved": found is not None})
         return SaveResult(
             id=item.memory_id, project=item.project, workflow_id=workflow_id,
-            status=MemoryStatus.PENDING if found is None else MemoryStatus(found["status"]),
-            duplicate_of=None if found is None else found["duplicate_of"],
+            status=MemoryStatus.PENDING if found is None else found.status,
+            duplicate_of=None if found is None else found.duplicate_of,
             already_saved=found is not None, redacted=item.redactions,
         )
 
     async def _acknowledge(
         self, principal: Principal, item: IngestInput, turn: InsertTurn | None
-    ) -> tuple[IngestInput, asyncpg.Record | None, str]:
+    ) -> tuple[IngestInput, MemoryState | None, str]:
         """Insert the pending row and start its workflow in one transaction; returns the item
         as inserted (or the live memory that already holds this text: a double save is
         idempotent) and the workflow id. Text whose memory was forgotten or purged is saved
@@ -226,23 +226,23 @@ class MemoryService:
             # key durable). Before the transaction, not in it: it takes a connection of its own.
             await keyring.prepare(principal.tenant_id, workflow_id, flushed_by_caller=True)
             async with principal_tx(self.pool, principal) as conn:
-                if await queries.insert_pending(conn, item):
+                if await memories.insert_pending(conn, item):
                     if turn is not None:
                         turn.done()
                     # Inside the transaction: if the start fails, the row is rolled back.
                     await self._start_ingestion(item, principal, workflow_id)
                     await self._audit_save(conn, principal, item, already_saved=False)
                     return item, None, workflow_id
-                found = await queries.fetch_status(conn, item.memory_id)
+                found = await memories.fetch_status(conn, item.memory_id)
                 assert found is not None  # the id embeds tenant and project: it is in scope
-                if found["status"] != MemoryStatus.FORGOTTEN:
+                if found.status != MemoryStatus.FORGOTTEN:
                     await self._audit_save(conn, principal, item, already_saved=True)
                     return item, found, workflow_id
             item = item.next_generation()  # nothing was written: again, with its own key
 
     async def _audit_save(self, conn: asyncpg.Connection, principal: Principal,
                           item: IngestInput, *, already_saved: bool) -> None:
-        await queries.insert_audit(
+        await insert_audit(
             conn, tenant_id=principal.tenant_id, key_id=principal.key_id,
             actor=principal.actor, action="save", target=str(item.memory_id), outcome="ok",
             detail={"project": item.project, "already_saved": already_saved,
@@ -305,16 +305,15 @@ class MemoryService:
         _require_writer(principal)
         reason = _check_reason(reason)
         async with principal_tx(self.pool, principal) as conn:
-            row = await queries.forget(conn, memory_id)
-            if row is None:
+            if not await memories.forget(conn, memory_id):
                 raise NotFound(f"no memory {memory_id} to forget")
-            await queries.insert_event(conn, tenant_id=principal.tenant_id, memory_id=memory_id,
+            await history.insert_event(conn, tenant_id=principal.tenant_id, memory_id=memory_id,
                                        event="forgotten", reason=reason,
                                        detail={"key_id": str(principal.key_id)})
-            await queries.insert_audit(conn, tenant_id=principal.tenant_id,
-                                       key_id=principal.key_id, actor=principal.actor,
-                                       action="forget", target=str(memory_id), outcome="ok")
-            record = await queries.get_memory(conn, memory_id)
+            await insert_audit(conn, tenant_id=principal.tenant_id, key_id=principal.key_id,
+                               actor=principal.actor, action="forget", target=str(memory_id),
+                               outcome="ok")
+            record = await memories.get_memory(conn, memory_id)
         assert record is not None
         return _memory(record)
 
@@ -359,8 +358,8 @@ class MemoryService:
         query_vector = (await embed_async(self.embedder, [query]))[0]
         now = datetime.now(UTC)
         async with principal_tx(self.pool, principal) as conn:
-            pending = await queries.pending_without_embedding(conn, filters,
-                                                              _PENDING_EMBED_LIMIT)
+            pending = await search.pending_without_embedding(conn, filters,
+                                                             _PENDING_EMBED_LIMIT)
             ranked = await self.retriever.rank(
                 conn, query, query_vector, filters,
                 await self._embed_pending(pending), now, limit,
@@ -395,7 +394,7 @@ class MemoryService:
         filters = self._filters(principal, project, None, None, None, None, False)
         weights = self.retriever.weights()
         async with principal_tx(self.pool, principal) as conn:
-            rows = await queries.important_recent(
+            rows = await search.important_recent(
                 conn, filters, weights.importance_boost, weights.recency_weight,
                 weights.half_life_days, 4 * self.settings.search_limit_max,
             )
@@ -405,12 +404,12 @@ class MemoryService:
         self, principal: Principal, project: str | None, category: str | None,
         tags: list[str] | None, since: datetime | None, until: datetime | None,
         include_history: bool,
-    ) -> queries.SearchFilters:
+    ) -> SearchFilters:
         scope = self.resolve_project(principal, project)
         since, until = check_time(since, "since"), check_time(until, "until")
         if since is not None and until is not None and since >= until:
             raise InvalidInput("since must be earlier than until")
-        return queries.SearchFilters(
+        return SearchFilters(
             projects=sorted({scope, TENANT_WIDE_PROJECT}),
             statuses=_statuses(include_history),
             category=None if category is None else _check_category(category),
@@ -419,12 +418,12 @@ class MemoryService:
             until=until,
         )
 
-    async def _embed_pending(self, rows: list[asyncpg.Record]) -> queries.PendingVectors:
-        if not rows:
-            return queries.PendingVectors(ids=[], vectors=[])
-        vectors = await embed_async(self.embedder, [row["content"] for row in rows])
-        return queries.PendingVectors(ids=[row["id"] for row in rows],
-                                      vectors=[np.asarray(v) for v in vectors])
+    async def _embed_pending(self, pending: list[PendingText]) -> PendingVectors:
+        if not pending:
+            return PendingVectors(ids=[], vectors=[])
+        vectors = await embed_async(self.embedder, [p.content for p in pending])
+        return PendingVectors(ids=[p.id for p in pending],
+                              vectors=[np.asarray(v) for v in vectors])
 
     async def export(self, principal: Principal, project: str | None,
                      page: int = 500) -> AsyncIterator[Memory]:
@@ -438,21 +437,21 @@ class MemoryService:
         after = 0
         while True:
             async with principal_tx(self.pool, principal) as conn:
-                rows = await queries.export_page(conn, scope, _statuses(False), after, page)
+                found = await memories.export_page(conn, scope, _statuses(False), after, page)
                 if after == 0:
-                    await queries.insert_audit(
+                    await insert_audit(
                         conn, tenant_id=principal.tenant_id, key_id=principal.key_id,
                         actor=principal.actor, action="export", target=scope, outcome="ok")
-            for row in rows:
+            for row in found.memories:
                 yield _memory(row)
-            if len(rows) < page:
+            if len(found.memories) < page:
                 return
-            after = rows[-1]["seq"]
+            after = found.last_seq
 
     async def pending(self, principal: Principal, ids: list[UUID]) -> list[UUID]:
         """Those of these saved memories that their workflows have not committed yet."""
         async with principal_tx(self.pool, principal) as conn:
-            return await queries.pending_ids(conn, ids)
+            return await memories.pending_ids(conn, ids)
 
     async def get(
         self, principal: Principal, memory_id: UUID, *, include_history: bool = False
@@ -466,37 +465,37 @@ class MemoryService:
         if not 1 <= len(ids) <= self.settings.search_limit_max:
             raise InvalidInput(f"ask for 1 to {self.settings.search_limit_max} ids")
         async with principal_tx(self.pool, principal) as conn:
-            rows = {row["id"]: row for row in await queries.get_memories(conn, ids)}
+            rows = {row.id: row for row in await memories.get_memories(conn, ids)}
         found = []
         for memory_id in ids:
             row = rows.get(memory_id)
-            if row is None or row["status"] == MemoryStatus.FORGOTTEN:
+            if row is None or row.status == MemoryStatus.FORGOTTEN:
                 raise NotFound(f"no memory {memory_id}")
-            if not include_history and row["status"] not in CURRENT_STATUSES:
+            if not include_history and row.status not in CURRENT_STATUSES:
                 raise NotFound(_not_current(row))
             found.append(_memory(row))
         return found
 
     async def status(self, principal: Principal, memory_id: UUID) -> MemoryStatusReport:
         async with principal_tx(self.pool, principal) as conn:
-            row = await queries.get_memory(conn, memory_id)
-            events = await queries.memory_events(conn, memory_id) if row else []
+            row = await memories.get_memory(conn, memory_id)
+            events = await history.memory_events(conn, memory_id) if row else []
         if row is None:
             return MemoryStatusReport(id=memory_id, status="unknown",
                                       dedupe_policy=self.settings.dedupe_policy)
         return MemoryStatusReport(
-            id=memory_id, status=MemoryStatus(row["status"]), duplicate_of=row["duplicate_of"],
-            superseded_by=row["superseded_by"], dedupe_policy=self.settings.dedupe_policy,
-            workflow_id=ingest_workflow_id(principal.tenant_name, row["project"],
-                                           row["content_hash"], row["generation"]),
-            history=[MemoryEvent(**dict(event)) for event in events],
+            id=memory_id, status=row.status, duplicate_of=row.duplicate_of,
+            superseded_by=row.superseded_by, dedupe_policy=self.settings.dedupe_policy,
+            workflow_id=ingest_workflow_id(principal.tenant_name, row.project,
+                                           row.content_hash, row.generation),
+            history=events,
         )
 
     async def recent_summary(self, principal: Principal, project: str | None) -> list[Memory]:
         scope = self.resolve_project(principal, project)
         since = datetime.now(UTC) - timedelta(hours=24)
         async with principal_tx(self.pool, principal) as conn:
-            rows = await queries.recent_important(conn, sorted({scope, TENANT_WIDE_PROJECT}),
+            rows = await memories.recent_important(conn, sorted({scope, TENANT_WIDE_PROJECT}),
                                                   since, 3, 50)
         return [_memory(row) for row in rows]
 
@@ -504,13 +503,12 @@ class MemoryService:
         """The project's manifesto as the last consolidation wrote it (empty before one ran)."""
         scope = self.resolve_project(principal, project)
         async with principal_tx(self.pool, principal) as conn:
-            row = await queries.manifesto(conn, scope)
-        if row is None:
+            stored = await consolidation.manifesto(conn, scope)
+        if stored is None:
             return ManifestoView(project=scope, rules=[])
-        rules = [ManifestoRuleView.model_validate(rule) for rule in json.loads(row["rules"])]
-        text = render_manifesto([rule.model_dump() for rule in rules])
-        return ManifestoView(project=scope, rules=rules, policy=row["policy"],
-                             generated_at=row["generated_at"], tokens=approx_tokens(text))
+        text = render_manifesto(stored.rules)
+        return ManifestoView(project=scope, rules=stored.rules, policy=stored.policy,
+                             generated_at=stored.generated_at, tokens=approx_tokens(text))
 
     # --- validation -----------------------------------------------------------------------
 
@@ -656,10 +654,10 @@ def _statuses(include_history: bool) -> list[str]:
     return [s.value for s in chosen if s is not MemoryStatus.FORGOTTEN]
 
 
-def _not_current(row: asyncpg.Record) -> str:
-    pointer = row["superseded_by"] or row["duplicate_of"]
+def _not_current(row: MemoryRow) -> str:
+    pointer = row.superseded_by or row.duplicate_of
     where = f" by {pointer}" if pointer else ""
-    return (f"memory {row['id']} is {row['status']}{where}; "
+    return (f"memory {row.id} is {row.status}{where}; "
             "pass include_history=true to read it anyway")
 
 
@@ -671,26 +669,17 @@ def _age(now: datetime, then: datetime) -> str:
     return humanize_age(max(0.0, (now - then).total_seconds()))
 
 
-def _hit(row: Mapping[str, Any], score: float, now: datetime) -> MemoryHit:
-    content: str = row["content"]
-    one_line = " ".join(content.split())
+def _hit(row: Candidate, score: float, now: datetime) -> MemoryHit:
+    one_line = " ".join(row.content.split())
     snippet = one_line if len(one_line) <= _SNIPPET_CHARS else one_line[:_SNIPPET_CHARS - 1] + "…"
     return MemoryHit(
-        id=row["id"], project=row["project"], category=Category(row["category"]),
-        snippet=snippet, importance=row["importance"], status=MemoryStatus(row["status"]),
-        score=round(score, 6), age=_age(now, row["occurred_at"]),
-        occurred_at=row["occurred_at"], tokens=approx_tokens(content),
+        id=row.id, project=row.project, category=Category(row.category),
+        snippet=snippet, importance=row.importance, status=MemoryStatus(row.status),
+        score=round(score, 6), age=_age(now, row.occurred_at),
+        occurred_at=row.occurred_at, tokens=approx_tokens(row.content),
         truncated=snippet != one_line,
     )
 
 
-def _memory(row: asyncpg.Record) -> Memory:
-    return Memory(
-        id=row["id"], project=row["project"], content=row["content"],
-        category=Category(row["category"]), importance=row["importance"],
-        tags=list(row["tags"]), status=MemoryStatus(row["status"]), source=row["source"],
-        duplicate_of=row["duplicate_of"], superseded_by=row["superseded_by"],
-        merged_from=list(row["merged_from"]), valid_from=row["valid_from"],
-        valid_to=row["valid_to"], created_at=row["created_at"], occurred_at=row["occurred_at"],
-        updated_at=row["updated_at"], age=_age(datetime.now(UTC), row["occurred_at"]),
-    )
+def _memory(row: MemoryRow) -> Memory:
+    return Memory.model_validate({**dict(row), "age": _age(datetime.now(UTC), row.occurred_at)})

@@ -33,9 +33,9 @@ from team_memory.embedded import Database
 from team_memory_core.embedder import embed_async
 from team_memory_core.models import Principal
 from team_memory_core.settings import Settings
-from team_memory_core.store import queries
 from team_memory_core.store.migrate import migrate
 from team_memory_core.store.pool import create_pool, principal_tx
+from team_memory_core.store.search import PendingVectors, SearchFilters, vector_candidates
 from team_memory_core.temporal import CORE_LOGGER
 from team_memory_core.tenants import ensure_tenant
 from workflows.worker import build_worker
@@ -289,16 +289,16 @@ async def _ask_all(service: MemoryService, principal: Principal,
             report.questions += 1
 
 
-def _scope(conversation_project: str) -> queries.SearchFilters:
-    return queries.SearchFilters(projects=[conversation_project], statuses=["active"])
+def _scope(conversation_project: str) -> SearchFilters:
+    return SearchFilters(projects=[conversation_project], statuses=["active"])
 
 
 async def _vector_only(service: MemoryService, principal: Principal, query: str,
                        project: str) -> list[UUID]:
     vector = (await embed_async(service.embedder, [query]))[0]
     async with principal_tx(service.pool, principal) as conn:
-        found: list[UUID] = await queries.vector_candidates(conn, vector, _scope(project),
-                                                            max(KS), exact=True)
+        found: list[UUID] = await vector_candidates(conn, vector, _scope(project), max(KS),
+                                                    exact=True)
     return found
 
 
@@ -308,7 +308,7 @@ async def _bm25_only(service: MemoryService, principal: Principal, query: str,
     vector = (await embed_async(service.embedder, [query]))[0]
     async with principal_tx(service.pool, principal) as conn:
         rows = await service.retriever.candidates(
-            conn, query, vector, _scope(project), queries.PendingVectors(ids=[], vectors=[]),
+            conn, query, vector, _scope(project), PendingVectors(ids=[], vectors=[]),
             keyword_only=True)
-    ranked = sorted(rows, key=lambda r: -float(r["bm25"]))
-    return [r["id"] for r in ranked[:max(KS)]]
+    ranked = sorted(rows, key=lambda r: -r.bm25)
+    return [r.id for r in ranked[:max(KS)]]

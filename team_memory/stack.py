@@ -18,7 +18,7 @@ from team_memory import embedded
 from team_memory.supervisor import STATE_FILE, Child, CrashLoop, Supervisor, log
 from team_memory_core.hook_protocol import LOCAL_KEY_FILE
 from team_memory_core.settings import Settings
-from team_memory_core.store import queries
+from team_memory_core.store.consolidation import register_project
 from team_memory_core.store.migrate import migrate
 from team_memory_core.store.pool import create_pool, tenant_tx
 from team_memory_core.tenants import authenticate, create_key, ensure_tenant
@@ -114,7 +114,7 @@ async def _prepare_database(settings: Settings, admin_url: str) -> str:
         tenant_id = await ensure_tenant(pool, LOCAL_TENANT)
         # The default project gets its nightly consolidation schedule when the worker starts.
         async with tenant_tx(pool, tenant_id) as conn:
-            await queries.register_project(conn, tenant_id, settings.project)
+            await register_project(conn, tenant_id, settings.project)
         if key_file.exists():
             existing = key_file.read_text().strip()
             if await authenticate(pool, existing) is not None:

@@ -15,8 +15,9 @@ from team_memory.supervisor import read_state
 from team_memory_core.contract import INGESTIONS
 from team_memory_core.health import WORKER_UNKNOWN, Check, check_worker, healthy
 from team_memory_core.settings import Settings
-from team_memory_core.store import queries
+from team_memory_core.store.memories import count_by_status
 from team_memory_core.store.pool import create_pool, tenant_tx
+from team_memory_core.store.tenants import list_tenants
 from team_memory_core.temporal import connect
 
 CHECK_TIMEOUT_S = 5.0
@@ -88,14 +89,14 @@ async def _database(report: StatusReport, admin_url: str) -> None:
 async def _count_memories(report: StatusReport, pool: asyncpg.Pool) -> None:
     """Per tenant (Row-Level Security applies to the schema owner too)."""
     async with pool.acquire() as conn:
-        tenants = await queries.list_tenants(conn)
+        tenants = await list_tenants(conn)
     totals: Counter[str] = Counter()
     for tenant in tenants:
-        async with tenant_tx(pool, tenant["id"]) as conn:
-            counts = await queries.count_by_status(conn)
+        async with tenant_tx(pool, tenant.id) as conn:
+            counts = await count_by_status(conn)
         totals.update(counts)
         if counts.get("pending"):
-            report.pending_by_tenant[tenant["name"]] = counts["pending"]
+            report.pending_by_tenant[tenant.name] = counts["pending"]
     report.memories_by_status = dict(sorted(totals.items()))
 
 

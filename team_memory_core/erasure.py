@@ -27,7 +27,9 @@ from team_memory_core.models import MemoryStatus
 from team_memory_core.rules.consolidation import write_local_manifesto
 from team_memory_core.rules.redaction import redact
 from team_memory_core.settings import Settings
-from team_memory_core.store import queries
+from team_memory_core.store import consolidation, history, memories, proposals
+from team_memory_core.store.audit import insert_audit
+from team_memory_core.store.memories import PurgeMember
 from team_memory_core.store.pool import tenant_tx
 from team_memory_core.temporal import keyring_of
 
@@ -63,15 +65,15 @@ class PurgeReport(BaseModel):
 async def restore(pool: asyncpg.Pool, actor: Actor, memory_id: UUID) -> MemoryStatus:
     """Bring a soft-forgotten memory back (a purged one cannot come back)."""
     async with tenant_tx(pool, actor.tenant_id, actor.projects) as conn:
-        row = await queries.restore(conn, memory_id)
-        if row is None:
+        status = await memories.restore(conn, memory_id)
+        if status is None:
             raise MemoryNotFound(f"no forgotten, unpurged memory {memory_id}")
-        await queries.insert_event(conn, tenant_id=actor.tenant_id, memory_id=memory_id,
+        await history.insert_event(conn, tenant_id=actor.tenant_id, memory_id=memory_id,
                                    event="restored", detail={"actor": actor.name})
-        await queries.insert_audit(conn, tenant_id=actor.tenant_id, key_id=actor.key_id,
-                                   actor=actor.name, action="restore", target=str(memory_id),
-                                   outcome="ok")
-    return MemoryStatus(row["status"])
+        await insert_audit(conn, tenant_id=actor.tenant_id, key_id=actor.key_id,
+                           actor=actor.name, action="restore", target=str(memory_id),
+                           outcome="ok")
+    return status
 
 
 async def purge(
@@ -82,29 +84,29 @@ async def purge(
     reason = redact(reason).text  # kept in history and the audit trail
     keyring = keyring_of(temporal)
     async with tenant_tx(pool, actor.tenant_id, actor.projects) as conn:
-        family = await queries.purge_family(conn, memory_id)
-        if not family or family[0]["id"] != memory_id:
+        family = await memories.purge_family(conn, memory_id)
+        if not family or family[0].id != memory_id:
             raise MemoryNotFound(f"no memory {memory_id}")
-        ids = [row["id"] for row in family]
+        ids = [member.id for member in family]
         workflows = _histories(actor.tenant_name, family)
-        await queries.erase_memories(conn, ids)
-        erased = await queries.erase_event_text(conn, ids)
+        await memories.erase_memories(conn, ids)
+        erased = await history.erase_event_text(conn, ids)
         shredded = await keyring.shred(conn, workflows)
-        await queries.erase_proposal_text(conn, ids)
-        for project in sorted({row["project"] for row in family}):
+        await proposals.erase_proposal_text(conn, ids)
+        for project in sorted({member.project for member in family}):
             # The manifesto may quote the text: rewritten without it, in this transaction.
-            if await queries.manifesto(conn, project) is not None:
+            if await consolidation.manifesto(conn, project) is not None:
                 await write_local_manifesto(conn, actor.tenant_id, project, settings)
-        await queries.insert_event(conn, tenant_id=actor.tenant_id, memory_id=memory_id,
+        await history.insert_event(conn, tenant_id=actor.tenant_id, memory_id=memory_id,
                                    event="purged", reason=reason,
                                    detail={"actor": actor.name, "purged": ids})
     keyring.forget(workflows)
     report = PurgeReport(id=memory_id, purged=ids, events_erased=erased,
                          workflows_deleted=workflows, keys_shredded=shredded,
-                         still_similar_to=family[0]["duplicate_of"])
+                         still_similar_to=family[0].duplicate_of)
     failed = await _delete_workflows(temporal, workflows)
     async with tenant_tx(pool, actor.tenant_id, actor.projects) as conn:
-        await queries.insert_audit(
+        await insert_audit(
             conn, tenant_id=actor.tenant_id, key_id=actor.key_id, actor=actor.name,
             action="purge", target=str(memory_id), outcome="failed" if failed else "ok",
             detail={"reason": reason, **report.model_dump(mode="json"), "failed": failed},
@@ -117,15 +119,15 @@ async def purge(
     return report
 
 
-def _histories(tenant: str, family: list[asyncpg.Record]) -> list[str]:
+def _histories(tenant: str, family: list[PurgeMember]) -> list[str]:
     """The workflows whose history holds the family's text: each memory's ingestion, and the
     capture session a captured one was distilled from (the session's other hook text goes with
     it; the memories distilled from it stay)."""
-    ingestions = [ingest_workflow_id(tenant, row["project"], row["content_hash"],
-                                     row["generation"]) for row in family]
+    ingestions = [ingest_workflow_id(tenant, member.project, member.content_hash,
+                                     member.generation) for member in family]
     # A session's workflow is its key's: the captured memory's author is that key.
-    sessions = {(row["created_by"], session) for row in family
-                if (session := captured_in(row["source"]))}
+    sessions = {(member.created_by, session) for member in family
+                if (session := captured_in(member.source))}
     return ingestions + sorted(capture_workflow_id(tenant, key_id, session)
                                for key_id, session in sessions)
 

@@ -34,7 +34,7 @@ from team_memory_core.contract import (
 )
 from team_memory_core.models import ConsolidateInput, ConsolidationReport
 from team_memory_core.settings import Settings
-from team_memory_core.store import queries
+from team_memory_core.store import consolidation
 from team_memory_core.store.pool import tenant_tx
 
 log = logging.getLogger("team_memory_core.schedules")
@@ -94,13 +94,13 @@ def _keep_state(wanted: Schedule) -> Callable[[ScheduleUpdateInput], ScheduleUpd
 async def ensure_all(client: Client, settings: Settings, pool: asyncpg.Pool) -> list[str]:
     """At worker start-up: one up-to-date schedule per project of every tenant."""
     async with pool.acquire() as conn:
-        scopes = await queries.consolidation_scopes(conn)
+        scopes = await consolidation.consolidation_scopes(conn)
     ensured = []
     for scope in scopes:
-        sid = await ensure_schedule(client, settings, scope["tenant_name"], scope["project"],
+        sid = await ensure_schedule(client, settings, scope.tenant_name, scope.project,
                                     refresh=True)
-        async with tenant_tx(pool, scope["tenant_id"]) as conn:
-            await queries.mark_schedule_ensured(conn, scope["tenant_id"], scope["project"], sid)
+        async with tenant_tx(pool, scope.tenant_id) as conn:
+            await consolidation.mark_schedule_ensured(conn, scope.tenant_id, scope.project, sid)
         ensured.append(sid)
     return ensured
 

@@ -56,7 +56,7 @@ activity_duration = meter.create_histogram(
 search_duration = meter.create_histogram(
     "team_memory.search.duration", unit="s", description="Duration of search_memory")
 llm_tokens = meter.create_counter(
-    "team_memory_core.llm.tokens", unit="{token}",
+    "team_memory.llm.tokens", unit="{token}",
     description="Tokens billed by the LLM, by model and direction (input/output)")
 
 _configured: list[TracerProvider | MeterProvider] = []

@@ -37,8 +37,11 @@ from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
 from team_memory_core.settings import Settings
-from team_memory_core.store import queries
+from team_memory_core.store import temporal_keys as store
+from team_memory_core.store.migrate import schema_info
 from team_memory_core.store.pool import tenant_tx
+from team_memory_core.store.temporal_keys import TenantKey, WorkflowKey
+from team_memory_core.store.tenants import tenant_id_named
 
 KEY_BYTES = 32
 NONCE_BYTES = 12
@@ -247,7 +250,7 @@ class Keyring:
         if cached is not None:
             return cached
         async with tenant_tx(self.pool, tenant_id) as conn:
-            row = await queries.workflow_key_for(conn, scope.name)
+            row = await store.workflow_key_for(conn, scope.name)
         if row is not None:
             key = await self._unwrap_workflow_key(tenant_id, row)
         elif await self.started_before_encryption(scope.name):
@@ -288,11 +291,11 @@ class Keyring:
         wrapped = seal(wrapping.aead, material, _workflow_key_aad(key_id, tenant_id, workflow_id))
         async with tenant_tx(self.pool, tenant_id) as conn:
             if flushed_by_caller:
-                await queries.commit_without_waiting_for_disk(conn)
-            created = await queries.insert_workflow_key(
+                await store.commit_without_waiting_for_disk(conn)
+            created = await store.insert_workflow_key(
                 conn, key_id=key_id, tenant_id=tenant_id, workflow_id=workflow_id,
                 wrapped_by=wrapping.id, wrapped=wrapped)
-            row = None if created else await queries.workflow_key_for(conn, workflow_id)
+            row = None if created else await store.workflow_key_for(conn, workflow_id)
         if row is not None:
             return await self._unwrap_workflow_key(tenant_id, row)
         key = DataKey(key_id, tenant_id, workflow_id, AESGCM(material))
@@ -304,7 +307,7 @@ class Keyring:
         if cached is not None:
             return cached
         async with tenant_tx(self.pool, tenant_id) as conn:
-            row = await queries.newest_tenant_key(conn)
+            row = await store.newest_tenant_key(conn)
         key = (await self.unwrap_tenant_key(tenant_id, row) if row is not None
                else await self.add_tenant_key(tenant_id))
         self._newest.put(tenant_id, key)
@@ -316,11 +319,11 @@ class Keyring:
         key_id = uuid.uuid4()
         wrapped = seal(self.kek.aead, material, _tenant_key_aad(key_id, tenant_id))
         async with tenant_tx(self.pool, tenant_id) as conn:
-            await queries.lock_tenant_keyring(conn, tenant_id)
-            existing = await queries.newest_tenant_key(conn) if only_if_none else None
+            await store.lock_tenant_keyring(conn, tenant_id)
+            existing = await store.newest_tenant_key(conn) if only_if_none else None
             if existing is None:
-                await queries.insert_tenant_key(conn, key_id=key_id, tenant_id=tenant_id,
-                                                kek_id=self.kek.id, wrapped=wrapped)
+                await store.insert_tenant_key(conn, key_id=key_id, tenant_id=tenant_id,
+                                              kek_id=self.kek.id, wrapped=wrapped)
         if existing is not None:  # another process created the first key meanwhile
             return await self.unwrap_tenant_key(tenant_id, existing)
         key = DataKey(key_id, tenant_id, None, AESGCM(material))
@@ -343,49 +346,50 @@ class Keyring:
         if key is not None and not still_stored:
             return key
         async with tenant_tx(self.pool, tenant_id) as conn:
-            row = await (queries.workflow_key(conn, key_id) if per_workflow
-                         else queries.tenant_key(conn, key_id))
-        if row is None:
+            stored: WorkflowKey | TenantKey | None = await (
+                store.workflow_key(conn, key_id) if per_workflow
+                else store.tenant_key(conn, key_id))
+        if stored is None:
             raise KeyUnavailable(f"no key {key_id} for tenant {tenant_id} (purged, retired or "
                                  "never issued)")
         if key is not None:
             return key
-        if per_workflow:
-            return await self._unwrap_workflow_key(tenant_id, row)
-        return await self.unwrap_tenant_key(tenant_id, row)
+        if isinstance(stored, WorkflowKey):
+            return await self._unwrap_workflow_key(tenant_id, stored)
+        return await self.unwrap_tenant_key(tenant_id, stored)
 
     async def tenant_id(self, name: str) -> UUID:
         found = self._tenant_ids.get(name)
         if found is None:
             async with self.pool.acquire() as conn:
-                found = await queries.tenant_id_named(conn, name)
+                found = await tenant_id_named(conn, name)
             if found is None:
                 raise KeyUnavailable(f"no tenant named {name!r}")
             self._tenant_ids[name] = found
         return found
 
-    async def _unwrap_workflow_key(self, tenant_id: UUID, row: asyncpg.Record) -> DataKey:
-        key_id = UUID(str(row["id"]))
-        wrapping = await self.for_decryption(tenant_id, row["wrapped_by"], per_workflow=False)
-        material = unseal(wrapping.aead, bytes(row["wrapped"]),
-                          _workflow_key_aad(key_id, tenant_id, row["workflow_id"]))
-        key = DataKey(key_id, tenant_id, row["workflow_id"], AESGCM(material))
+    async def _unwrap_workflow_key(self, tenant_id: UUID, row: WorkflowKey) -> DataKey:
+        key_id = row.id
+        wrapping = await self.for_decryption(tenant_id, row.wrapped_by, per_workflow=False)
+        material = unseal(wrapping.aead, row.wrapped,
+                          _workflow_key_aad(key_id, tenant_id, row.workflow_id))
+        key = DataKey(key_id, tenant_id, row.workflow_id, AESGCM(material))
         self._by_id.put(key_id, key)
         # A workflow has one stored key at a time: the one it was just read with is the one
         # its next payloads are sealed with (a worker decodes a workflow before it encodes).
-        self._current.put(row["workflow_id"], key)
+        self._current.put(row.workflow_id, key)
         return key
 
-    async def unwrap_tenant_key(self, tenant_id: UUID, row: asyncpg.Record) -> DataKey:
-        key_id = UUID(str(row["id"]))
+    async def unwrap_tenant_key(self, tenant_id: UUID, row: TenantKey) -> DataKey:
+        key_id = row.id
         cached = self._tenant_keys.get(key_id)
         if cached is not None:
             return cached
-        if row["kek_id"] != self.kek.id:
-            raise WrongKek(f"tenant key {key_id} is wrapped by KEK {row['kek_id']}, but this "
+        if row.kek_id != self.kek.id:
+            raise WrongKek(f"tenant key {key_id} is wrapped by KEK {row.kek_id}, but this "
                            f"process holds KEK {self.kek.id}: every process needs the same "
                            "TEAM_MEMORY_TEMPORAL_KEK (or data dir temporal-kek file)")
-        material = unseal(self.kek.aead, bytes(row["wrapped"]), _tenant_key_aad(key_id, tenant_id))
+        material = unseal(self.kek.aead, row.wrapped, _tenant_key_aad(key_id, tenant_id))
         key = DataKey(key_id, tenant_id, None, AESGCM(material))
         self._tenant_keys[key_id] = key
         return key
@@ -395,7 +399,7 @@ class Keyring:
     @staticmethod
     async def shred(conn: asyncpg.Connection, workflow_ids: list[str]) -> list[str]:
         """Delete the keys of these workflows, in the caller's tenant transaction."""
-        return await queries.delete_workflow_keys(conn, workflow_ids)
+        return await store.delete_workflow_keys(conn, workflow_ids)
 
     def forget(self, workflow_ids: list[str]) -> None:
         """Drop shredded keys from this process's memory."""
@@ -410,7 +414,7 @@ class Keyring:
     async def encryption_start(self) -> datetime:
         if self.encrypted_since is None:
             async with self.pool.acquire() as conn:
-                value = await conn.fetchval(queries.SCHEMA_INFO_GET, "temporal_plaintext_until")
+                value = await schema_info(conn, "temporal_plaintext_until")
             if value is None:
                 raise KeyUnavailable("the database is not migrated: run `team-memory migrate`")
             self.encrypted_since = datetime.fromisoformat(value)
@@ -461,8 +465,8 @@ class KeyAdministration:
 
     async def list(self) -> list[TenantKeyInfo]:
         async with tenant_tx(self.keyring.pool, self.tenant_id) as conn:
-            rows = await queries.tenant_keys(conn)
-        return [TenantKeyInfo(row["id"], row["created_at"], row["kek_id"], row["workflow_keys"])
+            rows = await store.tenant_keys(conn)
+        return [TenantKeyInfo(row.id, row.created_at, row.kek_id, row.workflow_keys)
                 for row in rows]
 
     async def rotate(self) -> tuple[UUID, int]:
@@ -475,12 +479,11 @@ class KeyAdministration:
         rewrapped = 0
         while True:
             async with tenant_tx(self.keyring.pool, self.tenant_id) as conn:
-                rows = await queries.workflow_keys_not_wrapped_by(conn, new.id, REWRAP_BATCH)
+                rows = await store.workflow_keys_not_wrapped_by(conn, new.id, REWRAP_BATCH)
                 for row in rows:
-                    aad = _workflow_key_aad(row["id"], self.tenant_id, row["workflow_id"])
-                    material = unseal(wrapping[row["wrapped_by"]].aead, bytes(row["wrapped"]),
-                                      aad)
-                    await queries.rewrap_workflow_key(conn, row["id"], new.id,
+                    aad = _workflow_key_aad(row.id, self.tenant_id, row.workflow_id)
+                    material = unseal(wrapping[row.wrapped_by].aead, row.wrapped, aad)
+                    await store.rewrap_workflow_key(conn, row.id, new.id,
                                                       seal(new.aead, material, aad))
             rewrapped += len(rows)
             if len(rows) < REWRAP_BATCH:
@@ -504,27 +507,27 @@ class KeyAdministration:
             raise KeyStillInUse(f"{key_id} still wraps {found.workflow_keys} workflow keys: "
                                 "`team-memory temporal-key rotate` re-wraps them")
         async with tenant_tx(self.keyring.pool, self.tenant_id) as conn:
-            await queries.delete_tenant_key(conn, key_id)
+            await store.delete_tenant_key(conn, key_id)
 
     async def rewrap_under(self, new: Kek) -> int:
         """Re-wrap the tenant's keys under a new KEK; keys already under it are skipped (so a
         run can be repeated). Returns how many were re-wrapped."""
         kek = self.keyring.kek
         async with tenant_tx(self.keyring.pool, self.tenant_id) as conn:
-            await queries.lock_tenant_keyring(conn, self.tenant_id)
-            rows = [row for row in await queries.tenant_keys(conn) if row["kek_id"] != new.id]
+            await store.lock_tenant_keyring(conn, self.tenant_id)
+            rows = [row for row in await store.tenant_keys(conn) if row.kek_id != new.id]
             for row in rows:
-                if row["kek_id"] != kek.id:
-                    raise WrongKek(f"tenant key {row['id']} is wrapped by KEK {row['kek_id']}, "
+                if row.kek_id != kek.id:
+                    raise WrongKek(f"tenant key {row.id} is wrapped by KEK {row.kek_id}, "
                                    f"not by the current one ({kek.id})")
-                aad = _tenant_key_aad(row["id"], self.tenant_id)
-                material = unseal(kek.aead, bytes(row["wrapped"]), aad)
-                await queries.rewrap_tenant_key(conn, row["id"], new.id,
+                aad = _tenant_key_aad(row.id, self.tenant_id)
+                material = unseal(kek.aead, row.wrapped, aad)
+                await store.rewrap_tenant_key(conn, row.id, new.id,
                                                 seal(new.aead, material, aad))
         return len(rows)
 
     async def _unwrapped_keyring(self) -> dict[UUID, DataKey]:
         async with tenant_tx(self.keyring.pool, self.tenant_id) as conn:
-            rows = await queries.tenant_keys(conn)
-        return {row["id"]: await self.keyring.unwrap_tenant_key(self.tenant_id, row)
+            rows = await store.tenant_keys(conn)
+        return {row.id: await self.keyring.unwrap_tenant_key(self.tenant_id, row)
                 for row in rows}

@@ -14,7 +14,8 @@ from uuid import UUID
 import asyncpg
 
 from team_memory_core.models import Principal
-from team_memory_core.store import queries
+from team_memory_core.store import tenants as store
+from team_memory_core.store.audit import audit_auth_failure, insert_audit
 from team_memory_core.store.pool import tenant_tx
 
 KEY_PREFIX = "tm_"
@@ -47,26 +48,26 @@ class UnknownTenant(LookupError):
 async def ensure_tenant(admin: asyncpg.Pool, name: str) -> UUID:
     """Create the tenant if it does not exist; returns its id either way."""
     async with admin.acquire() as conn:
-        row = await queries.tenant_by_name(conn, name)
-        if row is not None:
-            return UUID(str(row["id"]))
+        found = await store.tenant_by_name(conn, name)
+        if found is not None:
+            return found.id
     tenant_id = uuid.uuid4()
     async with tenant_tx(admin, tenant_id) as conn:
-        await queries.insert_tenant(conn, tenant_id, name)
-        row = await queries.tenant_by_name(conn, name)
-        if row is not None and row["id"] == tenant_id:
-            await queries.insert_audit(conn, tenant_id=tenant_id, key_id=None, actor=operator(),
-                                       action="tenant.create", target=name, outcome="ok")
-    assert row is not None
-    return UUID(str(row["id"]))
+        await store.insert_tenant(conn, tenant_id, name)
+        found = await store.tenant_by_name(conn, name)
+        if found is not None and found.id == tenant_id:
+            await insert_audit(conn, tenant_id=tenant_id, key_id=None, actor=operator(),
+                               action="tenant.create", target=name, outcome="ok")
+    assert found is not None
+    return found.id
 
 
 async def tenant_id_by_name(admin: asyncpg.Pool, name: str) -> UUID:
     async with admin.acquire() as conn:
-        row = await queries.tenant_by_name(conn, name)
-    if row is None:
+        found = await store.tenant_by_name(conn, name)
+    if found is None:
         raise UnknownTenant(f"no tenant named {name!r}")
-    return UUID(str(row["id"]))
+    return found.id
 
 
 _DURATION = re.compile(r"^(\d{1,5})([hdw])$")
@@ -90,11 +91,10 @@ async def create_key(
     secret = KEY_PREFIX + secrets.token_urlsafe(24)
     issued = IssuedKey(key_id=uuid.uuid4(), secret=secret, prefix=secret[:PREFIX_CHARS])
     async with tenant_tx(admin, tenant_id) as conn:
-        await queries.insert_key(conn, key_id=issued.key_id, tenant_id=tenant_id, name=name,
-                                 prefix=issued.prefix, key_hash=hash_key(secret),
-                                 project=project, read_only=read_only,
-                                 expires_at=expires_at)
-        await queries.insert_audit(
+        await store.insert_key(conn, key_id=issued.key_id, tenant_id=tenant_id, name=name,
+                               prefix=issued.prefix, key_hash=hash_key(secret),
+                               project=project, read_only=read_only, expires_at=expires_at)
+        await insert_audit(
             conn, tenant_id=tenant_id, key_id=issued.key_id, actor=operator(),
             action="key.create", target=str(issued.key_id), outcome="ok",
             detail={"name": name, "prefix": issued.prefix, "project": project,
@@ -106,15 +106,14 @@ async def create_key(
 async def revoke_key(admin: asyncpg.Pool, key_id: UUID) -> bool:
     """Revoke a key (effective on the next request: keys are verified on every request)."""
     async with admin.acquire() as conn:
-        tenant_id = await queries.key_tenant(conn, key_id)
+        tenant_id = await store.key_tenant(conn, key_id)
     if tenant_id is None:
         return False
     async with tenant_tx(admin, tenant_id) as conn:
-        revoked = await queries.revoke_key(conn, key_id)
+        revoked = await store.revoke_key(conn, key_id)
         if revoked:
-            await queries.insert_audit(conn, tenant_id=tenant_id, key_id=key_id,
-                                       actor=operator(), action="key.revoke",
-                                       target=str(key_id), outcome="ok")
+            await insert_audit(conn, tenant_id=tenant_id, key_id=key_id, actor=operator(),
+                               action="key.revoke", target=str(key_id), outcome="ok")
     return revoked
 
 
@@ -123,15 +122,15 @@ async def authenticate(pool: asyncpg.Pool, secret: str) -> Principal | None:
     if not secret.startswith(KEY_PREFIX) or len(secret) > 200:
         return None
     async with pool.acquire() as conn:
-        row = await queries.authenticate_key(conn, hash_key(secret))
-    if row is None:
+        owner = await store.authenticate_key(conn, hash_key(secret))
+    if owner is None:
         return None
-    return Principal(tenant_id=row["tenant_id"], tenant_name=row["tenant_name"],
-                     key_id=row["key_id"], project=row["project"], read_only=row["read_only"])
+    return Principal(tenant_id=owner.tenant_id, tenant_name=owner.tenant_name,
+                     key_id=owner.key_id, project=owner.project, read_only=owner.read_only)
 
 
 async def record_auth_failure(pool: asyncpg.Pool, secret: str, transport: str) -> None:
     """Audit a refused key: its public prefix only (and only if it has our format)."""
     prefix = secret[:PREFIX_CHARS] if secret.startswith(KEY_PREFIX) else None
     async with pool.acquire() as conn:
-        await queries.audit_auth_failure(conn, hash_key(secret), prefix, transport)
+        await audit_auth_failure(conn, hash_key(secret), prefix, transport)

@@ -24,12 +24,15 @@ from mcp_server.server import create_server
 from mcp_server.service import MemoryService
 from team_memory import embedded
 from team_memory_core.embedder import Embedder, LocalEmbedder
+from team_memory_core.llm.client import Distiller
 from team_memory_core.models import MemoryStatus, Principal
 from team_memory_core.settings import Settings
 from team_memory_core.store.migrate import migrate
 from team_memory_core.store.pool import create_pool
 from team_memory_core.temporal import connect
 from team_memory_core.tenants import create_key, ensure_tenant
+from tests.support.anthropic_server import FakeAnthropic
+from tests.support.llm import MODEL
 from workflows.worker import build_worker
 
 _RUNTIME_DIR = Path(tempfile.gettempdir()) / f"team-memory-tests-{os.getuid()}"
@@ -92,6 +95,21 @@ def services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Services]:
 @pytest.fixture(scope="session")
 def embedder(services: Services) -> Embedder:
     return LocalEmbedder(services.data_dir / "models", "sentence-transformers/all-MiniLM-L6-v2")
+
+
+@pytest.fixture
+def fake() -> Iterator[FakeAnthropic]:
+    """A scripted Anthropic Messages API on 127.0.0.1 (tests/support/anthropic_server.py)."""
+    with FakeAnthropic() as server:
+        yield server
+
+
+@pytest.fixture
+async def distiller(fake: FakeAnthropic) -> AsyncIterator[Distiller]:
+    """The real anthropic client of the LLM tasks, talking to ``fake``."""
+    async with Distiller(api_key="sk-test", model=MODEL, base_url=fake.base_url,
+                         timeout_s=5) as client:
+        yield client
 
 
 @pytest.fixture

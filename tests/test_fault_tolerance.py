@@ -31,7 +31,7 @@ from temporalio.client import Client
 
 from mcp_server.service import MemoryService
 from team_memory import embedded
-from team_memory_core import llm
+from team_memory_core.llm.client import Distiller
 from team_memory_core.models import MemoryStatus, Principal
 from team_memory_core.settings import Settings
 from team_memory_core.store.migrate import migrate
@@ -264,7 +264,7 @@ async def test_llm_answering_500s_keeps_the_memory(stack: Stack) -> None:
     with FakeAnthropic() as fake:  # nothing scripted: every call gets a 500
         settings = stack.settings.model_copy(update={
             "anthropic_api_key": SecretStr("sk-ant-test"), "anthropic_base_url": fake.base_url})
-        distiller = llm.Distiller.from_settings(settings)
+        distiller = Distiller.from_settings(settings)
         assert distiller is not None
         async with stack.worker(distiller=distiller):
             first = await stack.service.save(stack.principal, "We deploy with blue-green "

@@ -20,7 +20,7 @@ from mcp_server.capture import CaptureService, HookEvent, HookEvents
 from mcp_server.service import MemoryService
 from team_memory_core.contract import TENANT_KEY
 from team_memory_core.hook_protocol import EventKind
-from team_memory_core.llm import Distiller
+from team_memory_core.llm.client import Distiller
 from team_memory_core.models import ConsolidateInput, ConsolidationReport, MemoryStatus
 from team_memory_core.store.pool import tenant_tx
 from tests.conftest import Stack

@@ -17,9 +17,10 @@ from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 from activities.capture import CaptureActivities
 from activities.consolidate import ConsolidationActivities
 from activities.ingest import IngestActivities
-from team_memory_core import llm, schedules, telemetry
+from team_memory_core import schedules, telemetry
 from team_memory_core.contract import RUNNING_INGESTIONS
 from team_memory_core.embedder import BatchingEmbedder, Embedder, create_embedder
+from team_memory_core.llm.client import Distiller
 from team_memory_core.settings import Settings
 from team_memory_core.store.migrate import check_embedding_dim
 from team_memory_core.store.pool import create_app_pool
@@ -38,7 +39,7 @@ def build_worker(
     settings: Settings,
     pool: asyncpg.Pool,
     embedder: Embedder,
-    distiller: llm.Distiller | None,
+    distiller: Distiller | None,
 ) -> Worker:
     batching = BatchingEmbedder(embedder, window_ms=settings.embed_batch_window_ms,
                                 max_batch=settings.embed_batch_max)
@@ -75,7 +76,7 @@ async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> N
     stop = stop or _stop_on_signals()
     embedder = create_embedder(settings)
     pool = await create_app_pool(settings)
-    distiller = llm.Distiller.from_settings(settings)
+    distiller = Distiller.from_settings(settings)
     try:
         async with pool.acquire() as conn:
             await check_embedding_dim(conn, embedder.dim)

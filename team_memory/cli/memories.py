@@ -4,6 +4,7 @@ consolidate, review list."""
 from __future__ import annotations
 
 import contextlib
+import json
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -32,8 +33,9 @@ from team_memory_core.erasure import restore as restore_memory
 from team_memory_core.models import MemoryStatus, Principal
 from team_memory_core.schedules import run_now
 from team_memory_core.settings import Settings
-from team_memory_core.store import queries
+from team_memory_core.store.audit import AuditEntry, audit_entries, unscoped_audit_entries
 from team_memory_core.store.pool import tenant_tx
+from team_memory_core.store.proposals import HeldProposal, proposals
 from team_memory_core.temporal import connect
 from team_memory_core.tenants import operator, tenant_id_by_name
 
@@ -195,18 +197,19 @@ def audit(
     if (tenant is None) == (not unscoped):
         raise typer.BadParameter("give --tenant T or --unscoped")
 
-    async def run(database: Database) -> list[asyncpg.Record]:
+    async def run(database: Database) -> list[AuditEntry]:
         if tenant is None:
             async with small_pool(database.admin_url) as admin, admin.acquire() as conn:
-                return list(await queries.unscoped_audit_entries(conn, limit))
+                return await unscoped_audit_entries(conn, limit)
         async with operator_pool(database, tenant) as (pool, actor), \
                 tenant_tx(pool, actor.tenant_id) as conn:
-            return list(await queries.audit_entries(conn, limit))
+            return await audit_entries(conn, limit)
 
-    for row in on_database(load_settings(data_dir), run):
-        key = str(row["key_id"])[:8] if row["key_id"] else "-"
-        typer.echo(f"{row['created_at']:%Y-%m-%d %H:%M:%S%z}  {row['actor']}  key {key}  "
-                   f"{row['action']}  {row['target'] or '-'}  {row['outcome']}  {row['detail']}")
+    for entry in on_database(load_settings(data_dir), run):
+        key = str(entry.key_id)[:8] if entry.key_id else "-"
+        detail = json.dumps(entry.detail, ensure_ascii=False)
+        typer.echo(f"{entry.created_at:%Y-%m-%d %H:%M:%S%z}  {entry.actor}  key {key}  "
+                   f"{entry.action}  {entry.target or '-'}  {entry.outcome}  {detail}")
 
 
 @app.command()
@@ -242,16 +245,15 @@ def review_list(
     data_dir: DataDir = None,
 ) -> None:
     """Print the merges and supersedes held for review (newest first)."""
-    async def run(pool: asyncpg.Pool, actor: Actor) -> list[asyncpg.Record]:
+    async def run(pool: asyncpg.Pool, actor: Actor) -> list[HeldProposal]:
         async with tenant_tx(pool, actor.tenant_id) as conn:
-            return list(await queries.proposals(conn, None if status == "all" else status,
-                                                limit))
+            return await proposals(conn, None if status == "all" else status, limit)
 
     for row in as_operator(load_settings(data_dir), tenant, run):
-        sources = ",".join(str(uid) for uid in row["source_ids"])
-        typer.echo(f"#{row['id']}  {row['created_at']:%Y-%m-%d %H:%M:%S%z}  {row['status']}  "
-                   f"{row['kind']} {row['target_id']} <- {sources}  {row['origin']}  "
-                   f"{row['model'] or row['policy']}  project {row['project']}")
-        for label, text in (("reason", row["reason"]), ("proposed", row["proposed_text"])):
+        sources = ",".join(str(uid) for uid in row.source_ids)
+        typer.echo(f"#{row.id}  {row.created_at:%Y-%m-%d %H:%M:%S%z}  {row.status}  "
+                   f"{row.kind} {row.target_id} <- {sources}  {row.origin}  "
+                   f"{row.model or row.policy}  project {row.project}")
+        for label, text in (("reason", row.reason), ("proposed", row.proposed_text)):
             if text:
                 typer.echo(f"    {label}: {' '.join(text.split())}")

@@ -23,8 +23,9 @@ from team_memory.cli.common import (
 from team_memory.embedded import Database
 from team_memory_core.erasure import Actor
 from team_memory_core.settings import Settings
-from team_memory_core.store import queries
+from team_memory_core.store.audit import insert_audit
 from team_memory_core.store.pool import tenant_tx
+from team_memory_core.store.tenants import list_tenants
 from team_memory_core.temporal_keys import (
     KeyAdministration,
     Keyring,
@@ -53,8 +54,8 @@ async def _key_admin(settings: Settings, database: Database,
 async def _audit_key_change(admin: KeyAdministration, actor: Actor, action: str,
                             detail: dict[str, Any]) -> None:
     async with tenant_tx(admin.keyring.pool, actor.tenant_id) as conn:
-        await queries.insert_audit(conn, tenant_id=actor.tenant_id, key_id=None,
-                                   actor=actor.name, action=action, outcome="ok", detail=detail)
+        await insert_audit(conn, tenant_id=actor.tenant_id, key_id=None,
+                           actor=actor.name, action=action, outcome="ok", detail=detail)
 
 
 @temporal_key_app.command("list")
@@ -124,7 +125,7 @@ def temporal_key_rotate_kek(
 
     async def run(database: Database) -> dict[str, int]:
         async with small_pool(database.admin_url) as pool, pool.acquire() as conn:
-            tenants = [row["name"] for row in await queries.list_tenants(conn)]
+            tenants = [found.name for found in await list_tenants(conn)]
         done = {}
         for tenant in tenants:
             async with _key_admin(settings, database, tenant) as (admin, actor):

@@ -6,13 +6,12 @@ from datetime import UTC, datetime
 from typing import Annotated
 from uuid import UUID
 
-import asyncpg
 import typer
 
 from team_memory.cli.common import DataDir, fail, load_settings, on_database, small_pool
 from team_memory.embedded import Database
-from team_memory_core.store import queries
 from team_memory_core.store.pool import tenant_tx
+from team_memory_core.store.tenants import ApiKey, list_keys
 from team_memory_core.tenants import (
     create_key,
     ensure_tenant,
@@ -69,17 +68,16 @@ def key_create(
 def key_list(tenant: Annotated[str, typer.Option(help="Tenant name")],
              data_dir: DataDir = None) -> None:
     """List a tenant's keys (no secrets)."""
-    async def run(database: Database) -> list[asyncpg.Record]:
+    async def run(database: Database) -> list[ApiKey]:
         async with small_pool(database.admin_url) as pool:
             tenant_id = await tenant_id_by_name(pool, tenant)
             async with tenant_tx(pool, tenant_id) as conn:
-                return list(await queries.list_keys(conn, tenant_id))
+                return await list_keys(conn, tenant_id)
 
-    for row in on_database(load_settings(data_dir), run):
-        scope = row["project"] or "all projects"
-        mode = "read-only" if row["read_only"] else "read-write"
-        typer.echo(f"{row['id']}  {row['prefix']}…  {row['name']}  {scope}  {mode}  "
-                   f"{_key_state(row)}")
+    for key in on_database(load_settings(data_dir), run):
+        scope = key.project or "all projects"
+        mode = "read-only" if key.read_only else "read-write"
+        typer.echo(f"{key.id}  {key.prefix}…  {key.name}  {scope}  {mode}  {_key_state(key)}")
 
 
 def _key_expiry(expires_in: str | None, expires_at: str | None) -> datetime | None:
@@ -103,13 +101,13 @@ def _key_expiry(expires_in: str | None, expires_at: str | None) -> datetime | No
     return expiry
 
 
-def _key_state(row: asyncpg.Record) -> str:
-    if row["revoked_at"]:
-        return f"revoked {row['revoked_at']:%Y-%m-%d}"
-    if row["expired"]:
-        return f"expired {row['expires_at']:%Y-%m-%d %H:%M}"
-    if row["expires_at"]:
-        return f"active, expires {row['expires_at']:%Y-%m-%d %H:%M}"
+def _key_state(key: ApiKey) -> str:
+    if key.revoked_at:
+        return f"revoked {key.revoked_at:%Y-%m-%d}"
+    if key.expired and key.expires_at:
+        return f"expired {key.expires_at:%Y-%m-%d %H:%M}"
+    if key.expires_at:
+        return f"active, expires {key.expires_at:%Y-%m-%d %H:%M}"
     return "active"
 
 

@@ -11,7 +11,7 @@ from enum import StrEnum
 from typing import Literal
 from uuid import UUID
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from team_memory_core.contract import Policy
 
@@ -167,7 +167,9 @@ class MemoryHit(BaseModel):
     truncated: bool = False
 
 
-class Memory(BaseModel):
+class StoredMemory(BaseModel):
+    """A memory's own fields, as stored."""
+
     id: UUID
     project: str
     content: str
@@ -184,6 +186,9 @@ class Memory(BaseModel):
     created_at: datetime
     occurred_at: datetime
     updated_at: datetime
+
+
+class Memory(StoredMemory):
     age: str
 
 
@@ -369,14 +374,22 @@ class ManifestoOutcome(BaseModel):
     output_tokens: int = 0
 
 
-class ManifestoRuleView(BaseModel):
+MANIFESTO_RULE_MAX_CHARS = 200
+
+
+class ManifestoRule(BaseModel):
+    """One rule of a project's manifesto and the memories it rests on. The one shape of a rule:
+    the model writes it, the manifestos table stores it (as its JSON) and the views show it."""
+
+    model_config = ConfigDict(frozen=True)
+
     text: str
     source_ids: list[UUID]
 
 
 class ManifestoView(BaseModel):
     project: str
-    rules: list[ManifestoRuleView]
+    rules: list[ManifestoRule]
     policy: Policy | None = None
     generated_at: datetime | None = None
     tokens: int = 0

@@ -4,7 +4,7 @@ and the one manifesto write that purge shares with the nightly run.
 The decay rule (docs/consolidation.md): a memory's weight is
 ``importance x 0.5 ^ (age_days / TEAM_MEMORY_ARCHIVE_HALF_LIFE_DAYS)``; an active memory of
 importance up to TEAM_MEMORY_ARCHIVE_MAX_IMPORTANCE is archived once its weight falls below
-TEAM_MEMORY_ARCHIVE_THRESHOLD (the SQL lives in queries.archive_stale).
+TEAM_MEMORY_ARCHIVE_THRESHOLD (the SQL lives in store.consolidation.archive_stale).
 """
 
 from __future__ import annotations
@@ -19,31 +19,37 @@ from uuid import UUID
 import asyncpg
 import numpy as np
 
-from team_memory_core.models import ConsolidationPage, DecisionKind, approx_tokens
+from team_memory_core.models import (
+    MANIFESTO_RULE_MAX_CHARS,
+    ConsolidationPage,
+    DecisionKind,
+    ManifestoRule,
+    approx_tokens,
+)
 from team_memory_core.rules.dedupe import local_decision
 from team_memory_core.settings import Settings
-from team_memory_core.store import queries
-from team_memory_core.store.queries import Neighbour
+from team_memory_core.store import consolidation as store
+from team_memory_core.store.consolidation import ClusterMember, Neighbourhood, WeightedMemory
+from team_memory_core.store.memories import Neighbour
 
-RULE_MAX_CHARS = 200
 # How many of a project's memories (by importance x recency) a manifesto is written from.
 MANIFESTO_CANDIDATES = 40
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s")
 
 
-def neighbourhood_page(rows: Sequence[asyncpg.Record], page_size: int) -> ConsolidationPage:
+def neighbourhood_page(rows: Sequence[Neighbourhood], page_size: int) -> ConsolidationPage:
     """Each seed with its neighbours is one group to review, unless all of them were
     reviewed since they last changed. A seed without neighbours is reviewed alone only when
     it is flagged (kept without a model decision), so the flag gets cleared."""
     groups: dict[UUID, list[UUID]] = {}
     pending: dict[UUID, bool] = {}
     for row in rows:
-        seed = row["seed"]
+        seed = row.seed
         members = groups.setdefault(seed, [seed])
-        pending.setdefault(seed, not row["reviewed"])
-        if row["neighbour"] is not None:
-            members.append(row["neighbour"])
-            pending[seed] = pending[seed] or not row["neighbour_reviewed"]
+        pending.setdefault(seed, not row.reviewed)
+        if row.neighbour is not None:
+            members.append(row.neighbour)
+            pending[seed] = pending[seed] or not row.neighbour_reviewed
     clusters = [members for seed, members in groups.items()
                 if pending[seed] and (len(members) > 1 or _flagged(rows, seed))]
     seeds = list(groups)
@@ -51,8 +57,8 @@ def neighbourhood_page(rows: Sequence[asyncpg.Record], page_size: int) -> Consol
     return ConsolidationPage(clusters=clusters, next_cursor=cursor)
 
 
-def _flagged(rows: Sequence[asyncpg.Record], seed: UUID) -> bool:
-    return any(row["seed"] == seed and row["needs_review"] for row in rows)
+def _flagged(rows: Sequence[Neighbourhood], seed: UUID) -> bool:
+    return any(row.seed == seed and row.needs_review for row in rows)
 
 
 @dataclass(frozen=True)
@@ -62,21 +68,20 @@ class Fold:
     reason: str
 
 
-def local_folds(members: Sequence[asyncpg.Record], threshold: float) -> list[Fold]:
+def local_folds(members: Sequence[ClusterMember], threshold: float) -> list[Fold]:
     """Exact and near duplicates within a cluster (oldest first): the older memory stays,
     as on ingest. The local policy never merges differing text, so nothing else changes."""
-    kept: list[asyncpg.Record] = []
+    kept: list[ClusterMember] = []
     folds = []
     for member in members:
         neighbours = [
-            Neighbour(k["id"], k["content"], k["category"], k["content_hash"],
-                      _cosine(member["embedding"], k["embedding"]))
+            Neighbour(k.id, k.content, k.category, k.content_hash,
+                      _cosine(member.embedding, k.embedding))
             for k in kept
         ]
-        decision = local_decision(member["content"], member["content_hash"], neighbours,
-                                  threshold)
+        decision = local_decision(member.content, member.content_hash, neighbours, threshold)
         if decision.kind is DecisionKind.DUPLICATE and decision.target_id is not None:
-            folds.append(Fold(member["id"], decision.target_id, decision.reason))
+            folds.append(Fold(member.id, decision.target_id, decision.reason))
         else:
             kept.append(member)
     return folds
@@ -95,34 +100,35 @@ def _array(vector: object) -> np.ndarray:
 # --- the manifesto ----------------------------------------------------------------------------
 
 
-def fingerprint(top: Sequence[asyncpg.Record], *settings: object) -> str:
+def fingerprint(top: Sequence[WeightedMemory], *settings: object) -> str:
     """Digest of the manifesto's inputs, order-insensitive: unchanged inputs, no rewrite."""
-    items = sorted((str(r["id"]), r["content"], int(r["importance"])) for r in top)
+    items = sorted((str(r.id), r.content, int(r.importance)) for r in top)
     return hashlib.sha256(json.dumps([items, [str(s) for s in settings]]).encode()).hexdigest()
 
 
 def rule_text(content: str) -> str:
-    """A memory shortened to one rule line: its first sentence, at most RULE_MAX_CHARS."""
+    """A memory shortened to one rule line: its first sentence, at most
+    MANIFESTO_RULE_MAX_CHARS."""
     one_line = " ".join(content.split())
     first = _SENTENCE_END.split(one_line, maxsplit=1)[0]
-    return first if len(first) <= RULE_MAX_CHARS else first[:RULE_MAX_CHARS - 1] + "…"
+    if len(first) <= MANIFESTO_RULE_MAX_CHARS:
+        return first
+    return first[:MANIFESTO_RULE_MAX_CHARS - 1] + "…"
 
 
 def local_manifesto(
-    top: Sequence[asyncpg.Record], max_rules: int, token_budget: int
-) -> list[dict[str, object]]:
+    top: Sequence[WeightedMemory], max_rules: int, token_budget: int
+) -> list[ManifestoRule]:
     """Without a model: the top memories by importance x recency, one rule each."""
-    rules: list[dict[str, object]] = [
-        {"text": rule_text(r["content"]), "source_ids": [str(r["id"])]} for r in top
-    ]
+    rules = [ManifestoRule(text=rule_text(r.content), source_ids=[r.id]) for r in top]
     return within_budget(rules, max_rules, token_budget)
 
 
 def within_budget(
-    rules: list[dict[str, object]], max_rules: int, token_budget: int
-) -> list[dict[str, object]]:
+    rules: Sequence[ManifestoRule], max_rules: int, token_budget: int
+) -> list[ManifestoRule]:
     """The ranked rules that fit, dropping the least important tail."""
-    kept: list[dict[str, object]] = []
+    kept: list[ManifestoRule] = []
     for rule in rules[:max_rules]:
         if approx_tokens(render_manifesto([*kept, rule])) > token_budget:
             break
@@ -130,11 +136,11 @@ def within_budget(
     return kept
 
 
-def render_manifesto(rules: Sequence[dict[str, object]]) -> str:
-    return "\n".join(f"{n}. {rule['text']}" for n, rule in enumerate(rules, start=1))
+def render_manifesto(rules: Sequence[ManifestoRule]) -> str:
+    return "\n".join(f"{n}. {rule.text}" for n, rule in enumerate(rules, start=1))
 
 
-def manifesto_fingerprint(top: Sequence[asyncpg.Record], policy: str, settings: Settings) -> str:
+def manifesto_fingerprint(top: Sequence[WeightedMemory], policy: str, settings: Settings) -> str:
     return fingerprint(top, policy, settings.manifesto_max_rules,
                        settings.manifesto_token_budget)
 
@@ -146,10 +152,10 @@ async def write_local_manifesto(
     caller's transaction; returns the number of rules. A purge calls it so that the purged
     text leaves the manifesto in the same transaction as it leaves the memory (the next
     nightly run with the model rewrites it again: the fingerprint names the policy)."""
-    top = await queries.top_memories(conn, project, settings.archive_half_life_days,
-                                     MANIFESTO_CANDIDATES)
+    top = await store.top_memories(conn, project, settings.archive_half_life_days,
+                                   MANIFESTO_CANDIDATES)
     rules = local_manifesto(top, settings.manifesto_max_rules, settings.manifesto_token_budget)
-    await queries.upsert_manifesto(
+    await store.upsert_manifesto(
         conn, tenant_id=tenant_id, project=project, rules=rules,
         fingerprint=manifesto_fingerprint(top, "local", settings), policy="local",
         model=None, input_tokens=None, output_tokens=None,

@@ -1,19 +1,20 @@
 """Fusion of the keyword and vector evidence, neighbour context and boosts (docs/retrieval.md).
 
-PostgreSQL returns the candidates with their raw scores (``queries.hybrid_candidates``); this
-module turns them into one ranking. Pure functions: no I/O.
+PostgreSQL returns the candidates with their raw scores (``store.search.hybrid_search``);
+this module turns them into one ranking. Pure functions: no I/O.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, TypeVar
+from typing import TypeVar
 from uuid import UUID
 
 from team_memory_core.models import approx_tokens
+from team_memory_core.store.search import Candidate
 
 # BM25 term-frequency saturation and length normalisation: short memories, so a light b.
 BM25_K1 = 0.9
@@ -44,9 +45,9 @@ def boost(importance: int, age_days: float, weights: RankWeights) -> float:
     )
 
 
-def fuse(rows: Sequence[Mapping[str, Any]], weights: RankWeights,
-         now: datetime) -> list[tuple[Mapping[str, Any], float]]:
-    """Rows (id, cosine, bm25, occurred_at, importance, neighbours) ranked best first.
+def fuse(rows: Sequence[Candidate], weights: RankWeights,
+         now: datetime) -> list[tuple[Candidate, float]]:
+    """Candidates (id, cosine, bm25, occurred_at, importance, neighbours) ranked best first.
 
     relevance = bm25 / max(bm25) + dense_weight * cosine, plus neighbour_weight times the best
     relevance among its insertion-order neighbours that occurred within the window; then the
@@ -54,11 +55,11 @@ def fuse(rows: Sequence[Mapping[str, Any]], weights: RankWeights,
     """
     if not rows:
         return []
-    top_bm25 = max(float(r["bm25"]) for r in rows) or 1.0
-    ids = [r["id"] for r in rows]
-    base = {i: float(r["bm25"]) / top_bm25 + weights.dense_weight * float(r["cosine"])
+    top_bm25 = max(r.bm25 for r in rows) or 1.0
+    ids = [r.id for r in rows]
+    base = {i: r.bm25 / top_bm25 + weights.dense_weight * r.cosine
             for i, r in zip(ids, rows, strict=True)}
-    when = {i: r["occurred_at"].timestamp() for i, r in zip(ids, rows, strict=True)}
+    when = {i: r.occurred_at.timestamp() for i, r in zip(ids, rows, strict=True)}
     window = weights.neighbour_window.total_seconds()
     links = _links(rows)
     now_s = now.timestamp()
@@ -67,21 +68,21 @@ def fuse(rows: Sequence[Mapping[str, Any]], weights: RankWeights,
         at = when[memory_id]
         context = [base[n] for n in links.get(memory_id, ()) if abs(when[n] - at) <= window]
         relevance = base[memory_id] + weights.neighbour_weight * max(context, default=0.0)
-        ranked.append((row, relevance * boost(row["importance"], (now_s - at) / 86400, weights),
+        ranked.append((row, relevance * boost(row.importance, (now_s - at) / 86400, weights),
                        at))
     ranked.sort(key=lambda scored: (-scored[1], -scored[2]))
     return [(row, score) for row, score, _ in ranked]
 
 
-def _links(rows: Sequence[Mapping[str, Any]]) -> dict[UUID, set[UUID]]:
+def _links(rows: Sequence[Candidate]) -> dict[UUID, set[UUID]]:
     """Neighbour links among the returned rows, both ways (adjacency is symmetric)."""
-    present = {r["id"] for r in rows}
+    present = {r.id for r in rows}
     links: dict[UUID, set[UUID]] = {}
     for row in rows:
-        for other in row["neighbours"] or ():
-            if other in present and other != row["id"]:
-                links.setdefault(row["id"], set()).add(other)
-                links.setdefault(other, set()).add(row["id"])
+        for other in row.neighbours or ():
+            if other in present and other != row.id:
+                links.setdefault(row.id, set()).add(other)
+                links.setdefault(other, set()).add(row.id)
     return links
 
 

@@ -9,10 +9,25 @@ from pathlib import Path
 import asyncpg
 
 from team_memory_core.settings import Settings
-from team_memory_core.store import queries
 
 APP_ROLE = "team_memory_app"
 _MIGRATION_NAME = re.compile(r"^(\d{3})_([a-z0-9_]+)\.sql$")
+
+_LOCK_MIGRATIONS = "SELECT pg_advisory_xact_lock(7468207)"
+_CREATE_SCHEMA_TABLE = """
+CREATE TABLE IF NOT EXISTS schema_migrations (
+    version    integer PRIMARY KEY,
+    name       text NOT NULL,
+    applied_at timestamptz NOT NULL DEFAULT now()
+)
+"""
+_APPLIED_VERSIONS = "SELECT version FROM schema_migrations ORDER BY version"
+_RECORD_VERSION = "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)"
+_ROLE_EXISTS = "SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)"
+_SCHEMA_INFO_SET = (
+    "INSERT INTO schema_info (key, value) VALUES ($1, $2)"
+    " ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value"
+)
 
 
 class SchemaMismatch(RuntimeError):
@@ -45,7 +60,7 @@ def discover() -> list[Migration]:
 
 
 async def _ensure_app_role(conn: asyncpg.Connection, password: str) -> None:
-    if not await conn.fetchval(queries.ROLE_EXISTS, APP_ROLE):
+    if not await conn.fetchval(_ROLE_EXISTS, APP_ROLE):
         await conn.execute(
             f"CREATE ROLE {APP_ROLE} LOGIN NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE"
         )
@@ -58,10 +73,10 @@ async def migrate(admin_dsn: str, settings: Settings) -> list[int]:
     conn = await asyncpg.connect(admin_dsn)
     try:
         async with conn.transaction():
-            await conn.execute(queries.LOCK_MIGRATIONS)
+            await conn.execute(_LOCK_MIGRATIONS)
             await _ensure_app_role(conn, settings.app_db_password.get_secret_value())
-            await conn.execute(queries.CREATE_SCHEMA_TABLE)
-            done = {r["version"] for r in await conn.fetch(queries.APPLIED_VERSIONS)}
+            await conn.execute(_CREATE_SCHEMA_TABLE)
+            done = {r["version"] for r in await conn.fetch(_APPLIED_VERSIONS)}
             applied = []
             for migration in discover():
                 if migration.version in done:
@@ -70,20 +85,27 @@ async def migrate(admin_dsn: str, settings: Settings) -> list[int]:
                     "{embedding_dim}", str(settings.embedding_dim)
                 )
                 await conn.execute(sql)
-                await conn.execute(queries.RECORD_VERSION, migration.version, migration.name)
+                await conn.execute(_RECORD_VERSION, migration.version, migration.name)
                 applied.append(migration.version)
             if 1 in applied:
-                await conn.execute(queries.SCHEMA_INFO_SET, "embedding_dim",
+                await conn.execute(_SCHEMA_INFO_SET, "embedding_dim",
                                    str(settings.embedding_dim))
-                await conn.execute(queries.SCHEMA_INFO_SET, "embedding_model",
+                await conn.execute(_SCHEMA_INFO_SET, "embedding_model",
                                    settings.embedding_model)
         return applied
     finally:
         await conn.close()
 
 
+async def schema_info(conn: asyncpg.Connection, key: str) -> str | None:
+    """A fact the migrations recorded (embedding_dim, embedding_model,
+    temporal_plaintext_until); None before they ran."""
+    value: str | None = await conn.fetchval("SELECT value FROM schema_info WHERE key = $1", key)
+    return value
+
+
 async def check_embedding_dim(conn: asyncpg.Connection, expected: int) -> None:
-    stored = await conn.fetchval(queries.SCHEMA_INFO_GET, "embedding_dim")
+    stored = await schema_info(conn, "embedding_dim")
     if stored is None:
         raise SchemaMismatch("database is not migrated: run `team-memory migrate`")
     if int(stored) != expected:

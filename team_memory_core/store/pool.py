@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import json
 from collections.abc import AsyncIterator, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from uuid import UUID
@@ -17,8 +19,15 @@ Connection = asyncpg.Connection
 Pool = asyncpg.Pool
 
 
+# jsonb in and out as Python values, as pgvector registers `vector`: no caller converts a
+# jsonb column by hand. Ids and times in an audit or history detail are written as text.
+_json_text = functools.partial(json.dumps, default=str)
+
+
 async def _init_connection(conn: asyncpg.Connection) -> None:
     await register_vector(conn)
+    await conn.set_type_codec("jsonb", encoder=_json_text, decoder=json.loads,
+                              schema="pg_catalog")
     if telemetry.tracing_enabled():
         conn.add_query_logger(telemetry.record_sql_span)
 
@@ -62,6 +71,12 @@ async def tenant_tx(
         await conn.execute(_SET_SCOPE, str(tenant_id),
                            None if projects is None else list(projects))
         yield conn
+
+
+async def ping(pool: asyncpg.Pool) -> None:
+    """One round trip to the database (readiness checks)."""
+    async with pool.acquire() as conn:
+        await conn.fetchval("SELECT 1")
 
 
 def principal_tx(

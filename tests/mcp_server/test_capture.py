@@ -7,7 +7,7 @@ import asyncio
 import json
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -25,15 +25,17 @@ from team_memory.hook.config import HookConfig
 from team_memory.hook.events import capture, run
 from team_memory.hook.spool import has_spool
 from team_memory_core.contract import PROJECT_KEY, capture_workflow_id
-from team_memory_core.llm import Distiller
-from team_memory_core.models import MemoryStatus, approx_tokens
-from team_memory_core.store import queries
+from team_memory_core.llm.client import Distiller
+from team_memory_core.models import ManifestoRule, MemoryStatus, approx_tokens
+from team_memory_core.store.consolidation import upsert_manifesto
+from team_memory_core.store.memories import MemoryRow, recent_important
 from team_memory_core.store.pool import tenant_tx
 from team_memory_core.tenants import IssuedKey, create_key
 from tests.conftest import Stack
 from tests.support.anthropic_server import FakeAnthropic
 from tests.support.hooks import ROOT, payload
 from tests.support.http import serving_service
+from tests.support.stored import capture_session
 from workflows.worker import build_worker
 
 pytestmark = pytest.mark.anyio
@@ -71,7 +73,7 @@ class Capture:
     async def session_row(self, session_id: str) -> asyncpg.Record | None:
         async with tenant_tx(self.stack.pool, self.stack.principal.tenant_id) as conn:
             assert self.stack.principal.key_id is not None
-            return await queries.capture_session(conn, self.stack.principal.key_id, session_id)
+            return await capture_session(conn, self.stack.principal.key_id, session_id)
 
     async def wait_row(self, session_id: str, field: str, value: int,
                        timeout: float = 30) -> asyncpg.Record:
@@ -84,7 +86,7 @@ class Capture:
                 raise AssertionError(f"{session_id}: {field} never reached {value}: {row}")
             await asyncio.sleep(0.1)
 
-    async def replay_recorded_session(self) -> tuple[str, list[asyncpg.Record]]:
+    async def replay_recorded_session(self) -> tuple[str, list[MemoryRow]]:
         """The recorded session, distilled into OBSERVATIONS, each committed as a memory:
         (its session id, the captured memories)."""
         add = FakeAnthropic.tool_result({"action": "ADD", "reason": "a separate fact"})
@@ -95,20 +97,14 @@ class Capture:
         await self.wait_row(session_id, "observations", 2)
         captured = await self.captured()
         for record in captured:
-            await self.stack.wait_status(record["id"])
+            await self.stack.wait_status(record.id)
         return session_id, captured
 
-    async def captured(self) -> list[asyncpg.Record]:
+    async def captured(self) -> list[MemoryRow]:
         async with tenant_tx(self.stack.pool, self.stack.principal.tenant_id) as conn:
-            rows = await queries.recent_important(conn, [PROJECT],
-                                                  datetime(1970, 1, 1, tzinfo=UTC), 1, 50)
-        return [r for r in rows if "captured" in r["tags"]]
-
-
-@pytest.fixture
-def fake() -> Iterator[FakeAnthropic]:
-    with FakeAnthropic() as server:
-        yield server
+            rows = await recent_important(conn, [PROJECT], datetime(1970, 1, 1, tzinfo=UTC),
+                                          1, 50)
+        return [r for r in rows if "captured" in r.tags]
 
 
 def git_repo(root: Path) -> Path:
@@ -156,13 +152,13 @@ async def test_recorded_session_becomes_typed_memories_and_next_context(
         row = await cap.wait_row(session_id, "observations", 2)
         assert (row["events_distilled"], row["input_tokens"], row["output_tokens"]) == \
             (5, 900, 80)  # prompt, edit, write, bash, stop (Read is routine: not sent)
-        memories = {r["content"]: r for r in await cap.captured()}
+        memories = {r.content: r for r in await cap.captured()}
         assert set(memories) == {DECISION, BUGFIX}
-        assert memories[DECISION]["category"] == "architecture"
-        assert "observation:decision" in memories[DECISION]["tags"]
-        assert memories[BUGFIX]["category"] == "bugfix"
+        assert memories[DECISION].category == "architecture"
+        assert "observation:decision" in memories[DECISION].tags
+        assert memories[BUGFIX].category == "bugfix"
         for record in memories.values():
-            assert await stack.wait_status(record["id"]) is MemoryStatus.ACTIVE
+            assert await stack.wait_status(record.id) is MemoryStatus.ACTIVE
 
         prompt = fake.requests[0]["messages"][0]["content"]
         assert "default=uuid7" in prompt and "1 failed, 4 passed" in prompt
@@ -203,13 +199,12 @@ async def test_context_is_the_manifesto_then_the_working_set_rule(
     for i in range(12):
         await stack.service.save(stack.principal, f"Note {i}: the {i}th service logs in JSON",
                                  importance=1 + i % 5, project=PROJECT)
-    rules = [{"text": "Every table has a UUID v7 primary key.", "source_ids": []},
-             {"text": "Deploys happen on Tuesdays and Thursdays only.", "source_ids": []}]
+    rules = [ManifestoRule(text="Every table has a UUID v7 primary key.", source_ids=[]),
+             ManifestoRule(text="Deploys happen on Tuesdays and Thursdays only.", source_ids=[])]
     async with tenant_tx(stack.pool, stack.principal.tenant_id) as conn:
-        await queries.upsert_manifesto(conn, tenant_id=stack.principal.tenant_id,
-                                       project=PROJECT, rules=rules, fingerprint="f",
-                                       policy="local", model=None, input_tokens=None,
-                                       output_tokens=None)
+        await upsert_manifesto(conn, tenant_id=stack.principal.tenant_id, project=PROJECT,
+                               rules=rules, fingerprint="f", policy="local", model=None,
+                               input_tokens=None, output_tokens=None)
     async with serving(stack, fake, tmp_path, session_context_tokens=300) as cap:
         out = json.loads(await cap.hook("session_start.json"))
     context = out["hookSpecificOutput"]["additionalContext"]
@@ -242,6 +237,22 @@ async def test_duplicate_and_late_events_are_distilled_once(
     assert fake.calls == 1
     assert fake.requests[0]["messages"][0]["content"].count("default=uuid7") == 1
     assert row is not None and row["events_distilled"] == 2
+
+
+async def test_rate_limited_distillation_is_retried_after_the_hint(
+    stack: Stack, fake: FakeAnthropic, tmp_path: Path
+) -> None:
+    """A 429 with Retry-After: the next attempt waits the hint, not the policy's 1 s backoff."""
+    fake.script(FakeAnthropic.error(429, "rate_limit_error", "slow down",
+                                    headers={"retry-after": "3"}),
+                FakeAnthropic.tool_result({"observations": []}))
+    async with serving(stack, fake, tmp_path) as cap:
+        for name in ("post_tool_use_edit.json", "stop.json"):
+            await cap.hook(name, "limited-session")
+        row = await cap.wait_row("limited-session", "events_distilled", 2)
+    refused, retried = (c.at for c in fake.conversations)
+    assert retried - refused >= 3.0
+    assert (row["events_distilled"], row["events_skipped"]) == (2, 0)
 
 
 @pytest.mark.parametrize(("limits", "reason"), [
@@ -405,7 +416,7 @@ async def test_two_keys_sending_one_session_id_are_counted_apart(
         await _send_as(cap, web.secret, "shared", PROJECT)
         mine = await cap.session_row("shared")
     async with tenant_tx(stack.pool, stack.principal.tenant_id) as conn:
-        theirs = await queries.capture_session(conn, web.key_id, "shared")
+        theirs = await capture_session(conn, web.key_id, "shared")
     assert mine is not None and theirs is not None
     assert (mine["project"], mine["events_received"]) == (PROJECT, 1)
     assert (theirs["project"], theirs["events_received"]) == ("web", 2)

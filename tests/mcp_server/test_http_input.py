@@ -17,11 +17,11 @@ from mcp import Client, MCPError
 from mcp_server.browser_api import BODY_LIMIT as API_LIMIT
 from mcp_server.server import create_server
 from team_memory_core.hook_protocol import BODY_MAX_BYTES as HOOKS_LIMIT
-from team_memory_core.store import queries
 from team_memory_core.store.pool import tenant_tx
 from tests.conftest import Stack
 from tests.mcp_server.test_http import HttpServer, http_server
 from tests.mcp_server.test_tools import call_error
+from tests.support.stored import capture_session
 
 pytestmark = pytest.mark.anyio
 __all__ = ["http_server"]  # the fixture, imported for these tests
@@ -116,7 +116,7 @@ async def test_hook_events_are_checked_like_tool_arguments(
     assert context.status_code == 400 and "NUL" in context.json()["error"]
     assert running.principal.key_id is not None
     async with tenant_tx(running.pool, running.principal.tenant_id) as conn:
-        assert await queries.capture_session(conn, running.principal.key_id, "checked") is None
+        assert await capture_session(conn, running.principal.key_id, "checked") is None
 
 
 async def test_tools_refuse_the_same_times_with_a_reason(stack: Stack) -> None:

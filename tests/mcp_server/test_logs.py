@@ -14,7 +14,7 @@ import pytest
 from mcp import Client
 
 from team_memory import embedded
-from team_memory_core.store import queries
+from team_memory_core.store.audit import insert_audit
 from team_memory_core.store.pool import tenant_tx
 from tests.conftest import Stack
 from tests.mcp_server.test_tools import call, call_error
@@ -62,7 +62,7 @@ async def test_refused_values_are_not_echoed_to_the_audit_trail_or_the_log(
 
 async def test_every_text_in_an_audit_detail_is_redacted(stack: Stack) -> None:
     async with tenant_tx(stack.pool, stack.principal.tenant_id) as conn:
-        await queries.insert_audit(
+        await insert_audit(
             conn, tenant_id=stack.principal.tenant_id, key_id=None, actor="test",
             action="note", outcome="ok",
             detail={"error": f"bad key {GITHUB}", "seen": [GITHUB, 3], "deep": {"x": GITHUB}})

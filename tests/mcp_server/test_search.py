@@ -12,8 +12,9 @@ import pytest
 
 from mcp_server.service import MemoryService
 from team_memory_core.models import MemoryStatus
-from team_memory_core.store import queries
+from team_memory_core.store.memories import erase_memories
 from team_memory_core.store.pool import tenant_tx
+from team_memory_core.store.search import PendingVectors, SearchFilters, vector_candidates
 from tests.conftest import Services, Stack, new_tenant
 
 pytestmark = pytest.mark.anyio
@@ -149,17 +150,17 @@ async def test_filtered_vector_search_returns_limit_rows(
     # HNSW always, and no neighbours: every hit is a vector candidate (no word matches).
     service = MemoryService(settings=services.settings(exact_search_max_rows=0, neighbour_count=0),
                             pool=stack.pool, temporal=stack.client, embedder=stack.embedder)
-    filters = queries.SearchFilters(projects=["*", "default"], statuses=["active"])
+    filters = SearchFilters(projects=["*", "default"], statuses=["active"])
     query = _unit(rng, 384)
     async with tenant_tx(stack.pool, stack.principal.tenant_id) as conn:
         await conn.execute("SET LOCAL enable_sort = off")  # make the planner use the index
-        hnsw_only = await queries.vector_candidates(conn, query, filters, 30, exact=False,
-                                                    ef_search=40)
+        hnsw_only = await vector_candidates(conn, query, filters, 30, exact=False,
+                                            ef_search=40)
         rows = await service.retriever.candidates(
-            conn, "zzz", query, filters, queries.PendingVectors(ids=[], vectors=[]))
-        exact = await queries.vector_candidates(conn, query, filters, 40, exact=True)
+            conn, "zzz", query, filters, PendingVectors(ids=[], vectors=[]))
+        exact = await vector_candidates(conn, query, filters, 40, exact=True)
     assert len(hnsw_only) < 30
-    assert {r["id"] for r in rows} == set(exact) and len(exact) == 40
+    assert {r.id for r in rows} == set(exact) and len(exact) == 40
     hits = await service.search(stack.principal, "anything at all", limit=30)
     assert len(hits) == 30
 
@@ -217,7 +218,7 @@ async def test_search_statistics_follow_every_change(
         await conn.execute("UPDATE memories SET content = 'Deploys use canary releases'"
                            " WHERE id = $1", ids[0])
         await conn.execute("UPDATE memories SET importance = 4 WHERE id = ANY($1::uuid[])", ids)
-        await queries.erase_memories(conn, [ids[3]])
+        await erase_memories(conn, [ids[3]])
         lexemes, scopes = await _recount(conn)
     assert not any(lexeme.startswith("zanzibarit") for _, lexeme, _ in lexemes)
     assert {("default", 2), ("*", 1)} == {(project, docs) for project, docs, _ in scopes}

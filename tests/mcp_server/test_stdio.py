@@ -52,4 +52,4 @@ async def test_stdio_server_with_a_wrong_key_refuses_to_start(
     async with admin_pool.acquire() as conn:
         detail = await conn.fetchval(
             "SELECT detail FROM audit_log WHERE tenant_id IS NULL ORDER BY id DESC LIMIT 1")
-    assert '"transport": "stdio"' in detail and key[:8] in detail
+    assert detail["transport"] == "stdio" and detail["prefix"] == key[:8]

@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import json
 from collections.abc import Iterable, Mapping
+from uuid import UUID
 
 import asyncpg
 from google.protobuf.message import Message
@@ -18,6 +19,19 @@ from temporalio.converter import PayloadCodec
 from team_memory_core.contract import TENANT_KEY
 from team_memory_core.payload_codec import is_encrypted
 from team_memory_core.temporal_keys import KeyUnavailable
+
+
+async def capture_session(
+    conn: asyncpg.Connection, key_id: UUID, session_id: str
+) -> asyncpg.Record | None:
+    """A capture session's counters (in the caller's tenant transaction)."""
+    row: asyncpg.Record | None = await conn.fetchrow(
+        "SELECT session_id, project, events_received, events_distilled, events_skipped,"
+        " observations, input_tokens, output_tokens, last_skip_reason"
+        " FROM capture_sessions WHERE session_id = $1 AND key_id = $2",
+        session_id, key_id,
+    )
+    return row
 
 
 async def stored_columns(admin: asyncpg.Pool) -> dict[str, str]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import anthropic
@@ -15,12 +14,6 @@ from tests.support.anthropic_server import Conversation, FakeAnthropic, Reply
 TOOL: ToolParam = {"name": "lookup", "description": "Look a thing up.",
         "input_schema": {"type": "object", "properties": {"q": {"type": "string"}}}}
 LONG_INPUT = {"q": "which primary key type do we use for the payments tables?", "limit": 5}
-
-
-@pytest.fixture
-def fake() -> Iterator[FakeAnthropic]:
-    with FakeAnthropic() as server:
-        yield server
 
 
 def client(fake: FakeAnthropic) -> anthropic.Anthropic:

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import uuid
-from typing import Any
 
-from team_memory_core.models import approx_tokens
+from team_memory_core.models import Category, ManifestoRule, approx_tokens
 from team_memory_core.rules.consolidation import (
     local_manifesto,
     neighbourhood_page,
@@ -13,12 +12,13 @@ from team_memory_core.rules.consolidation import (
     rule_text,
     within_budget,
 )
+from team_memory_core.store.consolidation import Neighbourhood, WeightedMemory
 
 
 def _row(seed: uuid.UUID, neighbour: uuid.UUID | None, *, reviewed: bool = False,
-         neighbour_reviewed: bool = False, needs_review: bool = False) -> dict[str, Any]:
-    return {"seed": seed, "neighbour": neighbour, "reviewed": reviewed,
-            "neighbour_reviewed": neighbour_reviewed, "needs_review": needs_review}
+         neighbour_reviewed: bool = False, needs_review: bool = False) -> Neighbourhood:
+    return Neighbourhood(seed=seed, neighbour=neighbour, reviewed=reviewed,
+                         neighbour_reviewed=neighbour_reviewed, needs_review=needs_review)
 
 
 def test_reviewed_neighbourhoods_are_skipped_and_flagged_loners_kept() -> None:
@@ -29,10 +29,10 @@ def test_reviewed_neighbourhoods_are_skipped_and_flagged_loners_kept() -> None:
         _row(c, None, needs_review=True, reviewed=False),      # alone but flagged
         _row(d, None),                                         # alone: nothing to do
     ]
-    page = neighbourhood_page(rows, page_size=4)  # type: ignore[arg-type]
+    page = neighbourhood_page(rows, page_size=4)
     assert page.clusters == [[a, b], [c]]
     assert page.next_cursor == d  # a full page: there may be more
-    assert neighbourhood_page(rows, page_size=5).next_cursor is None  # type: ignore[arg-type]
+    assert neighbourhood_page(rows, page_size=5).next_cursor is None
 
 
 def test_rule_text_is_the_first_sentence_within_the_limit() -> None:
@@ -41,10 +41,12 @@ def test_rule_text_is_the_first_sentence_within_the_limit() -> None:
 
 
 def test_local_manifesto_keeps_rank_and_budget() -> None:
-    top = [{"id": uuid.uuid4(), "content": f"Rule number {n} is about something specific."}
+    top = [WeightedMemory(id=uuid.uuid4(), category=Category.GENERAL, importance=1, weight=1.0,
+                          content=f"Rule number {n} is about something specific.")
            for n in range(30)]
-    rules = local_manifesto(top, max_rules=10, token_budget=60)  # type: ignore[arg-type]
+    rules = local_manifesto(top, max_rules=10, token_budget=60)
     assert 1 <= len(rules) < 10
     assert approx_tokens(render_manifesto(rules)) <= 60
-    assert rules[0]["text"] == "Rule number 0 is about something specific."
+    assert rules[0] == ManifestoRule(text="Rule number 0 is about something specific.",
+                                     source_ids=[top[0].id])
     assert within_budget(rules, max_rules=2, token_budget=10_000) == rules[:2]

@@ -15,7 +15,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from team_memory_core.contract import capture_workflow_id, ingest_workflow_id
 from team_memory_core.erasure import Actor, MemoryNotFound, purge, restore
-from team_memory_core.llm import Distiller
+from team_memory_core.llm.client import Distiller
 from team_memory_core.models import MemoryStatus, content_hash
 from team_memory_core.payload_codec import Envelope, decrypt
 from team_memory_core.temporal import connect, keyring_of
@@ -27,13 +27,12 @@ from tests.mcp_server.test_tools import call, call_error
 from tests.support.anthropic_server import FakeAnthropic
 from tests.support.cli import cli
 from tests.temporal_cli import readable, show
-from tests.workflows.test_consolidate import consolidate, distiller, fake, save
+from tests.workflows.test_consolidate import consolidate, save
 from tests.workflows.test_distillation import MODEL
 
 __all__ = ["http_server"]  # the fixture, imported for these tests
 
 pytestmark = pytest.mark.anyio
-__all__ = ["distiller", "fake"]  # the fixtures, imported for these tests
 
 MARKER = "quokkaplumbus"
 SECRET_TEXT = f"Customer {MARKER} Jane Roe asked us to store her phone number 555-0199"
@@ -287,13 +286,13 @@ async def test_purging_a_captured_memory_destroys_its_session_history(
 ) -> None:
     async with serving(stack, fake, tmp_path) as cap:
         session_id, rows = await cap.replay_recorded_session()
-        captured = {row["content"]: row for row in rows}
+        captured = {row.content: row for row in rows}
         session = capture_workflow_id(stack.principal.tenant_name, stack.principal.key_id,
                                       session_id)
         sealed = await first_input(stack, session)
         kept = ingest_workflow_id(stack.principal.tenant_name, PROJECT, content_hash(BUGFIX),
                                   0)
-        report = await stack.service.purge(stack.principal, captured[DECISION]["id"],
+        report = await stack.service.purge(stack.principal, captured[DECISION].id,
                                            "customer asked")
         server = HttpServer(url="", base=cap.config.server)
         # The hook text and the purged observation; the session history also starts the
@@ -302,7 +301,7 @@ async def test_purging_a_captured_memory_destroys_its_session_history(
                                 ["default=uuid7", "time-sortable"])
         assert session in report.workflows_deleted and session in report.keys_shredded
         # The other observation of the session stays, readable by its tenant.
-        bugfix = await stack.service.get(stack.principal, captured[BUGFIX]["id"])
+        bugfix = await stack.service.get(stack.principal, captured[BUGFIX].id)
         assert bugfix.content == BUGFIX
         done = await asyncio.to_thread(
             show, stack.settings.temporal_target, kept, "--codec-endpoint",

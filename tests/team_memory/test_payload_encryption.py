@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -31,7 +30,7 @@ from team_memory_core.contract import (
 from team_memory_core.models import IngestInput, MemoryStatus, Principal, content_hash
 from team_memory_core.payload_codec import Envelope, decrypt
 from team_memory_core.schedules import ensure_all, nightly_schedule, run_now
-from team_memory_core.store import queries
+from team_memory_core.store.memories import insert_pending
 from team_memory_core.store.pool import tenant_tx
 from team_memory_core.temporal import connect, keyring_of
 from team_memory_core.temporal_keys import (
@@ -104,8 +103,8 @@ async def test_capture_session_history_is_ciphertext(
            hook_text)
     for record in captured:
         workflow_id = ingest_workflow_id(stack.principal.tenant_name, PROJECT,
-                                         content_hash(record["content"]), 0)
-        sealed(await shown(stack, workflow_id), [record["content"][:30], *hook_text])
+                                         content_hash(record.content), 0)
+        sealed(await shown(stack, workflow_id), [record.content[:30], *hook_text])
 
 
 @pytest.fixture
@@ -208,7 +207,7 @@ async def test_workflow_started_before_encryption_still_completes(
     workflow_id = ingest_workflow_id(stack.principal.tenant_name, item.project, item.content_hash,
                                      0)
     async with tenant_tx(stack.pool, stack.principal.tenant_id) as conn:
-        assert await queries.insert_pending(conn, item)
+        assert await insert_pending(conn, item)
     await attacker.start_workflow("IngestMemory", item, id=workflow_id,
                                   task_queue=stack.settings.task_queue)
     keyring_of(stack.client).encrypted_since = datetime.now(UTC)  # the upgrade: after the start
@@ -255,12 +254,6 @@ async def test_a_process_with_another_kek_refuses_clearly(running: Stack) -> Non
 @pytest.fixture
 def settings_kek(stack: Stack) -> Kek:
     return keyring_of(stack.client).kek
-
-
-@pytest.fixture
-def fake() -> Iterator[FakeAnthropic]:
-    with FakeAnthropic() as server:
-        yield server
 
 
 async def triggered_run(stack: Stack, sid: str, project: str, before: int) -> WorkflowExecution:

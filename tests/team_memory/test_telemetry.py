@@ -13,7 +13,8 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from team_memory import embedded
 from team_memory_core import telemetry
-from team_memory_core.llm import Candidate, Distiller
+from team_memory_core.llm.client import Distiller
+from team_memory_core.llm.ingest import Candidate, decide_ingest
 from team_memory_core.models import MemoryStatus
 from tests.conftest import Stack
 from tests.mcp_server.test_http import client_for
@@ -45,12 +46,13 @@ async def wait_for_spans(collector: OtlpCollector, trace_id: bytes, wanted: list
 
 
 async def test_one_save_is_one_trace_from_mcp_call_to_sql(
-    stack: Stack, collector: OtlpCollector
+    stack: Stack, collector: OtlpCollector, fake: FakeAnthropic
 ) -> None:
     port = embedded.free_port()
     settings = stack.settings.model_copy(update={"mcp_port": port})
     env = child_env(settings, OTEL_EXPORTER_OTLP_ENDPOINT=collector.endpoint,
-                    OTEL_BSP_SCHEDULE_DELAY="100", OTEL_METRIC_EXPORT_INTERVAL="300")
+                    OTEL_BSP_SCHEDULE_DELAY="100", OTEL_METRIC_EXPORT_INTERVAL="300",
+                    ANTHROPIC_API_KEY="sk-test", ANTHROPIC_BASE_URL=fake.base_url)
     base = f"http://127.0.0.1:{port}"
     with team_memory("worker", env=env), team_memory("serve", env=env) as server:
         await asyncio.to_thread(wait_ready, base, server)
@@ -84,15 +86,27 @@ async def test_one_save_is_one_trace_from_mcp_call_to_sql(
         assert "MiniLM" in attributes["embedding.model"].string_value
         assert "postgresql SELECT" in names
 
+        # A second memory with a neighbour gets the model's decision: its tokens are counted.
+        fake.script(FakeAnthropic.tool_result({"reason": "Separate fact.", "action": "ADD"},
+                                              input_tokens=321, output_tokens=17))
+        async with client_for(f"{base}/mcp", stack.api_key) as client:
+            second = await call(client, "save_memory", category="architecture",
+                                content="Metrics go to the same OTLP collector as traces")
+        assert await stack.wait_status(uuid.UUID(second["id"])) is MemoryStatus.ACTIVE
+        assert fake.calls == 1
+
         deadline = asyncio.get_running_loop().time() + 20
         wanted_metrics = {"team_memory.saves", "team_memory.decisions",
-                          "team_memory.activity.duration"}
+                          "team_memory.activity.duration", "team_memory.llm.tokens"}
         while not wanted_metrics <= collector.metrics.keys():
             assert asyncio.get_running_loop().time() < deadline, sorted(collector.metrics)
             await asyncio.sleep(0.2)
         decisions = collector.metrics["team_memory.decisions"]
         assert any({a.key: a.value.string_value for a in point.attributes}.get("decision")
                    == "add" for point in decisions)
+        tokens = {({a.key: a.value.string_value for a in point.attributes}["direction"],
+                   point.as_int) for point in collector.metrics["team_memory.llm.tokens"]}
+        assert {("input", 321), ("output", 17)} <= tokens
 
 
 async def test_llm_call_span_carries_model_and_token_usage(
@@ -110,7 +124,7 @@ async def test_llm_call_span_carries_model_and_token_usage(
                                               input_tokens=321, output_tokens=17))
         async with Distiller(api_key="sk-test", model="claude-haiku-4-5",
                              base_url=fake.base_url, timeout_s=5.0) as distiller:
-            await distiller.decide_ingest("We moved to Svelte.", "architecture", candidates)
+            await decide_ingest(distiller, "We moved to Svelte.", "architecture", candidates)
     (span,) = exporter.get_finished_spans()
     assert span.name == "chat claude-haiku-4-5"
     attributes = dict(span.attributes or {})

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import sys
 import uuid
-from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 
 import anyio
@@ -17,7 +16,7 @@ from temporalio.client import WorkflowExecutionStatus
 from team_memory.embedded import temporal_binary
 from team_memory_core import schedules
 from team_memory_core.contract import consolidation_schedule_id
-from team_memory_core.llm import Distiller
+from team_memory_core.llm.client import Distiller
 from team_memory_core.models import ConsolidateInput, ConsolidationReport, MemoryStatus
 from tests.conftest import Stack
 from tests.processes import child_env
@@ -26,19 +25,6 @@ from tests.workflows.test_distillation import MODEL, events, row
 from workflows.consolidate import Consolidate
 
 pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture
-def fake() -> Iterator[FakeAnthropic]:
-    with FakeAnthropic() as server:
-        yield server
-
-
-@pytest.fixture
-async def distiller(fake: FakeAnthropic) -> AsyncIterator[Distiller]:
-    async with Distiller(api_key="test", model=MODEL, base_url=fake.base_url,
-                         timeout_s=5) as client:
-        yield client
 
 
 async def save(stack: Stack, content: str, **options: object) -> uuid.UUID:

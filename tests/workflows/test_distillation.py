@@ -4,7 +4,7 @@ client -> a scripted fake Messages API on 127.0.0.1 -> commit with history event
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import asyncpg
@@ -12,30 +12,23 @@ import pytest
 from mcp import Client
 
 from mcp_server.service import NotFound
-from team_memory_core.llm import Distiller
+from team_memory_core.llm.client import Distiller
 from team_memory_core.models import MemoryStatus
 from tests.conftest import Stack
 from tests.mcp_server.test_tools import call
 from tests.support.anthropic_server import FakeAnthropic, Reply
+from tests.support.llm import MODEL
 
 pytestmark = pytest.mark.anyio
 
-MODEL = "claude-haiku-4-5"
 # Retry-After on scripted errors keeps Temporal's retries quick (and tests the hint).
 QUICK = {"retry-after": "0.1"}
 
 
 @pytest.fixture
-def fake() -> Iterator[FakeAnthropic]:
-    with FakeAnthropic() as server:
-        yield server
-
-
-@pytest.fixture
-async def haiku(stack: Stack, fake: FakeAnthropic) -> AsyncIterator[Stack]:
+async def haiku(stack: Stack, distiller: Distiller) -> AsyncIterator[Stack]:
     """The stack with a worker whose Distiller talks to the fake Anthropic API."""
-    async with Distiller(api_key="test", model=MODEL, base_url=fake.base_url,
-                         timeout_s=5) as distiller, stack.worker(distiller=distiller):
+    async with stack.worker(distiller=distiller):
         yield stack
 
 

@@ -10,7 +10,7 @@ import asyncpg
 import pytest
 from mcp import Client
 
-from team_memory_core.llm import Distiller
+from team_memory_core.llm.client import Distiller
 from team_memory_core.models import MemoryStatus, Principal
 from team_memory_core.store.pool import tenant_tx
 from team_memory_core.tenants import create_key
@@ -18,10 +18,10 @@ from tests.conftest import Stack
 from tests.mcp_server.test_tools import call
 from tests.support.anthropic_server import FakeAnthropic
 from tests.support.cli import cli
-from tests.workflows.test_consolidate import consolidate, distiller
-from tests.workflows.test_distillation import MODEL, decision, events, fake, first, haiku, row
+from tests.workflows.test_consolidate import consolidate
+from tests.workflows.test_distillation import MODEL, decision, events, first, haiku, row
 
-__all__ = ["distiller", "fake", "haiku"]  # fixtures used by name
+__all__ = ["haiku"]  # fixtures used by name
 
 pytestmark = pytest.mark.anyio
 

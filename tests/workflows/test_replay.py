@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from uuid import uuid4
@@ -48,12 +47,6 @@ pytestmark = pytest.mark.anyio
 HISTORIES = Path(__file__).parent / "histories"
 RECORD = os.environ.get("TEAM_MEMORY_RECORD_HISTORIES") == "1"
 WORKFLOW_TYPES = {INGEST_WORKFLOW, CONSOLIDATE_WORKFLOW, CAPTURE_WORKFLOW}
-
-
-@pytest.fixture
-def fake() -> Iterator[FakeAnthropic]:
-    with FakeAnthropic() as server:
-        yield server
 
 
 def replayer(converter: DataConverter) -> Replayer:

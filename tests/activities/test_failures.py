@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from activities.ingest import MAX_RETRY_AFTER, llm_failure
-from team_memory_core.llm import LLMUnavailable, LLMUsage, MalformedLLMOutput
+from activities.failures import MAX_RETRY_AFTER, llm_failure
+from team_memory_core.llm.client import LLMUnavailable, LLMUsage, MalformedLLMOutput
 
 
 def test_rate_limit_retries_after_the_hint() -> None:
