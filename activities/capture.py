@@ -25,14 +25,9 @@ from team_memory_core.llm.observe import (
     SessionEventLine,
     distill_events,
 )
-from team_memory_core.models import (
-    Category,
-    IngestInput,
-    approx_tokens,
-    content_hash,
-    memory_id_for,
-)
+from team_memory_core.models.memories import Category, IngestInput, content_hash, memory_id_for
 from team_memory_core.rules.redaction import redact
+from team_memory_core.rules.text import approx_tokens
 from team_memory_core.settings import Settings
 from team_memory_core.store import capture as store
 from team_memory_core.store.memories import insert_pending

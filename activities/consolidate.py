@@ -34,7 +34,7 @@ from team_memory_core.llm.consolidate import (
     plan_consolidation,
 )
 from team_memory_core.llm.manifesto import TopMemory, write_manifesto
-from team_memory_core.models import (
+from team_memory_core.models.consolidation import (
     ClusterOutcome,
     ClusterRequest,
     ConsolidationPage,
@@ -42,15 +42,15 @@ from team_memory_core.models import (
     ManifestoOutcome,
     ManifestoRequest,
     ManifestoRule,
-    MemoryStatus,
     PageRequest,
     ProjectRef,
     RunRequest,
-    approx_tokens,
 )
+from team_memory_core.models.memories import HistoryEvent, MemoryStatus
 from team_memory_core.review import same_author
 from team_memory_core.rules import consolidation
 from team_memory_core.rules.redaction import redact
+from team_memory_core.rules.text import approx_tokens
 from team_memory_core.settings import Settings
 from team_memory_core.store import consolidation as store
 from team_memory_core.store.consolidation import ClusterMember, WeightedMemory
@@ -174,15 +174,15 @@ class ConsolidationActivities:
             merged = redact(action.merged_content).text
             vector = await self.embedder.embed_one(merged)
             await store.fold_into(log.conn, action.keep_id, others, merged, vector)
-            await log("merged", action.keep_id, action.reason,
+            await log(HistoryEvent.MERGED, action.keep_id, action.reason,
                       before_text=current[action.keep_id].content,
                       after_text=merged, detail={"merged_from": others})
             for other in others:
                 await store.retire_duplicate(log.conn, other, action.keep_id)
-                await log("merged_into", other, action.reason, related_id=action.keep_id)
+                await log(HistoryEvent.MERGED_INTO, other, action.reason, related_id=action.keep_id)
             return outcome.model_copy(update={"merged": outcome.merged + len(others)})
         await supersede(log.conn, action.old_id, action.new_id)
-        await log("superseded", action.old_id, action.reason, related_id=action.new_id,
+        await log(HistoryEvent.SUPERSEDED, action.old_id, action.reason, related_id=action.new_id,
                   before_text=current[action.old_id].content,
                   after_text=current[action.new_id].content)
         return outcome.model_copy(update={"superseded": outcome.superseded + 1})
@@ -204,7 +204,7 @@ class ConsolidationActivities:
                                      proposal)
         if held is None:
             return outcome
-        await log(f"{kind}_proposed", target, f"held for review (proposal {held}), not "
+        await log(HistoryEvent.proposed(kind), target, f"held for review (proposal {held}), not "
                   f"applied: the memories have different authors. {action.reason}".strip(),
                   related_id=sources[0], detail={"proposal_id": held, "sources": sources})
         return outcome.model_copy(update={"held_for_review": outcome.held_for_review + 1})
@@ -221,7 +221,8 @@ class ConsolidationActivities:
                 pair = [r for r in live if r.id in (fold.duplicate, fold.keep)]
                 if all(_unchanged(r, current) for r in pair) and await store.retire_duplicate(
                         conn, fold.duplicate, fold.keep):
-                    await log("duplicate", fold.duplicate, fold.reason, related_id=fold.keep)
+                    await log(HistoryEvent.DUPLICATE, fold.duplicate, fold.reason,
+                              related_id=fold.keep)
                     folded += 1
             await self._mark(log, [r for r in live if _unchanged(r, current)])
         return outcome.model_copy(update={"folded": folded, "revisited": _revisited(live)})
@@ -237,8 +238,8 @@ class ConsolidationActivities:
     async def _mark(self, log: _Log, reviewed: list[ClusterMember]) -> None:
         for member in reviewed:
             if member.needs_review:
-                await log("revisited", member.id, "reviewed by the nightly consolidation "
-                          "after being kept without a model decision")
+                await log(HistoryEvent.REVISITED, member.id, "reviewed by the nightly "
+                          "consolidation after being kept without a model decision")
         await store.mark_reviewed(log.conn, [r.id for r in reviewed])
 
     @activity.defn(name=ARCHIVE_ACTIVITY)
@@ -342,7 +343,8 @@ class _Log:
     _billed: bool = False
 
     async def __call__(
-        self, event: str, memory_id: UUID, reason: str, *, related_id: UUID | None = None,
+        self, event: HistoryEvent, memory_id: UUID, reason: str, *,
+        related_id: UUID | None = None,
         before_text: str | None = None, after_text: str | None = None,
         detail: dict[str, Any] | None = None,
     ) -> None:

@@ -15,13 +15,8 @@ from team_memory_core.contract import COMMIT_ACTIVITY, DECIDE_ACTIVITY, EMBED_AC
 from team_memory_core.embedder import BatchingEmbedder
 from team_memory_core.llm.client import Distiller, LLMError
 from team_memory_core.llm.ingest import Candidate, decide_ingest
-from team_memory_core.models import (
-    Decision,
-    DecisionKind,
-    IngestInput,
-    IngestResult,
-    MemoryStatus,
-)
+from team_memory_core.models.decisions import Decision, DecisionKind, IngestResult
+from team_memory_core.models.memories import HistoryEvent, IngestInput, MemoryStatus
 from team_memory_core.review import PROPOSAL_KIND, hold_foreign_change
 from team_memory_core.rules.dedupe import exact_duplicate, local_decision
 from team_memory_core.rules.redaction import redact
@@ -107,31 +102,32 @@ class IngestActivities:
     ) -> MemoryStatus:
         record = _EventRecorder(conn, item, decision)
         if item.redactions:
-            await record("redacted", reason="secrets removed before storage: "
+            await record(HistoryEvent.REDACTED, reason="secrets removed before storage: "
                          + ", ".join(item.redactions))
         target = decision.target_id
         if decision.kind is DecisionKind.DUPLICATE and target is not None:
             await memories.mark_duplicate(conn, item.memory_id, target)
-            await record("duplicate", related_id=target, after_text=item.content)
+            await record(HistoryEvent.DUPLICATE, related_id=target, after_text=item.content)
             return MemoryStatus.DUPLICATE
         if decision.kind is DecisionKind.UPDATE and target is not None:
             merged = decision.merged_content or item.content
             vector = await self.embedder.embed_one(merged)
             before = await memories.update_content(conn, target, merged, item.memory_id, vector)
             await memories.mark_duplicate(conn, item.memory_id, target)
-            await record("merged", memory_id=target, before_text=before, after_text=merged,
-                         related_id=item.memory_id)
-            await record("merged_into", related_id=target, after_text=item.content)
+            await record(HistoryEvent.MERGED, memory_id=target, before_text=before,
+                         after_text=merged, related_id=item.memory_id)
+            await record(HistoryEvent.MERGED_INTO, related_id=target, after_text=item.content)
             await record.audit("merge", target)
             return MemoryStatus.DUPLICATE
         await memories.activate(conn, item.memory_id)
         if decision.needs_review:
             await memories.mark_needs_review(conn, item.memory_id)
-        await record("kept_without_decision" if decision.needs_review else "added",
+        await record(HistoryEvent.KEPT_WITHOUT_DECISION if decision.needs_review
+                     else HistoryEvent.ADDED,
                      after_text=item.content, reason=_held_note(decision))
         if decision.kind is DecisionKind.SUPERSEDE and target is not None:
             await memories.supersede(conn, target, item.memory_id)
-            await record("superseded", memory_id=target, related_id=item.memory_id)
+            await record(HistoryEvent.SUPERSEDED, memory_id=target, related_id=item.memory_id)
             await record.audit("supersede", target)
         if decision.held is not None and target is not None:
             await self._hold(conn, item, decision, target, record)
@@ -149,7 +145,7 @@ class IngestActivities:
         held = await proposals.insert_proposal(conn, item.tenant_id, item.project, proposal)
         if held is None:
             return
-        await record(f"{kind}_proposed", memory_id=target, related_id=item.memory_id,
+        await record(HistoryEvent.proposed(kind), memory_id=target, related_id=item.memory_id,
                      reason=f"held for review (proposal {held}), not applied: the memory has "
                      f"another author. {decision.reason}".strip())
         await record.audit(f"{kind}.proposed", target, proposal_id=held)
@@ -172,7 +168,7 @@ class _EventRecorder:
     decision: Decision
 
     async def __call__(
-        self, event: str, *, memory_id: UUID | None = None, reason: str | None = None,
+        self, event: HistoryEvent, *, memory_id: UUID | None = None, reason: str | None = None,
         before_text: str | None = None, after_text: str | None = None,
         related_id: UUID | None = None,
     ) -> None:

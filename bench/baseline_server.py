@@ -25,13 +25,14 @@ from starlette.applications import Starlette
 from mcp_server.auth import ApiKeyVerifier, Authenticator, AuthGate, auth_settings
 from mcp_server.ratelimit import RateLimiter
 from team_memory_core.embedder import Embedder, create_embedder, embed_async
-from team_memory_core.models import (
+from team_memory_core.models.memories import (
     Category,
+    HistoryEvent,
     IngestInput,
-    Principal,
     content_hash,
     memory_id_for,
 )
+from team_memory_core.models.principal import Principal
 from team_memory_core.rules.redaction import redact
 from team_memory_core.settings import Settings
 from team_memory_core.store import memories
@@ -76,7 +77,7 @@ def baseline_app(settings: Settings, pool: asyncpg.Pool, embedder: Embedder) -> 
             similar = await memories.similar_current(conn, item.memory_id, item.project, 5)
             await memories.activate(conn, item.memory_id)
             await insert_event(conn, tenant_id=item.tenant_id, memory_id=item.memory_id,
-                               event="added", reason="inline baseline")
+                               event=HistoryEvent.ADDED, reason="inline baseline")
         return {"id": str(item.memory_id), "similar": len(similar)}
 
     @server.tool()

@@ -18,7 +18,7 @@ import numpy as np
 
 from bench.corpus import memory_text
 from team_memory_core.embedder import Embedder
-from team_memory_core.models import content_hash, memory_id_for
+from team_memory_core.models.memories import content_hash, memory_id_for
 from team_memory_core.store.pool import create_pool
 
 _COLUMNS = ["id", "tenant_id", "project", "content", "category", "importance", "tags",

@@ -23,7 +23,8 @@ from bench.corpus import memory_text
 from bench.run import call, client_for
 from bench.stack import in_process, start_stack
 from bench.stats import Table
-from team_memory_core.models import Category, IngestInput, Principal, content_hash
+from team_memory_core.models.memories import Category, IngestInput, content_hash
+from team_memory_core.models.principal import Principal
 from team_memory_core.payload_codec import EncryptionCodec
 from team_memory_core.rules.redaction import redact
 from team_memory_core.store.memories import insert_pending

@@ -21,8 +21,8 @@ from temporalio.service import RPCError, RPCStatusCode
 from bench.corpus import memory_text
 from bench.stack import in_process, start_stack
 from bench.stats import Table
-from mcp_server.service import MemoryService
-from team_memory_core.models import Principal
+from mcp_server.memories import MemoryService
+from team_memory_core.models.principal import Principal
 from team_memory_core.payload_codec import Envelope, decrypt, is_encrypted
 from team_memory_core.temporal import keyring_of
 from team_memory_core.temporal_keys import KeyUnavailable

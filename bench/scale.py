@@ -26,11 +26,12 @@ from pathlib import Path
 import asyncpg
 import numpy as np
 
-from mcp_server.service import MemoryService
+from mcp_server.memories import MemoryService
 from team_memory import embedded
 from team_memory import locomo as evaluation
 from team_memory_core.embedder import LocalEmbedder
-from team_memory_core.models import Principal, content_hash
+from team_memory_core.models.memories import content_hash
+from team_memory_core.models.principal import Principal
 from team_memory_core.settings import Settings
 from team_memory_core.store.migrate import migrate
 from team_memory_core.store.pool import create_pool, tenant_tx

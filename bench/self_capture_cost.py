@@ -25,7 +25,7 @@ from pathlib import Path
 
 from bench.stack import BenchStack, start_stack
 from team_memory.hook.self_capture import ASK
-from team_memory_core.models import approx_tokens
+from team_memory_core.rules.text import approx_tokens
 from tests.support.anthropic_server import Conversation, FakeAnthropic
 from tests.support.claude_code import (
     ClaudeCli,

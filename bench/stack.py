@@ -19,10 +19,10 @@ import psutil
 from pgserver.utils import PostmasterInfo
 from temporalio.client import Client
 
-from mcp_server.service import MemoryService
+from mcp_server.memories import MemoryService
 from team_memory.embedded import free_port, wait_for_port
 from team_memory_core.embedder import LocalEmbedder
-from team_memory_core.models import Principal
+from team_memory_core.models.principal import Principal
 from team_memory_core.settings import Settings
 from team_memory_core.store.migrate import APP_ROLE
 from team_memory_core.store.pool import create_pool

@@ -22,13 +22,13 @@ from mcp_server.browser_api import add_browser_routes
 from mcp_server.capture import CaptureService
 from mcp_server.codec import add_codec_routes
 from mcp_server.hooks import register_hook_routes
+from mcp_server.memories import MemoryService
 from mcp_server.server import create_server
-from mcp_server.service import MemoryService
 from mcp_server.workspace import WorkspaceProjectMiddleware
 from team_memory_core.embedder import Embedder, load_in_background
 from team_memory_core.health import WORKER_UNKNOWN, Check, check_worker, ready
 from team_memory_core.logs import keep_queries_out_of_server_logs
-from team_memory_core.models import Principal
+from team_memory_core.models.principal import Principal
 from team_memory_core.project_identity import project_for
 from team_memory_core.settings import Settings
 from team_memory_core.store.migrate import check_embedding_dim

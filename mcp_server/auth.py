@@ -28,7 +28,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from mcp_server.ratelimit import RateLimiter, retry_message
 from mcp_server.workspace import with_workspace
-from team_memory_core.models import Principal
+from team_memory_core.models.principal import Principal
 from team_memory_core.tenants import authenticate, record_auth_failure
 
 PROTECTED = ("/mcp", "/hooks/", "/api/", "/codec/decode")

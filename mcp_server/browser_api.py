@@ -17,9 +17,10 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 
 from mcp_server.auth import request_principal
+from mcp_server.errors import Forbidden, InvalidInput, NotFound
 from mcp_server.http_input import BodyTooLarge, parse_json, read_body
-from mcp_server.service import Forbidden, InvalidInput, MemoryService, NotFound
-from team_memory_core.models import Principal
+from mcp_server.memories import MemoryService
+from team_memory_core.models.principal import Principal
 
 Handler = Callable[[Request, Principal], Awaitable[Any]]
 BODY_LIMIT = 64_000  # a forget reason is at most 500 characters

@@ -16,7 +16,9 @@ from pydantic import BaseModel, Field, ValidationInfo, field_validator
 from temporalio.client import Client
 from temporalio.common import WorkflowIDReusePolicy
 
-from mcp_server.service import Forbidden, MemoryService, check_text, check_time
+from mcp_server.errors import Forbidden
+from mcp_server.memories import MemoryService
+from mcp_server.validation import check_text, check_time
 from team_memory_core.capture import (
     CaptureEvent,
     CaptureSession,
@@ -41,8 +43,10 @@ from team_memory_core.hook_protocol import (
     TOOL_MAX_CHARS,
     EventKind,
 )
-from team_memory_core.models import Memory, Principal, approx_tokens
+from team_memory_core.models.memories import Memory
+from team_memory_core.models.principal import Principal
 from team_memory_core.rules.redaction import redact
+from team_memory_core.rules.text import approx_tokens, one_line
 from team_memory_core.store.capture import count_capture_received
 from team_memory_core.store.pool import principal_tx
 from team_memory_core.temporal import keyring_of
@@ -211,8 +215,8 @@ class CaptureService:
 
 def memory_line(memory: Memory) -> str:
     """One working-set entry of the session context: the memory in full, on one line."""
-    text = " ".join(memory.content.split())
-    return f"- [{memory.category}, {memory.age}, id {str(memory.id)[:8]}] {text}"
+    return (f"- [{memory.category}, {memory.age}, id {str(memory.id)[:8]}] "
+            f"{one_line(memory.content)}")
 
 
 @dataclass(frozen=True)

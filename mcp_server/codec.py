@@ -26,8 +26,8 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from temporalio.api.common.v1 import Payloads
 
 from mcp_server.auth import CODEC_COOKIE, Authenticator, request_principal
-from mcp_server.service import MemoryService
-from team_memory_core.models import Principal
+from mcp_server.memories import MemoryService
+from team_memory_core.models.principal import Principal
 from team_memory_core.payload_codec import decode_for_tenant
 from team_memory_core.store.audit import insert_audit
 from team_memory_core.store.pool import principal_tx

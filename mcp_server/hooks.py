@@ -12,10 +12,10 @@ from starlette.responses import JSONResponse, Response
 
 from mcp_server.auth import request_principal
 from mcp_server.capture import CaptureService, ContextRequest, HookEvents
+from mcp_server.errors import Forbidden
 from mcp_server.http_input import BodyTooLarge, read_body
-from mcp_server.service import Forbidden
 from team_memory_core.hook_protocol import BODY_MAX_BYTES, CONTEXT_ROUTE, EVENTS_ROUTE
-from team_memory_core.models import Principal
+from team_memory_core.models.principal import Principal
 
 Handler = Callable[[Request, Principal], Awaitable[Response]]
 

@@ -8,7 +8,7 @@ from typing import Any
 
 from starlette.requests import Request
 
-from mcp_server.service import InvalidInput
+from mcp_server.errors import InvalidInput
 
 
 class BodyTooLarge(Exception):

@@ -16,7 +16,8 @@ from mcp.server.mcpserver.exceptions import ResourceError, ToolError
 from mcp_types import INVALID_PARAMS, CallToolResult, TextContent
 from pydantic import BaseModel, Field
 
-from mcp_server.service import Forbidden, InvalidInput, MemoryService, NotFound
+from mcp_server.errors import Forbidden, InvalidInput, NotFound
+from mcp_server.memories import MemoryService
 from mcp_server.views import (
     CompactModel,
     HitView,
@@ -27,7 +28,9 @@ from mcp_server.views import (
 )
 from mcp_server.workspace import with_workspace
 from team_memory_core.erasure import HistoryNotDeleted, PurgeReport
-from team_memory_core.models import ManifestoView, MemoryStatusReport, Principal
+from team_memory_core.models.consolidation import ManifestoView
+from team_memory_core.models.memories import MemoryStatusReport
+from team_memory_core.models.principal import Principal
 from team_memory_core.rules.consolidation import render_manifesto
 
 INSTRUCTIONS = """\

@@ -17,8 +17,11 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from mcp_server.service import Forbidden, InsertOrder, InvalidInput, MemoryService
-from team_memory_core.models import Category, Memory, Principal
+from mcp_server.errors import Forbidden, InvalidInput
+from mcp_server.memories import InsertOrder, MemoryService
+from mcp_server.validation import prepare_memory
+from team_memory_core.models.memories import Category, Memory
+from team_memory_core.models.principal import Principal
 
 Progress = Callable[[str, int, int], None]
 """Called with (phase, done, total); phase is "saved" or "committed"."""
@@ -69,9 +72,9 @@ def validate(service: MemoryService, principal: Principal, items: list[ImportIte
     errors = []
     for number, item in enumerate(items, start=1):
         try:
-            service.prepare(principal, item.content, category=item.category,
-                            importance=item.importance, tags=item.tags, project=project,
-                            occurred_at=item.occurred_at, source=item.source)
+            prepare_memory(service.settings, principal, item.content, category=item.category,
+                           importance=item.importance, tags=item.tags, project=project,
+                           occurred_at=item.occurred_at, source=item.source)
         except (InvalidInput, Forbidden) as error:
             errors.append(f"item {number}: {error}")
     if errors:

@@ -12,7 +12,7 @@ from uuid import UUID
 
 from pydantic import BaseModel
 
-from team_memory_core.models import Category, Memory, MemoryHit, MemoryStatus, SaveResult
+from team_memory_core.models.memories import Category, Memory, MemoryHit, MemoryStatus, SaveResult
 
 
 class CompactModel(BaseModel):

@@ -15,7 +15,8 @@ from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from team_memory_core.hook_protocol import PROJECT_HEADER
-from team_memory_core.models import PROJECT_PATTERN, Principal
+from team_memory_core.models.memories import PROJECT_PATTERN
+from team_memory_core.models.principal import Principal
 
 workspace_project: ContextVar[str | None] = ContextVar("workspace_project", default=None)
 

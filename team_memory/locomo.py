@@ -26,12 +26,13 @@ from typing import Any
 from uuid import UUID
 
 from mcp_server.app import open_service
-from mcp_server.service import MemoryService
+from mcp_server.memories import MemoryService
 from mcp_server.transfer import ImportItem, import_items
+from mcp_server.validation import prepare_memory
 from team_memory import embedded
 from team_memory.embedded import Database
 from team_memory_core.embedder import embed_async
-from team_memory_core.models import Principal
+from team_memory_core.models.principal import Principal
 from team_memory_core.settings import Settings
 from team_memory_core.store.migrate import migrate
 from team_memory_core.store.pool import create_pool, principal_tx
@@ -249,7 +250,8 @@ async def _turns_of_memories(service: MemoryService, principal: Principal,
                              conversation: Conversation) -> dict[UUID, set[str]]:
     """Which turns each live memory stands for: its own, those saved with identical text
     (same id) and those the ingestion folded into it as duplicates."""
-    ids = [service.prepare(principal, turn.content, project=conversation.project).memory_id
+    ids = [prepare_memory(service.settings, principal, turn.content,
+                          project=conversation.project).memory_id
            for turn in conversation.turns]
     owner: dict[UUID, UUID] = {}
     unique = list(dict.fromkeys(ids))

@@ -22,7 +22,8 @@ from team_memory_core.hook_protocol import (
     TOOL_MAX_CHARS,
     EventKind,
 )
-from team_memory_core.models import IngestInput, Principal
+from team_memory_core.models.memories import IngestInput
+from team_memory_core.models.principal import Principal
 
 CAPTURE_SOURCE_PREFIX = "claude-code:"
 

@@ -23,7 +23,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from team_memory_core.capture import captured_in
 from team_memory_core.contract import capture_workflow_id, ingest_workflow_id
-from team_memory_core.models import MemoryStatus
+from team_memory_core.models.memories import HistoryEvent, MemoryStatus
 from team_memory_core.rules.consolidation import write_local_manifesto
 from team_memory_core.rules.redaction import redact
 from team_memory_core.settings import Settings
@@ -69,7 +69,7 @@ async def restore(pool: asyncpg.Pool, actor: Actor, memory_id: UUID) -> MemorySt
         if status is None:
             raise MemoryNotFound(f"no forgotten, unpurged memory {memory_id}")
         await history.insert_event(conn, tenant_id=actor.tenant_id, memory_id=memory_id,
-                                   event="restored", detail={"actor": actor.name})
+                                   event=HistoryEvent.RESTORED, detail={"actor": actor.name})
         await insert_audit(conn, tenant_id=actor.tenant_id, key_id=actor.key_id,
                            actor=actor.name, action="restore", target=str(memory_id),
                            outcome="ok")
@@ -98,7 +98,7 @@ async def purge(
             if await consolidation.manifesto(conn, project) is not None:
                 await write_local_manifesto(conn, actor.tenant_id, project, settings)
         await history.insert_event(conn, tenant_id=actor.tenant_id, memory_id=memory_id,
-                                   event="purged", reason=reason,
+                                   event=HistoryEvent.PURGED, reason=reason,
                                    detail={"actor": actor.name, "purged": ids})
     keyring.forget(workflows)
     report = PurgeReport(id=memory_id, purged=ids, events_erased=erased,

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from uuid import UUID
 
-from team_memory_core.models import Decision, DecisionKind
+from team_memory_core.models.decisions import Decision, DecisionKind
 
 # Decisions that change an existing memory (the others only add or fold the new one).
 CHANGES_TARGET = (DecisionKind.UPDATE, DecisionKind.SUPERSEDE)

@@ -32,7 +32,7 @@ from team_memory_core.contract import (
     consolidation_schedule_id,
     scope_attributes,
 )
-from team_memory_core.models import ConsolidateInput, ConsolidationReport
+from team_memory_core.models.consolidation import ConsolidateInput, ConsolidationReport
 from team_memory_core.settings import Settings
 from team_memory_core.store import consolidation
 from team_memory_core.store.pool import tenant_tx

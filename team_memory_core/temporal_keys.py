@@ -170,11 +170,11 @@ class DataKey:
         return self.bound_to is not None
 
 
-def _tenant_key_aad(key_id: UUID, tenant_id: UUID) -> bytes:
+def tenant_key_aad(key_id: UUID, tenant_id: UUID) -> bytes:
     return f"team-memory tenant key|{key_id}|{tenant_id}".encode()
 
 
-def _workflow_key_aad(key_id: UUID, tenant_id: UUID, workflow_id: str) -> bytes:
+def workflow_key_aad(key_id: UUID, tenant_id: UUID, workflow_id: str) -> bytes:
     return f"team-memory workflow key|{key_id}|{tenant_id}|{workflow_id}".encode()
 
 
@@ -288,7 +288,7 @@ class Keyring:
         wrapping = await self.newest_tenant_key(tenant_id)
         material = secrets.token_bytes(KEY_BYTES)
         key_id = uuid.uuid4()
-        wrapped = seal(wrapping.aead, material, _workflow_key_aad(key_id, tenant_id, workflow_id))
+        wrapped = seal(wrapping.aead, material, workflow_key_aad(key_id, tenant_id, workflow_id))
         async with tenant_tx(self.pool, tenant_id) as conn:
             if flushed_by_caller:
                 await store.commit_without_waiting_for_disk(conn)
@@ -317,7 +317,7 @@ class Keyring:
         """A new newest key for the tenant (its first one, or a rotation)."""
         material = secrets.token_bytes(KEY_BYTES)
         key_id = uuid.uuid4()
-        wrapped = seal(self.kek.aead, material, _tenant_key_aad(key_id, tenant_id))
+        wrapped = seal(self.kek.aead, material, tenant_key_aad(key_id, tenant_id))
         async with tenant_tx(self.pool, tenant_id) as conn:
             await store.lock_tenant_keyring(conn, tenant_id)
             existing = await store.newest_tenant_key(conn) if only_if_none else None
@@ -372,7 +372,7 @@ class Keyring:
         key_id = row.id
         wrapping = await self.for_decryption(tenant_id, row.wrapped_by, per_workflow=False)
         material = unseal(wrapping.aead, row.wrapped,
-                          _workflow_key_aad(key_id, tenant_id, row.workflow_id))
+                          workflow_key_aad(key_id, tenant_id, row.workflow_id))
         key = DataKey(key_id, tenant_id, row.workflow_id, AESGCM(material))
         self._by_id.put(key_id, key)
         # A workflow has one stored key at a time: the one it was just read with is the one
@@ -389,7 +389,7 @@ class Keyring:
             raise WrongKek(f"tenant key {key_id} is wrapped by KEK {row.kek_id}, but this "
                            f"process holds KEK {self.kek.id}: every process needs the same "
                            "TEAM_MEMORY_TEMPORAL_KEK (or data dir temporal-kek file)")
-        material = unseal(self.kek.aead, row.wrapped, _tenant_key_aad(key_id, tenant_id))
+        material = unseal(self.kek.aead, row.wrapped, tenant_key_aad(key_id, tenant_id))
         key = DataKey(key_id, tenant_id, None, AESGCM(material))
         self._tenant_keys[key_id] = key
         return key
@@ -436,98 +436,3 @@ class Keyring:
             raise
         started = described.workflow_execution_info.start_time.ToDatetime(UTC)
         return started < await self.encryption_start()
-
-
-# --- operators: rotation, retirement, a new KEK ---------------------------------------------
-
-REWRAP_BATCH = 500
-
-
-class KeyStillInUse(RuntimeError):
-    pass
-
-
-@dataclass(frozen=True)
-class TenantKeyInfo:
-    id: UUID
-    created_at: datetime
-    kek_id: str
-    workflow_keys: int
-
-
-class KeyAdministration:
-    """What `team-memory temporal-key` does to one tenant's keyring (as the application role,
-    under Row-Level Security)."""
-
-    def __init__(self, keyring: Keyring, tenant_id: UUID) -> None:
-        self.keyring = keyring
-        self.tenant_id = tenant_id
-
-    async def list(self) -> list[TenantKeyInfo]:
-        async with tenant_tx(self.keyring.pool, self.tenant_id) as conn:
-            rows = await store.tenant_keys(conn)
-        return [TenantKeyInfo(row.id, row.created_at, row.kek_id, row.workflow_keys)
-                for row in rows]
-
-    async def rotate(self) -> tuple[UUID, int]:
-        """A new newest tenant key, and every workflow key re-wrapped under it (payloads stay
-        as they are: only the wrapping changes). Returns the new key's id and how many were
-        re-wrapped."""
-        wrapping = await self._unwrapped_keyring()
-        new = await self.keyring.add_tenant_key(self.tenant_id, only_if_none=False)
-        wrapping[new.id] = new
-        rewrapped = 0
-        while True:
-            async with tenant_tx(self.keyring.pool, self.tenant_id) as conn:
-                rows = await store.workflow_keys_not_wrapped_by(conn, new.id, REWRAP_BATCH)
-                for row in rows:
-                    aad = _workflow_key_aad(row.id, self.tenant_id, row.workflow_id)
-                    material = unseal(wrapping[row.wrapped_by].aead, row.wrapped, aad)
-                    await store.rewrap_workflow_key(conn, row.id, new.id,
-                                                      seal(new.aead, material, aad))
-            rewrapped += len(rows)
-            if len(rows) < REWRAP_BATCH:
-                return new.id, rewrapped
-
-    async def retire(self, key_id: UUID, settle_seconds: float = CURRENT_KEY_SECONDS) -> None:
-        """Delete an old tenant key. Refused for the newest key, while processes may still
-        take the key it replaced for the newest (``settle_seconds`` after a rotation), and for
-        one that still wraps workflow keys (rotate first)."""
-        keys = await self.list()
-        found = next((key for key in keys if key.id == key_id), None)
-        if found is None:
-            raise KeyUnavailable(f"no key {key_id} in this tenant's keyring")
-        if found.id == keys[0].id:
-            raise KeyStillInUse(f"{key_id} is the newest key: rotate first")
-        age = (datetime.now(UTC) - keys[0].created_at).total_seconds()
-        if age < settle_seconds:
-            raise KeyStillInUse(f"the newest key is {age:.0f} s old: running processes take it "
-                                f"up within {settle_seconds:.0f} s; retire after that")
-        if found.workflow_keys:
-            raise KeyStillInUse(f"{key_id} still wraps {found.workflow_keys} workflow keys: "
-                                "`team-memory temporal-key rotate` re-wraps them")
-        async with tenant_tx(self.keyring.pool, self.tenant_id) as conn:
-            await store.delete_tenant_key(conn, key_id)
-
-    async def rewrap_under(self, new: Kek) -> int:
-        """Re-wrap the tenant's keys under a new KEK; keys already under it are skipped (so a
-        run can be repeated). Returns how many were re-wrapped."""
-        kek = self.keyring.kek
-        async with tenant_tx(self.keyring.pool, self.tenant_id) as conn:
-            await store.lock_tenant_keyring(conn, self.tenant_id)
-            rows = [row for row in await store.tenant_keys(conn) if row.kek_id != new.id]
-            for row in rows:
-                if row.kek_id != kek.id:
-                    raise WrongKek(f"tenant key {row.id} is wrapped by KEK {row.kek_id}, "
-                                   f"not by the current one ({kek.id})")
-                aad = _tenant_key_aad(row.id, self.tenant_id)
-                material = unseal(kek.aead, row.wrapped, aad)
-                await store.rewrap_tenant_key(conn, row.id, new.id,
-                                                seal(new.aead, material, aad))
-        return len(rows)
-
-    async def _unwrapped_keyring(self) -> dict[UUID, DataKey]:
-        async with tenant_tx(self.keyring.pool, self.tenant_id) as conn:
-            rows = await store.tenant_keys(conn)
-        return {row.id: await self.keyring.unwrap_tenant_key(self.tenant_id, row)
-                for row in rows}

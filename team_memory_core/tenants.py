@@ -13,7 +13,7 @@ from uuid import UUID
 
 import asyncpg
 
-from team_memory_core.models import Principal
+from team_memory_core.models.principal import Principal
 from team_memory_core.store import tenants as store
 from team_memory_core.store.audit import audit_auth_failure, insert_audit
 from team_memory_core.store.pool import tenant_tx

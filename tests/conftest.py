@@ -20,12 +20,13 @@ from mcp.server import MCPServer
 from temporalio.client import Client
 from temporalio.worker import Worker
 
+from mcp_server.memories import MemoryService
 from mcp_server.server import create_server
-from mcp_server.service import MemoryService
 from team_memory import embedded
 from team_memory_core.embedder import Embedder, LocalEmbedder
 from team_memory_core.llm.client import Distiller
-from team_memory_core.models import MemoryStatus, Principal
+from team_memory_core.models.memories import MemoryStatus
+from team_memory_core.models.principal import Principal
 from team_memory_core.settings import Settings
 from team_memory_core.store.migrate import migrate
 from team_memory_core.store.pool import create_pool

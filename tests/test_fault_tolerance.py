@@ -29,10 +29,11 @@ from mcp.client.streamable_http import streamable_http_client
 from pydantic import SecretStr
 from temporalio.client import Client
 
-from mcp_server.service import MemoryService
+from mcp_server.memories import MemoryService
 from team_memory import embedded
 from team_memory_core.llm.client import Distiller
-from team_memory_core.models import MemoryStatus, Principal
+from team_memory_core.models.memories import MemoryStatus
+from team_memory_core.models.principal import Principal
 from team_memory_core.settings import Settings
 from team_memory_core.store.migrate import migrate
 from team_memory_core.store.pool import create_pool, tenant_tx

@@ -26,12 +26,6 @@ NEVER = {"bench", "tests"}
 HOOK = "team_memory.hook"
 MAX_LINES = 450
 RULE_TABLES = {"team_memory_core/rules/redaction.py"}
-# Over the limit when this test was written, each being split by its owner in the issue 14
-# step; the test fails once one of them fits, so that it leaves this list.
-KNOWN_OVER_LIMIT = {
-    "mcp_server/service.py",  # the lead: the use cases out of the transport
-    "team_memory_core/temporal_keys.py",  # the keyring; its operators' part could move out
-}
 
 
 @dataclass(frozen=True)
@@ -144,11 +138,5 @@ def line_counts() -> dict[str, int]:
 
 def test_no_product_module_is_over_the_limit() -> None:
     over = {name: lines for name, lines in line_counts().items()
-            if lines > MAX_LINES and name not in RULE_TABLES | KNOWN_OVER_LIMIT}
+            if lines > MAX_LINES and name not in RULE_TABLES}
     assert not over, f"modules over {MAX_LINES} lines: split them by role: {over}"
-
-
-def test_the_known_exceptions_are_still_exceptions() -> None:
-    counts = line_counts()
-    fitting = sorted(name for name in KNOWN_OVER_LIMIT if counts.get(name, 0) <= MAX_LINES)
-    assert not fitting, f"no longer over {MAX_LINES} lines, take off KNOWN_OVER_LIMIT: {fitting}"

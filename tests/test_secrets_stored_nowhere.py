@@ -17,11 +17,12 @@ from pydantic import SecretStr
 from temporalio.common import SearchAttributePair, TypedSearchAttributes
 
 from mcp_server.capture import CaptureService, HookEvent, HookEvents
-from mcp_server.service import MemoryService
+from mcp_server.memories import MemoryService
 from team_memory_core.contract import TENANT_KEY
 from team_memory_core.hook_protocol import EventKind
 from team_memory_core.llm.client import Distiller
-from team_memory_core.models import ConsolidateInput, ConsolidationReport, MemoryStatus
+from team_memory_core.models.consolidation import ConsolidateInput, ConsolidationReport
+from team_memory_core.models.memories import MemoryStatus
 from team_memory_core.store.pool import tenant_tx
 from tests.conftest import Stack
 from tests.support.anthropic_server import FakeAnthropic, Reply

@@ -32,7 +32,7 @@ with workflow.unsafe.imports_passed_through():
         ingest_workflow_id,
     )
     from team_memory_core.hook_protocol import EventKind
-    from team_memory_core.models import IngestInput
+    from team_memory_core.models.memories import IngestInput
     from workflows.retry import DISTILL_RETRY
 
 _HISTORY_LIMIT = 8000

@@ -19,7 +19,7 @@ from temporalio.exceptions import ApplicationError
 with workflow.unsafe.imports_passed_through():
     from activities.consolidate import ConsolidationActivities
     from team_memory_core.contract import CONSOLIDATE_WORKFLOW
-    from team_memory_core.models import (
+    from team_memory_core.models.consolidation import (
         ClusterOutcome,
         ClusterRequest,
         ConsolidateInput,

@@ -11,13 +11,9 @@ with workflow.unsafe.imports_passed_through():
     from activities.consolidate import ConsolidationActivities
     from activities.ingest import IngestActivities
     from team_memory_core.contract import DECISION_KEY, INGEST_WORKFLOW, Policy
-    from team_memory_core.models import (
-        Decision,
-        DecisionKind,
-        IngestInput,
-        IngestResult,
-        ProjectRef,
-    )
+    from team_memory_core.models.consolidation import ProjectRef
+    from team_memory_core.models.decisions import Decision, DecisionKind, IngestResult
+    from team_memory_core.models.memories import IngestInput
     from workflows.retry import DECISION_RETRY, LOCAL_STEP_FAILED, STORAGE_RETRY, failure_cause
 
 @workflow.defn(name=INGEST_WORKFLOW)

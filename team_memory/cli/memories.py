@@ -30,7 +30,8 @@ from team_memory.stack import LOCAL_TENANT
 from team_memory_core.erasure import Actor, HistoryNotDeleted, MemoryNotFound, PurgeReport
 from team_memory_core.erasure import purge as purge_memory
 from team_memory_core.erasure import restore as restore_memory
-from team_memory_core.models import MemoryStatus, Principal
+from team_memory_core.models.memories import MemoryStatus
+from team_memory_core.models.principal import Principal
 from team_memory_core.schedules import run_now
 from team_memory_core.settings import Settings
 from team_memory_core.store.audit import AuditEntry, audit_entries, unscoped_audit_entries
@@ -40,7 +41,7 @@ from team_memory_core.temporal import connect
 from team_memory_core.tenants import operator, tenant_id_by_name
 
 if TYPE_CHECKING:
-    from mcp_server.service import MemoryService
+    from mcp_server.memories import MemoryService
     from mcp_server.transfer import ImportReport
 
 review_app = typer.Typer(no_args_is_help=True, help="Changes the model proposed to another "

@@ -22,16 +22,14 @@ from team_memory.cli.common import (
 )
 from team_memory.embedded import Database
 from team_memory_core.erasure import Actor
+from team_memory_core.key_admin import KeyAdministration, KeyStillInUse, TenantKeyInfo
 from team_memory_core.settings import Settings
 from team_memory_core.store.audit import insert_audit
 from team_memory_core.store.pool import tenant_tx
 from team_memory_core.store.tenants import list_tenants
 from team_memory_core.temporal_keys import (
-    KeyAdministration,
     Keyring,
-    KeyStillInUse,
     KeyUnavailable,
-    TenantKeyInfo,
     load_kek,
     new_kek_text,
     parse_kek,

@@ -21,7 +21,7 @@ from team_memory_core.llm.task import (
     json_lines,
     member,
 )
-from team_memory_core.models import DecisionKind
+from team_memory_core.models.decisions import DecisionKind
 
 SYSTEM = f"""{PREAMBLE}
 

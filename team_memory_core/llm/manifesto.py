@@ -12,7 +12,7 @@ from pydantic import Field, StringConstraints
 
 from team_memory_core.llm.client import Distiller, LLMUsage
 from team_memory_core.llm.task import PREAMBLE, ForcedTool, Frozen, json_lines, member
-from team_memory_core.models import MANIFESTO_RULE_MAX_CHARS, ManifestoRule
+from team_memory_core.models.consolidation import MANIFESTO_RULE_MAX_CHARS, ManifestoRule
 
 SYSTEM = f"""{PREAMBLE}
 

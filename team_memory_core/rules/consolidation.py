@@ -19,14 +19,15 @@ from uuid import UUID
 import asyncpg
 import numpy as np
 
-from team_memory_core.models import (
+from team_memory_core.models.consolidation import (
     MANIFESTO_RULE_MAX_CHARS,
     ConsolidationPage,
-    DecisionKind,
     ManifestoRule,
-    approx_tokens,
 )
+from team_memory_core.models.decisions import DecisionKind
+from team_memory_core.rules import text as text_rules
 from team_memory_core.rules.dedupe import local_decision
+from team_memory_core.rules.text import one_line
 from team_memory_core.settings import Settings
 from team_memory_core.store import consolidation as store
 from team_memory_core.store.consolidation import ClusterMember, Neighbourhood, WeightedMemory
@@ -109,11 +110,8 @@ def fingerprint(top: Sequence[WeightedMemory], *settings: object) -> str:
 def rule_text(content: str) -> str:
     """A memory shortened to one rule line: its first sentence, at most
     MANIFESTO_RULE_MAX_CHARS."""
-    one_line = " ".join(content.split())
-    first = _SENTENCE_END.split(one_line, maxsplit=1)[0]
-    if len(first) <= MANIFESTO_RULE_MAX_CHARS:
-        return first
-    return first[:MANIFESTO_RULE_MAX_CHARS - 1] + "…"
+    first = _SENTENCE_END.split(one_line(content), maxsplit=1)[0]
+    return one_line(first, MANIFESTO_RULE_MAX_CHARS)
 
 
 def local_manifesto(
@@ -127,13 +125,12 @@ def local_manifesto(
 def within_budget(
     rules: Sequence[ManifestoRule], max_rules: int, token_budget: int
 ) -> list[ManifestoRule]:
-    """The ranked rules that fit, dropping the least important tail."""
-    kept: list[ManifestoRule] = []
-    for rule in rules[:max_rules]:
-        if approx_tokens(render_manifesto([*kept, rule])) > token_budget:
-            break
-        kept.append(rule)
-    return kept
+    """The ranked rules that fit (the one budget rule: rules/text.py), at most ``max_rules``."""
+    return text_rules.within_budget(rules[:max_rules], _rule_line, token_budget)[:max_rules]
+
+
+def _rule_line(rule: ManifestoRule) -> str:
+    return f"99. {rule.text}\n"  # a rule as render_manifesto numbers it, at its widest
 
 
 def render_manifesto(rules: Sequence[ManifestoRule]) -> str:

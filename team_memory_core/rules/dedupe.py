@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 
 from team_memory_core.contract import Policy
-from team_memory_core.models import Decision, DecisionKind
+from team_memory_core.models.decisions import Decision, DecisionKind
 from team_memory_core.store.memories import Neighbour
 
 _WORD = re.compile(r"[\w.+-]+", re.UNICODE)

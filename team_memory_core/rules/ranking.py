@@ -7,13 +7,11 @@ this module turns them into one ranking. Pure functions: no I/O.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TypeVar
 from uuid import UUID
 
-from team_memory_core.models import approx_tokens
 from team_memory_core.store.search import Candidate
 
 # BM25 term-frequency saturation and length normalisation: short memories, so a light b.
@@ -84,18 +82,3 @@ def _links(rows: Sequence[Candidate]) -> dict[UUID, set[UUID]]:
                 links.setdefault(row.id, set()).add(other)
                 links.setdefault(other, set()).add(row.id)
     return links
-
-
-T = TypeVar("T")
-
-
-def within_budget(items: Sequence[T], text_of: Callable[[T], str],
-                  budget_tokens: int) -> list[T]:
-    """The best-first items that fit in ``budget_tokens``; one too large is skipped, not cut."""
-    chosen, used = [], 0
-    for item in items:
-        cost = approx_tokens(text_of(item))
-        if used + cost <= budget_tokens:
-            chosen.append(item)
-            used += cost
-    return chosen

@@ -54,6 +54,7 @@ from team_memory_core.rules.redaction_checks import (
     url_password,
     user_password_blob,
 )
+from team_memory_core.rules.text import one_line
 
 __all__ = ["KINDS", "Redaction", "RedactionResult", "marker", "preview", "redact", "redact_tags"]
 
@@ -440,19 +441,7 @@ def redact_tags(tags: list[str]) -> tuple[list[str], list[str]]:
     return cleaned, list(dict.fromkeys(kinds))
 
 
-_WHITESPACE = re.compile(r"[\s\x00-\x1f\x7f]+")
-
-
 def preview(text: str, limit: int = 80) -> str:
-    """A redacted, single-line, whitespace-collapsed excerpt of at most ``limit`` characters.
-
-    Meant for Temporal memos, search attributes and log lines; a cut is marked with "…".
-    """
-    flat = _WHITESPACE.sub(" ", redact(text).text).strip()
-    if limit <= 0:
-        return ""
-    if len(flat) <= limit:
-        return flat
-    if limit == 1:
-        return "…"
-    return flat[: limit - 1].rstrip() + "…"
+    """A redacted, single-line excerpt of at most ``limit`` characters, for Temporal memos,
+    search attributes and log lines; a cut is marked with an ellipsis."""
+    return one_line(redact(text).text, max(limit, 0))

@@ -13,7 +13,8 @@ import asyncpg
 import numpy as np
 
 from team_memory_core.contract import Policy
-from team_memory_core.models import Category, ManifestoRule, MemoryStatus
+from team_memory_core.models.consolidation import ManifestoRule
+from team_memory_core.models.memories import Category, MemoryStatus
 from team_memory_core.store.rows import many, wrote
 
 # A memory counts as reviewed when the run looked at it after its last change and it is not

@@ -7,7 +7,7 @@ from uuid import UUID
 
 import asyncpg
 
-from team_memory_core.models import MemoryEvent
+from team_memory_core.models.memories import HistoryEvent, MemoryEvent
 from team_memory_core.store.rows import many
 
 
@@ -16,7 +16,7 @@ async def insert_event(
     *,
     tenant_id: UUID,
     memory_id: UUID,
-    event: str,
+    event: HistoryEvent,
     reason: str | None = None,
     before_text: str | None = None,
     after_text: str | None = None,
@@ -34,7 +34,7 @@ async def insert_event(
                                    detail)
         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, coalesce($12::jsonb, '{}'))
         """,
-        tenant_id, memory_id, event, reason, before_text, after_text, related_id, policy,
+        tenant_id, memory_id, event.value, reason, before_text, after_text, related_id, policy,
         model, input_tokens, output_tokens, detail,
     )
 

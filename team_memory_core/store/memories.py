@@ -15,7 +15,7 @@ import asyncpg
 import numpy as np
 from pydantic import ConfigDict
 
-from team_memory_core.models import IngestInput, MemoryStatus, StoredMemory
+from team_memory_core.models.memories import IngestInput, MemoryStatus, StoredMemory
 from team_memory_core.store.rows import many, wrote
 
 MEMORY_COLUMNS = """

@@ -12,7 +12,7 @@ import asyncpg
 from pgvector.asyncpg import register_vector
 
 from team_memory_core import telemetry
-from team_memory_core.models import Principal
+from team_memory_core.models.principal import Principal
 from team_memory_core.settings import Settings
 
 Connection = asyncpg.Connection

@@ -13,7 +13,7 @@ from uuid import UUID
 import asyncpg
 import numpy as np
 
-from team_memory_core.models import Category, MemoryStatus
+from team_memory_core.models.memories import Category, MemoryStatus
 from team_memory_core.store.memories import MEMORY_COLUMNS, MemoryRow, memory_row
 from team_memory_core.store.rows import many, tuples
 

@@ -11,7 +11,8 @@ import pytest
 from mcp import Client
 
 from mcp_server.server import create_server
-from team_memory_core.models import MemoryStatus, Principal
+from team_memory_core.models.memories import MemoryStatus
+from team_memory_core.models.principal import Principal
 from tests.conftest import Stack, new_tenant
 from tests.mcp_server.test_tools import call
 

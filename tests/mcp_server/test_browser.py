@@ -8,7 +8,7 @@ import json
 import httpx
 import pytest
 
-from team_memory_core.models import MemoryStatus
+from team_memory_core.models.memories import MemoryStatus
 from tests.conftest import Stack
 from tests.mcp_server.test_http import HttpServer, http_server
 

@@ -19,14 +19,16 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from mcp_server.service import MemoryService
+from mcp_server.memories import MemoryService
 from team_memory import embedded
 from team_memory.hook.config import HookConfig
 from team_memory.hook.events import capture, run
 from team_memory.hook.spool import has_spool
 from team_memory_core.contract import PROJECT_KEY, capture_workflow_id
 from team_memory_core.llm.client import Distiller
-from team_memory_core.models import ManifestoRule, MemoryStatus, approx_tokens
+from team_memory_core.models.consolidation import ManifestoRule
+from team_memory_core.models.memories import MemoryStatus
+from team_memory_core.rules.text import approx_tokens
 from team_memory_core.store.consolidation import upsert_manifesto
 from team_memory_core.store.memories import MemoryRow, recent_important
 from team_memory_core.store.pool import tenant_tx

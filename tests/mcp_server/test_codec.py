@@ -15,9 +15,9 @@ from google.protobuf import json_format
 from temporalio.api.common.v1 import Payloads
 
 from mcp_server.codec import COOKIE
-from mcp_server.service import MemoryService
+from mcp_server.memories import MemoryService
 from team_memory import embedded
-from team_memory_core.models import MemoryStatus
+from team_memory_core.models.memories import MemoryStatus
 from team_memory_core.settings import Settings
 from team_memory_core.temporal import connect
 from team_memory_core.tenants import create_key

@@ -15,9 +15,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from mcp import Client
 
+from mcp_server.memories import MemoryService
 from mcp_server.server import create_server
-from mcp_server.service import MemoryService
-from team_memory_core.models import MemoryStatus
+from team_memory_core.models.memories import MemoryStatus
 from tests.mcp_server.conftest import ONLY_A, TwoTenants
 
 pytestmark = pytest.mark.anyio

@@ -7,9 +7,9 @@ import uuid
 import pytest
 from mcp import Client
 
+from mcp_server.memories import MemoryService
 from mcp_server.ratelimit import RateLimiter
 from mcp_server.server import create_server
-from mcp_server.service import MemoryService
 from tests.conftest import Stack
 from tests.mcp_server.test_isolation import TENANT_TABLES
 from tests.mcp_server.test_tools import call, call_error, count_rows

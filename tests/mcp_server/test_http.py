@@ -15,7 +15,7 @@ import pytest
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
-from team_memory_core.models import MemoryStatus
+from team_memory_core.models.memories import MemoryStatus
 from team_memory_core.tenants import create_key
 from tests.conftest import Stack
 from tests.mcp_server.test_tools import DECISIONS, call

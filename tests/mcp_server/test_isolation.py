@@ -17,7 +17,8 @@ from mcp import Client
 
 import mcp_server
 from mcp_server.server import create_server
-from team_memory_core.models import MemoryStatus, Principal
+from team_memory_core.models.memories import MemoryStatus
+from team_memory_core.models.principal import Principal
 from team_memory_core.tenants import create_key
 from tests.conftest import Stack, new_tenant
 from tests.mcp_server.conftest import ONLY_A, TwoTenants

@@ -10,8 +10,8 @@ import asyncpg
 import numpy as np
 import pytest
 
-from mcp_server.service import MemoryService
-from team_memory_core.models import MemoryStatus
+from mcp_server.memories import MemoryService
+from team_memory_core.models.memories import MemoryStatus
 from team_memory_core.store.memories import erase_memories
 from team_memory_core.store.pool import tenant_tx
 from team_memory_core.store.search import PendingVectors, SearchFilters, vector_candidates

@@ -10,7 +10,7 @@ import asyncpg
 import pytest
 from mcp import Client, StdioServerParameters
 
-from team_memory_core.models import MemoryStatus
+from team_memory_core.models.memories import MemoryStatus
 from tests.conftest import Stack
 from tests.mcp_server.test_tools import call
 

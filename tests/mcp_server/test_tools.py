@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from mcp import Client
 
-from team_memory_core.models import MemoryStatus
+from team_memory_core.models.memories import MemoryStatus
 from tests.conftest import Stack
 
 pytestmark = pytest.mark.anyio

@@ -14,7 +14,7 @@ import asyncpg
 import pytest
 
 from mcp_server.transfer import ImportFailed, ImportItem, export_lines, import_items, parse_jsonl
-from team_memory_core.models import MemoryStatus
+from team_memory_core.models.memories import MemoryStatus
 from tests.conftest import Services, Stack
 
 pytestmark = pytest.mark.anyio

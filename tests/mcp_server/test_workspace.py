@@ -12,7 +12,7 @@ from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
 from team_memory_core.hook_protocol import PROJECT_HEADER
-from team_memory_core.models import MemoryStatus
+from team_memory_core.models.memories import MemoryStatus
 from team_memory_core.tenants import create_key
 from tests.conftest import Stack
 from tests.mcp_server.test_http import HttpServer, http_server  # noqa: F401 (fixture)

@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 import uvicorn
 
 from mcp_server.app import http_app
-from mcp_server.service import MemoryService
+from mcp_server.memories import MemoryService
 from team_memory import embedded
 from team_memory_core.settings import Settings
 from tests.conftest import Stack

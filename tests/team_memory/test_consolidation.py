@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import uuid
 
-from team_memory_core.models import Category, ManifestoRule, approx_tokens
+from team_memory_core.models.consolidation import ManifestoRule
+from team_memory_core.models.memories import Category
 from team_memory_core.rules.consolidation import (
     local_manifesto,
     neighbourhood_page,
@@ -12,6 +13,7 @@ from team_memory_core.rules.consolidation import (
     rule_text,
     within_budget,
 )
+from team_memory_core.rules.text import approx_tokens
 from team_memory_core.store.consolidation import Neighbourhood, WeightedMemory
 
 

@@ -16,7 +16,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from team_memory_core.contract import capture_workflow_id, ingest_workflow_id
 from team_memory_core.erasure import Actor, MemoryNotFound, purge, restore
 from team_memory_core.llm.client import Distiller
-from team_memory_core.models import MemoryStatus, content_hash
+from team_memory_core.models.memories import MemoryStatus, content_hash
 from team_memory_core.payload_codec import Envelope, decrypt
 from team_memory_core.temporal import connect, keyring_of
 from team_memory_core.temporal_keys import KeyUnavailable

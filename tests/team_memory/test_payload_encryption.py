@@ -22,12 +22,15 @@ from temporalio.client import (
 from temporalio.common import RawValue
 from temporalio.contrib.pydantic import pydantic_data_converter
 
+from mcp_server.validation import prepare_memory
 from team_memory_core.contract import (
     capture_workflow_id,
     consolidation_schedule_id,
     ingest_workflow_id,
 )
-from team_memory_core.models import IngestInput, MemoryStatus, Principal, content_hash
+from team_memory_core.key_admin import KeyAdministration
+from team_memory_core.models.memories import IngestInput, MemoryStatus, content_hash
+from team_memory_core.models.principal import Principal
 from team_memory_core.payload_codec import Envelope, decrypt
 from team_memory_core.schedules import ensure_all, nightly_schedule, run_now
 from team_memory_core.store.memories import insert_pending
@@ -35,7 +38,6 @@ from team_memory_core.store.pool import tenant_tx
 from team_memory_core.temporal import connect, keyring_of
 from team_memory_core.temporal_keys import (
     Kek,
-    KeyAdministration,
     Keyring,
     WrongKek,
     new_kek_text,
@@ -115,7 +117,7 @@ async def attacker(stack: Stack) -> Client:
 
 
 def forged_input(principal: Principal, text: str) -> IngestInput:
-    from team_memory_core.models import Category, memory_id_for
+    from team_memory_core.models.memories import Category, memory_id_for
 
     digest = content_hash(text)
     return IngestInput(memory_id=memory_id_for(principal.tenant_id, "default", digest),
@@ -203,7 +205,7 @@ async def test_workflow_started_before_encryption_still_completes(
 ) -> None:
     """A history written by the previous version (unencrypted input) is finished after the
     upgrade: the cut-over is after its start."""
-    item = stack.service.prepare(stack.principal, TEXT)
+    item = prepare_memory(stack.service.settings, stack.principal, TEXT)
     workflow_id = ingest_workflow_id(stack.principal.tenant_name, item.project, item.content_hash,
                                      0)
     async with tenant_tx(stack.pool, stack.principal.tenant_id) as conn:

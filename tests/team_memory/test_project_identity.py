@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from team_memory_core.models import PROJECT_PATTERN
+from team_memory_core.models.memories import PROJECT_PATTERN
 from team_memory_core.project_identity import normalize_remote, project_for
 
 

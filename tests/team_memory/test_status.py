@@ -19,7 +19,7 @@ from temporalio.client import (
 from temporalio.exceptions import ApplicationError
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
-from team_memory_core.models import IngestInput
+from team_memory_core.models.memories import IngestInput
 from team_memory_core.temporal import describe_workers
 from tests.conftest import Stack
 from tests.processes import ROOT, child_env

@@ -15,7 +15,7 @@ from team_memory import embedded
 from team_memory_core import telemetry
 from team_memory_core.llm.client import Distiller
 from team_memory_core.llm.ingest import Candidate, decide_ingest
-from team_memory_core.models import MemoryStatus
+from team_memory_core.models.memories import MemoryStatus
 from tests.conftest import Stack
 from tests.mcp_server.test_http import client_for
 from tests.mcp_server.test_tools import call

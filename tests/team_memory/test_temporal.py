@@ -9,7 +9,7 @@ import subprocess
 import pytest
 
 from team_memory.embedded import temporal_binary
-from team_memory_core.models import MemoryStatus
+from team_memory_core.models.memories import MemoryStatus
 from tests.conftest import Stack
 
 pytestmark = pytest.mark.anyio

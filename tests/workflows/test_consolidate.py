@@ -17,7 +17,8 @@ from team_memory.embedded import temporal_binary
 from team_memory_core import schedules
 from team_memory_core.contract import consolidation_schedule_id
 from team_memory_core.llm.client import Distiller
-from team_memory_core.models import ConsolidateInput, ConsolidationReport, MemoryStatus
+from team_memory_core.models.consolidation import ConsolidateInput, ConsolidationReport
+from team_memory_core.models.memories import MemoryStatus
 from tests.conftest import Stack
 from tests.processes import child_env
 from tests.support.anthropic_server import FakeAnthropic

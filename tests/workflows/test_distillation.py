@@ -11,9 +11,9 @@ import asyncpg
 import pytest
 from mcp import Client
 
-from mcp_server.service import NotFound
+from mcp_server.errors import NotFound
 from team_memory_core.llm.client import Distiller
-from team_memory_core.models import MemoryStatus
+from team_memory_core.models.memories import MemoryStatus
 from tests.conftest import Stack
 from tests.mcp_server.test_tools import call
 from tests.support.anthropic_server import FakeAnthropic, Reply

@@ -14,7 +14,8 @@ from temporalio.worker import Worker
 from activities.consolidate import ConsolidationActivities
 from activities.ingest import IngestActivities
 from team_memory_core.embedder import BatchingEmbedder
-from team_memory_core.models import IngestInput, IngestResult, MemoryStatus
+from team_memory_core.models.decisions import IngestResult
+from team_memory_core.models.memories import IngestInput, MemoryStatus
 from tests.conftest import Stack
 from tests.temporal_cli import payloads
 from workflows.ingest import IngestMemory
@@ -92,7 +93,7 @@ async def test_redacted_secret_is_stored_redacted(running: Stack) -> None:
 async def test_row_lost_before_commit_is_recreated_by_the_workflow(stack: Stack) -> None:
     """If the server's pending row never landed, the workflow still commits the memory."""
     from team_memory_core.contract import ingest_workflow_id
-    from team_memory_core.models import Category, content_hash, memory_id_for
+    from team_memory_core.models.memories import Category, content_hash, memory_id_for
     from team_memory_core.temporal import keyring_of
 
     text = "Background jobs are idempotent by design"

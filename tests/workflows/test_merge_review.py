@@ -11,7 +11,8 @@ import pytest
 from mcp import Client
 
 from team_memory_core.llm.client import Distiller
-from team_memory_core.models import MemoryStatus, Principal
+from team_memory_core.models.memories import MemoryStatus
+from team_memory_core.models.principal import Principal
 from team_memory_core.store.pool import tenant_tx
 from team_memory_core.tenants import create_key
 from tests.conftest import Stack

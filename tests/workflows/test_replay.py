@@ -31,7 +31,7 @@ from team_memory_core.contract import (
     INGEST_WORKFLOW,
     capture_workflow_id,
 )
-from team_memory_core.models import ConsolidateInput
+from team_memory_core.models.consolidation import ConsolidateInput
 from team_memory_core.payload_codec import Envelope, decrypt, is_encrypted
 from team_memory_core.temporal import keyring_of
 from tests.conftest import Stack

@@ -15,7 +15,7 @@ from team_memory_core.llm.ingest import (
     IngestReply,
     decide_ingest,
 )
-from team_memory_core.models import DecisionKind
+from team_memory_core.models.decisions import DecisionKind
 from tests.support.anthropic_server import FakeAnthropic
 from tests.support.llm import MODEL, conforms, sent_tool
 

@@ -9,7 +9,7 @@ import pytest
 
 from team_memory_core.llm.client import Distiller, MalformedLLMOutput
 from team_memory_core.llm.manifesto import TOOL, TopMemory, write_manifesto
-from team_memory_core.models import ManifestoRule
+from team_memory_core.models.consolidation import ManifestoRule
 from tests.support.anthropic_server import FakeAnthropic
 from tests.support.llm import conforms, sent_tool
 

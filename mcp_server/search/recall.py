@@ -1,0 +1,180 @@
+"""The read path of the use cases: hybrid search and the working set, THE relevance x
+importance x recency rule packed into a token budget, which every reader (the search tool,
+memory://working_set, the Claude Code session context) goes through."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from uuid import UUID
+
+import asyncpg
+import numpy as np
+
+from mcp_server.errors import InvalidInput
+from mcp_server.search.retriever import Retriever
+from mcp_server.validation import (
+    check_category,
+    check_limit,
+    check_period,
+    check_query,
+    check_tags,
+    resolve_project,
+    statuses,
+)
+from team_memory_core import telemetry
+from team_memory_core.embedder import Embedder, embed_async
+from team_memory_core.models.memories import (
+    TENANT_WIDE_PROJECT,
+    Category,
+    Memory,
+    MemoryHit,
+    MemoryStatus,
+    WorkingSet,
+    humanize_age,
+)
+from team_memory_core.models.principal import Principal
+from team_memory_core.rules.text import approx_tokens, one_line, within_budget
+from team_memory_core.settings import Settings
+from team_memory_core.store import memories, search
+from team_memory_core.store.memories import MemoryRow
+from team_memory_core.store.pool import principal_tx
+from team_memory_core.store.search import Candidate, PendingText, PendingVectors, SearchFilters
+
+SNIPPET_CHARS = 160
+# Acknowledged memories not embedded yet are embedded per query so that a save is searchable
+# the moment it returns; past this many, the newest are (the backlog drains in the worker).
+PENDING_EMBED_LIMIT = 64
+
+
+@dataclass
+class Recall:
+    settings: Settings
+    pool: asyncpg.Pool
+    embedder: Embedder
+    retriever: Retriever = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.retriever = Retriever(self.settings)
+
+    def resolve_project(self, principal: Principal, project: str | None) -> str:
+        return resolve_project(self.settings, principal, project)
+
+    @telemetry.timed(telemetry.search_duration)
+    async def search(
+        self,
+        principal: Principal,
+        query: str,
+        *,
+        limit: int = 5,
+        category: str | None = None,
+        project: str | None = None,
+        tags: list[str] | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        include_history: bool = False,
+    ) -> list[MemoryHit]:
+        """Hybrid search (docs/retrieval.md): BM25 and vector candidates, neighbour context,
+        importance and recency boosts; the current project plus tenant-wide memories."""
+        query = check_query(self.settings, query)
+        limit = check_limit(self.settings, limit)
+        filters = self.filters(principal, project, category, tags, since, until,
+                               include_history)
+        query_vector = (await embed_async(self.embedder, [query]))[0]
+        now = datetime.now(UTC)
+        async with principal_tx(self.pool, principal) as conn:
+            pending = await search.pending_without_embedding(conn, filters, PENDING_EMBED_LIMIT)
+            ranked = await self.retriever.rank(
+                conn, query, query_vector, filters, await self._embed_pending(pending), now,
+                limit,
+            )
+        return [memory_hit(row, score, now) for row, score in ranked[:limit]]
+
+    async def working_set(
+        self, principal: Principal, project: str | None = None, query: str | None = None,
+        budget_tokens: int | None = None, text_of: Callable[[Memory], str] | None = None,
+    ) -> WorkingSet:
+        """The memories that matter most now, in full, within a token budget. With a query,
+        ranked by relevance x importance x recency (the search score); without, by importance
+        x recency. Best first; a memory too large for what is left is skipped, not cut.
+        ``text_of`` is how each memory will be rendered (its cost against the budget)."""
+        budget = self.settings.working_set_tokens if budget_tokens is None else budget_tokens
+        if budget < 0:
+            raise InvalidInput("budget_tokens must not be negative")
+        render = text_of or _content
+        scope = self.resolve_project(principal, project)
+        if query is not None and query.strip():
+            hits = await self.search(principal, query, project=project,
+                                     limit=self.settings.search_limit_max)
+            ranked = await self._current(principal, [hit.id for hit in hits])
+        else:
+            ranked = await self._important_recent(principal, project)
+        chosen = within_budget(ranked, render, budget)
+        return WorkingSet(project=scope, budget_tokens=budget, memories=chosen,
+                          tokens=sum(approx_tokens(render(m)) for m in chosen))
+
+    async def _current(self, principal: Principal, ids: list[UUID]) -> list[Memory]:
+        """These memories in this order, those still current (one may change meanwhile)."""
+        if not ids:
+            return []
+        async with principal_tx(self.pool, principal) as conn:
+            rows = {row.id: row for row in await memories.get_memories(conn, ids)}
+        current = statuses(include_history=False)
+        return [memory_view(rows[i]) for i in ids if i in rows and rows[i].status in current]
+
+    async def _important_recent(self, principal: Principal, project: str | None) -> list[Memory]:
+        filters = self.filters(principal, project, None, None, None, None, False)
+        weights = self.retriever.weights()
+        async with principal_tx(self.pool, principal) as conn:
+            rows = await search.important_recent(
+                conn, filters, weights.importance_boost, weights.recency_weight,
+                weights.half_life_days, 4 * self.settings.search_limit_max,
+            )
+        return [memory_view(row) for row in rows]
+
+    def filters(
+        self, principal: Principal, project: str | None, category: str | None,
+        tags: list[str] | None, since: datetime | None, until: datetime | None,
+        include_history: bool,
+    ) -> SearchFilters:
+        scope = self.resolve_project(principal, project)
+        since, until = check_period(since, until)
+        return SearchFilters(
+            projects=sorted({scope, TENANT_WIDE_PROJECT}),
+            statuses=statuses(include_history),
+            category=None if category is None else check_category(category),
+            tags=check_tags(self.settings, tags)[0] if tags else None,
+            since=since,
+            until=until,
+        )
+
+    async def _embed_pending(self, pending: list[PendingText]) -> PendingVectors:
+        if not pending:
+            return PendingVectors(ids=[], vectors=[])
+        vectors = await embed_async(self.embedder, [p.content for p in pending])
+        return PendingVectors(ids=[p.id for p in pending],
+                              vectors=[np.asarray(v) for v in vectors])
+
+
+def memory_hit(row: Candidate, score: float, now: datetime) -> MemoryHit:
+    snippet = one_line(row.content, SNIPPET_CHARS)
+    return MemoryHit(
+        id=row.id, project=row.project, category=Category(row.category),
+        snippet=snippet, importance=row.importance, status=MemoryStatus(row.status),
+        score=round(score, 6), age=age(now, row.occurred_at),
+        occurred_at=row.occurred_at, tokens=approx_tokens(row.content),
+        truncated=snippet != one_line(row.content),
+    )
+
+
+def memory_view(row: MemoryRow) -> Memory:
+    return Memory.model_validate({**dict(row), "age": age(datetime.now(UTC), row.occurred_at)})
+
+
+def age(now: datetime, then: datetime) -> str:
+    return humanize_age(max(0.0, (now - then).total_seconds()))
+
+
+def _content(memory: Memory) -> str:
+    return memory.content

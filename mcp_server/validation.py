@@ -1,0 +1,217 @@
+"""Every entry point's input checks, once: what a memory, a query, a tag, a project or a time
+must be, and the memory to save built from checked, redacted input (no I/O here). Errors name
+the field and the rule, never the offending text (they reach the audit trail and the logs)."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+
+from mcp_server.errors import Forbidden, InvalidInput
+from team_memory_core.models.memories import (
+    ALL_STATUSES,
+    CURRENT_STATUSES,
+    PROJECT_PATTERN,
+    TENANT_WIDE_PROJECT,
+    Category,
+    IngestInput,
+    MemoryStatus,
+    content_hash,
+    memory_id_for,
+)
+from team_memory_core.models.principal import Principal
+from team_memory_core.rules.redaction import redact, redact_tags
+from team_memory_core.settings import Settings
+
+_TAG = re.compile(r"^[\w][\w.:/+-]*$")
+_SOURCE_MAX_CHARS = 200
+_REASON_MAX_CHARS = 500
+# Memories are not older than Unix time, and a year-1 time with a positive offset does not
+# even convert to UTC: such times are refused the same way by every entry point.
+_EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+_LATEST = datetime(3000, 1, 1, tzinfo=UTC)
+
+
+def prepare_memory(
+    settings: Settings,
+    principal: Principal,
+    content: str,
+    *,
+    category: str = Category.GENERAL.value,
+    importance: int = 1,
+    tags: list[str] | None = None,
+    project: str | None = None,
+    occurred_at: datetime | None = None,
+    source: str | None = None,
+) -> IngestInput:
+    """The memory to save, checked and redacted: raises InvalidInput or Forbidden."""
+    require_writer(principal)
+    scope = resolve_project(settings, principal, project)
+    cleaned = redact(check_content(settings, content))
+    if not cleaned.text.strip():
+        raise InvalidInput("content is empty once private spans are removed")
+    checked_tags, tag_kinds = check_tags(settings, tags or [])
+    checked_source, source_kinds = check_source(source)
+    digest = content_hash(cleaned.text)
+    return IngestInput(
+        memory_id=memory_id_for(principal.tenant_id, scope, digest),
+        tenant_id=principal.tenant_id,
+        project=scope,
+        content=cleaned.text,
+        category=check_category(category),
+        importance=check_importance(importance),
+        tags=checked_tags,
+        content_hash=digest,
+        occurred_at=check_time(occurred_at, "occurred_at") or datetime.now(UTC),
+        source=checked_source,
+        key_id=principal.key_id,
+        redactions=list(dict.fromkeys([*cleaned.kinds, *tag_kinds, *source_kinds])),
+    )
+
+
+def resolve_project(settings: Settings, principal: Principal, project: str | None) -> str:
+    """An explicit project, else the key's project, else the caller's workspace (the
+    repository its session runs in), else the configured default."""
+    check_project(project)
+    if principal.project is not None:
+        if project not in (None, principal.project):
+            raise Forbidden(f"this key is limited to project {principal.project!r}")
+        return principal.project
+    if project is not None:
+        return project
+    check_project(principal.workspace_project)
+    return principal.workspace_project or settings.project
+
+
+def require_writer(principal: Principal) -> None:
+    if principal.read_only:
+        raise Forbidden("this API key is read-only")
+
+
+def check_text(value: str, name: str) -> str:
+    if not isinstance(value, str):
+        raise InvalidInput(f"{name} must be a string")
+    if "\x00" in value:
+        raise InvalidInput(f"{name} contains a NUL byte")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as error:
+        raise InvalidInput(f"{name} is not valid Unicode text") from error
+    return value
+
+
+def check_content(settings: Settings, content: str) -> str:
+    content = check_text(content, "content")
+    if not content.strip():
+        raise InvalidInput("content is empty")
+    if len(content) > settings.max_content_chars:
+        raise InvalidInput(
+            f"content is {len(content)} characters; the limit is "
+            f"{settings.max_content_chars}: save the decision, not the document"
+        )
+    return content
+
+
+def check_query(settings: Settings, query: str) -> str:
+    query = check_text(query, "query").strip()
+    if not query:
+        raise InvalidInput("query is empty")
+    if len(query) > settings.max_query_chars:
+        raise InvalidInput(f"query is longer than {settings.max_query_chars} characters")
+    return query
+
+
+def check_limit(settings: Settings, limit: int) -> int:
+    if not 1 <= limit <= settings.search_limit_max:
+        raise InvalidInput(f"limit must be between 1 and {settings.search_limit_max}")
+    return limit
+
+
+def check_tags(settings: Settings, tags: list[str]) -> tuple[list[str], list[str]]:
+    """(tags, kinds of secrets found in them). A tag holding a secret becomes
+    ``redacted:<kind>``; errors say which tag is wrong, never what it says."""
+    if len(tags) > settings.max_tags:
+        raise InvalidInput(f"at most {settings.max_tags} tags")
+    redacted, kinds = redact_tags([check_text(tag, "tag") for tag in tags])
+    cleaned = []
+    for number, tag in enumerate(redacted, start=1):
+        tag = tag.strip().lower()
+        if not _TAG.match(tag) or len(tag) > settings.max_tag_chars:
+            raise InvalidInput(
+                f"tag {number} of {len(tags)} must be 1-{settings.max_tag_chars} "
+                "characters of letters, digits and ._:/+-"
+            )
+        cleaned.append(tag)
+    return sorted(set(cleaned)), kinds
+
+
+def check_project(project: str | None) -> None:
+    if project is not None and project != TENANT_WIDE_PROJECT \
+            and not PROJECT_PATTERN.match(project):
+        raise InvalidInput(
+            "project must be 1-200 characters of letters, digits and ._:/@+- "
+            "(or '*' for tenant-wide)"
+        )
+
+
+def check_reason(reason: str) -> str:
+    """A reason is stored in history and the audit trail: redacted like any other text."""
+    reason = check_text(reason, "reason").strip()
+    if not reason or len(reason) > _REASON_MAX_CHARS:
+        raise InvalidInput(f"reason must be 1-{_REASON_MAX_CHARS} characters")
+    return redact(reason).text
+
+
+def check_category(category: str) -> Category:
+    try:
+        return Category(category)
+    except ValueError:
+        allowed = ", ".join(c.value for c in Category)
+        raise InvalidInput(f"unknown category; use one of: {allowed}") from None
+
+
+def check_importance(importance: int) -> int:
+    if isinstance(importance, bool) or not isinstance(importance, int) \
+            or not 1 <= importance <= 5:
+        raise InvalidInput("importance must be an integer from 1 (trivia) to 5 (critical)")
+    return importance
+
+
+def check_time(moment: datetime | None, name: str) -> datetime | None:
+    """Times without a zone are UTC; times outside 1970-2999 are refused."""
+    if moment is None:
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    try:
+        in_range = _EARLIEST <= moment.astimezone(UTC) < _LATEST
+    except OverflowError:
+        in_range = False
+    if not in_range:
+        raise InvalidInput(f"{name} must be a time between 1970 and 2999")
+    return moment
+
+
+def check_period(since: datetime | None,
+                 until: datetime | None) -> tuple[datetime | None, datetime | None]:
+    since, until = check_time(since, "since"), check_time(until, "until")
+    if since is not None and until is not None and since >= until:
+        raise InvalidInput("since must be earlier than until")
+    return since, until
+
+
+def check_source(source: str | None) -> tuple[str | None, list[str]]:
+    """(source, kinds of secrets redacted from it)."""
+    if source is None:
+        return None, []
+    source = check_text(source, "source")
+    if len(source) > _SOURCE_MAX_CHARS:
+        raise InvalidInput(f"source must be at most {_SOURCE_MAX_CHARS} characters")
+    cleaned = redact(source)
+    return cleaned.text, cleaned.kinds
+
+
+def statuses(include_history: bool) -> list[str]:
+    """The statuses a read shows: current ones, or with history every one but forgotten."""
+    chosen = ALL_STATUSES if include_history else CURRENT_STATUSES
+    return [s.value for s in chosen if s is not MemoryStatus.FORGOTTEN]

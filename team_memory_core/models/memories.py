@@ -1,0 +1,203 @@
+"""Memories as they cross boundaries: what is saved, stored, found and shown, their
+statuses and history, and the content-derived ids."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import unicodedata
+import uuid
+from datetime import datetime
+from enum import StrEnum
+from typing import Literal
+from uuid import UUID
+
+from pydantic import BaseModel, Field
+
+from team_memory_core.contract import Policy
+
+# Memories saved to this project are visible from every project of the tenant.
+TENANT_WIDE_PROJECT = "*"
+
+
+PROJECT_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/@+-]{0,199}$")
+
+
+_MEMORY_ID_NAMESPACE = uuid.UUID("5b0a7c52-8f7e-4d9b-9b43-1f3f3b0e6a11")
+
+
+class Category(StrEnum):
+    ARCHITECTURE = "architecture"
+    PREFERENCE = "preference"
+    BUGFIX = "bugfix"
+    BUSINESS_RULE = "business_rule"
+    GENERAL = "general"
+
+
+class MemoryStatus(StrEnum):
+    PENDING = "pending"
+    ACTIVE = "active"
+    DUPLICATE = "duplicate"
+    SUPERSEDED = "superseded"
+    ARCHIVED = "archived"
+    FORGOTTEN = "forgotten"
+
+
+CURRENT_STATUSES = (MemoryStatus.PENDING, MemoryStatus.ACTIVE)
+
+
+ALL_STATUSES = tuple(MemoryStatus)
+
+
+def normalize_for_hash(content: str) -> str:
+    text = unicodedata.normalize("NFKC", content).casefold()
+    return " ".join(text.split()).rstrip(" .!")
+
+
+def content_hash(content: str) -> str:
+    return hashlib.sha256(normalize_for_hash(content).encode()).hexdigest()
+
+
+def memory_id_for(tenant_id: UUID, project: str, digest: str, generation: int = 0) -> UUID:
+    """The same content saved twice in one tenant and project gets the same id. Saved again
+    after its memory was forgotten or purged, it is a new memory: the next generation."""
+    suffix = f"/g{generation}" if generation else ""
+    return uuid.uuid5(_MEMORY_ID_NAMESPACE, f"{tenant_id}/{project}/{digest}{suffix}")
+
+
+class IngestInput(BaseModel):
+    """Workflow input: small, and never a vector (embeddings stay out of history)."""
+
+    memory_id: UUID
+    tenant_id: UUID
+    project: str
+    content: str
+    category: Category
+    importance: int = Field(ge=1, le=5)
+    tags: list[str]
+    content_hash: str
+    occurred_at: datetime
+    source: str | None = None
+    key_id: UUID | None = None
+    redactions: list[str] = Field(default_factory=list)
+    generation: int = Field(default=0, ge=0)
+
+    def next_generation(self) -> IngestInput:
+        """The same text as a new memory (its earlier memory was forgotten or purged)."""
+        generation = self.generation + 1
+        return self.model_copy(update={
+            "generation": generation,
+            "memory_id": memory_id_for(self.tenant_id, self.project, self.content_hash,
+                                       generation),
+        })
+
+
+class SaveResult(BaseModel):
+    id: UUID
+    status: MemoryStatus
+    project: str
+    workflow_id: str
+    duplicate_of: UUID | None = None
+    already_saved: bool = False
+    redacted: list[str] = Field(default_factory=list)
+
+
+class MemoryHit(BaseModel):
+    """One line of the compact search index (progressive disclosure: get_memory for full text)."""
+
+    id: UUID
+    project: str
+    category: Category
+    snippet: str
+    importance: int
+    status: MemoryStatus
+    score: float
+    age: str
+    occurred_at: datetime
+    tokens: int
+    # The snippet is a cut of the memory (read the rest with get_memory).
+    truncated: bool = False
+
+
+class StoredMemory(BaseModel):
+    """A memory's own fields, as stored."""
+
+    id: UUID
+    project: str
+    content: str
+    category: Category
+    importance: int
+    tags: list[str]
+    status: MemoryStatus
+    source: str | None
+    duplicate_of: UUID | None
+    superseded_by: UUID | None
+    merged_from: list[UUID]
+    valid_from: datetime
+    valid_to: datetime | None
+    created_at: datetime
+    occurred_at: datetime
+    updated_at: datetime
+
+
+class Memory(StoredMemory):
+    age: str
+
+
+class WorkingSet(BaseModel):
+    """Session-start context: the memories that matter most now, within a token budget."""
+
+    project: str
+    budget_tokens: int
+    tokens: int
+    memories: list[Memory]
+
+
+class HistoryEvent(StrEnum):
+    """What can happen to a memory (table memory_events); the one list of them."""
+
+    ADDED = "added"
+    KEPT_WITHOUT_DECISION = "kept_without_decision"  # the dedupe decision is held for review
+    REDACTED = "redacted"
+    DUPLICATE = "duplicate"
+    MERGED = "merged"
+    MERGED_INTO = "merged_into"
+    SUPERSEDED = "superseded"
+    REVISITED = "revisited"
+    ARCHIVED = "archived"  # written by the decay statement, in SQL
+    FORGOTTEN = "forgotten"
+    RESTORED = "restored"
+    PURGED = "purged"
+    MERGE_PROPOSED = "merge_proposed"  # held for review: the memories have other authors
+    SUPERSEDE_PROPOSED = "supersede_proposed"
+
+    @classmethod
+    def proposed(cls, kind: str) -> HistoryEvent:
+        return cls(f"{kind}_proposed")
+
+
+class MemoryEvent(BaseModel):
+    event: str  # a HistoryEvent; rows written by earlier versions are read as they are
+    created_at: datetime
+    reason: str | None
+    related_id: UUID | None
+    policy: str | None
+    model: str | None
+
+
+class MemoryStatusReport(BaseModel):
+    id: UUID
+    status: MemoryStatus | Literal["unknown"]
+    duplicate_of: UUID | None = None
+    superseded_by: UUID | None = None
+    workflow_id: str | None = None
+    dedupe_policy: Policy
+    history: list[MemoryEvent] = Field(default_factory=list)
+
+
+def humanize_age(seconds: float) -> str:
+    for unit, size in (("y", 31_536_000), ("mo", 2_592_000), ("d", 86_400), ("h", 3_600),
+                       ("m", 60)):
+        if seconds >= size:
+            return f"{int(seconds // size)}{unit} ago"
+    return "just now"
