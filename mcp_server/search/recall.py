@@ -25,6 +25,7 @@ from mcp_server.validation import (
 )
 from team_memory_core import telemetry
 from team_memory_core.embedder import Embedder, embed_async
+from team_memory_core.expiring_cache import ExpiringCache
 from team_memory_core.models.memories import (
     TENANT_WIDE_PROJECT,
     Category,
@@ -43,9 +44,16 @@ from team_memory_core.store.pool import principal_tx
 from team_memory_core.store.search import Candidate, PendingText, PendingVectors, SearchFilters
 
 SNIPPET_CHARS = 160
-# Acknowledged memories not embedded yet are embedded per query so that a save is searchable
-# the moment it returns; past this many, the newest are (the backlog drains in the worker).
+# Acknowledged memories the worker has not embedded yet take part in the vector search with
+# vectors the server makes, so that a save is found by meaning the moment it returns (by its
+# words it is found anyway: the full-text index has it at once). Of the newest this many,
 PENDING_EMBED_LIMIT = 64
+# a search embeds at most this many itself, newest first; the vectors are kept in the process
+# for later searches. So a backlog (Temporal down, the worker behind, a burst of saves) costs
+# a search a bounded amount of work, and is embedded once, not by every search.
+PENDING_EMBED_PER_SEARCH = 4
+PENDING_VECTORS_KEPT = 4096
+PENDING_VECTOR_SECONDS = 600.0
 
 
 @dataclass
@@ -54,6 +62,9 @@ class Recall:
     pool: asyncpg.Pool
     embedder: Embedder
     retriever: Retriever = field(init=False)
+    _pending_vectors: ExpiringCache[UUID, np.ndarray] = field(
+        init=False, default_factory=lambda: ExpiringCache(PENDING_VECTOR_SECONDS,
+                                                          PENDING_VECTORS_KEPT))
 
     def __post_init__(self) -> None:
         self.retriever = Retriever(self.settings)
@@ -150,11 +161,19 @@ class Recall:
         )
 
     async def _embed_pending(self, pending: list[PendingText]) -> PendingVectors:
-        if not pending:
-            return PendingVectors(ids=[], vectors=[])
-        vectors = await embed_async(self.embedder, [p.content for p in pending])
-        return PendingVectors(ids=[p.id for p in pending],
-                              vectors=[np.asarray(v) for v in vectors])
+        """Vectors of the pending memories (newest first): those this process embedded
+        before, and up to PENDING_EMBED_PER_SEARCH more (a pending memory's text does not
+        change: a purge takes it out of `pending`)."""
+        vectors = {p.id: vector for p in pending
+                   if (vector := self._pending_vectors.get(p.id)) is not None}
+        missing = [p for p in pending if p.id not in vectors][:PENDING_EMBED_PER_SEARCH]
+        if missing:
+            embedded = await embed_async(self.embedder, [p.content for p in missing])
+            for memory, vector in zip(missing, embedded, strict=True):
+                vectors[memory.id] = np.asarray(vector)
+                self._pending_vectors.put(memory.id, vectors[memory.id])
+        ids = [p.id for p in pending if p.id in vectors]
+        return PendingVectors(ids=ids, vectors=[vectors[memory_id] for memory_id in ids])
 
 
 def memory_hit(row: Candidate, score: float, now: datetime) -> MemoryHit:
