@@ -194,7 +194,8 @@ class MemoryService(Recall):
                 if await memories.insert_pending(conn, item):
                     if turn is not None:
                         turn.done()
-                    await outbox.enqueue(conn, item, self.settings.task_queue)
+                    await outbox.enqueue(conn, item, self.settings.task_queue,
+                                         telemetry.trace_carrier())
                     await self._audit_save(conn, principal, item, already_saved=False)
                     return item, None, workflow_id
                 found = await memories.fetch_status(conn, item.memory_id)

@@ -16,6 +16,8 @@ CREATE TABLE ingest_outbox (
     -- only a relay serving that queue takes the row.
     task_queue   text NOT NULL,
     redactions   text[] NOT NULL DEFAULT '{}',
+    -- The save's trace (W3C traceparent/tracestate), so its workflow's spans join it.
+    trace_context jsonb,
     created_at   timestamptz NOT NULL DEFAULT now(),
     -- Not before then: a failed start backs off (attempts, last_error say why).
     available_at timestamptz NOT NULL DEFAULT now(),

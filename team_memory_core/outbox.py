@@ -27,6 +27,7 @@ from temporalio.client import Client
 from temporalio.common import WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
+from team_memory_core import telemetry
 from team_memory_core.contract import INGEST_WORKFLOW, ingest_attributes, ingest_workflow_id
 from team_memory_core.models.memories import IngestInput
 from team_memory_core.rules.redaction import preview
@@ -69,8 +70,10 @@ class OutboxRelay:
     # until one starts, backing off: an outage costs a probe per retry, not a key and a start
     # attempt for every row.
     _failed_batches: int = 0
-    # What became of each start this relay tried (logged; read by tests).
+    # What became of each start this relay tried, and how many times it looked (logged;
+    # read by tests).
     outcomes: Counter[str] = field(default_factory=Counter)
+    sweeps: int = 0
 
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[OutboxRelay]:
@@ -109,6 +112,7 @@ class OutboxRelay:
         (sooner when a row is due before it)."""
         async with self.pool.acquire() as conn:
             waiting = await outbox.waiting_tenants(conn, self.task_queue)
+        self.sweeps += 1
         wait = self.sweep_s
         for tenant in waiting:
             if tenant.due_in > 0:
@@ -129,8 +133,9 @@ class OutboxRelay:
             if not claimed:
                 return None
             outcomes = await asyncio.gather(
-                *(self._start(tenant_name, row.item) for row in claimed),
+                *(self._start(tenant_name, row) for row in claimed),
                 return_exceptions=True)
+            self.outcomes.update(o if isinstance(o, str) else "failed" for o in outcomes)
             started = [row for row, outcome in zip(claimed, outcomes, strict=True)
                        if isinstance(outcome, str)]
             failed = [(row, outcome) for row, outcome in zip(claimed, outcomes, strict=True)
@@ -139,7 +144,6 @@ class OutboxRelay:
             for row, error in failed:
                 await outbox.postpone(conn, row.item.memory_id, retry_delay(row.attempts),
                                       _describe(error))
-        self.outcomes.update(o if isinstance(o, str) else "failed" for o in outcomes)
         log.debug("outbox relay: %s", dict(self.outcomes))
         if failed:
             self._failed_batches += 1
@@ -151,10 +155,17 @@ class OutboxRelay:
         return _Batch(full=len(claimed) == limit, failed=bool(failed),
                       retry_in=retry_delay(max(self._failed_batches - 1, 0)))
 
-    async def _start(self, tenant_name: str, item: IngestInput) -> str:
+    async def _start(self, tenant_name: str, row: outbox.Claimed) -> str:
         """STARTED, or ALREADY_STARTED when Temporal holds the workflow already."""
+        item = row.item
         workflow_id = ingest_workflow_id(tenant_name, item.project, item.content_hash,
                                          item.generation)
+        # In the save's trace: its StartWorkflow span is a child of the save's.
+        with telemetry.continued(row.trace_context):
+            return await self._start_in_trace(tenant_name, item, workflow_id)
+
+    async def _start_in_trace(self, tenant_name: str, item: IngestInput,
+                              workflow_id: str) -> str:
         async with self._starts, asyncio.timeout(START_TIMEOUT_S):
             # Committed before Temporal sees the workflow: a worker must find it to decode.
             await keyring_of(self.client).prepare(item.tenant_id, workflow_id)

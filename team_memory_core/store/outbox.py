@@ -17,12 +17,13 @@ from team_memory_core.store.rows import many
 CHANNEL = "team_memory_outbox"
 
 
-async def enqueue(conn: asyncpg.Connection, item: IngestInput, task_queue: str) -> None:
+async def enqueue(conn: asyncpg.Connection, item: IngestInput, task_queue: str,
+                  trace_context: dict[str, str]) -> None:
     """In the save's transaction, after its pending row: the workflow to start."""
     await conn.execute(
-        "INSERT INTO ingest_outbox (memory_id, tenant_id, task_queue, redactions)"
-        " VALUES ($1, $2, $3, $4)",
-        item.memory_id, item.tenant_id, task_queue, item.redactions,
+        "INSERT INTO ingest_outbox (memory_id, tenant_id, task_queue, redactions,"
+        " trace_context) VALUES ($1, $2, $3, $4, $5)",
+        item.memory_id, item.tenant_id, task_queue, item.redactions, trace_context or None,
     )
 
 
@@ -51,6 +52,7 @@ class Claimed:
 
     item: IngestInput
     attempts: int
+    trace_context: dict[str, str] | None  # the save's trace
 
 
 async def claim(conn: asyncpg.Connection, task_queue: str, limit: int) -> list[Claimed]:
@@ -63,9 +65,9 @@ async def claim(conn: asyncpg.Connection, task_queue: str, limit: int) -> list[C
     """
     rows = await conn.fetch(
         """
-        SELECT o.attempts, m.id AS memory_id, m.tenant_id, m.project, m.content, m.category,
-               m.importance, m.tags, m.content_hash, m.occurred_at, m.source,
-               m.created_by AS key_id, o.redactions, m.generation
+        SELECT o.attempts, o.trace_context, m.id AS memory_id, m.tenant_id, m.project,
+               m.content, m.category, m.importance, m.tags, m.content_hash, m.occurred_at,
+               m.source, m.created_by AS key_id, o.redactions, m.generation
         FROM ingest_outbox o JOIN memories m ON m.id = o.memory_id
         WHERE o.task_queue = $1 AND o.available_at <= now()
         ORDER BY m.seq
@@ -76,8 +78,12 @@ async def claim(conn: asyncpg.Connection, task_queue: str, limit: int) -> list[C
         task_queue, limit,
     )
     return [Claimed(item=IngestInput.model_validate({k: v for k, v in row.items()
-                                                     if k != "attempts"}),
-                    attempts=row["attempts"]) for row in rows]
+                                                     if k not in _OUTBOX_COLUMNS}),
+                    attempts=row["attempts"], trace_context=row["trace_context"])
+            for row in rows]
+
+
+_OUTBOX_COLUMNS = ("attempts", "trace_context")
 
 
 async def remove(conn: asyncpg.Connection, memory_ids: list[UUID]) -> None:
