@@ -60,15 +60,23 @@ class EmbeddedPostgres:
     def stop(self) -> None:
         self.server.cleanup()
 
-    def restart(self, down_seconds: float = 0.0) -> None:
-        """Stop the postmaster and start it again (fault-tolerance tests)."""
+    def halt(self) -> None:
+        """Stop the postmaster, keeping the cluster (fault-tolerance tests: an outage)."""
         from pgserver import _commands
 
         _commands.pg_ctl(  # type: ignore[attr-defined]  # generated at import time
             ["-w", "-m", "fast", "stop"], pgdata=self.data_dir, user=self.server.system_user
         )
-        time.sleep(down_seconds)
+
+    def resume(self) -> None:
+        """Start the postmaster again after ``halt``."""
         self.server.ensure_postgres_running()
+
+    def restart(self, down_seconds: float = 0.0) -> None:
+        """Stop the postmaster and start it again (fault-tolerance tests)."""
+        self.halt()
+        time.sleep(down_seconds)
+        self.resume()
 
 
 def start_postgres(data_dir: Path) -> EmbeddedPostgres:
