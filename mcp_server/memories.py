@@ -267,10 +267,14 @@ class MemoryService(Recall):
                               name=principal.actor, key_id=principal.key_id,
                               projects=principal.projects)
         try:
-            return await erasure.purge(self.pool, self.temporal, self.settings, actor, memory_id,
-                                       check_reason(reason))
+            report = await erasure.purge(self.pool, self.temporal, self.settings, actor,
+                                         memory_id, check_reason(reason))
         except erasure.MemoryNotFound as error:
             raise NotFound(str(error)) from None
+        finally:  # erased from the database even when Temporal did not answer
+            self.pending_vectors.discard([memory_id])
+        self.pending_vectors.discard(report.purged)
+        return report
 
     # --- reads by id -----------------------------------------------------------------------
 
