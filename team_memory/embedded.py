@@ -28,6 +28,11 @@ from team_memory_core.store.migrate import APP_ROLE
 
 # Registered on the dev server at start, so operators can filter workflows by them.
 SEARCH_ATTRIBUTES = {key.name: "Keyword" for key in CONTRACT_ATTRIBUTES}
+# The dev server caches the state of up to 8192 workflows (its own default; a server's is 128K)
+# and keeps a closed ingestion's there until evicted: about 0.1 MiB of RSS per save, 166 -> 274
+# MiB over a 4-minute soak (docs/benchmarks.md). The workflows in flight are at most a few
+# hundred; past the cache, a workflow's state is read back from the SQLite file.
+DEV_SERVER_CONFIG = {"history.hostLevelCacheMaxSize": "512"}
 
 
 class StackError(RuntimeError):
@@ -180,6 +185,8 @@ def start_temporal(
         command += ["--ui-codec-endpoint", ui_codec_endpoint]
     for name, kind in SEARCH_ATTRIBUTES.items():
         command += ["--search-attribute", f"{name}={kind}"]
+    for key, value in DEV_SERVER_CONFIG.items():
+        command += ["--dynamic-config-value", f"{key}={value}"]
     process = subprocess.Popen(command, stdout=log_file or subprocess.DEVNULL,
                                stderr=subprocess.STDOUT, start_new_session=True, umask=0o077)
     try:
