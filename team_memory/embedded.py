@@ -28,10 +28,10 @@ from team_memory_core.store.migrate import APP_ROLE
 
 # Registered on the dev server at start, so operators can filter workflows by them.
 SEARCH_ATTRIBUTES = {key.name: "Keyword" for key in CONTRACT_ATTRIBUTES}
-# The dev server caches the state of up to 8192 workflows (its own default; a server's is 128K)
-# and keeps a closed ingestion's there until evicted: about 0.1 MiB of RSS per save, 166 -> 274
-# MiB over a 4-minute soak (docs/benchmarks.md). The workflows in flight are at most a few
-# hundred; past the cache, a workflow's state is read back from the SQLite file.
+# The dev server caches the state of thousands of workflows (the CLI sets 8K, per
+# temporalio/temporal#5894) and keeps a closed ingestion's there until evicted: about 0.1 MiB of
+# RSS per save, 166 -> 274 MiB over a 4-minute soak (docs/benchmarks.md). The workflows in
+# flight are at most a few hundred; past the cache, a state is read back from the SQLite file.
 DEV_SERVER_CONFIG = {"history.hostLevelCacheMaxSize": "512"}
 
 
