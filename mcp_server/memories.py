@@ -22,7 +22,7 @@ from temporalio.client import Client
 from temporalio.common import WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
-from mcp_server.errors import Forbidden, InvalidInput, NotFound, RateLimited
+from mcp_server.errors import Forbidden, InvalidInput, NotFound, RateLimited, translates_outages
 from mcp_server.ratelimit import RateLimiter, retry_message
 from mcp_server.search.recall import Recall, memory_view
 from mcp_server.validation import (
@@ -147,6 +147,7 @@ class MemoryService(Recall):
 
     # --- write path -----------------------------------------------------------------------
 
+    @translates_outages("the save was not confirmed")
     @_audited("save")
     async def save(
         self,
@@ -237,6 +238,7 @@ class MemoryService(Recall):
                 memo={"preview": preview(item.content), "memory_id": str(item.memory_id)},
             )
 
+    @translates_outages("the forget was not confirmed")
     @_audited("forget")
     async def forget(self, principal: Principal, memory_id: UUID, reason: str) -> Memory:
         require_writer(principal)
@@ -254,6 +256,7 @@ class MemoryService(Recall):
         assert record is not None
         return memory_view(record)
 
+    @translates_outages("the purge was not confirmed")
     @_audited("purge")
     async def purge(
         self, principal: Principal, memory_id: UUID, reason: str
@@ -264,10 +267,14 @@ class MemoryService(Recall):
                               name=principal.actor, key_id=principal.key_id,
                               projects=principal.projects)
         try:
-            return await erasure.purge(self.pool, self.temporal, self.settings, actor, memory_id,
-                                       check_reason(reason))
+            report = await erasure.purge(self.pool, self.temporal, self.settings, actor,
+                                         memory_id, check_reason(reason))
         except erasure.MemoryNotFound as error:
             raise NotFound(str(error)) from None
+        finally:  # erased from the database even when Temporal did not answer
+            self.pending_vectors.discard([memory_id])
+        self.pending_vectors.discard(report.purged)
+        return report
 
     # --- reads by id -----------------------------------------------------------------------
 

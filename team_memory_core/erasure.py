@@ -113,8 +113,9 @@ async def purge(
         )
     if failed:
         raise HistoryNotDeleted(
-            f"memory {memory_id} is erased from the database, but Temporal could not delete "
-            f"{', '.join(failed)}; purge again once Temporal is reachable"
+            f"memory {memory_id} is erased from the database, but the workflow engine "
+            f"(Temporal) did not delete {', '.join(failed)}; purge again once it answers "
+            "(retry in a few seconds)"
         )
     return report
 

@@ -10,9 +10,9 @@ from datetime import UTC, datetime
 from uuid import UUID
 
 import asyncpg
-import numpy as np
 
 from mcp_server.errors import InvalidInput
+from mcp_server.search.pending import PendingVectorCache
 from mcp_server.search.retriever import Retriever
 from mcp_server.validation import (
     check_category,
@@ -40,11 +40,12 @@ from team_memory_core.settings import Settings
 from team_memory_core.store import memories, search
 from team_memory_core.store.memories import MemoryRow
 from team_memory_core.store.pool import principal_tx
-from team_memory_core.store.search import Candidate, PendingText, PendingVectors, SearchFilters
+from team_memory_core.store.search import Candidate, SearchFilters
 
 SNIPPET_CHARS = 160
-# Acknowledged memories not embedded yet are embedded per query so that a save is searchable
-# the moment it returns; past this many, the newest are (the backlog drains in the worker).
+# Acknowledged memories not embedded yet are ranked too, so that a save is searchable the
+# moment it returns (each embedded once per process: search/pending.py); past this many, the
+# newest are (the backlog drains in the worker).
 PENDING_EMBED_LIMIT = 64
 
 
@@ -54,9 +55,11 @@ class Recall:
     pool: asyncpg.Pool
     embedder: Embedder
     retriever: Retriever = field(init=False)
+    pending_vectors: PendingVectorCache = field(init=False)
 
     def __post_init__(self) -> None:
         self.retriever = Retriever(self.settings)
+        self.pending_vectors = PendingVectorCache()
 
     def resolve_project(self, principal: Principal, project: str | None) -> str:
         return resolve_project(self.settings, principal, project)
@@ -86,8 +89,8 @@ class Recall:
         async with principal_tx(self.pool, principal) as conn:
             pending = await search.pending_without_embedding(conn, filters, PENDING_EMBED_LIMIT)
             ranked = await self.retriever.rank(
-                conn, query, query_vector, filters, await self._embed_pending(pending), now,
-                limit,
+                conn, query, query_vector, filters,
+                await self.pending_vectors.vectors(self.embedder, pending), now, limit,
             )
         return [memory_hit(row, score, now) for row, score in ranked[:limit]]
 
@@ -148,13 +151,6 @@ class Recall:
             since=since,
             until=until,
         )
-
-    async def _embed_pending(self, pending: list[PendingText]) -> PendingVectors:
-        if not pending:
-            return PendingVectors(ids=[], vectors=[])
-        vectors = await embed_async(self.embedder, [p.content for p in pending])
-        return PendingVectors(ids=[p.id for p in pending],
-                              vectors=[np.asarray(v) for v in vectors])
 
 
 def memory_hit(row: Candidate, score: float, now: datetime) -> MemoryHit:
