@@ -5,9 +5,12 @@ the field and the rule, never the offending text (they reach the audit trail and
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from datetime import UTC, datetime
 
 from mcp_server.errors import Forbidden, InvalidInput
+from team_memory_core.hook_protocol import ANCHOR_FILES_MAX, repo_path
+from team_memory_core.models.anchors import AnchorInput, FileState
 from team_memory_core.models.memories import (
     ALL_STATUSES,
     CURRENT_STATUSES,
@@ -24,6 +27,7 @@ from team_memory_core.rules.redaction import redact, redact_tags
 from team_memory_core.settings import Settings
 
 _TAG = re.compile(r"^[\w][\w.:/+-]*$")
+_BLOB = re.compile(r"^(?:[0-9a-f]{40}|[0-9a-f]{64})$")  # a git blob hash: sha1 or sha256
 _SOURCE_MAX_CHARS = 200
 _REASON_MAX_CHARS = 500
 # Memories are not older than Unix time, and a year-1 time with a positive offset does not
@@ -143,6 +147,40 @@ def check_tags(settings: Settings, tags: list[str]) -> tuple[list[str], list[str
             )
         cleaned.append(tag)
     return sorted(set(cleaned)), kinds
+
+
+def check_files(files: Sequence[str | AnchorInput] | None) -> list[AnchorInput]:
+    """The files a memory cites: repository-relative paths (``src/a.py``), each once, at
+    most ANCHOR_FILES_MAX; a hash given with one (an import) must be a git blob hash."""
+    if not files:
+        return []
+    if isinstance(files, str) or len(files) > ANCHOR_FILES_MAX:
+        raise InvalidInput(f"files must be a list of at most {ANCHOR_FILES_MAX} paths")
+    checked: dict[str, AnchorInput] = {}
+    for number, file in enumerate(files, start=1):
+        given = file if isinstance(file, AnchorInput) else AnchorInput(path=file)
+        try:
+            path = repo_path(check_text(given.path, "files"))
+        except ValueError as error:
+            raise InvalidInput(f"file {number} of {len(files)}: {error}") from None
+        if given.blob is not None and not _BLOB.match(given.blob):
+            raise InvalidInput(f"file {number} of {len(files)}: blob must be a git blob hash")
+        checked.setdefault(path, AnchorInput(path=path, blob=given.blob))
+    return list(checked.values())
+
+
+def file_states(reported: Sequence[tuple[str, str | None]]) -> list[FileState]:
+    """The file states a hook reported that are well-formed (a repository path and a git
+    blob hash or null); others are dropped: a state is an observation, not a request."""
+    states = []
+    for path, blob in reported:
+        try:
+            normal = repo_path(check_text(path, "path"))
+        except ValueError:
+            continue
+        if blob is None or _BLOB.match(blob):
+            states.append(FileState(path=normal, blob=blob))
+    return states
 
 
 def check_project(project: str | None) -> None:

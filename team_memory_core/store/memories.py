@@ -21,7 +21,7 @@ from team_memory_core.store.rows import many, wrote
 MEMORY_COLUMNS = """
     id, project, content, category, importance, tags, status, source, duplicate_of,
     superseded_by, merged_from, valid_from, valid_to, created_at, occurred_at, updated_at,
-    content_hash, generation
+    freshness, content_hash, generation
 """
 
 
