@@ -326,7 +326,7 @@ async def erase_memories(conn: asyncpg.Connection, ids: list[UUID]) -> None:
     await conn.execute(
         """
         UPDATE memories SET content = '', tags = '{}', source = NULL, embedding = NULL,
-               status = 'forgotten', valid_to = coalesce(valid_to, now()),
+               freshness = NULL, status = 'forgotten', valid_to = coalesce(valid_to, now()),
                purged_at = coalesce(purged_at, now()), updated_at = now()
         WHERE id = ANY($1::uuid[])
         """,
