@@ -24,7 +24,7 @@ from team_memory.hook.events import run
 from team_memory_core.models.anchors import AnchorInput, Freshness
 from team_memory_core.models.memories import HistoryEvent
 from tests.conftest import Stack
-from tests.mcp_server.test_capture import serving
+from tests.mcp_server.test_capture import Capture, serving
 from tests.support.anthropic_server import FakeAnthropic
 from tests.support.hooks import git_hash, payload, real_git_repo, save_call, tool_call
 
@@ -43,6 +43,7 @@ class Session:
     config: HookConfig
     repo: Path
     server: MCPServer
+    capture: Capture
     session_id: str = "fresh-session"
     calls: int = 0
 
@@ -79,14 +80,15 @@ class Session:
 
 
 @asynccontextmanager
-async def session(stack: Stack, fake: FakeAnthropic, tmp_path: Path) -> AsyncIterator[Session]:
+async def session(stack: Stack, fake: FakeAnthropic, tmp_path: Path,
+                  api_key: bool = False) -> AsyncIterator[Session]:
     repo = real_git_repo(tmp_path / "repo" / "shop", "git@github.com:acme/shop.git",
                          {"a.py": ORIGINAL, "b.py": "B = 1\n"})
     # The MCP server acts for the repository's project, as the headersHelper makes it.
     server = create_server(stack.service, default_principal=stack.principal.model_copy(
         update={"workspace_project": PROJECT}))
-    async with serving(stack, fake, tmp_path, api_key=False) as cap:
-        yield Session(stack, cap.config, repo, server)
+    async with serving(stack, fake, tmp_path, api_key=api_key) as cap:
+        yield Session(stack, cap.config, repo, server, cap)
 
 
 async def test_fresh_changed_fresh_gone_through_the_hooks(
@@ -180,3 +182,26 @@ async def test_search_carries_freshness_and_ranks_changed_below_fresh(
         (s.repo / "a.py").write_text("changed = True\n")
         await s.tool("post_tool_use_write.json", file_path="a.py")
         assert await ranked() == [(older.id, "fresh"), (newer, "changed")]
+
+
+async def test_a_captured_observation_is_anchored_to_the_files_it_was_made_from(
+    stack: Stack, fake: FakeAnthropic, tmp_path: Path
+) -> None:
+    observation = {"type": "decision", "content": RULE, "importance": 3,
+                   "files": ["a.py", "not/in/the/log.py"]}
+    fake.script(FakeAnthropic.tool_result({"observations": [observation]}))
+    async with session(stack, fake, tmp_path, api_key=True) as s:
+        (s.repo / "a.py").write_text(ORIGINAL.replace("text", "raw"))
+        edited = git_hash(s.repo, "a.py")
+        await s.tool("post_tool_use_edit.json", file_path="a.py")
+        await s.hook(payload("stop.json", s.repo))
+        await s.capture.wait_row(s.session_id, "observations", 1)
+        [captured] = await s.capture.captured()
+        memory = await stack.service.get(s.scoped, captured.id)
+        assert [(a.path, a.blob) for a in memory.anchors] == [("a.py", edited)]
+        assert memory.freshness == Freshness.FRESH
+        prompt = fake.requests[0]["messages"][0]["content"]
+        assert '"files": ["a.py"]' in prompt and str(s.repo) not in prompt
+        (s.repo / "a.py").write_text(ORIGINAL)
+        await s.tool("post_tool_use_edit.json", file_path="a.py")
+        assert await s.freshness(captured.id) == Freshness.CHANGED
