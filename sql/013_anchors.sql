@@ -72,7 +72,8 @@ END $$;
 GRANT SELECT, INSERT, UPDATE ON file_states TO team_memory_app;
 GRANT SELECT, INSERT, UPDATE, DELETE ON memory_anchors TO team_memory_app;
 
--- The nightly review of changed memories may propose a revised text (held for a person).
+-- The nightly review of changed memories proposes a revised text, or archiving a memory when
+-- what suggests it was written by another author: held for a person, like merges.
 ALTER TABLE memory_proposals DROP CONSTRAINT memory_proposals_kind_check;
 ALTER TABLE memory_proposals ADD CONSTRAINT memory_proposals_kind_check
-    CHECK (kind IN ('merge', 'supersede', 'revise'));
+    CHECK (kind IN ('merge', 'supersede', 'revise', 'archive'));

@@ -178,6 +178,7 @@ class HistoryEvent(StrEnum):
     MERGE_PROPOSED = "merge_proposed"  # held for review: the memories have other authors
     SUPERSEDE_PROPOSED = "supersede_proposed"
     REVISE_PROPOSED = "revise_proposed"  # its file changed: a revised text, held for review
+    ARCHIVE_PROPOSED = "archive_proposed"  # its file changed: archiving it, held for review
     # A file the memory cites (docs/freshness.md): changed since it was saved, back to the
     # saved content, deleted or moved away; or judged still true by the nightly review.
     ANCHOR_CHANGED = "anchor_changed"

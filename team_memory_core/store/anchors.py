@@ -191,14 +191,21 @@ async def changed_memories(conn: asyncpg.Connection, project: str,
     return many(ChangedMemory, rows)
 
 
+@dataclass(frozen=True)
+class NewerMemory:
+    id: UUID
+    content: str
+    created_by: UUID | None
+
+
 async def newer_on_same_files(
     conn: asyncpg.Connection, memory_id: UUID, limit: int
-) -> list[tuple[UUID, str]]:
+) -> list[NewerMemory]:
     """Current memories saved after ``memory_id`` that cite one of its files: what the team
     wrote about those files since (context for the review of a changed memory)."""
     rows = await conn.fetch(
         """
-        SELECT DISTINCT m.id, m.content, m.created_at FROM memory_anchors mine
+        SELECT DISTINCT m.id, m.content, m.created_by, m.created_at FROM memory_anchors mine
         JOIN memory_anchors other ON other.project = mine.project AND other.path = mine.path
                                  AND other.memory_id <> mine.memory_id
         JOIN memories m ON m.id = other.memory_id
@@ -210,7 +217,17 @@ async def newer_on_same_files(
         """,
         memory_id, limit,
     )
-    return [(row["id"], row["content"]) for row in rows]
+    return [NewerMemory(row["id"], row["content"], row["created_by"]) for row in rows]
+
+
+async def lock_if_changed(conn: asyncpg.Connection, memory_id: UUID, content: str) -> bool:
+    """Lock the memory if it is still active, holds ``content`` and its files still differ."""
+    found = await conn.fetchval(
+        "SELECT id FROM memories WHERE id = $1 AND status = 'active' AND content = $2"
+        " AND freshness IN ('changed', 'gone') FOR UPDATE",
+        memory_id, content,
+    )
+    return found is not None
 
 
 async def mark_reviewed(conn: asyncpg.Connection, memory_ids: Sequence[UUID]) -> None:

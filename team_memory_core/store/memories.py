@@ -189,6 +189,16 @@ async def supersede(conn: asyncpg.Connection, old_id: UUID, new_id: UUID) -> Non
     )
 
 
+async def archive(conn: asyncpg.Connection, memory_id: UUID) -> bool:
+    """Retire an active memory as archived; False when it is not active (any more)."""
+    return await wrote(
+        conn,
+        "UPDATE memories SET status = 'archived', valid_to = now(), updated_at = now()"
+        " WHERE id = $1 AND status = 'active' RETURNING id",
+        memory_id,
+    )
+
+
 # --- reads by id ----------------------------------------------------------------------------
 
 
