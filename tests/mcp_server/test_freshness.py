@@ -14,16 +14,21 @@ from pathlib import Path
 from typing import Any
 from uuid import UUID
 
+import asyncpg
 import pytest
 from mcp import Client
 from mcp.server import MCPServer
 
+from mcp_server.capture import CaptureService, HookEvent, HookEvents
+from mcp_server.file_states import FileStates, Report
 from mcp_server.server import create_server
 from team_memory.hook.config import HookConfig
 from team_memory.hook.events import run
-from team_memory_core.models.anchors import AnchorInput, Freshness
+from team_memory_core.hook_protocol import EventKind
+from team_memory_core.models.anchors import AnchorInput, FileState, Freshness
 from team_memory_core.models.memories import HistoryEvent
-from tests.conftest import Stack
+from team_memory_core.tenants import create_key
+from tests.conftest import Stack, new_tenant
 from tests.mcp_server.test_capture import Capture, serving
 from tests.support.anthropic_server import FakeAnthropic
 from tests.support.hooks import git_hash, payload, real_git_repo, save_call, tool_call
@@ -205,3 +210,47 @@ async def test_a_captured_observation_is_anchored_to_the_files_it_was_made_from(
         (s.repo / "a.py").write_text(ORIGINAL)
         await s.tool("post_tool_use_edit.json", file_path="a.py")
         assert await s.freshness(captured.id) == Freshness.CHANGED
+
+
+async def test_bad_files_are_refused_and_nothing_is_written(stack: Stack) -> None:
+    server = create_server(stack.service, default_principal=stack.principal)
+    async with Client(server) as client:
+        for files, error in ((["/home/dev/shop/a.py"], "relative to the repository root"),
+                             (["../other/a.py"], "inside the repository"),
+                             ([f"f{i}.py" for i in range(11)], "at most 10")):
+            result = await client.call_tool("save_memory", {"content": RULE, "files": files})
+            assert result.is_error and error in str(result.content)
+        found = await client.call_tool("search_memory", {"query": "parse_invoice cents"})
+    assert found.structured_content["results"] == []
+
+
+async def test_reports_reach_only_the_reporters_tenant_and_project(
+    stack: Stack, admin_pool: asyncpg.Pool
+) -> None:
+    cited = [AnchorInput(path="a.py", blob="a" * 40)]
+    web = await stack.service.save(stack.principal, RULE, project="web", files=cited)
+    other, _ = await new_tenant(admin_pool)
+    issued = await create_key(admin_pool, stack.principal.tenant_name, name="api",
+                              project="api")
+    api_key = stack.principal.model_copy(update={"key_id": issued.key_id, "project": "api"})
+    gone = [FileState(path="a.py", blob=None)]
+    now = datetime.now(UTC)
+    files = FileStates(stack.pool)
+    # Another tenant, and a key bound to another project naming "web" (its reports go to its
+    # own project, as every call of that key does): neither reaches the memory.
+    capture = CaptureService(stack.service)
+    for reporter in (other, api_key):
+        await capture.accept(reporter, HookEvents(events=[HookEvent(
+            key="files:1", session_id="s", kind=EventKind.FILES, project="web",
+            states=[("a.py", None)], at=now)]))
+    with pytest.raises(asyncpg.InsufficientPrivilegeError):  # the database refuses it anyway
+        await files.apply(api_key, [Report("web", "s", gone, now)])
+    read_only = stack.principal.model_copy(update={"read_only": True})
+    assert await files.apply(read_only, [Report("web", "s", gone, now)]) == 0
+    assert (await stack.service.get(stack.principal, web.id)).freshness == Freshness.FRESH
+    # The tenant's own report of a newer state moves it; an older one replayed late does not.
+    assert await files.apply(stack.principal, [Report("web", "s", gone, now)]) == 1
+    late = [FileState(path="a.py", blob="a" * 40)]
+    assert await files.apply(stack.principal,
+                             [Report("web", "s", late, now - timedelta(minutes=5))]) == 0
+    assert (await stack.service.get(stack.principal, web.id)).freshness == Freshness.GONE

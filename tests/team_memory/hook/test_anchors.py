@@ -8,6 +8,8 @@ import os
 import subprocess
 from pathlib import Path
 
+import pytest
+
 from team_memory.hook.anchors import AnchorCache, blob_hash, read_state, relative
 from team_memory.hook.events import tool_states
 from team_memory.hook.records import event_record
@@ -42,10 +44,13 @@ def test_the_hash_is_gits_blob_hash(tmp_path: Path) -> None:
     assert blob_hash(b"") == "e69de29bb2d1d6434b8b29ae775ad8c2e48c5391"  # git's empty blob
 
 
-def test_an_edit_reports_the_relative_path_and_hash_never_the_content(tmp_path: Path) -> None:
+@pytest.mark.parametrize("recorded", ["post_tool_use_edit.json", "post_tool_use_write.json"])
+def test_an_edit_reports_the_relative_path_and_hash_never_the_content(
+    tmp_path: Path, recorded: str
+) -> None:
     root = repo(tmp_path)
     (root / "a.py").write_text(f"def parse():\n    return 'money'  # {SECRET}\n")
-    edit = tool_call("post_tool_use_edit.json", root, "toolu_1", file_path="a.py")
+    edit = tool_call(recorded, root, "toolu_1", file_path="a.py")
     record = record_with_states(root, edit, AnchorCache(tmp_path / "data", PROJECT))
     assert record["files"] == ["a.py"]
     assert record["states"] == [["a.py", git_hash(root, "a.py")]]
