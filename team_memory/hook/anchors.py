@@ -97,17 +97,23 @@ class AnchorCache:
     def changes(self, root: Path) -> list[State]:
         """The anchored files whose state differs from what was last reported (checked by
         stat first); the cache then holds their new state."""
+        if not self.file.exists():
+            return []  # no anchored file known on this machine (one stat, no lock)
         with self._paths() as paths:
             return _changes(root, paths)
 
     def current(self, root: Path) -> list[State]:
         """Every anchored file's state (hashing only those whose stat changed)."""
+        if not self.file.exists():
+            return []
         with self._paths() as paths:
             _changes(root, paths)
             return [[path, entry[3]] for path, entry in paths.items() if entry is not None]
 
     def reported(self, root: Path, states: Iterable[State], add: bool = False) -> None:
         """Note states just reported for these files (``add``: start keeping them)."""
+        if not add and not self.file.exists():
+            return
         with self._paths() as paths:
             for path, blob in states:
                 if path is not None and (add or path in paths):
