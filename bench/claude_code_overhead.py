@@ -169,6 +169,7 @@ def report(hooked: Variant, bare: Variant, calls: int, installed: str) -> str:
 
 def seed_anchored(stack: BenchStack, repo: Path, count: int) -> None:
     """``count`` memories of the repository's project, each citing its own file."""
+    (repo / "src").mkdir(exist_ok=True)
     for number in range(count):
         (repo / "src" / f"m{number}.py").write_text(f"VALUE_{number} = {number}\n")
 
@@ -184,7 +185,6 @@ def seed_anchored(stack: BenchStack, repo: Path, count: int) -> None:
             await local.pool.close()
 
     if count:
-        (repo / "src").mkdir(exist_ok=True)
         asyncio.run(save())
 
 

@@ -106,7 +106,7 @@ class ContextRequest(BaseModel):
     self_capture: bool = False
     # The states of the project's anchored files in this working tree (docs/freshness.md),
     # at this time of the hook's clock; final: the answer to the server's ``check``.
-    states: ReportedStates = Field(default_factory=list, max_length=STATES_MAX)
+    states: ReportedStates = Field(default_factory=list, max_length=STATES_MAX + CHECK_MAX)
     at: datetime | None = None
     final: bool = False
 

@@ -175,7 +175,7 @@ class MemoryService(Recall):
             item = prepare_memory(self.settings, principal, content, category=category,
                                   importance=importance, tags=tags, project=project,
                                   occurred_at=occurred_at, source=source)
-            cited = check_files(files)
+            cited = check_files(files, item.project)
             item, found, workflow_id = await self._acknowledge(principal, item, turn, cited)
         finally:
             if turn is not None:

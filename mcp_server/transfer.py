@@ -75,10 +75,11 @@ def validate(service: MemoryService, principal: Principal, items: list[ImportIte
     errors = []
     for number, item in enumerate(items, start=1):
         try:
-            prepare_memory(service.settings, principal, item.content, category=item.category,
-                           importance=item.importance, tags=item.tags, project=project,
-                           occurred_at=item.occurred_at, source=item.source)
-            check_files(item.files)
+            prepared = prepare_memory(service.settings, principal, item.content,
+                                      category=item.category, importance=item.importance,
+                                      tags=item.tags, project=project,
+                                      occurred_at=item.occurred_at, source=item.source)
+            check_files(item.files, prepared.project)
         except (InvalidInput, Forbidden) as error:
             errors.append(f"item {number}: {error}")
     if errors:

@@ -149,11 +149,15 @@ def check_tags(settings: Settings, tags: list[str]) -> tuple[list[str], list[str
     return sorted(set(cleaned)), kinds
 
 
-def check_files(files: Sequence[str | AnchorInput] | None) -> list[AnchorInput]:
-    """The files a memory cites: repository-relative paths (``src/a.py``), each once, at
-    most ANCHOR_FILES_MAX; a hash given with one (an import) must be a git blob hash."""
+def check_files(files: Sequence[str | AnchorInput] | None, project: str) -> list[AnchorInput]:
+    """The files a memory of ``project`` cites: repository-relative paths (``src/a.py``),
+    each once, at most ANCHOR_FILES_MAX; a hash given with one (an import) must be a git
+    blob hash. A tenant-wide memory belongs to no repository: it cites none."""
     if not files:
         return []
+    if project == TENANT_WIDE_PROJECT:
+        raise InvalidInput("a tenant-wide memory (project '*') cannot cite files: files "
+                           "belong to a repository")
     if isinstance(files, str) or len(files) > ANCHOR_FILES_MAX:
         raise InvalidInput(f"files must be a list of at most {ANCHOR_FILES_MAX} paths")
     checked: dict[str, AnchorInput] = {}

@@ -20,7 +20,12 @@ from pathlib import Path
 from typing import Any
 
 from team_memory.hook.state import locked_json
-from team_memory_core.hook_protocol import ANCHOR_CACHE_MAX, BLOB_MAX_BYTES, STATES_MAX
+from team_memory_core.hook_protocol import (
+    ANCHOR_CACHE_MAX,
+    BLOB_MAX_BYTES,
+    STATES_MAX,
+    repo_path,
+)
 
 CACHE_DIR = "anchors"
 # A reported file state: [repository-relative path, blob hash or None when missing].
@@ -68,6 +73,17 @@ def relative(root: Path, cwd: str, raw: str) -> str | None:
     if inside == "." or inside == ".." or inside.startswith("../"):
         return None
     return Path(inside).as_posix()
+
+
+def repo_paths(listed: object, limit: int) -> list[str]:
+    """The well-formed repository paths of a list (a tool input's, a server answer's), each
+    once, at most ``limit``; anything else is dropped, never read."""
+    paths: list[str] = []
+    for raw in listed[:4 * limit] if isinstance(listed, list) else []:
+        if isinstance(raw, str):
+            with contextlib.suppress(ValueError):
+                paths.append(repo_path(raw))
+    return list(dict.fromkeys(paths))[:limit]
 
 
 def states_of(root: Path, paths: Iterable[str]) -> list[State]:

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from team_memory.hook import self_capture
-from team_memory.hook.anchors import AnchorCache, State, states_of
+from team_memory.hook.anchors import AnchorCache, State, repo_paths, states_of
 from team_memory.hook.config import HookConfig
 from team_memory.hook.records import SUMMARISED_TOOLS, event_record, timestamp
 from team_memory.hook.spool import has_spool, replay_in_background, spool
@@ -25,7 +25,6 @@ from team_memory_core.hook_protocol import (
     PROJECT_HEADER,
     SAVE_TOOL,
     SESSION_START,
-    repo_path,
 )
 from team_memory_core.project_identity import project_for, repository_root
 
@@ -113,28 +112,17 @@ def session_context(config: HookConfig, payload: dict[str, Any]) -> str:
     return str(answer.get("context", ""))
 
 
-def _paths(listed: object, limit: int) -> list[str]:
-    """Repository paths a server listed (anything else is ignored, never read)."""
-    paths = []
-    for raw in listed[:limit] if isinstance(listed, list) else []:
-        try:
-            paths.append(repo_path(raw) if isinstance(raw, str) else "")
-        except ValueError:
-            continue
-    return [p for p in paths if p]
-
-
 def _recheck(config: HookConfig, cache: AnchorCache, root: Path, body: dict[str, Any],
              answer: dict[str, Any]) -> dict[str, Any]:
     """Answer the server's ``check`` (once), then keep the anchored paths it listed."""
-    asked = states_of(root, _paths(answer.get("check"), CHECK_MAX))
+    asked = states_of(root, repo_paths(answer.get("check"), CHECK_MAX))
     if asked:
         again = {**body, "states": [*body["states"], *asked], "final": True}
         outcome, second = post(config, CONTEXT_ROUTE, again, CONTEXT_TIMEOUT_S)
         if outcome == Delivery.SENT:
             answer = second
     if "anchors" in answer:
-        cache.replace(_paths(answer.get("anchors"), ANCHOR_CACHE_MAX))
+        cache.replace(repo_paths(answer.get("anchors"), ANCHOR_CACHE_MAX))
         cache.reported(root, asked)
     return answer
 

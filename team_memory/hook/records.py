@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from team_memory.hook.anchors import relative
+from team_memory.hook.anchors import relative, repo_paths
 from team_memory_core.hook_protocol import (
     ANCHOR_FILES_MAX,
     CAPTURED_EVENTS,
@@ -20,7 +20,6 @@ from team_memory_core.hook_protocol import (
     SESSION_ID_MAX_CHARS,
     SUMMARY_MAX_CHARS,
     EventKind,
-    repo_path,
 )
 
 # The tools whose use is worth distilling: the ones that change the repository. The installed
@@ -53,14 +52,7 @@ def _files(tool_input: dict[str, Any], root: Path | None, cwd: str) -> list[str]
 def cited_files(tool_input: dict[str, Any]) -> list[str]:
     """The repository-relative files a save_memory call cites (invalid ones left out: the
     server refused that save)."""
-    files = tool_input.get("files")
-    cited = []
-    for raw in files if isinstance(files, list) else []:
-        try:
-            cited.append(repo_path(raw) if isinstance(raw, str) else "")
-        except ValueError:
-            continue
-    return [path for path in dict.fromkeys(cited) if path][:ANCHOR_FILES_MAX]
+    return repo_paths(tool_input.get("files"), ANCHOR_FILES_MAX)
 
 
 def describe_tool(tool: str, tool_input: dict[str, Any], response: object,

@@ -187,6 +187,10 @@ async def test_search_carries_freshness_and_ranks_changed_below_fresh(
         (s.repo / "a.py").write_text("changed = True\n")
         await s.tool("post_tool_use_write.json", file_path="a.py")
         assert await ranked() == [(older.id, "fresh"), (newer, "changed")]
+        async with Client(s.server) as client:
+            got = await client.call_tool("get_memory", {"id": str(newer)})
+        assert got.structured_content["freshness"] == "changed"
+        assert got.structured_content["files"] == [{"path": "a.py", "freshness": "changed"}]
 
 
 async def test_a_captured_observation_is_anchored_to_the_files_it_was_made_from(
@@ -217,8 +221,11 @@ async def test_bad_files_are_refused_and_nothing_is_written(stack: Stack) -> Non
     async with Client(server) as client:
         for files, error in ((["/home/dev/shop/a.py"], "relative to the repository root"),
                              (["../other/a.py"], "inside the repository"),
-                             ([f"f{i}.py" for i in range(11)], "at most 10")):
-            result = await client.call_tool("save_memory", {"content": RULE, "files": files})
+                             ([f"f{i}.py" for i in range(11)], "at most 10"),
+                             (["a.py"], "tenant-wide memory")):
+            project = "*" if files == ["a.py"] else None
+            result = await client.call_tool("save_memory", {"content": RULE, "files": files,
+                                                            "project": project})
             assert result.is_error and error in str(result.content)
         found = await client.call_tool("search_memory", {"query": "parse_invoice cents"})
     assert found.structured_content["results"] == []
