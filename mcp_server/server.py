@@ -29,6 +29,7 @@ from mcp_server.views import (
 )
 from mcp_server.workspace import with_workspace
 from team_memory_core.erasure import HistoryNotDeleted, PurgeReport
+from team_memory_core.models.anchors import Freshness
 from team_memory_core.models.consolidation import ManifestoView
 from team_memory_core.models.memories import Memory, MemoryStatusReport
 from team_memory_core.models.principal import Principal
@@ -118,6 +119,8 @@ def create_server(
 
 _PROJECT = ("Project (repository); default: the one this session works in. '*' = every "
             "project of the team")
+_FILES = ("Repository-relative paths of the files this memory is about (src/billing/parse.py),"
+          " at most 10")
 
 
 def _register_tools(
@@ -133,12 +136,15 @@ def _register_tools(
                                          "team-wide rule)")] = 1,
         tags: Annotated[list[str] | None, Field(description="Short lowercase labels")] = None,
         project: Annotated[str | None, Field(description=_PROJECT)] = None,
+        files: Annotated[list[str] | None, Field(description=_FILES)] = None,
     ) -> Annotated[CallToolResult, SavedView]:
         """Remember something for the whole team across sessions. Returns at once with the
         memory id; de-duplication and merging happen in the background, and the memory is
-        searchable immediately. Saving the same text twice returns the same id."""
+        searchable immediately. Saving the same text twice returns the same id. For a memory
+        about code, pass the files it is about: the team then sees when they change."""
         saved = await _call(service.save(who(), content, category=category,
-                                         importance=importance, tags=tags, project=project))
+                                         importance=importance, tags=tags, project=project,
+                                         files=files))
         note = " (already saved)" if saved.already_saved else ""
         return _result(SavedView.of(saved),
                        f"saved {saved.id} [{saved.status}] in {saved.project}{note}")
@@ -161,15 +167,17 @@ def _register_tools(
     ) -> Annotated[CallToolResult, SearchView]:
         """Search the team's memory by meaning and keywords, best first (newer and more
         important memories rank higher). Each result's text is the whole memory, unless it
-        has `tokens`: then it is cut, and get_memory/get_memories return it in full."""
+        has `tokens`: then it is cut, and get_memory/get_memories return it in full. A memory
+        about files has `freshness`: fresh, changed (its files changed since it was saved:
+        check them before relying on it) or gone (its files were deleted or moved)."""
         principal = who()
         hits = await _call(service.search(
             principal, query, limit=limit, category=category, project=project, tags=tags,
             since=since, until=until, include_history=include_history,
         ))
         searched = service.resolve_project(principal, project)  # valid: the search took it
-        lines = [f"{h.id} [{h.category}] {h.snippet} ({h.age}, ~{h.tokens} tokens)"
-                 for h in hits]
+        lines = [f"{h.id} [{h.category}{_freshness_mark(h.freshness)}] {h.snippet} "
+                 f"({h.age}, ~{h.tokens} tokens)" for h in hits]
         view = SearchView(project=searched, results=[HitView.of(h, searched) for h in hits])
         return _result(view, "\n".join(lines) or "no matching memories")
 
@@ -225,6 +233,10 @@ def _register_tools(
         pointer = report.duplicate_of or report.superseded_by
         text = f"{report.id}: {report.status}" + (f" -> {pointer}" if pointer else "")
         return _result(report, text + f" (dedupe policy: {report.dedupe_policy})")
+
+
+def _freshness_mark(freshness: Freshness | None) -> str:
+    return f", files {freshness}" if freshness in (Freshness.CHANGED, Freshness.GONE) else ""
 
 
 def _register_resources(

@@ -6,11 +6,14 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Sequence
 from datetime import UTC, datetime
 
 from pydantic import ValidationError, ValidationInfo, ValidatorFunctionWrapHandler, WrapValidator
 
 from mcp_server.errors import Forbidden, InvalidInput
+from team_memory_core.hook_protocol import ANCHOR_FILES_MAX, repo_path
+from team_memory_core.models.anchors import AnchorInput, FileState
 from team_memory_core.models.memories import (
     ALL_STATUSES,
     CURRENT_STATUSES,
@@ -27,6 +30,7 @@ from team_memory_core.rules.redaction import redact, redact_tags
 from team_memory_core.settings import Settings
 
 _TAG = re.compile(r"^[\w][\w.:/+-]*$")
+_BLOB = re.compile(r"^(?:[0-9a-f]{40}|[0-9a-f]{64})$")  # a git blob hash: sha1 or sha256
 _SOURCE_MAX_CHARS = 200
 _REASON_MAX_CHARS = 500
 # Memories are not older than Unix time, and a year-1 time with a positive offset does not
@@ -164,6 +168,44 @@ def check_tags(settings: Settings, tags: list[str]) -> tuple[list[str], list[str
             )
         cleaned.append(tag)
     return sorted(set(cleaned)), kinds
+
+
+def check_files(files: Sequence[str | AnchorInput] | None, project: str) -> list[AnchorInput]:
+    """The files a memory of ``project`` cites: repository-relative paths (``src/a.py``),
+    each once, at most ANCHOR_FILES_MAX; a hash given with one (an import) must be a git
+    blob hash. A tenant-wide memory belongs to no repository: it cites none."""
+    if not files:
+        return []
+    if project == TENANT_WIDE_PROJECT:
+        raise InvalidInput("a tenant-wide memory (project '*') cannot cite files: files "
+                           "belong to a repository")
+    if isinstance(files, str) or len(files) > ANCHOR_FILES_MAX:
+        raise InvalidInput(f"files must be a list of at most {ANCHOR_FILES_MAX} paths")
+    checked: dict[str, AnchorInput] = {}
+    for number, file in enumerate(files, start=1):
+        given = file if isinstance(file, AnchorInput) else AnchorInput(path=file)
+        try:
+            path = repo_path(check_text(given.path, "files"))
+        except ValueError as error:
+            raise InvalidInput(f"file {number} of {len(files)}: {error}") from None
+        if given.blob is not None and not _BLOB.match(given.blob):
+            raise InvalidInput(f"file {number} of {len(files)}: blob must be a git blob hash")
+        checked.setdefault(path, AnchorInput(path=path, blob=given.blob))
+    return list(checked.values())
+
+
+def file_states(reported: Sequence[tuple[str, str | None]]) -> list[FileState]:
+    """The file states a hook reported that are well-formed (a repository path and a git
+    blob hash or null); others are dropped: a state is an observation, not a request."""
+    states = []
+    for path, blob in reported:
+        try:
+            normal = repo_path(check_text(path, "path"))
+        except ValueError:
+            continue
+        if blob is None or _BLOB.match(blob):
+            states.append(FileState(path=normal, blob=blob))
+    return states
 
 
 def check_project(project: str | None) -> None:

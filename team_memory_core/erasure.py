@@ -27,7 +27,7 @@ from team_memory_core.models.memories import HistoryEvent, MemoryStatus
 from team_memory_core.rules.consolidation import write_local_manifesto
 from team_memory_core.rules.redaction import redact
 from team_memory_core.settings import Settings
-from team_memory_core.store import consolidation, history, memories, proposals
+from team_memory_core.store import anchors, consolidation, history, memories, proposals
 from team_memory_core.store.audit import insert_audit
 from team_memory_core.store.memories import PurgeMember
 from team_memory_core.store.pool import tenant_tx
@@ -90,6 +90,7 @@ async def purge(
         ids = [member.id for member in family]
         workflows = _histories(actor.tenant_name, family)
         await memories.erase_memories(conn, ids)
+        await anchors.erase_anchors(conn, ids)  # a path can say more than it should
         erased = await history.erase_event_text(conn, ids)
         shredded = await keyring.shred(conn, workflows)
         await proposals.erase_proposal_text(conn, ids)

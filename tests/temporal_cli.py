@@ -72,7 +72,12 @@ def readable(output: str, needles: list[str]) -> list[str]:
     return [needle for needle in needles if any(needle.encode() in blob for blob in blobs)]
 
 
+# A workflow.patched() marker: the SDK core writes the patch id (a name in our code, never
+# data) as plain JSON, outside the data converter (docs/security.md, "What stays clear").
+_PATCH_MARKER = ".markerRecordedEventAttributes.details.patch-data."
+
+
 def unencrypted(output: str) -> list[str]:
     """Where payloads not sealed by Team Memory's codec are, and their encoding."""
     return [f"{where}: {encoding(p).decode()}" for where, p in payloads(json.loads(output))
-            if encoding(p) != ENCODING]
+            if encoding(p) != ENCODING and _PATCH_MARKER not in where]

@@ -4,7 +4,7 @@ memory://working_set, the Claude Code session context) goes through."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from uuid import UUID
@@ -25,6 +25,7 @@ from mcp_server.validation import (
 )
 from team_memory_core import telemetry
 from team_memory_core.embedder import Embedder, embed_async
+from team_memory_core.models.anchors import Anchor, Freshness
 from team_memory_core.models.memories import (
     TENANT_WIDE_PROJECT,
     Category,
@@ -37,7 +38,7 @@ from team_memory_core.models.memories import (
 from team_memory_core.models.principal import Principal
 from team_memory_core.rules.text import approx_tokens, one_line, within_budget
 from team_memory_core.settings import Settings
-from team_memory_core.store import memories, search
+from team_memory_core.store import anchors, memories, search
 from team_memory_core.store.memories import MemoryRow
 from team_memory_core.store.pool import principal_tx
 from team_memory_core.store.search import Candidate, SearchFilters
@@ -100,8 +101,10 @@ class Recall:
     ) -> WorkingSet:
         """The memories that matter most now, in full, within a token budget. With a query,
         ranked by relevance x importance x recency (the search score); without, by importance
-        x recency. Best first; a memory too large for what is left is skipped, not cut.
-        ``text_of`` is how each memory will be rendered (its cost against the budget)."""
+        x recency. Best first; a memory too large for what is left is skipped, not cut, and
+        one whose files are all gone is left out (docs/freshness.md); memories about files
+        come with their anchors. ``text_of`` is how each memory will be rendered (its cost
+        against the budget)."""
         budget = self.settings.working_set_tokens if budget_tokens is None else budget_tokens
         if budget < 0:
             raise InvalidInput("budget_tokens must not be negative")
@@ -113,9 +116,22 @@ class Recall:
             ranked = await self._current(principal, [hit.id for hit in hits])
         else:
             ranked = await self._important_recent(principal, project)
+        ranked = await self.with_files(
+            principal, [m for m in ranked if m.freshness != Freshness.GONE])
         chosen = within_budget(ranked, render, budget)
         return WorkingSet(project=scope, budget_tokens=budget, memories=chosen,
                           tokens=sum(approx_tokens(render(m)) for m in chosen))
+
+    async def with_files(self, principal: Principal,
+                         found: Sequence[Memory]) -> list[Memory]:
+        """These memories, those about files with their anchors."""
+        anchored = [m.id for m in found if m.freshness is not None]
+        if not anchored:
+            return list(found)
+        async with principal_tx(self.pool, principal) as conn:
+            files = await anchors.anchors_of(conn, anchored)
+        return [m.model_copy(update={"anchors": files[m.id]}) if m.id in files else m
+                for m in found]
 
     async def _current(self, principal: Principal, ids: list[UUID]) -> list[Memory]:
         """These memories in this order, those still current (one may change meanwhile)."""
@@ -161,11 +177,13 @@ def memory_hit(row: Candidate, score: float, now: datetime) -> MemoryHit:
         score=round(score, 6), age=age(now, row.occurred_at),
         occurred_at=row.occurred_at, tokens=approx_tokens(row.content),
         truncated=snippet != one_line(row.content),
+        freshness=None if row.freshness is None else Freshness(row.freshness),
     )
 
 
-def memory_view(row: MemoryRow) -> Memory:
-    return Memory.model_validate({**dict(row), "age": age(datetime.now(UTC), row.occurred_at)})
+def memory_view(row: MemoryRow, files: Sequence[Anchor] = ()) -> Memory:
+    return Memory.model_validate({**dict(row), "age": age(datetime.now(UTC), row.occurred_at),
+                                  "anchors": list(files)})
 
 
 def age(now: datetime, then: datetime) -> str:

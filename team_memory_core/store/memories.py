@@ -21,7 +21,7 @@ from team_memory_core.store.rows import many, wrote
 MEMORY_COLUMNS = """
     id, project, content, category, importance, tags, status, source, duplicate_of,
     superseded_by, merged_from, valid_from, valid_to, created_at, occurred_at, updated_at,
-    content_hash, generation
+    freshness, content_hash, generation
 """
 
 
@@ -189,6 +189,16 @@ async def supersede(conn: asyncpg.Connection, old_id: UUID, new_id: UUID) -> Non
     )
 
 
+async def archive(conn: asyncpg.Connection, memory_id: UUID) -> bool:
+    """Retire an active memory as archived; False when it is not active (any more)."""
+    return await wrote(
+        conn,
+        "UPDATE memories SET status = 'archived', valid_to = now(), updated_at = now()"
+        " WHERE id = $1 AND status = 'active' RETURNING id",
+        memory_id,
+    )
+
+
 # --- reads by id ----------------------------------------------------------------------------
 
 
@@ -326,7 +336,7 @@ async def erase_memories(conn: asyncpg.Connection, ids: list[UUID]) -> None:
     await conn.execute(
         """
         UPDATE memories SET content = '', tags = '{}', source = NULL, embedding = NULL,
-               status = 'forgotten', valid_to = coalesce(valid_to, now()),
+               freshness = NULL, status = 'forgotten', valid_to = coalesce(valid_to, now()),
                purged_at = coalesce(purged_at, now()), updated_at = now()
         WHERE id = ANY($1::uuid[])
         """,
