@@ -11,14 +11,18 @@ import json
 import os
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar, Protocol
+from typing import TYPE_CHECKING, ClassVar, Literal, Protocol
 
 import httpx
 import numpy as np
 
 from team_memory_core import telemetry
 from team_memory_core.settings import Settings
+
+if TYPE_CHECKING:
+    import onnxruntime
 
 _TOKENIZER_FILES = (
     "tokenizer.json",
@@ -66,6 +70,22 @@ def _bundled_model_dir(cache_dir: Path) -> Path:
     return target
 
 
+@dataclass(frozen=True)
+class SessionTuning:
+    """How onnxruntime runs the model.
+
+    onnxruntime's defaults (an intra-op pool of one thread per core whose threads spin-wait
+    between runs) burn more CPU than the model needs when several processes share few cores:
+    measured on a 2-core box, 20.7 ms CPU per text against 14.5 with one thread and no
+    spinning (docs/benchmarks.md, ``python -m bench.embedder_options``). With one thread the
+    caller's thread runs the model and no pool exists.
+    """
+
+    intra_op_threads: int = 1  # 0: onnxruntime's default, one per core
+    spinning: bool = False
+    graph_optimization: Literal["basic", "extended", "all"] = "all"
+
+
 class LocalEmbedder:
     """all-MiniLM-L6-v2 (384 dimensions), int8 ONNX run by onnxruntime.
 
@@ -77,7 +97,8 @@ class LocalEmbedder:
     dim = 384
     _BATCH = 64
 
-    def __init__(self, cache_dir: Path, model_name: str) -> None:
+    def __init__(self, cache_dir: Path, model_name: str,
+                 tuning: SessionTuning = SessionTuning()) -> None:
         import onnxruntime
         from tokenizers import Tokenizer
 
@@ -90,10 +111,9 @@ class LocalEmbedder:
         self._tokenizer.enable_truncation(max_length=config["model_max_length"])
         self._tokenizer.enable_padding(pad_id=self._tokenizer.token_to_id(config["pad_token"]),
                                        pad_token=config["pad_token"])
-        options = onnxruntime.SessionOptions()
-        options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
         self._session = onnxruntime.InferenceSession(
-            str(model_dir / "model.onnx"), options, providers=["CPUExecutionProvider"])
+            str(model_dir / "model.onnx"), _session_options(tuning),
+            providers=["CPUExecutionProvider"])
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         if not texts:
@@ -114,6 +134,23 @@ class LocalEmbedder:
                         dtype=np.float64)
         pooled: np.ndarray = summed / np.maximum(mask.sum(axis=1, keepdims=True), 1e-9)
         return pooled
+
+
+def _session_options(tuning: SessionTuning) -> onnxruntime.SessionOptions:
+    import onnxruntime
+
+    levels = {"basic": onnxruntime.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+              "extended": onnxruntime.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+              "all": onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL}
+    options = onnxruntime.SessionOptions()
+    options.graph_optimization_level = levels[tuning.graph_optimization]
+    options.execution_mode = onnxruntime.ExecutionMode.ORT_SEQUENTIAL
+    options.intra_op_num_threads = tuning.intra_op_threads
+    options.inter_op_num_threads = 1  # sequential execution: the inter-op pool is unused
+    spinning = "1" if tuning.spinning else "0"
+    options.add_session_config_entry("session.intra_op.allow_spinning", spinning)
+    options.add_session_config_entry("session.inter_op.allow_spinning", spinning)
+    return options
 
 
 class HttpEmbedder:
