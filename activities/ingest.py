@@ -1,4 +1,5 @@
-"""Activities of the ingestion workflow: embed, decide, commit. Each is idempotent."""
+"""Activities of the ingestion workflow: embed, decide, commit, or all three in one step when
+the rules decide without the model. Each is idempotent."""
 
 from __future__ import annotations
 
@@ -11,7 +12,13 @@ from temporalio.exceptions import ApplicationError
 
 from activities.failures import llm_failure
 from team_memory_core import telemetry
-from team_memory_core.contract import COMMIT_ACTIVITY, DECIDE_ACTIVITY, EMBED_ACTIVITY, Policy
+from team_memory_core.contract import (
+    COMMIT_ACTIVITY,
+    DECIDE_ACTIVITY,
+    EMBED_ACTIVITY,
+    INGEST_ACTIVITY,
+    Policy,
+)
 from team_memory_core.embedder import BatchingEmbedder
 from team_memory_core.llm.client import Distiller, LLMError
 from team_memory_core.llm.ingest import Candidate, decide_ingest
@@ -41,6 +48,22 @@ class IngestActivities:
         async with tenant_tx(self.pool, item.tenant_id) as conn:
             await memories.upsert_embedding(conn, item, vector)
 
+    @activity.defn(name=INGEST_ACTIVITY)
+    async def ingest_memory(self, item: IngestInput) -> IngestResult | None:
+        """Embed, decide and commit in one transaction when the rules decide alone (no model,
+        no live neighbour, or the same text is live). None when the model must decide: the
+        vector is stored and the workflow goes on with decide_memory and commit_memory."""
+        vector = await self.embedder.embed_one(item.content)
+        async with tenant_tx(self.pool, item.tenant_id) as conn:
+            await memories.upsert_embedding(conn, item, vector)
+            neighbours = await memories.similar_current(
+                conn, item.memory_id, item.project, self.settings.dedupe_candidates
+            )
+            decision = self._decided_by_rules(item, neighbours)
+            if decision is None:
+                return None
+            return await self._commit(conn, item, decision)
+
     @activity.defn(name=DECIDE_ACTIVITY)
     async def decide_memory(self, item: IngestInput) -> Decision:
         async with tenant_tx(self.pool, item.tenant_id) as conn:
@@ -49,11 +72,16 @@ class IngestActivities:
             neighbours = await memories.similar_current(
                 conn, item.memory_id, item.project, self.settings.dedupe_candidates
             )
+        decision = self._decided_by_rules(item, neighbours)
+        return decision if decision is not None else await self._ask_model(item, neighbours)
+
+    def _decided_by_rules(self, item: IngestInput, neighbours: list[Neighbour]) -> Decision | None:
+        """The local policy's decision, or None when the model must be asked."""
         same = exact_duplicate(item.content_hash, neighbours)
-        if self.distiller is None or not neighbours or same is not None:
-            return local_decision(item.content, item.content_hash, neighbours,
-                                  self.settings.duplicate_similarity)
-        return await self._ask_model(item, neighbours)
+        if self.distiller is not None and neighbours and same is None:
+            return None
+        return local_decision(item.content, item.content_hash, neighbours,
+                              self.settings.duplicate_similarity)
 
     async def _ask_model(self, item: IngestInput, neighbours: list[Neighbour]) -> Decision:
         assert self.distiller is not None
@@ -82,16 +110,21 @@ class IngestActivities:
     async def commit_memory(self, item: IngestInput, decision: Decision) -> IngestResult:
         """Apply the decision in one transaction, with its history events."""
         async with tenant_tx(self.pool, item.tenant_id) as conn:
-            # Locked: a forget committed meanwhile must not be undone by activating the row.
-            found = await memories.fetch_status(conn, item.memory_id, for_update=True)
-            if found is None:
-                raise ApplicationError("memory row missing", non_retryable=False)
-            if found.status != MemoryStatus.PENDING:
-                return IngestResult(memory_id=item.memory_id, decision=decision.kind,
-                                    target_id=decision.target_id, status=found.status)
-            status = await self._apply(conn, item, decision)
-            schedule_needed = await consolidation.register_project(conn, item.tenant_id,
-                                                                   item.project)
+            return await self._commit(conn, item, decision)
+
+    async def _commit(
+        self, conn: asyncpg.Connection, item: IngestInput, decision: Decision
+    ) -> IngestResult:
+        # Locked: a forget committed meanwhile must not be undone by activating the row.
+        found = await memories.fetch_status(conn, item.memory_id, for_update=True)
+        if found is None:
+            raise ApplicationError("memory row missing", non_retryable=False)
+        if found.status != MemoryStatus.PENDING:
+            return IngestResult(memory_id=item.memory_id, decision=decision.kind,
+                                target_id=decision.target_id, status=found.status)
+        status = await self._apply(conn, item, decision)
+        schedule_needed = await consolidation.register_project(conn, item.tenant_id,
+                                                               item.project)
         telemetry.decisions.add(1, {"decision": decision.kind.value, "policy": decision.policy})
         return IngestResult(memory_id=item.memory_id, decision=decision.kind,
                             target_id=decision.target_id, status=status,

@@ -28,18 +28,18 @@ async def test_transient_activity_failure_is_retried_and_committed_once(stack: S
                             embedder=BatchingEmbedder(stack.embedder, window_ms=1, max_batch=8))
     attempts: list[int] = []
 
-    @activity.defn(name="embed_memory")
-    async def flaky_embed(item: IngestInput) -> None:
+    @activity.defn(name="ingest_memory")
+    async def flaky_ingest(item: IngestInput) -> IngestResult | None:
         attempts.append(activity.info().attempt)
         if activity.info().attempt < 3:
             raise ConnectionResetError("embedding backend went away")
-        await real.embed_memory(item)
+        return await real.ingest_memory(item)
 
     schedules = ConsolidationActivities(pool=stack.pool, embedder=real.embedder,
                                         settings=stack.settings, client=stack.client)
     worker = Worker(stack.client, task_queue=stack.settings.task_queue,
                     workflows=[IngestMemory],
-                    activities=[flaky_embed, real.decide_memory, real.commit_memory,
+                    activities=[flaky_ingest, real.decide_memory, real.commit_memory,
                                 schedules.ensure_project_schedule])
     async with worker:
         saved = await stack.service.save(stack.principal, "Retries use jittered backoff")
