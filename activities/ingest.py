@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from uuid import UUID
 
 import asyncpg
+import numpy as np
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
@@ -34,6 +35,13 @@ from team_memory_core.store.memories import Neighbour
 from team_memory_core.store.pool import tenant_tx
 
 
+class MemoryRowMissing(ApplicationError):
+    """The memory's row is not there (yet): retried, as any storage step."""
+
+    def __init__(self) -> None:
+        super().__init__("memory row missing", non_retryable=False)
+
+
 @dataclass
 class IngestActivities:
     pool: asyncpg.Pool
@@ -52,26 +60,34 @@ class IngestActivities:
     async def ingest_memory(self, item: IngestInput) -> IngestResult | None:
         """Embed, decide and commit in one transaction when the rules decide alone (no model,
         no live neighbour, or the same text is live). None when the model must decide: the
-        vector is stored and the workflow goes on with decide_memory and commit_memory."""
+        vector is stored and the workflow goes on with decide_memory and commit_memory.
+
+        The vector is written with the status (one new row version, not two)."""
         vector = await self.embedder.embed_one(item.content)
         async with tenant_tx(self.pool, item.tenant_id) as conn:
-            await memories.upsert_embedding(conn, item, vector)
             neighbours = await memories.similar_current(
-                conn, item.memory_id, item.project, self.settings.dedupe_candidates
+                conn, vector, item.memory_id, item.project, self.settings.dedupe_candidates
             )
             decision = self._decided_by_rules(item, neighbours)
             if decision is None:
+                await memories.upsert_embedding(conn, item, vector)
                 return None
-            return await self._commit(conn, item, decision)
+            try:
+                return await self._commit(conn, item, decision, vector)
+            except MemoryRowMissing:
+                # The save's pending row never landed: the workflow's input makes it.
+                await memories.upsert_embedding(conn, item, vector)
+                return await self._commit(conn, item, decision)
 
     @activity.defn(name=DECIDE_ACTIVITY)
     async def decide_memory(self, item: IngestInput) -> Decision:
         async with tenant_tx(self.pool, item.tenant_id) as conn:
-            if await memories.fetch_status(conn, item.memory_id) is None:
-                raise ApplicationError("memory row missing", non_retryable=False)
-            neighbours = await memories.similar_current(
-                conn, item.memory_id, item.project, self.settings.dedupe_candidates
-            )
+            stored = await memories.stored_vector(conn, item.memory_id)
+            if stored is None:
+                raise MemoryRowMissing
+            neighbours = [] if stored.embedding is None else await memories.similar_current(
+                conn, stored.embedding, item.memory_id, item.project,
+                self.settings.dedupe_candidates)
         decision = self._decided_by_rules(item, neighbours)
         return decision if decision is not None else await self._ask_model(item, neighbours)
 
@@ -113,16 +129,18 @@ class IngestActivities:
             return await self._commit(conn, item, decision)
 
     async def _commit(
-        self, conn: asyncpg.Connection, item: IngestInput, decision: Decision
+        self, conn: asyncpg.Connection, item: IngestInput, decision: Decision,
+        embedding: np.ndarray | None = None,
     ) -> IngestResult:
+        """``embedding``: the memory's vector when it is not stored yet."""
         # Locked: a forget committed meanwhile must not be undone by activating the row.
         found = await memories.fetch_status(conn, item.memory_id, for_update=True)
         if found is None:
-            raise ApplicationError("memory row missing", non_retryable=False)
+            raise MemoryRowMissing
         if found.status != MemoryStatus.PENDING:
             return IngestResult(memory_id=item.memory_id, decision=decision.kind,
                                 target_id=decision.target_id, status=found.status)
-        status = await self._apply(conn, item, decision)
+        status = await self._apply(conn, item, decision, embedding)
         schedule_needed = await consolidation.register_project(conn, item.tenant_id,
                                                                item.project)
         telemetry.decisions.add(1, {"decision": decision.kind.value, "policy": decision.policy})
@@ -131,7 +149,8 @@ class IngestActivities:
                             schedule_needed=schedule_needed)
 
     async def _apply(
-        self, conn: asyncpg.Connection, item: IngestInput, decision: Decision
+        self, conn: asyncpg.Connection, item: IngestInput, decision: Decision,
+        embedding: np.ndarray | None,
     ) -> MemoryStatus:
         record = _EventRecorder(conn, item, decision)
         if item.redactions:
@@ -139,20 +158,20 @@ class IngestActivities:
                          + ", ".join(item.redactions))
         target = decision.target_id
         if decision.kind is DecisionKind.DUPLICATE and target is not None:
-            await memories.mark_duplicate(conn, item.memory_id, target)
+            await memories.mark_duplicate(conn, item.memory_id, target, embedding)
             await record(HistoryEvent.DUPLICATE, related_id=target, after_text=item.content)
             return MemoryStatus.DUPLICATE
         if decision.kind is DecisionKind.UPDATE and target is not None:
             merged = decision.merged_content or item.content
             vector = await self.embedder.embed_one(merged)
             before = await memories.update_content(conn, target, merged, item.memory_id, vector)
-            await memories.mark_duplicate(conn, item.memory_id, target)
+            await memories.mark_duplicate(conn, item.memory_id, target, embedding)
             await record(HistoryEvent.MERGED, memory_id=target, before_text=before,
                          after_text=merged, related_id=item.memory_id)
             await record(HistoryEvent.MERGED_INTO, related_id=target, after_text=item.content)
             await record.audit("merge", target)
             return MemoryStatus.DUPLICATE
-        await memories.activate(conn, item.memory_id)
+        await memories.activate(conn, item.memory_id, embedding)
         if decision.needs_review:
             await memories.mark_needs_review(conn, item.memory_id)
         await record(HistoryEvent.KEPT_WITHOUT_DECISION if decision.needs_review
