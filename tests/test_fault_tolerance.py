@@ -40,7 +40,7 @@ from tests.conftest import Services, Stack, new_tenant
 from tests.mcp_server.test_http import client_for
 from tests.support.anthropic_server import FakeAnthropic
 from tests.support.faults import dedicated_postgres
-from workflows.worker import build_worker
+from workflows.worker import running_worker
 
 pytestmark = pytest.mark.anyio
 
@@ -161,8 +161,8 @@ async def test_postgres_down_for_ten_seconds_mid_ingestion(
             service = MemoryService(settings=settings, pool=pool, temporal=temporal_client,
                                     embedder=embedder)  # type: ignore[arg-type]
             ids = await save_many(service, principal, 40)
-            async with build_worker(temporal_client, settings, pool, embedder,  # type: ignore[arg-type]
-                                    None):
+            async with running_worker(temporal_client, settings, pool, embedder,  # type: ignore[arg-type]
+                                      None):
                 await wait_committed(pool, principal, 1, timeout=30)
                 await anyio.to_thread.run_sync(lambda: postgres.restart(down_seconds=10))
                 assert await committed(pool, principal) < len(ids), "finished before outage"
@@ -212,7 +212,7 @@ async def test_persistent_temporal_restarted_mid_ingestion(
         service = MemoryService(settings=settings, pool=app_pool, temporal=client,
                                 embedder=embedder)  # type: ignore[arg-type]
         first = [await service.save(principal, fact(i)) for i in range(40)]
-        async with build_worker(client, settings, app_pool, embedder, None):  # type: ignore[arg-type]
+        async with running_worker(client, settings, app_pool, embedder, None):  # type: ignore[arg-type]
             await wait_committed(app_pool, principal, 1, timeout=30)
             # Judged before the stop: local activities let the worker commit the memories it
             # already holds while the server is going down, so a count taken after says nothing.

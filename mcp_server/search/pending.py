@@ -32,18 +32,24 @@ class PendingVectorCache:
         self._capacity = capacity
         self._vectors: OrderedDict[_Key, np.ndarray] = OrderedDict()
 
-    async def vectors(self, embedder: Embedder, pending: Sequence[PendingText]) -> PendingVectors:
-        """The vectors of ``pending``, embedding only those not seen before."""
+    async def vectors(self, embedder: Embedder, pending: Sequence[PendingText],
+                      embed_at_most: int) -> PendingVectors:
+        """The vectors of ``pending`` (newest first) known to this process, after embedding at
+        most ``embed_at_most`` not seen before: a backlog costs one search a bounded amount of
+        work, and each pending memory is embedded once, not by every search."""
         keys = [(memory.id, hashlib.sha256(memory.content.encode()).digest())
                 for memory in pending]
         missing = {key: memory.content for key, memory in zip(keys, pending, strict=True)
                    if key not in self._vectors}
         if missing:
-            embedded = await embed_async(embedder, list(missing.values()))
-            self._vectors.update(zip(missing, (np.asarray(v) for v in embedded), strict=True))
-        found = PendingVectors(ids=[memory.id for memory in pending],
-                               vectors=[self._vectors[key] for key in keys])
-        for key in keys:
+            chosen = dict(list(missing.items())[:embed_at_most])
+            embedded = await embed_async(embedder, list(chosen.values()))
+            self._vectors.update(zip(chosen, (np.asarray(v) for v in embedded), strict=True))
+        known = [(memory.id, key) for memory, key in zip(pending, keys, strict=True)
+                 if key in self._vectors]
+        found = PendingVectors(ids=[memory_id for memory_id, _ in known],
+                               vectors=[self._vectors[key] for _, key in known])
+        for _, key in known:
             self._vectors.move_to_end(key)
         while len(self._vectors) > self._capacity:
             self._vectors.popitem(last=False)

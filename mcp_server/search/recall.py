@@ -44,10 +44,15 @@ from team_memory_core.store.pool import principal_tx
 from team_memory_core.store.search import Candidate, SearchFilters
 
 SNIPPET_CHARS = 160
-# Acknowledged memories not embedded yet are ranked too, so that a save is searchable the
-# moment it returns (each embedded once per process: search/pending.py); past this many, the
-# newest are (the backlog drains in the worker).
+# Acknowledged memories the worker has not embedded yet take part in the vector search with
+# vectors the server makes (search/pending.py: each embedded once per process), so that a save
+# is found by meaning the moment it returns (by its words it is found anyway: the full-text
+# index has it at once). Of the newest this many,
 PENDING_EMBED_LIMIT = 64
+# a search embeds at most this many itself, newest first; the vectors are kept in the process
+# for later searches. So a backlog (Temporal down, the worker behind, a burst of saves) costs
+# a search a bounded amount of work, and is embedded once, not by every search.
+PENDING_EMBED_PER_SEARCH = 4
 
 
 @dataclass
@@ -91,7 +96,8 @@ class Recall:
             pending = await search.pending_without_embedding(conn, filters, PENDING_EMBED_LIMIT)
             ranked = await self.retriever.rank(
                 conn, query, query_vector, filters,
-                await self.pending_vectors.vectors(self.embedder, pending), now, limit,
+                await self.pending_vectors.vectors(self.embedder, pending,
+                                                   PENDING_EMBED_PER_SEARCH), now, limit,
             )
         return [memory_hit(row, score, now) for row, score in ranked[:limit]]
 

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from mcp_server.memories import MemoryService
+from mcp_server.search.recall import PENDING_EMBED_PER_SEARCH
 from team_memory_core.embedder import Embedder
 from team_memory_core.models.memories import MemoryStatus
 from team_memory_core.store.memories import erase_memories
@@ -274,3 +275,29 @@ async def test_a_purged_pending_memory_is_not_found_by_its_old_meaning(stack: St
     await stack.service.purge(stack.principal, saved.id, "pasted by mistake")
     assert len(stack.service.pending_vectors) == 0
     assert await top(stack, question) == []
+
+
+async def test_a_backlog_of_pending_memories_is_embedded_once_a_few_per_search(
+    stack: Stack,
+) -> None:
+    """No worker (Temporal down, say): ten memories stay pending and searchable, and each
+    search embeds its query and at most PENDING_EMBED_PER_SEARCH of them."""
+    model = CountingEmbedder(stack.embedder)
+    service = MemoryService(settings=stack.settings, pool=stack.pool,
+                            temporal=stack.client, embedder=model)
+    ids = await save_all(stack, FACTS + [f"Team {n} reviews the on-call runbook monthly"
+                                         for n in range(5)])
+    embedded = []
+    for query, wanted in [("When do production deploys happen?", ids[1]),
+                          ("Which error means the ledger said no?", ids[3]),
+                          ("How are failed webhooks retried?", ids[2]),
+                          ("Which UI framework renders Svelte components?", ids[4])]:
+        hits = await service.search(stack.principal, query)
+        assert hits[0].id == wanted
+        embedded.append(len(model.texts))
+        model.texts.clear()
+    left, expected = len(ids), []
+    for _ in embedded:  # the query, and as many not embedded yet as a search may take
+        expected.append(1 + min(left, PENDING_EMBED_PER_SEARCH))
+        left -= min(left, PENDING_EMBED_PER_SEARCH)
+    assert embedded == expected and expected[-1] == 1

@@ -42,7 +42,7 @@ async def test_transient_activity_failure_is_retried_and_committed_once(stack: S
                     workflows=[IngestMemory],
                     activities=[flaky_ingest, real.decide_memory, real.commit_memory,
                                 schedules.ensure_project_schedule])
-    async with worker:
+    async with worker, stack.relay():
         saved = await stack.service.save(stack.principal, "Retries use jittered backoff")
         assert await stack.wait_status(saved.id) is MemoryStatus.ACTIVE
         handle = stack.client.get_workflow_handle(saved.workflow_id, result_type=IngestResult)
