@@ -43,11 +43,11 @@ NEW_PER_CLIENT = 30
 # Issue 15's acceptance line: with Temporal down and 16 clients saving, a search's p99 stays
 # under 200 ms. The suite's one timed assertion, as the issue asks for it, with a generous
 # margin: 16 clients saving back to back saturate the 2 cores, so this p99 measures how busy
-# the machine is more than the design. On the shared machine, with other engineers' test runs
-# at load average 8-14, it measured 0.7-2.4 s, and as much with Temporal up (1.8 s, same load:
-# docs/architecture.md, "The save path and Temporal"). What the bound catches is the failure
-# the issue saw: each save holding a database connection while Temporal was retried, which
-# made this p99 7.8-9.1 s (and failed the saves, which `errors` catches too).
+# the machine is more than the design. Measured on the shared machine: 0.36 s at load average
+# 2-6, 1.1-1.8 s at 9-11, and with Temporal up under that load 2.3 s (docs/architecture.md,
+# "The save path and Temporal"). What the bound catches is the failure the issue saw: each
+# save holding a database connection while Temporal was retried, which made this p99 7.8-9.1 s
+# (5.9 s here, on the code before the outbox; its saves failed, which `errors` catches too).
 SEARCH_P99_LIMIT_S = 5.0
 
 
