@@ -8,6 +8,7 @@ Token budgets per session and per tenant-day are checked before each call and re
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -15,8 +16,10 @@ import asyncpg
 from temporalio import activity
 
 from activities.failures import llm_failure
+from team_memory_core.anchoring import anchor_memory
 from team_memory_core.capture import CaptureEvent, DistillRequest, DistillResult, capture_source
 from team_memory_core.contract import DISTILL_ACTIVITY, ingest_workflow_id
+from team_memory_core.hook_protocol import repo_path
 from team_memory_core.llm.client import Distiller, LLMUnavailable, LLMUsage, MalformedLLMOutput
 from team_memory_core.llm.observe import (
     Observation,
@@ -25,11 +28,13 @@ from team_memory_core.llm.observe import (
     SessionEventLine,
     distill_events,
 )
+from team_memory_core.models.anchors import AnchorInput
 from team_memory_core.models.memories import Category, IngestInput, content_hash, memory_id_for
 from team_memory_core.rules.redaction import redact
 from team_memory_core.rules.text import approx_tokens
 from team_memory_core.settings import Settings
 from team_memory_core.store import capture as store
+from team_memory_core.store.anchors import session_file_states
 from team_memory_core.store.memories import insert_pending
 from team_memory_core.store.pool import tenant_tx
 from team_memory_core.store.tenants import tenant_name
@@ -130,8 +135,9 @@ class CaptureActivities:
         self, request: DistillRequest, events: list[CaptureEvent], found: ObservationSet,
         usage: LLMUsage,
     ) -> DistillResult:
-        items = [item for o in found.observations
+        cited = [(item, o.files) for o in found.observations
                  if (item := self._item(request, o, events)) is not None]
+        items = [item for item, _ in cited]
         result = DistillResult()
         async with tenant_tx(self.pool, request.tenant_id) as conn:
             await store.record_capture_outcome(
@@ -143,9 +149,10 @@ class CaptureActivities:
                 session_id=request.session_id, day=datetime.now(UTC).date(),
                 input_tokens=usage.input_tokens, output_tokens=usage.output_tokens,
                 observations=len(items))
-            for item in items:
+            for item, files in cited:
                 if await insert_pending(conn, item):
                     result.items.append(item)
+                    await self._anchor(conn, request, item, files)
             tenant = await tenant_name(conn, request.tenant_id)
         assert tenant is not None
         # The ingestions the workflow starts next need their payload keys (committed first).
@@ -154,6 +161,18 @@ class CaptureActivities:
                                     ingest_workflow_id(tenant, item.project, item.content_hash,
                                                        item.generation))
         return result
+
+    async def _anchor(self, conn: asyncpg.Connection, request: DistillRequest,
+                      item: IngestInput, files: list[str]) -> None:
+        """Anchor an observation to the files it cites, each against the content this session
+        last reported of it: what the observation was made from (docs/freshness.md)."""
+        paths = []
+        for file in files:
+            with contextlib.suppress(ValueError):
+                paths.append(repo_path(file))
+        seen = await session_file_states(conn, request.project, request.session_id, paths)
+        await anchor_memory(conn, request.tenant_id, item.memory_id, item.project,
+                            [AnchorInput(path=p, blob=seen.get(p)) for p in paths])
 
     def _item(self, request: DistillRequest, observation: Observation,
               events: list[CaptureEvent]) -> IngestInput | None:

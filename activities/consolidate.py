@@ -13,6 +13,7 @@ from temporalio.client import Client
 from temporalio.exceptions import ApplicationError
 
 from activities.failures import llm_failure
+from activities.freshness import review_changed_memories
 from team_memory_core import schedules
 from team_memory_core.contract import (
     ARCHIVE_ACTIVITY,
@@ -20,6 +21,7 @@ from team_memory_core.contract import (
     FIND_CLUSTERS_ACTIVITY,
     FINISH_CONSOLIDATION_ACTIVITY,
     MANIFESTO_ACTIVITY,
+    REVIEW_CHANGED_ACTIVITY,
     REVIEW_CLUSTER_ACTIVITY,
     START_CONSOLIDATION_ACTIVITY,
     Policy,
@@ -35,6 +37,8 @@ from team_memory_core.llm.consolidate import (
 )
 from team_memory_core.llm.manifesto import TopMemory, write_manifesto
 from team_memory_core.models.consolidation import (
+    ChangedReview,
+    ChangedReviewRequest,
     ClusterOutcome,
     ClusterRequest,
     ConsolidationPage,
@@ -261,6 +265,11 @@ class ConsolidationActivities:
                 half_life_days=self.settings.archive_half_life_days,
                 threshold=self.settings.archive_threshold, run_id=report.run_id,
             )
+
+    @activity.defn(name=REVIEW_CHANGED_ACTIVITY)
+    async def review_changed_memories(self, request: ChangedReviewRequest) -> ChangedReview:
+        """Memories whose files changed: listed, and judged by Haiku when it can (freshness.py)."""
+        return await review_changed_memories(self.pool, self.distiller, request)
 
     @activity.defn(name=MANIFESTO_ACTIVITY)
     async def refresh_manifesto(self, request: ManifestoRequest) -> ManifestoOutcome:

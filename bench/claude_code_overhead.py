@@ -1,6 +1,7 @@
 """What Team Memory's Claude Code hooks add to each tool call, measured with the real CLI.
 
-    python -m bench.claude_code_overhead [--rounds 5] [--sessions 3] [--output FILE]
+    python -m bench.claude_code_overhead [--rounds 5] [--sessions 3] [--anchored N]
+                                         [--output FILE]
 
 Starts a throwaway `team-memory up`, the pinned Claude Code CLI (tests/e2e/claude_code) and a
 scripted model (tests/support/anthropic_server.py). Each session makes ``--rounds`` rounds of
@@ -18,11 +19,15 @@ the two so machine noise falls on both.
   SessionEnd), divided by the number of calls.
 
 The installed PostToolUse matcher is printed with the result, to label before/after.
+``--anchored N`` first saves N memories, each citing its own file of the repository
+(docs/freshness.md): the hooks then report those files' states at SessionStart and check them
+by stat after every Bash command, as in a project whose memories are about its code.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import resource
@@ -38,7 +43,8 @@ from dataclasses import dataclass, field
 from itertools import pairwise
 from pathlib import Path
 
-from bench.stack import BenchStack, start_stack
+from bench.stack import BenchStack, in_process, start_stack
+from team_memory_core.project_identity import project_for
 from tests.support.anthropic_server import FakeAnthropic
 from tests.support.claude_code import (
     ClaudeCli,
@@ -161,7 +167,28 @@ def report(hooked: Variant, bare: Variant, calls: int, installed: str) -> str:
     return "\n".join(lines)
 
 
-def measure(cli: ClaudeCli, root: Path, rounds: int, sessions: int) -> str:
+def seed_anchored(stack: BenchStack, repo: Path, count: int) -> None:
+    """``count`` memories of the repository's project, each citing its own file."""
+    (repo / "src").mkdir(exist_ok=True)
+    for number in range(count):
+        (repo / "src" / f"m{number}.py").write_text(f"VALUE_{number} = {number}\n")
+
+    async def save() -> None:
+        local = await in_process(stack)
+        scoped = local.principal.model_copy(update={"workspace_project": project_for(repo)})
+        try:
+            for number in range(count):
+                await local.service.save(scoped, f"src/m{number}.py holds VALUE_{number}, "
+                                         f"setting number {number}.",
+                                         files=[f"src/m{number}.py"])
+        finally:
+            await local.pool.close()
+
+    if count:
+        asyncio.run(save())
+
+
+def measure(cli: ClaudeCli, root: Path, rounds: int, sessions: int, anchored: int = 0) -> str:
     (root / "stack").mkdir()
     stack = start_stack(root / "stack")
     try:
@@ -179,12 +206,14 @@ def measure(cli: ClaudeCli, root: Path, rounds: int, sessions: int) -> str:
             installed = matcher(hooked.claude.home)
             repo = git_repository(root / "repo", "git@github.com:acme/payments.git")
             (repo / "counter.py").write_text("count = 0\n")
+            seed_anchored(stack, repo, anchored)
             for number in range(sessions):
                 for variant in (variants if number % 2 == 0 else variants[::-1]):
                     run_session(variant, stack, repo, 0)
                     run_session(variant, stack, repo, rounds)
                 print(f"  session {number + 1}/{sessions} done", file=sys.stderr, flush=True)
-            return report(hooked, bare, rounds * len(TOOLS), installed)
+            return (f"{anchored} memories anchored to files of the repository\n"
+                    + report(hooked, bare, rounds * len(TOOLS), installed))
     finally:
         stack.stop()
 
@@ -196,13 +225,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rounds", type=int, default=5, help="rounds of the six tools per "
                         "session (default 5: 30 tool calls)")
     parser.add_argument("--sessions", type=int, default=3, help="sessions per variant")
+    parser.add_argument("--anchored", type=int, default=0, help="memories citing files of "
+                        "the repository, saved first (default 0)")
     parser.add_argument("--output", type=Path, help="also write the report here")
     args = parser.parse_args(argv)
     cli = install_cli()
     root = Path(tempfile.mkdtemp(prefix="team-memory-cc-overhead-"))
     root.chmod(0o755)  # pgserver's own user (when run as root) traverses it
     try:
-        text = measure(cli, root, args.rounds, args.sessions)
+        text = measure(cli, root, args.rounds, args.sessions, args.anchored)
     finally:
         shutil.rmtree(root, ignore_errors=True)
     print(text)

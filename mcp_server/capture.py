@@ -10,15 +10,17 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
+from typing import Annotated
 
 from pydantic import BaseModel, Field, ValidationInfo, field_validator
 from temporalio.client import Client
 from temporalio.common import WorkflowIDReusePolicy
 
-from mcp_server.errors import Forbidden
+from mcp_server.errors import Dependency, Forbidden, translates_outages, waiting_at_most
+from mcp_server.file_states import FileStates, Report
 from mcp_server.memories import MemoryService
-from mcp_server.validation import check_text, check_time
+from mcp_server.validation import TIME_ARGUMENT, check_text, check_time, file_states
 from team_memory_core.capture import (
     CaptureEvent,
     CaptureSession,
@@ -31,6 +33,7 @@ from team_memory_core.contract import (
     scope_attributes,
 )
 from team_memory_core.hook_protocol import (
+    CHECK_MAX,
     EVENTS_PER_REQUEST_MAX,
     FILE_MAX_CHARS,
     FILES_MAX,
@@ -38,11 +41,13 @@ from team_memory_core.hook_protocol import (
     PROJECT_MAX_CHARS,
     SESSION_ID_MAX_CHARS,
     SOURCE_MAX_CHARS,
+    STATES_MAX,
     SUMMARY_MAX_CHARS,
     SUMMARY_RECEIVED_MAX_CHARS,
     TOOL_MAX_CHARS,
     EventKind,
 )
+from team_memory_core.models.anchors import Freshness
 from team_memory_core.models.memories import Memory
 from team_memory_core.models.principal import Principal
 from team_memory_core.rules.redaction import redact
@@ -54,6 +59,12 @@ from team_memory_core.temporal import keyring_of
 NO_KEY_NOTE = ("capture is off: no ANTHROPIC_API_KEY, so only explicit memories "
                "(save_memory) are kept; hook events are only counted")
 _SIGNAL_CONCURRENCY = 16
+# Temporal's client retries an unreachable server for about 10 s: past this, the events are
+# answered "retry" (the hook keeps them in its spool) instead of holding the request.
+TEMPORAL_WAIT_S = 5
+_NOT_ACCEPTED = "the events were not confirmed"
+# A reported file state: [repository-relative path, git blob hash or null when missing].
+ReportedStates = list[tuple[str, str | None]]
 
 
 class HookEvent(BaseModel):
@@ -66,7 +77,9 @@ class HookEvent(BaseModel):
     tool: str | None = Field(default=None, max_length=TOOL_MAX_CHARS)
     files: list[str] = Field(default_factory=list, max_length=FILES_MAX)
     summary: str = Field(default="", max_length=SUMMARY_RECEIVED_MAX_CHARS)
-    at: datetime
+    at: Annotated[datetime, TIME_ARGUMENT]
+    # The states of the files this tool call wrote, cited or (Bash) changed: never contents.
+    states: ReportedStates = Field(default_factory=list, max_length=STATES_MAX)
 
     # The same checks as the tools' arguments: text without NUL bytes or lone surrogates,
     # times within 1970-2999.
@@ -80,11 +93,6 @@ class HookEvent(BaseModel):
     def _files(cls, value: list[str]) -> list[str]:
         return [check_text(path, "files") for path in value]
 
-    @field_validator("at")
-    @classmethod
-    def _time(cls, value: datetime) -> datetime:
-        return check_time(value, "at") or value
-
 
 class HookEvents(BaseModel):
     events: list[HookEvent] = Field(min_length=1, max_length=EVENTS_PER_REQUEST_MAX)
@@ -96,11 +104,31 @@ class ContextRequest(BaseModel):
     source: str | None = Field(default=None, max_length=SOURCE_MAX_CHARS)
     # The hooks were installed with --self-capture: the session's Claude records decisions.
     self_capture: bool = False
+    # The states of the project's anchored files in this working tree (docs/freshness.md),
+    # at this time of the hook's clock; final: the answer to the server's ``check``.
+    states: ReportedStates = Field(default_factory=list, max_length=STATES_MAX + CHECK_MAX)
+    at: datetime | None = None
+    final: bool = False
 
     @field_validator("session_id", "project", "source")
     @classmethod
     def _text(cls, value: str | None, info: ValidationInfo) -> str | None:
         return None if value is None else check_text(value, str(info.field_name))
+
+    @field_validator("at")
+    @classmethod
+    def _time(cls, value: datetime | None) -> datetime | None:
+        return check_time(value, "at")
+
+
+@dataclass(frozen=True)
+class SessionContext:
+    """The context to inject; the files the hook should hash and send again (``check``);
+    the project's anchored files, which the hook keeps re-checking."""
+
+    text: str
+    check: list[str]
+    anchors: list[str]
 
 
 @dataclass(frozen=True)
@@ -130,6 +158,10 @@ class CaptureService:
     memory: MemoryService
     _semaphore: asyncio.Semaphore = field(
         default_factory=lambda: asyncio.Semaphore(_SIGNAL_CONCURRENCY))
+    files: FileStates = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.files = FileStates(self.memory.pool)
 
     @property
     def enabled(self) -> bool:
@@ -145,20 +177,32 @@ class CaptureService:
         workspace = principal.model_copy(update={"workspace_project": project})
         return self.memory.resolve_project(workspace, None)
 
+    @translates_outages(_NOT_ACCEPTED)
     async def accept(self, principal: Principal, batch: HookEvents) -> Accepted:
         if principal.read_only:
             raise Forbidden("this API key is read-only")
-        events = [(self.project_for(principal, e.project), clean_event(e)) for e in batch.events]
+        projects = [self.project_for(principal, e.project) for e in batch.events]
+        await self.files.apply(principal, [
+            Report(project, e.session_id, file_states(e.states), e.at)
+            for project, e in zip(projects, batch.events, strict=True)])
+        events = [(project, clean_event(e)) for project, e in zip(projects, batch.events,
+                                                                  strict=True)
+                  if e.kind != EventKind.FILES]
+        if not events:  # file states only: nothing to distill or count
+            return Accepted(len(batch.events), self.enabled, None)
         if not self.enabled:
             await self._count_only(principal, events)
-            return Accepted(len(events), False, NO_KEY_NOTE)
+            return Accepted(len(batch.events), False, NO_KEY_NOTE)
         keyring = keyring_of(self.temporal)
         for session_id in sorted({event.session_id for _, event in events}):
             await keyring.prepare(principal.tenant_id,
                                   capture_workflow_id(principal.tenant_name,
                                                       principal.key_id, session_id))
-        await asyncio.gather(*(self._signal(principal, p, e) for p, e in events))
-        return Accepted(len(events), True, None)
+        async with waiting_at_most(TEMPORAL_WAIT_S, Dependency.TEMPORAL, _NOT_ACCEPTED), \
+                asyncio.TaskGroup() as signals:
+            for project, event in events:
+                signals.create_task(self._signal(principal, project, event))
+        return Accepted(len(batch.events), True, None)
 
     async def _count_only(self, principal: Principal,
                           events: Sequence[tuple[str, CaptureEvent]]) -> None:
@@ -189,19 +233,28 @@ class CaptureService:
     # --- session-start context --------------------------------------------------------------
 
     async def session_context(self, principal: Principal, request: ContextRequest,
-                              budget_tokens: int | None = None) -> str:
+                              budget_tokens: int | None = None) -> SessionContext:
         """The project's manifesto, then its working set (the one working-set rule), within
-        ``budget_tokens`` (TEAM_MEMORY_SESSION_CONTEXT_TOKENS)."""
+        ``budget_tokens`` (TEAM_MEMORY_SESSION_CONTEXT_TOKENS). The file states the hook
+        reports from the working tree are applied first, so that a memory whose files changed
+        is labelled and one whose files are gone is left out."""
         budget = budget_tokens or self.memory.settings.session_context_tokens
         project = self.project_for(principal, request.project)
         scoped = principal.model_copy(update={"workspace_project": project})
+        reported = file_states(request.states)
+        await self.files.apply(principal, [Report(project, request.session_id or None, reported,
+                                                  request.at or datetime.now(UTC))])
         manifesto = await self.memory.manifesto(scoped, None)
         frame = ContextFrame(project, [rule.text for rule in manifesto.rules],
                              self._capture_line(request.self_capture))
         current = await self.memory.working_set(
             scoped, budget_tokens=max(0, budget - frame.tokens(budget)),
             text_of=lambda memory: memory_line(memory) + "\n")
-        return frame.render(current.memories, budget)
+        seen = {state.path for state in reported}
+        unchecked = [] if request.final else list(dict.fromkeys(
+            a.path for m in current.memories for a in m.anchors if a.path not in seen))
+        return SessionContext(frame.render(current.memories, budget), unchecked[:CHECK_MAX],
+                              await self.files.anchored_paths(principal, project))
 
     def _capture_line(self, self_capture: bool) -> str:
         if self.enabled:
@@ -214,9 +267,18 @@ class CaptureService:
 
 
 def memory_line(memory: Memory) -> str:
-    """One working-set entry of the session context: the memory in full, on one line."""
-    return (f"- [{memory.category}, {memory.age}, id {str(memory.id)[:8]}] "
-            f"{one_line(memory.content)}")
+    """One working-set entry of the session context: the memory in full, on one line; for a
+    memory whose files changed since it was saved, which ones (check them first)."""
+    return (f"- [{memory.category}, {memory.age}, id {str(memory.id)[:8]}"
+            f"{_changed_files(memory)}] {one_line(memory.content)}")
+
+
+def _changed_files(memory: Memory, shown: int = 3) -> str:
+    if memory.freshness != Freshness.CHANGED:
+        return ""
+    moved = [a.path for a in memory.anchors if a.freshness != Freshness.FRESH]
+    more = f" and {len(moved) - shown} more" if len(moved) > shown else ""
+    return f", files changed since saved: {', '.join(moved[:shown])}{more}"
 
 
 @dataclass(frozen=True)

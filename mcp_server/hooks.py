@@ -61,8 +61,9 @@ def register_hook_routes(server: MCPServer, capture: CaptureService) -> None:
     async def context(request: Request, principal: Principal) -> Response:
         asked = await _body(request, ContextRequest)
         assert isinstance(asked, ContextRequest)
-        text = await capture.session_context(principal, asked)
-        return JSONResponse({"context": text, "capture": capture.enabled})
+        found = await capture.session_context(principal, asked)
+        return JSONResponse({"context": found.text, "capture": capture.enabled,
+                             "check": found.check, "anchors": found.anchors})
 
     server.custom_route(EVENTS_ROUTE, methods=["POST"])(_handled(events))
     server.custom_route(CONTEXT_ROUTE, methods=["POST"])(_handled(context))

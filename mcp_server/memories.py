@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Concatenate, ParamSpec, TypeVar
@@ -19,17 +19,20 @@ from uuid import UUID
 import asyncpg
 from temporalio.client import Client
 
-from mcp_server.errors import Forbidden, InvalidInput, NotFound, RateLimited
+from mcp_server.errors import Forbidden, InvalidInput, NotFound, RateLimited, translates_outages
 from mcp_server.ratelimit import RateLimiter, retry_message
 from mcp_server.search.recall import Recall, memory_view
 from mcp_server.validation import (
+    check_files,
     check_reason,
     prepare_memory,
     require_writer,
     statuses,
 )
 from team_memory_core import erasure, telemetry
+from team_memory_core.anchoring import anchor_memory
 from team_memory_core.contract import ingest_workflow_id
+from team_memory_core.models.anchors import AnchorInput
 from team_memory_core.models.consolidation import ManifestoView
 from team_memory_core.models.memories import (
     CURRENT_STATUSES,
@@ -142,6 +145,7 @@ class MemoryService(Recall):
 
     # --- write path -----------------------------------------------------------------------
 
+    @translates_outages("the save was not confirmed")
     @_audited("save")
     async def save(
         self,
@@ -154,19 +158,21 @@ class MemoryService(Recall):
         project: str | None = None,
         occurred_at: datetime | None = None,
         source: str | None = None,
+        files: Sequence[str | AnchorInput] | None = None,
         turn: InsertTurn | None = None,
     ) -> SaveResult:
-        """Acknowledge a memory: a pending row and the outbox row that starts its IngestMemory
-        workflow, in one transaction. With a ``turn``, concurrent saves insert their rows in
-        turn order (the insertion order search uses for neighbours; bulk import keeps the
-        file's order)."""
+        """Acknowledge a memory: a pending row, its anchors to the ``files`` it cites and the
+        outbox row that starts its IngestMemory workflow, in one transaction. With a ``turn``,
+        concurrent saves insert their rows in turn order (the insertion order search uses for
+        neighbours; bulk import keeps the file's order)."""
         try:
             if turn is not None:
                 await turn.wait()
             item = prepare_memory(self.settings, principal, content, category=category,
                                   importance=importance, tags=tags, project=project,
                                   occurred_at=occurred_at, source=source)
-            item, found, workflow_id = await self._acknowledge(principal, item, turn)
+            cited = check_files(files, item.project)
+            item, found, workflow_id = await self._acknowledge(principal, item, turn, cited)
         finally:
             if turn is not None:
                 turn.done()
@@ -179,7 +185,8 @@ class MemoryService(Recall):
         )
 
     async def _acknowledge(
-        self, principal: Principal, item: IngestInput, turn: InsertTurn | None
+        self, principal: Principal, item: IngestInput, turn: InsertTurn | None,
+        cited: Sequence[AnchorInput] = (),
     ) -> tuple[IngestInput, MemoryState | None, str]:
         """Commit the pending row, its outbox row (the worker's relay starts its workflow) and
         the audit entry in one transaction; returns the item as inserted (or the live memory
@@ -192,6 +199,8 @@ class MemoryService(Recall):
                                              item.content_hash, item.generation)
             async with principal_tx(self.pool, principal) as conn:
                 if await memories.insert_pending(conn, item):
+                    await anchor_memory(conn, principal.tenant_id, item.memory_id,
+                                        item.project, cited)
                     if turn is not None:
                         turn.done()
                     await outbox.enqueue(conn, item, self.settings.task_queue,
@@ -201,6 +210,8 @@ class MemoryService(Recall):
                 found = await memories.fetch_status(conn, item.memory_id)
                 assert found is not None  # the id embeds tenant and project: it is in scope
                 if found.status != MemoryStatus.FORGOTTEN:
+                    await anchor_memory(conn, principal.tenant_id, item.memory_id,
+                                        item.project, cited)
                     await self._audit_save(conn, principal, item, already_saved=True)
                     return item, found, workflow_id
             item = item.next_generation()  # nothing was written: again, with its own id
@@ -213,6 +224,7 @@ class MemoryService(Recall):
             detail={"project": item.project, "already_saved": already_saved,
                     "redacted": item.redactions})
 
+    @translates_outages("the forget was not confirmed")
     @_audited("forget")
     async def forget(self, principal: Principal, memory_id: UUID, reason: str) -> Memory:
         require_writer(principal)
@@ -230,6 +242,7 @@ class MemoryService(Recall):
         assert record is not None
         return memory_view(record)
 
+    @translates_outages("the purge was not confirmed")
     @_audited("purge")
     async def purge(
         self, principal: Principal, memory_id: UUID, reason: str
@@ -240,10 +253,14 @@ class MemoryService(Recall):
                               name=principal.actor, key_id=principal.key_id,
                               projects=principal.projects)
         try:
-            return await erasure.purge(self.pool, self.temporal, self.settings, actor, memory_id,
-                                       check_reason(reason))
+            report = await erasure.purge(self.pool, self.temporal, self.settings, actor,
+                                         memory_id, check_reason(reason))
         except erasure.MemoryNotFound as error:
             raise NotFound(str(error)) from None
+        finally:  # erased from the database even when Temporal did not answer
+            self.pending_vectors.discard([memory_id])
+        self.pending_vectors.discard(report.purged)
+        return report
 
     # --- reads by id -----------------------------------------------------------------------
 
@@ -264,8 +281,9 @@ class MemoryService(Recall):
                     await insert_audit(
                         conn, tenant_id=principal.tenant_id, key_id=principal.key_id,
                         actor=principal.actor, action="export", target=scope, outcome="ok")
-            for row in found.memories:
-                yield memory_view(row)
+            for memory in await self.with_files(principal,
+                                                [memory_view(r) for r in found.memories]):
+                yield memory
             if len(found.memories) < page:
                 return
             after = found.last_seq
@@ -296,7 +314,7 @@ class MemoryService(Recall):
             if not include_history and row.status not in CURRENT_STATUSES:
                 raise NotFound(_not_current(row))
             found.append(memory_view(row))
-        return found
+        return await self.with_files(principal, found)
 
     async def status(self, principal: Principal, memory_id: UUID) -> MemoryStatusReport:
         async with principal_tx(self.pool, principal) as conn:

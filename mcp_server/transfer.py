@@ -19,7 +19,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from mcp_server.errors import Forbidden, InvalidInput
 from mcp_server.memories import InsertOrder, MemoryService
-from mcp_server.validation import prepare_memory
+from mcp_server.validation import check_files, prepare_memory
+from team_memory_core.models.anchors import AnchorInput
 from team_memory_core.models.memories import Category, Memory
 from team_memory_core.models.principal import Principal
 
@@ -38,6 +39,8 @@ class ImportItem(BaseModel):
     tags: list[str] = Field(default_factory=list)
     occurred_at: datetime | None = None
     source: str | None = None
+    # The files it cites: paths, or {"path", "blob"} with the hash it was saved against.
+    files: list[AnchorInput | str] = Field(default_factory=list)
 
 
 class ImportFailed(ValueError):
@@ -72,9 +75,11 @@ def validate(service: MemoryService, principal: Principal, items: list[ImportIte
     errors = []
     for number, item in enumerate(items, start=1):
         try:
-            prepare_memory(service.settings, principal, item.content, category=item.category,
-                           importance=item.importance, tags=item.tags, project=project,
-                           occurred_at=item.occurred_at, source=item.source)
+            prepared = prepare_memory(service.settings, principal, item.content,
+                                      category=item.category, importance=item.importance,
+                                      tags=item.tags, project=project,
+                                      occurred_at=item.occurred_at, source=item.source)
+            check_files(item.files, prepared.project)
         except (InvalidInput, Forbidden) as error:
             errors.append(f"item {number}: {error}")
     if errors:
@@ -101,7 +106,7 @@ async def import_items(
             saved = await service.save(
                 principal, item.content, category=item.category, importance=item.importance,
                 tags=item.tags, project=project, occurred_at=item.occurred_at,
-                source=item.source, turn=order.turn(index),
+                source=item.source, files=item.files, turn=order.turn(index),
             )
             results[index] = (saved.id, saved.already_saved)
             done += 1
@@ -146,6 +151,8 @@ def export_line(memory: Memory) -> str:
         "tags": memory.tags, "occurred_at": memory.occurred_at.isoformat(),
         "source": memory.source, "status": memory.status.value,
         "created_at": memory.created_at.isoformat(),
+        **({"files": [{"path": a.path, "blob": a.blob} for a in memory.anchors],
+            "freshness": memory.freshness} if memory.anchors else {}),
     }, ensure_ascii=False)
 
 

@@ -5,9 +5,15 @@ the field and the rule, never the offending text (they reach the audit trail and
 from __future__ import annotations
 
 import re
+import unicodedata
+from collections.abc import Sequence
 from datetime import UTC, datetime
 
+from pydantic import ValidationError, ValidationInfo, ValidatorFunctionWrapHandler, WrapValidator
+
 from mcp_server.errors import Forbidden, InvalidInput
+from team_memory_core.hook_protocol import ANCHOR_FILES_MAX, repo_path
+from team_memory_core.models.anchors import AnchorInput, FileState
 from team_memory_core.models.memories import (
     ALL_STATUSES,
     CURRENT_STATUSES,
@@ -24,12 +30,24 @@ from team_memory_core.rules.redaction import redact, redact_tags
 from team_memory_core.settings import Settings
 
 _TAG = re.compile(r"^[\w][\w.:/+-]*$")
+_BLOB = re.compile(r"^(?:[0-9a-f]{40}|[0-9a-f]{64})$")  # a git blob hash: sha1 or sha256
 _SOURCE_MAX_CHARS = 200
 _REASON_MAX_CHARS = 500
 # Memories are not older than Unix time, and a year-1 time with a positive offset does not
 # even convert to UTC: such times are refused the same way by every entry point.
 _EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
 _LATEST = datetime(3000, 1, 1, tzinfo=UTC)
+TIME_RULE = ("a time between 1970 and 2999 (ISO 8601, for example 2025-06-30T14:00:00Z; "
+             "without a zone: UTC)")
+# What shows nothing: format characters (zero-width space and joiners, word joiner, BOM, bidi
+# marks: category Cf), controls, separators, and the letters and marks Unicode also lists as
+# default-ignorable (Hangul fillers, Khmer vowels, Mongolian and other variation selectors),
+# and the blank Braille pattern.
+_INVISIBLE_CATEGORIES = frozenset({"Cf", "Cc", "Zs", "Zl", "Zp"})
+_INVISIBLE = frozenset(
+    "\u034f\u115f\u1160\u17b4\u17b5\u2800\u3164\uffa0"
+    + "".join(map(chr, [*range(0x180B, 0x1810), *range(0xFE00, 0xFE10),
+                        *range(0xE0100, 0xE01F0)])))
 
 
 def prepare_memory(
@@ -48,7 +66,7 @@ def prepare_memory(
     require_writer(principal)
     scope = resolve_project(settings, principal, project)
     cleaned = redact(check_content(settings, content))
-    if not cleaned.text.strip():
+    if is_blank(cleaned.text):
         raise InvalidInput("content is empty once private spans are removed")
     checked_tags, tag_kinds = check_tags(settings, tags or [])
     checked_source, source_kinds = check_source(source)
@@ -100,10 +118,17 @@ def check_text(value: str, name: str) -> str:
     return value
 
 
+def is_blank(text: str) -> bool:
+    """Nothing a reader would see: empty, or only spaces and invisible characters."""
+    return all(char.isspace() or char in _INVISIBLE
+               or unicodedata.category(char) in _INVISIBLE_CATEGORIES for char in text)
+
+
 def check_content(settings: Settings, content: str) -> str:
     content = check_text(content, "content")
-    if not content.strip():
-        raise InvalidInput("content is empty")
+    if is_blank(content):
+        raise InvalidInput("content is empty (nothing but spaces or invisible characters "
+                           "such as zero-width spaces or a byte-order mark)")
     if len(content) > settings.max_content_chars:
         raise InvalidInput(
             f"content is {len(content)} characters; the limit is "
@@ -114,7 +139,7 @@ def check_content(settings: Settings, content: str) -> str:
 
 def check_query(settings: Settings, query: str) -> str:
     query = check_text(query, "query").strip()
-    if not query:
+    if is_blank(query):
         raise InvalidInput("query is empty")
     if len(query) > settings.max_query_chars:
         raise InvalidInput(f"query is longer than {settings.max_query_chars} characters")
@@ -145,6 +170,44 @@ def check_tags(settings: Settings, tags: list[str]) -> tuple[list[str], list[str
     return sorted(set(cleaned)), kinds
 
 
+def check_files(files: Sequence[str | AnchorInput] | None, project: str) -> list[AnchorInput]:
+    """The files a memory of ``project`` cites: repository-relative paths (``src/a.py``),
+    each once, at most ANCHOR_FILES_MAX; a hash given with one (an import) must be a git
+    blob hash. A tenant-wide memory belongs to no repository: it cites none."""
+    if not files:
+        return []
+    if project == TENANT_WIDE_PROJECT:
+        raise InvalidInput("a tenant-wide memory (project '*') cannot cite files: files "
+                           "belong to a repository")
+    if isinstance(files, str) or len(files) > ANCHOR_FILES_MAX:
+        raise InvalidInput(f"files must be a list of at most {ANCHOR_FILES_MAX} paths")
+    checked: dict[str, AnchorInput] = {}
+    for number, file in enumerate(files, start=1):
+        given = file if isinstance(file, AnchorInput) else AnchorInput(path=file)
+        try:
+            path = repo_path(check_text(given.path, "files"))
+        except ValueError as error:
+            raise InvalidInput(f"file {number} of {len(files)}: {error}") from None
+        if given.blob is not None and not _BLOB.match(given.blob):
+            raise InvalidInput(f"file {number} of {len(files)}: blob must be a git blob hash")
+        checked.setdefault(path, AnchorInput(path=path, blob=given.blob))
+    return list(checked.values())
+
+
+def file_states(reported: Sequence[tuple[str, str | None]]) -> list[FileState]:
+    """The file states a hook reported that are well-formed (a repository path and a git
+    blob hash or null); others are dropped: a state is an observation, not a request."""
+    states = []
+    for path, blob in reported:
+        try:
+            normal = repo_path(check_text(path, "path"))
+        except ValueError:
+            continue
+        if blob is None or _BLOB.match(blob):
+            states.append(FileState(path=normal, blob=blob))
+    return states
+
+
 def check_project(project: str | None) -> None:
     if project is not None and project != TENANT_WIDE_PROJECT \
             and not PROJECT_PATTERN.match(project):
@@ -157,7 +220,7 @@ def check_project(project: str | None) -> None:
 def check_reason(reason: str) -> str:
     """A reason is stored in history and the audit trail: redacted like any other text."""
     reason = check_text(reason, "reason").strip()
-    if not reason or len(reason) > _REASON_MAX_CHARS:
+    if is_blank(reason) or len(reason) > _REASON_MAX_CHARS:
         raise InvalidInput(f"reason must be 1-{_REASON_MAX_CHARS} characters")
     return redact(reason).text
 
@@ -188,8 +251,25 @@ def check_time(moment: datetime | None, name: str) -> datetime | None:
     except OverflowError:
         in_range = False
     if not in_range:
-        raise InvalidInput(f"{name} must be a time between 1970 and 2999")
+        raise InvalidInput(f"{name} must be {TIME_RULE}")
     return moment
+
+
+def _time_argument(value: object, parse: ValidatorFunctionWrapHandler,
+                   info: ValidationInfo) -> datetime | None:
+    """A time argument as pydantic parses it (ISO 8601 text, a date, a Unix timestamp), with
+    one message for whatever is wrong with it: unreadable, or outside 1970-2999 (pydantic's
+    own for a year past 9999 reads "invalid date separator")."""
+    name = info.field_name or "time"
+    try:
+        moment = parse(value)
+    except ValidationError:
+        raise InvalidInput(f"{name} must be {TIME_RULE}") from None
+    return check_time(moment, name)
+
+
+# Annotated[datetime | None, TIME_ARGUMENT]: a tool's or a request model's time field.
+TIME_ARGUMENT = WrapValidator(_time_argument)
 
 
 def check_period(since: datetime | None,

@@ -12,6 +12,7 @@ from uuid import UUID
 
 from pydantic import BaseModel
 
+from team_memory_core.models.anchors import Anchor, Freshness
 from team_memory_core.models.memories import Category, Memory, MemoryHit, MemoryStatus, SaveResult
 
 
@@ -48,18 +49,31 @@ class HitView(CompactModel):
     tokens: int | None = None
     project: str | None = None
     status: MemoryStatus | None = None
+    freshness: Freshness | None = None  # only for a memory about files
 
     @classmethod
     def of(cls, hit: MemoryHit, searched: str) -> HitView:
         return cls(id=hit.id, category=hit.category, text=hit.snippet, age=hit.age,
                    importance=hit.importance, tokens=hit.tokens if hit.truncated else None,
                    project=None if hit.project == searched else hit.project,
-                   status=None if hit.status in _CURRENT else hit.status)
+                   status=None if hit.status in _CURRENT else hit.status,
+                   freshness=hit.freshness)
 
 
 class SearchView(CompactModel):
     project: str
     results: list[HitView]
+
+
+class FileView(CompactModel):
+    """A file the memory cites; ``freshness`` only when it is not fresh."""
+
+    path: str
+    freshness: Freshness = Freshness.FRESH
+
+    @classmethod
+    def of(cls, anchor: Anchor) -> FileView:
+        return cls(path=anchor.path, freshness=anchor.freshness)
 
 
 class MemoryView(CompactModel):
@@ -76,6 +90,8 @@ class MemoryView(CompactModel):
     superseded_by: UUID | None = None
     merged_from: list[UUID] = []
     valid_to: datetime | None = None
+    freshness: Freshness | None = None
+    files: list[FileView] = []
 
     @classmethod
     def of(cls, memory: Memory) -> MemoryView:
@@ -85,7 +101,8 @@ class MemoryView(CompactModel):
                    status=None if memory.status in _CURRENT else memory.status,
                    source=memory.source, duplicate_of=memory.duplicate_of,
                    superseded_by=memory.superseded_by, merged_from=memory.merged_from,
-                   valid_to=memory.valid_to)
+                   valid_to=memory.valid_to, freshness=memory.freshness,
+                   files=[FileView.of(anchor) for anchor in memory.anchors])
 
 
 class MemoriesView(CompactModel):

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from team_memory.hook.records import SUMMARISED_TOOLS
+from team_memory.hook.records import HOOKED_TOOLS
 from team_memory_core.hook_protocol import SESSION_START
 
 Scope = Literal["user", "project"]
@@ -41,8 +41,8 @@ INSTALLED_EVENTS = (SESSION_START, *CAPTURE_EVENTS)
 SELF_CAPTURE_EVENTS = frozenset(INSTALLED_EVENTS)
 TOOL_MATCHER_EVENTS = frozenset({"PostToolUse"})
 # Exact tool names ("A|B" is a list to Claude Code, not a regex): the hook starts only for the
-# tools it summarises.
-TOOL_MATCHER = "|".join(SUMMARISED_TOOLS)
+# tools it summarises and for save_memory (the states of the files a memory cites).
+TOOL_MATCHER = "|".join(HOOKED_TOOLS)
 HOOK_TIMEOUT_S = {"SessionStart": 10, "PostToolUse": 5, "Stop": 5, "SessionEnd": 5,
                   "UserPromptSubmit": 5}
 ENV_KEY_HEADER = "Bearer ${TEAM_MEMORY_API_KEY}"

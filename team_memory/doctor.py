@@ -149,8 +149,9 @@ class Doctor:
             self.note("ok", "hooks", f"{', '.join(INSTALLED_EVENTS)} "
                       f"({' and '.join(sorted(config.hook_sources))} settings)")
         if any(m != TOOL_MATCHER for m in config.matchers):
-            self.note("warn", "hooks", f"PostToolUse runs for {', '.join(config.matchers)}: "
-                      "a hook process starts for every tool call, reads included",
+            self.note("warn", "hooks", f"PostToolUse runs for {', '.join(config.matchers)}, "
+                      f"not {TOOL_MATCHER}: either a hook process starts for every tool "
+                      "call, reads included, or save_memory's files are not anchored",
                       "reinstall: team-memory install claude-code")
         for command in {c for commands in config.hooks.values() for c in commands}:
             python = shlex.split(command)[0]

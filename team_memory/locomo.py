@@ -4,9 +4,12 @@ Part of the program: it wires the service, a worker and the embedded stack toget
 conversation is imported into its own project through the real import path
 (MemoryService.save -> IngestMemory workflows), one memory per turn ("Speaker: text", plus the
 shared image's caption), occurred_at = the session's date, source = the turn's dia_id. Every
-question of categories 1-4 is then asked through MemoryService.search; recall@k is the share
-of the question's evidence turns in the top k. BM25-only and vector-only rankings of the same
-scope are computed in the same run."""
+question of categories 1-4 is then asked through MemoryService.search and scored at two
+levels from the same ranking: turn level (the share of the question's evidence turns among the
+top k memories: what this product returns) and session level, the figure the field reports
+(sessions ranked by their best-ranked turn; "any" is 1 when one evidence session is among the
+top k sessions, "all" when every one is). BM25-only and vector-only rankings of the same scope
+are computed in the same run."""
 
 from __future__ import annotations
 
@@ -42,6 +45,7 @@ from team_memory_core.tenants import ensure_tenant
 from workflows.worker import running_worker
 
 KS = (5, 10, 20)
+SESSION_KS = (5, 10)
 CATEGORIES = (1, 2, 3, 4)
 _DATE_FORMATS = ("%I:%M %p on %d %B, %Y", "%I:%M %p on %d %b, %Y", "%Y-%m-%d %H:%M",
                  "%Y-%m-%d")
@@ -122,19 +126,41 @@ def _turn(turn: dict[str, Any], occurred_at: datetime) -> Turn:
 # --- scoring --------------------------------------------------------------------------------
 
 
+def session_of(dia_id: str) -> str:
+    """A LoCoMo turn id is "D<session>:<turn>"."""
+    return dia_id.split(":", 1)[0]
+
+
+def ranked_sessions(found: list[set[str]]) -> list[str]:
+    """Sessions in the order of their best-ranked turn."""
+    return list(dict.fromkeys(session_of(turn) for turns in found for turn in sorted(turns)))
+
+
 @dataclass
 class MethodResult:
     recalls: dict[int, list[float]] = field(default_factory=lambda: {k: [] for k in KS})
+    any_session: dict[int, list[float]] = field(
+        default_factory=lambda: {k: [] for k in SESSION_KS})
+    all_sessions: dict[int, list[float]] = field(
+        default_factory=lambda: {k: [] for k in SESSION_KS})
     latencies_ms: list[float] = field(default_factory=list)
 
     def add(self, found: list[set[str]], evidence: frozenset[str], latency_s: float) -> None:
         for k in KS:
             hit = set().union(*found[:k]) & evidence
             self.recalls[k].append(len(hit) / len(evidence))
+        wanted, sessions = {session_of(e) for e in evidence}, ranked_sessions(found)
+        for k in SESSION_KS:
+            top = set(sessions[:k])
+            self.any_session[k].append(float(bool(wanted & top)))
+            self.all_sessions[k].append(float(wanted <= top))
         self.latencies_ms.append(latency_s * 1000)
 
     def row(self, name: str) -> str:
-        recall = " | ".join(f"{statistics.fmean(self.recalls[k]):.3f}" for k in KS)
+        cells = [statistics.fmean(self.recalls[k]) for k in KS]
+        cells += [statistics.fmean(self.any_session[k]) for k in SESSION_KS]
+        cells += [statistics.fmean(self.all_sessions[k]) for k in SESSION_KS]
+        recall = " | ".join(f"{value:.3f}" for value in cells)
         lat = sorted(self.latencies_ms)
         p50 = lat[len(lat) // 2]
         p95 = lat[min(len(lat) - 1, round(0.95 * (len(lat) - 1)))]
@@ -152,8 +178,9 @@ class Report:
 
     def table(self) -> str:
         lines = [
-            "| method | R@5 | R@10 | R@20 | p50 ms | p95 ms |",
-            "| --- | --- | --- | --- | --- | --- |",
+            "| method | R@5 | R@10 | R@20 | session any R@5 | any R@10 | session all R@5 "
+            "| all R@10 | p50 ms | p95 ms |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
             *(result.row(name) for name, result in self.methods.items()),
         ]
         rate = self.memories / self.import_seconds if self.import_seconds else 0.0
@@ -161,6 +188,8 @@ class Report:
             f"{self.conversations} conversations, {self.memories} turns imported in "
             f"{self.import_seconds:.0f} s ({rate:.0f}/s; {self.merged} merged as identical or "
             f"duplicate), {self.questions} questions (categories 1-4)",
+            "", "Turn level (R@k: evidence turns among the top k memories) and session level "
+            "(sessions ranked by their best turn; any/all evidence sessions among the top k).",
             "", *lines,
         ])
 

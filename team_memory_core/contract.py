@@ -24,12 +24,17 @@ CAPTURE_SIGNAL = "event"
 EMBED_ACTIVITY = "embed_memory"
 DECIDE_ACTIVITY = "decide_memory"
 COMMIT_ACTIVITY = "commit_memory"
+INGEST_ACTIVITY = "ingest_memory"  # embed, decide and commit in one step (rules decide alone)
 ENSURE_SCHEDULE_ACTIVITY = "ensure_project_schedule"
 START_CONSOLIDATION_ACTIVITY = "start_consolidation"
 FIND_CLUSTERS_ACTIVITY = "find_clusters"
 REVIEW_CLUSTER_ACTIVITY = "review_cluster"
 ARCHIVE_ACTIVITY = "archive_stale"
 MANIFESTO_ACTIVITY = "refresh_manifesto"
+REVIEW_CHANGED_ACTIVITY = "review_changed_memories"
+# workflow.patched() id of the Consolidate step that reviews changed memories: runs recorded
+# before it existed replay without it.
+REVIEW_CHANGED_PATCH = "review-changed-memories"
 FINISH_CONSOLIDATION_ACTIVITY = "finish_consolidation"
 DISTILL_ACTIVITY = "distill_session_events"
 

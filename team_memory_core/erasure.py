@@ -29,7 +29,7 @@ from team_memory_core.models.memories import HistoryEvent, MemoryStatus
 from team_memory_core.rules.consolidation import write_local_manifesto
 from team_memory_core.rules.redaction import redact
 from team_memory_core.settings import Settings
-from team_memory_core.store import consolidation, history, memories, outbox, proposals
+from team_memory_core.store import anchors, consolidation, history, memories, outbox, proposals
 from team_memory_core.store.audit import insert_audit
 from team_memory_core.store.memories import PurgeMember
 from team_memory_core.store.pool import tenant_tx
@@ -92,6 +92,7 @@ async def purge(
         ids = [member.id for member in family]
         workflows = _histories(actor.tenant_name, family)
         await memories.erase_memories(conn, ids)
+        await anchors.erase_anchors(conn, ids)  # a path can say more than it should
         # A workflow not started yet never will be: nothing is left to start it with.
         await outbox.remove(conn, ids)
         erased = await history.erase_event_text(conn, ids)
@@ -117,8 +118,9 @@ async def purge(
         )
     if failed:
         raise HistoryNotDeleted(
-            f"memory {memory_id} is erased from the database, but Temporal could not delete "
-            f"{', '.join(failed)}; purge again once Temporal is reachable"
+            f"memory {memory_id} is erased from the database, but the workflow engine "
+            f"(Temporal) did not delete {', '.join(failed)}; purge again once it answers "
+            "(retry in a few seconds)"
         )
     return report
 

@@ -34,8 +34,10 @@ def listing(address: str, query: str) -> str:
 
 # Never passed through a codec, by design, and holding ids, names and times, no text
 # (docs/security.md): headers (trace context), search attributes (the server indexes them) and
-# the SDK core's own bookkeeping of a local activity (sequence number, type, attempt, times).
-CLEAR_BY_DESIGN = (".header", ".searchAttributes", "markerRecordedEventAttributes.details.data")
+# the SDK core's own bookkeeping of a local activity (sequence number, type, attempt, times)
+# and of a workflow.patched() call (the patch id).
+CLEAR_BY_DESIGN = (".header", ".searchAttributes", "markerRecordedEventAttributes.details.data",
+                   "markerRecordedEventAttributes.details.patch-data")
 
 
 def payloads(tree: Any, path: str = "") -> Iterator[tuple[str, dict[str, Any]]]:
@@ -72,7 +74,12 @@ def readable(output: str, needles: list[str]) -> list[str]:
     return [needle for needle in needles if any(needle.encode() in blob for blob in blobs)]
 
 
+# A workflow.patched() marker: the SDK core writes the patch id (a name in our code, never
+# data) as plain JSON, outside the data converter (docs/security.md, "What stays clear").
+_PATCH_MARKER = ".markerRecordedEventAttributes.details.patch-data."
+
+
 def unencrypted(output: str) -> list[str]:
     """Where payloads not sealed by Team Memory's codec are, and their encoding."""
     return [f"{where}: {encoding(p).decode()}" for where, p in payloads(json.loads(output))
-            if encoding(p) != ENCODING]
+            if encoding(p) != ENCODING and _PATCH_MARKER not in where]

@@ -8,15 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -35,13 +33,13 @@ from team_memory_core.llm.client import Distiller
 from team_memory_core.models.memories import MemoryStatus
 from team_memory_core.models.principal import Principal
 from team_memory_core.settings import Settings
-from team_memory_core.store.migrate import migrate
 from team_memory_core.store.pool import create_pool, tenant_tx
 from team_memory_core.temporal import connect
 from team_memory_core.tenants import create_key, ensure_tenant
 from tests.conftest import Services, Stack, new_tenant
 from tests.mcp_server.test_http import client_for
 from tests.support.anthropic_server import FakeAnthropic
+from tests.support.faults import dedicated_postgres
 from workflows.worker import running_worker
 
 pytestmark = pytest.mark.anyio
@@ -148,28 +146,6 @@ async def test_worker_stopped_mid_ingestion_loses_and_duplicates_nothing(
 
 
 # --- PostgreSQL outage ----------------------------------------------------------------------
-
-
-@asynccontextmanager
-async def dedicated_postgres(
-    services: Services,
-) -> AsyncIterator[tuple[embedded.EmbeddedPostgres, Settings]]:
-    """A PostgreSQL of its own: the session one is shared by every other test.
-
-    Outside pytest's private temp root, which a concurrent pytest run may chmod back to 0700
-    while pg_ctl (running as pgserver's own system user) still needs to traverse it.
-    """
-    root = Path(tempfile.mkdtemp(prefix="team-memory-pg-outage-"))
-    os.chmod(root, 0o755)
-    postgres = await anyio.to_thread.run_sync(embedded.start_postgres, root / "pg")
-    try:
-        settings = services.settings(database_url=postgres.app_url,
-                                     database_admin_url=postgres.admin_url)
-        await migrate(postgres.admin_url, settings)
-        yield postgres, settings
-    finally:
-        await anyio.to_thread.run_sync(postgres.stop)
-        shutil.rmtree(root, ignore_errors=True)
 
 
 async def test_postgres_down_for_ten_seconds_mid_ingestion(

@@ -9,7 +9,9 @@ manifesto and records the run. Nothing is deleted: retired memories keep their r
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
+from typing import TypeVar
 from uuid import UUID
 
 from temporalio import workflow
@@ -18,8 +20,10 @@ from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from activities.consolidate import ConsolidationActivities
-    from team_memory_core.contract import CONSOLIDATE_WORKFLOW
+    from team_memory_core.contract import CONSOLIDATE_WORKFLOW, REVIEW_CHANGED_PATCH
     from team_memory_core.models.consolidation import (
+        ChangedReview,
+        ChangedReviewRequest,
         ClusterOutcome,
         ClusterRequest,
         ConsolidateInput,
@@ -58,6 +62,8 @@ class Consolidate:
             schedule_to_close_timeout=_STEP_TOTAL, retry_policy=STORAGE_RETRY,
         )
         report = report.model_copy(update={"archived": archived})
+        if workflow.patched(REVIEW_CHANGED_PATCH):
+            report = _with_changed(report, await self._changed(report))
         report = _with_manifesto(report, await self._manifesto(report))
         await workflow.execute_activity_method(
             ConsolidationActivities.finish_consolidation, report, start_to_close_timeout=_STEP,
@@ -79,37 +85,41 @@ class Consolidate:
     async def _review(self, report: ConsolidationReport, ids: list[UUID]) -> ClusterOutcome:
         request = ClusterRequest(run_id=report.run_id, tenant_id=report.tenant_id,
                                  project=report.project, ids=ids, tokens_left=report.tokens_left)
-        try:
-            return await self._review_once(request, DECISION_RETRY)
-        except LOCAL_STEP_FAILED as error:
-            # The model is unavailable or answered badly: fold locally, count what it cost.
-            local = await self._review_once(request.model_copy(update={"allow_llm": False}),
-                                            STORAGE_RETRY)
-            return local.model_copy(update=_billed(error))
+        return await _judged(ConsolidationActivities.review_cluster, request)
 
-    async def _review_once(self, request: ClusterRequest, retry: RetryPolicy) -> ClusterOutcome:
-        return await workflow.execute_activity_method(
-            ConsolidationActivities.review_cluster, request, start_to_close_timeout=_STEP,
-            schedule_to_close_timeout=_STEP_TOTAL, retry_policy=retry,
-        )
+    async def _changed(self, report: ConsolidationReport) -> ChangedReview:
+        request = ChangedReviewRequest(run_id=report.run_id, tenant_id=report.tenant_id,
+                                       project=report.project, tokens_left=report.tokens_left)
+        return await _judged(ConsolidationActivities.review_changed_memories, request)
 
     async def _manifesto(self, report: ConsolidationReport) -> ManifestoOutcome:
         request = ManifestoRequest(run_id=report.run_id, tenant_id=report.tenant_id,
                                    project=report.project, tokens_left=report.tokens_left)
-        try:
-            return await self._manifesto_once(request, DECISION_RETRY)
-        except LOCAL_STEP_FAILED as error:
-            local = await self._manifesto_once(request.model_copy(update={"allow_llm": False}),
-                                               STORAGE_RETRY)
-            return local.model_copy(update=_billed(error))
+        return await _judged(ConsolidationActivities.refresh_manifesto, request)
 
-    async def _manifesto_once(
-        self, request: ManifestoRequest, retry: RetryPolicy
-    ) -> ManifestoOutcome:
-        return await workflow.execute_activity_method(
-            ConsolidationActivities.refresh_manifesto, request, start_to_close_timeout=_STEP,
-            schedule_to_close_timeout=_STEP_TOTAL, retry_policy=retry,
-        )
+
+_Request = TypeVar("_Request", ClusterRequest, ChangedReviewRequest, ManifestoRequest)
+_Outcome = TypeVar("_Outcome", ClusterOutcome, ChangedReview, ManifestoOutcome)
+
+
+async def _judged(step: Callable[[ConsolidationActivities, _Request], Awaitable[_Outcome]],
+                  request: _Request) -> _Outcome:
+    """A step that may ask the model. When the model is unavailable or answers badly, the
+    same step again without it (the local policy), counting what the failure cost."""
+    try:
+        return await _step(step, request, DECISION_RETRY)
+    except LOCAL_STEP_FAILED as error:
+        local = await _step(step, request.model_copy(update={"allow_llm": False}),
+                            STORAGE_RETRY)
+        return local.model_copy(update=_billed(error))
+
+
+async def _step(step: Callable[[ConsolidationActivities, _Request], Awaitable[_Outcome]],
+                request: _Request, retry: RetryPolicy) -> _Outcome:
+    return await workflow.execute_activity_method(
+        step, request, start_to_close_timeout=_STEP, schedule_to_close_timeout=_STEP_TOTAL,
+        retry_policy=retry,
+    )
 
 
 def _billed(error: BaseException) -> dict[str, int]:
@@ -123,6 +133,16 @@ def _billed(error: BaseException) -> dict[str, int]:
             spent["input_tokens"] = int(usage.get("input_tokens", 0))
             spent["output_tokens"] = int(usage.get("output_tokens", 0))
     return spent
+
+
+def _with_changed(report: ConsolidationReport, outcome: ChangedReview) -> ConsolidationReport:
+    return report.model_copy(update={
+        "changed_files": outcome,
+        "llm_calls": report.llm_calls + outcome.llm_calls,
+        "llm_failures": report.llm_failures + outcome.llm_failures,
+        "input_tokens": report.input_tokens + outcome.input_tokens,
+        "output_tokens": report.output_tokens + outcome.output_tokens,
+    })
 
 
 def _with_manifesto(report: ConsolidationReport, outcome: ManifestoOutcome) -> ConsolidationReport:

@@ -56,10 +56,12 @@ def build_worker(
         task_queue=settings.task_queue,
         workflows=[IngestMemory, Consolidate, SessionObservations],
         activities=[
-            ingest.embed_memory, ingest.decide_memory, ingest.commit_memory,
+            ingest.ingest_memory, ingest.embed_memory, ingest.decide_memory,
+            ingest.commit_memory,
             consolidate.ensure_project_schedule, consolidate.start_consolidation,
             consolidate.find_clusters, consolidate.review_cluster, consolidate.archive_stale,
-            consolidate.refresh_manifesto, consolidate.finish_consolidation,
+            consolidate.review_changed_memories, consolidate.refresh_manifesto,
+            consolidate.finish_consolidation,
             capture.distill_session_events,
         ],
         # The workflows are short deterministic code calling activities; re-importing them in

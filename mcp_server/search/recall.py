@@ -4,15 +4,15 @@ memory://working_set, the Claude Code session context) goes through."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from uuid import UUID
 
 import asyncpg
-import numpy as np
 
 from mcp_server.errors import InvalidInput
+from mcp_server.search.pending import PendingVectorCache
 from mcp_server.search.retriever import Retriever
 from mcp_server.validation import (
     check_category,
@@ -25,7 +25,7 @@ from mcp_server.validation import (
 )
 from team_memory_core import telemetry
 from team_memory_core.embedder import Embedder, embed_async
-from team_memory_core.expiring_cache import ExpiringCache
+from team_memory_core.models.anchors import Anchor, Freshness
 from team_memory_core.models.memories import (
     TENANT_WIDE_PROJECT,
     Category,
@@ -38,22 +38,21 @@ from team_memory_core.models.memories import (
 from team_memory_core.models.principal import Principal
 from team_memory_core.rules.text import approx_tokens, one_line, within_budget
 from team_memory_core.settings import Settings
-from team_memory_core.store import memories, search
+from team_memory_core.store import anchors, memories, search
 from team_memory_core.store.memories import MemoryRow
 from team_memory_core.store.pool import principal_tx
-from team_memory_core.store.search import Candidate, PendingText, PendingVectors, SearchFilters
+from team_memory_core.store.search import Candidate, SearchFilters
 
 SNIPPET_CHARS = 160
 # Acknowledged memories the worker has not embedded yet take part in the vector search with
-# vectors the server makes, so that a save is found by meaning the moment it returns (by its
-# words it is found anyway: the full-text index has it at once). Of the newest this many,
+# vectors the server makes (search/pending.py: each embedded once per process), so that a save
+# is found by meaning the moment it returns (by its words it is found anyway: the full-text
+# index has it at once). Of the newest this many,
 PENDING_EMBED_LIMIT = 64
 # a search embeds at most this many itself, newest first; the vectors are kept in the process
 # for later searches. So a backlog (Temporal down, the worker behind, a burst of saves) costs
 # a search a bounded amount of work, and is embedded once, not by every search.
 PENDING_EMBED_PER_SEARCH = 4
-PENDING_VECTORS_KEPT = 4096
-PENDING_VECTOR_SECONDS = 600.0
 
 
 @dataclass
@@ -62,12 +61,11 @@ class Recall:
     pool: asyncpg.Pool
     embedder: Embedder
     retriever: Retriever = field(init=False)
-    _pending_vectors: ExpiringCache[UUID, np.ndarray] = field(
-        init=False, default_factory=lambda: ExpiringCache(PENDING_VECTOR_SECONDS,
-                                                          PENDING_VECTORS_KEPT))
+    pending_vectors: PendingVectorCache = field(init=False)
 
     def __post_init__(self) -> None:
         self.retriever = Retriever(self.settings)
+        self.pending_vectors = PendingVectorCache()
 
     def resolve_project(self, principal: Principal, project: str | None) -> str:
         return resolve_project(self.settings, principal, project)
@@ -97,8 +95,9 @@ class Recall:
         async with principal_tx(self.pool, principal) as conn:
             pending = await search.pending_without_embedding(conn, filters, PENDING_EMBED_LIMIT)
             ranked = await self.retriever.rank(
-                conn, query, query_vector, filters, await self._embed_pending(pending), now,
-                limit,
+                conn, query, query_vector, filters,
+                await self.pending_vectors.vectors(self.embedder, pending,
+                                                   PENDING_EMBED_PER_SEARCH), now, limit,
             )
         return [memory_hit(row, score, now) for row, score in ranked[:limit]]
 
@@ -108,8 +107,10 @@ class Recall:
     ) -> WorkingSet:
         """The memories that matter most now, in full, within a token budget. With a query,
         ranked by relevance x importance x recency (the search score); without, by importance
-        x recency. Best first; a memory too large for what is left is skipped, not cut.
-        ``text_of`` is how each memory will be rendered (its cost against the budget)."""
+        x recency. Best first; a memory too large for what is left is skipped, not cut, and
+        one whose files are all gone is left out (docs/freshness.md); memories about files
+        come with their anchors. ``text_of`` is how each memory will be rendered (its cost
+        against the budget)."""
         budget = self.settings.working_set_tokens if budget_tokens is None else budget_tokens
         if budget < 0:
             raise InvalidInput("budget_tokens must not be negative")
@@ -121,9 +122,22 @@ class Recall:
             ranked = await self._current(principal, [hit.id for hit in hits])
         else:
             ranked = await self._important_recent(principal, project)
+        ranked = await self.with_files(
+            principal, [m for m in ranked if m.freshness != Freshness.GONE])
         chosen = within_budget(ranked, render, budget)
         return WorkingSet(project=scope, budget_tokens=budget, memories=chosen,
                           tokens=sum(approx_tokens(render(m)) for m in chosen))
+
+    async def with_files(self, principal: Principal,
+                         found: Sequence[Memory]) -> list[Memory]:
+        """These memories, those about files with their anchors."""
+        anchored = [m.id for m in found if m.freshness is not None]
+        if not anchored:
+            return list(found)
+        async with principal_tx(self.pool, principal) as conn:
+            files = await anchors.anchors_of(conn, anchored)
+        return [m.model_copy(update={"anchors": files[m.id]}) if m.id in files else m
+                for m in found]
 
     async def _current(self, principal: Principal, ids: list[UUID]) -> list[Memory]:
         """These memories in this order, those still current (one may change meanwhile)."""
@@ -160,21 +174,6 @@ class Recall:
             until=until,
         )
 
-    async def _embed_pending(self, pending: list[PendingText]) -> PendingVectors:
-        """Vectors of the pending memories (newest first): those this process embedded
-        before, and up to PENDING_EMBED_PER_SEARCH more (a pending memory's text does not
-        change: a purge takes it out of `pending`)."""
-        vectors = {p.id: vector for p in pending
-                   if (vector := self._pending_vectors.get(p.id)) is not None}
-        missing = [p for p in pending if p.id not in vectors][:PENDING_EMBED_PER_SEARCH]
-        if missing:
-            embedded = await embed_async(self.embedder, [p.content for p in missing])
-            for memory, vector in zip(missing, embedded, strict=True):
-                vectors[memory.id] = np.asarray(vector)
-                self._pending_vectors.put(memory.id, vectors[memory.id])
-        ids = [p.id for p in pending if p.id in vectors]
-        return PendingVectors(ids=ids, vectors=[vectors[memory_id] for memory_id in ids])
-
 
 def memory_hit(row: Candidate, score: float, now: datetime) -> MemoryHit:
     snippet = one_line(row.content, SNIPPET_CHARS)
@@ -184,11 +183,13 @@ def memory_hit(row: Candidate, score: float, now: datetime) -> MemoryHit:
         score=round(score, 6), age=age(now, row.occurred_at),
         occurred_at=row.occurred_at, tokens=approx_tokens(row.content),
         truncated=snippet != one_line(row.content),
+        freshness=None if row.freshness is None else Freshness(row.freshness),
     )
 
 
-def memory_view(row: MemoryRow) -> Memory:
-    return Memory.model_validate({**dict(row), "age": age(datetime.now(UTC), row.occurred_at)})
+def memory_view(row: MemoryRow, files: Sequence[Anchor] = ()) -> Memory:
+    return Memory.model_validate({**dict(row), "age": age(datetime.now(UTC), row.occurred_at),
+                                  "anchors": list(files)})
 
 
 def age(now: datetime, then: datetime) -> str:

@@ -15,14 +15,13 @@ Standard library only: it runs inside the hook process.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import json
-import os
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+from team_memory.hook.state import locked_json
 
 MAX_ASKS = 12
 STATE_DIR = "self-capture"
@@ -42,27 +41,11 @@ def _state_file(data_dir: Path, session_id: str) -> Path:
     return data_dir / STATE_DIR / f"{digest}.json"
 
 
-@contextlib.contextmanager
-def _locked_state(data_dir: Path, session_id: str) -> Iterator[dict[str, Any]]:
+def _locked_state(data_dir: Path, session_id: str) -> contextlib.AbstractContextManager[
+        dict[str, Any]]:
     """The session's counters, read and written under an exclusive lock (parallel tool calls
     run their hooks concurrently)."""
-    path = _state_file(data_dir, session_id)
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        raw = os.read(fd, 4096)
-        try:
-            state = json.loads(raw) if raw.strip() else {}
-        except ValueError:
-            state = {}
-        state = state if isinstance(state, dict) else {}
-        yield state
-        data = json.dumps(state).encode()
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, data, 0)
-    finally:
-        os.close(fd)
+    return locked_json(_state_file(data_dir, session_id))
 
 
 def note_change(data_dir: Path, session_id: str) -> None:

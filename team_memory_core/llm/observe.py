@@ -10,6 +10,7 @@ from typing import Annotated
 
 from pydantic import Field, StringConstraints
 
+from team_memory_core.hook_protocol import ANCHOR_FILES_MAX
 from team_memory_core.llm.client import Distiller, LLMUsage
 from team_memory_core.llm.task import PREAMBLE, ForcedTool, Frozen, json_lines
 
@@ -29,6 +30,9 @@ observations worth remembering beyond this session, as team memories.
 Each observation is one self-contained statement of at most {OBSERVATION_MAX_CHARS} \
 characters that makes sense without the log: name the component, file, tool or value it is \
 about, and say why when the log says why. Importance from 1 (trivia) to 5 (critical, team-wide).
+files: the files of the log the observation is about, copied exactly as the log names them \
+(at most {ANCHOR_FILES_MAX}; empty when it is about no particular file). The team is told when \
+those files change later, so list only files whose content the observation describes.
 Leave out routine work (reading files, running tests, listing directories), anything you \
 would have to guess, and anything only true for this session. Copy identifiers and values \
 exactly. At most {MAX_OBSERVATIONS} observations; an empty list is a good and common answer."""
@@ -60,6 +64,7 @@ class Observation(Frozen):
         StringConstraints(strip_whitespace=True, min_length=1, max_length=OBSERVATION_MAX_CHARS),
     ]
     importance: int = Field(default=2, ge=1, le=5)
+    files: list[str] = Field(default_factory=list)
 
 
 class ObservationSet(Frozen):
@@ -83,8 +88,14 @@ def prompt(project: str, events: Sequence[SessionEventLine]) -> str:
     )
 
 
-def checked(found: ObservationSet) -> ObservationSet:
-    return ObservationSet(observations=found.observations[:MAX_OBSERVATIONS])
+def checked(found: ObservationSet, events: Sequence[SessionEventLine]) -> ObservationSet:
+    """At most MAX_OBSERVATIONS; each citing only repository files the log shows (a file
+    the model made up, or one outside the repository, is dropped: not the observation)."""
+    shown = {f for event in events for f in event.files if not f.startswith("/")}
+    return ObservationSet(observations=[
+        o.model_copy(update={"files": [f for f in dict.fromkeys(o.files)
+                                       if f in shown][:ANCHOR_FILES_MAX]})
+        for o in found.observations[:MAX_OBSERVATIONS]])
 
 
 async def distill_events(
@@ -97,6 +108,6 @@ async def distill_events(
         SYSTEM,
         prompt(project, events),
         TOOL.param(),
-        lambda data: checked(TOOL.validate(data)),
+        lambda data: checked(TOOL.validate(data), events),
         max_tokens=2048,
     )

@@ -44,6 +44,9 @@ class ConsolidationReport(BaseModel):
     manifesto_policy: Policy | None = None
     manifesto_rules: int = 0
     notes: list[str] = Field(default_factory=list)
+    # Memories whose files changed since they were saved (docs/freshness.md); None in runs
+    # recorded before this step existed.
+    changed_files: ChangedReview | None = None
 
     @property
     def tokens_spent(self) -> int:
@@ -143,6 +146,31 @@ class ManifestoOutcome(BaseModel):
     status: Literal["regenerated", "unchanged"]
     policy: Policy
     rules: int
+    llm_calls: int = 0
+    llm_failures: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+
+
+class ChangedReviewRequest(BaseModel):
+    run_id: UUID
+    tenant_id: UUID
+    project: str
+    tokens_left: int
+    allow_llm: bool = True
+
+
+class ChangedReview(BaseModel):
+    """The review of memories whose files changed: listed for a person, and with Haiku kept
+    (anchored to the files' new content), revised (a proposal) or archived (a proposal when
+    the evidence comes from another author). Nothing is rewritten without a history event."""
+
+    policy: Policy = Policy.LOCAL
+    listed: list[UUID] = Field(default_factory=list)  # the changed memories found, oldest first
+    kept: int = 0
+    revise_proposed: int = 0
+    archived: int = 0
+    archive_proposed: int = 0
     llm_calls: int = 0
     llm_failures: int = 0
     input_tokens: int = 0

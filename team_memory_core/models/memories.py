@@ -15,6 +15,7 @@ from uuid import UUID
 from pydantic import BaseModel, Field
 
 from team_memory_core.contract import Policy
+from team_memory_core.models.anchors import Anchor, Freshness
 
 # Memories saved to this project are visible from every project of the tenant.
 TENANT_WIDE_PROJECT = "*"
@@ -117,6 +118,8 @@ class MemoryHit(BaseModel):
     tokens: int
     # The snippet is a cut of the memory (read the rest with get_memory).
     truncated: bool = False
+    # None: the memory cites no file.
+    freshness: Freshness | None = None
 
 
 class StoredMemory(BaseModel):
@@ -138,10 +141,14 @@ class StoredMemory(BaseModel):
     created_at: datetime
     occurred_at: datetime
     updated_at: datetime
+    # How the files it cites compare with when it was saved (None: it cites none).
+    freshness: Freshness | None = None
 
 
 class Memory(StoredMemory):
     age: str
+    # Its files, when the reader asked for them (get, export, the working set's changed ones).
+    anchors: list[Anchor] = Field(default_factory=list)
 
 
 class WorkingSet(BaseModel):
@@ -170,6 +177,14 @@ class HistoryEvent(StrEnum):
     PURGED = "purged"
     MERGE_PROPOSED = "merge_proposed"  # held for review: the memories have other authors
     SUPERSEDE_PROPOSED = "supersede_proposed"
+    REVISE_PROPOSED = "revise_proposed"  # its file changed: a revised text, held for review
+    ARCHIVE_PROPOSED = "archive_proposed"  # its file changed: archiving it, held for review
+    # A file the memory cites (docs/freshness.md): changed since it was saved, back to the
+    # saved content, deleted or moved away; or judged still true by the nightly review.
+    ANCHOR_CHANGED = "anchor_changed"
+    ANCHOR_FRESH = "anchor_fresh"
+    ANCHOR_GONE = "anchor_gone"
+    ANCHOR_KEPT = "anchor_kept"
 
     @classmethod
     def proposed(cls, kind: str) -> HistoryEvent:

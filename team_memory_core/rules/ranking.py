@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from uuid import UUID
 
+from team_memory_core.models.anchors import Freshness
+from team_memory_core.rules.freshness import RANK_FACTOR
 from team_memory_core.store.search import Candidate
 
 # BM25 term-frequency saturation and length normalisation: short memories, so a light b.
@@ -43,13 +45,18 @@ def boost(importance: int, age_days: float, weights: RankWeights) -> float:
     )
 
 
+def freshness_factor(freshness: str | None) -> float:
+    """Below 1 for a memory whose files moved on since it was saved (rules/freshness.py)."""
+    return 1.0 if freshness is None else RANK_FACTOR.get(Freshness(freshness), 1.0)
+
+
 def fuse(rows: Sequence[Candidate], weights: RankWeights,
          now: datetime) -> list[tuple[Candidate, float]]:
     """Candidates (id, cosine, bm25, occurred_at, importance, neighbours) ranked best first.
 
     relevance = bm25 / max(bm25) + dense_weight * cosine, plus neighbour_weight times the best
     relevance among its insertion-order neighbours that occurred within the window; then the
-    importance and recency multipliers.
+    importance, recency and freshness multipliers.
     """
     if not rows:
         return []
@@ -66,8 +73,8 @@ def fuse(rows: Sequence[Candidate], weights: RankWeights,
         at = when[memory_id]
         context = [base[n] for n in links.get(memory_id, ()) if abs(when[n] - at) <= window]
         relevance = base[memory_id] + weights.neighbour_weight * max(context, default=0.0)
-        ranked.append((row, relevance * boost(row.importance, (now_s - at) / 86400, weights),
-                       at))
+        ranked.append((row, relevance * boost(row.importance, (now_s - at) / 86400, weights)
+                       * freshness_factor(row.freshness), at))
     ranked.sort(key=lambda scored: (-scored[1], -scored[2]))
     return [(row, score) for row, score, _ in ranked]
 

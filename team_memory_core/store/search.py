@@ -216,6 +216,7 @@ WITH ql AS (
     SELECT id FROM cand UNION SELECT nid FROM nb
 )
 SELECT m.id, m.project, m.category, m.content, m.importance, m.status, m.occurred_at,
+       m.freshness,
        coalesce(1 - (coalesce(m.embedding, pend.embedding) <=> $1), 0) AS cosine,
        coalesce((
            SELECT sum({_bm25("t.tf", "length(m.search_text)")})
@@ -247,6 +248,7 @@ class Candidate(NamedTuple):
     importance: int
     status: str
     occurred_at: datetime
+    freshness: str | None  # of its files (None: it cites none)
     cosine: float
     bm25: float
     neighbours: list[UUID] | None  # insertion-order neighbours (candidates only)

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+from datetime import UTC, datetime
 
 import httpx
 import pytest
 
+from mcp_server.file_states import FileStates, Report
+from team_memory_core.models.anchors import AnchorInput, FileState
 from team_memory_core.models.memories import MemoryStatus
 from tests.conftest import Stack
 from tests.mcp_server.test_http import HttpServer, http_server
@@ -102,3 +105,40 @@ async def test_search_read_history_and_forget_in_chromium(
     assert report.status is MemoryStatus.FORGOTTEN
     assert report.history[-1].event == "forgotten"
     assert report.history[-1].reason == "moved to ECS"
+
+
+async def test_the_browser_shows_whose_files_changed(
+    http_server: HttpServer, running: Stack
+) -> None:
+    pytest.importorskip("websocket", reason="websocket-client (dev group) is not installed")
+    from tests.browser import Chromium, chromium_binary
+
+    binary = chromium_binary()
+    if binary is None:
+        pytest.skip("chromium is not installed (Debian: apt-get install chromium; CI installs it)")
+    service, principal = running.service, running.principal
+    saved = await service.save(principal, OTHER, files=[
+        AnchorInput(path="billing/archive.py", blob="a" * 40),
+        AnchorInput(path="billing/rules.py", blob="b" * 40)])
+    project = service.resolve_project(principal, None)
+    await FileStates(running.pool).apply(principal, [Report(
+        project, "s-1", [FileState(path="billing/archive.py", blob="c" * 40)],
+        datetime.now(UTC))])
+
+    def drive() -> tuple[str, str]:
+        with Chromium(binary) as browser:
+            browser.open(f"{http_server.base}/browser")
+            browser.evaluate(f"$('key').value = {json.dumps(running.api_key)};"
+                             "$('login-form').requestSubmit()")
+            browser.wait_for("!$('app').classList.contains('hidden')")
+            browser.evaluate("$('query').value = 'how long are invoices kept';"
+                             "$('search-form').requestSubmit()")
+            hit = browser.wait_for(f"document.querySelector('li.hit[data-id=\"{saved.id}\"]')"
+                                   " && document.querySelector('li.hit').textContent")
+            browser.evaluate(f"document.querySelector('li.hit[data-id=\"{saved.id}\"]').click()")
+            files = browser.wait_for("$('files') && $('files').textContent")
+            return str(hit), str(files)
+
+    hit, files = await asyncio.to_thread(drive)
+    assert "files changed" in hit
+    assert "billing/archive.py changed since" in files and "billing/rules.py fresh" in files

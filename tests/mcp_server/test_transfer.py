@@ -70,6 +70,34 @@ async def test_a_bad_line_imports_nothing(stack: Stack) -> None:
     assert await exported(stack, "gamma") == []
 
 
+async def test_anchors_travel_with_their_memories(running: Stack) -> None:
+    blob = "3" * 40
+    items = parse_jsonl([
+        json.dumps({"content": "parse_invoice returns cents",
+                    "files": ["billing/parse.py", {"path": "billing/money.py", "blob": blob}]}),
+        json.dumps({"content": "Invoices are kept ten years"})])
+    await import_items(running.service, running.principal, items, "delta")
+    first = await exported(running, "delta")
+    assert first[0]["files"] == [{"path": "billing/money.py", "blob": blob},
+                                 {"path": "billing/parse.py", "blob": None}]
+    assert first[0]["freshness"] == "fresh" and "files" not in first[1]
+    await import_items(running.service, running.principal,
+                       parse_jsonl(json.dumps(line) for line in first), "epsilon")
+    assert [line.get("files") for line in await exported(running, "epsilon")] == \
+        [line.get("files") for line in first]
+
+
+async def test_a_bad_file_imports_nothing(stack: Stack) -> None:
+    items = parse_jsonl([json.dumps({"content": "fine", "files": ["src/a.py"]}),
+                         json.dumps({"content": "wrong", "files": ["/etc/passwd"]}),
+                         json.dumps({"content": "bad hash", "files": [
+                             {"path": "a.py", "blob": "not-a-hash"}]})])
+    with pytest.raises(ImportFailed, match=r"item 2: file 1 of 1: .*relative") as failed:
+        await import_items(stack.service, stack.principal, items, "zeta")
+    assert "item 3: file 1 of 1: blob must be a git blob hash" in str(failed.value)
+    assert await exported(stack, "zeta") == []
+
+
 def _cli_env(services: Services, stack: Stack) -> dict[str, str]:
     return {**os.environ, "DATABASE_URL": services.postgres.app_url,
             "DATABASE_ADMIN_URL": services.postgres.admin_url,

@@ -155,7 +155,7 @@ def test_install_sends_the_repository_project_and_hooks_only_summarised_tools(
     paths = Paths.for_scope(scope, home, project)  # type: ignore[arg-type]
     hooks = json.loads(paths.settings.read_text())["hooks"]
     matchers = [g["matcher"] for g in hooks["PostToolUse"]]
-    assert matchers == ["Bash|Edit|MultiEdit|Write|NotebookEdit"]
+    assert matchers == ["Bash|Edit|MultiEdit|Write|NotebookEdit|mcp__team-memory__save_memory"]
     assert all("matcher" not in g for e in ("SessionStart", "Stop", "SessionEnd")
                for g in hooks[e])
     entry = json.loads(paths.mcp.read_text())["mcpServers"]["team-memory"]

@@ -80,7 +80,8 @@ async def test_purge_erases_the_text_from_every_table_and_from_temporal(
     running: Stack, admin_pool: asyncpg.Pool
 ) -> None:
     async with Client(running.server) as client:
-        first = await call(client, "save_memory", content=SECRET_TEXT, tags=[MARKER])
+        first = await call(client, "save_memory", content=SECRET_TEXT, tags=[MARKER],
+                           files=[f"customers/{MARKER}.md"])
         assert await running.wait_status(uuid.UUID(first["id"])) is MemoryStatus.ACTIVE
         copy = await call(client, "save_memory", content=NEAR_COPY)
         assert await running.wait_status(uuid.UUID(copy["id"])) is MemoryStatus.DUPLICATE

@@ -90,10 +90,25 @@ async def test_eval_command_prints_the_table(services: Services, tmp_path: Path)
     text = out.decode()
     assert "1 conversations, 6 turns imported" in text
     assert "3 questions (categories 1-4)" in text
-    assert "| method | R@5 | R@10 | R@20 | p50 ms | p95 ms |" in text
+    assert ("| method | R@5 | R@10 | R@20 | session any R@5 | any R@10 | session all R@5 "
+            "| all R@10 | p50 ms | p95 ms |") in text
     rows = {line.split("|")[1].strip(): line.split("|")[2:-1] for line in text.splitlines()
             if line.startswith("| ") and "method" not in line and "---" not in line}
     assert set(rows) == {"hybrid (search_memory)", "BM25 only", "vector only"}
     # Six turns: every evidence turn is within the top 20, and the dog's name within the top 5.
     assert float(rows["hybrid (search_memory)"][2]) == 1.0
     assert float(rows["hybrid (search_memory)"][0]) >= 2 / 3
+    # Two sessions only: every question's evidence session is among the top 5 sessions.
+    assert [float(v) for v in rows["hybrid (search_memory)"][3:7]] == [1.0, 1.0, 1.0, 1.0]
+
+
+def test_session_recall_ranks_sessions_by_their_best_turn() -> None:
+    found = [{"D3:1"}, {"D3:4"}, {"D1:2"}, set(), {"D2:7", "D1:1"}]
+    assert evaluation.ranked_sessions(found) == ["D3", "D1", "D2"]
+    result = evaluation.MethodResult()
+    result.add(found, frozenset({"D1:9", "D2:1"}), 0.01)
+    assert result.recalls[5] == [0.0]  # neither evidence turn was returned
+    assert result.any_session[5] == [1.0] and result.all_sessions[5] == [1.0]
+    result.add([{"D3:1"}] * 3 + [{"D4:1"}] * 3 + [{"D1:1"}], frozenset({"D1:1", "D9:1"}), 0.01)
+    assert result.recalls[5] == [0.0, 0.0] and result.recalls[10] == [0.0, 0.5]
+    assert result.any_session[5] == [1.0, 1.0] and result.all_sessions[5] == [1.0, 0.0]

@@ -27,7 +27,7 @@ EVENTS = [
     SessionEventLine(kind="stop", summary="Switched order ids to UUID v7: time-sortable."),
 ]
 DECISION = {"type": "decision", "content": "orders.id uses UUID v7: time-sortable.",
-            "importance": 4}
+            "importance": 4, "files": ["orders/models.py"]}
 
 
 async def test_observations_are_parsed_and_billed(
@@ -39,7 +39,8 @@ async def test_observations_are_parsed_and_billed(
     found, usage = await distill_events(distiller, PROJECT, EVENTS)
 
     assert found.observations == [Observation(type=ObservationType.DECISION,
-                                              content=DECISION["content"], importance=4)]
+                                              content=DECISION["content"], importance=4,
+                                              files=["orders/models.py"])]
     assert usage == LLMUsage(model=MODEL, input_tokens=900, output_tokens=80)
     prompt = fake.requests[0]["messages"][0]["content"]
     assert PROJECT in prompt and "uuid7" in prompt and "orders/models.py" in prompt
@@ -74,6 +75,19 @@ async def test_too_many_observations_are_cut_not_refused(
 
     assert [o.content for o in found.observations] == [
         f"Fact {i}." for i in range(MAX_OBSERVATIONS)]
+
+
+async def test_an_observation_cites_only_repository_files_of_the_log(
+    fake: FakeAnthropic, distiller: Distiller
+) -> None:
+    events = [*EVENTS, SessionEventLine(kind="tool", tool="Write", files=["/etc/hosts"],
+                                        summary="wrote /etc/hosts")]
+    cited = ["orders/models.py", "orders/made_up.py", "/etc/hosts", "orders/models.py"]
+    fake.script(FakeAnthropic.tool_result({"observations": [{**DECISION, "files": cited}]}))
+
+    found, _ = await distill_events(distiller, PROJECT, events)
+
+    assert found.observations[0].files == ["orders/models.py"]
 
 
 async def test_no_events_make_no_call(fake: FakeAnthropic, distiller: Distiller) -> None:
