@@ -9,20 +9,17 @@ and 16 MCP clients saving over streamable HTTP while another one searches.
 from __future__ import annotations
 
 import asyncio
-import subprocess
 import time
 import uuid
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 
 import anyio
 import pytest
 
-from team_memory import embedded
 from team_memory_core.store.pool import tenant_tx
 from tests.conftest import Stack
 from tests.mcp_server.test_http import client_for
+from tests.support.faults import dedicated_temporal
 from tests.test_fault_tolerance import (
     _TOPICS,
     assert_committed_once,
@@ -51,36 +48,6 @@ NEW_PER_CLIENT = 30
 SEARCH_P99_LIMIT_S = 5.0
 
 
-@asynccontextmanager
-async def own_temporal(tmp_path: Path, port: int) -> AsyncIterator[TemporalServer]:
-    server = TemporalServer(tmp_path, port)
-    await server.start()
-    try:
-        yield server
-    finally:
-        await server.stop()
-        server.log.close()
-
-
-class TemporalServer:
-    """A dev server persisting to a file, so that what it held survives a stop."""
-
-    def __init__(self, tmp_path: Path, port: int) -> None:
-        self.db_file = tmp_path / "temporal.db"
-        self.port = port
-        self.log = (tmp_path / "temporal.log").open("ab")
-        self.process: subprocess.Popen[bytes] | None = None
-
-    async def start(self) -> None:
-        self.process = await anyio.to_thread.run_sync(lambda: embedded.start_temporal(
-            db_file=self.db_file, port=self.port, ui_port=None, log_file=self.log))
-
-    async def stop(self) -> None:
-        if self.process is not None:
-            await anyio.to_thread.run_sync(embedded.stop_process, self.process)
-            self.process = None
-
-
 async def outbox_rows(stack: Stack) -> int:
     async with tenant_tx(stack.pool, stack.principal.tenant_id) as conn:
         return int(await conn.fetchval("SELECT count(*) FROM ingest_outbox"))
@@ -94,20 +61,19 @@ def p99(samples: list[float]) -> float:
 async def test_temporal_down_saves_are_acknowledged_and_searches_stay_fast(
     stack: Stack, tmp_path: Path
 ) -> None:
-    port = embedded.free_port()
-    settings = stack.settings.model_copy(update={"temporal_address": f"127.0.0.1:{port}"})
     acked: set[uuid.UUID] = set()
     saved_by: dict[int, int] = {}
     errors: list[str] = []
     latencies: list[float] = []
-    async with own_temporal(tmp_path, port) as temporal:
+    with dedicated_temporal(tmp_path) as temporal:
+        settings = stack.settings.model_copy(update={"temporal_address": temporal.address})
         with worker_process(settings, tmp_path / "worker.log"), \
                 mcp_server_process(settings, tmp_path / "serve.log") as (_, url):
             async with client_for(url, stack.api_key) as client:  # the pipeline works
                 warm = await client.call_tool("save_memory", {"content": fact(0)})
                 acked.add(uuid.UUID(warm.structured_content["id"]))  # type: ignore[index]
                 await wait_committed(stack.pool, stack.principal, 1, timeout=60)
-            await temporal.stop()
+            await anyio.to_thread.run_sync(temporal.stop)
             searching_done = asyncio.Event()
 
             async def saving(n: int) -> None:
@@ -141,7 +107,7 @@ async def test_temporal_down_saves_are_acknowledged_and_searches_stay_fast(
             saved_while_down = len(acked) - 1
             saves = sum(saved_by.values())
             waiting = await outbox_rows(stack)  # acknowledged, their workflows not started
-            await temporal.start()
+            await anyio.to_thread.run_sync(temporal.start)
             await wait_committed(stack.pool, stack.principal, len(acked), timeout=180)
     measured = (f"search p50 {sorted(latencies)[len(latencies) // 2] * 1000:.0f} ms, "
                 f"p99 {p99(latencies) * 1000:.0f} ms over {len(latencies)} searches while "

@@ -86,3 +86,22 @@ async def test_concurrent_commits_apply_the_models_merge_once(
     assert target.content == MERGED
     assert target.merged_from == [newer.memory_id]
     assert fake.calls == 1
+
+
+async def test_concurrent_one_step_ingestions_record_one_decision(stack: Stack) -> None:
+    """ingest_memory (embed, decide and commit in one step when the rules decide alone, the
+    common path) run twice at once on each of five memories."""
+    steps = ingest_activities(stack)
+    texts = [f"Service {name} deploys with its own pipeline"
+             for name in ("billing", "search", "accounts", "ledger", "mailer")]
+    items = [prepare_memory(stack.settings, stack.principal, text, category="architecture")
+             for text in texts]
+    for text in texts:
+        await stack.service.save(stack.principal, text, category="architecture")
+
+    results = await asyncio.gather(*(steps.ingest_memory(item) for item in items
+                                     for _ in range(2)))
+
+    assert all(result is not None for result in results)
+    assert {result.status for result in results if result is not None} == {MemoryStatus.ACTIVE}
+    assert sorted(await history(stack)) == sorted(("added", item.memory_id) for item in items)
