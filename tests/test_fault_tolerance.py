@@ -160,13 +160,14 @@ async def test_postgres_down_for_ten_seconds_mid_ingestion(
             principal = await _tenant(admin)
             service = MemoryService(settings=settings, pool=pool, temporal=temporal_client,
                                     embedder=embedder)  # type: ignore[arg-type]
-            ids = await save_many(service, principal, 40)
+            # Enough that the ingestion (one step per memory, ~20/s here) spans the outage.
+            ids = await save_many(service, principal, 200)
             async with running_worker(temporal_client, settings, pool, embedder,  # type: ignore[arg-type]
                                       None):
                 await wait_committed(pool, principal, 1, timeout=30)
                 await anyio.to_thread.run_sync(lambda: postgres.restart(down_seconds=10))
                 assert await committed(pool, principal) < len(ids), "finished before outage"
-                await wait_committed(pool, principal, len(ids), timeout=90)
+                await wait_committed(pool, principal, len(ids), timeout=120)
             await assert_committed_once(pool, principal, ids)
         finally:
             await pool.close()
