@@ -156,12 +156,14 @@ class ConsolidationActivities:
                                output_tokens=usage.output_tokens)
         async with tenant_tx(self.pool, request.tenant_id) as conn:
             current = {r.id: r for r in await store.lock_cluster(conn, request.ids)}
+            if _reviewed_meanwhile(live, current):
+                return spent.model_copy(update={"reviewed": False})
             log = _Log(conn, request, "haiku", usage)
             outcome = spent
             for action in plan.actions:
                 outcome = await self._apply(log, action, live, current, outcome)
-            await self._mark(log, [r for r in live if _unchanged(r, current)])
-        return outcome.model_copy(update={"revisited": _revisited(live)})
+            revisited = await self._mark(log, _still_live(live, current))
+        return outcome.model_copy(update={"revisited": revisited})
 
     async def _apply(
         self, log: _Log, action: ConsolidationAction, seen: list[ClusterMember],
@@ -219,6 +221,8 @@ class ConsolidationActivities:
         folds = consolidation.local_folds(live, self.settings.duplicate_similarity)
         async with tenant_tx(self.pool, request.tenant_id) as conn:
             current = {r.id: r for r in await store.lock_cluster(conn, request.ids)}
+            if _reviewed_meanwhile(live, current):
+                return outcome.model_copy(update={"reviewed": False})
             log = _Log(conn, request, "local", None)
             folded = 0
             for fold in folds:
@@ -228,23 +232,29 @@ class ConsolidationActivities:
                     await log(HistoryEvent.DUPLICATE, fold.duplicate, fold.reason,
                               related_id=fold.keep)
                     folded += 1
-            await self._mark(log, [r for r in live if _unchanged(r, current)])
-        return outcome.model_copy(update={"folded": folded, "revisited": _revisited(live)})
+            revisited = await self._mark(log, _still_live(live, current))
+        return outcome.model_copy(update={"folded": folded, "revisited": revisited})
 
     async def _finish(
         self, request: ClusterRequest, live: list[ClusterMember], outcome: ClusterOutcome,
         policy: str, usage: LLMUsage | None,
     ) -> ClusterOutcome:
         async with tenant_tx(self.pool, request.tenant_id) as conn:
-            await self._mark(_Log(conn, request, policy, usage), live)
-        return outcome.model_copy(update={"revisited": _revisited(live)})
+            current = {r.id: r for r in await store.lock_cluster(conn, request.ids)}
+            if _reviewed_meanwhile(live, current):
+                return outcome.model_copy(update={"reviewed": False})
+            revisited = await self._mark(_Log(conn, request, policy, usage),
+                                         _still_live(live, current))
+        return outcome.model_copy(update={"revisited": revisited})
 
-    async def _mark(self, log: _Log, reviewed: list[ClusterMember]) -> None:
-        for member in reviewed:
-            if member.needs_review:
-                await log(HistoryEvent.REVISITED, member.id, "reviewed by the nightly "
-                          "consolidation after being kept without a model decision")
+    async def _mark(self, log: _Log, reviewed: list[ClusterMember]) -> int:
+        """Mark these (locked, current) members reviewed; returns how many were revisited."""
+        revisited = [member for member in reviewed if member.needs_review]
+        for member in revisited:
+            await log(HistoryEvent.REVISITED, member.id, "reviewed by the nightly "
+                      "consolidation after being kept without a model decision")
         await store.mark_reviewed(log.conn, [r.id for r in reviewed])
+        return len(revisited)
 
     @activity.defn(name=ARCHIVE_ACTIVITY)
     async def archive_stale(self, report: ConsolidationReport) -> int:
@@ -332,8 +342,17 @@ def _estimate(rows: list[ClusterMember] | list[WeightedMemory]) -> int:
     return PROMPT_OVERHEAD_TOKENS + sum(approx_tokens(r.content) for r in rows)
 
 
-def _revisited(live: list[ClusterMember]) -> int:
-    return sum(member.needs_review for member in live)
+def _reviewed_meanwhile(live: list[ClusterMember], current: dict[UUID, ClusterMember]) -> bool:
+    """Another run of this review (a retry after a timeout, an overlapping run) reviewed
+    every member between the first read and the lock: its decisions stand, this one's go."""
+    return all(now.reviewed or now.status != MemoryStatus.ACTIVE
+               for r in live if (now := current.get(r.id)) is not None)
+
+
+def _still_live(live: list[ClusterMember], current: dict[UUID, ClusterMember]) -> list[
+        ClusterMember]:
+    """The members as locked now, of those still as they were read."""
+    return [current[r.id] for r in live if _unchanged(r, current)]
 
 
 def _unchanged(seen: ClusterMember, current: dict[UUID, ClusterMember]) -> bool:

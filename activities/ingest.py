@@ -1,4 +1,5 @@
-"""Activities of the ingestion workflow: embed, decide, commit. Each is idempotent."""
+"""Activities of the ingestion workflow: embed, decide, commit, or all three in one step when
+the rules decide without the model. Each is idempotent."""
 
 from __future__ import annotations
 
@@ -6,12 +7,19 @@ from dataclasses import dataclass
 from uuid import UUID
 
 import asyncpg
+import numpy as np
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.failures import llm_failure
 from team_memory_core import telemetry
-from team_memory_core.contract import COMMIT_ACTIVITY, DECIDE_ACTIVITY, EMBED_ACTIVITY, Policy
+from team_memory_core.contract import (
+    COMMIT_ACTIVITY,
+    DECIDE_ACTIVITY,
+    EMBED_ACTIVITY,
+    INGEST_ACTIVITY,
+    Policy,
+)
 from team_memory_core.embedder import BatchingEmbedder
 from team_memory_core.llm.client import Distiller, LLMError
 from team_memory_core.llm.ingest import Candidate, decide_ingest
@@ -25,6 +33,13 @@ from team_memory_core.store import consolidation, history, memories, proposals
 from team_memory_core.store.audit import insert_audit
 from team_memory_core.store.memories import Neighbour
 from team_memory_core.store.pool import tenant_tx
+
+
+class MemoryRowMissing(ApplicationError):
+    """The memory's row is not there (yet): retried, as any storage step."""
+
+    def __init__(self) -> None:
+        super().__init__("memory row missing", non_retryable=False)
 
 
 @dataclass
@@ -41,19 +56,48 @@ class IngestActivities:
         async with tenant_tx(self.pool, item.tenant_id) as conn:
             await memories.upsert_embedding(conn, item, vector)
 
+    @activity.defn(name=INGEST_ACTIVITY)
+    async def ingest_memory(self, item: IngestInput) -> IngestResult | None:
+        """Embed, decide and commit in one transaction when the rules decide alone (no model,
+        no live neighbour, or the same text is live). None when the model must decide: the
+        vector is stored and the workflow goes on with decide_memory and commit_memory.
+
+        The vector is written with the status (one new row version, not two)."""
+        vector = await self.embedder.embed_one(item.content)
+        async with tenant_tx(self.pool, item.tenant_id) as conn:
+            neighbours = await memories.similar_current(
+                conn, vector, item.memory_id, item.project, self.settings.dedupe_candidates
+            )
+            decision = self._decided_by_rules(item, neighbours)
+            if decision is None:
+                await memories.upsert_embedding(conn, item, vector)
+                return None
+            try:
+                return await self._commit(conn, item, decision, vector)
+            except MemoryRowMissing:
+                # The save's pending row never landed: the workflow's input makes it.
+                await memories.upsert_embedding(conn, item, vector)
+                return await self._commit(conn, item, decision)
+
     @activity.defn(name=DECIDE_ACTIVITY)
     async def decide_memory(self, item: IngestInput) -> Decision:
         async with tenant_tx(self.pool, item.tenant_id) as conn:
-            if await memories.fetch_status(conn, item.memory_id) is None:
-                raise ApplicationError("memory row missing", non_retryable=False)
-            neighbours = await memories.similar_current(
-                conn, item.memory_id, item.project, self.settings.dedupe_candidates
-            )
+            stored = await memories.stored_vector(conn, item.memory_id)
+            if stored is None:
+                raise MemoryRowMissing
+            neighbours = [] if stored.embedding is None else await memories.similar_current(
+                conn, stored.embedding, item.memory_id, item.project,
+                self.settings.dedupe_candidates)
+        decision = self._decided_by_rules(item, neighbours)
+        return decision if decision is not None else await self._ask_model(item, neighbours)
+
+    def _decided_by_rules(self, item: IngestInput, neighbours: list[Neighbour]) -> Decision | None:
+        """The local policy's decision, or None when the model must be asked."""
         same = exact_duplicate(item.content_hash, neighbours)
-        if self.distiller is None or not neighbours or same is not None:
-            return local_decision(item.content, item.content_hash, neighbours,
-                                  self.settings.duplicate_similarity)
-        return await self._ask_model(item, neighbours)
+        if self.distiller is not None and neighbours and same is None:
+            return None
+        return local_decision(item.content, item.content_hash, neighbours,
+                              self.settings.duplicate_similarity)
 
     async def _ask_model(self, item: IngestInput, neighbours: list[Neighbour]) -> Decision:
         assert self.distiller is not None
@@ -82,23 +126,31 @@ class IngestActivities:
     async def commit_memory(self, item: IngestInput, decision: Decision) -> IngestResult:
         """Apply the decision in one transaction, with its history events."""
         async with tenant_tx(self.pool, item.tenant_id) as conn:
-            # Locked: a forget committed meanwhile must not be undone by activating the row.
-            found = await memories.fetch_status(conn, item.memory_id, for_update=True)
-            if found is None:
-                raise ApplicationError("memory row missing", non_retryable=False)
-            if found.status != MemoryStatus.PENDING:
-                return IngestResult(memory_id=item.memory_id, decision=decision.kind,
-                                    target_id=decision.target_id, status=found.status)
-            status = await self._apply(conn, item, decision)
-            schedule_needed = await consolidation.register_project(conn, item.tenant_id,
-                                                                   item.project)
+            return await self._commit(conn, item, decision)
+
+    async def _commit(
+        self, conn: asyncpg.Connection, item: IngestInput, decision: Decision,
+        embedding: np.ndarray | None = None,
+    ) -> IngestResult:
+        """``embedding``: the memory's vector when it is not stored yet."""
+        # Locked: a forget committed meanwhile must not be undone by activating the row.
+        found = await memories.fetch_status(conn, item.memory_id, for_update=True)
+        if found is None:
+            raise MemoryRowMissing
+        if found.status != MemoryStatus.PENDING:
+            return IngestResult(memory_id=item.memory_id, decision=decision.kind,
+                                target_id=decision.target_id, status=found.status)
+        status = await self._apply(conn, item, decision, embedding)
+        schedule_needed = await consolidation.register_project(conn, item.tenant_id,
+                                                               item.project)
         telemetry.decisions.add(1, {"decision": decision.kind.value, "policy": decision.policy})
         return IngestResult(memory_id=item.memory_id, decision=decision.kind,
                             target_id=decision.target_id, status=status,
                             schedule_needed=schedule_needed)
 
     async def _apply(
-        self, conn: asyncpg.Connection, item: IngestInput, decision: Decision
+        self, conn: asyncpg.Connection, item: IngestInput, decision: Decision,
+        embedding: np.ndarray | None,
     ) -> MemoryStatus:
         record = _EventRecorder(conn, item, decision)
         if item.redactions:
@@ -106,20 +158,20 @@ class IngestActivities:
                          + ", ".join(item.redactions))
         target = decision.target_id
         if decision.kind is DecisionKind.DUPLICATE and target is not None:
-            await memories.mark_duplicate(conn, item.memory_id, target)
+            await memories.mark_duplicate(conn, item.memory_id, target, embedding)
             await record(HistoryEvent.DUPLICATE, related_id=target, after_text=item.content)
             return MemoryStatus.DUPLICATE
         if decision.kind is DecisionKind.UPDATE and target is not None:
             merged = decision.merged_content or item.content
             vector = await self.embedder.embed_one(merged)
             before = await memories.update_content(conn, target, merged, item.memory_id, vector)
-            await memories.mark_duplicate(conn, item.memory_id, target)
+            await memories.mark_duplicate(conn, item.memory_id, target, embedding)
             await record(HistoryEvent.MERGED, memory_id=target, before_text=before,
                          after_text=merged, related_id=item.memory_id)
             await record(HistoryEvent.MERGED_INTO, related_id=target, after_text=item.content)
             await record.audit("merge", target)
             return MemoryStatus.DUPLICATE
-        await memories.activate(conn, item.memory_id)
+        await memories.activate(conn, item.memory_id, embedding)
         if decision.needs_review:
             await memories.mark_needs_review(conn, item.memory_id)
         await record(HistoryEvent.KEPT_WITHOUT_DECISION if decision.needs_review

@@ -24,7 +24,7 @@ from starlette.applications import Starlette
 
 from mcp_server.auth import ApiKeyVerifier, Authenticator, AuthGate, auth_settings
 from mcp_server.ratelimit import RateLimiter
-from team_memory_core.embedder import Embedder, create_embedder, embed_async
+from team_memory_core.embedder import QUERY_TUNING, Embedder, create_embedder, embed_async
 from team_memory_core.models.memories import (
     Category,
     HistoryEvent,
@@ -74,7 +74,8 @@ def baseline_app(settings: Settings, pool: asyncpg.Pool, embedder: Embedder) -> 
         vector = (await embed_async(embedder, [text]))[0]
         async with tenant_tx(pool, principal.tenant_id) as conn:
             await memories.upsert_embedding(conn, item, vector)
-            similar = await memories.similar_current(conn, item.memory_id, item.project, 5)
+            similar = await memories.similar_current(conn, vector, item.memory_id,
+                                                     item.project, 5)
             await memories.activate(conn, item.memory_id)
             await insert_event(conn, tenant_id=item.tenant_id, memory_id=item.memory_id,
                                event=HistoryEvent.ADDED, reason="inline baseline")
@@ -98,7 +99,7 @@ def baseline_app(settings: Settings, pool: asyncpg.Pool, embedder: Embedder) -> 
 
 async def serve(port: int) -> None:
     settings = Settings(mcp_port=port)
-    embedder = create_embedder(settings)
+    embedder = create_embedder(settings, QUERY_TUNING)  # as the product's MCP server
     pool = await create_app_pool(settings)
     try:
         config = uvicorn.Config(baseline_app(settings, pool, embedder), host="127.0.0.1",

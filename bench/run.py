@@ -58,6 +58,7 @@ class Options:
     burst_saves_per_client: int = 60
     output: Path | None = None
     profile_worker: Path | None = None
+    burst_only: bool = False  # the CPU-per-memory burst and its floor, nothing else
 
     @classmethod
     def quick(cls) -> Options:
@@ -255,6 +256,18 @@ async def efficiency(bench: Bench, temporal: TemporalClient, floor: NoopFloor,
     burst = await ingest_burst(bench, temporal, clients, per_client)
     noop_burst = await floor.run(clients, per_client)
     burst_rows(bench.table, burst, noop_burst, clients, per_client)
+    if not bench.options.burst_only:
+        await acks_against_inline(bench, burst, baseline_url)
+    sections = [f"CPU per committed memory by component (burst of {burst.items}; load average "
+                f"{load_average()} after it):", "", cpu_table(burst, noop_burst), "",
+                "The worker's CPU by thread, same burst:", "", thread_table(burst)]
+    if bench.options.profile_worker is not None:
+        sections += await profile_burst(bench, temporal, burst, bench.options.profile_worker)
+    return sections
+
+
+async def acks_against_inline(bench: Bench, burst: Burst, baseline_url: str) -> None:
+    clients = bench.options.burst_clients
     durable = await bench.save_ack(
         bench.stack.mcp_url, "save_memory", "save_memory acknowledgement, in sequence while "
         "its ingestions run", (1,), {1: ACK_ONE})
@@ -263,12 +276,6 @@ async def efficiency(bench: Bench, temporal: TemporalClient, floor: NoopFloor,
                                   "baseline: inline save (embed + insert in the call)",
                                   (1, clients))
     versus_inline(bench.table, durable, inline)
-    sections = [f"CPU per committed memory by component (burst of {burst.items}; load average "
-                f"{load_average()} after it):", "", cpu_table(burst, noop_burst), "",
-                "The worker's CPU by thread, same burst:", "", thread_table(burst)]
-    if bench.options.profile_worker is not None:
-        sections += await profile_burst(bench, temporal, burst, bench.options.profile_worker)
-    return sections
 
 
 async def profile_burst(bench: Bench, temporal: TemporalClient, measured: Burst,
@@ -326,6 +333,9 @@ async def measure(stack: BenchStack, options: Options,
         await bench.closed_loop(stack.mcp_url, 4, 40, bench.save)  # warm-up
         sections = await efficiency(bench, temporal, NoopFloor(temporal, helpers[-1], stack),
                                     baseline_url)
+        if options.burst_only:
+            bench.table.add("machine during the whole run", whole_run.describe())
+            return bench, sections
         await bench.save_ack(stack.mcp_url, "save_memory", "save_memory acknowledgement", (32,))
         await bench.save_to_searchable()
         await bench.throughput()

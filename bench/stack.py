@@ -5,11 +5,13 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -133,6 +135,17 @@ def start_stack(root: Path | None = None, **env: str) -> BenchStack:
         elif "start-dev" in args:
             stack.children["temporal"] = child
     return stack
+
+
+@contextlib.contextmanager
+def fresh_stack(**env: str) -> Iterator[BenchStack]:
+    """`start_stack` on a new temp dir, stopped and removed when the block ends."""
+    stack = start_stack(None, **env)
+    try:
+        yield stack
+    finally:
+        stack.stop()
+        shutil.rmtree(stack.root, ignore_errors=True)
 
 
 def _wait_ready(stack: BenchStack) -> None:

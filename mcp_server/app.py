@@ -23,6 +23,7 @@ from mcp_server.capture import CaptureService
 from mcp_server.codec import add_codec_routes
 from mcp_server.hooks import register_hook_routes
 from mcp_server.memories import MemoryService
+from mcp_server.outages import OutageAnswer
 from mcp_server.server import create_server
 from mcp_server.workspace import WorkspaceProjectMiddleware
 from team_memory_core.embedder import Embedder, load_in_background
@@ -107,9 +108,11 @@ def http_app(service: MemoryService) -> Starlette:
         ),
         host=settings.mcp_host,
     )
-    # Added last = outermost: the workspace is known before the gate hands out the principal.
+    # Added last = outermost: the workspace is known before the gate hands out the principal,
+    # and an outage anywhere below (the gate's key lookup included) is answered 503.
     app.add_middleware(AuthGate, authenticator=authenticator)
     app.add_middleware(WorkspaceProjectMiddleware)
+    app.add_middleware(OutageAnswer)
     return app
 
 

@@ -4,15 +4,15 @@ Every protected route (/mcp, /hooks/*, /api/*, /codec/decode) passes the ``AuthG
 middleware: the bearer API key (or the codec's sign-in cookie) is looked up in PostgreSQL on
 every request (a revoked or expired key is refused from the next request on), a missing,
 wrong, revoked or expired key gets the same 401 and an audit row (the key's public prefix
-only), the key's per-minute rate limit answers 429 with Retry-After, and a database that does
-not answer gives 503 with Retry-After instead of an error page. The principal it found (with
+only), and the key's per-minute rate limit answers 429 with Retry-After; a database that does
+not answer raises DependencyUnavailable, which the outermost middleware (outages.py) answers
+503 with Retry-After, as for every route. The principal it found (with
 the project the client works in) is handed to the route; the MCP SDK's TokenVerifier reads it
 from here instead of looking the key up a second time.
 """
 
 from __future__ import annotations
 
-import asyncio
 import math
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -26,6 +26,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from mcp_server.errors import translates_outages
 from mcp_server.ratelimit import RateLimiter, retry_message
 from mcp_server.workspace import with_workspace
 from team_memory_core.models.principal import Principal
@@ -33,10 +34,6 @@ from team_memory_core.tenants import authenticate, record_auth_failure
 
 PROTECTED = ("/mcp", "/hooks/", "/api/", "/codec/decode")
 CODEC_COOKIE = "tm_codec"
-DATABASE_RETRY_S = 5
-# Errors that mean "PostgreSQL is not answering", not "this request is wrong".
-DATABASE_DOWN = (OSError, asyncio.TimeoutError, asyncpg.PostgresConnectionError,
-                 asyncpg.InterfaceError, asyncpg.CannotConnectNowError)
 
 _authenticated: ContextVar[tuple[str, Principal] | None] = ContextVar("authenticated",
                                                                       default=None)
@@ -47,9 +44,10 @@ class Authenticator:
     pool: asyncpg.Pool
     limiter: RateLimiter
 
+    @translates_outages()
     async def principal(self, secret: str, transport: str) -> Principal | None:
         """The key's principal, or None (audited) for a missing, wrong, revoked or expired
-        key. Raises one of DATABASE_DOWN when PostgreSQL cannot answer."""
+        key. Raises DependencyUnavailable when PostgreSQL cannot answer."""
         principal = await authenticate(self.pool, secret) if secret else None
         if principal is None:
             await record_auth_failure(self.pool, secret, transport)
@@ -98,12 +96,7 @@ class AuthGate:
             await self.app(scope, receive, send)
             return
         secret = _secret(scope)
-        try:
-            principal = await self.authenticator.principal(secret, _transport(scope["path"]))
-        except DATABASE_DOWN:
-            await _refusal(503, "the database is unavailable; retry in a few seconds",
-                           **{"Retry-After": str(DATABASE_RETRY_S)})(scope, receive, send)
-            return
+        principal = await self.authenticator.principal(secret, _transport(scope["path"]))
         if principal is None:
             await _refusal(401, "send a valid API key as a bearer token",
                            **{"WWW-Authenticate": "Bearer"})(scope, receive, send)

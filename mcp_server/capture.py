@@ -11,15 +11,16 @@ import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Annotated
 
 from pydantic import BaseModel, Field, ValidationInfo, field_validator
 from temporalio.client import Client
 from temporalio.common import WorkflowIDReusePolicy
 
-from mcp_server.errors import Forbidden
+from mcp_server.errors import Dependency, Forbidden, translates_outages, waiting_at_most
 from mcp_server.file_states import FileStates, Report
 from mcp_server.memories import MemoryService
-from mcp_server.validation import check_text, check_time, file_states
+from mcp_server.validation import TIME_ARGUMENT, check_text, check_time, file_states
 from team_memory_core.capture import (
     CaptureEvent,
     CaptureSession,
@@ -58,6 +59,10 @@ from team_memory_core.temporal import keyring_of
 NO_KEY_NOTE = ("capture is off: no ANTHROPIC_API_KEY, so only explicit memories "
                "(save_memory) are kept; hook events are only counted")
 _SIGNAL_CONCURRENCY = 16
+# Temporal's client retries an unreachable server for about 10 s: past this, the events are
+# answered "retry" (the hook keeps them in its spool) instead of holding the request.
+TEMPORAL_WAIT_S = 5
+_NOT_ACCEPTED = "the events were not confirmed"
 # A reported file state: [repository-relative path, git blob hash or null when missing].
 ReportedStates = list[tuple[str, str | None]]
 
@@ -72,7 +77,7 @@ class HookEvent(BaseModel):
     tool: str | None = Field(default=None, max_length=TOOL_MAX_CHARS)
     files: list[str] = Field(default_factory=list, max_length=FILES_MAX)
     summary: str = Field(default="", max_length=SUMMARY_RECEIVED_MAX_CHARS)
-    at: datetime
+    at: Annotated[datetime, TIME_ARGUMENT]
     # The states of the files this tool call wrote, cited or (Bash) changed: never contents.
     states: ReportedStates = Field(default_factory=list, max_length=STATES_MAX)
 
@@ -87,11 +92,6 @@ class HookEvent(BaseModel):
     @classmethod
     def _files(cls, value: list[str]) -> list[str]:
         return [check_text(path, "files") for path in value]
-
-    @field_validator("at")
-    @classmethod
-    def _time(cls, value: datetime) -> datetime:
-        return check_time(value, "at") or value
 
 
 class HookEvents(BaseModel):
@@ -177,6 +177,7 @@ class CaptureService:
         workspace = principal.model_copy(update={"workspace_project": project})
         return self.memory.resolve_project(workspace, None)
 
+    @translates_outages(_NOT_ACCEPTED)
     async def accept(self, principal: Principal, batch: HookEvents) -> Accepted:
         if principal.read_only:
             raise Forbidden("this API key is read-only")
@@ -197,7 +198,10 @@ class CaptureService:
             await keyring.prepare(principal.tenant_id,
                                   capture_workflow_id(principal.tenant_name,
                                                       principal.key_id, session_id))
-        await asyncio.gather(*(self._signal(principal, p, e) for p, e in events))
+        async with waiting_at_most(TEMPORAL_WAIT_S, Dependency.TEMPORAL, _NOT_ACCEPTED), \
+                asyncio.TaskGroup() as signals:
+            for project, event in events:
+                signals.create_task(self._signal(principal, project, event))
         return Accepted(len(batch.events), True, None)
 
     async def _count_only(self, principal: Principal,

@@ -9,7 +9,6 @@ embedded them yet, so that a save is searchable the moment it returns). No LLM c
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -19,10 +18,8 @@ from uuid import UUID
 
 import asyncpg
 from temporalio.client import Client
-from temporalio.common import WorkflowIDReusePolicy
-from temporalio.exceptions import WorkflowAlreadyStartedError
 
-from mcp_server.errors import Forbidden, InvalidInput, NotFound, RateLimited
+from mcp_server.errors import Forbidden, InvalidInput, NotFound, RateLimited, translates_outages
 from mcp_server.ratelimit import RateLimiter, retry_message
 from mcp_server.search.recall import Recall, memory_view
 from mcp_server.validation import (
@@ -34,7 +31,7 @@ from mcp_server.validation import (
 )
 from team_memory_core import erasure, telemetry
 from team_memory_core.anchoring import anchor_memory
-from team_memory_core.contract import INGEST_WORKFLOW, ingest_attributes, ingest_workflow_id
+from team_memory_core.contract import ingest_workflow_id
 from team_memory_core.models.anchors import AnchorInput
 from team_memory_core.models.consolidation import ManifestoView
 from team_memory_core.models.memories import (
@@ -50,13 +47,11 @@ from team_memory_core.models.memories import (
 )
 from team_memory_core.models.principal import Principal
 from team_memory_core.rules.consolidation import render_manifesto
-from team_memory_core.rules.redaction import preview
 from team_memory_core.rules.text import approx_tokens
-from team_memory_core.store import consolidation, history, memories
+from team_memory_core.store import consolidation, history, memories, outbox
 from team_memory_core.store.audit import insert_audit
 from team_memory_core.store.memories import MemoryRow, MemoryState
 from team_memory_core.store.pool import principal_tx
-from team_memory_core.temporal import keyring_of
 
 _P = ParamSpec("_P")
 _R = TypeVar("_R")
@@ -150,6 +145,7 @@ class MemoryService(Recall):
 
     # --- write path -----------------------------------------------------------------------
 
+    @translates_outages("the save was not confirmed")
     @_audited("save")
     async def save(
         self,
@@ -165,10 +161,10 @@ class MemoryService(Recall):
         files: Sequence[str | AnchorInput] | None = None,
         turn: InsertTurn | None = None,
     ) -> SaveResult:
-        """Acknowledge a memory: a pending row, its anchors to the ``files`` it cites and its
-        IngestMemory workflow, in one transaction. With a ``turn``, concurrent saves insert
-        their rows in turn order (the insertion order search uses for neighbours; bulk import
-        keeps the file's order)."""
+        """Acknowledge a memory: a pending row, its anchors to the ``files`` it cites and the
+        outbox row that starts its IngestMemory workflow, in one transaction. With a ``turn``,
+        concurrent saves insert their rows in turn order (the insertion order search uses for
+        neighbours; bulk import keeps the file's order)."""
         try:
             if turn is not None:
                 await turn.wait()
@@ -192,27 +188,23 @@ class MemoryService(Recall):
         self, principal: Principal, item: IngestInput, turn: InsertTurn | None,
         cited: Sequence[AnchorInput] = (),
     ) -> tuple[IngestInput, MemoryState | None, str]:
-        """Insert the pending row and start its workflow in one transaction; returns the item
-        as inserted (or the live memory that already holds this text: a double save is
-        idempotent) and the workflow id. Text whose memory was forgotten or purged is saved
-        again as the next generation: a new memory with its own ingestion workflow, so nothing
-        is lost and the answer does not reveal that the text was there before."""
-        keyring = keyring_of(self.temporal)
+        """Commit the pending row, its outbox row (the worker's relay starts its workflow) and
+        the audit entry in one transaction; returns the item as inserted (or the live memory
+        that already holds this text: a double save is idempotent) and the workflow id. Text
+        whose memory was forgotten or purged is saved again as the next generation: a new
+        memory with its own ingestion workflow, so nothing is lost and the answer does not
+        reveal that the text was there before. Nothing here waits on Temporal."""
         while True:
             workflow_id = ingest_workflow_id(principal.tenant_name, item.project,
                                              item.content_hash, item.generation)
-            # The workflow's payload key, committed before Temporal sees the workflow (a
-            # worker may run it before the transaction below commits; that commit makes the
-            # key durable). Before the transaction, not in it: it takes a connection of its own.
-            await keyring.prepare(principal.tenant_id, workflow_id, flushed_by_caller=True)
             async with principal_tx(self.pool, principal) as conn:
                 if await memories.insert_pending(conn, item):
                     await anchor_memory(conn, principal.tenant_id, item.memory_id,
                                         item.project, cited)
                     if turn is not None:
                         turn.done()
-                    # Inside the transaction: if the start fails, the row is rolled back.
-                    await self._start_ingestion(item, principal, workflow_id)
+                    await outbox.enqueue(conn, item, self.settings.task_queue,
+                                         telemetry.trace_carrier())
                     await self._audit_save(conn, principal, item, already_saved=False)
                     return item, None, workflow_id
                 found = await memories.fetch_status(conn, item.memory_id)
@@ -222,7 +214,7 @@ class MemoryService(Recall):
                                         item.project, cited)
                     await self._audit_save(conn, principal, item, already_saved=True)
                     return item, found, workflow_id
-            item = item.next_generation()  # nothing was written: again, with its own key
+            item = item.next_generation()  # nothing was written: again, with its own id
 
     async def _audit_save(self, conn: asyncpg.Connection, principal: Principal,
                           item: IngestInput, *, already_saved: bool) -> None:
@@ -232,22 +224,7 @@ class MemoryService(Recall):
             detail={"project": item.project, "already_saved": already_saved,
                     "redacted": item.redactions})
 
-    async def _start_ingestion(
-        self, item: IngestInput, principal: Principal, workflow_id: str
-    ) -> None:
-        # Already started: the same content was ingested before under this id; nothing to do.
-        with contextlib.suppress(WorkflowAlreadyStartedError):
-            await self.temporal.start_workflow(
-                INGEST_WORKFLOW,
-                item,
-                id=workflow_id,
-                task_queue=self.settings.task_queue,
-                id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-                search_attributes=ingest_attributes(principal.tenant_name, item.project,
-                                                    item.category.value),
-                memo={"preview": preview(item.content), "memory_id": str(item.memory_id)},
-            )
-
+    @translates_outages("the forget was not confirmed")
     @_audited("forget")
     async def forget(self, principal: Principal, memory_id: UUID, reason: str) -> Memory:
         require_writer(principal)
@@ -265,6 +242,7 @@ class MemoryService(Recall):
         assert record is not None
         return memory_view(record)
 
+    @translates_outages("the purge was not confirmed")
     @_audited("purge")
     async def purge(
         self, principal: Principal, memory_id: UUID, reason: str
@@ -275,10 +253,14 @@ class MemoryService(Recall):
                               name=principal.actor, key_id=principal.key_id,
                               projects=principal.projects)
         try:
-            return await erasure.purge(self.pool, self.temporal, self.settings, actor, memory_id,
-                                       check_reason(reason))
+            report = await erasure.purge(self.pool, self.temporal, self.settings, actor,
+                                         memory_id, check_reason(reason))
         except erasure.MemoryNotFound as error:
             raise NotFound(str(error)) from None
+        finally:  # erased from the database even when Temporal did not answer
+            self.pending_vectors.discard([memory_id])
+        self.pending_vectors.discard(report.purged)
+        return report
 
     # --- reads by id -----------------------------------------------------------------------
 

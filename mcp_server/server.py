@@ -13,11 +13,12 @@ from mcp.server.auth.middleware.auth_context import get_access_token
 from mcp.server.auth.provider import TokenVerifier
 from mcp.server.auth.settings import AuthSettings
 from mcp.server.mcpserver.exceptions import ResourceError, ToolError
-from mcp_types import INVALID_PARAMS, CallToolResult, TextContent
+from mcp_types import INTERNAL_ERROR, INVALID_PARAMS, CallToolResult, TextContent
 from pydantic import BaseModel, Field
 
-from mcp_server.errors import Forbidden, InvalidInput, NotFound
+from mcp_server.errors import Forbidden, InvalidInput, NotFound, unavailable
 from mcp_server.memories import MemoryService
+from mcp_server.validation import TIME_ARGUMENT
 from mcp_server.views import (
     CompactModel,
     HitView,
@@ -30,7 +31,7 @@ from mcp_server.workspace import with_workspace
 from team_memory_core.erasure import HistoryNotDeleted, PurgeReport
 from team_memory_core.models.anchors import Freshness
 from team_memory_core.models.consolidation import ManifestoView
-from team_memory_core.models.memories import MemoryStatusReport
+from team_memory_core.models.memories import Memory, MemoryStatusReport
 from team_memory_core.models.principal import Principal
 from team_memory_core.rules.consolidation import render_manifesto
 
@@ -53,12 +54,33 @@ def _principal(default: Principal | None) -> Principal:
     return default
 
 
+_REFUSALS = (InvalidInput, NotFound, Forbidden, HistoryNotDeleted)
+
+
+class _Unavailable(ToolError):
+    """A dependency is down: the caller may retry (the message says when)."""
+
+
 async def _call(action: Awaitable[T]) -> T:
-    """Turn the service's expected failures into readable tool errors."""
+    """Turn the service's expected failures into readable tool errors: refusals, and outages
+    of a dependency (named, with when to retry); anything else is a bug the SDK reports bare."""
     try:
         return await action
-    except (InvalidInput, NotFound, Forbidden, HistoryNotDeleted) as error:
+    except _REFUSALS as error:
         raise ToolError(str(error)) from None
+    except Exception as error:
+        outage = unavailable(error)
+        if outage is None:
+            raise
+        raise _Unavailable(str(outage)) from error
+
+
+async def _read(action: Callable[[], Awaitable[T]]) -> T:
+    """The same for a resource (``who()`` included): failures as readable resource errors."""
+    try:
+        return await _call(action())
+    except ToolError as error:
+        raise ResourceError(str(error)) from None
 
 
 def _result(model: BaseModel, text: str) -> CallToolResult:
@@ -136,10 +158,10 @@ def _register_tools(
                                              "always included")] = None,
         tags: Annotated[list[str] | None, Field(description="Only memories with any of "
                                                 "these tags")] = None,
-        since: Annotated[datetime | None, Field(description="Only memories from this "
-                                                "time on (ISO 8601)")] = None,
-        until: Annotated[datetime | None, Field(description="Only memories before this "
-                                                "time (ISO 8601)")] = None,
+        since: Annotated[datetime | None, TIME_ARGUMENT, Field(
+            description="Only memories from this time on (ISO 8601, 1970-2999)")] = None,
+        until: Annotated[datetime | None, TIME_ARGUMENT, Field(
+            description="Only memories before this time (ISO 8601, 1970-2999)")] = None,
         include_history: Annotated[bool, Field(description="Also superseded, merged and "
                                                "archived memories")] = False,
     ) -> Annotated[CallToolResult, SearchView]:
@@ -223,10 +245,7 @@ def _register_resources(
     @server.resource("memory://recent_summary", mime_type="text/markdown")
     async def recent_summary() -> str:
         """Important memories (importance >= 3) of the last 24 hours in the current project."""
-        try:
-            memories = await service.recent_summary(who(), None)
-        except ToolError as error:
-            raise ResourceError(str(error)) from None
+        memories = await _read(lambda: service.recent_summary(who(), None))
         if not memories:
             return "No important memories in the last 24 hours."
         return "\n".join(f"- [{m.category}, importance {m.importance}, {m.age}] {m.content}"
@@ -236,7 +255,7 @@ def _register_resources(
     async def working_set() -> str:
         """The memories that matter most in the current project, in full, within the
         configured token budget (ranked by importance x recency)."""
-        current = await service.working_set(who())
+        current = await _read(lambda: service.working_set(who()))
         if not current.memories:
             return "No memories yet in this project."
         header = (f"Working set of {current.project}: {len(current.memories)} memories, "
@@ -247,13 +266,13 @@ def _register_resources(
     @server.resource("memory://memories/{id}", mime_type="application/json")
     async def memory_by_id(id: str) -> str:
         """One memory in full, as JSON."""
-        try:
-            memory = await service.get(who(), UUID(id))
-        except ToolError as error:
-            raise ResourceError(str(error)) from None
-        except (ValueError, NotFound) as error:
-            raise ResourceError(f"no memory {id}") from error
-        return memory.model_dump_json()
+        async def read() -> Memory:
+            try:
+                return await service.get(who(), UUID(id))
+            except (ValueError, NotFound) as error:
+                raise ResourceError(f"no memory {id}") from error
+
+        return (await _read(read)).model_dump_json()
 
 
 def manifesto_text(view: ManifestoView) -> str:
@@ -270,7 +289,7 @@ def _register_manifesto(
     @server.resource("memory://manifesto", mime_type="text/markdown")
     async def manifesto() -> str:
         """The project's high-level rules, ranked, short: read it before working on it."""
-        return manifesto_text(await service.manifesto(who(), None))
+        return manifesto_text(await _read(lambda: service.manifesto(who(), None)))
 
     @server.prompt(name="manifesto", title="Team rules for this project")
     async def manifesto_prompt(
@@ -279,9 +298,10 @@ def _register_manifesto(
     ) -> str:
         """Load the team's ranked rules for the project into the conversation."""
         try:
-            view = await service.manifesto(who(), project)
-        except (InvalidInput, Forbidden, ToolError) as error:
+            view = await _call(service.manifesto(who(), project))
+        except ToolError as error:
             # Any other exception reaches the client as a bare "Internal server error".
-            raise MCPError(INVALID_PARAMS, str(error)) from None
+            code = INTERNAL_ERROR if isinstance(error, _Unavailable) else INVALID_PARAMS
+            raise MCPError(code, str(error)) from None
         return (manifesto_text(view) + "\n\nFollow these rules in this session; search the "
                 "team memory (search_memory) for the details behind any of them.")

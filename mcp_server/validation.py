@@ -5,8 +5,11 @@ the field and the rule, never the offending text (they reach the audit trail and
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Sequence
 from datetime import UTC, datetime
+
+from pydantic import ValidationError, ValidationInfo, ValidatorFunctionWrapHandler, WrapValidator
 
 from mcp_server.errors import Forbidden, InvalidInput
 from team_memory_core.hook_protocol import ANCHOR_FILES_MAX, repo_path
@@ -34,6 +37,17 @@ _REASON_MAX_CHARS = 500
 # even convert to UTC: such times are refused the same way by every entry point.
 _EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
 _LATEST = datetime(3000, 1, 1, tzinfo=UTC)
+TIME_RULE = ("a time between 1970 and 2999 (ISO 8601, for example 2025-06-30T14:00:00Z; "
+             "without a zone: UTC)")
+# What shows nothing: format characters (zero-width space and joiners, word joiner, BOM, bidi
+# marks: category Cf), controls, separators, and the letters and marks Unicode also lists as
+# default-ignorable (Hangul fillers, Khmer vowels, Mongolian and other variation selectors),
+# and the blank Braille pattern.
+_INVISIBLE_CATEGORIES = frozenset({"Cf", "Cc", "Zs", "Zl", "Zp"})
+_INVISIBLE = frozenset(
+    "\u034f\u115f\u1160\u17b4\u17b5\u2800\u3164\uffa0"
+    + "".join(map(chr, [*range(0x180B, 0x1810), *range(0xFE00, 0xFE10),
+                        *range(0xE0100, 0xE01F0)])))
 
 
 def prepare_memory(
@@ -52,7 +66,7 @@ def prepare_memory(
     require_writer(principal)
     scope = resolve_project(settings, principal, project)
     cleaned = redact(check_content(settings, content))
-    if not cleaned.text.strip():
+    if is_blank(cleaned.text):
         raise InvalidInput("content is empty once private spans are removed")
     checked_tags, tag_kinds = check_tags(settings, tags or [])
     checked_source, source_kinds = check_source(source)
@@ -104,10 +118,17 @@ def check_text(value: str, name: str) -> str:
     return value
 
 
+def is_blank(text: str) -> bool:
+    """Nothing a reader would see: empty, or only spaces and invisible characters."""
+    return all(char.isspace() or char in _INVISIBLE
+               or unicodedata.category(char) in _INVISIBLE_CATEGORIES for char in text)
+
+
 def check_content(settings: Settings, content: str) -> str:
     content = check_text(content, "content")
-    if not content.strip():
-        raise InvalidInput("content is empty")
+    if is_blank(content):
+        raise InvalidInput("content is empty (nothing but spaces or invisible characters "
+                           "such as zero-width spaces or a byte-order mark)")
     if len(content) > settings.max_content_chars:
         raise InvalidInput(
             f"content is {len(content)} characters; the limit is "
@@ -118,7 +139,7 @@ def check_content(settings: Settings, content: str) -> str:
 
 def check_query(settings: Settings, query: str) -> str:
     query = check_text(query, "query").strip()
-    if not query:
+    if is_blank(query):
         raise InvalidInput("query is empty")
     if len(query) > settings.max_query_chars:
         raise InvalidInput(f"query is longer than {settings.max_query_chars} characters")
@@ -199,7 +220,7 @@ def check_project(project: str | None) -> None:
 def check_reason(reason: str) -> str:
     """A reason is stored in history and the audit trail: redacted like any other text."""
     reason = check_text(reason, "reason").strip()
-    if not reason or len(reason) > _REASON_MAX_CHARS:
+    if is_blank(reason) or len(reason) > _REASON_MAX_CHARS:
         raise InvalidInput(f"reason must be 1-{_REASON_MAX_CHARS} characters")
     return redact(reason).text
 
@@ -230,8 +251,25 @@ def check_time(moment: datetime | None, name: str) -> datetime | None:
     except OverflowError:
         in_range = False
     if not in_range:
-        raise InvalidInput(f"{name} must be a time between 1970 and 2999")
+        raise InvalidInput(f"{name} must be {TIME_RULE}")
     return moment
+
+
+def _time_argument(value: object, parse: ValidatorFunctionWrapHandler,
+                   info: ValidationInfo) -> datetime | None:
+    """A time argument as pydantic parses it (ISO 8601 text, a date, a Unix timestamp), with
+    one message for whatever is wrong with it: unreadable, or outside 1970-2999 (pydantic's
+    own for a year past 9999 reads "invalid date separator")."""
+    name = info.field_name or "time"
+    try:
+        moment = parse(value)
+    except ValidationError:
+        raise InvalidInput(f"{name} must be {TIME_RULE}") from None
+    return check_time(moment, name)
+
+
+# Annotated[datetime | None, TIME_ARGUMENT]: a tool's or a request model's time field.
+TIME_ARGUMENT = WrapValidator(_time_argument)
 
 
 def check_period(since: datetime | None,

@@ -28,6 +28,11 @@ from team_memory_core.store.migrate import APP_ROLE
 
 # Registered on the dev server at start, so operators can filter workflows by them.
 SEARCH_ATTRIBUTES = {key.name: "Keyword" for key in CONTRACT_ATTRIBUTES}
+# The dev server caches the state of thousands of workflows (the CLI sets 8K, per
+# temporalio/temporal#5894) and keeps a closed ingestion's there until evicted: about 0.1 MiB of
+# RSS per save, 166 -> 274 MiB over a 4-minute soak (docs/benchmarks.md). The workflows in
+# flight are at most a few hundred; past the cache, a state is read back from the SQLite file.
+DEV_SERVER_CONFIG = {"history.hostLevelCacheMaxSize": "512"}
 
 
 class StackError(RuntimeError):
@@ -60,15 +65,23 @@ class EmbeddedPostgres:
     def stop(self) -> None:
         self.server.cleanup()
 
-    def restart(self, down_seconds: float = 0.0) -> None:
-        """Stop the postmaster and start it again (fault-tolerance tests)."""
+    def halt(self) -> None:
+        """Stop the postmaster, keeping the cluster (fault-tolerance tests: an outage)."""
         from pgserver import _commands
 
         _commands.pg_ctl(  # type: ignore[attr-defined]  # generated at import time
             ["-w", "-m", "fast", "stop"], pgdata=self.data_dir, user=self.server.system_user
         )
-        time.sleep(down_seconds)
+
+    def resume(self) -> None:
+        """Start the postmaster again after ``halt``."""
         self.server.ensure_postgres_running()
+
+    def restart(self, down_seconds: float = 0.0) -> None:
+        """Stop the postmaster and start it again (fault-tolerance tests)."""
+        self.halt()
+        time.sleep(down_seconds)
+        self.resume()
 
 
 def start_postgres(data_dir: Path) -> EmbeddedPostgres:
@@ -172,6 +185,8 @@ def start_temporal(
         command += ["--ui-codec-endpoint", ui_codec_endpoint]
     for name, kind in SEARCH_ATTRIBUTES.items():
         command += ["--search-attribute", f"{name}={kind}"]
+    for key, value in DEV_SERVER_CONFIG.items():
+        command += ["--dynamic-config-value", f"{key}={value}"]
     process = subprocess.Popen(command, stdout=log_file or subprocess.DEVNULL,
                                stderr=subprocess.STDOUT, start_new_session=True, umask=0o077)
     try:

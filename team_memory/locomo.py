@@ -42,7 +42,7 @@ from team_memory_core.store.pool import create_pool, principal_tx
 from team_memory_core.store.search import PendingVectors, SearchFilters, vector_candidates
 from team_memory_core.temporal import CORE_LOGGER
 from team_memory_core.tenants import ensure_tenant
-from workflows.worker import build_worker
+from workflows.worker import running_worker
 
 KS = (5, 10, 20)
 SESSION_KS = (5, 10)
@@ -241,7 +241,7 @@ async def evaluate(stack: Stack, conversations: list[Conversation], *, concurren
     finally:
         await admin.close()
     report = Report(conversations=len(conversations))
-    async with open_service(settings) as service, build_worker(
+    async with open_service(settings) as service, running_worker(
         service.temporal, settings, service.pool, service.embedder, None
     ):
         sources: dict[str, dict[UUID, set[str]]] = {}

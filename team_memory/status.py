@@ -16,6 +16,7 @@ from team_memory_core.contract import INGESTIONS
 from team_memory_core.health import WORKER_UNKNOWN, Check, check_worker, healthy
 from team_memory_core.settings import Settings
 from team_memory_core.store.memories import count_by_status
+from team_memory_core.store.outbox import Backlog, backlog
 from team_memory_core.store.pool import create_pool, tenant_tx
 from team_memory_core.store.tenants import list_tenants
 from team_memory_core.temporal import connect
@@ -36,6 +37,8 @@ class StatusReport:
     components: dict[str, Check] = field(default_factory=dict)
     memories_by_status: dict[str, int] = field(default_factory=dict)
     pending_by_tenant: dict[str, int] = field(default_factory=dict)
+    task_queue: str = ""
+    outbox: list[Backlog] = field(default_factory=list)  # saves whose workflow waits to start
     running_ingestions: int | None = None
     failed_ingestions: int | None = None
     schedules: list[Schedule] = field(default_factory=list)
@@ -48,7 +51,7 @@ class StatusReport:
 
 
 async def collect_status(settings: Settings, admin_url: str) -> StatusReport:
-    report = StatusReport(settings={
+    report = StatusReport(task_queue=settings.task_queue, settings={
         "embedding model": f"{settings.embedding_model} ({settings.embedding_provider}, "
                            f"{settings.embedding_dim} dims)",
         "dedupe policy": settings.dedupe_policy + (f" ({settings.llm_model})"
@@ -87,9 +90,10 @@ async def _database(report: StatusReport, admin_url: str) -> None:
 
 
 async def _count_memories(report: StatusReport, pool: asyncpg.Pool) -> None:
-    """Per tenant (Row-Level Security applies to the schema owner too)."""
+    """Per tenant (Row-Level Security applies to the schema owner too), and the outbox."""
     async with pool.acquire() as conn:
         tenants = await list_tenants(conn)
+        report.outbox = await backlog(conn)
     totals: Counter[str] = Counter()
     for tenant in tenants:
         async with tenant_tx(pool, tenant.id) as conn:
@@ -161,6 +165,7 @@ def render(report: StatusReport) -> str:
     pending = sum(report.pending_by_tenant.values())
     by_tenant = ", ".join(f"{name}: {n}" for name, n in sorted(report.pending_by_tenant.items()))
     lines.append(f"  pending memories     {pending}" + (f" ({by_tenant})" if by_tenant else ""))
+    lines.append(f"  workflows to start   {_outbox(report)}")
     lines.append(f"  running workflows    {_count(report.running_ingestions)}")
     lines.append(f"  failed workflows     {_count(report.failed_ingestions)}")
     stored = ", ".join(f"{status} {n}" for status, n in report.memories_by_status.items())
@@ -176,6 +181,21 @@ def render(report: StatusReport) -> str:
     lines.append("Configuration")
     lines += [f"  {name:<20} {value}" for name, value in report.settings.items()]
     return "\n".join(lines)
+
+
+def _outbox(report: StatusReport) -> str:
+    """The outbox of this task queue (saves acknowledged, workflows not started yet)."""
+    queue = report.task_queue
+    ours = next((b for b in report.outbox if b.task_queue == queue), None)
+    text = "0" if ours is None else (
+        f"{ours.entries} (the oldest saved {ours.oldest_age_s:.0f} s ago"
+        + (f"; {ours.retrying} retrying, last error: {ours.last_error}" if ours.retrying
+           else "") + ")")
+    others = [b for b in report.outbox if b.task_queue != queue]
+    if others:
+        text += (f"; {sum(b.entries for b in others)} more for {len(others)} other task "
+                 "queue(s)")
+    return text
 
 
 def _count(value: int | None) -> str:

@@ -24,6 +24,7 @@ CAPTURE_SIGNAL = "event"
 EMBED_ACTIVITY = "embed_memory"
 DECIDE_ACTIVITY = "decide_memory"
 COMMIT_ACTIVITY = "commit_memory"
+INGEST_ACTIVITY = "ingest_memory"  # embed, decide and commit in one step (rules decide alone)
 ENSURE_SCHEDULE_ACTIVITY = "ensure_project_schedule"
 START_CONSOLIDATION_ACTIVITY = "start_consolidation"
 FIND_CLUSTERS_ACTIVITY = "find_clusters"

@@ -11,14 +11,18 @@ import json
 import os
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar, Protocol
+from typing import TYPE_CHECKING, ClassVar, Literal, Protocol
 
 import httpx
 import numpy as np
 
 from team_memory_core import telemetry
 from team_memory_core.settings import Settings
+
+if TYPE_CHECKING:
+    import onnxruntime
 
 _TOKENIZER_FILES = (
     "tokenizer.json",
@@ -66,6 +70,29 @@ def _bundled_model_dir(cache_dir: Path) -> Path:
     return target
 
 
+@dataclass(frozen=True)
+class SessionTuning:
+    """How onnxruntime runs the model.
+
+    onnxruntime's defaults (an intra-op pool of one thread per core whose threads spin-wait
+    between runs) burn more CPU than the model needs when several processes share few cores:
+    measured on a 2-core box, 20.7 ms CPU per text against 14.5 with one thread and no
+    spinning (docs/benchmarks.md, ``python -m bench.embedder_options``). With one thread the
+    caller's thread runs the model and no pool exists.
+    """
+
+    intra_op_threads: int = 1  # 0: onnxruntime's default, one per core
+    spinning: bool = False
+    graph_optimization: Literal["basic", "extended", "all"] = "all"
+
+
+# The worker: texts of many ingestions at once on cores the whole stack shares; one thread, the
+# least CPU per text. The MCP server: one query while its caller waits; two threads (4.7 ms
+# instead of 6.2 for a short query, 7.4 ms CPU instead of 6.1; docs/benchmarks.md).
+BATCH_TUNING = SessionTuning()
+QUERY_TUNING = SessionTuning(intra_op_threads=2)
+
+
 class LocalEmbedder:
     """all-MiniLM-L6-v2 (384 dimensions), int8 ONNX run by onnxruntime.
 
@@ -77,7 +104,8 @@ class LocalEmbedder:
     dim = 384
     _BATCH = 64
 
-    def __init__(self, cache_dir: Path, model_name: str) -> None:
+    def __init__(self, cache_dir: Path, model_name: str,
+                 tuning: SessionTuning = SessionTuning()) -> None:
         import onnxruntime
         from tokenizers import Tokenizer
 
@@ -90,10 +118,9 @@ class LocalEmbedder:
         self._tokenizer.enable_truncation(max_length=config["model_max_length"])
         self._tokenizer.enable_padding(pad_id=self._tokenizer.token_to_id(config["pad_token"]),
                                        pad_token=config["pad_token"])
-        options = onnxruntime.SessionOptions()
-        options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
         self._session = onnxruntime.InferenceSession(
-            str(model_dir / "model.onnx"), options, providers=["CPUExecutionProvider"])
+            str(model_dir / "model.onnx"), _session_options(tuning),
+            providers=["CPUExecutionProvider"])
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         if not texts:
@@ -114,6 +141,23 @@ class LocalEmbedder:
                         dtype=np.float64)
         pooled: np.ndarray = summed / np.maximum(mask.sum(axis=1, keepdims=True), 1e-9)
         return pooled
+
+
+def _session_options(tuning: SessionTuning) -> onnxruntime.SessionOptions:
+    import onnxruntime
+
+    levels = {"basic": onnxruntime.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+              "extended": onnxruntime.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+              "all": onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL}
+    options = onnxruntime.SessionOptions()
+    options.graph_optimization_level = levels[tuning.graph_optimization]
+    options.execution_mode = onnxruntime.ExecutionMode.ORT_SEQUENTIAL
+    options.intra_op_num_threads = tuning.intra_op_threads
+    options.inter_op_num_threads = 1  # sequential execution: the inter-op pool is unused
+    spinning = "1" if tuning.spinning else "0"
+    options.add_session_config_entry("session.intra_op.allow_spinning", spinning)
+    options.add_session_config_entry("session.inter_op.allow_spinning", spinning)
+    return options
 
 
 class HttpEmbedder:
@@ -150,9 +194,12 @@ class HttpEmbedder:
         return _normalize(vectors)
 
 
-def create_embedder(settings: Settings) -> Embedder:
+def create_embedder(settings: Settings, tuning: SessionTuning = BATCH_TUNING) -> Embedder:
+    """``tuning``: how the local model runs (BATCH_TUNING in the worker, QUERY_TUNING where a
+    caller waits for one text)."""
     if settings.embedding_provider == "local":
-        embedder: Embedder = LocalEmbedder(settings.data_dir / "models", settings.embedding_model)
+        embedder: Embedder = LocalEmbedder(settings.data_dir / "models", settings.embedding_model,
+                                           tuning)
         if settings.embedding_dim != embedder.dim:
             raise ValueError(
                 f"the local model produces {embedder.dim} dimensions but "
@@ -163,14 +210,15 @@ def create_embedder(settings: Settings) -> Embedder:
 
 
 def load_in_background(settings: Settings) -> Future[Embedder]:
-    """Start ``create_embedder`` on a thread now, so the caller's own imports overlap it.
+    """Start ``create_embedder`` (tuned for queries: the MCP server) on a thread now, so the
+    caller's own imports overlap it.
 
     The local model takes most of a second: importing onnxruntime, then its graph
     optimisation, which runs outside the GIL.
     """
     executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="load-embedder")
     try:
-        return executor.submit(create_embedder, settings)
+        return executor.submit(create_embedder, settings, QUERY_TUNING)
     finally:
         executor.shutdown(wait=False)
 

@@ -5,7 +5,9 @@ from its row, the text of its history events is cleared, and the Temporal histor
 its text are destroyed: its ingestion workflow's (the redacted text of the save) and, for a
 memory distilled from a Claude Code session, that capture session's (the hook text). Their
 payload keys are deleted in the same transaction (crypto-shredding: unreadable at once), then
-the executions are deleted from Temporal. Memories folded into it as duplicates (the same
+the executions are deleted from Temporal; a memory whose workflow the outbox relay has not
+started yet loses its outbox row (the relay holds a memory it is starting locked, so a purge
+waits for that start and then deletes it). Memories folded into it as duplicates (the same
 text) go with it. Ids, the content hash and timestamps stay, so links from other memories and
 the audit trail keep pointing somewhere.
 """
@@ -27,7 +29,7 @@ from team_memory_core.models.memories import HistoryEvent, MemoryStatus
 from team_memory_core.rules.consolidation import write_local_manifesto
 from team_memory_core.rules.redaction import redact
 from team_memory_core.settings import Settings
-from team_memory_core.store import anchors, consolidation, history, memories, proposals
+from team_memory_core.store import anchors, consolidation, history, memories, outbox, proposals
 from team_memory_core.store.audit import insert_audit
 from team_memory_core.store.memories import PurgeMember
 from team_memory_core.store.pool import tenant_tx
@@ -91,6 +93,8 @@ async def purge(
         workflows = _histories(actor.tenant_name, family)
         await memories.erase_memories(conn, ids)
         await anchors.erase_anchors(conn, ids)  # a path can say more than it should
+        # A workflow not started yet never will be: nothing is left to start it with.
+        await outbox.remove(conn, ids)
         erased = await history.erase_event_text(conn, ids)
         shredded = await keyring.shred(conn, workflows)
         await proposals.erase_proposal_text(conn, ids)
@@ -114,8 +118,9 @@ async def purge(
         )
     if failed:
         raise HistoryNotDeleted(
-            f"memory {memory_id} is erased from the database, but Temporal could not delete "
-            f"{', '.join(failed)}; purge again once Temporal is reachable"
+            f"memory {memory_id} is erased from the database, but the workflow engine "
+            f"(Temporal) did not delete {', '.join(failed)}; purge again once it answers "
+            "(retry in a few seconds)"
         )
     return report
 

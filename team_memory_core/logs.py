@@ -47,6 +47,20 @@ def _path_only(arg: object) -> object:
     return arg
 
 
+class ReconnectsOnOneLine(logging.Filter):
+    """asyncpg's pool logs a full traceback each time it fails to reconnect to a PostgreSQL
+    that is down (with a backoff up to a minute): the reason, on the line itself, is all an
+    operator needs; a traceback in the log reads as a crash."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and record.exc_info[1] is not None:
+            error = record.exc_info[1]
+            record.msg = f"{record.getMessage()} ({type(error).__name__}: {error})"
+            record.args = None
+            record.exc_info = None
+        return True
+
+
 def keep_queries_out_of_server_logs() -> None:
     """Install :class:`NoQueryString` on uvicorn's loggers (after uvicorn configured them)."""
     for name in ("uvicorn.access", "uvicorn.error"):
@@ -66,3 +80,6 @@ def configure_logging(settings: Settings) -> None:
     root.setLevel(settings.log_level.upper())
     for noisy in ("httpx", "mcp.server.lowlevel.server", "uvicorn.access", "pgserver"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    pool_log = logging.getLogger("asyncpg.pool")
+    if not any(isinstance(f, ReconnectsOnOneLine) for f in pool_log.filters):
+        pool_log.addFilter(ReconnectsOnOneLine())

@@ -22,6 +22,7 @@ from temporalio.runtime import (
 )
 from temporalio.service import RPCError
 
+from team_memory_core import telemetry
 from team_memory_core.payload_codec import EncryptionCodec, encrypting_data_converter
 from team_memory_core.settings import Settings
 from team_memory_core.temporal_keys import Keyring, load_kek
@@ -55,7 +56,9 @@ async def connect(settings: Settings, pool: asyncpg.Pool | None) -> Client:
         settings.temporal_target,
         namespace=settings.temporal_namespace,
         data_converter=encrypting_data_converter(keyring),
-        interceptors=[TracingInterceptor()],
+        # Spans only where traces are exported: without, the interceptor still ran on every
+        # workflow activation and activity for spans nobody reads.
+        interceptors=[TracingInterceptor()] if telemetry.tracing_enabled() else [],
         runtime=_runtime(),
     )
     keyring.client = client

@@ -20,13 +20,10 @@ import hashlib
 import hmac
 import os
 import secrets
-import time
 import uuid
-from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Generic, TypeVar
 from uuid import UUID
 
 import asyncpg
@@ -36,6 +33,7 @@ from temporalio.api.workflowservice.v1 import DescribeWorkflowExecutionRequest
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
+from team_memory_core.expiring_cache import ExpiringCache
 from team_memory_core.settings import Settings
 from team_memory_core.store import temporal_keys as store
 from team_memory_core.store.migrate import schema_info
@@ -178,41 +176,6 @@ def workflow_key_aad(key_id: UUID, tenant_id: UUID, workflow_id: str) -> bytes:
     return f"team-memory workflow key|{key_id}|{tenant_id}|{workflow_id}".encode()
 
 
-K = TypeVar("K")
-V = TypeVar("V")
-
-
-class _ExpiringCache(Generic[K, V]):
-    """A bounded map whose entries expire ``seconds`` after they were last stored or read."""
-
-    def __init__(self, seconds: float, size: int = KEY_CACHE_SIZE) -> None:
-        self._seconds = seconds
-        self._size = size
-        self._entries: OrderedDict[K, tuple[float, V]] = OrderedDict()
-
-    def get(self, key: K) -> V | None:
-        found = self._entries.get(key)
-        if found is None:
-            return None
-        expires, value = found
-        now = time.monotonic()
-        if expires < now:
-            del self._entries[key]
-            return None
-        self._entries[key] = (now + self._seconds, value)
-        self._entries.move_to_end(key)
-        return value
-
-    def put(self, key: K, value: V) -> None:
-        self._entries[key] = (time.monotonic() + self._seconds, value)
-        self._entries.move_to_end(key)
-        while len(self._entries) > self._size:
-            self._entries.popitem(last=False)
-
-    def drop(self, key: K) -> None:
-        self._entries.pop(key, None)
-
-
 class Keyring:
     """Finds, creates and caches the keys of one process (shared by its codec copies)."""
 
@@ -224,9 +187,12 @@ class Keyring:
         self.client: Client | None = None
         self._tenant_ids: dict[str, UUID] = {}
         self._tenant_keys: dict[UUID, DataKey] = {}
-        self._newest: _ExpiringCache[UUID, DataKey] = _ExpiringCache(CURRENT_KEY_SECONDS)
-        self._by_id: _ExpiringCache[UUID, DataKey] = _ExpiringCache(KEY_CACHE_SECONDS)
-        self._current: _ExpiringCache[str, DataKey] = _ExpiringCache(CURRENT_KEY_SECONDS)
+        self._newest: ExpiringCache[UUID, DataKey] = ExpiringCache(CURRENT_KEY_SECONDS,
+                                                                   KEY_CACHE_SIZE)
+        self._by_id: ExpiringCache[UUID, DataKey] = ExpiringCache(KEY_CACHE_SECONDS,
+                                                                  KEY_CACHE_SIZE)
+        self._current: ExpiringCache[str, DataKey] = ExpiringCache(CURRENT_KEY_SECONDS,
+                                                                   KEY_CACHE_SIZE)
 
     @property
     def pool(self) -> asyncpg.Pool:
@@ -261,37 +227,28 @@ class Keyring:
         self._current.put(scope.name, key)
         return key
 
-    async def prepare(self, tenant_id: UUID, workflow_id: str, *,
-                      flushed_by_caller: bool = False) -> None:
+    async def prepare(self, tenant_id: UUID, workflow_id: str) -> None:
         """Make sure a workflow about to start (or be signalled) has its key, committed
-        before Temporal sees the workflow, so a worker can always decode it.
-
-        ``flushed_by_caller``: the caller commits a transaction of its own (synchronously)
-        before it acknowledges anything, which makes this commit durable too (PostgreSQL
-        flushes its log in order): this one then need not wait for the disk.
-        """
+        before Temporal sees the workflow, so a worker can always decode it."""
         scope = scope_of(workflow_id)
         if scope is None or not scope.per_workflow:
             return
         self._tenant_ids.setdefault(scope.tenant, tenant_id)
         try:
-            key = await self._create_workflow_key(tenant_id, workflow_id, flushed_by_caller)
+            key = await self._create_workflow_key(tenant_id, workflow_id)
         except asyncpg.ForeignKeyViolationError:
             # The tenant key this process took for the newest was retired meanwhile.
             self._newest.drop(tenant_id)
-            key = await self._create_workflow_key(tenant_id, workflow_id, flushed_by_caller)
+            key = await self._create_workflow_key(tenant_id, workflow_id)
         self._current.put(workflow_id, key)
 
-    async def _create_workflow_key(self, tenant_id: UUID, workflow_id: str,
-                                   flushed_by_caller: bool = False) -> DataKey:
+    async def _create_workflow_key(self, tenant_id: UUID, workflow_id: str) -> DataKey:
         """The workflow's key: a new one, or the one another process created first."""
         wrapping = await self.newest_tenant_key(tenant_id)
         material = secrets.token_bytes(KEY_BYTES)
         key_id = uuid.uuid4()
         wrapped = seal(wrapping.aead, material, workflow_key_aad(key_id, tenant_id, workflow_id))
         async with tenant_tx(self.pool, tenant_id) as conn:
-            if flushed_by_caller:
-                await store.commit_without_waiting_for_disk(conn)
             created = await store.insert_workflow_key(
                 conn, key_id=key_id, tenant_id=tenant_id, workflow_id=workflow_id,
                 wrapped_by=wrapping.id, wrapped=wrapped)

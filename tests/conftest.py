@@ -11,13 +11,17 @@ import os
 import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import anyio
 import asyncpg
 import pytest
 from mcp.server import MCPServer
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowHandle
+from temporalio.service import RPCError, RPCStatusCode
 from temporalio.worker import Worker
 
 from mcp_server.memories import MemoryService
@@ -27,6 +31,7 @@ from team_memory_core.embedder import Embedder, LocalEmbedder
 from team_memory_core.llm.client import Distiller
 from team_memory_core.models.memories import MemoryStatus
 from team_memory_core.models.principal import Principal
+from team_memory_core.outbox import OutboxRelay
 from team_memory_core.settings import Settings
 from team_memory_core.store.migrate import migrate
 from team_memory_core.store.pool import create_pool
@@ -34,7 +39,7 @@ from team_memory_core.temporal import connect
 from team_memory_core.tenants import create_key, ensure_tenant
 from tests.support.anthropic_server import FakeAnthropic
 from tests.support.llm import MODEL
-from workflows.worker import build_worker
+from workflows.worker import running_worker
 
 _RUNTIME_DIR = Path(tempfile.gettempdir()) / f"team-memory-tests-{os.getuid()}"
 _RUNTIME_DIR.mkdir(mode=0o700, exist_ok=True)
@@ -168,9 +173,29 @@ class Stack:
     pool: asyncpg.Pool
     embedder: Embedder
 
-    def worker(self, **options: object) -> Worker:
-        return build_worker(self.client, self.settings, self.pool, self.embedder,
-                            options.get("distiller"))  # type: ignore[arg-type]
+    def worker(self, **options: object) -> AbstractAsyncContextManager[Worker]:
+        """The worker and its outbox relay (saves made before it starts are started then)."""
+        return running_worker(self.client, self.settings, self.pool, self.embedder,
+                              options.get("distiller"))  # type: ignore[arg-type]
+
+    def relay(self) -> AbstractAsyncContextManager[OutboxRelay]:
+        """The outbox relay alone (for a test that runs a worker of its own)."""
+        return OutboxRelay(pool=self.pool, client=self.client,
+                           task_queue=self.settings.task_queue,
+                           dsn=self.settings.database_url).running()
+
+    async def started(self, workflow_id: str, timeout: float = 30) -> WorkflowHandle[Any, Any]:
+        """The workflow's handle once the outbox relay has started it."""
+        handle = self.client.get_workflow_handle(workflow_id)
+        with anyio.fail_after(timeout):
+            while True:
+                try:
+                    await handle.describe()
+                    return handle
+                except RPCError as error:
+                    if error.status != RPCStatusCode.NOT_FOUND:
+                        raise
+                await asyncio.sleep(0.05)
 
     async def wait_status(self, memory_id: uuid.UUID, *wanted: MemoryStatus,
                           timeout: float = 20) -> MemoryStatus:

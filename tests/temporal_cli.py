@@ -34,8 +34,10 @@ def listing(address: str, query: str) -> str:
 
 # Never passed through a codec, by design, and holding ids, names and times, no text
 # (docs/security.md): headers (trace context), search attributes (the server indexes them) and
-# the SDK core's own bookkeeping of a local activity (sequence number, type, attempt, times).
-CLEAR_BY_DESIGN = (".header", ".searchAttributes", "markerRecordedEventAttributes.details.data")
+# the SDK core's own bookkeeping of a local activity (sequence number, type, attempt, times)
+# and of a workflow.patched() call (the patch id).
+CLEAR_BY_DESIGN = (".header", ".searchAttributes", "markerRecordedEventAttributes.details.data",
+                   "markerRecordedEventAttributes.details.patch-data")
 
 
 def payloads(tree: Any, path: str = "") -> Iterator[tuple[str, dict[str, Any]]]:

@@ -8,15 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -35,14 +33,14 @@ from team_memory_core.llm.client import Distiller
 from team_memory_core.models.memories import MemoryStatus
 from team_memory_core.models.principal import Principal
 from team_memory_core.settings import Settings
-from team_memory_core.store.migrate import migrate
 from team_memory_core.store.pool import create_pool, tenant_tx
 from team_memory_core.temporal import connect
 from team_memory_core.tenants import create_key, ensure_tenant
 from tests.conftest import Services, Stack, new_tenant
 from tests.mcp_server.test_http import client_for
 from tests.support.anthropic_server import FakeAnthropic
-from workflows.worker import build_worker
+from tests.support.faults import dedicated_postgres
+from workflows.worker import running_worker
 
 pytestmark = pytest.mark.anyio
 
@@ -150,28 +148,6 @@ async def test_worker_stopped_mid_ingestion_loses_and_duplicates_nothing(
 # --- PostgreSQL outage ----------------------------------------------------------------------
 
 
-@asynccontextmanager
-async def dedicated_postgres(
-    services: Services,
-) -> AsyncIterator[tuple[embedded.EmbeddedPostgres, Settings]]:
-    """A PostgreSQL of its own: the session one is shared by every other test.
-
-    Outside pytest's private temp root, which a concurrent pytest run may chmod back to 0700
-    while pg_ctl (running as pgserver's own system user) still needs to traverse it.
-    """
-    root = Path(tempfile.mkdtemp(prefix="team-memory-pg-outage-"))
-    os.chmod(root, 0o755)
-    postgres = await anyio.to_thread.run_sync(embedded.start_postgres, root / "pg")
-    try:
-        settings = services.settings(database_url=postgres.app_url,
-                                     database_admin_url=postgres.admin_url)
-        await migrate(postgres.admin_url, settings)
-        yield postgres, settings
-    finally:
-        await anyio.to_thread.run_sync(postgres.stop)
-        shutil.rmtree(root, ignore_errors=True)
-
-
 async def test_postgres_down_for_ten_seconds_mid_ingestion(
     services: Services, embedder: object
 ) -> None:
@@ -185,8 +161,8 @@ async def test_postgres_down_for_ten_seconds_mid_ingestion(
             service = MemoryService(settings=settings, pool=pool, temporal=temporal_client,
                                     embedder=embedder)  # type: ignore[arg-type]
             ids = await save_many(service, principal, 40)
-            async with build_worker(temporal_client, settings, pool, embedder,  # type: ignore[arg-type]
-                                    None):
+            async with running_worker(temporal_client, settings, pool, embedder,  # type: ignore[arg-type]
+                                      None):
                 await wait_committed(pool, principal, 1, timeout=30)
                 await anyio.to_thread.run_sync(lambda: postgres.restart(down_seconds=10))
                 assert await committed(pool, principal) < len(ids), "finished before outage"
@@ -236,7 +212,7 @@ async def test_persistent_temporal_restarted_mid_ingestion(
         service = MemoryService(settings=settings, pool=app_pool, temporal=client,
                                 embedder=embedder)  # type: ignore[arg-type]
         first = [await service.save(principal, fact(i)) for i in range(40)]
-        async with build_worker(client, settings, app_pool, embedder, None):  # type: ignore[arg-type]
+        async with running_worker(client, settings, app_pool, embedder, None):  # type: ignore[arg-type]
             await wait_committed(app_pool, principal, 1, timeout=30)
             # Judged before the stop: local activities let the worker commit the memories it
             # already holds while the server is going down, so a count taken after says nothing.

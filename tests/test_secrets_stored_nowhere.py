@@ -29,7 +29,7 @@ from tests.support.anthropic_server import FakeAnthropic, Reply
 from tests.support.secret_corpus import SECRETS, Secret
 from tests.support.stored import leaks, stored_columns, workflow_histories
 from workflows.consolidate import Consolidate
-from workflows.worker import build_worker
+from workflows.worker import running_worker
 
 pytestmark = pytest.mark.anyio
 
@@ -82,7 +82,7 @@ async def haiku(stack: Stack, fake: FakeAnthropic) -> AsyncIterator[Haiku]:
                             embedder=stack.embedder)
     async with Distiller(api_key="sk-test", model=MODEL, base_url=fake.base_url,
                          timeout_s=10) as distiller, \
-            build_worker(stack.client, settings, stack.pool, stack.embedder, distiller):
+            running_worker(stack.client, settings, stack.pool, stack.embedder, distiller):
         yield Haiku(stack, service, fake)
 
 

@@ -16,26 +16,42 @@ with workflow.unsafe.imports_passed_through():
     from team_memory_core.models.memories import IngestInput
     from workflows.retry import DECISION_RETRY, LOCAL_STEP_FAILED, STORAGE_RETRY, failure_cause
 
+# Workflows started before this patch embed, decide and commit in three steps; later ones in
+# one step when the rules decide alone (two fewer activations, payload round trips and
+# transactions per memory), falling back to the three steps when the model must decide.
+ONE_STEP = "ingest-in-one-step"
+
+
 @workflow.defn(name=INGEST_WORKFLOW)
 class IngestMemory:
     @workflow.run
     async def run(self, item: IngestInput) -> IngestResult:
         # Local activities: the steps are short, and skipping a task-queue round trip per
         # step is what makes one-workflow-per-memory fast enough.
-        await workflow.execute_local_activity_method(
-            IngestActivities.embed_memory, item, start_to_close_timeout=timedelta(seconds=30),
-            schedule_to_close_timeout=timedelta(days=1), retry_policy=STORAGE_RETRY,
-        )
-        decision = await self._decide(item)
-        result = await workflow.execute_local_activity_method(
+        result = None
+        if workflow.patched(ONE_STEP):
+            result = await workflow.execute_local_activity_method(
+                IngestActivities.ingest_memory, item, start_to_close_timeout=timedelta(seconds=30),
+                schedule_to_close_timeout=timedelta(days=1), retry_policy=STORAGE_RETRY,
+            )
+        else:
+            await workflow.execute_local_activity_method(
+                IngestActivities.embed_memory, item, start_to_close_timeout=timedelta(seconds=30),
+                schedule_to_close_timeout=timedelta(days=1), retry_policy=STORAGE_RETRY,
+            )
+        if result is None:
+            result = await self._commit(item, await self._decide(item))
+        workflow.upsert_search_attributes([DECISION_KEY.value_set(result.decision.value)])
+        if result.schedule_needed:
+            await self._ensure_schedule(item)
+        return result
+
+    async def _commit(self, item: IngestInput, decision: Decision) -> IngestResult:
+        return await workflow.execute_local_activity_method(
             IngestActivities.commit_memory, args=[item, decision],
             start_to_close_timeout=timedelta(seconds=30),
             schedule_to_close_timeout=timedelta(days=1), retry_policy=STORAGE_RETRY,
         )
-        workflow.upsert_search_attributes([DECISION_KEY.value_set(decision.kind.value)])
-        if result.schedule_needed:
-            await self._ensure_schedule(item)
-        return result
 
     async def _decide(self, item: IngestInput) -> Decision:
         try:

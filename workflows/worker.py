@@ -1,4 +1,5 @@
-"""The Temporal worker: runs the workflows and owns every side effect (activities)."""
+"""The Temporal worker: runs the workflows and owns every side effect (activities), and the
+outbox relay that starts the ingestion workflow of every saved memory."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from team_memory_core import schedules, telemetry
 from team_memory_core.contract import RUNNING_INGESTIONS
 from team_memory_core.embedder import BatchingEmbedder, Embedder, create_embedder
 from team_memory_core.llm.client import Distiller
+from team_memory_core.outbox import OutboxRelay
 from team_memory_core.settings import Settings
 from team_memory_core.store.migrate import check_embedding_dim
 from team_memory_core.store.pool import create_app_pool
@@ -54,7 +56,8 @@ def build_worker(
         task_queue=settings.task_queue,
         workflows=[IngestMemory, Consolidate, SessionObservations],
         activities=[
-            ingest.embed_memory, ingest.decide_memory, ingest.commit_memory,
+            ingest.ingest_memory, ingest.embed_memory, ingest.decide_memory,
+            ingest.commit_memory,
             consolidate.ensure_project_schedule, consolidate.start_consolidation,
             consolidate.find_clusters, consolidate.review_cluster, consolidate.archive_stale,
             consolidate.review_changed_memories, consolidate.refresh_manifesto,
@@ -70,6 +73,23 @@ def build_worker(
         graceful_shutdown_timeout=timedelta(seconds=20),
         interceptors=[telemetry.ActivityMetricsInterceptor()],
     )
+
+
+@contextlib.asynccontextmanager
+async def running_worker(
+    client: Client,
+    settings: Settings,
+    pool: asyncpg.Pool,
+    embedder: Embedder,
+    distiller: Distiller | None,
+) -> AsyncIterator[Worker]:
+    """The worker polling its task queue, and the outbox relay starting the workflows of the
+    memories saved for that queue (team_memory_core/outbox.py)."""
+    relay = OutboxRelay(pool=pool, client=client, task_queue=settings.task_queue,
+                        dsn=settings.database_url)
+    async with build_worker(client, settings, pool, embedder, distiller) as worker, \
+            relay.running():
+        yield worker
 
 
 async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> None:
@@ -88,7 +108,7 @@ async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> N
         log.info("worker polling task queue %s on %s (embedder %s, dedupe policy %s)",
                  settings.task_queue, settings.temporal_target, embedder.name,
                  settings.dedupe_policy)
-        async with build_worker(client, settings, pool, embedder, distiller), \
+        async with running_worker(client, settings, pool, embedder, distiller), \
                 _measuring_queue_depth(client):
             await stop.wait()
             log.info("worker stopping: finishing in-flight tasks")

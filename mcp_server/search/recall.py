@@ -10,9 +10,9 @@ from datetime import UTC, datetime
 from uuid import UUID
 
 import asyncpg
-import numpy as np
 
 from mcp_server.errors import InvalidInput
+from mcp_server.search.pending import PendingVectorCache
 from mcp_server.search.retriever import Retriever
 from mcp_server.validation import (
     check_category,
@@ -41,12 +41,18 @@ from team_memory_core.settings import Settings
 from team_memory_core.store import anchors, memories, search
 from team_memory_core.store.memories import MemoryRow
 from team_memory_core.store.pool import principal_tx
-from team_memory_core.store.search import Candidate, PendingText, PendingVectors, SearchFilters
+from team_memory_core.store.search import Candidate, SearchFilters
 
 SNIPPET_CHARS = 160
-# Acknowledged memories not embedded yet are embedded per query so that a save is searchable
-# the moment it returns; past this many, the newest are (the backlog drains in the worker).
+# Acknowledged memories the worker has not embedded yet take part in the vector search with
+# vectors the server makes (search/pending.py: each embedded once per process), so that a save
+# is found by meaning the moment it returns (by its words it is found anyway: the full-text
+# index has it at once). Of the newest this many,
 PENDING_EMBED_LIMIT = 64
+# a search embeds at most this many itself, newest first; the vectors are kept in the process
+# for later searches. So a backlog (Temporal down, the worker behind, a burst of saves) costs
+# a search a bounded amount of work, and is embedded once, not by every search.
+PENDING_EMBED_PER_SEARCH = 4
 
 
 @dataclass
@@ -55,9 +61,11 @@ class Recall:
     pool: asyncpg.Pool
     embedder: Embedder
     retriever: Retriever = field(init=False)
+    pending_vectors: PendingVectorCache = field(init=False)
 
     def __post_init__(self) -> None:
         self.retriever = Retriever(self.settings)
+        self.pending_vectors = PendingVectorCache()
 
     def resolve_project(self, principal: Principal, project: str | None) -> str:
         return resolve_project(self.settings, principal, project)
@@ -87,8 +95,9 @@ class Recall:
         async with principal_tx(self.pool, principal) as conn:
             pending = await search.pending_without_embedding(conn, filters, PENDING_EMBED_LIMIT)
             ranked = await self.retriever.rank(
-                conn, query, query_vector, filters, await self._embed_pending(pending), now,
-                limit,
+                conn, query, query_vector, filters,
+                await self.pending_vectors.vectors(self.embedder, pending,
+                                                   PENDING_EMBED_PER_SEARCH), now, limit,
             )
         return [memory_hit(row, score, now) for row, score in ranked[:limit]]
 
@@ -164,13 +173,6 @@ class Recall:
             since=since,
             until=until,
         )
-
-    async def _embed_pending(self, pending: list[PendingText]) -> PendingVectors:
-        if not pending:
-            return PendingVectors(ids=[], vectors=[])
-        vectors = await embed_async(self.embedder, [p.content for p in pending])
-        return PendingVectors(ids=[p.id for p in pending],
-                              vectors=[np.asarray(v) for v in vectors])
 
 
 def memory_hit(row: Candidate, score: float, now: datetime) -> MemoryHit:

@@ -14,6 +14,7 @@ from typing import Annotated, Any, NoReturn, TypeVar
 import asyncpg
 import typer
 
+from mcp_server.errors import Dependency, unavailable
 from team_memory import embedded
 from team_memory.embedded import Database
 from team_memory_core.erasure import Actor
@@ -40,9 +41,19 @@ def load_settings(data_dir: Path | None = None, **overrides: Any) -> Settings:
 
 
 def on_database(settings: Settings, work: Callable[[Database], Coroutine[Any, Any, T]]) -> T:
-    """Run ``work`` on the configured database, or the embedded one (started for it)."""
+    """Run ``work`` on the configured database, or the embedded one (started for it). A
+    dependency that does not answer ends the command with a message saying which."""
     with embedded.database(settings) as database:
-        return asyncio.run(work(database))
+        try:
+            return asyncio.run(work(database))
+        except Exception as error:
+            outage = unavailable(error)
+            if outage is None:
+                raise
+            typer.secho(str(outage), fg="red", err=True)
+            if outage.dependency is Dependency.TEMPORAL:
+                exit_after_temporal_client(1)
+            raise typer.Exit(1) from None
 
 
 @contextlib.asynccontextmanager
@@ -84,10 +95,10 @@ def fail(message: str) -> NoReturn:
     raise typer.Exit(1)
 
 
-def exit_after_temporal_client() -> NoReturn:
+def exit_after_temporal_client(code: int = 0) -> NoReturn:
     """End a one-shot command that used a Temporal client without interpreter finalization:
     the SDK's Rust runtime can abort the process there ("PyGILState_Release ... finalizing",
     see the platform notes). Everything is written and every database handle closed by now."""
     sys.stdout.flush()
     sys.stderr.flush()
-    os._exit(0)
+    os._exit(code)

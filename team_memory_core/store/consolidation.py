@@ -24,15 +24,22 @@ _REVIEWED = "(m.consolidated_at IS NOT NULL AND m.consolidated_at >= m.updated_a
 
 
 async def register_project(conn: asyncpg.Connection, tenant_id: UUID, project: str) -> bool:
-    """Record that the project holds memories; True while its schedule is not created yet."""
-    await conn.execute(
-        "INSERT INTO memory_projects (tenant_id, project) VALUES ($1, $2)"
-        " ON CONFLICT (tenant_id, project) DO NOTHING",
-        tenant_id, project,
-    )
+    """Record that the project holds memories; True while its schedule is not created yet.
+
+    One statement: the SELECT does not see the row its own INSERT adds (one snapshot), so a
+    new row answers through ``added``; a row another transaction added meanwhile and this
+    snapshot misses counts as missing (one more, harmless, ensure)."""
     missing = await conn.fetchval(
-        "SELECT schedule_ensured_at IS NULL FROM memory_projects"
-        " WHERE tenant_id = $1 AND project = $2",
+        """
+        WITH added AS (
+            INSERT INTO memory_projects (tenant_id, project) VALUES ($1, $2)
+            ON CONFLICT (tenant_id, project) DO NOTHING
+            RETURNING true
+        )
+        SELECT EXISTS (SELECT FROM added) OR coalesce(
+            (SELECT schedule_ensured_at IS NULL FROM memory_projects
+             WHERE tenant_id = $1 AND project = $2), true)
+        """,
         tenant_id, project,
     )
     return bool(missing)

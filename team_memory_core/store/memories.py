@@ -93,25 +93,42 @@ class Neighbour:
 
 
 async def similar_current(
-    conn: asyncpg.Connection, memory_id: UUID, project: str, limit: int
+    conn: asyncpg.Connection, embedding: np.ndarray, memory_id: UUID, project: str, limit: int
 ) -> list[Neighbour]:
-    """The live memories of the same project closest to ``memory_id`` (exact scan: a project's
-    live set is small enough, and an approximate index could miss the one duplicate)."""
+    """The live memories of the same project closest to ``embedding`` (``memory_id``'s vector),
+    ``memory_id`` left out (exact scan: a project's live set is small enough, and an
+    approximate index could miss the one duplicate).
+
+    The vector is a parameter, not read from ``memory_id``'s row by the statement: a vector
+    stored out of line (rows written before sql/012) would be fetched from the TOAST table
+    again for every row it is compared with."""
     rows = await conn.fetch(
         """
-        WITH me AS (SELECT embedding, tenant_id FROM memories WHERE id = $1)
         SELECT m.id, m.content, m.category, m.content_hash, m.created_by,
-               1 - ((m.embedding <=> me.embedding) + 0) AS similarity
-        FROM memories m, me
-        WHERE m.tenant_id = me.tenant_id AND m.project = $2 AND m.status = 'active'
-          AND m.id <> $1 AND m.embedding IS NOT NULL
-        ORDER BY (m.embedding <=> me.embedding) + 0
-        LIMIT $3
+               1 - ((m.embedding <=> $1) + 0) AS similarity
+        FROM memories m
+        WHERE m.project = $3 AND m.status = 'active' AND m.id <> $2
+          AND m.embedding IS NOT NULL
+        ORDER BY (m.embedding <=> $1) + 0
+        LIMIT $4
         """,
-        memory_id, project, limit,
+        embedding, memory_id, project, limit,
     )
     return [Neighbour(r["id"], r["content"], r["category"], r["content_hash"],
                       float(r["similarity"]), r["created_by"]) for r in rows]
+
+
+@dataclass(frozen=True)
+class StoredVector:
+    """A memory's embedding: None before its ingestion embeds it, and after a purge."""
+
+    embedding: np.ndarray | None
+
+
+async def stored_vector(conn: asyncpg.Connection, memory_id: UUID) -> StoredVector | None:
+    """None when no memory has that id."""
+    row = await conn.fetchrow("SELECT embedding FROM memories WHERE id = $1", memory_id)
+    return None if row is None else StoredVector(row["embedding"])
 
 
 @dataclass(frozen=True)
@@ -142,19 +159,30 @@ async def fetch_status(
                        content=row["content"], project=row["project"])
 
 
-async def activate(conn: asyncpg.Connection, memory_id: UUID) -> None:
+# The commit's status change may carry the vector too: one new row version (one round of
+# index updates, the HNSW insertion among them) instead of one for the vector and one for the
+# status.
+
+
+async def activate(
+    conn: asyncpg.Connection, memory_id: UUID, embedding: np.ndarray | None = None
+) -> None:
     await conn.execute(
-        "UPDATE memories SET status = 'active', updated_at = now()"
-        " WHERE id = $1 AND status = 'pending'",
-        memory_id,
+        "UPDATE memories SET status = 'active', embedding = coalesce($2, embedding),"
+        " updated_at = now() WHERE id = $1 AND status = 'pending'",
+        memory_id, embedding,
     )
 
 
-async def mark_duplicate(conn: asyncpg.Connection, memory_id: UUID, target_id: UUID) -> None:
+async def mark_duplicate(
+    conn: asyncpg.Connection, memory_id: UUID, target_id: UUID,
+    embedding: np.ndarray | None = None,
+) -> None:
     await conn.execute(
-        "UPDATE memories SET status = 'duplicate', duplicate_of = $2, valid_to = now(),"
-        " updated_at = now() WHERE id = $1 AND status = 'pending'",
-        memory_id, target_id,
+        "UPDATE memories SET status = 'duplicate', duplicate_of = $2,"
+        " embedding = coalesce($3, embedding), valid_to = now(), updated_at = now()"
+        " WHERE id = $1 AND status = 'pending'",
+        memory_id, target_id, embedding,
     )
 
 

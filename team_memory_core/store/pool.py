@@ -32,12 +32,22 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
         conn.add_query_logger(telemetry.record_sql_span)
 
 
+async def _keep_session(conn: asyncpg.Connection) -> None:
+    """What a connection needs before it goes back to the pool, besides the rollback of an
+    unfinished transaction asyncpg always does: nothing. Every setting this application makes
+    is transaction-local (``set_config(..., true)``, ``SET LOCAL``), and it takes no session
+    advisory lock, listens to nothing and keeps no cursor across transactions
+    (tests/team_memory_core/store/test_pool.py checks the code for each). asyncpg's default
+    reset (``RESET ALL`` and three more statements) cost one round trip per transaction."""
+
+
 async def create_pool(dsn: str, *, min_size: int = 2, max_size: int = 10) -> asyncpg.Pool:
     pool = await asyncpg.create_pool(
         dsn,
         min_size=min_size,
         max_size=max_size,
         init=_init_connection,
+        reset=_keep_session,
         # Statements are prepared per connection and reused; keep many of them.
         statement_cache_size=256,
         command_timeout=30,

@@ -98,12 +98,6 @@ async def workflow_key_for(conn: asyncpg.Connection, workflow_id: str) -> Workfl
         workflow_id))
 
 
-async def commit_without_waiting_for_disk(conn: asyncpg.Connection) -> None:
-    """This transaction's commit returns before its log reaches the disk (visible at once;
-    durable once any later synchronous commit has flushed the log past it)."""
-    await conn.execute("SET LOCAL synchronous_commit TO off")
-
-
 async def insert_workflow_key(
     conn: asyncpg.Connection, *, key_id: UUID, tenant_id: UUID, workflow_id: str,
     wrapped_by: UUID, wrapped: bytes,

@@ -38,7 +38,7 @@ from tests.support.anthropic_server import FakeAnthropic
 from tests.support.hooks import ROOT, payload
 from tests.support.http import serving_service
 from tests.support.stored import capture_session
-from workflows.worker import build_worker
+from workflows.worker import running_worker
 
 pytestmark = pytest.mark.anyio
 
@@ -127,7 +127,7 @@ async def serving(stack: Stack, fake: FakeAnthropic, tmp_path: Path, *, api_key:
                             embedder=stack.embedder)
     distiller = Distiller(api_key="sk-test", model=settings.llm_model, base_url=fake.base_url,
                           timeout_s=5) if api_key else None
-    worker = build_worker(stack.client, settings, stack.pool, stack.embedder, distiller)
+    worker = running_worker(stack.client, settings, stack.pool, stack.embedder, distiller)
     try:
         async with worker, serving_service(service) as base:
             config = HookConfig(base, tmp_path / "data", stack.api_key)

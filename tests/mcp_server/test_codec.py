@@ -18,6 +18,7 @@ from mcp_server.codec import COOKIE
 from mcp_server.memories import MemoryService
 from team_memory import embedded
 from team_memory_core.models.memories import MemoryStatus
+from team_memory_core.outbox import OutboxRelay
 from team_memory_core.settings import Settings
 from team_memory_core.temporal import connect
 from team_memory_core.tenants import create_key
@@ -142,7 +143,10 @@ async def test_the_web_ui_decodes_after_signing_in(running: Stack) -> None:
     mcp_port, temporal_port, ui_port = (embedded.free_port() for _ in range(3))
     settings = running.settings.model_copy(update={
         "mcp_port": mcp_port, "temporal_ui_port": ui_port,
-        "temporal_address": f"127.0.0.1:{temporal_port}"})
+        "temporal_address": f"127.0.0.1:{temporal_port}",
+        # A queue of its own: the relay of `running`'s worker starts workflows on the other
+        # Temporal server.
+        "task_queue": f"{running.settings.task_queue}-ui"})
     temporal = await asyncio.to_thread(
         embedded.start_temporal, db_file=None, port=temporal_port, ui_port=ui_port,
         ui_codec_endpoint=settings.codec_url)
@@ -150,7 +154,9 @@ async def test_the_web_ui_decodes_after_signing_in(running: Stack) -> None:
         client = await connect(settings, running.pool)
         service = MemoryService(settings=settings, pool=running.pool, temporal=client,
                                 embedder=running.embedder)
-        saved = await service.save(running.principal, TEXT)  # no worker: stays started
+        saved = await service.save(running.principal, TEXT)
+        relay = OutboxRelay(pool=running.pool, client=client, task_queue=settings.task_queue)
+        await relay.relay_due()  # started, and no worker: it stays started
         run_id = (await client.get_workflow_handle(saved.workflow_id).describe()).run_id
         page = (f"http://127.0.0.1:{ui_port}/namespaces/default/workflows/"
                 f"{quote(saved.workflow_id, safe='')}/{run_id}/history")

@@ -103,6 +103,7 @@ def _event(**changes: Any) -> dict[str, Any]:
     ({"project": "shop\x00"}, "project contains a NUL byte"),
     ({"at": "0001-01-01T00:00:00Z"}, "at must be a time between 1970 and 2999"),
     ({"at": "0001-01-01T00:00:00+05:00"}, "at must be a time between 1970 and 2999"),
+    ({"at": "10000-01-01T00:00:00Z"}, "at must be a time between 1970 and 2999"),
 ])
 async def test_hook_events_are_checked_like_tool_arguments(
     http_server: HttpServer, running: Stack, changes: dict[str, Any], reason: str
@@ -119,11 +120,21 @@ async def test_hook_events_are_checked_like_tool_arguments(
         assert await capture_session(conn, running.principal.key_id, "checked") is None
 
 
-async def test_tools_refuse_the_same_times_with_a_reason(stack: Stack) -> None:
+# Out of range before parsing (a year past 9999 or 0, a timestamp past 9999, not a date at
+# all: pydantic's own message for these names no range) and after it (a year past 2999).
+OUT_OF_RANGE = ["0001-01-01T00:00:00+05:00", "0001-01-01T00:00:00Z", "10000-01-01T00:00:00Z",
+                "0000-01-01T00:00:00Z", "-0001-01-01", "275760-09-13T00:00:00Z", 1e20,
+                "2024-13-01", "next tuesday", "3000-01-01", "1969-12-31T23:59:59Z"]
+
+
+@pytest.mark.parametrize("when", OUT_OF_RANGE)
+async def test_tools_refuse_out_of_range_times_with_the_reason_and_the_range(
+    stack: Stack, when: str | float
+) -> None:
     async with Client(stack.server) as client:
-        for since in ("0001-01-01T00:00:00+05:00", "0001-01-01T00:00:00Z"):
-            error = await call_error(client, "search_memory", query="x", since=since)
-            assert "since must be a time between 1970 and 2999" in error
+        for name in ("since", "until"):
+            error = await call_error(client, "search_memory", query="x", **{name: when})
+            assert f"{name} must be a time between 1970 and 2999 (ISO 8601" in error, error
 
 
 async def test_a_refused_manifesto_prompt_says_why(stack: Stack) -> None:

@@ -4,6 +4,7 @@ scoping, complete filtered vector search, and the working set."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
@@ -11,6 +12,8 @@ import numpy as np
 import pytest
 
 from mcp_server.memories import MemoryService
+from mcp_server.search.recall import PENDING_EMBED_PER_SEARCH
+from team_memory_core.embedder import Embedder
 from team_memory_core.models.memories import MemoryStatus
 from team_memory_core.store.memories import erase_memories
 from team_memory_core.store.pool import tenant_tx
@@ -228,3 +231,73 @@ async def test_search_statistics_follow_every_change(
         await _recount(conn)
         assert await conn.fetchval("SELECT docs FROM memory_scopes WHERE project = 'default'") == 1
         assert await conn.fetchval("SELECT count(*) FROM memory_lexemes WHERE docs <= 0") == 0
+
+
+class CountingEmbedder:
+    """The real model, counting the texts it embeds."""
+
+    def __init__(self, model: Embedder) -> None:
+        self.model = model
+        self.name, self.dim = model.name, model.dim
+        self.texts: list[str] = []
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        self.texts.extend(texts)
+        return self.model.embed(texts)
+
+
+async def test_each_pending_memory_is_embedded_once_and_still_found_by_meaning(
+    stack: Stack
+) -> None:
+    """No worker runs: the memories stay pending; searches after the first embed only the
+    query and the memories saved since."""
+    counting = CountingEmbedder(stack.embedder)
+    service = MemoryService(settings=stack.settings, pool=stack.pool, temporal=stack.client,
+                            embedder=counting)
+    ids = [(await service.save(stack.principal, fact)).id for fact in FACTS[:4]]
+    question = "Which UI framework renders the client side?"
+    first = await service.search(stack.principal, "When may we ship to production?")
+    embedded_first = len(counting.texts)
+    second = await service.search(stack.principal, "Which ids do the database rows get?")
+    embedded_second = len(counting.texts) - embedded_first
+    ids.append((await service.save(stack.principal, FACTS[4])).id)
+    third = await service.search(stack.principal, question)
+    assert (first[0].id, second[0].id, third[0].id) == (ids[1], ids[0], ids[4])
+    assert embedded_first == 1 + 4 and embedded_second == 1
+    assert counting.texts[embedded_first + embedded_second:] == [question, FACTS[4]]
+
+
+async def test_a_purged_pending_memory_is_not_found_by_its_old_meaning(stack: Stack) -> None:
+    saved = await stack.service.save(stack.principal, FACTS[4])
+    question = "Which UI framework renders the client side?"
+    assert await top(stack, question) == [saved.id]
+    assert len(stack.service.pending_vectors) == 1
+    await stack.service.purge(stack.principal, saved.id, "pasted by mistake")
+    assert len(stack.service.pending_vectors) == 0
+    assert await top(stack, question) == []
+
+
+async def test_a_backlog_of_pending_memories_is_embedded_once_a_few_per_search(
+    stack: Stack,
+) -> None:
+    """No worker (Temporal down, say): ten memories stay pending and searchable, and each
+    search embeds its query and at most PENDING_EMBED_PER_SEARCH of them."""
+    model = CountingEmbedder(stack.embedder)
+    service = MemoryService(settings=stack.settings, pool=stack.pool,
+                            temporal=stack.client, embedder=model)
+    ids = await save_all(stack, FACTS + [f"Team {n} reviews the on-call runbook monthly"
+                                         for n in range(5)])
+    embedded = []
+    for query, wanted in [("When do production deploys happen?", ids[1]),
+                          ("Which error means the ledger said no?", ids[3]),
+                          ("How are failed webhooks retried?", ids[2]),
+                          ("Which UI framework renders Svelte components?", ids[4])]:
+        hits = await service.search(stack.principal, query)
+        assert hits[0].id == wanted
+        embedded.append(len(model.texts))
+        model.texts.clear()
+    left, expected = len(ids), []
+    for _ in embedded:  # the query, and as many not embedded yet as a search may take
+        expected.append(1 + min(left, PENDING_EMBED_PER_SEARCH))
+        left -= min(left, PENDING_EMBED_PER_SEARCH)
+    assert embedded == expected and expected[-1] == 1

@@ -153,6 +153,11 @@ async def test_conflicting_statement_is_not_merged_by_local_policy(running: Stac
         ({"content": "x", "tags": [f"t{i}" for i in range(40)]}, "at most"),
         ({"content": "x", "project": "../../etc"}, "project"),
         ({"content": "<private>only a secret</private>"}, "empty"),
+        # Nothing a reader would see: zero-width space, non-joiner, joiner, word joiner, BOM.
+        ({"content": "\u200b\u200c\u200d\u2060\ufeff"}, "invisible characters"),
+        ({"content": "\ufeff"}, "content is empty"),
+        ({"content": " \u200b \u00a0\u3000\u2028\ufe0f\u180e "}, "content is empty"),
+        ({"content": "<private>a secret</private>\u200b\ufeff"}, "empty once private"),
     ],
 )
 async def test_invalid_save_is_a_clear_error_and_writes_nothing(
@@ -168,6 +173,7 @@ async def test_invalid_save_is_a_clear_error_and_writes_nothing(
     ("arguments", "message"),
     [
         ({"query": ""}, "empty"),
+        ({"query": "\u200b\ufeff"}, "query is empty"),
         ({"query": "q" * 2000}, "longer"),
         ({"query": "x", "limit": 0}, "limit"),
         ({"query": "x", "limit": 500}, "limit"),

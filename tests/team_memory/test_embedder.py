@@ -19,6 +19,7 @@ from team_memory_core.embedder import (
     Embedder,
     HttpEmbedder,
     LocalEmbedder,
+    SessionTuning,
     _bundled_model_dir,
     create_embedder,
 )
@@ -50,6 +51,21 @@ def test_local_model_gives_the_vectors_fastembed_gives(embedder: Embedder, tmp_p
              "Ünïcödé 日本語 and emoji 🚀"] * 15
     expected = np.vstack(list(reference.embed(texts, batch_size=64)))
     assert np.allclose(embedder.embed(texts), expected, atol=1e-6)
+
+
+def test_local_model_runs_on_the_callers_thread_without_spinning(embedder: Embedder,
+                                                                tmp_path: Path) -> None:
+    """onnxruntime's defaults (a pool of one thread per core, spin-waiting) cost a third more
+    CPU per text on a shared 2-core box; the product runs the model on one thread."""
+    assert isinstance(embedder, LocalEmbedder)
+    options = embedder._session.get_session_options()
+    assert options.intra_op_num_threads == 1
+    assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+    tuned = LocalEmbedder(tmp_path, "m", SessionTuning(intra_op_threads=2, spinning=True))
+    tuned_options = tuned._session.get_session_options()
+    assert tuned_options.intra_op_num_threads == 2
+    assert tuned_options.get_session_config_entry("session.intra_op.allow_spinning") == "1"
+
 
 class CountingEmbedder:
     """Wraps the real model and records the size of every call it receives."""

@@ -117,15 +117,36 @@ async def test_purge_erases_the_text_from_every_table_and_from_temporal(
 async def test_purge_of_a_pending_memory_stops_its_workflow(
     stack: Stack, admin_pool: asyncpg.Pool
 ) -> None:
-    """No worker: the workflow is still running when the purge deletes it."""
-    async with Client(stack.server) as client:
+    """The outbox relay started the workflow but no worker runs it: still running when the
+    purge deletes it."""
+    async with stack.relay(), Client(stack.server) as client:
         saved = await call(client, "save_memory", content=SECRET_TEXT)
         workflow_id = (await call(client, "memory_status", id=saved["id"]))["workflow_id"]
-        assert await workflow_exists(stack, workflow_id)
+        await stack.started(workflow_id)
         await call(client, "purge_memory", id=saved["id"], reason="pasted by mistake")
     with anyio.fail_after(60):
         while await workflow_exists(stack, workflow_id):
             await anyio.sleep(0.2)
+    assert await find_everywhere(admin_pool, MARKER) == []
+
+
+async def test_purge_before_the_relay_starts_the_workflow_leaves_nothing_to_start(
+    stack: Stack, admin_pool: asyncpg.Pool
+) -> None:
+    """Saved while no relay runs (Temporal down, say): the purge deletes the outbox row with
+    the text, and the relay, once running, starts no workflow for it."""
+    async with Client(stack.server) as client:
+        saved = await call(client, "save_memory", content=SECRET_TEXT)
+        workflow_id = (await call(client, "memory_status", id=saved["id"]))["workflow_id"]
+        await call(client, "purge_memory", id=saved["id"], reason="pasted by mistake")
+    later = await stack.service.save(stack.principal, "Saved after the purge, started as usual")
+    async with stack.relay():
+        await stack.started(later.workflow_id)
+    assert not await workflow_exists(stack, workflow_id)
+    async with admin_pool.acquire() as conn:
+        waiting = await conn.fetchval("SELECT count(*) FROM ingest_outbox WHERE memory_id = $1",
+                                      uuid.UUID(saved["id"]))
+    assert waiting == 0
     assert await find_everywhere(admin_pool, MARKER) == []
 
 

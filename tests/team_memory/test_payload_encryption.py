@@ -69,7 +69,7 @@ async def shown(stack: Stack, workflow_id: str) -> str:
 async def test_ingestion_history_and_memo_are_ciphertext(running: Stack) -> None:
     saved = await running.service.save(running.principal, TEXT, tags=[f"{MARKER}-tag"])
     assert await running.wait_status(saved.id) is MemoryStatus.ACTIVE
-    await running.client.get_workflow_handle(saved.workflow_id).result()
+    await (await running.started(saved.workflow_id)).result()
     history = await shown(running, saved.workflow_id)
     sealed(history, [MARKER])
     assert history.count("payloads") >= 2  # the input and the result, at least
@@ -276,7 +276,7 @@ async def test_schedules_written_before_encryption_are_resealed_at_worker_start(
 ) -> None:
     project = "nightly"
     saved = await running.service.save(running.principal, TEXT, project=project)
-    await running.client.get_workflow_handle(saved.workflow_id).result()  # creates the schedule
+    await (await running.started(saved.workflow_id)).result()  # creates the schedule
     sid = consolidation_schedule_id(running.principal.tenant_name, project)
     legacy = nightly_schedule(running.settings, running.principal.tenant_name, project)
     # As the previous version wrote it: the action's input unencrypted.

@@ -128,6 +128,8 @@ def test_up_save_restart_and_find_again(stack_dir: tuple[Path, Ports, Path]) -> 
     try:
         wait_ready(first, ports, log)
         assert_locked_down(data_dir, ports)
+        # The dev server's workflow-state cache is bounded (embedded.DEV_SERVER_CONFIG).
+        assert "history.hostLevelCacheMaxSize=512" in temporal_server(data_dir).cmdline()
         banner = log.read_text()
         key = (data_dir / "local-api-key").read_text().strip()
         assert f"http://127.0.0.1:{ports.mcp}/mcp" in banner

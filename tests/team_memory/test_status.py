@@ -57,6 +57,8 @@ def run_status(stack: Stack, **env: str) -> subprocess.CompletedProcess[str]:
 
 async def test_status_reports_components_backlog_failures_and_schedules(stack: Stack) -> None:
     saved = await stack.service.save(stack.principal, "Status shows what is stuck in ingestion")
+    # No relay yet: the save is acknowledged, its workflow waits in the outbox.
+    waiting = await asyncio.to_thread(run_status, stack)
     schedule_id = f"test-status-{uuid.uuid4().hex[:8]}"
     schedule = await stack.client.create_schedule(schedule_id, Schedule(
         action=ScheduleActionStartWorkflow("ConsolidateMemories", id=f"{schedule_id}-run",
@@ -66,8 +68,8 @@ async def test_status_reports_components_backlog_failures_and_schedules(stack: S
     try:
         async with Worker(stack.client, task_queue=stack.settings.task_queue,
                           workflows=[BrokenIngest],
-                          workflow_runner=UnsandboxedWorkflowRunner()):
-            handle = stack.client.get_workflow_handle(saved.workflow_id)
+                          workflow_runner=UnsandboxedWorkflowRunner()), stack.relay():
+            handle = await stack.started(saved.workflow_id)
             with pytest.raises(Exception, match="failed"):
                 await handle.result()
             await until_heartbeating(stack)
@@ -76,8 +78,10 @@ async def test_status_reports_components_backlog_failures_and_schedules(stack: S
                                           TEMPORAL_ADDRESS="127.0.0.1:9")
     finally:
         await schedule.delete()
+    assert "workflows to start   1 (the oldest saved " in waiting.stdout, waiting.stderr
     out = result.stdout
     assert result.returncode == 0, out + result.stderr
+    assert "workflows to start   0" in out
     assert "database     ok" in out
     assert "temporal     ok" in out
     assert "worker       ok: 1 worker(s) heartbeating" in out

@@ -70,8 +70,7 @@ async def test_one_save_is_one_trace_from_mcp_call_to_sql(
         root = tool_spans[0]
         names = await wait_for_spans(collector, root.trace_id, [
             "StartWorkflow:IngestMemory", "RunWorkflow:IngestMemory",
-            "RunActivity:embed_memory", "RunActivity:decide_memory",
-            "RunActivity:commit_memory", "embed ", "postgresql INSERT", "postgresql UPDATE",
+            "RunActivity:ingest_memory", "embed ", "postgresql INSERT", "postgresql UPDATE",
         ])
         spans = collector.trace(root.trace_id)
         services = {service for service, _ in spans}
@@ -80,7 +79,7 @@ async def test_one_save_is_one_trace_from_mcp_call_to_sql(
         start = next(s for _, s in spans if s.name == "StartWorkflow:IngestMemory")
         assert by_id[start.parent_span_id].name == "tools/call save_memory"
         embed = next(s for _, s in spans if s.name.startswith("embed ")
-                     and by_id[s.parent_span_id].name == "RunActivity:embed_memory")
+                     and by_id[s.parent_span_id].name == "RunActivity:ingest_memory")
         attributes = {a.key: a.value for a in embed.attributes}
         assert attributes["embedding.batch_size"].int_value == 1
         assert "MiniLM" in attributes["embedding.model"].string_value
@@ -94,6 +93,12 @@ async def test_one_save_is_one_trace_from_mcp_call_to_sql(
                                 content="Metrics go to the same OTLP collector as traces")
         assert await stack.wait_status(uuid.UUID(second["id"])) is MemoryStatus.ACTIVE
         assert fake.calls == 1
+        # The rules could not decide alone: the model's decision and the commit are steps of
+        # their own, in the same trace.
+        second_root = next(span for span in collector.spans_named("tools/call save_memory")
+                           if span.trace_id != root.trace_id)
+        await wait_for_spans(collector, second_root.trace_id, [
+            "RunActivity:ingest_memory", "RunActivity:decide_memory", "RunActivity:commit_memory"])
 
         deadline = asyncio.get_running_loop().time() + 20
         wanted_metrics = {"team_memory.saves", "team_memory.decisions",

@@ -194,7 +194,7 @@ async def test_budget_and_model_failures_fall_back_to_local(
 
 async def test_schedule_created_on_first_memory_and_triggered_by_the_cli(running: Stack) -> None:
     saved = await running.service.save(running.principal, "Schedules run consolidation nightly")
-    await running.client.get_workflow_handle(saved.workflow_id).result()  # commit, then schedule
+    await (await running.started(saved.workflow_id)).result()  # commit, then schedule
     tenant = running.principal.tenant_name
     sid = consolidation_schedule_id(tenant, "default")
     handle = running.client.get_schedule_handle(sid)

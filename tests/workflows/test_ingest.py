@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import asyncpg
 import pytest
 from google.protobuf import json_format
 from temporalio import activity
@@ -28,20 +29,20 @@ async def test_transient_activity_failure_is_retried_and_committed_once(stack: S
                             embedder=BatchingEmbedder(stack.embedder, window_ms=1, max_batch=8))
     attempts: list[int] = []
 
-    @activity.defn(name="embed_memory")
-    async def flaky_embed(item: IngestInput) -> None:
+    @activity.defn(name="ingest_memory")
+    async def flaky_ingest(item: IngestInput) -> IngestResult | None:
         attempts.append(activity.info().attempt)
         if activity.info().attempt < 3:
             raise ConnectionResetError("embedding backend went away")
-        await real.embed_memory(item)
+        return await real.ingest_memory(item)
 
     schedules = ConsolidationActivities(pool=stack.pool, embedder=real.embedder,
                                         settings=stack.settings, client=stack.client)
     worker = Worker(stack.client, task_queue=stack.settings.task_queue,
                     workflows=[IngestMemory],
-                    activities=[flaky_embed, real.decide_memory, real.commit_memory,
+                    activities=[flaky_ingest, real.decide_memory, real.commit_memory,
                                 schedules.ensure_project_schedule])
-    async with worker:
+    async with worker, stack.relay():
         saved = await stack.service.save(stack.principal, "Retries use jittered backoff")
         assert await stack.wait_status(saved.id) is MemoryStatus.ACTIVE
         handle = stack.client.get_workflow_handle(saved.workflow_id, result_type=IngestResult)
@@ -73,6 +74,25 @@ async def test_workflow_history_carries_no_embedding(running: Stack) -> None:
     memo = await described.memo()
     assert memo["preview"] == "Cache keys include the tenant id"
     assert memo["memory_id"] == str(saved.id)
+
+
+async def test_an_ingested_vector_stays_in_its_row(running: Stack,
+                                                  admin_pool: asyncpg.Pool) -> None:
+    """Each ingestion's dedupe scan reads the project's vectors: in the row, not in the TOAST
+    table, where reading them cost 4x the CPU (sql/012). The texts make rows of about 2.5 KB,
+    over PostgreSQL's default TOAST target."""
+    toast = await admin_pool.fetchval(
+        "SELECT reltoastrelid::regclass::text FROM pg_class WHERE oid = 'memories'::regclass")
+    chunks = f"SELECT count(*) FROM {toast}"
+    before = await admin_pool.fetchval(chunks)
+    saved = [await running.service.save(running.principal, f"Service {i} retries failed calls "
+                                        "with jittered exponential backoff, at most five "
+                                        "times, because the payment provider rate-limits "
+                                        "bursts and the on-call rota asked for it. " * 2)
+             for i in range(6)]
+    for memory in saved:
+        assert await running.wait_status(memory.id) is MemoryStatus.ACTIVE
+    assert await admin_pool.fetchval(chunks) == before
 
 
 async def test_redacted_secret_is_stored_redacted(running: Stack) -> None:

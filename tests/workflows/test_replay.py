@@ -31,6 +31,7 @@ from team_memory_core.contract import (
     INGEST_WORKFLOW,
     capture_workflow_id,
 )
+from team_memory_core.llm.client import Distiller
 from team_memory_core.models.consolidation import ConsolidateInput
 from team_memory_core.payload_codec import Envelope, decrypt, is_encrypted
 from team_memory_core.temporal import keyring_of
@@ -73,10 +74,16 @@ def test_every_workflow_type_has_recorded_histories() -> None:
 
 
 async def test_histories_of_runs_made_now_replay(stack: Stack, fake: FakeAnthropic,
-                                                 tmp_path: Path) -> None:
+                                                 distiller: Distiller, tmp_path: Path) -> None:
     async with stack.worker():
         first = await save(stack, "Releases are cut from main every Tuesday")
         await save(stack, "Releases are cut from main every Tuesday!")  # a local duplicate
+    # A neighbour and no identical text: the rules cannot decide alone, the model does.
+    fake.script(FakeAnthropic.tool_result({"reason": "A separate fact.", "action": "ADD"}))
+    async with stack.worker(distiller=distiller):
+        decided_by_model = await save(stack, "Release branches are cut from main on Tuesdays")
+    assert fake.calls == 1
+    async with stack.worker():
         consolidation = f"consolidate/{stack.principal.tenant_name}/default/replay-{uuid4()}"
         await stack.client.execute_workflow(
             Consolidate.run, ConsolidateInput(tenant=stack.principal.tenant_name,
@@ -85,9 +92,11 @@ async def test_histories_of_runs_made_now_replay(stack: Stack, fake: FakeAnthrop
     async with serving(stack, fake, tmp_path) as cap:
         session_id, _ = await cap.replay_recorded_session()  # it ends with SessionEnd
     ingestion = (await stack.service.status(stack.principal, first)).workflow_id
-    assert ingestion is not None
+    model_ingestion = (await stack.service.status(stack.principal, decided_by_model)).workflow_id
+    assert ingestion is not None and model_ingestion is not None
     runs = {
         "ingest": ingestion,
+        "ingest-model-decides": model_ingestion,
         "consolidate": consolidation,
         "capture": capture_workflow_id(stack.principal.tenant_name, stack.principal.key_id,
                                        session_id),
