@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import json
 import re
 import shutil
@@ -404,6 +405,50 @@ def test_captured_tool_use_reaches_the_next_session(stack: BenchStack, setup: Se
     assert observed in session_context(session, conversation)
     (search,) = conversation.outcomes
     assert observed in search.text, search.text
+
+
+# --- freshness: a memory that cites a file learns when it changes (docs/freshness.md) -----------
+
+
+def memory_api(stack: BenchStack, key: str, memory_id: str) -> dict[str, Any]:
+    response = httpx.get(f"http://127.0.0.1:{stack.mcp_port}/api/memories/{memory_id}",
+                         headers={"Authorization": f"Bearer {key}"}, timeout=30)
+    response.raise_for_status()
+    memory: dict[str, Any] = response.json()["memory"]
+    return memory
+
+
+def test_a_memory_citing_a_file_is_labelled_once_the_file_changes(
+        setup: Setup, stack: BenchStack) -> None:
+    word = tag()
+    path = f"billing_{word}.py"
+    source = setup.repo_a / path
+    original = f"def to_cents(amount):\n    return round(amount * 100)  # {word}\n"
+    rule = f"Rule {word}: {path} converts amounts to integer cents with to_cents."
+    source.write_text(original)
+    run(setup, setup.repo_a, [
+        ToolCall(SAVE, {"content": rule, "category": "business_rule", "files": [path]}),
+    ], "Remember how amounts are converted.")
+    [hit] = wait_for(stack, setup.api_key, rule, PAYMENTS)[PAYMENTS]
+    anchored = memory_api(stack, setup.api_key, hit["id"])
+    blob = hashlib.sha1(b"blob %d\0" % len(original.encode()) + original.encode()).hexdigest()
+    assert [(a["path"], a["blob"], a["freshness"]) for a in anchored["anchors"]] == \
+        [(path, blob, "fresh")], anchored  # the save_memory hook reported its baseline
+    assert word not in json.dumps(anchored["anchors"]).replace(path, "")  # never the content
+
+    run(setup, setup.repo_a, [
+        ToolCall("Read", {"file_path": str(source)}),
+        ToolCall("Edit", {"file_path": str(source), "old_string": "round(amount * 100)",
+                          "new_string": "Money(amount).cents"}),
+    ], "Use Money for the conversion.")
+    assert memory_api(stack, setup.api_key, hit["id"])["freshness"] == "changed"
+
+    session, conversation = run(setup, setup.repo_a, [
+        ToolCall(SEARCH, {"query": f"How does {path} convert amounts?"})], "Amounts?")
+    assert f"files changed since saved: {path}] {rule}" in session_context(session,
+                                                                             conversation)
+    (search,) = conversation.outcomes
+    assert '"freshness":"changed"' in search.text.replace(" ", ""), search.text
 
 
 # --- the server down: the session completes, the spool is replayed -------------------------------
