@@ -25,6 +25,9 @@ _COLUMNS = ["id", "tenant_id", "project", "content", "category", "importance", "
             "content_hash", "embedding", "status", "occurred_at", "source"]
 _CATEGORIES = ["architecture", "preference", "bugfix", "business_rule", "general"]
 _OFFSET = 10_000_000  # bulk rows never collide with the memories the other phases save
+# Rows per COPY: each must end within the pool's command timeout (30 s). 5,000 rows into a
+# 100k-memory table took 7-10 s on a quiet 2-core box and over 30 s on a busy one.
+_COPY_ROWS = 1000
 
 
 class BulkLoader:
@@ -84,7 +87,7 @@ class BulkLoader:
                 text, _CATEGORIES[i % 5], 1 + i % 5, [f"t{i % 50}"], digest,
                 self._vector(i, rng), "active", now - timedelta(minutes=i), "bench",
             ))
-            if len(batch) == 5000:
+            if len(batch) == _COPY_ROWS:
                 await self._flush(conn, batch)
         await self._flush(conn, batch)
 
