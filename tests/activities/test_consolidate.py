@@ -26,10 +26,11 @@ async def test_concurrent_reviews_of_one_cluster_apply_one_plan(
 ) -> None:
     async with stack.worker(distiller=distiller):
         kept = await stack.service.save(stack.principal, "The public API answers in JSON only")
+        assert await stack.wait_status(kept.id) is MemoryStatus.ACTIVE  # the live neighbour
         fake.script(FakeAnthropic.text("I cannot decide."))  # kept, flagged for the review
         flagged = await stack.service.save(stack.principal, "Our public API answers only JSON")
-        for saved in (kept, flagged):
-            assert await stack.wait_status(saved.id) is MemoryStatus.ACTIVE
+        assert await stack.wait_status(flagged.id) is MemoryStatus.ACTIVE
+    assert fake.calls == 1, "the second memory was not flagged: nothing to review"
     # Two answers that disagree; each run gets one, in whichever order they ask.
     fake.script(
         FakeAnthropic.held(FakeAnthropic.tool_result({"actions": []})),
