@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import shutil
 import tempfile
 import time
 import uuid
@@ -94,6 +95,7 @@ async def run(args: argparse.Namespace) -> None:
             await admin.close()
     finally:
         postgres.stop()
+        shutil.rmtree(root, ignore_errors=True)
 
 
 async def measure(args: argparse.Namespace, settings: Settings, pool: asyncpg.Pool,
