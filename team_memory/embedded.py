@@ -166,11 +166,12 @@ def wait_for_port(port: int, timeout: float, process: subprocess.Popen[bytes] | 
 
 def start_temporal(
     *, db_file: Path | None, port: int, ui_port: int | None, namespace: str = "default",
-    log_file: IO[bytes] | None = None, ui_codec_endpoint: str | None = None,
+    log_file: IO[bytes] | None = None, ui_codec_endpoint: str | None = None, nice: int = 0,
 ) -> subprocess.Popen[bytes]:
     """The Temporal dev server, persisting to ``db_file`` (None: in memory), every port on
     127.0.0.1 and every file it creates readable by this user only. ``ui_codec_endpoint``:
-    where its Web UI decodes payloads (the MCP server's /codec)."""
+    where its Web UI decodes payloads (the MCP server's /codec). ``nice``: its niceness, set
+    before it starts (Linux schedules threads, and Go starts its threads at once)."""
     for needed in (port, ui_port):
         if needed is not None and not port_is_free(needed):
             raise StackError(f"port {needed} is in use: choose another with --temporal-port/"
@@ -187,6 +188,8 @@ def start_temporal(
         command += ["--search-attribute", f"{name}={kind}"]
     for key, value in DEV_SERVER_CONFIG.items():
         command += ["--dynamic-config-value", f"{key}={value}"]
+    if nice:
+        command = ["nice", "-n", str(nice), *command]
     process = subprocess.Popen(command, stdout=log_file or subprocess.DEVNULL,
                                stderr=subprocess.STDOUT, start_new_session=True, umask=0o077)
     try:

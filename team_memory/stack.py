@@ -91,7 +91,7 @@ def _temporal(settings: Settings, cleanup: ExitStack, children: list[Child]) -> 
         return embedded.start_temporal(
             db_file=settings.data_dir / "temporal.db", port=settings.temporal_port,
             ui_port=settings.temporal_ui_port, namespace=settings.temporal_namespace,
-            log_file=log, ui_codec_endpoint=settings.codec_url,
+            log_file=log, ui_codec_endpoint=settings.codec_url, nice=settings.background_nice,
         )
 
     children.append(Child("the Temporal server", start, start()))

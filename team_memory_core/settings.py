@@ -127,6 +127,14 @@ class Settings(BaseSettings):
         "embed calls into one model call.",
     )
     embed_batch_max: int = Field(default=64, ge=1, description="Largest embedding batch.")
+    background_nice: int = Field(
+        default=10,
+        ge=0,
+        le=19,
+        description="Scheduling niceness of the ingestion side (the worker and the embedded "
+        "Temporal server): on a machine they share with the MCP server, saves and searches "
+        "get the CPU first while ingestion runs behind. 0 keeps the normal priority.",
+    )
 
     # --- dedupe and LLM ----------------------------------------------------------------
     anthropic_api_key: SecretStr | None = Field(

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -47,11 +50,26 @@ def migrate(data_dir: DataDir = None) -> None:
 def worker(data_dir: DataDir = None) -> None:
     """Run a Temporal worker (ingestion and consolidation) against the configured services."""
     settings = load_settings(data_dir)
+    _run_behind(settings.background_nice)
     configure_telemetry("worker")
     from workflows.worker import run_worker
 
     on_database(settings, lambda database: run_worker(
         settings.model_copy(update={"database_url": database.app_url})))
+
+
+def _run_behind(niceness: int) -> None:
+    """Lower this process's priority by ``niceness``. Linux schedules threads, each created
+    with its creator's niceness: threads started at import (numpy's BLAS pool, onnxruntime's)
+    are lowered one by one, and every thread started later inherits the lower priority."""
+    tasks = Path("/proc/self/task")
+    if not tasks.is_dir():
+        os.nice(niceness)
+        return
+    target = min(os.getpriority(os.PRIO_PROCESS, 0) + niceness, 19)
+    for task in tasks.iterdir():
+        with contextlib.suppress(ProcessLookupError):  # a thread that has just ended
+            os.setpriority(os.PRIO_PROCESS, int(task.name), target)
 
 
 @app.command()

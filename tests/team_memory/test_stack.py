@@ -93,6 +93,23 @@ def temporal_server(data_dir: Path) -> psutil.Process:
     raise AssertionError("no Temporal dev server runs on this data dir")
 
 
+def thread_nices(process: psutil.Process) -> set[int]:
+    """The niceness of each of its threads (Linux schedules threads, not processes)."""
+    return {psutil.Process(thread.id).nice() for thread in process.threads()}
+
+
+def assert_ingestion_runs_behind(up: subprocess.Popen[bytes], data_dir: Path) -> None:
+    """The worker and the Temporal server at the default background niceness, every thread;
+    the MCP server at the normal priority, so saves and searches get the CPU first."""
+    children = {("worker" if "worker" in child.cmdline() else "serve"): child
+                for child in psutil.Process(up.pid).children()
+                if {"worker", "serve"} & set(child.cmdline())}
+    ours = os.getpriority(os.PRIO_PROCESS, 0)
+    assert thread_nices(children["worker"]) == {min(ours + 10, 19)}
+    assert thread_nices(temporal_server(data_dir)) == {min(ours + 10, 19)}
+    assert thread_nices(children["serve"]) == {ours}
+
+
 def private(path: Path) -> bool:
     """Nothing for the group or others."""
     return path.stat().st_mode & 0o077 == 0
@@ -128,6 +145,7 @@ def test_up_save_restart_and_find_again(stack_dir: tuple[Path, Ports, Path]) -> 
     try:
         wait_ready(first, ports, log)
         assert_locked_down(data_dir, ports)
+        assert_ingestion_runs_behind(first, data_dir)
         # The dev server's workflow-state cache is bounded (embedded.DEV_SERVER_CONFIG).
         assert "history.hostLevelCacheMaxSize=512" in temporal_server(data_dir).cmdline()
         banner = log.read_text()
