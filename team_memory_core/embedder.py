@@ -23,6 +23,7 @@ from team_memory_core.settings import Settings
 
 if TYPE_CHECKING:
     import onnxruntime
+    from tokenizers import Encoding
 
 _TOKENIZER_FILES = (
     "tokenizer.json",
@@ -103,6 +104,7 @@ class LocalEmbedder:
 
     dim = 384
     _BATCH = 64
+    _BATCH_TOKENS = 8192  # 16 texts of 512 tokens, 256 of 32
 
     def __init__(self, cache_dir: Path, model_name: str,
                  tuning: SessionTuning = SessionTuning()) -> None:
@@ -114,26 +116,32 @@ class LocalEmbedder:
         config = json.loads((model_dir / "tokenizer_config.json").read_text())
         self._tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
         # As fastembed sets it up: truncate at the model's limit (512 tokens, not the 128 the
-        # tokenizer file says), pad each batch to its longest text.
+        # tokenizer file says); each model call pads to its longest text (embed).
         self._tokenizer.enable_truncation(max_length=config["model_max_length"])
-        self._tokenizer.enable_padding(pad_id=self._tokenizer.token_to_id(config["pad_token"]),
-                                       pad_token=config["pad_token"])
+        self._tokenizer.no_padding()  # the file's own setting pads every text to 128
+        self._pad_id = self._tokenizer.token_to_id(config["pad_token"])
         self._session = onnxruntime.InferenceSession(
             str(model_dir / "model.onnx"), _session_options(tuning),
             providers=["CPUExecutionProvider"])
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
-        if not texts:
-            return np.zeros((0, self.dim), np.float32)
-        items = list(texts)
-        batches = [self._mean_pooled(items[start:start + self._BATCH])
-                   for start in range(0, len(items), self._BATCH)]
-        return _normalize(np.vstack(batches))
+        """Texts of similar length are run together: padding costs arithmetic, and
+        onnxruntime keeps the memory of its largest call for the life of the process
+        (attention is rows x heads x length², so a call is bounded in rows x length)."""
+        encodings = self._tokenizer.encode_batch(list(texts))
+        pooled = np.zeros((len(encodings), self.dim), np.float64)
+        for rows in _length_batches([len(encoding.ids) for encoding in encodings],
+                                    self._BATCH, self._BATCH_TOKENS):
+            pooled[rows] = self._mean_pooled([encodings[row] for row in rows])
+        return _normalize(pooled)
 
-    def _mean_pooled(self, texts: list[str]) -> np.ndarray:
-        encodings = self._tokenizer.encode_batch(texts)
-        ids = np.array([encoding.ids for encoding in encodings], dtype=np.int64)
-        mask = np.array([encoding.attention_mask for encoding in encodings], dtype=np.int64)
+    def _mean_pooled(self, encodings: list[Encoding]) -> np.ndarray:
+        width = max(len(encoding.ids) for encoding in encodings)
+        ids = np.full((len(encodings), width), self._pad_id, dtype=np.int64)
+        mask = np.zeros((len(encodings), width), dtype=np.int64)
+        for row, encoding in enumerate(encodings):
+            ids[row, :len(encoding.ids)] = encoding.ids
+            mask[row, :len(encoding.ids)] = 1
         hidden = self._session.run(None, {
             "input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)})[0]
         # The mean over real tokens only (padding masked out), summed in float64 like fastembed.
@@ -141,6 +149,22 @@ class LocalEmbedder:
                         dtype=np.float64)
         pooled: np.ndarray = summed / np.maximum(mask.sum(axis=1, keepdims=True), 1e-9)
         return pooled
+
+
+def _length_batches(lengths: Sequence[int], max_rows: int, max_tokens: int) -> list[list[int]]:
+    """Indices of ``lengths`` grouped shortest first, each group at most ``max_rows`` rows
+    and, padded to its longest, at most ``max_tokens`` tokens (or one row, whatever long)."""
+    batches: list[list[int]] = []
+    current: list[int] = []
+    for index in sorted(range(len(lengths)), key=lengths.__getitem__):
+        rows = len(current) + 1
+        if current and (rows > max_rows or rows * lengths[index] > max_tokens):
+            batches.append(current)
+            current = []
+        current.append(index)
+    if current:
+        batches.append(current)
+    return batches
 
 
 def _session_options(tuning: SessionTuning) -> onnxruntime.SessionOptions:

@@ -21,6 +21,7 @@ from team_memory_core.embedder import (
     LocalEmbedder,
     SessionTuning,
     _bundled_model_dir,
+    _length_batches,
     create_embedder,
 )
 from team_memory_core.settings import Settings
@@ -47,10 +48,27 @@ def test_local_model_gives_the_vectors_fastembed_gives(embedder: Embedder, tmp_p
     reference = TextEmbedding(model_name="sentence-transformers/all-MiniLM-L6-v2",
                               specific_model_path=str(_bundled_model_dir(tmp_path)),
                               cache_dir=str(tmp_path))
+    # Two batches of 8, each padded to the long text's 512 tokens. (Fifteen long texts in one
+    # batch of 64 grew onnxruntime's arena in this process by 5 GB for the rest of the suite.)
     texts = ["short", "We use UUID v7 for primary keys", "token " * 700, "",
-             "Ünïcödé 日本語 and emoji 🚀"] * 15
-    expected = np.vstack(list(reference.embed(texts, batch_size=64)))
+             "Ünïcödé 日本語 and emoji 🚀"] * 3
+    expected = np.vstack(list(reference.embed(texts, batch_size=8)))
     assert np.allclose(embedder.embed(texts), expected, atol=1e-6)
+
+
+def test_texts_of_similar_length_run_together_in_bounded_calls() -> None:
+    # Shortest first; a 500-token text would pad three short ones to 4 x 500 > 1,000 tokens.
+    assert _length_batches([5, 500, 7, 6], max_rows=64, max_tokens=1000) == [[0, 3, 2], [1]]
+    assert _length_batches([1] * 5, max_rows=2, max_tokens=100) == [[0, 1], [2, 3], [4]]
+    assert _length_batches([900], max_rows=64, max_tokens=100) == [[0]]
+    assert _length_batches([], max_rows=64, max_tokens=100) == []
+
+
+def test_a_mixed_batch_gives_each_text_its_own_vector(embedder: Embedder) -> None:
+    texts = ["token " * 600, "short", "We use UUID v7 for primary keys", "token " * 30]
+    together = embedder.embed(texts)
+    alone = np.vstack([embedder.embed([text]) for text in texts])
+    assert np.allclose(together, alone, atol=1e-5)
 
 
 def test_local_model_runs_on_the_callers_thread_without_spinning(embedder: Embedder,
