@@ -18,6 +18,7 @@ from temporalio.exceptions import ApplicationError
 
 from team_memory_core.active_model import ActiveModel
 from team_memory_core.contract import (
+    ABANDON_REEMBED_ACTIVITY,
     BEGIN_REEMBED_ACTIVITY,
     FINISH_REEMBED_ACTIVITY,
     RECLAIM_PAGE_ACTIVITY,
@@ -149,6 +150,13 @@ class ReembedActivities:
     async def finish_reembed(self) -> None:
         async with self.pool.acquire() as conn, conn.transaction():
             await embeddings.finish(conn)
+
+    @activity.defn(name=ABANDON_REEMBED_ACTIVITY)
+    async def abandon_reembed(self, generation: int) -> None:
+        """A run cancelled before its switch: the new column, index and trigger go (nothing
+        if it had switched: the new model stays)."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            await embeddings.abandon(conn, generation)
 
 
 @contextlib.asynccontextmanager

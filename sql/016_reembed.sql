@@ -71,6 +71,21 @@ CREATE FUNCTION reembed_tenants() RETURNS SETOF uuid
     LANGUAGE sql STABLE SECURITY DEFINER SET search_path = public
     AS $$ SELECT id FROM tenants ORDER BY id $$;
 
+-- Give up a re-embed before its switch: the new column, its index and trigger go.
+CREATE FUNCTION reembed_abandon(p_generation integer) RETURNS void
+    LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = public
+    AS $$
+    BEGIN
+        IF NOT EXISTS (SELECT 1 FROM embedding_models
+                       WHERE generation = p_generation AND state = 'building') THEN
+            RETURN;
+        END IF;
+        DROP TRIGGER IF EXISTS memories_next_vector_stale ON memories;
+        ALTER TABLE memories DROP COLUMN IF EXISTS embedding_next;
+        UPDATE embedding_models SET state = 'abandoned' WHERE generation = p_generation;
+    END
+    $$;
+
 -- Start building generation p_generation's column and index (idempotent for the same
 -- workflow). The index is built while the column is empty (instant); each page's writes then
 -- insert into it, so no long build ever holds a lock that blocks saves.
@@ -84,19 +99,20 @@ CREATE FUNCTION reembed_begin(p_provider text, p_name text, p_dim integer, p_wor
     BEGIN
         SELECT * INTO found FROM embedding_models WHERE state = 'building';
         IF found.generation IS NOT NULL THEN
-            IF found.workflow_id = p_workflow_id AND found.provider = p_provider
-               AND found.name = p_name AND found.dim = p_dim THEN
-                RETURN found.generation;
+            IF found.workflow_id IS DISTINCT FROM p_workflow_id THEN
+                RAISE EXCEPTION 'a re-embed to %/% is running (workflow %)',
+                    found.provider, found.name, found.workflow_id
+                    USING ERRCODE = 'object_in_use';
             END IF;
-            RAISE EXCEPTION 'a re-embed to %/% is running (workflow %)',
-                found.provider, found.name, found.workflow_id
-                USING ERRCODE = 'object_in_use';
+            IF found.provider = p_provider AND found.name = p_name AND found.dim = p_dim THEN
+                RETURN found.generation;  -- this run again (a retried step), or a new run
+                                          -- of the same re-embed: it goes on from there
+            END IF;
+            -- A run of this workflow id left it (one run of an id is running at a time).
+            PERFORM reembed_abandon(found.generation);
         END IF;
-        IF EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = 'memories'::regclass
-                   AND attname = 'embedding_retired' AND NOT attisdropped) THEN
-            RAISE EXCEPTION 'the previous re-embed has not finished reclaiming its space'
-                USING ERRCODE = 'object_in_use';
-        END IF;
+        -- Old vectors a cancelled re-embed left behind after its switch: dead, dropped.
+        ALTER TABLE memories DROP COLUMN IF EXISTS embedding_retired;
         IF EXISTS (SELECT 1 FROM embedding_models WHERE state = 'active' AND provider = p_provider
                    AND name = p_name AND dim = p_dim) THEN
             RAISE EXCEPTION 'the database already uses %/% (% dimensions)', p_provider, p_name,
@@ -182,21 +198,6 @@ CREATE FUNCTION reembed_finish() RETURNS void
     AS $$
     BEGIN
         ALTER TABLE memories DROP COLUMN IF EXISTS embedding_retired;
-    END
-    $$;
-
--- Give up a re-embed before its switch: the new column, its index and trigger go.
-CREATE FUNCTION reembed_abandon(p_generation integer) RETURNS void
-    LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = public
-    AS $$
-    BEGIN
-        IF NOT EXISTS (SELECT 1 FROM embedding_models
-                       WHERE generation = p_generation AND state = 'building') THEN
-            RETURN;
-        END IF;
-        DROP TRIGGER IF EXISTS memories_next_vector_stale ON memories;
-        ALTER TABLE memories DROP COLUMN IF EXISTS embedding_next;
-        UPDATE embedding_models SET state = 'abandoned' WHERE generation = p_generation;
     END
     $$;
 

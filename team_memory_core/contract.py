@@ -47,6 +47,7 @@ REEMBED_PAGE_ACTIVITY = "reembed_page"
 SWITCH_EMBEDDING_ACTIVITY = "switch_embedding_model"
 RECLAIM_PAGE_ACTIVITY = "reclaim_retired_vectors"
 FINISH_REEMBED_ACTIVITY = "finish_reembed"
+ABANDON_REEMBED_ACTIVITY = "abandon_reembed"
 
 
 class Policy(StrEnum):

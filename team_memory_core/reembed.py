@@ -10,12 +10,16 @@ from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.service import RPCError, RPCStatusCode
 
 from team_memory_core.contract import (
-    REEMBED_PROGRESS_QUERY,
     REEMBED_WORKFLOW,
     reembed_workflow_id,
 )
 from team_memory_core.embedder import EmbeddingModel
-from team_memory_core.models.reembed import ModelSpec, ReembedInput, ReembedProgress
+from team_memory_core.models.reembed import (
+    MEMO_PROGRESS,
+    ModelSpec,
+    ReembedInput,
+    ReembedProgress,
+)
 from team_memory_core.settings import Settings
 
 
@@ -37,11 +41,12 @@ async def start_reembed(client: Client, settings: Settings, model: EmbeddingMode
 class ReembedStatus:
     running: bool
     status: str  # Temporal's: RUNNING, COMPLETED, FAILED...
-    progress: ReembedProgress | None  # None: failed or ended before reporting
+    progress: ReembedProgress | None  # None: not reported yet
 
 
 async def reembed_status(client: Client, settings: Settings) -> ReembedStatus | None:
-    """The latest re-embed run: its Temporal status and its progress (None: never run)."""
+    """The latest re-embed run: its Temporal status and its progress, from its memo (which
+    needs no worker, as a query would). None: never run."""
     handle = client.get_workflow_handle(reembed_workflow_id(settings.task_queue),
                                         result_type=ReembedProgress)
     try:
@@ -51,11 +56,7 @@ async def reembed_status(client: Client, settings: Settings) -> ReembedStatus | 
             return None
         raise
     running = described.status == WorkflowExecutionStatus.RUNNING
-    status = described.status.name if described.status else "UNKNOWN"
-    if running:
-        progress = await handle.query(REEMBED_PROGRESS_QUERY, result_type=ReembedProgress)
-    elif described.status == WorkflowExecutionStatus.COMPLETED:
-        progress = await handle.result()
-    else:
-        progress = None
-    return ReembedStatus(running=running, status=status, progress=progress)
+    progress = await described.memo_value(MEMO_PROGRESS, None, type_hint=ReembedProgress)
+    return ReembedStatus(running=running,
+                         status=described.status.name if described.status else "UNKNOWN",
+                         progress=progress)

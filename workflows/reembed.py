@@ -15,6 +15,7 @@ answers where it stands; the memo shows the same in the Temporal UI's list.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import TypeVar
@@ -25,6 +26,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.reembed import ReembedActivities
     from team_memory_core.contract import REEMBED_PROGRESS_QUERY, REEMBED_WORKFLOW
     from team_memory_core.models.reembed import (
+        MEMO_PROGRESS,
         BeginRequest,
         PageRequest,
         PassRequest,
@@ -49,6 +51,7 @@ class ReembedMemories:
     def __init__(self, job: ReembedInput) -> None:
         self._progress = ReembedProgress.of(
             job, job.state or ReembedState(generation=0, phase=Phase.STARTING))
+        self._state: ReembedState | None = job.state
 
     @workflow.query(name=REEMBED_PROGRESS_QUERY)
     def progress(self) -> ReembedProgress:
@@ -56,26 +59,41 @@ class ReembedMemories:
 
     @workflow.run
     async def run(self, job: ReembedInput) -> ReembedProgress:
-        state = job.state or await self._begin(job)
-        self._show(job, state)
-        for _ in range(STEPS_PER_RUN):
-            if state.phase is Phase.DONE:
-                return ReembedProgress.of(job, state)
-            state = await self._step(job, state)
+        try:
+            state = job.state or await self._begin(job)
             self._show(job, state)
-            if workflow.info().is_continue_as_new_suggested():
-                break
+            for _ in range(STEPS_PER_RUN):
+                if state.phase is Phase.DONE:
+                    return ReembedProgress.of(job, state)
+                state = await self._step(job, state)
+                self._show(job, state)
+                if workflow.info().is_continue_as_new_suggested():
+                    break
+        except asyncio.CancelledError:
+            await self._abandon()
+            raise
         if state.phase is Phase.DONE:
             return ReembedProgress.of(job, state)
         workflow.continue_as_new(job.model_copy(update={"state": state}))
 
+    async def _abandon(self) -> None:
+        """Cancelled (`team-memory reembed cancel`): before the switch, the new column goes
+        and search never noticed; after it, the new model stays (the old vectors' column is
+        dropped by the next re-embed)."""
+        if self._state is not None and self._state.phase in (Phase.EMBEDDING,
+                                                              Phase.SWITCHING):
+            await _call(ReembedActivities.abandon_reembed, self._state.generation)
+
     def _show(self, job: ReembedInput, state: ReembedState) -> None:
+        """The progress, for the query and in the memo (the Temporal UI shows it; `reembed
+        status` reads it, with or without a worker running)."""
+        self._state = state
         progress = ReembedProgress.of(job, state)
         if progress != self._progress:
-            workflow.upsert_memo({"phase": state.phase.value,
-                                  "progress": f"{state.embedded}/{state.total}",
-                                  "model": f"{job.model.provider}:{job.model.name}"
-                                           f" ({job.model.dim})"})
+            workflow.upsert_memo({
+                "phase": state.phase.value, "progress": f"{state.embedded}/{state.total}",
+                "model": f"{job.model.provider}:{job.model.name} ({job.model.dim})",
+                MEMO_PROGRESS: progress.model_dump(mode="json")})
         self._progress = progress
 
     async def _begin(self, job: ReembedInput) -> ReembedState:

@@ -68,7 +68,7 @@ def build_worker(
             capture.distill_session_events,
             reembed.begin_reembed, reembed.start_reembed_pass, reembed.reembed_page,
             reembed.switch_embedding_model, reembed.reclaim_retired_vectors,
-            reembed.finish_reembed,
+            reembed.finish_reembed, reembed.abandon_reembed,
         ],
         # The workflows are short deterministic code calling activities; re-importing them in
         # the sandbox for every run cost about a third of the throughput (platform notes).

@@ -4,6 +4,7 @@ ReembedMemories workflow; docs/retrieval.md, "Changing the embedding model")."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from typing import TYPE_CHECKING, Annotated, cast, get_args
 
 import typer
@@ -29,7 +30,8 @@ if TYPE_CHECKING:
 
 app = typer.Typer(name="reembed", invoke_without_command=True, no_args_is_help=False,
                   help="Re-embed every memory with another model, then switch (one "
-                       "transaction); `reembed status` shows where it stands.")
+                       "transaction); `reembed status` shows where it stands, `reembed "
+                       "cancel` stops it.")
 
 POLL_S = 0.5
 
@@ -150,6 +152,34 @@ def status_() -> None:
                  f"{r.state}" + (f", switched {r.switched_at:%Y-%m-%d %H:%M:%S%z}"
                                  if r.switched_at else "") for r in records]
         return "\n".join([_summary(status), *lines])
+
+    typer.echo(on_database(settings, run))
+    exit_after_temporal_client()
+
+
+@app.command("cancel")
+def cancel() -> None:
+    """Cancel the running re-embed: before its switch the new column is dropped and nothing
+    changed for search; after it, the new model stays."""
+    settings = load_settings()
+
+    async def run(database: Database) -> str:
+        from temporalio.client import WorkflowFailureError
+
+        from team_memory_core.contract import reembed_workflow_id
+        from team_memory_core.reembed import reembed_status
+        from team_memory_core.temporal import connect
+
+        async with small_pool(database.app_url) as pool:
+            client = await connect(settings, pool)
+            status = await reembed_status(client, settings)
+            if status is None or not status.running:
+                return "no re-embed is running"
+            handle = client.get_workflow_handle(reembed_workflow_id(settings.task_queue))
+            await handle.cancel()
+            with contextlib.suppress(WorkflowFailureError):  # cancelled, as asked
+                await handle.result()
+            return _summary(await reembed_status(client, settings))
 
     typer.echo(on_database(settings, run))
     exit_after_temporal_client()

@@ -66,8 +66,12 @@ class ReembedInput(BaseModel):
     state: ReembedState | None = None
 
 
+# The memo key holding the whole ReembedProgress.
+MEMO_PROGRESS = "reembed"
+
+
 class ReembedProgress(BaseModel):
-    """What the progress query answers."""
+    """What the progress query answers and the memo shows."""
 
     model: ModelSpec
     generation: int

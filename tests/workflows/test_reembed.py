@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 import anyio
 import numpy as np
 import pytest
-from temporalio.client import WorkflowHandle
+from temporalio.client import WorkflowFailureError, WorkflowHandle
 from temporalio.worker import Replayer, UnsandboxedWorkflowRunner
 
 from mcp_server.memories import MemoryService
@@ -181,6 +181,8 @@ async def test_a_worker_restarted_mid_run_goes_on_from_its_last_page(
     async with reembedding(db, embedder, page_size=10) as handle:
         async with running_worker(db.client, db.settings, db.pool, embedder, None):
             before = await progress_at_least(db, pages=4)
+        # The worker is gone mid-run (its page in flight finished first): status still shows
+        # where the run stands (from the memo), and a new worker takes it from there.
         stopped = await current_progress(db)
         assert stopped.phase is Phase.EMBEDDING and 0 < stopped.embedded < 150
         async with running_worker(db.client, db.settings, db.pool, embedder, None):
@@ -241,3 +243,24 @@ async def first_pass_cursors(handle: WorkflowHandle[object, ReembedProgress]) ->
             request = json.loads(scheduled.input.payloads[0].data)
             cursors.append(request["cursor"])
     return cursors
+
+
+async def test_a_cancelled_reembed_leaves_the_old_model_in_place(
+        database: OwnDatabase, embedder: Embedder) -> None:
+    db = database
+    principal = await db.tenant()
+    texts = await db.seed(principal, embedder, 0, 60)
+    async with running_worker(db.client, db.settings, db.pool, embedder, None), \
+            reembedding(db, embedder, page_size=5) as handle:
+        await progress_at_least(db, pages=2)
+        await handle.cancel()
+        with anyio.fail_after(60), pytest.raises(WorkflowFailureError):
+            await handle.result()
+    assert await db.embedding_column() == ["embedding vector(384)"]
+    async with db.pool.acquire() as conn:
+        records = await embeddings.model_records(conn)
+    assert [(r.generation, r.dim, r.state) for r in records] == [
+        (0, 384, "active"), (1, 128, "abandoned")]
+    stored = await db.vectors()
+    assert all(vector is not None and vector.shape == (384,) for _, vector in stored.values())
+    assert {memory_id for memory_id in stored} == set(texts)
