@@ -15,12 +15,12 @@ answers where it stands; the memo shows the same in the Temporal UI's list.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import TypeVar
 
 from temporalio import workflow
+from temporalio.exceptions import is_cancelled_exception
 
 with workflow.unsafe.imports_passed_through():
     from activities.reembed import ReembedActivities
@@ -69,8 +69,10 @@ class ReembedMemories:
                 self._show(job, state)
                 if workflow.info().is_continue_as_new_suggested():
                     break
-        except asyncio.CancelledError:
-            await self._abandon()
+        except BaseException as error:
+            # Cancelled: at an activity, it arrives as the activity's cancellation.
+            if is_cancelled_exception(error):
+                await self._abandon()
             raise
         if state.phase is Phase.DONE:
             return ReembedProgress.of(job, state)

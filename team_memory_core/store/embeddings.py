@@ -171,7 +171,7 @@ async def retired_page(conn: asyncpg.Connection, after: UUID | None, limit: int)
             UPDATE memories m SET embedding_retired = NULL FROM page WHERE m.id = page.id
             RETURNING m.id
         )
-        SELECT max(id) FROM cleared
+        SELECT id FROM cleared ORDER BY id DESC LIMIT 1
         """,
         after, limit,
     )

@@ -84,7 +84,8 @@ class OwnDatabase:
     async def vectors(self) -> dict[uuid.UUID, tuple[str, np.ndarray | None]]:
         """Every memory's text and active vector (as the owner: every tenant)."""
         rows = await self.admin.fetch("SELECT id, content, embedding FROM memories")
-        return {r["id"]: (r["content"], r["embedding"]) for r in rows}
+        return {r["id"]: (r["content"], None if r["embedding"] is None
+                          else r["embedding"].to_numpy()) for r in rows}
 
     async def embedding_column(self) -> list[str]:
         """The vector columns of memories with their types, e.g. ['embedding vector(128)']."""

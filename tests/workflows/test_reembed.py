@@ -224,8 +224,9 @@ async def current_progress(db: OwnDatabase) -> ReembedProgress:
 async def progress_at_least(db: OwnDatabase, *, pages: int) -> ReembedProgress:
     with anyio.fail_after(120):
         while True:
-            progress = await current_progress(db)
-            if progress.pages >= pages:
+            status = await reembed_status(db.client, db.settings)
+            progress = None if status is None else status.progress  # None: not shown yet
+            if progress is not None and progress.pages >= pages:
                 return progress
             await asyncio.sleep(0.05)
 
