@@ -145,7 +145,9 @@ class ReembedMemories:
     async def _reclaim(self, job: ReembedInput, state: ReembedState) -> ReembedState:
         tenant = state.tenant
         if tenant is None:
-            await _call_plain(ReembedActivities.finish_reembed)
+            await workflow.execute_activity_method(
+                ReembedActivities.finish_reembed, start_to_close_timeout=_STEP,
+                heartbeat_timeout=_HEARTBEAT, retry_policy=STORAGE_RETRY)
             return state.model_copy(update={"phase": Phase.DONE})
         cursor = await _call(ReembedActivities.reclaim_retired_vectors, ReclaimRequest(
             tenant_id=tenant, cursor=state.cursor, page_size=job.page_size))
@@ -162,10 +164,4 @@ async def _call(step: Callable[[ReembedActivities, _Request], Awaitable[_Result]
                 request: _Request) -> _Result:
     return await workflow.execute_activity_method(
         step, request, start_to_close_timeout=_STEP, heartbeat_timeout=_HEARTBEAT,
-        retry_policy=STORAGE_RETRY)
-
-
-async def _call_plain(step: Callable[[ReembedActivities], Awaitable[_Result]]) -> _Result:
-    return await workflow.execute_activity_method(
-        step, start_to_close_timeout=_STEP, heartbeat_timeout=_HEARTBEAT,
         retry_policy=STORAGE_RETRY)

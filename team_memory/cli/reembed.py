@@ -62,7 +62,7 @@ def reembed(
     _probe(settings, target)
 
     async def run(database: Database) -> None:
-        from temporalio.client import WorkflowAlreadyStartedError
+        from temporalio.exceptions import WorkflowAlreadyStartedError
 
         from team_memory_core.reembed import start_reembed
         from team_memory_core.temporal import connect
