@@ -39,8 +39,10 @@ ALTER TABLE memories ALTER COLUMN embedding SET STORAGE MAIN;
 -- switch (ACCESS EXCLUSIVE) waits for, so the columns it then reads or writes are that model's
 -- until its transaction ends. A statement taking the lock sees what the switch committed
 -- meanwhile: this function's query runs after the LOCK with a new snapshot.
+-- Also the model a re-embed is building, if any (processes load it before the switch).
 CREATE FUNCTION active_embedding_model(p_write boolean DEFAULT false)
-    RETURNS TABLE (generation integer, provider text, name text, dim integer)
+    RETURNS TABLE (generation integer, provider text, name text, dim integer,
+                   next_provider text, next_name text, next_dim integer)
     LANGUAGE plpgsql VOLATILE
     AS $$
     BEGIN
@@ -49,8 +51,10 @@ CREATE FUNCTION active_embedding_model(p_write boolean DEFAULT false)
         ELSE
             LOCK TABLE memories IN ACCESS SHARE MODE;
         END IF;
-        RETURN QUERY SELECT e.generation, e.provider, e.name, e.dim
-                     FROM embedding_models e WHERE e.state = 'active';
+        RETURN QUERY SELECT e.generation, e.provider, e.name, e.dim, b.provider, b.name, b.dim
+                     FROM embedding_models e
+                     LEFT JOIN embedding_models b ON b.state = 'building'
+                     WHERE e.state = 'active';
     END
     $$;
 

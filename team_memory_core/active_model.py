@@ -53,6 +53,8 @@ class ActiveModel:
         self._settings = settings
         self._tuning = tuning
         self._switching = asyncio.Lock()
+        # The model a re-embed is building, loading in the background before its switch.
+        self._next: tuple[EmbeddingModel, asyncio.Task[Embedder]] | None = None
 
     @classmethod
     def wrapping(cls, embedder: Embedder, settings: Settings,
@@ -81,25 +83,38 @@ class ActiveModel:
         then on."""
         async with self._switching:
             if not same_model(self._current, model):
-                self._current = await asyncio.to_thread(create_embedder_for, model,
-                                                        self._settings, self._tuning)
+                preloaded = self._next
+                self._next = None
+                self._current = await (preloaded[1] if preloaded and preloaded[0] == model
+                                       else self._load(model))
             return self._current
+
+    def _load(self, model: EmbeddingModel) -> asyncio.Task[Embedder]:
+        return asyncio.create_task(asyncio.to_thread(create_embedder_for, model,
+                                                     self._settings, self._tuning))
+
+    def _preload(self, model: EmbeddingModel | None) -> None:
+        """Start loading the model a re-embed builds, so that the first search after its
+        switch does not wait for the load (about a second for the local model)."""
+        if model is not None and (self._next is None or self._next[0] != model):
+            self._next = (model, self._load(model))
 
     async def confirm(self, conn: asyncpg.Connection, used: Embedder) -> None:
         """Raise ``ModelChanged`` (after following the database) unless ``used`` makes the
         active model's vectors. Call inside the transaction that writes or compares the vector,
         before it does."""
-        active = await embeddings.active_model(conn, write=True)
-        if not same_model(used, active):
-            await self.follow(active)
-            raise ModelChanged(str(used.name), active)
+        models = await embeddings.active_model(conn, write=True)
+        if not same_model(used, models.active):
+            await self.follow(models.active)
+            raise ModelChanged(str(used.name), models.active)
 
     async def for_this_transaction(self, conn: asyncpg.Connection) -> Embedder:
         """The embedder of the active model for a reading transaction (a search): its
         vectors match the columns the transaction reads until it ends."""
-        active = await embeddings.active_model(conn)
+        models = await embeddings.active_model(conn)
+        self._preload(models.building)
         used = self._current
-        return used if same_model(used, active) else await self.follow(active)
+        return used if same_model(used, models.active) else await self.follow(models.active)
 
 
 async def load_database_model(pool: asyncpg.Pool, settings: Settings, loaded: Embedder | None,
@@ -108,7 +123,7 @@ async def load_database_model(pool: asyncpg.Pool, settings: Settings, loaded: Em
     configured model, loaded meanwhile) when it is that model. After a re-embed the database's
     model wins over TEAM_MEMORY_EMBEDDING_MODEL / _DIM, which name a new database's model."""
     async with pool.acquire() as conn, conn.transaction():
-        active = await embeddings.active_model(conn)
+        active = (await embeddings.active_model(conn)).active
     if loaded is not None and same_model(loaded, active):
         return loaded
     log.info("the database uses %s (configured: %s): loading it", active,

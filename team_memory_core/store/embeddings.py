@@ -43,14 +43,23 @@ class ModelRecord:
         return EmbeddingModel(cast(Provider, self.provider), self.name, self.dim)
 
 
-async def active_model(conn: asyncpg.Connection, *, write: bool = False) -> EmbeddingModel:
+@dataclass(frozen=True)
+class ModelsInUse:
+    active: EmbeddingModel  # of memories.embedding
+    building: EmbeddingModel | None  # of memories.embedding_next, while a re-embed runs
+
+
+async def active_model(conn: asyncpg.Connection, *, write: bool = False) -> ModelsInUse:
     """The model of memories.embedding, read after locking memories (``write``: for a
     transaction that writes vectors): the switch cannot happen before this transaction ends."""
-    row = await conn.fetchrow("SELECT provider, name, dim FROM active_embedding_model($1)",
-                              write)
+    row = await conn.fetchrow(
+        "SELECT provider, name, dim, next_provider, next_name, next_dim"
+        " FROM active_embedding_model($1)", write)
     if row is None:
         raise RuntimeError("no active embedding model: run `team-memory migrate`")
-    return EmbeddingModel(row["provider"], row["name"], row["dim"])
+    building = None if row["next_name"] is None else EmbeddingModel(
+        row["next_provider"], row["next_name"], row["next_dim"])
+    return ModelsInUse(EmbeddingModel(row["provider"], row["name"], row["dim"]), building)
 
 
 async def model_records(conn: asyncpg.Connection) -> list[ModelRecord]:
