@@ -15,6 +15,7 @@ from temporalio.exceptions import ApplicationError
 from activities.failures import llm_failure
 from activities.freshness import review_changed_memories
 from team_memory_core import schedules
+from team_memory_core.active_model import ActiveModel
 from team_memory_core.contract import (
     ARCHIVE_ACTIVITY,
     ENSURE_SCHEDULE_ACTIVITY,
@@ -76,6 +77,11 @@ class ConsolidationActivities:
     settings: Settings
     client: Client
     distiller: Distiller | None = None
+
+    def __post_init__(self) -> None:
+        # Merged texts are embedded with the database's active model (see IngestActivities).
+        self.model = ActiveModel.wrapping(self.embedder.embedder, self.settings)
+        self.embedder.embedder = self.model
 
     @activity.defn(name=ENSURE_SCHEDULE_ACTIVITY)
     async def ensure_project_schedule(self, ref: ProjectRef) -> str:
@@ -178,7 +184,9 @@ class ConsolidationActivities:
         if isinstance(action, MergeAction):
             others = [uid for uid in action.ids if uid != action.keep_id]
             merged = redact(action.merged_content).text
+            used = self.model.current
             vector = await self.embedder.embed_one(merged)
+            await self.model.confirm(log.conn, used)
             await store.fold_into(log.conn, action.keep_id, others, merged, vector)
             await log(HistoryEvent.MERGED, action.keep_id, action.reason,
                       before_text=current[action.keep_id].content,

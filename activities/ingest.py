@@ -13,6 +13,7 @@ from temporalio.exceptions import ApplicationError
 
 from activities.failures import llm_failure
 from team_memory_core import telemetry
+from team_memory_core.active_model import ActiveModel
 from team_memory_core.contract import (
     COMMIT_ACTIVITY,
     DECIDE_ACTIVITY,
@@ -49,11 +50,18 @@ class IngestActivities:
     settings: Settings
     distiller: Distiller | None = None
 
+    def __post_init__(self) -> None:
+        # The batcher embeds with the database's active model, followed across a re-embed.
+        self.model = ActiveModel.wrapping(self.embedder.embedder, self.settings)
+        self.embedder.embedder = self.model
+
     @activity.defn(name=EMBED_ACTIVITY)
     async def embed_memory(self, item: IngestInput) -> None:
         """Embed the text and store the vector on the row (it never enters workflow history)."""
+        used = self.model.current
         vector = await self.embedder.embed_one(item.content)
         async with tenant_tx(self.pool, item.tenant_id) as conn:
+            await self.model.confirm(conn, used)
             await memories.upsert_embedding(conn, item, vector)
 
     @activity.defn(name=INGEST_ACTIVITY)
@@ -63,8 +71,10 @@ class IngestActivities:
         vector is stored and the workflow goes on with decide_memory and commit_memory.
 
         The vector is written with the status (one new row version, not two)."""
+        used = self.model.current
         vector = await self.embedder.embed_one(item.content)
         async with tenant_tx(self.pool, item.tenant_id) as conn:
+            await self.model.confirm(conn, used)
             neighbours = await memories.similar_current(
                 conn, vector, item.memory_id, item.project, self.settings.dedupe_candidates
             )
@@ -163,7 +173,9 @@ class IngestActivities:
             return MemoryStatus.DUPLICATE
         if decision.kind is DecisionKind.UPDATE and target is not None:
             merged = decision.merged_content or item.content
+            used = self.model.current
             vector = await self.embedder.embed_one(merged)
+            await self.model.confirm(conn, used)
             before = await memories.update_content(conn, target, merged, item.memory_id, vector)
             await memories.mark_duplicate(conn, item.memory_id, target, embedding)
             await record(HistoryEvent.MERGED, memory_id=target, before_text=before,

@@ -26,13 +26,13 @@ from mcp_server.memories import MemoryService
 from mcp_server.outages import OutageAnswer
 from mcp_server.server import create_server
 from mcp_server.workspace import WorkspaceProjectMiddleware
-from team_memory_core.embedder import Embedder, load_in_background
+from team_memory_core.active_model import load_database_model
+from team_memory_core.embedder import QUERY_TUNING, Embedder, load_in_background
 from team_memory_core.health import WORKER_UNKNOWN, Check, check_worker, ready
 from team_memory_core.logs import keep_queries_out_of_server_logs
 from team_memory_core.models.principal import Principal
 from team_memory_core.project_identity import project_for
 from team_memory_core.settings import Settings
-from team_memory_core.store.migrate import check_embedding_dim
 from team_memory_core.store.pool import create_app_pool, ping
 from team_memory_core.temporal import connect
 from team_memory_core.tenants import authenticate, record_auth_failure
@@ -51,9 +51,7 @@ async def open_service(
     pool = await create_app_pool(settings)
     try:
         client = await connect(settings, pool)
-        model = await loading
-        async with pool.acquire() as conn:
-            await check_embedding_dim(conn, model.dim)
+        model = await load_database_model(pool, settings, await loading, QUERY_TUNING)
         yield MemoryService(settings=settings, pool=pool, temporal=client, embedder=model)
     finally:
         if not loading.done():

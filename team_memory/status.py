@@ -15,6 +15,7 @@ from team_memory.supervisor import read_state
 from team_memory_core.contract import INGESTIONS
 from team_memory_core.health import WORKER_UNKNOWN, Check, check_worker, healthy
 from team_memory_core.settings import Settings
+from team_memory_core.store import embeddings
 from team_memory_core.store.memories import count_by_status
 from team_memory_core.store.outbox import Backlog, backlog
 from team_memory_core.store.pool import create_pool, tenant_tx
@@ -94,6 +95,12 @@ async def _count_memories(report: StatusReport, pool: asyncpg.Pool) -> None:
     async with pool.acquire() as conn:
         tenants = await list_tenants(conn)
         report.outbox = await backlog(conn)
+        models = await embeddings.model_records(conn)
+    # The database's model is the one in use (the settings name a new database's).
+    for record in models:
+        if record.state in ("active", "building"):
+            key = "embedding model" if record.state == "active" else "re-embedding to"
+            report.settings[key] = f"{record.name} ({record.provider}, {record.dim} dims)"
     totals: Counter[str] = Counter()
     for tenant in tenants:
         async with tenant_tx(pool, tenant.id) as conn:

@@ -38,6 +38,17 @@ REVIEW_CHANGED_PATCH = "review-changed-memories"
 FINISH_CONSOLIDATION_ACTIVITY = "finish_consolidation"
 DISTILL_ACTIVITY = "distill_session_events"
 
+# Re-embedding every memory with another model (one run at a time per database).
+REEMBED_WORKFLOW = "ReembedMemories"
+REEMBED_PROGRESS_QUERY = "progress"
+BEGIN_REEMBED_ACTIVITY = "begin_reembed"
+REEMBED_PASS_ACTIVITY = "start_reembed_pass"
+REEMBED_PAGE_ACTIVITY = "reembed_page"
+SWITCH_EMBEDDING_ACTIVITY = "switch_embedding_model"
+RECLAIM_PAGE_ACTIVITY = "reclaim_retired_vectors"
+FINISH_REEMBED_ACTIVITY = "finish_reembed"
+ABANDON_REEMBED_ACTIVITY = "abandon_reembed"
+
 
 class Policy(StrEnum):
     """Who decides what becomes of a memory: Claude Haiku, or the local rules without a key."""
@@ -79,6 +90,21 @@ def ingest_workflow_id(tenant_name: str, project: str, digest: str, generation: 
 
 def consolidation_schedule_id(tenant: str, project: str) -> str:
     return f"consolidate/{tenant}/{project}"
+
+
+# The re-embed belongs to no tenant: its payloads hold a model's name, counts and memory ids
+# (no text), and are not encrypted (see payload_codec). One per database, named by the task
+# queue of the deployment's workers.
+UNSCOPED_KINDS = frozenset({"reembed"})
+
+
+def reembed_workflow_id(task_queue: str) -> str:
+    return f"reembed/{task_queue}"
+
+
+def is_unscoped(workflow_id: str | None) -> bool:
+    """A workflow of no tenant (its id's first segment is an unscoped kind)."""
+    return workflow_id is not None and workflow_id.partition("/")[0] in UNSCOPED_KINDS
 
 
 # The key of a principal without one (stdio with a key, the CLI) in capture tables and ids.

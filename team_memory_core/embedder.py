@@ -35,12 +35,77 @@ _TOKENIZER_FILES = (
 
 
 class Embedder(Protocol):
-    name: str
-    dim: int
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def dim(self) -> int: ...
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         """L2-normalized float32 vectors, one row per text."""
         ...
+
+
+Provider = Literal["local", "openai", "voyage"]
+
+# The one model bundled for the local provider, under the names it has been configured by.
+BUNDLED_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
+BUNDLED_DIM = 384
+_BUNDLED_ALIASES = frozenset({BUNDLED_MODEL.lower(), "all-minilm-l6-v2", "minilm"})
+MIN_DIM = 8
+MAX_DIM = 2000  # the most dimensions pgvector 0.6 indexes (HNSW)
+
+
+class UnknownModel(ValueError):
+    """A model the embedder cannot load (said in terms an operator can act on)."""
+
+
+@dataclass(frozen=True)
+class EmbeddingModel:
+    """What produces a vector space: a provider, its model and the dimension kept.
+
+    Local: the bundled all-MiniLM-L6-v2 at 384 dimensions, or truncated to fewer (its first
+    ``dim`` components, normalised again: a smaller index for lower recall). API providers:
+    the provider's model id and the dimension it returns.
+    """
+
+    provider: Provider
+    name: str
+    dim: int
+
+    def __str__(self) -> str:
+        return f"{self.provider}:{self.name} ({self.dim} dimensions)"
+
+    def check(self) -> None:
+        if not MIN_DIM <= self.dim <= MAX_DIM:
+            raise UnknownModel(f"{self.dim} dimensions: choose {MIN_DIM} to {MAX_DIM} "
+                               "(the most pgvector 0.6 indexes)")
+        if self.provider == "local" and not is_bundled(self.name):
+            raise UnknownModel(f"the local provider has one model, {BUNDLED_MODEL}; "
+                               f"{self.name!r} is not bundled")
+        if self.provider == "local" and self.dim > BUNDLED_DIM:
+            raise UnknownModel(f"{BUNDLED_MODEL} has {BUNDLED_DIM} dimensions; "
+                               f"it can be truncated to fewer, not widened to {self.dim}")
+
+
+def is_bundled(name: str) -> bool:
+    return name.lower() in _BUNDLED_ALIASES
+
+
+def same_model(embedder: Embedder, model: EmbeddingModel) -> bool:
+    """Whether ``embedder`` computes ``model``'s vectors (the bundled model answers to each of
+    its names; a provider is told apart by its model ids)."""
+    if embedder.dim != model.dim:
+        return False
+    if is_bundled(model.name):
+        return is_bundled(embedder.name)
+    return embedder.name == model.name
+
+
+def configured_model(settings: Settings) -> EmbeddingModel:
+    """The model the settings name (the model of a new database)."""
+    return EmbeddingModel(settings.embedding_provider, settings.embedding_model,
+                          settings.embedding_dim)
 
 
 def _normalize(vectors: np.ndarray) -> np.ndarray:
@@ -99,19 +164,23 @@ class LocalEmbedder:
 
     The same computation as fastembed's model of that name (the vectors are identical; a test
     compares them), without importing fastembed, which pulls in huggingface_hub, requests and
-    PIL: about 0.4 s more at every start of the MCP server and the worker.
+    PIL: about 0.4 s more at every start of the MCP server and the worker. ``dim`` below 384
+    keeps the first ``dim`` components of the pooled vector (normalised after truncation).
     """
 
-    dim = 384
     _BATCH = 64
     _BATCH_TOKENS = 8192  # 16 texts of 512 tokens, 256 of 32
 
     def __init__(self, cache_dir: Path, model_name: str,
-                 tuning: SessionTuning = SessionTuning()) -> None:
+                 tuning: SessionTuning = SessionTuning(), dim: int = BUNDLED_DIM) -> None:
         import onnxruntime
         from tokenizers import Tokenizer
 
+        if not MIN_DIM <= dim <= BUNDLED_DIM:
+            raise UnknownModel(f"{BUNDLED_MODEL} gives {MIN_DIM} to {BUNDLED_DIM} dimensions, "
+                               f"not {dim}")
         self.name = model_name
+        self.dim = dim
         model_dir = _bundled_model_dir(cache_dir)
         config = json.loads((model_dir / "tokenizer_config.json").read_text())
         self._tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
@@ -129,11 +198,11 @@ class LocalEmbedder:
         onnxruntime keeps the memory of its largest call for the life of the process
         (attention is rows x heads x length², so a call is bounded in rows x length)."""
         encodings = self._tokenizer.encode_batch(list(texts))
-        pooled = np.zeros((len(encodings), self.dim), np.float64)
+        pooled = np.zeros((len(encodings), BUNDLED_DIM), np.float64)
         for rows in _length_batches([len(encoding.ids) for encoding in encodings],
                                     self._BATCH, self._BATCH_TOKENS):
             pooled[rows] = self._mean_pooled([encodings[row] for row in rows])
-        return _normalize(pooled)
+        return _normalize(pooled[:, :self.dim])
 
     def _mean_pooled(self, encodings: list[Encoding]) -> np.ndarray:
         width = max(len(encoding.ids) for encoding in encodings)
@@ -192,11 +261,13 @@ class HttpEmbedder:
         "voyage": "https://api.voyageai.com/v1",
     }
 
-    def __init__(self, provider: str, settings: Settings) -> None:
+    def __init__(self, provider: str, settings: Settings, model: str | None = None,
+                 dim: int | None = None) -> None:
+        """``model``, ``dim``: the settings' unless given (a re-embed's new model)."""
         base_url = settings.embedding_api_url or self._DEFAULT_URLS[provider]
         key = settings.embedding_api_key.get_secret_value() if settings.embedding_api_key else ""
-        self.name = settings.embedding_model
-        self.dim = settings.embedding_dim
+        self.name = model or settings.embedding_model
+        self.dim = dim or settings.embedding_dim
         self._client = httpx.Client(
             base_url=base_url.rstrip("/"),
             headers={"Authorization": f"Bearer {key}"} if key else {},
@@ -219,18 +290,18 @@ class HttpEmbedder:
 
 
 def create_embedder(settings: Settings, tuning: SessionTuning = BATCH_TUNING) -> Embedder:
-    """``tuning``: how the local model runs (BATCH_TUNING in the worker, QUERY_TUNING where a
-    caller waits for one text)."""
-    if settings.embedding_provider == "local":
-        embedder: Embedder = LocalEmbedder(settings.data_dir / "models", settings.embedding_model,
-                                           tuning)
-        if settings.embedding_dim != embedder.dim:
-            raise ValueError(
-                f"the local model produces {embedder.dim} dimensions but "
-                f"TEAM_MEMORY_EMBEDDING_DIM is {settings.embedding_dim}"
-            )
-        return embedder
-    return HttpEmbedder(settings.embedding_provider, settings)
+    """The configured model. ``tuning``: how the local model runs (BATCH_TUNING in the worker,
+    QUERY_TUNING where a caller waits for one text)."""
+    return create_embedder_for(configured_model(settings), settings, tuning)
+
+
+def create_embedder_for(model: EmbeddingModel, settings: Settings,
+                        tuning: SessionTuning = BATCH_TUNING) -> Embedder:
+    """``model``'s embedder (API providers: the settings' URL and key)."""
+    model.check()
+    if model.provider == "local":
+        return LocalEmbedder(settings.data_dir / "models", model.name, tuning, model.dim)
+    return HttpEmbedder(model.provider, settings, model.name, model.dim)
 
 
 def load_in_background(settings: Settings) -> Future[Embedder]:

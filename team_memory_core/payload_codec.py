@@ -12,6 +12,11 @@ runs: an unencrypted payload in a workflow started after the cut-over (forged in
 someone with access to the Temporal frontend), a payload of another workflow or tenant, and
 ciphertext that does not authenticate. Unencrypted payloads of workflows started before the
 cut-over (running when the encrypting version was deployed) are let through, so they finish.
+
+The one workflow of no tenant, the re-embed (contract.UNSCOPED_KINDS), is not encrypted:
+its payloads are a model's name, counts and memory ids, never text. Whoever can start workflows
+on the frontend can start it (as they can terminate any workflow): it can only re-embed with a
+model the worker's settings can reach.
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ from temporalio.converter import (
 )
 from temporalio.exceptions import ApplicationError
 
+from team_memory_core.contract import is_unscoped
 from team_memory_core.temporal_keys import (
     DataKey,
     Keyring,
@@ -126,8 +132,8 @@ class EncryptionCodec(PayloadCodec, WithSerializationContext):
         return type(self)(self.keyring, workflow_id if isinstance(workflow_id, str) else None)
 
     async def encode(self, payloads: Sequence[Payload]) -> list[Payload]:
-        if not payloads:
-            return []
+        if not payloads or is_unscoped(self._workflow_id):
+            return list(payloads)
         scope = scope_of(self._workflow_id) if self._workflow_id else None
         if scope is None:
             raise KeyUnavailable(f"cannot encrypt for workflow id {self._workflow_id!r}: "
@@ -153,6 +159,8 @@ class EncryptionCodec(PayloadCodec, WithSerializationContext):
     async def _admit_plaintext(self) -> None:
         if self._workflow_id is None:
             return  # read for display only (no workflow acts on it)
+        if is_unscoped(self._workflow_id):
+            return  # a workflow of no tenant, whose payloads hold no memory text
         if not await self.keyring.started_before_encryption(self._workflow_id):
             raise refused(f"unencrypted input for {self._workflow_id}, started after "
                           "payload encryption was deployed")

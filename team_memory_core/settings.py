@@ -105,14 +105,18 @@ class Settings(BaseSettings):
     embedding_provider: Literal["local", "openai", "voyage"] = Field(
         default="local",
         description="`local` (bundled ONNX all-MiniLM-L6-v2, offline), `openai` (any "
-        "OpenAI-compatible /embeddings endpoint) or `voyage`.",
+        "OpenAI-compatible /embeddings endpoint) or `voyage`. With the two below: the model "
+        "of a new database; later the database's model wins (`team-memory reembed` changes "
+        "it, docs/retrieval.md).",
     )
     embedding_model: str = Field(
         default="sentence-transformers/all-MiniLM-L6-v2",
         description="Embedding model name (for API providers, the provider's model id).",
     )
     embedding_dim: int = Field(
-        default=384, ge=8, le=4096, description="Embedding dimension; fixed at first migration."
+        default=384, ge=8, le=2000,
+        description="Embedding dimension (local: 384, or fewer to truncate; at most 2000, "
+        "what pgvector indexes).",
     )
     embedding_api_url: str | None = Field(
         default=None, description="Base URL of the embeddings API (openai/voyage providers)."

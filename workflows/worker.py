@@ -18,18 +18,20 @@ from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 from activities.capture import CaptureActivities
 from activities.consolidate import ConsolidationActivities
 from activities.ingest import IngestActivities
+from activities.reembed import ReembedActivities
 from team_memory_core import schedules, telemetry
+from team_memory_core.active_model import load_database_model
 from team_memory_core.contract import RUNNING_INGESTIONS
-from team_memory_core.embedder import BatchingEmbedder, Embedder, create_embedder
+from team_memory_core.embedder import BatchingEmbedder, Embedder
 from team_memory_core.llm.client import Distiller
 from team_memory_core.outbox import OutboxRelay
 from team_memory_core.settings import Settings
-from team_memory_core.store.migrate import check_embedding_dim
 from team_memory_core.store.pool import create_app_pool
 from team_memory_core.temporal import connect, keyring_of
 from workflows.capture import SessionObservations
 from workflows.consolidate import Consolidate
 from workflows.ingest import IngestMemory
+from workflows.reembed import ReembedMemories
 
 log = logging.getLogger("team_memory.worker")
 
@@ -51,10 +53,11 @@ def build_worker(
                                           client=client, distiller=distiller)
     capture = CaptureActivities(pool=pool, settings=settings, keys=keyring_of(client),
                                 distiller=distiller)
+    reembed = ReembedActivities(pool=pool, settings=settings, active=ingest.model)
     return Worker(
         client,
         task_queue=settings.task_queue,
-        workflows=[IngestMemory, Consolidate, SessionObservations],
+        workflows=[IngestMemory, Consolidate, SessionObservations, ReembedMemories],
         activities=[
             ingest.ingest_memory, ingest.embed_memory, ingest.decide_memory,
             ingest.commit_memory,
@@ -63,6 +66,9 @@ def build_worker(
             consolidate.review_changed_memories, consolidate.refresh_manifesto,
             consolidate.finish_consolidation,
             capture.distill_session_events,
+            reembed.begin_reembed, reembed.start_reembed_pass, reembed.reembed_page,
+            reembed.switch_embedding_model, reembed.reclaim_retired_vectors,
+            reembed.finish_reembed, reembed.abandon_reembed,
         ],
         # The workflows are short deterministic code calling activities; re-importing them in
         # the sandbox for every run cost about a third of the throughput (platform notes).
@@ -95,12 +101,10 @@ async def running_worker(
 async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> None:
     """Poll until SIGINT/SIGTERM (or ``stop``), then let in-flight tasks finish."""
     stop = stop or _stop_on_signals()
-    embedder = create_embedder(settings)
     pool = await create_app_pool(settings)
     distiller = Distiller.from_settings(settings)
     try:
-        async with pool.acquire() as conn:
-            await check_embedding_dim(conn, embedder.dim)
+        embedder = await load_database_model(pool, settings, None)
         client = await connect(settings, pool)
         ensured = await schedules.ensure_all(client, settings, pool)
         log.info("consolidation schedules ensured for %d project(s), daily at %s %s",

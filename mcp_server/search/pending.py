@@ -4,7 +4,9 @@ A search ranks pending memories by meaning too, so a save is findable the moment
 Embedding them on every search made each search pay for the whole backlog (up to 64 texts,
 about a second of CPU); here each pending memory is embedded once per server process. The key
 is the memory's id and a digest of its text as read, so a text that changes (a purge erases
-it) is never ranked with an old vector; a purge also drops its memories' vectors at once.
+it) is never ranked with an old vector; a purge also drops its memories' vectors at once. The
+key also names the model, so a search after a re-embed's switch never ranks an old model's
+vector.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from team_memory_core.store.search import PendingText, PendingVectors
 # About 1.5 KB each (384 float32): a few MB, and far more than one search ranks.
 CAPACITY = 4096
 
-_Key = tuple[UUID, bytes]
+_Key = tuple[UUID, bytes, str, int]  # memory, digest of its text, the model (name, dim)
 
 
 class PendingVectorCache:
@@ -37,8 +39,8 @@ class PendingVectorCache:
         """The vectors of ``pending`` (newest first) known to this process, after embedding at
         most ``embed_at_most`` not seen before: a backlog costs one search a bounded amount of
         work, and each pending memory is embedded once, not by every search."""
-        keys = [(memory.id, hashlib.sha256(memory.content.encode()).digest())
-                for memory in pending]
+        keys = [(memory.id, hashlib.sha256(memory.content.encode()).digest(), embedder.name,
+                 embedder.dim) for memory in pending]
         missing = {key: memory.content for key, memory in zip(keys, pending, strict=True)
                    if key not in self._vectors}
         if missing:

@@ -24,7 +24,8 @@ from mcp_server.validation import (
     statuses,
 )
 from team_memory_core import telemetry
-from team_memory_core.embedder import Embedder, embed_async
+from team_memory_core.active_model import ActiveModel
+from team_memory_core.embedder import QUERY_TUNING, Embedder, embed_async
 from team_memory_core.models.anchors import Anchor, Freshness
 from team_memory_core.models.memories import (
     TENANT_WIDE_PROJECT,
@@ -62,10 +63,13 @@ class Recall:
     embedder: Embedder
     retriever: Retriever = field(init=False)
     pending_vectors: PendingVectorCache = field(init=False)
+    model: ActiveModel = field(init=False)
 
     def __post_init__(self) -> None:
         self.retriever = Retriever(self.settings)
         self.pending_vectors = PendingVectorCache()
+        # Queries are embedded with the database's active model, followed across a re-embed.
+        self.model = ActiveModel.wrapping(self.embedder, self.settings, QUERY_TUNING)
 
     def resolve_project(self, principal: Principal, project: str | None) -> str:
         return resolve_project(self.settings, principal, project)
@@ -90,16 +94,27 @@ class Recall:
         limit = check_limit(self.settings, limit)
         filters = self.filters(principal, project, category, tags, since, until,
                                include_history)
-        query_vector = (await embed_async(self.embedder, [query]))[0]
         now = datetime.now(UTC)
-        async with principal_tx(self.pool, principal) as conn:
-            pending = await search.pending_without_embedding(conn, filters, PENDING_EMBED_LIMIT)
-            ranked = await self.retriever.rank(
-                conn, query, query_vector, filters,
-                await self.pending_vectors.vectors(self.embedder, pending,
-                                                   PENDING_EMBED_PER_SEARCH), now, limit,
-            )
+        ranked = await self.ranked(principal, query, filters, now, limit)
         return [memory_hit(row, score, now) for row, score in ranked[:limit]]
+
+    async def ranked(self, principal: Principal, query: str, filters: SearchFilters,
+                     now: datetime, limit: int) -> list[tuple[Candidate, float]]:
+        """The search's candidates with their scores, best first (checked input)."""
+        used = self.model.current
+        query_vector = (await embed_async(used, [query]))[0]
+        async with principal_tx(self.pool, principal) as conn:
+            # Every vector of this search is of the model of the columns it reads (a re-embed
+            # switches before this transaction starts or after it ends).
+            model = await self.model.for_this_transaction(conn)
+            if model is not used:
+                query_vector = (await embed_async(model, [query]))[0]
+            pending = await search.pending_without_embedding(conn, filters, PENDING_EMBED_LIMIT)
+            return await self.retriever.rank(
+                conn, query, query_vector, filters,
+                await self.pending_vectors.vectors(model, pending, PENDING_EMBED_PER_SEARCH),
+                now, limit,
+            )
 
     async def working_set(
         self, principal: Principal, project: str | None = None, query: str | None = None,

@@ -6,6 +6,7 @@ memories.py       import, export, restore, purge, audit, consolidate, review lis
 claude_code.py    install/uninstall claude-code, doctor, hook
 temporal_keys.py  temporal-key list, rotate, retire, new-kek, rotate-kek
 evaluation.py     eval locomo
+reembed.py        reembed (start, with a progress bar), reembed status
 bench.py          bench (runs `python -m bench` in a source checkout)
 common.py         settings, the database, pools, the operator, the exit after Temporal
 
@@ -23,6 +24,7 @@ from team_memory.cli import (
     claude_code,
     evaluation,
     memories,
+    reembed,
     stack,
     temporal_keys,
     tenants,
@@ -30,5 +32,6 @@ from team_memory.cli import (
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
                   help="Team Memory: long-term team memory for Claude over MCP.")
-for group in (stack, memories, tenants, claude_code, temporal_keys, evaluation, bench):
+for group in (stack, memories, tenants, claude_code, temporal_keys, evaluation, reembed,
+              bench):
     app.add_typer(group.app)

@@ -169,7 +169,8 @@ async def lock_cluster(conn: asyncpg.Connection, ids: list[UUID]) -> list[Cluste
     rows = await conn.fetch(
         f"""
         SELECT m.id, m.content, m.category, m.importance, m.occurred_at, m.status,
-               m.content_hash, m.embedding, m.needs_review, m.created_by,
+               m.content_hash, m.embedding::vector AS embedding, m.needs_review,
+               m.created_by,
                {_REVIEWED} AS reviewed
         FROM memories m WHERE m.id = ANY($1::uuid[])
         ORDER BY m.occurred_at, m.id

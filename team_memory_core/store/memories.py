@@ -127,7 +127,10 @@ class StoredVector:
 
 async def stored_vector(conn: asyncpg.Connection, memory_id: UUID) -> StoredVector | None:
     """None when no memory has that id."""
-    row = await conn.fetchrow("SELECT embedding FROM memories WHERE id = $1", memory_id)
+    # vector without a dimension: the statement's result type outlives a re-embed's switch
+    # (a prepared statement whose result type changes fails inside a transaction).
+    row = await conn.fetchrow("SELECT embedding::vector AS embedding FROM memories WHERE id = $1",
+                              memory_id)
     return None if row is None else StoredVector(row["embedding"])
 
 

@@ -28,10 +28,14 @@ _SCHEMA_INFO_SET = (
     "INSERT INTO schema_info (key, value) VALUES ($1, $2)"
     " ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value"
 )
-
-
-class SchemaMismatch(RuntimeError):
-    """The database was created for another embedding dimension than the one configured."""
+# The model of the vectors already stored, when sql/016 starts recording models: the
+# configured one (every process checked its dimension against the database until then).
+_FIRST_EMBEDDING_MODEL = """
+INSERT INTO embedding_models (generation, provider, name, dim, state, switched_at)
+SELECT 0, $1, $2, value::integer, 'active', now() FROM schema_info WHERE key = 'embedding_dim'
+ON CONFLICT DO NOTHING
+"""
+_EMBEDDING_MODELS_VERSION = 16
 
 
 @dataclass(frozen=True)
@@ -92,6 +96,9 @@ async def migrate(admin_dsn: str, settings: Settings) -> list[int]:
                                    str(settings.embedding_dim))
                 await conn.execute(_SCHEMA_INFO_SET, "embedding_model",
                                    settings.embedding_model)
+            if _EMBEDDING_MODELS_VERSION in applied:
+                await conn.execute(_FIRST_EMBEDDING_MODEL, settings.embedding_provider,
+                                   settings.embedding_model)
         return applied
     finally:
         await conn.close()
@@ -102,14 +109,3 @@ async def schema_info(conn: asyncpg.Connection, key: str) -> str | None:
     temporal_plaintext_until); None before they ran."""
     value: str | None = await conn.fetchval("SELECT value FROM schema_info WHERE key = $1", key)
     return value
-
-
-async def check_embedding_dim(conn: asyncpg.Connection, expected: int) -> None:
-    stored = await schema_info(conn, "embedding_dim")
-    if stored is None:
-        raise SchemaMismatch("database is not migrated: run `team-memory migrate`")
-    if int(stored) != expected:
-        raise SchemaMismatch(
-            f"the database stores {stored}-dimensional embeddings but the configured "
-            f"embedder produces {expected}; use a matching model or a new database"
-        )

@@ -10,6 +10,7 @@ from collections.abc import Iterable, Sequence
 from typing import NamedTuple, TypeVar
 
 import asyncpg
+import numpy as np
 
 Row = TypeVar("Row")
 Tuple = TypeVar("Tuple", bound=NamedTuple)
@@ -35,3 +36,9 @@ async def wrote(conn: asyncpg.Connection, statement: str, *args: object) -> bool
     """Run a write ending in ``RETURNING``: whether it wrote a row (a conflict or an unmet
     condition writes none)."""
     return await conn.fetchval(statement, *args) is not None
+
+
+def vector_text(vector: np.ndarray) -> str:
+    """A vector as pgvector's text input (for arrays of vectors, which go as text[] and are
+    cast in the statement)."""
+    return "[" + ",".join(f"{x:.7g}" for x in vector.tolist()) + "]"

@@ -15,7 +15,7 @@ import numpy as np
 
 from team_memory_core.models.memories import Category, MemoryStatus
 from team_memory_core.store.memories import MEMORY_COLUMNS, MemoryRow, memory_row
-from team_memory_core.store.rows import many, tuples
+from team_memory_core.store.rows import many, tuples, vector_text
 
 
 @dataclass(frozen=True)
@@ -266,7 +266,7 @@ async def hybrid_search(
         _HYBRID_SEARCH_EXACT if query.exact else _HYBRID_SEARCH,
         query_vector, *filters.params(), query.keyword_lexemes, query.lexemes, query.idf,
         query.avg_length, query.keyword_candidates, pending.ids,
-        [_vector_text(v) for v in pending.vectors], query.k1, query.b, query.neighbours,
+        [vector_text(v) for v in pending.vectors], query.k1, query.b, query.neighbours,
         query.vector_candidates,
     )
     return tuples(Candidate, rows)
@@ -275,10 +275,6 @@ async def hybrid_search(
 async def _set_ef_search(conn: asyncpg.Connection, ef_search: int) -> None:
     """HNSW candidate list size for the rest of the transaction."""
     await conn.execute(f"SET LOCAL hnsw.ef_search = {max(1, min(1000, int(ef_search)))}")
-
-
-def _vector_text(vector: np.ndarray) -> str:
-    return "[" + ",".join(f"{x:.7g}" for x in vector.tolist()) + "]"
 
 
 @dataclass(frozen=True)

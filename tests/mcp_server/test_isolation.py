@@ -398,6 +398,7 @@ async def test_security_definer_functions_are_for_the_application_only_and_docum
     documented = (Path(mcp_server.__file__).parents[1] / "docs" / "security.md").read_text()
     assert [r["proname"] for r in rows] == [
         "audit_auth_failure", "authenticate_key", "consolidation_scopes",
-        "ingest_outbox_tenants", "purge_event_text", "tenant_id_named"]
+        "ingest_outbox_tenants", "purge_event_text", "reembed_abandon", "reembed_begin",
+        "reembed_finish", "reembed_switch", "reembed_tenants", "tenant_id_named"]
     assert [r["proname"] for r in rows if r["public_may"] or not r["app_may"]] == []
     assert [r["proname"] for r in rows if f"`{r['proname']}(" not in documented] == []

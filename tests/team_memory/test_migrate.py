@@ -1,11 +1,14 @@
-"""Migrations: versioned, idempotent, and the embedding dimension is guarded."""
+"""Migrations: versioned, idempotent, and the database names its embedding model."""
 
 from __future__ import annotations
 
 import asyncpg
 import pytest
 
-from team_memory_core.store.migrate import SchemaMismatch, check_embedding_dim, discover, migrate
+from team_memory_core.active_model import load_database_model
+from team_memory_core.embedder import create_embedder
+from team_memory_core.store import embeddings
+from team_memory_core.store.migrate import discover, migrate
 from tests.conftest import Services
 
 pytestmark = pytest.mark.anyio
@@ -23,14 +26,17 @@ async def test_migrating_twice_is_a_no_op(services: Services) -> None:
     assert dim == "384"
 
 
-async def test_dimension_mismatch_is_a_clear_error(services: Services) -> None:
-    conn = await asyncpg.connect(services.postgres.app_url)
-    try:
-        await check_embedding_dim(conn, 384)
-        with pytest.raises(SchemaMismatch, match=r"384-dimensional.*1024"):
-            await check_embedding_dim(conn, 1024)
-    finally:
-        await conn.close()
+async def test_the_first_model_is_recorded_and_wins_over_the_configured_one(
+        services: Services, app_pool: asyncpg.Pool) -> None:
+    async with app_pool.acquire() as conn:
+        records = await embeddings.model_records(conn)
+    assert [(r.generation, r.provider, r.name, r.dim, r.state) for r in records[:1]] == [
+        (0, "local", "sentence-transformers/all-MiniLM-L6-v2", 384, "active")]
+    # A process configured for another model (here the bundled one cut to 128 dimensions)
+    # embeds with the database's: its vectors must match the stored ones.
+    other = services.settings(embedding_dim=128)
+    embedder = await load_database_model(app_pool, other, create_embedder(other))
+    assert (embedder.name, embedder.dim) == ("sentence-transformers/all-MiniLM-L6-v2", 384)
 
 
 async def test_application_role_is_not_privileged(services: Services) -> None:

@@ -20,7 +20,7 @@ COMMANDS = {
     "audit": None, "consolidate": None, "doctor": None, "hook": None, "bench": None,
     "tenant": {"create"}, "key": {"create", "list", "revoke"},
     "review": {"list"}, "install": {"claude-code"}, "uninstall": {"claude-code"},
-    "eval": {"locomo"},
+    "eval": {"locomo"}, "reembed": {"status", "cancel"},
     "temporal-key": {"list", "rotate", "retire", "new-kek", "rotate-kek"},
 }
 
