@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # compared and hashed by identity: fast in sets
 class Pattern:
     guard: tuple[frozenset[str], ...]  # every group must have one of its words in the text
     regex: re.Pattern[str]
