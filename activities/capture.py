@@ -30,6 +30,7 @@ from team_memory_core.llm.observe import (
 )
 from team_memory_core.models.anchors import AnchorInput
 from team_memory_core.models.memories import Category, IngestInput, content_hash, memory_id_for
+from team_memory_core.rules.injection import flags_of
 from team_memory_core.rules.redaction import redact
 from team_memory_core.rules.text import approx_tokens
 from team_memory_core.settings import Settings
@@ -150,7 +151,7 @@ class CaptureActivities:
                 input_tokens=usage.input_tokens, output_tokens=usage.output_tokens,
                 observations=len(items))
             for item, files in cited:
-                if await insert_pending(conn, item):
+                if await insert_pending(conn, item, flags_of(item.content)):
                     result.items.append(item)
                     await self._anchor(conn, request, item, files)
             tenant = await tenant_name(conn, request.tenant_id)

@@ -53,7 +53,7 @@ from team_memory_core.models.consolidation import (
 )
 from team_memory_core.models.memories import HistoryEvent, MemoryStatus
 from team_memory_core.review import same_author
-from team_memory_core.rules import consolidation
+from team_memory_core.rules import consolidation, injection
 from team_memory_core.rules.redaction import redact
 from team_memory_core.rules.text import approx_tokens
 from team_memory_core.settings import Settings
@@ -300,6 +300,8 @@ class ConsolidationActivities:
             rules = consolidation.local_manifesto(top, self.settings.manifesto_max_rules,
                                                   self.settings.manifesto_token_budget)
             policy = "local"
+        # Read as the team's rules at every session start: none may look aimed at agents.
+        rules = [rule for rule in rules if not injection.flags_of(rule.text)]
         async with tenant_tx(self.pool, request.tenant_id) as conn:
             if await lock_against_purge(conn, [r.id for r in top]):
                 # Purged while these rules were written: its text must not come back.

@@ -1,5 +1,9 @@
 """Activities of the ingestion workflow: embed, decide, commit, or all three in one step when
-the rules decide without the model. Each is idempotent."""
+the rules decide without the model. Each is idempotent.
+
+The commit also records whether the memory's text is aimed at AI agents: the local rules'
+flags, plus Claude Haiku's verdict when the model was asked (the dedupe decision carries it, a
+project's first memory is screened alone). A flagged memory changes no other memory."""
 
 from __future__ import annotations
 
@@ -24,9 +28,11 @@ from team_memory_core.contract import (
 from team_memory_core.embedder import BatchingEmbedder
 from team_memory_core.llm.client import Distiller, LLMError
 from team_memory_core.llm.ingest import Candidate, decide_ingest
-from team_memory_core.models.decisions import Decision, DecisionKind, IngestResult
+from team_memory_core.llm.screen import screen_memory
+from team_memory_core.models.decisions import Decision, DecisionKind, IngestResult, Screening
 from team_memory_core.models.memories import HistoryEvent, IngestInput, MemoryStatus
-from team_memory_core.review import PROPOSAL_KIND, hold_foreign_change
+from team_memory_core.review import PROPOSAL_KIND, hold_foreign_change, quarantine
+from team_memory_core.rules import injection
 from team_memory_core.rules.dedupe import exact_duplicate, local_decision
 from team_memory_core.rules.redaction import redact
 from team_memory_core.settings import Settings
@@ -62,7 +68,8 @@ class IngestActivities:
         vector = await self.embedder.embed_one(item.content)
         async with tenant_tx(self.pool, item.tenant_id) as conn:
             await self.model.confirm(conn, used)
-            await memories.upsert_embedding(conn, item, vector)
+            await memories.upsert_embedding(conn, item, vector,
+                                            injection.flags_of(item.content))
 
     @activity.defn(name=INGEST_ACTIVITY)
     async def ingest_memory(self, item: IngestInput) -> IngestResult | None:
@@ -80,13 +87,15 @@ class IngestActivities:
             )
             decision = self._decided_by_rules(item, neighbours)
             if decision is None:
-                await memories.upsert_embedding(conn, item, vector)
+                await memories.upsert_embedding(conn, item, vector,
+                                                injection.flags_of(item.content))
                 return None
             try:
                 return await self._commit(conn, item, decision, vector)
             except MemoryRowMissing:
                 # The save's pending row never landed: the workflow's input makes it.
-                await memories.upsert_embedding(conn, item, vector)
+                await memories.upsert_embedding(conn, item, vector,
+                                                injection.flags_of(item.content))
                 return await self._commit(conn, item, decision)
 
     @activity.defn(name=DECIDE_ACTIVITY)
@@ -102,9 +111,12 @@ class IngestActivities:
         return decision if decision is not None else await self._ask_model(item, neighbours)
 
     def _decided_by_rules(self, item: IngestInput, neighbours: list[Neighbour]) -> Decision | None:
-        """The local policy's decision, or None when the model must be asked."""
+        """The local policy's decision, or None when the model must be asked: to decide
+        against live neighbours, or to screen a project's first memory (which the rules have
+        not flagged already)."""
         same = exact_duplicate(item.content_hash, neighbours)
-        if self.distiller is not None and neighbours and same is None:
+        if self.distiller is not None and same is None and (
+                neighbours or not injection.flags_of(item.content)):
             return None
         return local_decision(item.content, item.content_hash, neighbours,
                               self.settings.duplicate_similarity)
@@ -116,6 +128,8 @@ class IngestActivities:
             for n in neighbours
         ]
         try:
+            if not candidates:
+                return await self._screen_alone(item)
             answer, usage = await decide_ingest(
                 self.distiller, item.content, item.category.value, candidates
             )
@@ -128,9 +142,19 @@ class IngestActivities:
             merged_content=merged, reason=redact(answer.reason).text, policy=Policy.HAIKU,
             model=usage.model, input_tokens=usage.input_tokens,
             output_tokens=usage.output_tokens,
+            screening=None if answer.screening is None else _redacted(
+                answer.screening.screening()),
         )
         target_author = next((n.author for n in neighbours if n.id == answer.target_id), None)
         return hold_foreign_change(decision, target_author, item.key_id)
+
+    async def _screen_alone(self, item: IngestInput) -> Decision:
+        """A project's first memory: nothing to compare, only the screening to ask for."""
+        assert self.distiller is not None
+        verdict, usage = await screen_memory(self.distiller, item.content, item.category.value)
+        return Decision(kind=DecisionKind.ADD, reason="No similar memory.", policy=Policy.HAIKU,
+                        model=usage.model, input_tokens=usage.input_tokens,
+                        output_tokens=usage.output_tokens, screening=_redacted(verdict))
 
     @activity.defn(name=COMMIT_ACTIVITY)
     async def commit_memory(self, item: IngestInput, decision: Decision) -> IngestResult:
@@ -162,6 +186,10 @@ class IngestActivities:
         self, conn: asyncpg.Connection, item: IngestInput, decision: Decision,
         embedding: np.ndarray | None,
     ) -> MemoryStatus:
+        found = injection.findings(item.content)
+        flagged = bool(found) or _aimed_at_agents(decision.screening)
+        if flagged:
+            decision = quarantine(decision)
         record = _EventRecorder(conn, item, decision)
         if item.redactions:
             await record(HistoryEvent.REDACTED, reason="secrets removed before storage: "
@@ -182,6 +210,8 @@ class IngestActivities:
                          after_text=merged, related_id=item.memory_id)
             await record(HistoryEvent.MERGED_INTO, related_id=target, after_text=item.content)
             await record.audit("merge", target)
+            # The model wrote the merged text: it is screened like any new text.
+            await record.flag(target, injection.findings(merged), None)
             return MemoryStatus.DUPLICATE
         await memories.activate(conn, item.memory_id, embedding)
         if decision.needs_review:
@@ -189,6 +219,8 @@ class IngestActivities:
         await record(HistoryEvent.KEPT_WITHOUT_DECISION if decision.needs_review
                      else HistoryEvent.ADDED,
                      after_text=item.content, reason=_held_note(decision))
+        if flagged:
+            await record.flag(item.memory_id, found, decision.screening)
         if decision.kind is DecisionKind.SUPERSEDE and target is not None:
             await memories.supersede(conn, target, item.memory_id)
             await record(HistoryEvent.SUPERSEDED, memory_id=target, related_id=item.memory_id)
@@ -213,6 +245,14 @@ class IngestActivities:
                      reason=f"held for review (proposal {held}), not applied: the memory has "
                      f"another author. {decision.reason}".strip())
         await record.audit(f"{kind}.proposed", target, proposal_id=held)
+
+
+def _aimed_at_agents(screening: Screening | None) -> bool:
+    return screening is not None and screening.aimed_at_agents
+
+
+def _redacted(screening: Screening) -> Screening:
+    return screening.model_copy(update={"reason": redact(screening.reason).text})
 
 
 def _held_note(decision: Decision) -> str | None:
@@ -243,6 +283,19 @@ class _EventRecorder:
             model=self.decision.model, input_tokens=self.decision.input_tokens or None,
             output_tokens=self.decision.output_tokens or None,
         )
+
+    async def flag(self, memory_id: UUID, found: list[injection.Finding],
+                   screening: Screening | None) -> None:
+        """Flag the memory as aimed at AI agents (when the rules or the model say so), with
+        its history event and audit row."""
+        flags = [f.rule for f in found] + ([injection.MODEL_FLAG]
+                                           if _aimed_at_agents(screening) else [])
+        if not flags:
+            return
+        await memories.add_injection_flags(self.conn, memory_id, flags)
+        await self(HistoryEvent.FLAGGED, memory_id=memory_id,
+                   reason=injection.flag_note(found, screening))
+        await self.audit("flag", memory_id, flags=flags)
 
     async def audit(self, action: str, target: UUID, **detail: object) -> None:
         """An audit entry for a decision that changed (or proposed to change) another memory,

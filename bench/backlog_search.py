@@ -28,7 +28,7 @@ async def measure(backlog: int, searches: int) -> str:
         async with principal_tx(local.pool, principal) as conn:
             for i in range(backlog):
                 await insert_pending(conn, prepare_memory(service.settings, principal,
-                                                          memory_text(i)))
+                                                          memory_text(i)), ())
         times = []
         for i in range(searches):
             started = time.perf_counter()

@@ -33,6 +33,7 @@ from team_memory_core.models.memories import (
     memory_id_for,
 )
 from team_memory_core.models.principal import Principal
+from team_memory_core.rules.injection import flags_of
 from team_memory_core.rules.redaction import redact
 from team_memory_core.settings import Settings
 from team_memory_core.store import memories
@@ -73,7 +74,7 @@ def baseline_app(settings: Settings, pool: asyncpg.Pool, embedder: Embedder) -> 
         )
         vector = (await embed_async(embedder, [text]))[0]
         async with tenant_tx(pool, principal.tenant_id) as conn:
-            await memories.upsert_embedding(conn, item, vector)
+            await memories.upsert_embedding(conn, item, vector, flags_of(text))
             similar = await memories.similar_current(conn, vector, item.memory_id,
                                                      item.project, 5)
             await memories.activate(conn, item.memory_id)

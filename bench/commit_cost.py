@@ -36,6 +36,7 @@ from bench.corpus import memory_text
 from team_memory.embedded import start_postgres
 from team_memory_core.embedder import BatchingEmbedder, LocalEmbedder
 from team_memory_core.models.memories import Category, IngestInput, content_hash
+from team_memory_core.rules.injection import flags_of
 from team_memory_core.settings import Settings
 from team_memory_core.store import memories
 from team_memory_core.store.migrate import migrate
@@ -109,7 +110,7 @@ async def measure(args: argparse.Namespace, settings: Settings, pool: asyncpg.Po
                                   embedder=BatchingEmbedder(known, window_ms=0, max_batch=1))
     for item in planned:  # every memory is acknowledged (pending) before any is ingested
         async with tenant_tx(pool, tenant) as conn:
-            await memories.insert_pending(conn, item)
+            await memories.insert_pending(conn, item, flags_of(item.content))
     for item in planned[:args.existing]:
         await activities.ingest_memory(item)
     backend = await pool.fetchval("SELECT pg_backend_pid()")

@@ -26,6 +26,7 @@ from bench.stats import Table
 from team_memory_core.models.memories import Category, IngestInput, content_hash
 from team_memory_core.models.principal import Principal
 from team_memory_core.payload_codec import EncryptionCodec
+from team_memory_core.rules.injection import flags_of
 from team_memory_core.rules.redaction import redact
 from team_memory_core.store.memories import insert_pending
 from team_memory_core.store.pool import tenant_tx
@@ -110,7 +111,7 @@ async def _insert(pool: asyncpg.Pool, principal: Principal, text: str) -> None:
                        content_hash=content_hash(text), occurred_at=datetime.now(UTC))
     with contextlib.suppress(_Rollback):
         async with tenant_tx(pool, principal.tenant_id) as conn:
-            await insert_pending(conn, item)
+            await insert_pending(conn, item, flags_of(text))
             raise _Rollback
 
 

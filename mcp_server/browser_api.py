@@ -21,6 +21,7 @@ from mcp_server.errors import Forbidden, InvalidInput, NotFound
 from mcp_server.http_input import BodyTooLarge, parse_json, read_body
 from mcp_server.memories import MemoryService
 from team_memory_core.models.principal import Principal
+from team_memory_core.rules.injection import describe
 
 Handler = Callable[[Request, Principal], Awaitable[Any]]
 BODY_LIMIT = 64_000  # a forget reason is at most 500 characters
@@ -73,7 +74,8 @@ def add_browser_routes(server: MCPServer, service: MemoryService) -> None:
         memory_id = UUID(request.path_params["memory_id"])
         found = await service.get(principal, memory_id, include_history=True)
         report = await service.status(principal, memory_id)
-        return {"memory": found.model_dump(mode="json"), "status": report.model_dump(mode="json")}
+        return {"memory": found.model_dump(mode="json"), "status": report.model_dump(mode="json"),
+                "flag_reasons": [describe(flag) for flag in found.injection_flags]}
 
     async def forget(request: Request, principal: Principal) -> dict[str, Any]:
         body = parse_json(await read_body(request, BODY_LIMIT))

@@ -24,6 +24,7 @@ from mcp_server.ratelimit import RateLimiter, retry_message
 from mcp_server.search.recall import Recall, memory_view
 from mcp_server.validation import (
     check_files,
+    check_injection_flags,
     check_reason,
     prepare_memory,
     require_writer,
@@ -47,6 +48,7 @@ from team_memory_core.models.memories import (
 )
 from team_memory_core.models.principal import Principal
 from team_memory_core.rules.consolidation import render_manifesto
+from team_memory_core.rules.injection import flags_of
 from team_memory_core.rules.text import approx_tokens
 from team_memory_core.store import consolidation, history, memories, outbox
 from team_memory_core.store.audit import insert_audit
@@ -160,11 +162,14 @@ class MemoryService(Recall):
         source: str | None = None,
         files: Sequence[str | AnchorInput] | None = None,
         turn: InsertTurn | None = None,
+        injection_flags: Sequence[str] = (),
     ) -> SaveResult:
         """Acknowledge a memory: a pending row, its anchors to the ``files`` it cites and the
         outbox row that starts its IngestMemory workflow, in one transaction. With a ``turn``,
         concurrent saves insert their rows in turn order (the insertion order search uses for
-        neighbours; bulk import keeps the file's order)."""
+        neighbours; bulk import keeps the file's order). The row is flagged at once when the
+        local rules find the text aimed at AI agents (``injection_flags``: flags an import
+        brings along, added to the rules' own)."""
         try:
             if turn is not None:
                 await turn.wait()
@@ -172,7 +177,10 @@ class MemoryService(Recall):
                                   importance=importance, tags=tags, project=project,
                                   occurred_at=occurred_at, source=source)
             cited = check_files(files, item.project)
-            item, found, workflow_id = await self._acknowledge(principal, item, turn, cited)
+            flags = list(dict.fromkeys(
+                flags_of(item.content) + check_injection_flags(injection_flags)))
+            item, found, workflow_id = await self._acknowledge(principal, item, turn, cited,
+                                                               flags)
         finally:
             if turn is not None:
                 turn.done()
@@ -181,12 +189,12 @@ class MemoryService(Recall):
             id=item.memory_id, project=item.project, workflow_id=workflow_id,
             status=MemoryStatus.PENDING if found is None else found.status,
             duplicate_of=None if found is None else found.duplicate_of,
-            already_saved=found is not None, redacted=item.redactions,
+            already_saved=found is not None, redacted=item.redactions, injection_flags=flags,
         )
 
     async def _acknowledge(
         self, principal: Principal, item: IngestInput, turn: InsertTurn | None,
-        cited: Sequence[AnchorInput] = (),
+        cited: Sequence[AnchorInput] = (), flags: Sequence[str] = (),
     ) -> tuple[IngestInput, MemoryState | None, str]:
         """Commit the pending row, its outbox row (the worker's relay starts its workflow) and
         the audit entry in one transaction; returns the item as inserted (or the live memory
@@ -198,14 +206,15 @@ class MemoryService(Recall):
             workflow_id = ingest_workflow_id(principal.tenant_name, item.project,
                                              item.content_hash, item.generation)
             async with principal_tx(self.pool, principal) as conn:
-                if await memories.insert_pending(conn, item):
+                if await memories.insert_pending(conn, item, flags):
                     await anchor_memory(conn, principal.tenant_id, item.memory_id,
                                         item.project, cited)
                     if turn is not None:
                         turn.done()
                     await outbox.enqueue(conn, item, self.settings.task_queue,
                                          telemetry.trace_carrier())
-                    await self._audit_save(conn, principal, item, already_saved=False)
+                    await self._audit_save(conn, principal, item, already_saved=False,
+                                           flags=flags)
                     return item, None, workflow_id
                 found = await memories.fetch_status(conn, item.memory_id)
                 assert found is not None  # the id embeds tenant and project: it is in scope
@@ -217,12 +226,14 @@ class MemoryService(Recall):
             item = item.next_generation()  # nothing was written: again, with its own id
 
     async def _audit_save(self, conn: asyncpg.Connection, principal: Principal,
-                          item: IngestInput, *, already_saved: bool) -> None:
+                          item: IngestInput, *, already_saved: bool,
+                          flags: Sequence[str] = ()) -> None:
+        flagged = {"injection_flags": list(flags)} if flags else {}
         await insert_audit(
             conn, tenant_id=principal.tenant_id, key_id=principal.key_id,
             actor=principal.actor, action="save", target=str(item.memory_id), outcome="ok",
             detail={"project": item.project, "already_saved": already_saved,
-                    "redacted": item.redactions})
+                    "redacted": item.redactions, **flagged})
 
     @translates_outages("the forget was not confirmed")
     @_audited("forget")
@@ -337,7 +348,8 @@ class MemoryService(Recall):
         async with principal_tx(self.pool, principal) as conn:
             rows = await memories.recent_important(conn, sorted({scope, TENANT_WIDE_PROJECT}),
                                                   since, 3, 50)
-        return [memory_view(row) for row in rows]
+        # Read into a model without its asking: a flagged memory stays out (docs/security.md).
+        return [memory_view(row) for row in rows if not row.injection_flags]
 
     async def manifesto(self, principal: Principal, project: str | None) -> ManifestoView:
         """The project's manifesto as the last consolidation wrote it (empty before one ran)."""

@@ -34,6 +34,7 @@ from team_memory_core.models.consolidation import ManifestoView
 from team_memory_core.models.memories import Memory, MemoryStatusReport
 from team_memory_core.models.principal import Principal
 from team_memory_core.rules.consolidation import render_manifesto
+from team_memory_core.rules.framing import DATA_NOTE, QUOTED_NOTE, quoted_memory
 
 INSTRUCTIONS = """\
 Team Memory is the long-term memory this team shares across sessions and people.
@@ -176,10 +177,12 @@ def _register_tools(
             since=since, until=until, include_history=include_history,
         ))
         searched = service.resolve_project(principal, project)  # valid: the search took it
-        lines = [f"{h.id} [{h.category}{_freshness_mark(h.freshness)}] {h.snippet} "
-                 f"({h.age}, ~{h.tokens} tokens)" for h in hits]
-        view = SearchView(project=searched, results=[HitView.of(h, searched) for h in hits])
-        return _result(view, "\n".join(lines) or "no matching memories")
+        quoted = [quoted_memory(h, h.snippet, one_line=True, tokens=f"~{h.tokens}",
+                                files=_files_mark(h.freshness)) for h in hits]
+        view = SearchView(note=DATA_NOTE, project=searched,
+                          results=[HitView.of(h, searched) for h in hits])
+        return _result(view, "\n".join([QUOTED_NOTE, *quoted]) if hits
+                       else "no matching memories")
 
     @server.tool()
     async def get_memory(
@@ -189,8 +192,8 @@ def _register_tools(
     ) -> Annotated[CallToolResult, MemoryView]:
         """Read one memory in full."""
         memory = await _call(service.get(who(), id, include_history=include_history))
-        return _result(MemoryView.of(memory),
-                       f"[{memory.category}, {memory.age}] {memory.content}")
+        return _result(MemoryView.of(memory, alone=True),
+                       f"{QUOTED_NOTE}\n{quoted_memory(memory, memory.content)}")
 
     @server.tool()
     async def get_memories(
@@ -198,8 +201,9 @@ def _register_tools(
     ) -> Annotated[CallToolResult, MemoriesView]:
         """Read several memories in full, in the order asked."""
         memories = await _call(service.get_many(who(), ids))
-        text = "\n".join(f"{m.id} [{m.category}, {m.age}] {m.content}" for m in memories)
-        return _result(MemoriesView(memories=[MemoryView.of(m) for m in memories]), text)
+        text = "\n".join([QUOTED_NOTE, *(quoted_memory(m, m.content) for m in memories)])
+        return _result(MemoriesView(note=DATA_NOTE,
+                                    memories=[MemoryView.of(m) for m in memories]), text)
 
     @server.tool()
     async def forget_memory(
@@ -235,8 +239,8 @@ def _register_tools(
         return _result(report, text + f" (dedupe policy: {report.dedupe_policy})")
 
 
-def _freshness_mark(freshness: Freshness | None) -> str:
-    return f", files {freshness}" if freshness in (Freshness.CHANGED, Freshness.GONE) else ""
+def _files_mark(freshness: Freshness | None) -> str | None:
+    return freshness if freshness in (Freshness.CHANGED, Freshness.GONE) else None
 
 
 def _register_resources(
@@ -248,8 +252,8 @@ def _register_resources(
         memories = await _read(lambda: service.recent_summary(who(), None))
         if not memories:
             return "No important memories in the last 24 hours."
-        return "\n".join(f"- [{m.category}, importance {m.importance}, {m.age}] {m.content}"
-                         for m in memories)
+        return "\n".join([QUOTED_NOTE, *(quoted_memory(m, m.content, importance=str(
+            m.importance)) for m in memories)])
 
     @server.resource("memory://working_set", mime_type="text/markdown")
     async def working_set() -> str:
@@ -260,8 +264,8 @@ def _register_resources(
             return "No memories yet in this project."
         header = (f"Working set of {current.project}: {len(current.memories)} memories, "
                   f"~{current.tokens} of {current.budget_tokens} tokens.")
-        return "\n".join([header, *(f"- [{m.category}, importance {m.importance}, {m.age}] "
-                                    f"{m.content}" for m in current.memories)])
+        return "\n".join([header, QUOTED_NOTE, *(quoted_memory(m, m.content, importance=str(
+            m.importance)) for m in current.memories)])
 
     @server.resource("memory://memories/{id}", mime_type="application/json")
     async def memory_by_id(id: str) -> str:

@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from mcp_server.errors import Forbidden, InvalidInput
 from mcp_server.memories import InsertOrder, MemoryService
-from mcp_server.validation import check_files, prepare_memory
+from mcp_server.validation import check_files, check_injection_flags, prepare_memory
 from team_memory_core.models.anchors import AnchorInput
 from team_memory_core.models.memories import Category, Memory
 from team_memory_core.models.principal import Principal
@@ -41,6 +41,10 @@ class ImportItem(BaseModel):
     source: str | None = None
     # The files it cites: paths, or {"path", "blob"} with the hash it was saved against.
     files: list[AnchorInput | str] = Field(default_factory=list)
+    # Why the exporting Team Memory flagged it as aimed at AI agents: kept (the rules run
+    # again on import, and cannot see what Claude Haiku saw); a file can add flags, never
+    # clear one.
+    injection_flags: list[str] = Field(default_factory=list)
 
 
 class ImportFailed(ValueError):
@@ -80,6 +84,7 @@ def validate(service: MemoryService, principal: Principal, items: list[ImportIte
                                       tags=item.tags, project=project,
                                       occurred_at=item.occurred_at, source=item.source)
             check_files(item.files, prepared.project)
+            check_injection_flags(item.injection_flags)
         except (InvalidInput, Forbidden) as error:
             errors.append(f"item {number}: {error}")
     if errors:
@@ -107,6 +112,7 @@ async def import_items(
                 principal, item.content, category=item.category, importance=item.importance,
                 tags=item.tags, project=project, occurred_at=item.occurred_at,
                 source=item.source, files=item.files, turn=order.turn(index),
+                injection_flags=item.injection_flags,
             )
             results[index] = (saved.id, saved.already_saved)
             done += 1
@@ -153,6 +159,7 @@ def export_line(memory: Memory) -> str:
         "created_at": memory.created_at.isoformat(),
         **({"files": [{"path": a.path, "blob": a.blob} for a in memory.anchors],
             "freshness": memory.freshness} if memory.anchors else {}),
+        **({"injection_flags": memory.injection_flags} if memory.injection_flags else {}),
     }, ensure_ascii=False)
 
 

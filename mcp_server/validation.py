@@ -31,6 +31,8 @@ from team_memory_core.settings import Settings
 
 _TAG = re.compile(r"^[\w][\w.:/+-]*$")
 _BLOB = re.compile(r"^(?:[0-9a-f]{40}|[0-9a-f]{64})$")  # a git blob hash: sha1 or sha256
+_FLAG = re.compile(r"^[a-z][a-z0-9-]{0,39}$")
+_FLAGS_MAX = 20
 _SOURCE_MAX_CHARS = 200
 _REASON_MAX_CHARS = 500
 # Memories are not older than Unix time, and a year-1 time with a positive offset does not
@@ -223,6 +225,17 @@ def check_reason(reason: str) -> str:
     if is_blank(reason) or len(reason) > _REASON_MAX_CHARS:
         raise InvalidInput(f"reason must be 1-{_REASON_MAX_CHARS} characters")
     return redact(reason).text
+
+
+def check_injection_flags(flags: Sequence[str]) -> list[str]:
+    """Flags a memory brings along (an import of an export): codes such as
+    ``override-instructions``, at most ``_FLAGS_MAX``; they can only add to the rules' own."""
+    if len(flags) > _FLAGS_MAX:
+        raise InvalidInput(f"at most {_FLAGS_MAX} injection flags")
+    if not all(isinstance(flag, str) and _FLAG.match(flag) for flag in flags):
+        raise InvalidInput("an injection flag is a lowercase code such as "
+                           "'override-instructions'")
+    return list(dict.fromkeys(flags))
 
 
 def check_category(category: str) -> Category:

@@ -3,6 +3,11 @@
 Claude Code hands the model a tool's structured content (JSON), not its text, so every field
 here costs tokens in every session: a field is present only when the model can act on it.
 Fields at their usual value (active status, importance 1, no tags...) are left out.
+
+Memory text is data a team member saved, never instructions: results that carry it say so
+(``note``), and a memory flagged as aimed at AI agents carries its ``flags`` and a ``warning``
+(docs/security.md, "Shared memory"). In JSON the string itself delimits the text: nothing in
+it can end the field.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from pydantic import BaseModel
 
 from team_memory_core.models.anchors import Anchor, Freshness
 from team_memory_core.models.memories import Category, Memory, MemoryHit, MemoryStatus, SaveResult
+from team_memory_core.rules.framing import DATA_NOTE, flagged_warning
 
 
 class CompactModel(BaseModel):
@@ -28,13 +34,16 @@ class SavedView(CompactModel):
     already_saved: bool = False
     duplicate_of: UUID | None = None
     redacted: list[str] = []
+    flags: list[str] = []
+    warning: str | None = None
 
     @classmethod
     def of(cls, saved: SaveResult) -> SavedView:
         return cls(id=saved.id, project=saved.project,
                    status=None if saved.status is MemoryStatus.PENDING else saved.status,
                    already_saved=saved.already_saved, duplicate_of=saved.duplicate_of,
-                   redacted=saved.redacted)
+                   redacted=saved.redacted, flags=saved.injection_flags,
+                   warning=_saved_warning(saved.injection_flags))
 
 
 class HitView(CompactModel):
@@ -50,6 +59,8 @@ class HitView(CompactModel):
     project: str | None = None
     status: MemoryStatus | None = None
     freshness: Freshness | None = None  # only for a memory about files
+    flags: list[str] = []
+    warning: str | None = None
 
     @classmethod
     def of(cls, hit: MemoryHit, searched: str) -> HitView:
@@ -57,10 +68,12 @@ class HitView(CompactModel):
                    importance=hit.importance, tokens=hit.tokens if hit.truncated else None,
                    project=None if hit.project == searched else hit.project,
                    status=None if hit.status in _CURRENT else hit.status,
-                   freshness=hit.freshness)
+                   freshness=hit.freshness, flags=hit.injection_flags,
+                   warning=flagged_warning(hit.injection_flags))
 
 
 class SearchView(CompactModel):
+    note: str  # DATA_NOTE (no default: compact() would drop it)
     project: str
     results: list[HitView]
 
@@ -92,9 +105,12 @@ class MemoryView(CompactModel):
     valid_to: datetime | None = None
     freshness: Freshness | None = None
     files: list[FileView] = []
+    flags: list[str] = []
+    warning: str | None = None
+    note: str | None = None  # set when the memory is the whole result
 
     @classmethod
-    def of(cls, memory: Memory) -> MemoryView:
+    def of(cls, memory: Memory, *, alone: bool = False) -> MemoryView:
         return cls(id=memory.id, project=memory.project, category=memory.category,
                    content=memory.content, age=memory.age, importance=memory.importance,
                    tags=memory.tags,
@@ -102,11 +118,22 @@ class MemoryView(CompactModel):
                    source=memory.source, duplicate_of=memory.duplicate_of,
                    superseded_by=memory.superseded_by, merged_from=memory.merged_from,
                    valid_to=memory.valid_to, freshness=memory.freshness,
-                   files=[FileView.of(anchor) for anchor in memory.anchors])
+                   files=[FileView.of(anchor) for anchor in memory.anchors],
+                   flags=memory.injection_flags,
+                   warning=flagged_warning(memory.injection_flags),
+                   note=DATA_NOTE if alone else None)
 
 
 class MemoriesView(CompactModel):
+    note: str  # DATA_NOTE
     memories: list[MemoryView]
 
 
 _CURRENT = (MemoryStatus.ACTIVE, MemoryStatus.PENDING)
+
+
+def _saved_warning(flags: list[str]) -> str | None:
+    if not flags:
+        return None
+    return ("saved, but flagged as possibly aimed at AI agents: it is kept out of session "
+            "context and needs review before it is shared")

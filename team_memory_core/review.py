@@ -6,11 +6,15 @@ merged text is the model's own. So a merge (UPDATE with merged text) or a SUPERS
 would change a memory of another author is held for review instead of applied; changes
 within one author's memories apply as before. The author of a memory is the API key that
 saved it (``memories.created_by``); a memory with no recorded author counts as another's.
+
+A memory flagged as aimed at AI agents (rules/injection.py) changes no other memory at all
+(``quarantine``), and must be reviewed before it is shared (``needs_review_before_sharing``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Protocol
 from uuid import UUID
 
 from team_memory_core.models.decisions import Decision, DecisionKind
@@ -33,3 +37,24 @@ def hold_foreign_change(decision: Decision, target_author: UUID | None,
     if decision.kind not in CHANGES_TARGET or same_author([target_author, actor]):
         return decision
     return decision.model_copy(update={"kind": DecisionKind.ADD, "held": decision.kind})
+
+
+def quarantine(decision: Decision) -> Decision:
+    """The decision for a memory flagged as aimed at AI agents: it changes no other memory
+    (no merge into one, no superseding one, no proposal to), and is kept as its own."""
+    if decision.kind not in CHANGES_TARGET and decision.held is None:
+        return decision
+    return decision.model_copy(update={"kind": DecisionKind.ADD, "target_id": None,
+                                       "merged_content": None, "held": None})
+
+
+class Flaggable(Protocol):
+    @property
+    def injection_flags(self) -> list[str]: ...
+
+
+def needs_review_before_sharing(memory: Flaggable) -> bool:
+    """Whether a member must review this memory before it is shared beyond its author
+    (promoted to the project or the team, or released from a review queue): True for a
+    memory flagged as aimed at AI agents (rules/injection.py, Claude Haiku's verdict)."""
+    return bool(memory.injection_flags)

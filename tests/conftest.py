@@ -38,7 +38,7 @@ from team_memory_core.store.pool import create_pool
 from team_memory_core.temporal import connect
 from team_memory_core.tenants import create_key, ensure_tenant
 from tests.support.anthropic_server import FakeAnthropic
-from tests.support.llm import MODEL
+from tests.support.llm import MODEL, answer_screenings
 from workflows.worker import running_worker
 
 _RUNTIME_DIR = Path(tempfile.gettempdir()) / f"team-memory-tests-{os.getuid()}"
@@ -105,8 +105,10 @@ def embedder(services: Services) -> Embedder:
 
 @pytest.fixture
 def fake() -> Iterator[FakeAnthropic]:
-    """A scripted Anthropic Messages API on 127.0.0.1 (tests/support/anthropic_server.py)."""
+    """A scripted Anthropic Messages API on 127.0.0.1 (tests/support/anthropic_server.py);
+    screenings of a project's first memory are answered as benign (tests/support/llm.py)."""
     with FakeAnthropic() as server:
+        answer_screenings(server)
         yield server
 
 

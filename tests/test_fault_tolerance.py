@@ -245,9 +245,10 @@ async def test_llm_answering_500s_keeps_the_memory(stack: Stack) -> None:
         distiller = Distiller.from_settings(settings)
         assert distiller is not None
         async with stack.worker(distiller=distiller):
+            # The project's first memory: its screening call fails too (kept after retries).
             first = await stack.service.save(stack.principal, "We deploy with blue-green "
                                              "switches behind the load balancer")
-            assert await stack.wait_status(first.id) is MemoryStatus.ACTIVE
+            assert await stack.wait_status(first.id, timeout=120) is MemoryStatus.ACTIVE
             second = await stack.service.save(stack.principal, "Deploys use blue-green "
                                               "switching behind the load balancer, always")
             assert await stack.wait_status(second.id, timeout=120) is MemoryStatus.ACTIVE

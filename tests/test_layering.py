@@ -6,7 +6,7 @@
   tests/ (the wheel ships neither).
 - The Claude Code hook (team_memory.hook, and whatever it imports from the shared home)
   imports the standard library only: it runs on every Claude Code event.
-- No product module is over MAX_LINES lines, but the redaction rule tables.
+- No product module is over MAX_LINES lines, but the redaction and injection rule tables.
 
 Every import counts: at module level, inside functions and under TYPE_CHECKING.
 """
@@ -25,7 +25,8 @@ NOT_FROM = {"mcp_server": {"workflows", "activities"}}
 NEVER = {"bench", "tests"}
 HOOK = "team_memory.hook"
 MAX_LINES = 450
-RULE_TABLES = {"team_memory_core/rules/redaction.py"}
+RULE_TABLES = {"team_memory_core/rules/redaction.py",
+               "team_memory_core/rules/injection_patterns.py"}
 
 
 @dataclass(frozen=True)

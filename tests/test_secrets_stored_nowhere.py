@@ -26,6 +26,7 @@ from team_memory_core.models.memories import MemoryStatus
 from team_memory_core.store.pool import tenant_tx
 from tests.conftest import Stack
 from tests.support.anthropic_server import FakeAnthropic, Reply
+from tests.support.llm import answer_screenings
 from tests.support.secret_corpus import SECRETS, Secret
 from tests.support.stored import leaks, stored_columns, workflow_histories
 from workflows.consolidate import Consolidate
@@ -69,6 +70,7 @@ class Haiku:
 def fake() -> Iterator[FakeAnthropic]:
     with FakeAnthropic() as server:
         server.default_for(INGEST_TOOL, ADD)
+        answer_screenings(server)
         yield server
 
 

@@ -125,7 +125,8 @@ class Recall:
         x recency. Best first; a memory too large for what is left is skipped, not cut, and
         one whose files are all gone is left out (docs/freshness.md); memories about files
         come with their anchors. ``text_of`` is how each memory will be rendered (its cost
-        against the budget)."""
+        against the budget). A memory flagged as aimed at AI agents is never part of it: the
+        working set is put before a model unasked (session start, docs/security.md)."""
         budget = self.settings.working_set_tokens if budget_tokens is None else budget_tokens
         if budget < 0:
             raise InvalidInput("budget_tokens must not be negative")
@@ -137,8 +138,8 @@ class Recall:
             ranked = await self._current(principal, [hit.id for hit in hits])
         else:
             ranked = await self._important_recent(principal, project)
-        ranked = await self.with_files(
-            principal, [m for m in ranked if m.freshness != Freshness.GONE])
+        ranked = await self.with_files(principal, [
+            m for m in ranked if m.freshness != Freshness.GONE and not m.injection_flags])
         chosen = within_budget(ranked, render, budget)
         return WorkingSet(project=scope, budget_tokens=budget, memories=chosen,
                           tokens=sum(approx_tokens(render(m)) for m in chosen))
@@ -199,6 +200,7 @@ def memory_hit(row: Candidate, score: float, now: datetime) -> MemoryHit:
         occurred_at=row.occurred_at, tokens=approx_tokens(row.content),
         truncated=snippet != one_line(row.content),
         freshness=None if row.freshness is None else Freshness(row.freshness),
+        injection_flags=row.injection_flags,
     )
 
 

@@ -2,7 +2,7 @@
 
 stack.py          up, migrate, worker, serve, status, config
 tenants.py        tenant create; key create, list, revoke
-memories.py       import, export, restore, purge, audit, consolidate, review list
+memories.py       import, export, restore, purge, screen, audit, consolidate, review list
 claude_code.py    install/uninstall claude-code, doctor, hook
 temporal_keys.py  temporal-key list, rotate, retire, new-kek, rotate-kek
 evaluation.py     eval locomo

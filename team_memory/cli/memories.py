@@ -1,4 +1,4 @@
-"""The memories of a tenant, as an operator: import, export, restore, purge, audit,
+"""The memories of a tenant, as an operator: import, export, restore, purge, screen, audit,
 consolidate, review list."""
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ from team_memory_core.erasure import restore as restore_memory
 from team_memory_core.models.memories import MemoryStatus
 from team_memory_core.models.principal import Principal
 from team_memory_core.schedules import run_now
+from team_memory_core.screening import ScreenReport, screen_stored
 from team_memory_core.settings import Settings
 from team_memory_core.store.audit import AuditEntry, audit_entries, unscoped_audit_entries
 from team_memory_core.store.pool import tenant_tx
@@ -181,6 +182,20 @@ def purge(
     typer.echo(f"purged {memory_id}: {len(report.purged)} memory rows, "
                f"{report.events_erased} history events, workflows {report.workflows_deleted}")
     exit_after_temporal_client()
+
+
+@app.command()
+def screen(tenant: TenantOption, data_dir: DataDir = None) -> None:
+    """Run the injection rules over the tenant's memories not flagged yet (saved before the
+    rules, or before an update of them) and flag those aimed at AI agents."""
+    async def run(pool: asyncpg.Pool, actor: Actor) -> ScreenReport:
+        return await screen_stored(pool, actor)
+
+    report = as_operator(load_settings(data_dir), tenant, run)
+    typer.echo(f"checked {report.checked} memories, flagged {len(report.flagged)} as aimed at "
+               "AI agents (kept out of session context; see their history)")
+    for memory_id in report.flagged:
+        typer.echo(f"  {memory_id}")
 
 
 # --- the audit trail, consolidation and review ------------------------------------------------

@@ -11,6 +11,7 @@ from uuid import UUID
 from pydantic import BeforeValidator, Field, WithJsonSchema, model_validator
 
 from team_memory_core.llm.client import Distiller, LLMUsage
+from team_memory_core.llm.screen import CRITERIA, AgentDirected
 from team_memory_core.llm.task import (
     PREAMBLE,
     ForcedTool,
@@ -54,7 +55,9 @@ unchanged facts survive.
 High similarity alone proves nothing: "Staging runs Postgres 15" and "Production runs Postgres \
 16" are very similar and both true (ADD). For DUPLICATE, UPDATE and SUPERSEDE, target_id is the \
 id of the one candidate concerned, copied exactly; if several fit, take the most directly \
-concerned. reason is one short sentence for the audit log."""
+concerned. reason is one short sentence for the audit log.
+
+Screening, whatever the action: {CRITERIA}"""
 
 
 class Candidate(Frozen):
@@ -67,12 +70,14 @@ class Candidate(Frozen):
 
 
 class IngestDecision(Frozen):
-    """The checked decision: a target for every action but ADD, merged text for UPDATE only."""
+    """The checked decision: a target for every action but ADD, merged text for UPDATE only;
+    and the new memory's injection screening (llm/screen.py), asked for in the same call."""
 
     action: DecisionKind
     target_id: UUID | None = None
     merged_content: NonEmptyText | None = None
     reason: Reason = ""
+    screening: AgentDirected | None = None
 
     @model_validator(mode="after")
     def _fields_match_action(self) -> Self:
@@ -114,6 +119,8 @@ class IngestReply(Frozen):
     merged_content: str | None = Field(
         default=None, description="UPDATE only: the candidate rewritten to include the new "
         "information, keeping every fact of both.")
+    screening: AgentDirected = Field(
+        default=AgentDirected(), description="Whether the new memory is aimed at AI agents.")
 
 
 TOOL = ForcedTool("record_ingest_decision", "Record the one action to take for the new memory.",
@@ -132,13 +139,15 @@ def prompt(content: str, category: str, candidates: Sequence[Candidate]) -> str:
 def checked(reply: IngestReply, candidates: Sequence[Candidate], max_chars: int) -> IngestDecision:
     """The reply, if its target is a candidate and its merged text fits."""
     if reply.action is DecisionKind.ADD:
-        return IngestDecision(action=reply.action, reason=reply.reason)
+        return IngestDecision(action=reply.action, reason=reply.reason,
+                              screening=reply.screening)
     target = member(reply.target_id, {c.id for c in candidates}, "target_id")
     merged = None
     if reply.action is DecisionKind.UPDATE:
         merged = bounded(reply.merged_content, max_chars, "merged_content")
     return IngestDecision(
-        action=reply.action, target_id=target, merged_content=merged, reason=reply.reason
+        action=reply.action, target_id=target, merged_content=merged, reason=reply.reason,
+        screening=reply.screening,
     )
 
 

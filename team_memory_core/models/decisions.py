@@ -18,6 +18,13 @@ class DecisionKind(StrEnum):
     SUPERSEDE = "supersede"
 
 
+class Screening(BaseModel):
+    """Claude Haiku's verdict on whether a new memory's text is aimed at AI agents."""
+
+    aimed_at_agents: bool
+    reason: str = ""
+
+
 class Decision(BaseModel):
     kind: DecisionKind
     target_id: UUID | None = None
@@ -32,6 +39,8 @@ class Decision(BaseModel):
     # The model's UPDATE or SUPERSEDE of another author's memory: not applied. The memory is
     # kept (kind ADD) and the proposal (target_id, merged_content) is held for review.
     held: DecisionKind | None = None
+    # The model's injection screening, when the model was asked (None: it was not).
+    screening: Screening | None = None
 
 
 class IngestResult(BaseModel):

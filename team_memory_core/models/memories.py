@@ -101,6 +101,8 @@ class SaveResult(BaseModel):
     duplicate_of: UUID | None = None
     already_saved: bool = False
     redacted: list[str] = Field(default_factory=list)
+    # Its text looks aimed at AI agents (the local rules; Claude Haiku may add its own flag).
+    injection_flags: list[str] = Field(default_factory=list)
 
 
 class MemoryHit(BaseModel):
@@ -120,6 +122,8 @@ class MemoryHit(BaseModel):
     truncated: bool = False
     # None: the memory cites no file.
     freshness: Freshness | None = None
+    # Why it was flagged as possibly aimed at AI agents (empty: not flagged).
+    injection_flags: list[str] = Field(default_factory=list)
 
 
 class StoredMemory(BaseModel):
@@ -143,6 +147,9 @@ class StoredMemory(BaseModel):
     updated_at: datetime
     # How the files it cites compare with when it was saved (None: it cites none).
     freshness: Freshness | None = None
+    # Why it was flagged as possibly aimed at AI agents, by the rules' codes and "model" for
+    # Claude Haiku's verdict (team_memory_core/rules/injection.py); empty: not flagged.
+    injection_flags: list[str] = Field(default_factory=list)
 
 
 class Memory(StoredMemory):
@@ -185,6 +192,8 @@ class HistoryEvent(StrEnum):
     ANCHOR_FRESH = "anchor_fresh"
     ANCHOR_GONE = "anchor_gone"
     ANCHOR_KEPT = "anchor_kept"
+    # Its text looks aimed at AI agents (rules, Claude Haiku): kept out of session context.
+    FLAGGED = "flagged"
 
     @classmethod
     def proposed(cls, kind: str) -> HistoryEvent:

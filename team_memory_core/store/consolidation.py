@@ -116,7 +116,8 @@ async def neighbourhoods(
     """One page of active memories (keyset by id), each with its nearest active neighbours.
 
     A seed flagged for review gets its neighbours whatever their similarity. Exact scan, as in
-    ``similar_current``: a filtered HNSW scan can miss the one neighbour that matters.
+    ``similar_current``: a filtered HNSW scan can miss the one neighbour that matters. Memories
+    flagged as aimed at AI agents take no part: their text never flows into another memory.
     """
     rows = await conn.fetch(
         f"""
@@ -124,7 +125,7 @@ async def neighbourhoods(
             SELECT m.id, m.embedding, m.needs_review, {_REVIEWED} AS reviewed
             FROM memories m
             WHERE m.project = $1 AND m.status = 'active' AND m.embedding IS NOT NULL
-              AND ($2::uuid IS NULL OR m.id > $2)
+              AND cardinality(m.injection_flags) = 0 AND ($2::uuid IS NULL OR m.id > $2)
             ORDER BY m.id
             LIMIT $3
         )
@@ -136,7 +137,7 @@ async def neighbourhoods(
                    1 - ((m.embedding <=> s.embedding) + 0) AS similarity
             FROM memories m
             WHERE m.project = $1 AND m.status = 'active' AND m.id <> s.id
-              AND m.embedding IS NOT NULL
+              AND m.embedding IS NOT NULL AND cardinality(m.injection_flags) = 0
             ORDER BY (m.embedding <=> s.embedding) + 0
             LIMIT $4
         ) n ON n.similarity >= $5 OR s.needs_review
@@ -257,14 +258,15 @@ class WeightedMemory:
 async def top_memories(
     conn: asyncpg.Connection, project: str, half_life_days: float, limit: int
 ) -> list[WeightedMemory]:
-    """The project's active memories ranked by importance x recency (the manifesto's input)."""
+    """The project's active memories ranked by importance x recency (the manifesto's input),
+    those flagged as aimed at AI agents left out: the manifesto is read as the team's rules."""
     rows = await conn.fetch(
         """
         SELECT id, category, content, importance,
                importance * power(0.5, extract(epoch FROM now() - occurred_at)
                                        / ($2 * 86400.0)) AS weight
         FROM memories
-        WHERE project = $1 AND status = 'active'
+        WHERE project = $1 AND status = 'active' AND cardinality(injection_flags) = 0
         ORDER BY weight DESC, id
         LIMIT $3
         """,

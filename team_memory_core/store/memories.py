@@ -7,6 +7,7 @@ these WHERE clauses, is what keeps tenants apart.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from uuid import UUID
@@ -21,7 +22,7 @@ from team_memory_core.store.rows import many, wrote
 MEMORY_COLUMNS = """
     id, project, content, category, importance, tags, status, source, duplicate_of,
     superseded_by, merged_from, valid_from, valid_to, created_at, occurred_at, updated_at,
-    freshness, content_hash, generation
+    freshness, content_hash, generation, injection_flags
 """
 
 
@@ -42,8 +43,10 @@ def memory_row(record: asyncpg.Record) -> MemoryRow:
 # --- write path ---------------------------------------------------------------------------
 
 
-async def insert_pending(conn: asyncpg.Connection, item: IngestInput) -> bool:
-    """Insert the acknowledged memory as `pending` (searchable before its workflow commits).
+async def insert_pending(conn: asyncpg.Connection, item: IngestInput,
+                         injection_flags: Sequence[str]) -> bool:
+    """Insert the acknowledged memory as `pending` (searchable before its workflow commits),
+    flagged from the start when its text looks aimed at AI agents.
 
     Returns False when a memory with that id already exists.
     """
@@ -52,33 +55,44 @@ async def insert_pending(conn: asyncpg.Connection, item: IngestInput) -> bool:
         """
         INSERT INTO memories (id, tenant_id, project, content, category, importance, tags,
                               content_hash, source, created_by, occurred_at, generation,
-                              status)
-        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, 'pending')
+                              status, injection_flags)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, 'pending', $13)
         ON CONFLICT (id) DO NOTHING
         RETURNING id
         """,
         item.memory_id, item.tenant_id, item.project, item.content, item.category.value,
         item.importance, item.tags, item.content_hash, item.source, item.key_id,
-        item.occurred_at, item.generation,
+        item.occurred_at, item.generation, list(injection_flags),
     )
 
 
 async def upsert_embedding(
-    conn: asyncpg.Connection, item: IngestInput, embedding: np.ndarray
+    conn: asyncpg.Connection, item: IngestInput, embedding: np.ndarray,
+    injection_flags: Sequence[str],
 ) -> None:
     """Store the vector on the memory row, creating the row if the server never wrote it."""
     await conn.execute(
         """
         INSERT INTO memories (id, tenant_id, project, content, category, importance, tags,
                               content_hash, source, created_by, occurred_at, generation,
-                              status, embedding)
-        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, 'pending', $13)
+                              status, embedding, injection_flags)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, 'pending', $13, $14)
         ON CONFLICT (id) DO UPDATE SET embedding = EXCLUDED.embedding
         WHERE memories.embedding IS NULL AND memories.purged_at IS NULL
         """,
         item.memory_id, item.tenant_id, item.project, item.content, item.category.value,
         item.importance, item.tags, item.content_hash, item.source, item.key_id,
-        item.occurred_at, item.generation, embedding,
+        item.occurred_at, item.generation, embedding, list(injection_flags),
+    )
+
+
+async def add_injection_flags(conn: asyncpg.Connection, memory_id: UUID,
+                              flags: Sequence[str]) -> None:
+    """Add these flags to the memory's (a flag is never removed here)."""
+    await conn.execute(
+        "UPDATE memories SET injection_flags = injection_flags || ARRAY(SELECT f FROM"
+        " unnest($2::text[]) f WHERE f <> ALL(injection_flags)) WHERE id = $1",
+        memory_id, list(flags),
     )
 
 
@@ -97,7 +111,8 @@ async def similar_current(
 ) -> list[Neighbour]:
     """The live memories of the same project closest to ``embedding`` (``memory_id``'s vector),
     ``memory_id`` left out (exact scan: a project's live set is small enough, and an
-    approximate index could miss the one duplicate).
+    approximate index could miss the one duplicate). Memories flagged as aimed at AI agents
+    are left out too: nothing is merged into them, nothing is judged a copy of them.
 
     The vector is a parameter, not read from ``memory_id``'s row by the statement: a vector
     stored out of line (rows written before sql/012) would be fetched from the TOAST table
@@ -108,7 +123,7 @@ async def similar_current(
                1 - ((m.embedding <=> $1) + 0) AS similarity
         FROM memories m
         WHERE m.project = $3 AND m.status = 'active' AND m.id <> $2
-          AND m.embedding IS NOT NULL
+          AND m.embedding IS NOT NULL AND cardinality(m.injection_flags) = 0
         ORDER BY (m.embedding <=> $1) + 0
         LIMIT $4
         """,
@@ -252,6 +267,25 @@ async def pending_ids(conn: asyncpg.Connection, ids: list[UUID]) -> list[UUID]:
         "SELECT id FROM memories WHERE id = ANY($1::uuid[]) AND status = 'pending'", ids
     )
     return [r["id"] for r in rows]
+
+
+@dataclass(frozen=True)
+class UnflaggedMemory:
+    id: UUID
+    seq: int
+    content: str
+
+
+async def unflagged_page(conn: asyncpg.Connection, after_seq: int,
+                         limit: int) -> list[UnflaggedMemory]:
+    """One page (insertion order) of the tenant's current memories not flagged as aimed at
+    AI agents: what a re-screening with the injection rules reads."""
+    rows = await conn.fetch(
+        "SELECT id, seq, content FROM memories WHERE status IN ('pending', 'active')"
+        " AND cardinality(injection_flags) = 0 AND seq > $1 ORDER BY seq LIMIT $2",
+        after_seq, limit,
+    )
+    return many(UnflaggedMemory, rows)
 
 
 @dataclass(frozen=True)

@@ -216,7 +216,7 @@ WITH ql AS (
     SELECT id FROM cand UNION SELECT nid FROM nb
 )
 SELECT m.id, m.project, m.category, m.content, m.importance, m.status, m.occurred_at,
-       m.freshness,
+       m.freshness, m.injection_flags,
        coalesce(1 - (coalesce(m.embedding, pend.embedding) <=> $1), 0) AS cosine,
        coalesce((
            SELECT sum({_bm25("t.tf", "length(m.search_text)")})
@@ -249,6 +249,7 @@ class Candidate(NamedTuple):
     status: str
     occurred_at: datetime
     freshness: str | None  # of its files (None: it cites none)
+    injection_flags: list[str]  # why it looks aimed at AI agents (empty: it does not)
     cosine: float
     bm25: float
     neighbours: list[UUID] | None  # insertion-order neighbours (candidates only)

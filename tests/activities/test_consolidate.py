@@ -17,6 +17,7 @@ from team_memory_core.models.memories import MemoryStatus
 from tests.activities.test_ingest import history
 from tests.conftest import Stack
 from tests.support.anthropic_server import FakeAnthropic
+from tests.support.llm import calls_but_screenings
 
 pytestmark = pytest.mark.anyio
 
@@ -30,7 +31,7 @@ async def test_concurrent_reviews_of_one_cluster_apply_one_plan(
         fake.script(FakeAnthropic.text("I cannot decide."))  # kept, flagged for the review
         flagged = await stack.service.save(stack.principal, "Our public API answers only JSON")
         assert await stack.wait_status(flagged.id) is MemoryStatus.ACTIVE
-    assert fake.calls == 1, "the second memory was not flagged: nothing to review"
+    assert calls_but_screenings(fake) == 1, "the second memory was not flagged: nothing to review"
     # Two answers that disagree; each run gets one, in whichever order they ask.
     fake.script(
         FakeAnthropic.held(FakeAnthropic.tool_result({"actions": []})),
@@ -45,7 +46,7 @@ async def test_concurrent_reviews_of_one_cluster_apply_one_plan(
 
     runs = asyncio.gather(review.review_cluster(request), review.review_cluster(request))
     with anyio.fail_after(30):
-        while fake.calls < 3:  # the ingest decision, then both reviews waiting for an answer
+        while calls_but_screenings(fake) < 3:  # the ingest decision, then both reviews
             await anyio.sleep(0.02)
     fake.release()
     outcomes = await runs

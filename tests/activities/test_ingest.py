@@ -67,7 +67,7 @@ async def test_concurrent_commits_apply_the_models_merge_once(
 ) -> None:
     steps = ingest_activities(stack, distiller)
     rule = await saved_and_embedded(stack, steps, RULE)
-    # The project's first memory: no neighbour, so no model call.
+    # The project's first memory: no neighbour, only its injection screening.
     await steps.commit_memory(rule, await steps.decide_memory(rule))
     newer = await saved_and_embedded(stack, steps, NEWER)
     fake.script(FakeAnthropic.tool_result({
@@ -85,7 +85,8 @@ async def test_concurrent_commits_apply_the_models_merge_once(
     target = await stack.service.get(stack.principal, rule.memory_id)
     assert target.content == MERGED
     assert target.merged_from == [newer.memory_id]
-    assert fake.calls == 1
+    assert [c.forced_tool for c in fake.conversations] == ["record_screening",
+                                                           "record_ingest_decision"]
 
 
 async def test_concurrent_one_step_ingestions_record_one_decision(stack: Stack) -> None:

@@ -55,6 +55,7 @@ from tests.support.claude_code import (
     session_context,
     session_conversation,
 )
+from tests.support.llm import BENIGN_SCREENING
 
 PAYMENTS, WEB = "github.com/acme/payments", "github.com/acme/web"
 TOOL = "mcp__team-memory__{}".format
@@ -100,6 +101,7 @@ def _forced(name: str) -> Callable[[Conversation], bool]:
 def script_server_model(haiku: FakeAnthropic) -> None:
     haiku.when(_forced("record_ingest_decision"),
                FakeAnthropic.tool_result({"reason": "new", "action": "ADD"}))
+    haiku.when(_forced("record_screening"), FakeAnthropic.tool_result(BENIGN_SCREENING))
     haiku.when(_forced("record_consolidation_plan"), FakeAnthropic.tool_result({"actions": []}))
     haiku.when(_forced("record_manifesto"), _manifesto)
     haiku.when(_forced("record_observations"), _observations)
@@ -445,7 +447,7 @@ def test_a_memory_citing_a_file_is_labelled_once_the_file_changes(
 
     session, conversation = run(setup, setup.repo_a, [
         ToolCall(SEARCH, {"query": f"How does {path} convert amounts?"})], "Amounts?")
-    assert f"files changed since saved: {path}] {rule}" in session_context(session,
+    assert f'files_changed_since_saved="{path}">{rule}</team-memory>' in session_context(session,
                                                                              conversation)
     (search,) = conversation.outcomes
     assert '"freshness":"changed"' in search.text.replace(" ", ""), search.text

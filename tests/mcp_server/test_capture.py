@@ -213,12 +213,13 @@ async def test_context_is_the_manifesto_then_the_working_set_rule(
     assert approx_tokens(context) <= 300
     assert context.index("1. Every table has a UUID v7") < context.index("## Working set")
     assert "2. Deploys happen on Tuesdays and Thursdays only." in context
-    shown = [line for line in context.splitlines() if line.startswith("- [general")]
+    shown = [line for line in context.splitlines()
+             if line.startswith("<team-memory ") and 'category="general"' in line]
     assert 0 < len(shown) < 12  # the budget cut the working set
     ranked = await stack.service.working_set(
         stack.principal.model_copy(update={"workspace_project": PROJECT}), budget_tokens=10_000)
     expected = [m.content for m in ranked.memories][:len(shown)]
-    assert [line.split("] ", 1)[1] for line in shown] == expected
+    assert [line.split(">", 1)[1].removesuffix("</team-memory>") for line in shown] == expected
 
 
 async def test_duplicate_and_late_events_are_distilled_once(

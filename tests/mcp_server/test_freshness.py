@@ -104,7 +104,7 @@ async def test_fresh_changed_fresh_gone_through_the_hooks(
         assert await s.freshness(memory_id) == Freshness.FRESH
         [anchor] = (await stack.service.get(s.scoped, memory_id)).anchors
         assert (anchor.path, anchor.blob) == ("a.py", git_hash(s.repo, "a.py"))
-        assert f"] {RULE}" in await s.context()
+        assert f'">{RULE}</team-memory>' in await s.context()
 
         # Claude edits a.py: the recorded PostToolUse Edit, after the file changed on disk.
         (s.repo / "a.py").write_text(ORIGINAL.replace("to_cents(text)", "Money(text)"))
@@ -112,14 +112,15 @@ async def test_fresh_changed_fresh_gone_through_the_hooks(
         assert await s.freshness(memory_id) == Freshness.CHANGED
         [anchor] = (await stack.service.get(s.scoped, memory_id)).anchors
         assert anchor.changed_session == s.session_id and anchor.changed_at is not None
-        assert f"files changed since saved: a.py] {RULE}" in await s.context()
+        assert f'files_changed_since_saved="a.py">{RULE}</team-memory>' in await s.context()
 
         # The content goes back to what the memory was saved against: fresh again.
         (s.repo / "a.py").write_text(ORIGINAL)
         await s.tool("post_tool_use_edit.json", file_path="a.py")
         assert await s.freshness(memory_id) == Freshness.FRESH
         context = await s.context()
-        assert f"] {RULE}" in context and "changed since saved" not in context
+        assert f'">{RULE}</team-memory>' in context
+        assert "files_changed_since_saved" not in context
 
         # A Bash command deletes it: gone, and the session context leaves the memory out.
         (s.repo / "a.py").unlink()
@@ -145,7 +146,7 @@ async def test_session_start_rechecks_files_changed_outside_claude(
         assert "changed since saved" not in await s.context()
         (s.repo / "b.py").write_text("B = 2\n")
         context = await s.context()
-        assert f"files changed since saved: b.py] {RULE}" in context
+        assert f'files_changed_since_saved="b.py">{RULE}</team-memory>' in context
         assert await s.freshness(memory_id) == Freshness.CHANGED
 
 
@@ -161,7 +162,7 @@ async def test_the_server_asks_for_the_files_it_does_not_know(
         await stack.service.save(s.scoped, "b.py holds B.", files=["b.py"])
         (s.repo / "a.py").write_text("changed = True\n")
         context = await s.context()
-        assert f"files changed since saved: a.py] {RULE}" in context
+        assert f'files_changed_since_saved="a.py">{RULE}</team-memory>' in context
         cache = next((s.config.data_dir / "anchors").glob("*.json")).read_text()
         assert "a.py" in cache and "b.py" in cache
 

@@ -298,6 +298,11 @@ class FakeAnthropic:
         with self._lock:
             self._by_tool.setdefault(tool, deque()).extend(replies)
 
+    def scripted_for(self, tool: str) -> int:
+        """How many replies ``script_for`` still holds for ``tool``."""
+        with self._lock:
+            return len(self._by_tool.get(tool, ()))
+
     def default_for(self, tool: str, reply: Reply) -> None:
         with self._lock:
             self._defaults[tool] = reply

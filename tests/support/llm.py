@@ -7,9 +7,20 @@ from typing import Any
 
 from jsonschema import Draft202012Validator
 
+from team_memory_core.llm.screen import TOOL as SCREEN_TOOL
 from tests.support.anthropic_server import FakeAnthropic
 
 MODEL = "claude-haiku-4-5"
+BENIGN_SCREENING = {"reason": "An ordinary team memory.", "aimed_at_agents": False}
+
+
+def answer_screenings(fake: FakeAnthropic) -> None:
+    """Answer the injection screening of a project's first memory (llm/screen.py) as benign,
+    unless the test scripted that tool's replies (``script_for``): tests of other features
+    script their calls one by one and need not know about it."""
+    fake.when(lambda c: c.forced_tool == SCREEN_TOOL.name
+              and not fake.scripted_for(SCREEN_TOOL.name),
+              FakeAnthropic.tool_result(BENIGN_SCREENING))
 
 
 def sent_tool(fake: FakeAnthropic) -> dict[str, Any]:
@@ -24,3 +35,8 @@ def conforms(reply: dict[str, Any], schema: dict[str, Any]) -> bool:
     """Whether the schema (itself valid JSON Schema) allows the reply."""
     Draft202012Validator.check_schema(schema)
     return bool(Draft202012Validator(schema).is_valid(reply))
+
+
+def calls_but_screenings(fake: FakeAnthropic) -> int:
+    """The model calls made, a first memory's injection screening left out."""
+    return sum(1 for c in fake.conversations if c.forced_tool != SCREEN_TOOL.name)

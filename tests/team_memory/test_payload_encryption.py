@@ -209,7 +209,7 @@ async def test_workflow_started_before_encryption_still_completes(
     workflow_id = ingest_workflow_id(stack.principal.tenant_name, item.project, item.content_hash,
                                      0)
     async with tenant_tx(stack.pool, stack.principal.tenant_id) as conn:
-        assert await insert_pending(conn, item)
+        assert await insert_pending(conn, item, [])
     await attacker.start_workflow("IngestMemory", item, id=workflow_id,
                                   task_queue=stack.settings.task_queue)
     keyring_of(stack.client).encrypted_since = datetime.now(UTC)  # the upgrade: after the start

@@ -92,7 +92,9 @@ async def test_one_save_is_one_trace_from_mcp_call_to_sql(
             second = await call(client, "save_memory", category="architecture",
                                 content="Metrics go to the same OTLP collector as traces")
         assert await stack.wait_status(uuid.UUID(second["id"])) is MemoryStatus.ACTIVE
-        assert fake.calls == 1
+        # The first memory's injection screening (nothing to compare it with), then this one.
+        assert [c.forced_tool for c in fake.conversations] == ["record_screening",
+                                                               "record_ingest_decision"]
         # The rules could not decide alone: the model's decision and the commit are steps of
         # their own, in the same trace.
         second_root = next(span for span in collector.spans_named("tools/call save_memory")
@@ -111,7 +113,9 @@ async def test_one_save_is_one_trace_from_mcp_call_to_sql(
                    == "add" for point in decisions)
         tokens = {({a.key: a.value.string_value for a in point.attributes}["direction"],
                    point.as_int) for point in collector.metrics["team_memory.llm.tokens"]}
-        assert {("input", 321), ("output", 17)} <= tokens
+        # Counted since the start: the first memory's screening (the fake's benign answer:
+        # 100 in, 20 out) and this decision.
+        assert {("input", 100 + 321), ("output", 20 + 17)} <= tokens
 
 
 async def test_llm_call_span_carries_model_and_token_usage(

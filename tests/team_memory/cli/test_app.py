@@ -17,6 +17,7 @@ from tests.support.hooks import ROOT
 COMMANDS = {
     "up": None, "migrate": None, "worker": None, "serve": None, "status": None,
     "config": None, "import": None, "export": None, "restore": None, "purge": None,
+    "screen": None,
     "audit": None, "consolidate": None, "doctor": None, "hook": None, "bench": None,
     "tenant": {"create"}, "key": {"create", "list", "revoke"},
     "review": {"list"}, "install": {"claude-code"}, "uninstall": {"claude-code"},

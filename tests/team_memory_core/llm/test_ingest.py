@@ -15,6 +15,7 @@ from team_memory_core.llm.ingest import (
     IngestReply,
     decide_ingest,
 )
+from team_memory_core.llm.screen import AgentDirected
 from team_memory_core.models.decisions import DecisionKind
 from tests.support.anthropic_server import FakeAnthropic
 from tests.support.llm import MODEL, conforms, sent_tool
@@ -47,7 +48,8 @@ async def test_add_returns_decision_and_usage(
 
     decision, usage = await decide_ingest(distiller, NEW_CONTENT, "decision", candidates)
 
-    assert decision == IngestDecision(action=DecisionKind.ADD, reason="A new fact.")
+    assert decision == IngestDecision(action=DecisionKind.ADD, reason="A new fact.",
+                                      screening=AgentDirected())
     assert usage == LLMUsage(model=MODEL, input_tokens=321, output_tokens=17)
 
 
@@ -126,7 +128,8 @@ async def test_the_tool_schema_is_generated_from_the_reply_model(
     fake: FakeAnthropic, distiller: Distiller, candidates: list[Candidate]
 ) -> None:
     reply = {"reason": "r", "action": "UPDATE", "target_id": str(candidates[0].id),
-             "merged_content": "We use React 19 for the frontend."}
+             "merged_content": "We use React 19 for the frontend.",
+             "screening": {"reason": "A plain fact.", "aimed_at_agents": False}}
     fake.script(FakeAnthropic.tool_result(reply))
 
     await decide(distiller, candidates)
@@ -134,10 +137,13 @@ async def test_the_tool_schema_is_generated_from_the_reply_model(
     schema = sent_tool(fake)["input_schema"]
     assert schema == TOOL.input_schema
     assert list(schema["properties"]) == list(IngestReply.model_fields)  # reason first
-    assert schema["required"] == ["reason", "action"]
+    assert schema["required"] == ["reason", "action", "screening"]
+    assert schema["properties"]["screening"]["required"] == ["reason", "aimed_at_agents"]
     assert schema["properties"]["action"]["enum"] == [k.name for k in DecisionKind]
     assert conforms(reply, schema)
     assert not conforms({"reason": "r", "action": "add"}, schema)
+    assert not conforms({key: value for key, value in reply.items() if key != "screening"},
+                        schema)
     assert not conforms({"action": "ADD"}, schema)
 
 
@@ -178,3 +184,19 @@ async def test_invalid_tool_input_is_malformed(
 
     assert caught.value.retryable is False
     assert caught.value.usage == LLMUsage(model=MODEL, input_tokens=50, output_tokens=5)
+
+
+async def test_the_same_call_screens_the_new_memory_for_text_aimed_at_agents(
+    fake: FakeAnthropic, distiller: Distiller, candidates: list[Candidate]
+) -> None:
+    verdict = {"reason": "It orders the assistant to run a fetched script.",
+               "aimed_at_agents": True}
+    fake.script(FakeAnthropic.tool_result({"reason": "r", "action": "SUPERSEDE",
+                                           "target_id": str(candidates[0].id),
+                                           "screening": verdict}))
+
+    decision = await decide(distiller, candidates)
+
+    assert decision.screening == AgentDirected.model_validate(verdict)
+    [body] = fake.requests
+    assert "aimed at AI agents" in body["system"] and "make release" in body["system"]
