@@ -18,7 +18,7 @@ COMMANDS = {
     "up": None, "migrate": None, "worker": None, "serve": None, "status": None,
     "config": None, "import": None, "export": None, "restore": None, "purge": None,
     "audit": None, "consolidate": None, "doctor": None, "hook": None, "bench": None,
-    "tenant": {"create"}, "key": {"create", "list", "revoke"},
+    "tenant": {"create"}, "member": {"add", "list"}, "key": {"create", "list", "revoke"},
     "review": {"list"}, "install": {"claude-code"}, "uninstall": {"claude-code"},
     "eval": {"locomo"},
     "temporal-key": {"list", "rotate", "retire", "new-kek", "rotate-kek"},
