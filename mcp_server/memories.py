@@ -160,6 +160,7 @@ class MemoryService(Recall):
         source: str | None = None,
         files: Sequence[str | AnchorInput] | None = None,
         turn: InsertTurn | None = None,
+        scope: str | None = None,
     ) -> SaveResult:
         """Acknowledge a memory: a pending row, its anchors to the ``files`` it cites and the
         outbox row that starts its IngestMemory workflow, in one transaction. With a ``turn``,
@@ -170,7 +171,7 @@ class MemoryService(Recall):
                 await turn.wait()
             item = prepare_memory(self.settings, principal, content, category=category,
                                   importance=importance, tags=tags, project=project,
-                                  occurred_at=occurred_at, source=source)
+                                  occurred_at=occurred_at, source=source, scope=scope)
             cited = check_files(files, item.project)
             item, found, workflow_id = await self._acknowledge(principal, item, turn, cited)
         finally:
@@ -195,8 +196,7 @@ class MemoryService(Recall):
         memory with its own ingestion workflow, so nothing is lost and the answer does not
         reveal that the text was there before. Nothing here waits on Temporal."""
         while True:
-            workflow_id = ingest_workflow_id(principal.tenant_name, item.project,
-                                             item.content_hash, item.generation)
+            workflow_id = item.workflow_id(principal.tenant_name)
             async with principal_tx(self.pool, principal) as conn:
                 if await memories.insert_pending(conn, item):
                     await anchor_memory(conn, principal.tenant_id, item.memory_id,
@@ -251,7 +251,7 @@ class MemoryService(Recall):
         require_writer(principal)
         actor = erasure.Actor(tenant_id=principal.tenant_id, tenant_name=principal.tenant_name,
                               name=principal.actor, key_id=principal.key_id,
-                              projects=principal.projects)
+                              projects=principal.projects, member_id=principal.member_id)
         try:
             report = await erasure.purge(self.pool, self.temporal, self.settings, actor,
                                          memory_id, check_reason(reason))
@@ -327,7 +327,7 @@ class MemoryService(Recall):
             id=memory_id, status=row.status, duplicate_of=row.duplicate_of,
             superseded_by=row.superseded_by, dedupe_policy=self.settings.dedupe_policy,
             workflow_id=ingest_workflow_id(principal.tenant_name, row.project,
-                                           row.content_hash, row.generation),
+                                           row.content_hash, row.generation, row.private_to),
             history=events,
         )
 

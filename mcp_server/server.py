@@ -119,6 +119,8 @@ def create_server(
 
 _PROJECT = ("Project (repository); default: the one this session works in. '*' = every "
             "project of the team")
+_SCOPE = ("personal: only you see it; project: the project's members (default); team: every "
+          "project of the team (the same as project '*')")
 _FILES = ("Repository-relative paths of the files this memory is about (src/billing/parse.py),"
           " at most 10")
 
@@ -137,14 +139,17 @@ def _register_tools(
         tags: Annotated[list[str] | None, Field(description="Short lowercase labels")] = None,
         project: Annotated[str | None, Field(description=_PROJECT)] = None,
         files: Annotated[list[str] | None, Field(description=_FILES)] = None,
+        scope: Annotated[str, Field(description=_SCOPE)] = "project",
     ) -> Annotated[CallToolResult, SavedView]:
-        """Remember something for the whole team across sessions. Returns at once with the
-        memory id; de-duplication and merging happen in the background, and the memory is
-        searchable immediately. Saving the same text twice returns the same id. For a memory
-        about code, pass the files it is about: the team then sees when they change."""
+        """Remember something across sessions: for the project's members (default), for the
+        whole team (scope team), or for yourself alone (scope personal; promote_memory shares
+        it later). Returns at once with the memory id; de-duplication and merging happen in
+        the background, and the memory is searchable immediately. Saving the same text twice
+        returns the same id. For a memory about code, pass the files it is about: the team
+        then sees when they change."""
         saved = await _call(service.save(who(), content, category=category,
                                          importance=importance, tags=tags, project=project,
-                                         files=files))
+                                         files=files, scope=scope))
         note = " (already saved)" if saved.already_saved else ""
         return _result(SavedView.of(saved),
                        f"saved {saved.id} [{saved.status}] in {saved.project}{note}")

@@ -14,7 +14,7 @@ from uuid import UUID
 
 from pydantic import BaseModel, Field
 
-from team_memory_core.contract import Policy
+from team_memory_core.contract import Policy, ingest_workflow_id
 from team_memory_core.models.anchors import Anchor, Freshness
 
 # Memories saved to this project are visible from every project of the tenant.
@@ -59,11 +59,39 @@ def content_hash(content: str) -> str:
     return hashlib.sha256(normalize_for_hash(content).encode()).hexdigest()
 
 
-def memory_id_for(tenant_id: UUID, project: str, digest: str, generation: int = 0) -> UUID:
+class Scope(StrEnum):
+    """Who sees a memory: its author alone, its project's members, or every project's."""
+
+    PERSONAL = "personal"
+    PROJECT = "project"
+    TEAM = "team"
+
+
+class Origin(StrEnum):
+    """How a memory came in (its provenance, with its author)."""
+
+    TOOL = "tool"  # save_memory, the browser, the API
+    CAPTURE = "capture"  # distilled from a Claude Code session's hook events
+    IMPORT = "import"
+    MERGE = "merge"  # its text was rewritten by merging memories (ingestion, consolidation)
+
+
+def scope_of(project: str, private_to: UUID | None) -> Scope:
+    if private_to is not None:
+        return Scope.PERSONAL
+    return Scope.TEAM if project == TENANT_WIDE_PROJECT else Scope.PROJECT
+
+
+def memory_id_for(tenant_id: UUID, project: str, digest: str, generation: int = 0,
+                  private_to: UUID | None = None) -> UUID:
     """The same content saved twice in one tenant and project gets the same id. Saved again
-    after its memory was forgotten or purged, it is a new memory: the next generation."""
+    after its memory was forgotten or purged, it is a new memory: the next generation. A
+    personal memory's id derives from its member too: the same text saved personally by two
+    members, or personally and shared, is two memories."""
+    personal = f"/personal/{private_to}" if private_to is not None else ""
     suffix = f"/g{generation}" if generation else ""
-    return uuid.uuid5(_MEMORY_ID_NAMESPACE, f"{tenant_id}/{project}/{digest}{suffix}")
+    return uuid.uuid5(_MEMORY_ID_NAMESPACE,
+                      f"{tenant_id}/{project}/{digest}{personal}{suffix}")
 
 
 class IngestInput(BaseModel):
@@ -82,6 +110,12 @@ class IngestInput(BaseModel):
     key_id: UUID | None = None
     redactions: list[str] = Field(default_factory=list)
     generation: int = Field(default=0, ge=0)
+    # Provenance (sql/017); inputs recorded before it have the defaults.
+    author_id: UUID | None = None
+    origin: Origin = Origin.TOOL
+    origin_session: str | None = None
+    # The member a personal memory belongs to (None: shared).
+    private_to: UUID | None = None
 
     def next_generation(self) -> IngestInput:
         """The same text as a new memory (its earlier memory was forgotten or purged)."""
@@ -89,8 +123,13 @@ class IngestInput(BaseModel):
         return self.model_copy(update={
             "generation": generation,
             "memory_id": memory_id_for(self.tenant_id, self.project, self.content_hash,
-                                       generation),
+                                       generation, self.private_to),
         })
+
+    def workflow_id(self, tenant_name: str) -> str:
+        """Its IngestMemory workflow's id."""
+        return ingest_workflow_id(tenant_name, self.project, self.content_hash,
+                                  self.generation, self.private_to)
 
 
 class SaveResult(BaseModel):

@@ -113,7 +113,9 @@ async def neighbourhoods(
     conn: asyncpg.Connection, project: str, cursor: UUID | None, page_size: int,
     neighbours: int, min_similarity: float,
 ) -> list[Neighbourhood]:
-    """One page of active memories (keyset by id), each with its nearest active neighbours.
+    """One page of active memories (keyset by id), each with its nearest active neighbours
+    of the same reach (shared with shared, a member's personal with the same member's: as in
+    ``similar_current``, nothing is ever merged or folded across that line).
 
     A seed flagged for review gets its neighbours whatever their similarity. Exact scan, as in
     ``similar_current``: a filtered HNSW scan can miss the one neighbour that matters.
@@ -121,7 +123,7 @@ async def neighbourhoods(
     rows = await conn.fetch(
         f"""
         WITH seeds AS (
-            SELECT m.id, m.embedding, m.needs_review, {_REVIEWED} AS reviewed
+            SELECT m.id, m.embedding, m.needs_review, m.private_to, {_REVIEWED} AS reviewed
             FROM memories m
             WHERE m.project = $1 AND m.status = 'active' AND m.embedding IS NOT NULL
               AND ($2::uuid IS NULL OR m.id > $2)
@@ -136,7 +138,7 @@ async def neighbourhoods(
                    1 - ((m.embedding <=> s.embedding) + 0) AS similarity
             FROM memories m
             WHERE m.project = $1 AND m.status = 'active' AND m.id <> s.id
-              AND m.embedding IS NOT NULL
+              AND m.embedding IS NOT NULL AND m.private_to IS NOT DISTINCT FROM s.private_to
             ORDER BY (m.embedding <=> s.embedding) + 0
             LIMIT $4
         ) n ON n.similarity >= $5 OR s.needs_review
@@ -160,7 +162,8 @@ class ClusterMember:
     content_hash: str
     embedding: np.ndarray | None
     needs_review: bool
-    created_by: UUID | None
+    author_id: UUID | None
+    private_to: UUID | None
     reviewed: bool
 
 
@@ -169,7 +172,7 @@ async def lock_cluster(conn: asyncpg.Connection, ids: list[UUID]) -> list[Cluste
     rows = await conn.fetch(
         f"""
         SELECT m.id, m.content, m.category, m.importance, m.occurred_at, m.status,
-               m.content_hash, m.embedding, m.needs_review, m.created_by,
+               m.content_hash, m.embedding, m.needs_review, m.author_id, m.private_to,
                {_REVIEWED} AS reviewed
         FROM memories m WHERE m.id = ANY($1::uuid[])
         ORDER BY m.occurred_at, m.id
@@ -199,7 +202,7 @@ async def fold_into(
     await conn.execute(
         """
         UPDATE memories SET content = $2, embedding = $4,
-               merged_from = merged_from || $3::uuid[], updated_at = now()
+               merged_from = merged_from || $3::uuid[], origin = 'merge', updated_at = now()
         WHERE id = $1
         """,
         keep_id, content, others, embedding,
@@ -256,14 +259,15 @@ class WeightedMemory:
 async def top_memories(
     conn: asyncpg.Connection, project: str, half_life_days: float, limit: int
 ) -> list[WeightedMemory]:
-    """The project's active memories ranked by importance x recency (the manifesto's input)."""
+    """The project's active shared memories ranked by importance x recency (the manifesto's
+    input: personal memories never reach it)."""
     rows = await conn.fetch(
         """
         SELECT id, category, content, importance,
                importance * power(0.5, extract(epoch FROM now() - occurred_at)
                                        / ($2 * 86400.0)) AS weight
         FROM memories
-        WHERE project = $1 AND status = 'active'
+        WHERE project = $1 AND status = 'active' AND private_to IS NULL
         ORDER BY weight DESC, id
         LIMIT $3
         """,

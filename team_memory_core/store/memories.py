@@ -21,7 +21,7 @@ from team_memory_core.store.rows import many, wrote
 MEMORY_COLUMNS = """
     id, project, content, category, importance, tags, status, source, duplicate_of,
     superseded_by, merged_from, valid_from, valid_to, created_at, occurred_at, updated_at,
-    freshness, content_hash, generation
+    freshness, content_hash, generation, private_to
 """
 
 
@@ -32,6 +32,7 @@ class MemoryRow(StoredMemory):
 
     content_hash: str
     generation: int
+    private_to: UUID | None = None  # the member of a personal memory
 
 
 def memory_row(record: asyncpg.Record) -> MemoryRow:
@@ -52,14 +53,13 @@ async def insert_pending(conn: asyncpg.Connection, item: IngestInput) -> bool:
         """
         INSERT INTO memories (id, tenant_id, project, content, category, importance, tags,
                               content_hash, source, created_by, occurred_at, generation,
-                              status)
-        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, 'pending')
+                              author_id, origin, origin_session, private_to, status)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16,
+                'pending')
         ON CONFLICT (id) DO NOTHING
         RETURNING id
         """,
-        item.memory_id, item.tenant_id, item.project, item.content, item.category.value,
-        item.importance, item.tags, item.content_hash, item.source, item.key_id,
-        item.occurred_at, item.generation,
+        *_row_values(item),
     )
 
 
@@ -71,15 +71,23 @@ async def upsert_embedding(
         """
         INSERT INTO memories (id, tenant_id, project, content, category, importance, tags,
                               content_hash, source, created_by, occurred_at, generation,
-                              status, embedding)
-        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, 'pending', $13)
+                              author_id, origin, origin_session, private_to, status,
+                              embedding)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16,
+                'pending', $17)
         ON CONFLICT (id) DO UPDATE SET embedding = EXCLUDED.embedding
         WHERE memories.embedding IS NULL AND memories.purged_at IS NULL
         """,
-        item.memory_id, item.tenant_id, item.project, item.content, item.category.value,
-        item.importance, item.tags, item.content_hash, item.source, item.key_id,
-        item.occurred_at, item.generation, embedding,
+        *_row_values(item), embedding,
     )
+
+
+def _row_values(item: IngestInput) -> tuple[object, ...]:
+    """The sixteen columns a saved memory's row starts with, in insert order."""
+    return (item.memory_id, item.tenant_id, item.project, item.content, item.category.value,
+            item.importance, item.tags, item.content_hash, item.source, item.key_id,
+            item.occurred_at, item.generation, item.author_id, item.origin.value,
+            item.origin_session, item.private_to)
 
 
 @dataclass(frozen=True)
@@ -89,33 +97,38 @@ class Neighbour:
     category: str
     content_hash: str
     similarity: float
-    author: UUID | None = None  # the key that saved it (None: not recorded)
+    author: UUID | None = None  # the member who saved it (None: not recorded)
 
 
 async def similar_current(
-    conn: asyncpg.Connection, embedding: np.ndarray, memory_id: UUID, project: str, limit: int
+    conn: asyncpg.Connection, embedding: np.ndarray, memory_id: UUID, project: str, limit: int,
+    private_to: UUID | None,
 ) -> list[Neighbour]:
-    """The live memories of the same project closest to ``embedding`` (``memory_id``'s vector),
-    ``memory_id`` left out (exact scan: a project's live set is small enough, and an
-    approximate index could miss the one duplicate).
+    """The live memories of the same project and the same reach closest to ``embedding``
+    (``memory_id``'s vector), ``memory_id`` left out (exact scan: a project's live set is
+    small enough, and an approximate index could miss the one duplicate). The same reach
+    (``private_to``, the memory's member or None): a shared memory is compared with shared
+    ones only, a personal one with its member's own, so no decision ever folds or merges text
+    across that line (the worker sees every member's).
 
     The vector is a parameter, not read from ``memory_id``'s row by the statement: a vector
     stored out of line (rows written before sql/012) would be fetched from the TOAST table
     again for every row it is compared with."""
     rows = await conn.fetch(
         """
-        SELECT m.id, m.content, m.category, m.content_hash, m.created_by,
+        SELECT m.id, m.content, m.category, m.content_hash, m.author_id,
                1 - ((m.embedding <=> $1) + 0) AS similarity
         FROM memories m
         WHERE m.project = $3 AND m.status = 'active' AND m.id <> $2
           AND m.embedding IS NOT NULL
+          AND m.private_to IS NOT DISTINCT FROM $5
         ORDER BY (m.embedding <=> $1) + 0
         LIMIT $4
         """,
-        embedding, memory_id, project, limit,
+        embedding, memory_id, project, limit, private_to,
     )
     return [Neighbour(r["id"], r["content"], r["category"], r["content_hash"],
-                      float(r["similarity"]), r["created_by"]) for r in rows]
+                      float(r["similarity"]), r["author_id"]) for r in rows]
 
 
 @dataclass(frozen=True)
@@ -201,7 +214,8 @@ async def update_content(
     await conn.execute(
         """
         UPDATE memories SET content = $2, embedding = coalesce($4, embedding),
-               merged_from = array_append(merged_from, $3), updated_at = now()
+               merged_from = array_append(merged_from, $3), origin = 'merge',
+               updated_at = now()
         WHERE id = $1
         """,
         memory_id, content, merged_from, embedding,
@@ -345,6 +359,7 @@ class PurgeMember:
     purged_at: datetime | None
     source: str | None
     created_by: UUID | None
+    private_to: UUID | None
 
 
 async def purge_family(conn: asyncpg.Connection, memory_id: UUID) -> list[PurgeMember]:
@@ -352,7 +367,7 @@ async def purge_family(conn: asyncpg.Connection, memory_id: UUID) -> list[PurgeM
     itself first."""
     rows = await conn.fetch(
         "SELECT id, project, content_hash, generation, duplicate_of, purged_at, source,"
-        " created_by FROM memories"
+        " created_by, private_to FROM memories"
         " WHERE id = $1 OR duplicate_of = $1 ORDER BY id = $1 DESC FOR UPDATE",
         memory_id,
     )
