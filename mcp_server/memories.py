@@ -43,7 +43,9 @@ from team_memory_core.models.memories import (
     Memory,
     MemoryStatus,
     MemoryStatusReport,
+    Provenance,
     SaveResult,
+    scope_of,
 )
 from team_memory_core.models.principal import Principal
 from team_memory_core.rules.consolidation import render_manifesto
@@ -52,6 +54,7 @@ from team_memory_core.store import consolidation, history, memories, outbox
 from team_memory_core.store.audit import insert_audit
 from team_memory_core.store.memories import MemoryRow, MemoryState
 from team_memory_core.store.pool import principal_tx
+from team_memory_core.store.tenants import members_named
 
 _P = ParamSpec("_P")
 _R = TypeVar("_R")
@@ -161,6 +164,7 @@ class MemoryService(Recall):
         files: Sequence[str | AnchorInput] | None = None,
         turn: InsertTurn | None = None,
         scope: str | None = None,
+        provenance: Provenance | None = None,
     ) -> SaveResult:
         """Acknowledge a memory: a pending row, its anchors to the ``files`` it cites and the
         outbox row that starts its IngestMemory workflow, in one transaction. With a ``turn``,
@@ -171,7 +175,8 @@ class MemoryService(Recall):
                 await turn.wait()
             item = prepare_memory(self.settings, principal, content, category=category,
                                   importance=importance, tags=tags, project=project,
-                                  occurred_at=occurred_at, source=source, scope=scope)
+                                  occurred_at=occurred_at, source=source, scope=scope,
+                                  provenance=provenance)
             cited = check_files(files, item.project)
             item, found, workflow_id = await self._acknowledge(principal, item, turn, cited)
         finally:
@@ -183,6 +188,7 @@ class MemoryService(Recall):
             status=MemoryStatus.PENDING if found is None else found.status,
             duplicate_of=None if found is None else found.duplicate_of,
             already_saved=found is not None, redacted=item.redactions,
+            scope=scope_of(item.project, item.private_to),
         )
 
     async def _acknowledge(
@@ -287,6 +293,11 @@ class MemoryService(Recall):
             if len(found.memories) < page:
                 return
             after = found.last_seq
+
+    async def member_ids(self, principal: Principal, names: list[str]) -> dict[str, UUID]:
+        """The ids of the tenant's members of these names (unknown names are left out)."""
+        async with principal_tx(self.pool, principal) as conn:
+            return await members_named(conn, principal.tenant_id, names)
 
     async def pending(self, principal: Principal, ids: list[UUID]) -> list[UUID]:
         """Those of these saved memories that their workflows have not committed yet."""

@@ -31,7 +31,7 @@ from mcp_server.workspace import with_workspace
 from team_memory_core.erasure import HistoryNotDeleted, PurgeReport
 from team_memory_core.models.anchors import Freshness
 from team_memory_core.models.consolidation import ManifestoView
-from team_memory_core.models.memories import Memory, MemoryStatusReport
+from team_memory_core.models.memories import Memory, MemoryStatusReport, Origin, Scope
 from team_memory_core.models.principal import Principal
 from team_memory_core.rules.consolidation import render_manifesto
 
@@ -169,20 +169,26 @@ def _register_tools(
             description="Only memories before this time (ISO 8601, 1970-2999)")] = None,
         include_history: Annotated[bool, Field(description="Also superseded, merged and "
                                                "archived memories")] = False,
+        explain: Annotated[bool, Field(description="Add each result's score and its parts "
+                                       "(keyword, vector, neighbour, importance, recency, "
+                                       "freshness), which sum to it")] = False,
     ) -> Annotated[CallToolResult, SearchView]:
         """Search the team's memory by meaning and keywords, best first (newer and more
-        important memories rank higher). Each result's text is the whole memory, unless it
-        has `tokens`: then it is cut, and get_memory/get_memories return it in full. A memory
-        about files has `freshness`: fresh, changed (its files changed since it was saved:
-        check them before relying on it) or gone (its files were deleted or moved)."""
+        important memories rank higher); your own personal memories rank with the shared ones.
+        Each result's text is the whole memory, unless it has `tokens`: then it is cut, and
+        get_memory/get_memories return it in full. Each says who saved it (`author`), how it
+        came in (`origin`) and who sees it (`scope`). A memory about files has `freshness`:
+        fresh, changed (its files changed since it was saved: check them before relying on
+        it) or gone (its files were deleted or moved)."""
         principal = who()
         hits = await _call(service.search(
             principal, query, limit=limit, category=category, project=project, tags=tags,
-            since=since, until=until, include_history=include_history,
+            since=since, until=until, include_history=include_history, explain=explain,
         ))
         searched = service.resolve_project(principal, project)  # valid: the search took it
         lines = [f"{h.id} [{h.category}{_freshness_mark(h.freshness)}] {h.snippet} "
-                 f"({h.age}, ~{h.tokens} tokens)" for h in hits]
+                 f"({h.age}, {_provenance(h.author, h.origin, h.scope)}, ~{h.tokens} tokens)"
+                 for h in hits]
         view = SearchView(project=searched, results=[HitView.of(h, searched) for h in hits])
         return _result(view, "\n".join(lines) or "no matching memories")
 
@@ -192,10 +198,11 @@ def _register_tools(
         include_history: Annotated[bool, Field(description="Allow superseded or merged "
                                                "memories")] = False,
     ) -> Annotated[CallToolResult, MemoryView]:
-        """Read one memory in full."""
+        """Read one memory in full, with who saved it, how it came in and who sees it."""
         memory = await _call(service.get(who(), id, include_history=include_history))
+        where = _provenance(memory.author, memory.origin, memory.scope)
         return _result(MemoryView.of(memory),
-                       f"[{memory.category}, {memory.age}] {memory.content}")
+                       f"[{memory.category}, {memory.age}, {where}] {memory.content}")
 
     @server.tool()
     async def get_memories(
@@ -238,6 +245,10 @@ def _register_tools(
         pointer = report.duplicate_of or report.superseded_by
         text = f"{report.id}: {report.status}" + (f" -> {pointer}" if pointer else "")
         return _result(report, text + f" (dedupe policy: {report.dedupe_policy})")
+
+
+def _provenance(author: str | None, origin: Origin, scope: Scope) -> str:
+    return f"{scope} memory by {author or 'an operator'} via {origin}"
 
 
 def _freshness_mark(freshness: Freshness | None) -> str:

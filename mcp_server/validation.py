@@ -13,7 +13,7 @@ from uuid import UUID
 from pydantic import ValidationError, ValidationInfo, ValidatorFunctionWrapHandler, WrapValidator
 
 from mcp_server.errors import Forbidden, InvalidInput
-from team_memory_core.hook_protocol import ANCHOR_FILES_MAX, repo_path
+from team_memory_core.hook_protocol import ANCHOR_FILES_MAX, SESSION_ID_MAX_CHARS, repo_path
 from team_memory_core.models.anchors import AnchorInput, FileState
 from team_memory_core.models.memories import (
     ALL_STATUSES,
@@ -23,7 +23,7 @@ from team_memory_core.models.memories import (
     Category,
     IngestInput,
     MemoryStatus,
-    Origin,
+    Provenance,
     Scope,
     content_hash,
     memory_id_for,
@@ -65,14 +65,17 @@ def prepare_memory(
     occurred_at: datetime | None = None,
     source: str | None = None,
     scope: str | None = None,
-    origin: Origin = Origin.TOOL,
+    provenance: Provenance | None = None,
 ) -> IngestInput:
-    """The memory to save, checked and redacted: raises InvalidInput or Forbidden."""
+    """The memory to save, checked and redacted: raises InvalidInput or Forbidden.
+    ``provenance``: its author and origin when not the caller's member by a tool call."""
     require_writer(principal)
     wanted = check_scope(scope)
+    given = provenance or Provenance(author_id=principal.member_id)
     project = TENANT_WIDE_PROJECT if wanted is Scope.TEAM and project is None else project
     place = resolve_project(settings, principal, project)
-    private_to = personal_member(principal) if wanted is Scope.PERSONAL else None
+    private_to = personal_member(principal, given.author_id) \
+        if wanted is Scope.PERSONAL else None
     if wanted is Scope.TEAM and place != TENANT_WIDE_PROJECT:
         raise InvalidInput("scope 'team' is every project of the team: leave project out "
                            "(or give '*')")
@@ -95,8 +98,10 @@ def prepare_memory(
         source=checked_source,
         key_id=principal.key_id,
         redactions=list(dict.fromkeys([*cleaned.kinds, *tag_kinds, *source_kinds])),
-        author_id=principal.member_id,
-        origin=origin,
+        author_id=given.author_id,
+        origin=given.origin,
+        origin_session=None if given.session is None else redact(
+            check_text(given.session, "session")).text[:SESSION_ID_MAX_CHARS],
         private_to=private_to,
     )
 
@@ -111,12 +116,15 @@ def check_scope(scope: str | None) -> Scope | None:
         raise InvalidInput("scope must be personal, project or team") from None
 
 
-def personal_member(principal: Principal) -> UUID:
-    """The member a personal memory of this caller belongs to."""
-    if principal.member_id is None:
+def personal_member(principal: Principal, author_id: UUID | None) -> UUID:
+    """The member a personal memory belongs to: its author. A member saves personal memories
+    of its own only (an operator's import keeps any member's)."""
+    if author_id is None:
         raise InvalidInput("a personal memory belongs to a member: save it with a member's "
-                           "API key")
-    return principal.member_id
+                           "API key (or import it with its author)")
+    if principal.member_id is not None and author_id != principal.member_id:
+        raise Forbidden("a member saves personal memories of its own only")
+    return author_id
 
 
 def resolve_project(settings: Settings, principal: Principal, project: str | None) -> str:

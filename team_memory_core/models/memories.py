@@ -94,6 +94,15 @@ def memory_id_for(tenant_id: UUID, project: str, digest: str, generation: int = 
                       f"{tenant_id}/{project}/{digest}{personal}{suffix}")
 
 
+class Provenance(BaseModel):
+    """Who saved a memory and how it came in, when the caller says so (an import keeps the
+    exported provenance); otherwise it is the caller's member, by a tool call."""
+
+    author_id: UUID | None = None
+    origin: Origin = Origin.TOOL
+    session: str | None = None
+
+
 class IngestInput(BaseModel):
     """Workflow input: small, and never a vector (embeddings stay out of history)."""
 
@@ -140,6 +149,27 @@ class SaveResult(BaseModel):
     duplicate_of: UUID | None = None
     already_saved: bool = False
     redacted: list[str] = Field(default_factory=list)
+    scope: Scope = Scope.PROJECT
+
+
+class ScoreParts(BaseModel):
+    """A search score taken apart (rules/ranking.py): the parts sum to the score. The
+    relevance is keyword + vector + neighbour; importance, recency and freshness multiply it,
+    and each of them is given as what it adds (or takes away) in turn: importance =
+    relevance x (importance factor - 1), recency = (relevance + importance) x (recency factor
+    - 1), freshness = (the rest so far) x (freshness factor - 1)."""
+
+    keyword: float  # BM25, relative to the best keyword match among the candidates
+    vector: float  # dense_weight x cosine similarity
+    neighbour: float  # neighbour_weight x the best relevance of a neighbour in insertion order
+    importance: float
+    recency: float
+    freshness: float  # 0 unless the files it cites changed or went
+
+    @property
+    def total(self) -> float:
+        return (self.keyword + self.vector + self.neighbour + self.importance + self.recency
+                + self.freshness)
 
 
 class MemoryHit(BaseModel):
@@ -159,6 +189,13 @@ class MemoryHit(BaseModel):
     truncated: bool = False
     # None: the memory cites no file.
     freshness: Freshness | None = None
+    # Provenance: who saved it (a member's name), how it came in, and who sees it.
+    author: str | None = None
+    origin: Origin = Origin.TOOL
+    origin_session: str | None = None
+    scope: Scope = Scope.PROJECT
+    # The score's parts (search with explain): they sum to ``score``.
+    explain: ScoreParts | None = None
 
 
 class StoredMemory(BaseModel):
@@ -182,6 +219,12 @@ class StoredMemory(BaseModel):
     updated_at: datetime
     # How the files it cites compare with when it was saved (None: it cites none).
     freshness: Freshness | None = None
+    # Provenance (sql/017): the member who saved it (its name), how it came in (the Claude
+    # Code session for a captured one) and who sees it.
+    author: str | None = None
+    origin: Origin = Origin.TOOL
+    origin_session: str | None = None
+    scope: Scope = Scope.PROJECT
 
 
 class Memory(StoredMemory):

@@ -18,10 +18,17 @@ from pydantic import ConfigDict
 from team_memory_core.models.memories import IngestInput, MemoryStatus, StoredMemory
 from team_memory_core.store.rows import many, wrote
 
-MEMORY_COLUMNS = """
+# The provenance columns: the author's name (members is the tenant's registry, under RLS)
+# and the scope, from the memory's own columns (works whatever the memories table's alias).
+PROVENANCE_COLUMNS = """
+    (SELECT mb.name FROM members mb WHERE mb.id = author_id) AS author, origin, origin_session,
+    CASE WHEN private_to IS NOT NULL THEN 'personal' WHEN project = '*' THEN 'team'
+         ELSE 'project' END AS scope
+"""
+MEMORY_COLUMNS = f"""
     id, project, content, category, importance, tags, status, source, duplicate_of,
     superseded_by, merged_from, valid_from, valid_to, created_at, occurred_at, updated_at,
-    freshness, content_hash, generation, private_to
+    freshness, content_hash, generation, private_to, {PROVENANCE_COLUMNS}
 """
 
 

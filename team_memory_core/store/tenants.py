@@ -158,6 +158,14 @@ async def list_members(conn: asyncpg.Connection, tenant_id: UUID) -> list[Member
         _MEMBER + " WHERE m.tenant_id = $1 ORDER BY m.name", tenant_id))
 
 
+async def members_named(conn: asyncpg.Connection, tenant_id: UUID,
+                        names: list[str]) -> dict[str, UUID]:
+    rows = await conn.fetch(
+        "SELECT name, id FROM members WHERE tenant_id = $1 AND name = ANY($2::text[])",
+        tenant_id, names)
+    return {row["name"]: row["id"] for row in rows}
+
+
 async def member_of_key(conn: asyncpg.Connection, key_id: UUID) -> UUID | None:
     """The member a key belongs to (in the transaction's tenant)."""
     found: UUID | None = await conn.fetchval(

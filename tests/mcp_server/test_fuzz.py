@@ -54,7 +54,8 @@ def tool_arguments(a_ids: list[str]) -> dict[str, st.SearchStrategy[dict[str, An
             "scope": st.one_of(st.sampled_from(["personal", "project", "team"]), any_text)}),
         "search_memory": st.fixed_dictionaries({"query": any_text}, optional={
             "limit": small, "category": st.one_of(st.none(), any_text), "project": project,
-            "tags": tags, "since": when, "until": when, "include_history": anything}),
+            "tags": tags, "since": when, "until": when, "include_history": anything,
+            "explain": anything}),
         "get_memory": st.fixed_dictionaries({"id": ids}, optional={
             "include_history": anything}),
         "get_memories": st.fixed_dictionaries({"ids": st.one_of(st.lists(ids, max_size=60),

@@ -106,3 +106,35 @@ async def test_up_gives_the_local_key_the_local_member(services: Services,
     assert again == secret
     assert principal is not None and principal.tenant_name == LOCAL_TENANT
     assert principal.member_name == local_member_name()
+
+
+async def test_existing_memories_get_their_author_and_origin(services: Services) -> None:
+    """sql/017: the key that saved a memory is its author (the key became a member of the
+    same id); a captured memory's source names its session; a merged one is a merge."""
+    async with database_at(services, 14) as url:
+        conn = await asyncpg.connect(url)
+        try:
+            tenant = await conn.fetchval(
+                "INSERT INTO tenants (id, name) VALUES (gen_random_uuid(), 'acme') RETURNING id")
+            key = await conn.fetchval(
+                "INSERT INTO members (id, tenant_id, name) VALUES (gen_random_uuid(), $1,"
+                " 'alice') RETURNING id", tenant)
+            rows = {}
+            for name, created_by, source, merged in (
+                    ("saved", key, None, []), ("captured", key, "claude-code:sess-1", []),
+                    ("merged", key, None, [key]), ("operator", None, "wiki", [])):
+                rows[name] = await conn.fetchval(
+                    "INSERT INTO memories (id, tenant_id, project, content, category,"
+                    " content_hash, created_by, source, merged_from, status)"
+                    " VALUES (gen_random_uuid(), $1, 'default', $2, 'general', $2, $3, $4,"
+                    " $5, 'active') RETURNING id", tenant, name, created_by, source, merged)
+            await migrate(url, services.settings())
+            found = {r["content"]: (r["author_id"], r["origin"], r["origin_session"],
+                                    r["private_to"])
+                     for r in await conn.fetch("SELECT * FROM memories")}
+        finally:
+            await conn.close()
+    assert found == {"saved": (key, "tool", None, None),
+                     "captured": (key, "capture", "sess-1", None),
+                     "merged": (key, "merge", None, None),
+                     "operator": (None, "tool", None, None)}
