@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from uuid import UUID
 
 import asyncpg
 from temporalio import activity
@@ -18,7 +19,7 @@ from temporalio import activity
 from activities.failures import llm_failure
 from team_memory_core.anchoring import anchor_memory
 from team_memory_core.capture import CaptureEvent, DistillRequest, DistillResult, capture_source
-from team_memory_core.contract import DISTILL_ACTIVITY, ingest_workflow_id
+from team_memory_core.contract import DISTILL_ACTIVITY
 from team_memory_core.hook_protocol import repo_path
 from team_memory_core.llm.client import Distiller, LLMUnavailable, LLMUsage, MalformedLLMOutput
 from team_memory_core.llm.observe import (
@@ -29,7 +30,13 @@ from team_memory_core.llm.observe import (
     distill_events,
 )
 from team_memory_core.models.anchors import AnchorInput
-from team_memory_core.models.memories import Category, IngestInput, content_hash, memory_id_for
+from team_memory_core.models.memories import (
+    Category,
+    IngestInput,
+    Origin,
+    content_hash,
+    memory_id_for,
+)
 from team_memory_core.rules.injection import flags_of
 from team_memory_core.rules.redaction import redact
 from team_memory_core.rules.text import approx_tokens
@@ -38,7 +45,7 @@ from team_memory_core.store import capture as store
 from team_memory_core.store.anchors import session_file_states
 from team_memory_core.store.memories import insert_pending
 from team_memory_core.store.pool import tenant_tx
-from team_memory_core.store.tenants import tenant_name
+from team_memory_core.store.tenants import member_of_key, tenant_name
 from team_memory_core.temporal_keys import Keyring
 
 CATEGORY_OF = {
@@ -136,11 +143,14 @@ class CaptureActivities:
         self, request: DistillRequest, events: list[CaptureEvent], found: ObservationSet,
         usage: LLMUsage,
     ) -> DistillResult:
-        cited = [(item, o.files) for o in found.observations
-                 if (item := self._item(request, o, events)) is not None]
-        items = [item for item, _ in cited]
         result = DistillResult()
         async with tenant_tx(self.pool, request.tenant_id) as conn:
+            # The session's key's member is the author of what it observed.
+            author = None if request.key_id is None else await member_of_key(conn,
+                                                                             request.key_id)
+            cited = [(item, o.files) for o in found.observations
+                     if (item := self._item(request, o, events, author)) is not None]
+            items = [item for item, _ in cited]
             await store.record_capture_outcome(
                 conn, tenant_id=request.tenant_id, key_id=request.owner,
                 session_id=request.session_id, keys=[e.key for e in events],
@@ -158,9 +168,7 @@ class CaptureActivities:
         assert tenant is not None
         # The ingestions the workflow starts next need their payload keys (committed first).
         for item in result.items:
-            await self.keys.prepare(request.tenant_id,
-                                    ingest_workflow_id(tenant, item.project, item.content_hash,
-                                                       item.generation))
+            await self.keys.prepare(request.tenant_id, item.workflow_id(tenant))
         return result
 
     async def _anchor(self, conn: asyncpg.Connection, request: DistillRequest,
@@ -176,7 +184,7 @@ class CaptureActivities:
                             [AnchorInput(path=p, blob=seen.get(p)) for p in paths])
 
     def _item(self, request: DistillRequest, observation: Observation,
-              events: list[CaptureEvent]) -> IngestInput | None:
+              events: list[CaptureEvent], author: UUID | None) -> IngestInput | None:
         text = redact(observation.content).text.strip()
         if not text:
             return None
@@ -188,5 +196,6 @@ class CaptureActivities:
             tags=["captured", f"observation:{observation.type.value}"], content_hash=digest,
             occurred_at=max(e.at for e in events),
             source=redact(capture_source(request.session_id)).text,
-            key_id=request.key_id,
+            key_id=request.key_id, author_id=author, origin=Origin.CAPTURE,
+            origin_session=redact(request.session_id).text,
         )

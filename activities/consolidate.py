@@ -52,7 +52,7 @@ from team_memory_core.models.consolidation import (
     RunRequest,
 )
 from team_memory_core.models.memories import HistoryEvent, MemoryStatus
-from team_memory_core.review import same_author
+from team_memory_core.review import same_author, same_reach
 from team_memory_core.rules import consolidation, injection
 from team_memory_core.rules.redaction import redact
 from team_memory_core.rules.text import approx_tokens
@@ -177,9 +177,10 @@ class ConsolidationActivities:
     ) -> ClusterOutcome:
         ids = action_ids(action)
         # The texts the model judged must still be the live ones (ingest may have moved on).
-        if not all(_unchanged(r, current) for r in seen if r.id in ids):
+        if not all(_unchanged(r, current) for r in seen if r.id in ids) \
+                or not same_reach(current[uid].private_to for uid in ids):
             return outcome
-        if not same_author(current[uid].created_by for uid in ids):
+        if not same_author(current[uid].author_id for uid in ids):
             return await self._hold(log, action, outcome)
         if isinstance(action, MergeAction):
             others = [uid for uid in action.ids if uid != action.keep_id]
@@ -235,7 +236,9 @@ class ConsolidationActivities:
             folded = 0
             for fold in folds:
                 pair = [r for r in live if r.id in (fold.duplicate, fold.keep)]
-                if all(_unchanged(r, current) for r in pair) and await store.retire_duplicate(
+                if all(_unchanged(r, current) for r in pair) \
+                        and same_reach(r.private_to for r in pair) \
+                        and await store.retire_duplicate(
                         conn, fold.duplicate, fold.keep):
                     await log(HistoryEvent.DUPLICATE, fold.duplicate, fold.reason,
                               related_id=fold.keep)

@@ -86,7 +86,7 @@ async def _under_review(conn: asyncpg.Connection, project: str) -> list[UnderRev
         found.append(UnderReview(
             ChangedMemory(id=memory.id, category=memory.category, content=memory.content,
                           files=moved, newer_on_same_files=[n.content for n in newer]),
-            memory.created_by, [n.created_by for n in newer]))
+            memory.author_id, [n.author_id for n in newer]))
     return found
 
 

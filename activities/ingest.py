@@ -83,8 +83,8 @@ class IngestActivities:
         async with tenant_tx(self.pool, item.tenant_id) as conn:
             await self.model.confirm(conn, used)
             neighbours = await memories.similar_current(
-                conn, vector, item.memory_id, item.project, self.settings.dedupe_candidates
-            )
+                conn, vector, item.memory_id, item.project, self.settings.dedupe_candidates,
+                item.private_to)
             decision = self._decided_by_rules(item, neighbours)
             if decision is None:
                 await memories.upsert_embedding(conn, item, vector,
@@ -106,7 +106,7 @@ class IngestActivities:
                 raise MemoryRowMissing
             neighbours = [] if stored.embedding is None else await memories.similar_current(
                 conn, stored.embedding, item.memory_id, item.project,
-                self.settings.dedupe_candidates)
+                self.settings.dedupe_candidates, item.private_to)
         decision = self._decided_by_rules(item, neighbours)
         return decision if decision is not None else await self._ask_model(item, neighbours)
 
@@ -146,7 +146,8 @@ class IngestActivities:
                 answer.screening.screening()),
         )
         target_author = next((n.author for n in neighbours if n.id == answer.target_id), None)
-        return hold_foreign_change(decision, target_author, item.key_id)
+        # An input recorded before members names its key, which became the member of that id.
+        return hold_foreign_change(decision, target_author, item.author_id or item.key_id)
 
     async def _screen_alone(self, item: IngestInput) -> Decision:
         """A project's first memory: nothing to compare, only the screening to ask for."""

@@ -76,7 +76,7 @@ def baseline_app(settings: Settings, pool: asyncpg.Pool, embedder: Embedder) -> 
         async with tenant_tx(pool, principal.tenant_id) as conn:
             await memories.upsert_embedding(conn, item, vector, flags_of(text))
             similar = await memories.similar_current(conn, vector, item.memory_id,
-                                                     item.project, 5)
+                                                     item.project, 5, None)
             await memories.activate(conn, item.memory_id)
             await insert_event(conn, tenant_id=item.tenant_id, memory_id=item.memory_id,
                                event=HistoryEvent.ADDED, reason="inline baseline")

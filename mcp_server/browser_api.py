@@ -56,7 +56,8 @@ def add_browser_routes(server: MCPServer, service: MemoryService) -> None:
         return endpoint
 
     async def whoami(_: Request, principal: Principal) -> dict[str, Any]:
-        return {"tenant": principal.tenant_name, "read_only": principal.read_only,
+        return {"tenant": principal.tenant_name, "member": principal.member_name,
+                "read_only": principal.read_only,
                 "project": service.resolve_project(principal, None),
                 "project_locked": principal.project is not None,
                 "capture": service.settings.anthropic_api_key is not None}

@@ -89,7 +89,8 @@ class CodecEndpoint:
     async def _decoded(self, principal: Principal, asked: Payloads,
                        cors: dict[str, str]) -> Response:
         keyring = keyring_of(self._service.temporal)
-        payloads, opened = await decode_for_tenant(keyring, principal.tenant_id, asked.payloads)
+        payloads, opened = await decode_for_tenant(keyring, principal.tenant_id, asked.payloads,
+                                                   principal.member_id)
         if opened:
             async with principal_tx(self._service.pool, principal) as conn:
                 await insert_audit(

@@ -44,7 +44,9 @@ from team_memory_core.models.memories import (
     Memory,
     MemoryStatus,
     MemoryStatusReport,
+    Provenance,
     SaveResult,
+    scope_of,
 )
 from team_memory_core.models.principal import Principal
 from team_memory_core.rules.consolidation import render_manifesto
@@ -54,6 +56,7 @@ from team_memory_core.store import consolidation, history, memories, outbox
 from team_memory_core.store.audit import insert_audit
 from team_memory_core.store.memories import MemoryRow, MemoryState
 from team_memory_core.store.pool import principal_tx
+from team_memory_core.store.tenants import members_named
 
 _P = ParamSpec("_P")
 _R = TypeVar("_R")
@@ -163,6 +166,8 @@ class MemoryService(Recall):
         files: Sequence[str | AnchorInput] | None = None,
         turn: InsertTurn | None = None,
         injection_flags: Sequence[str] = (),
+        scope: str | None = None,
+        provenance: Provenance | None = None,
     ) -> SaveResult:
         """Acknowledge a memory: a pending row, its anchors to the ``files`` it cites and the
         outbox row that starts its IngestMemory workflow, in one transaction. With a ``turn``,
@@ -175,7 +180,8 @@ class MemoryService(Recall):
                 await turn.wait()
             item = prepare_memory(self.settings, principal, content, category=category,
                                   importance=importance, tags=tags, project=project,
-                                  occurred_at=occurred_at, source=source)
+                                  occurred_at=occurred_at, source=source, scope=scope,
+                                  provenance=provenance)
             cited = check_files(files, item.project)
             flags = list(dict.fromkeys(
                 flags_of(item.content) + check_injection_flags(injection_flags)))
@@ -190,6 +196,7 @@ class MemoryService(Recall):
             status=MemoryStatus.PENDING if found is None else found.status,
             duplicate_of=None if found is None else found.duplicate_of,
             already_saved=found is not None, redacted=item.redactions, injection_flags=flags,
+            scope=scope_of(item.project, item.private_to),
         )
 
     async def _acknowledge(
@@ -203,8 +210,7 @@ class MemoryService(Recall):
         memory with its own ingestion workflow, so nothing is lost and the answer does not
         reveal that the text was there before. Nothing here waits on Temporal."""
         while True:
-            workflow_id = ingest_workflow_id(principal.tenant_name, item.project,
-                                             item.content_hash, item.generation)
+            workflow_id = item.workflow_id(principal.tenant_name)
             async with principal_tx(self.pool, principal) as conn:
                 if await memories.insert_pending(conn, item, flags):
                     await anchor_memory(conn, principal.tenant_id, item.memory_id,
@@ -262,7 +268,7 @@ class MemoryService(Recall):
         require_writer(principal)
         actor = erasure.Actor(tenant_id=principal.tenant_id, tenant_name=principal.tenant_name,
                               name=principal.actor, key_id=principal.key_id,
-                              projects=principal.projects)
+                              projects=principal.projects, member_id=principal.member_id)
         try:
             report = await erasure.purge(self.pool, self.temporal, self.settings, actor,
                                          memory_id, check_reason(reason))
@@ -298,6 +304,11 @@ class MemoryService(Recall):
             if len(found.memories) < page:
                 return
             after = found.last_seq
+
+    async def member_ids(self, principal: Principal, names: list[str]) -> dict[str, UUID]:
+        """The ids of the tenant's members of these names (unknown names are left out)."""
+        async with principal_tx(self.pool, principal) as conn:
+            return await members_named(conn, principal.tenant_id, names)
 
     async def pending(self, principal: Principal, ids: list[UUID]) -> list[UUID]:
         """Those of these saved memories that their workflows have not committed yet."""
@@ -338,7 +349,7 @@ class MemoryService(Recall):
             id=memory_id, status=row.status, duplicate_of=row.duplicate_of,
             superseded_by=row.superseded_by, dedupe_policy=self.settings.dedupe_policy,
             workflow_id=ingest_workflow_id(principal.tenant_name, row.project,
-                                           row.content_hash, row.generation),
+                                           row.content_hash, row.generation, row.private_to),
             history=events,
         )
 

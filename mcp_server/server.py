@@ -120,6 +120,8 @@ def create_server(
 
 _PROJECT = ("Project (repository); default: the one this session works in. '*' = every "
             "project of the team")
+_SCOPE = ("personal: only you see it; project: the project's members (default); team: every "
+          "project of the team (the same as project '*')")
 _FILES = ("Repository-relative paths of the files this memory is about (src/billing/parse.py),"
           " at most 10")
 
@@ -138,14 +140,17 @@ def _register_tools(
         tags: Annotated[list[str] | None, Field(description="Short lowercase labels")] = None,
         project: Annotated[str | None, Field(description=_PROJECT)] = None,
         files: Annotated[list[str] | None, Field(description=_FILES)] = None,
+        scope: Annotated[str, Field(description=_SCOPE)] = "project",
     ) -> Annotated[CallToolResult, SavedView]:
-        """Remember something for the whole team across sessions. Returns at once with the
-        memory id; de-duplication and merging happen in the background, and the memory is
-        searchable immediately. Saving the same text twice returns the same id. For a memory
-        about code, pass the files it is about: the team then sees when they change."""
+        """Remember something across sessions: for the project's members (default), for the
+        whole team (scope team), or for yourself alone (scope personal; promote_memory shares
+        it later). Returns at once with the memory id; de-duplication and merging happen in
+        the background, and the memory is searchable immediately. Saving the same text twice
+        returns the same id. For a memory about code, pass the files it is about: the team
+        then sees when they change."""
         saved = await _call(service.save(who(), content, category=category,
                                          importance=importance, tags=tags, project=project,
-                                         files=files))
+                                         files=files, scope=scope))
         note = " (already saved)" if saved.already_saved else ""
         return _result(SavedView.of(saved),
                        f"saved {saved.id} [{saved.status}] in {saved.project}{note}")
@@ -165,16 +170,21 @@ def _register_tools(
             description="Only memories before this time (ISO 8601, 1970-2999)")] = None,
         include_history: Annotated[bool, Field(description="Also superseded, merged and "
                                                "archived memories")] = False,
+        explain: Annotated[bool, Field(description="Add each result's score and its parts "
+                                       "(keyword, vector, neighbour, importance, recency, "
+                                       "freshness), which sum to it")] = False,
     ) -> Annotated[CallToolResult, SearchView]:
         """Search the team's memory by meaning and keywords, best first (newer and more
-        important memories rank higher). Each result's text is the whole memory, unless it
-        has `tokens`: then it is cut, and get_memory/get_memories return it in full. A memory
-        about files has `freshness`: fresh, changed (its files changed since it was saved:
-        check them before relying on it) or gone (its files were deleted or moved)."""
+        important memories rank higher); your own personal memories rank with the shared ones.
+        Each result's text is the whole memory, unless it has `tokens`: then it is cut, and
+        get_memory/get_memories return it in full. Each says who saved it (`author`), how it
+        came in (`origin`) and who sees it (`scope`). A memory about files has `freshness`:
+        fresh, changed (its files changed since it was saved: check them before relying on
+        it) or gone (its files were deleted or moved)."""
         principal = who()
         hits = await _call(service.search(
             principal, query, limit=limit, category=category, project=project, tags=tags,
-            since=since, until=until, include_history=include_history,
+            since=since, until=until, include_history=include_history, explain=explain,
         ))
         searched = service.resolve_project(principal, project)  # valid: the search took it
         quoted = [quoted_memory(h, h.snippet, one_line=True, tokens=f"~{h.tokens}",
@@ -190,7 +200,7 @@ def _register_tools(
         include_history: Annotated[bool, Field(description="Allow superseded or merged "
                                                "memories")] = False,
     ) -> Annotated[CallToolResult, MemoryView]:
-        """Read one memory in full."""
+        """Read one memory in full, with who saved it, how it came in and who sees it."""
         memory = await _call(service.get(who(), id, include_history=include_history))
         return _result(MemoryView.of(memory, alone=True),
                        f"{QUOTED_NOTE}\n{quoted_memory(memory, memory.content)}")

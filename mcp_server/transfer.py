@@ -21,7 +21,7 @@ from mcp_server.errors import Forbidden, InvalidInput
 from mcp_server.memories import InsertOrder, MemoryService
 from mcp_server.validation import check_files, check_injection_flags, prepare_memory
 from team_memory_core.models.anchors import AnchorInput
-from team_memory_core.models.memories import Category, Memory
+from team_memory_core.models.memories import Category, Memory, Origin, Provenance, Scope
 from team_memory_core.models.principal import Principal
 
 Progress = Callable[[str, int, int], None]
@@ -45,6 +45,20 @@ class ImportItem(BaseModel):
     # again on import, and cannot see what Claude Haiku saw); a file can add flags, never
     # clear one.
     injection_flags: list[str] = Field(default_factory=list)
+    # Provenance, kept from an export: the author (a member of the tenant, by name), the
+    # origin (default: import), the capture session, the scope (default: the project).
+    author: str | None = None
+    origin: Origin = Origin.IMPORT
+    session: str | None = None
+    scope: Scope = Scope.PROJECT
+
+    def provenance(self, authors: dict[str, UUID], importer: Principal) -> Provenance:
+        author = importer.member_id if self.author is None else authors.get(self.author)
+        return Provenance(author_id=author, origin=self.origin, session=self.session)
+
+    def project_in(self, project: str) -> str | None:
+        """Where it goes: the import's project, or every project for a team memory."""
+        return None if self.scope is Scope.TEAM else project
 
 
 class ImportFailed(ValueError):
@@ -74,15 +88,21 @@ def parse_jsonl(lines: Iterable[str]) -> list[ImportItem]:
 
 
 def validate(service: MemoryService, principal: Principal, items: list[ImportItem],
-             project: str) -> None:
-    """Every item through the save path's own checks, before anything is written."""
+             project: str, authors: dict[str, UUID]) -> None:
+    """Every item through the save path's own checks, before anything is written; an author
+    must be a member of the tenant."""
     errors = []
     for number, item in enumerate(items, start=1):
         try:
+            if item.author is not None and item.author not in authors:
+                raise InvalidInput(f"author {item.author!r} is not a member of the tenant "
+                                   "(team-memory member add)")
             prepared = prepare_memory(service.settings, principal, item.content,
                                       category=item.category, importance=item.importance,
-                                      tags=item.tags, project=project,
-                                      occurred_at=item.occurred_at, source=item.source)
+                                      tags=item.tags, project=item.project_in(project),
+                                      occurred_at=item.occurred_at, source=item.source,
+                                      scope=item.scope.value,
+                                      provenance=item.provenance(authors, principal))
             check_files(item.files, prepared.project)
             check_injection_flags(item.injection_flags)
         except (InvalidInput, Forbidden) as error:
@@ -96,7 +116,9 @@ async def import_items(
     concurrency: int = 8, progress: Progress | None = None, wait_timeout: float = 3600.0,
 ) -> ImportReport:
     """Save every item (validated first), then wait for their workflows to commit them."""
-    validate(service, principal, items, project)
+    authors = await service.member_ids(principal, sorted({i.author for i in items
+                                                          if i.author is not None}))
+    validate(service, principal, items, project, authors)
     report = progress or (lambda _phase, _done, _total: None)
     results: list[tuple[UUID, bool] | None] = [None] * len(items)
     order = InsertOrder()  # rows keep the file's order (export order, search neighbours)
@@ -110,9 +132,10 @@ async def import_items(
             item = items[index]
             saved = await service.save(
                 principal, item.content, category=item.category, importance=item.importance,
-                tags=item.tags, project=project, occurred_at=item.occurred_at,
+                tags=item.tags, project=item.project_in(project), occurred_at=item.occurred_at,
                 source=item.source, files=item.files, turn=order.turn(index),
                 injection_flags=item.injection_flags,
+                scope=item.scope.value, provenance=item.provenance(authors, principal),
             )
             results[index] = (saved.id, saved.already_saved)
             done += 1
@@ -157,6 +180,8 @@ def export_line(memory: Memory) -> str:
         "tags": memory.tags, "occurred_at": memory.occurred_at.isoformat(),
         "source": memory.source, "status": memory.status.value,
         "created_at": memory.created_at.isoformat(),
+        "author": memory.author, "origin": memory.origin.value, "scope": memory.scope.value,
+        **({"session": memory.origin_session} if memory.origin_session else {}),
         **({"files": [{"path": a.path, "blob": a.blob} for a in memory.anchors],
             "freshness": memory.freshness} if memory.anchors else {}),
         **({"injection_flags": memory.injection_flags} if memory.injection_flags else {}),

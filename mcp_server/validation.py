@@ -8,11 +8,12 @@ import re
 import unicodedata
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from uuid import UUID
 
 from pydantic import ValidationError, ValidationInfo, ValidatorFunctionWrapHandler, WrapValidator
 
 from mcp_server.errors import Forbidden, InvalidInput
-from team_memory_core.hook_protocol import ANCHOR_FILES_MAX, repo_path
+from team_memory_core.hook_protocol import ANCHOR_FILES_MAX, SESSION_ID_MAX_CHARS, repo_path
 from team_memory_core.models.anchors import AnchorInput, FileState
 from team_memory_core.models.memories import (
     ALL_STATUSES,
@@ -22,6 +23,8 @@ from team_memory_core.models.memories import (
     Category,
     IngestInput,
     MemoryStatus,
+    Provenance,
+    Scope,
     content_hash,
     memory_id_for,
 )
@@ -63,10 +66,21 @@ def prepare_memory(
     project: str | None = None,
     occurred_at: datetime | None = None,
     source: str | None = None,
+    scope: str | None = None,
+    provenance: Provenance | None = None,
 ) -> IngestInput:
-    """The memory to save, checked and redacted: raises InvalidInput or Forbidden."""
+    """The memory to save, checked and redacted: raises InvalidInput or Forbidden.
+    ``provenance``: its author and origin when not the caller's member by a tool call."""
     require_writer(principal)
-    scope = resolve_project(settings, principal, project)
+    wanted = check_scope(scope)
+    given = provenance or Provenance(author_id=principal.member_id)
+    project = TENANT_WIDE_PROJECT if wanted is Scope.TEAM and project is None else project
+    place = resolve_project(settings, principal, project)
+    private_to = personal_member(principal, given.author_id) \
+        if wanted is Scope.PERSONAL else None
+    if wanted is Scope.TEAM and place != TENANT_WIDE_PROJECT:
+        raise InvalidInput("scope 'team' is every project of the team: leave project out "
+                           "(or give '*')")
     cleaned = redact(check_content(settings, content))
     if is_blank(cleaned.text):
         raise InvalidInput("content is empty once private spans are removed")
@@ -74,9 +88,9 @@ def prepare_memory(
     checked_source, source_kinds = check_source(source)
     digest = content_hash(cleaned.text)
     return IngestInput(
-        memory_id=memory_id_for(principal.tenant_id, scope, digest),
+        memory_id=memory_id_for(principal.tenant_id, place, digest, 0, private_to),
         tenant_id=principal.tenant_id,
-        project=scope,
+        project=place,
         content=cleaned.text,
         category=check_category(category),
         importance=check_importance(importance),
@@ -86,7 +100,33 @@ def prepare_memory(
         source=checked_source,
         key_id=principal.key_id,
         redactions=list(dict.fromkeys([*cleaned.kinds, *tag_kinds, *source_kinds])),
+        author_id=given.author_id,
+        origin=given.origin,
+        origin_session=None if given.session is None else redact(
+            check_text(given.session, "session")).text[:SESSION_ID_MAX_CHARS],
+        private_to=private_to,
     )
+
+
+def check_scope(scope: str | None) -> Scope | None:
+    """None: the project's (or, with project '*', the team's, as before scopes existed)."""
+    if scope is None:
+        return None
+    try:
+        return Scope(scope)
+    except ValueError:
+        raise InvalidInput("scope must be personal, project or team") from None
+
+
+def personal_member(principal: Principal, author_id: UUID | None) -> UUID:
+    """The member a personal memory belongs to: its author. A member saves personal memories
+    of its own only (an operator's import keeps any member's)."""
+    if author_id is None:
+        raise InvalidInput("a personal memory belongs to a member: save it with a member's "
+                           "API key (or import it with its author)")
+    if principal.member_id is not None and author_id != principal.member_id:
+        raise Forbidden("a member saves personal memories of its own only")
+    return author_id
 
 
 def resolve_project(settings: Settings, principal: Principal, project: str | None) -> str:

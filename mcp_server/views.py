@@ -18,7 +18,16 @@ from uuid import UUID
 from pydantic import BaseModel
 
 from team_memory_core.models.anchors import Anchor, Freshness
-from team_memory_core.models.memories import Category, Memory, MemoryHit, MemoryStatus, SaveResult
+from team_memory_core.models.memories import (
+    Category,
+    Memory,
+    MemoryHit,
+    MemoryStatus,
+    Origin,
+    SaveResult,
+    Scope,
+    ScoreParts,
+)
 from team_memory_core.rules.framing import DATA_NOTE, flagged_warning
 
 
@@ -36,6 +45,7 @@ class SavedView(CompactModel):
     redacted: list[str] = []
     flags: list[str] = []
     warning: str | None = None
+    scope: Scope = Scope.PROJECT
 
     @classmethod
     def of(cls, saved: SaveResult) -> SavedView:
@@ -43,17 +53,23 @@ class SavedView(CompactModel):
                    status=None if saved.status is MemoryStatus.PENDING else saved.status,
                    already_saved=saved.already_saved, duplicate_of=saved.duplicate_of,
                    redacted=saved.redacted, flags=saved.injection_flags,
-                   warning=_saved_warning(saved.injection_flags))
+                   warning=_saved_warning(saved.injection_flags), scope=saved.scope)
 
 
 class HitView(CompactModel):
     """One search result. ``text`` is the whole memory unless ``tokens`` is present: then it
-    is cut, and ``tokens`` is the size of the full text that get_memory returns."""
+    is cut, and ``tokens`` is the size of the full text that get_memory returns. Its
+    provenance always comes with it: the author (a member's name; absent when saved by an
+    operator), the origin (tool, capture, import, merge) and the scope (personal: yours alone,
+    project, team)."""
 
     id: UUID
     category: Category
     text: str
     age: str
+    author: str | None
+    origin: Origin
+    scope: Scope
     importance: int = 1
     tokens: int | None = None
     project: str | None = None
@@ -61,15 +77,21 @@ class HitView(CompactModel):
     freshness: Freshness | None = None  # only for a memory about files
     flags: list[str] = []
     warning: str | None = None
+    session: str | None = None  # the Claude Code session a captured memory comes from
+    score: float | None = None  # with explain: the score, and its parts that sum to it
+    explain: ScoreParts | None = None
 
     @classmethod
     def of(cls, hit: MemoryHit, searched: str) -> HitView:
         return cls(id=hit.id, category=hit.category, text=hit.snippet, age=hit.age,
+                   author=hit.author, origin=hit.origin, scope=hit.scope,
                    importance=hit.importance, tokens=hit.tokens if hit.truncated else None,
                    project=None if hit.project == searched else hit.project,
                    status=None if hit.status in _CURRENT else hit.status,
                    freshness=hit.freshness, flags=hit.injection_flags,
-                   warning=flagged_warning(hit.injection_flags))
+                   warning=flagged_warning(hit.injection_flags), session=hit.origin_session,
+                   score=hit.score if hit.explain is not None else None,
+                   explain=hit.explain)
 
 
 class SearchView(CompactModel):
@@ -95,6 +117,10 @@ class MemoryView(CompactModel):
     category: Category
     content: str
     age: str
+    author: str | None
+    origin: Origin
+    scope: Scope
+    session: str | None = None
     importance: int = 1
     tags: list[str] = []
     status: MemoryStatus | None = None
@@ -112,7 +138,9 @@ class MemoryView(CompactModel):
     @classmethod
     def of(cls, memory: Memory, *, alone: bool = False) -> MemoryView:
         return cls(id=memory.id, project=memory.project, category=memory.category,
-                   content=memory.content, age=memory.age, importance=memory.importance,
+                   content=memory.content, age=memory.age, author=memory.author,
+                   origin=memory.origin, scope=memory.scope, session=memory.origin_session,
+                   importance=memory.importance,
                    tags=memory.tags,
                    status=None if memory.status in _CURRENT else memory.status,
                    source=memory.source, duplicate_of=memory.duplicate_of,

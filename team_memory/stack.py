@@ -21,7 +21,13 @@ from team_memory_core.settings import Settings
 from team_memory_core.store.consolidation import register_project
 from team_memory_core.store.migrate import migrate
 from team_memory_core.store.pool import create_pool, tenant_tx
-from team_memory_core.tenants import authenticate, create_key, ensure_tenant
+from team_memory_core.tenants import (
+    authenticate,
+    create_key,
+    ensure_member,
+    ensure_tenant,
+    local_member_name,
+)
 
 LOCAL_TENANT = "local"
 
@@ -119,7 +125,10 @@ async def _prepare_database(settings: Settings, admin_url: str) -> str:
             existing = key_file.read_text().strip()
             if await authenticate(pool, existing) is not None:
                 return existing
-        issued = await create_key(pool, LOCAL_TENANT, name="local-user")
+        # The local key's member: whoever runs the stack (their personal memories).
+        await ensure_member(pool, LOCAL_TENANT, local_member_name())
+        issued = await create_key(pool, LOCAL_TENANT, name="local-user",
+                                  member=local_member_name())
     finally:
         await pool.close()
     _write_secret(key_file, issued.secret)

@@ -81,11 +81,27 @@ def ingest_attributes(tenant: str, project: str, category: str) -> TypedSearchAt
 # --- ids -----------------------------------------------------------------------------------
 
 
-def ingest_workflow_id(tenant_name: str, project: str, digest: str, generation: int) -> str:
+def ingest_workflow_id(tenant_name: str, project: str, digest: str, generation: int,
+                       private_to: UUID | None = None) -> str:
     """Generation 0 keeps the original form (running workflows and purges of old memories);
-    a later generation can never collide with it (a digest segment is 24 hex digits)."""
+    a later generation can never collide with it (a digest segment is 24 hex digits). A
+    personal memory's names its member: another member's (or a shared) memory of the same
+    text is another workflow."""
     base = f"ingest/{tenant_name}/{project}/{digest[:24]}"
+    if private_to is not None:
+        base = f"{base}/personal/{private_to}"
     return f"{base}/g{generation}" if generation else base
+
+
+def personal_member_of(workflow_id: str) -> UUID | None:
+    """The member whose personal memory an ingestion workflow ingests (None: shared)."""
+    if not workflow_id.startswith("ingest/"):
+        return None
+    _, found, rest = workflow_id.partition("/personal/")
+    try:
+        return UUID(rest.split("/", 1)[0]) if found else None
+    except ValueError:
+        return None
 
 
 def consolidation_schedule_id(tenant: str, project: str) -> str:

@@ -53,6 +53,8 @@ class Actor(BaseModel):
     key_id: UUID | None = None
     # A project-bound key reaches only these projects (None: the whole tenant).
     projects: list[str] | None = None
+    # A member's key reaches the shared memories and its own personal ones (None: operators).
+    member_id: UUID | None = None
 
 
 class PurgeReport(BaseModel):
@@ -66,7 +68,7 @@ class PurgeReport(BaseModel):
 
 async def restore(pool: asyncpg.Pool, actor: Actor, memory_id: UUID) -> MemoryStatus:
     """Bring a soft-forgotten memory back (a purged one cannot come back)."""
-    async with tenant_tx(pool, actor.tenant_id, actor.projects) as conn:
+    async with tenant_tx(pool, actor.tenant_id, actor.projects, actor.member_id) as conn:
         status = await memories.restore(conn, memory_id)
         if status is None:
             raise MemoryNotFound(f"no forgotten, unpurged memory {memory_id}")
@@ -85,7 +87,7 @@ async def purge(
     """Erase a memory's text everywhere; idempotent (purging again retries Temporal)."""
     reason = redact(reason).text  # kept in history and the audit trail
     keyring = keyring_of(temporal)
-    async with tenant_tx(pool, actor.tenant_id, actor.projects) as conn:
+    async with tenant_tx(pool, actor.tenant_id, actor.projects, actor.member_id) as conn:
         family = await memories.purge_family(conn, memory_id)
         if not family or family[0].id != memory_id:
             raise MemoryNotFound(f"no memory {memory_id}")
@@ -110,7 +112,7 @@ async def purge(
                          workflows_deleted=workflows, keys_shredded=shredded,
                          still_similar_to=family[0].duplicate_of)
     failed = await _delete_workflows(temporal, workflows)
-    async with tenant_tx(pool, actor.tenant_id, actor.projects) as conn:
+    async with tenant_tx(pool, actor.tenant_id, actor.projects, actor.member_id) as conn:
         await insert_audit(
             conn, tenant_id=actor.tenant_id, key_id=actor.key_id, actor=actor.name,
             action="purge", target=str(memory_id), outcome="failed" if failed else "ok",
@@ -130,7 +132,8 @@ def _histories(tenant: str, family: list[PurgeMember]) -> list[str]:
     capture session a captured one was distilled from (the session's other hook text goes with
     it; the memories distilled from it stay)."""
     ingestions = [ingest_workflow_id(tenant, member.project, member.content_hash,
-                                     member.generation) for member in family]
+                                     member.generation, member.private_to)
+                  for member in family]
     # A session's workflow is its key's: the captured memory's author is that key.
     sessions = {(member.created_by, session) for member in family
                 if (session := captured_in(member.source))}

@@ -28,7 +28,7 @@ from temporalio.common import WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from team_memory_core import telemetry
-from team_memory_core.contract import INGEST_WORKFLOW, ingest_attributes, ingest_workflow_id
+from team_memory_core.contract import INGEST_WORKFLOW, ingest_attributes
 from team_memory_core.models.memories import IngestInput
 from team_memory_core.rules.redaction import preview
 from team_memory_core.store import outbox
@@ -158,8 +158,7 @@ class OutboxRelay:
     async def _start(self, tenant_name: str, row: outbox.Claimed) -> str:
         """STARTED, or ALREADY_STARTED when Temporal holds the workflow already."""
         item = row.item
-        workflow_id = ingest_workflow_id(tenant_name, item.project, item.content_hash,
-                                         item.generation)
+        workflow_id = item.workflow_id(tenant_name)
         # In the save's trace: its StartWorkflow span is a child of the save's.
         with telemetry.continued(row.trace_context):
             return await self._start_in_trace(tenant_name, item, workflow_id)

@@ -38,7 +38,7 @@ from temporalio.converter import (
 )
 from temporalio.exceptions import ApplicationError
 
-from team_memory_core.contract import is_unscoped
+from team_memory_core.contract import is_unscoped, personal_member_of
 from team_memory_core.temporal_keys import (
     DataKey,
     Keyring,
@@ -167,25 +167,30 @@ class EncryptionCodec(PayloadCodec, WithSerializationContext):
 
 
 async def decode_for_tenant(
-    keyring: Keyring, tenant_id: UUID, payloads: Sequence[Payload]
+    keyring: Keyring, tenant_id: UUID, payloads: Sequence[Payload],
+    member_id: UUID | None = None,
 ) -> tuple[list[Payload], int]:
-    """The codec server's decode for one tenant: its payloads decrypted, every other payload
-    (another tenant's, purged, unencrypted) returned as it came. Also returns how many were
-    decrypted."""
+    """The codec server's decode for one tenant (and member): its payloads decrypted, every
+    other payload (another tenant's, another member's personal memory's, purged,
+    unencrypted) returned as it came. Also returns how many were decrypted."""
     decoded: list[Payload] = []
     for payload in payloads:
-        opened = await _open_if_tenants(keyring, tenant_id, payload)
+        opened = await _open_if_tenants(keyring, tenant_id, payload, member_id)
         decoded.append(opened or payload)
     return decoded, sum(1 for before, after in zip(payloads, decoded, strict=True)
                         if after is not before)
 
 
-async def _open_if_tenants(keyring: Keyring, tenant_id: UUID, payload: Payload) -> Payload | None:
+async def _open_if_tenants(keyring: Keyring, tenant_id: UUID, payload: Payload,
+                           member_id: UUID | None) -> Payload | None:
     if not is_encrypted(payload):
         return None
     try:
         envelope = Envelope.read(payload)
         if envelope.tenant_id != tenant_id:
+            return None
+        owner = personal_member_of(envelope.scope) if envelope.per_workflow else None
+        if owner is not None and member_id is not None and owner != member_id:
             return None
         # Checked against the database every time: a key this process holds may have been
         # shredded by a purge in another process.

@@ -4,8 +4,9 @@ Memory text is untrusted input for the model that reads it: a prompt-injected sa
 for any merge. Target ids are checked against the candidates the model was shown, but the
 merged text is the model's own. So a merge (UPDATE with merged text) or a SUPERSEDE that
 would change a memory of another author is held for review instead of applied; changes
-within one author's memories apply as before. The author of a memory is the API key that
-saved it (``memories.created_by``); a memory with no recorded author counts as another's.
+within one author's memories apply as before. The author of a memory is the member whose key
+saved it (``memories.author_id``; before members, the key, which became a member of the same
+id); a memory with no recorded author counts as another's.
 
 A memory flagged as aimed at AI agents (rules/injection.py) changes no other memory at all
 (``quarantine``), and must be reviewed before it is shared (``needs_review_before_sharing``).
@@ -22,6 +23,13 @@ from team_memory_core.models.decisions import Decision, DecisionKind
 # Decisions that change an existing memory (the others only add or fold the new one).
 CHANGES_TARGET = (DecisionKind.UPDATE, DecisionKind.SUPERSEDE)
 PROPOSAL_KIND = {DecisionKind.UPDATE: "merge", DecisionKind.SUPERSEDE: "supersede"}
+
+
+def same_reach(members: Iterable[UUID | None]) -> bool:
+    """All these memories are shared, or all are one member's personal memories: the only
+    memories that may ever be merged or folded together (a personal memory's text must not
+    reach a shared one, nor another member's)."""
+    return len(set(members)) <= 1
 
 
 def same_author(authors: Iterable[UUID | None]) -> bool:

@@ -7,7 +7,7 @@ import hashlib
 import re
 import secrets
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from uuid import UUID
 
@@ -39,10 +39,23 @@ class IssuedKey:
     key_id: UUID
     secret: str
     prefix: str
+    member_id: UUID | None = None
 
 
 class UnknownTenant(LookupError):
     pass
+
+
+class UnknownMember(LookupError):
+    pass
+
+
+class MemberExists(ValueError):
+    pass
+
+
+# A member's name: what the audit trail, provenance and the review queue show.
+MEMBER_NAME = re.compile(r"^\w[\w .@+-]{0,99}$")
 
 
 async def ensure_tenant(admin: asyncpg.Pool, name: str) -> UUID:
@@ -82,25 +95,101 @@ def parse_duration(text: str) -> timedelta:
     return int(match.group(1)) * _UNIT[match.group(2)]
 
 
+def check_member_name(name: str) -> str:
+    name = name.strip()
+    if not MEMBER_NAME.fullmatch(name):
+        raise ValueError("a member name is 1-100 letters, digits, spaces and ._@+- "
+                         "(starting with a letter or digit)")
+    return name
+
+
+async def add_member(admin: asyncpg.Pool, tenant: str, name: str) -> UUID:
+    """A new member of the tenant; MemberExists if it has one of that name."""
+    tenant_id = await tenant_id_by_name(admin, tenant)
+    async with tenant_tx(admin, tenant_id) as conn:
+        member_id = await _add_member(conn, tenant_id, check_member_name(name))
+    if member_id is None:
+        raise MemberExists(f"tenant {tenant!r} has a member named {name.strip()!r} already")
+    return member_id
+
+
+async def _add_member(conn: asyncpg.Connection, tenant_id: UUID, name: str) -> UUID | None:
+    member_id = uuid.uuid4()
+    if not await store.insert_member(conn, member_id, tenant_id, name):
+        return None
+    await insert_audit(conn, tenant_id=tenant_id, key_id=None, actor=operator(),
+                       action="member.create", target=str(member_id), outcome="ok",
+                       detail={"name": name})
+    return member_id
+
+
+async def ensure_member(admin: asyncpg.Pool, tenant: str, name: str) -> UUID:
+    """The tenant's member of that name, added if it has none."""
+    tenant_id = await tenant_id_by_name(admin, tenant)
+    async with tenant_tx(admin, tenant_id) as conn:
+        return await _ensure_member(conn, tenant_id, name)
+
+
+async def _ensure_member(conn: asyncpg.Connection, tenant_id: UUID, name: str) -> UUID:
+    name = check_member_name(name)
+    existing = await store.member_named(conn, tenant_id, name)
+    if existing is not None:
+        return existing.id
+    created = await _add_member(conn, tenant_id, name)
+    assert created is not None  # the transaction holds no member of that name
+    return created
+
+
+def local_member_name() -> str:
+    """The member of the local stack's key: the operating-system user running it."""
+    try:
+        return check_member_name(getpass.getuser())
+    except (KeyError, OSError, ValueError):
+        return "local-user"
+
+
+async def list_members(admin: asyncpg.Pool, tenant: str) -> list[store.Member]:
+    tenant_id = await tenant_id_by_name(admin, tenant)
+    async with tenant_tx(admin, tenant_id) as conn:
+        return await store.list_members(conn, tenant_id)
+
+
+async def _key_member(conn: asyncpg.Connection, tenant: str, tenant_id: UUID, name: str,
+                      member: str | None) -> UUID:
+    """The member a new key belongs to: ``member``, which must exist, or else the member
+    named after the key (created when the tenant has none of that name)."""
+    if member is not None:
+        found = await store.member_named(conn, tenant_id, member.strip())
+        if found is None:
+            raise UnknownMember(f"tenant {tenant!r} has no member named {member.strip()!r}: "
+                                f"add it first (team-memory member add --tenant {tenant} NAME)")
+        return found.id
+    return await _ensure_member(conn, tenant_id, name)
+
+
 async def create_key(
     admin: asyncpg.Pool, tenant: str, *, name: str = "default", project: str | None = None,
-    read_only: bool = False, expires_at: datetime | None = None,
+    read_only: bool = False, expires_at: datetime | None = None, member: str | None = None,
 ) -> IssuedKey:
-    """A new key; with ``expires_at`` it is refused from then on, like a revoked one."""
+    """A new key of ``member`` (default: the member named after the key, created if need
+    be); with ``expires_at`` it is refused from then on, like a revoked one."""
     tenant_id = await tenant_id_by_name(admin, tenant)
     secret = KEY_PREFIX + secrets.token_urlsafe(24)
     issued = IssuedKey(key_id=uuid.uuid4(), secret=secret, prefix=secret[:PREFIX_CHARS])
     async with tenant_tx(admin, tenant_id) as conn:
+        member_id = await _key_member(conn, tenant, tenant_id, name, member)
         await store.insert_key(conn, key_id=issued.key_id, tenant_id=tenant_id, name=name,
                                prefix=issued.prefix, key_hash=hash_key(secret),
-                               project=project, read_only=read_only, expires_at=expires_at)
+                               project=project, read_only=read_only, expires_at=expires_at,
+                               member_id=member_id)
         await insert_audit(
             conn, tenant_id=tenant_id, key_id=issued.key_id, actor=operator(),
             action="key.create", target=str(issued.key_id), outcome="ok",
             detail={"name": name, "prefix": issued.prefix, "project": project,
-                    "read_only": read_only, "expires_at": expires_at},
+                    "read_only": read_only, "expires_at": expires_at,
+                    "member_id": member_id},
         )
-    return issued
+    return replace(issued, member_id=member_id)
 
 
 async def revoke_key(admin: asyncpg.Pool, key_id: UUID) -> bool:
@@ -126,7 +215,8 @@ async def authenticate(pool: asyncpg.Pool, secret: str) -> Principal | None:
     if owner is None:
         return None
     return Principal(tenant_id=owner.tenant_id, tenant_name=owner.tenant_name,
-                     key_id=owner.key_id, project=owner.project, read_only=owner.read_only)
+                     key_id=owner.key_id, project=owner.project, read_only=owner.read_only,
+                     member_id=owner.member_id, member_name=owner.member_name)
 
 
 async def record_auth_failure(pool: asyncpg.Pool, secret: str, transport: str) -> None:

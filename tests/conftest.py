@@ -36,7 +36,7 @@ from team_memory_core.settings import Settings
 from team_memory_core.store.migrate import migrate
 from team_memory_core.store.pool import create_pool
 from team_memory_core.temporal import connect
-from team_memory_core.tenants import create_key, ensure_tenant
+from team_memory_core.tenants import add_member, create_key, ensure_tenant
 from tests.support.anthropic_server import FakeAnthropic
 from tests.support.llm import MODEL, answer_screenings
 from workflows.worker import running_worker
@@ -150,7 +150,23 @@ async def new_tenant(admin_pool: asyncpg.Pool, **key_options: object) -> tuple[P
     issued = await create_key(admin_pool, name, **key_options)  # type: ignore[arg-type]
     principal = Principal(tenant_id=tenant_id, tenant_name=name, key_id=issued.key_id,
                           project=key_options.get("project"),  # type: ignore[arg-type]
-                          read_only=bool(key_options.get("read_only", False)))
+                          read_only=bool(key_options.get("read_only", False)),
+                          member_id=issued.member_id,
+                          member_name=str(key_options.get("member") or
+                                          key_options.get("name") or "default"))
+    return principal, issued.secret
+
+
+async def new_member(admin_pool: asyncpg.Pool, of: Principal, name: str,
+                     **key_options: object) -> tuple[Principal, str]:
+    """Another member of ``of``'s tenant, with a key of its own."""
+    await add_member(admin_pool, of.tenant_name, name)
+    issued = await create_key(admin_pool, of.tenant_name, name=f"{name}-key", member=name,
+                              **key_options)  # type: ignore[arg-type]
+    principal = of.model_copy(update={
+        "key_id": issued.key_id, "member_id": issued.member_id, "member_name": name,
+        "project": key_options.get("project"),
+        "read_only": bool(key_options.get("read_only", False))})
     return principal, issued.secret
 
 

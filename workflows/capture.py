@@ -115,7 +115,7 @@ class SessionObservations:
             await workflow.start_child_workflow(
                 INGEST_WORKFLOW, item,
                 id=ingest_workflow_id(session.tenant_name, item.project, item.content_hash,
-                                      item.generation),
+                                      item.generation, item.private_to),
                 task_queue=workflow.info().task_queue,
                 parent_close_policy=workflow.ParentClosePolicy.ABANDON,
                 id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,

@@ -33,8 +33,11 @@ from team_memory_core.models.memories import (
     Memory,
     MemoryHit,
     MemoryStatus,
+    Origin,
+    ScoreParts,
     WorkingSet,
     humanize_age,
+    scope_of,
 )
 from team_memory_core.models.principal import Principal
 from team_memory_core.rules.text import approx_tokens, one_line, within_budget
@@ -87,19 +90,21 @@ class Recall:
         since: datetime | None = None,
         until: datetime | None = None,
         include_history: bool = False,
+        explain: bool = False,
     ) -> list[MemoryHit]:
         """Hybrid search (docs/retrieval.md): BM25 and vector candidates, neighbour context,
-        importance and recency boosts; the current project plus tenant-wide memories."""
+        importance and recency boosts; the current project plus tenant-wide memories (and the
+        caller's own personal ones). ``explain``: each hit with its score's parts."""
         query = check_query(self.settings, query)
         limit = check_limit(self.settings, limit)
         filters = self.filters(principal, project, category, tags, since, until,
                                include_history)
         now = datetime.now(UTC)
         ranked = await self.ranked(principal, query, filters, now, limit)
-        return [memory_hit(row, score, now) for row, score in ranked[:limit]]
+        return [memory_hit(row, parts, now, explain) for row, parts in ranked[:limit]]
 
     async def ranked(self, principal: Principal, query: str, filters: SearchFilters,
-                     now: datetime, limit: int) -> list[tuple[Candidate, float]]:
+                     now: datetime, limit: int) -> list[tuple[Candidate, ScoreParts]]:
         """The search's candidates with their scores, best first (checked input)."""
         used = self.model.current
         query_vector = (await embed_async(used, [query]))[0]
@@ -191,17 +196,25 @@ class Recall:
         )
 
 
-def memory_hit(row: Candidate, score: float, now: datetime) -> MemoryHit:
+def memory_hit(row: Candidate, parts: ScoreParts, now: datetime,
+               explain: bool = False) -> MemoryHit:
     snippet = one_line(row.content, SNIPPET_CHARS)
     return MemoryHit(
         id=row.id, project=row.project, category=Category(row.category),
         snippet=snippet, importance=row.importance, status=MemoryStatus(row.status),
-        score=round(score, 6), age=age(now, row.occurred_at),
+        score=round(parts.total, 6), age=age(now, row.occurred_at),
         occurred_at=row.occurred_at, tokens=approx_tokens(row.content),
         truncated=snippet != one_line(row.content),
         freshness=None if row.freshness is None else Freshness(row.freshness),
         injection_flags=row.injection_flags,
+        author=row.author, origin=Origin(row.origin), origin_session=row.origin_session,
+        scope=scope_of(row.project, row.private_to),
+        explain=_rounded(parts) if explain else None,
     )
+
+
+def _rounded(parts: ScoreParts) -> ScoreParts:
+    return ScoreParts(**{name: round(value, 6) for name, value in parts})
 
 
 def memory_view(row: MemoryRow, files: Sequence[Anchor] = ()) -> Memory:

@@ -11,6 +11,7 @@ from datetime import datetime, timedelta
 import asyncpg
 import numpy as np
 
+from team_memory_core.models.memories import ScoreParts
 from team_memory_core.rules import ranking
 from team_memory_core.settings import Settings
 from team_memory_core.store import search
@@ -35,9 +36,9 @@ class Retriever:
     async def rank(
         self, conn: asyncpg.Connection, query: str, vector: np.ndarray,
         filters: SearchFilters, pending: PendingVectors, now: datetime, limit: int,
-    ) -> list[tuple[Candidate, float]]:
-        """Every candidate of the filtered scope with its final score, best first; enough
-        candidates for the best ``limit``."""
+    ) -> list[tuple[Candidate, ScoreParts]]:
+        """Every candidate of the filtered scope with its final score (in parts), best first;
+        enough candidates for the best ``limit``."""
         rows = await self.candidates(conn, query, vector, filters, pending, limit=limit)
         return ranking.fuse(rows, self.weights(), now)
 

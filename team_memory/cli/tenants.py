@@ -1,4 +1,5 @@
-"""Tenants and their API keys: tenant create, key create, key list, key revoke."""
+"""Tenants, their members and API keys: tenant create, member add/list, key create, key
+list, key revoke."""
 
 from __future__ import annotations
 
@@ -11,19 +12,26 @@ import typer
 from team_memory.cli.common import DataDir, fail, load_settings, on_database, small_pool
 from team_memory.embedded import Database
 from team_memory_core.store.pool import tenant_tx
-from team_memory_core.store.tenants import ApiKey, list_keys
+from team_memory_core.store.tenants import ApiKey, Member, list_keys
 from team_memory_core.tenants import (
+    MemberExists,
+    UnknownMember,
+    UnknownTenant,
+    add_member,
     create_key,
     ensure_tenant,
+    list_members,
     parse_duration,
     revoke_key,
     tenant_id_by_name,
 )
 
 tenant_app = typer.Typer(no_args_is_help=True, help="Manage tenants.")
+member_app = typer.Typer(no_args_is_help=True, help="Manage the members of a tenant.")
 key_app = typer.Typer(no_args_is_help=True, help="Manage API keys.")
 app = typer.Typer()
 app.add_typer(tenant_app, name="tenant")
+app.add_typer(member_app, name="member")
 app.add_typer(key_app, name="key")
 
 
@@ -38,9 +46,47 @@ def tenant_create(name: str, data_dir: DataDir = None) -> None:
     typer.echo(f"tenant {name} ({tenant_id})")
 
 
+@member_app.command("add")
+def member_add(
+    name: Annotated[str, typer.Argument(help="The member's name (a person, or a service)")],
+    tenant: Annotated[str, typer.Option(help="Tenant name")],
+    data_dir: DataDir = None,
+) -> None:
+    """Add a member to a tenant; give it keys with `key create --member NAME`."""
+    async def run(database: Database) -> UUID:
+        async with small_pool(database.admin_url) as pool:
+            return await add_member(pool, tenant, name)
+
+    try:
+        member_id = on_database(load_settings(data_dir), run)
+    except (MemberExists, UnknownTenant, ValueError) as error:
+        fail(str(error))
+    typer.echo(f"member {name.strip()} ({member_id})")
+
+
+@member_app.command("list")
+def member_list(tenant: Annotated[str, typer.Option(help="Tenant name")],
+                data_dir: DataDir = None) -> None:
+    """List a tenant's members and how many active keys each has."""
+    async def run(database: Database) -> list[Member]:
+        async with small_pool(database.admin_url) as pool:
+            return await list_members(pool, tenant)
+
+    try:
+        members = on_database(load_settings(data_dir), run)
+    except UnknownTenant as error:
+        fail(str(error))
+    for member in members:
+        typer.echo(f"{member.id}  {member.name}  {member.keys} active key"
+                   f"{'' if member.keys == 1 else 's'}")
+
+
 @key_app.command("create")
 def key_create(
     tenant: Annotated[str, typer.Option(help="Tenant name")],
+    member: Annotated[str | None, typer.Option(
+        help="The member the key belongs to (see `member add`); default: the member named "
+             "after the key (--name), created if the tenant has none")] = None,
     project: Annotated[str | None, typer.Option(help="Limit the key to one project")] = None,
     read_only: Annotated[bool, typer.Option("--read-only", help="Search and read only")] = False,
     name: Annotated[str, typer.Option(help="A label for the key")] = "default",
@@ -56,12 +102,16 @@ def key_create(
     async def run(database: Database) -> None:
         async with small_pool(database.admin_url) as pool:
             issued = await create_key(pool, tenant, name=name, project=project,
-                                      read_only=read_only, expires_at=expiry)
+                                      read_only=read_only, expires_at=expiry, member=member)
         until = f"\nexpires {expiry:%Y-%m-%d %H:%M %Z}" if expiry else ""
-        typer.echo(f"key id {issued.key_id}\nsecret {issued.secret}{until}\n"
+        owner = member.strip() if member is not None else name.strip()
+        typer.echo(f"key id {issued.key_id}\nsecret {issued.secret}\nmember {owner}{until}\n"
                    "(shown once: store it now)")
 
-    on_database(load_settings(data_dir), run)
+    try:
+        on_database(load_settings(data_dir), run)
+    except (UnknownMember, UnknownTenant, ValueError) as error:
+        fail(str(error))
 
 
 @key_app.command("list")
@@ -77,7 +127,8 @@ def key_list(tenant: Annotated[str, typer.Option(help="Tenant name")],
     for key in on_database(load_settings(data_dir), run):
         scope = key.project or "all projects"
         mode = "read-only" if key.read_only else "read-write"
-        typer.echo(f"{key.id}  {key.prefix}…  {key.name}  {scope}  {mode}  {_key_state(key)}")
+        typer.echo(f"{key.id}  {key.prefix}…  {key.name}  member {key.member}  {scope}  {mode}"
+                   f"  {_key_state(key)}")
 
 
 def _key_expiry(expires_in: str | None, expires_at: str | None) -> datetime | None:

@@ -14,7 +14,7 @@ from uuid import UUID
 
 from pydantic import BaseModel, Field
 
-from team_memory_core.contract import Policy
+from team_memory_core.contract import Policy, ingest_workflow_id
 from team_memory_core.models.anchors import Anchor, Freshness
 
 # Memories saved to this project are visible from every project of the tenant.
@@ -59,11 +59,48 @@ def content_hash(content: str) -> str:
     return hashlib.sha256(normalize_for_hash(content).encode()).hexdigest()
 
 
-def memory_id_for(tenant_id: UUID, project: str, digest: str, generation: int = 0) -> UUID:
+class Scope(StrEnum):
+    """Who sees a memory: its author alone, its project's members, or every project's."""
+
+    PERSONAL = "personal"
+    PROJECT = "project"
+    TEAM = "team"
+
+
+class Origin(StrEnum):
+    """How a memory came in (its provenance, with its author)."""
+
+    TOOL = "tool"  # save_memory, the browser, the API
+    CAPTURE = "capture"  # distilled from a Claude Code session's hook events
+    IMPORT = "import"
+    MERGE = "merge"  # its text was rewritten by merging memories (ingestion, consolidation)
+
+
+def scope_of(project: str, private_to: UUID | None) -> Scope:
+    if private_to is not None:
+        return Scope.PERSONAL
+    return Scope.TEAM if project == TENANT_WIDE_PROJECT else Scope.PROJECT
+
+
+def memory_id_for(tenant_id: UUID, project: str, digest: str, generation: int = 0,
+                  private_to: UUID | None = None) -> UUID:
     """The same content saved twice in one tenant and project gets the same id. Saved again
-    after its memory was forgotten or purged, it is a new memory: the next generation."""
+    after its memory was forgotten or purged, it is a new memory: the next generation. A
+    personal memory's id derives from its member too: the same text saved personally by two
+    members, or personally and shared, is two memories."""
+    personal = f"/personal/{private_to}" if private_to is not None else ""
     suffix = f"/g{generation}" if generation else ""
-    return uuid.uuid5(_MEMORY_ID_NAMESPACE, f"{tenant_id}/{project}/{digest}{suffix}")
+    return uuid.uuid5(_MEMORY_ID_NAMESPACE,
+                      f"{tenant_id}/{project}/{digest}{personal}{suffix}")
+
+
+class Provenance(BaseModel):
+    """Who saved a memory and how it came in, when the caller says so (an import keeps the
+    exported provenance); otherwise it is the caller's member, by a tool call."""
+
+    author_id: UUID | None = None
+    origin: Origin = Origin.TOOL
+    session: str | None = None
 
 
 class IngestInput(BaseModel):
@@ -82,6 +119,12 @@ class IngestInput(BaseModel):
     key_id: UUID | None = None
     redactions: list[str] = Field(default_factory=list)
     generation: int = Field(default=0, ge=0)
+    # Provenance (sql/017); inputs recorded before it have the defaults.
+    author_id: UUID | None = None
+    origin: Origin = Origin.TOOL
+    origin_session: str | None = None
+    # The member a personal memory belongs to (None: shared).
+    private_to: UUID | None = None
 
     def next_generation(self) -> IngestInput:
         """The same text as a new memory (its earlier memory was forgotten or purged)."""
@@ -89,8 +132,13 @@ class IngestInput(BaseModel):
         return self.model_copy(update={
             "generation": generation,
             "memory_id": memory_id_for(self.tenant_id, self.project, self.content_hash,
-                                       generation),
+                                       generation, self.private_to),
         })
+
+    def workflow_id(self, tenant_name: str) -> str:
+        """Its IngestMemory workflow's id."""
+        return ingest_workflow_id(tenant_name, self.project, self.content_hash,
+                                  self.generation, self.private_to)
 
 
 class SaveResult(BaseModel):
@@ -103,6 +151,27 @@ class SaveResult(BaseModel):
     redacted: list[str] = Field(default_factory=list)
     # Its text looks aimed at AI agents (the local rules; Claude Haiku may add its own flag).
     injection_flags: list[str] = Field(default_factory=list)
+    scope: Scope = Scope.PROJECT
+
+
+class ScoreParts(BaseModel):
+    """A search score taken apart (rules/ranking.py): the parts sum to the score. The
+    relevance is keyword + vector + neighbour; importance, recency and freshness multiply it,
+    and each of them is given as what it adds (or takes away) in turn: importance =
+    relevance x (importance factor - 1), recency = (relevance + importance) x (recency factor
+    - 1), freshness = (the rest so far) x (freshness factor - 1)."""
+
+    keyword: float  # BM25, relative to the best keyword match among the candidates
+    vector: float  # dense_weight x cosine similarity
+    neighbour: float  # neighbour_weight x the best relevance of a neighbour in insertion order
+    importance: float
+    recency: float
+    freshness: float  # 0 unless the files it cites changed or went
+
+    @property
+    def total(self) -> float:
+        return (self.keyword + self.vector + self.neighbour + self.importance + self.recency
+                + self.freshness)
 
 
 class MemoryHit(BaseModel):
@@ -124,6 +193,13 @@ class MemoryHit(BaseModel):
     freshness: Freshness | None = None
     # Why it was flagged as possibly aimed at AI agents (empty: not flagged).
     injection_flags: list[str] = Field(default_factory=list)
+    # Provenance: who saved it (a member's name), how it came in, and who sees it.
+    author: str | None = None
+    origin: Origin = Origin.TOOL
+    origin_session: str | None = None
+    scope: Scope = Scope.PROJECT
+    # The score's parts (search with explain): they sum to ``score``.
+    explain: ScoreParts | None = None
 
 
 class StoredMemory(BaseModel):
@@ -150,6 +226,12 @@ class StoredMemory(BaseModel):
     # Why it was flagged as possibly aimed at AI agents, by the rules' codes and "model" for
     # Claude Haiku's verdict (team_memory_core/rules/injection.py); empty: not flagged.
     injection_flags: list[str] = Field(default_factory=list)
+    # Provenance (sql/017): the member who saved it (its name), how it came in (the Claude
+    # Code session for a captured one) and who sees it.
+    author: str | None = None
+    origin: Origin = Origin.TOOL
+    origin_session: str | None = None
+    scope: Scope = Scope.PROJECT
 
 
 class Memory(StoredMemory):

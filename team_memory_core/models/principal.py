@@ -25,6 +25,11 @@ class Principal(BaseModel):
     workspace_project: str | None = None
     # Who the audit trail names: "mcp" for a key's requests, "operator:<user>" for the CLI.
     actor: str = "mcp"
+    # The member the key belongs to. None only for operators and the worker, who see every
+    # memory of the tenant (personal ones included); a member sees its own personal memories
+    # and the shared ones (Row-Level Security, sql/017).
+    member_id: UUID | None = None
+    member_name: str | None = None
 
     @property
     def projects(self) -> list[str] | None:

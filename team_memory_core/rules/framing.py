@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from typing import Protocol
 from uuid import UUID
 
-from team_memory_core.models.memories import Category
+from team_memory_core.models.memories import Category, Origin, Scope
 from team_memory_core.rules.injection import describe
 
 TAG = "team-memory"
@@ -58,14 +58,26 @@ class Quotable(Protocol):
     @property
     def injection_flags(self) -> list[str]: ...
 
+    @property
+    def author(self) -> str | None: ...
+
+    @property
+    def origin(self) -> Origin: ...
+
+    @property
+    def scope(self) -> Scope: ...
+
 
 def provenance(memory: Quotable, *, short_id: bool = False) -> dict[str, str | None]:
-    """The block's attributes: which memory, what kind, when; issue 17's author and origin
-    are one more entry each here, and every rendering shows them."""
+    """The block's attributes: which memory, what kind, when, saved by whom (a member's
+    name; none: an operator), how it came in and who sees it."""
     return {
         "id": str(memory.id)[:8] if short_id else str(memory.id),
         "category": memory.category.value,
         "saved": memory.age,
+        "by": memory.author or "an operator",
+        "via": memory.origin.value,
+        "scope": memory.scope.value,
         "warning": flagged_warning(memory.injection_flags),
     }
 

@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 from uuid import UUID
 
 from team_memory_core.models.anchors import Freshness
+from team_memory_core.models.memories import ScoreParts
 from team_memory_core.rules.freshness import RANK_FACTOR
 from team_memory_core.store.search import Candidate
 
@@ -51,8 +52,9 @@ def freshness_factor(freshness: str | None) -> float:
 
 
 def fuse(rows: Sequence[Candidate], weights: RankWeights,
-         now: datetime) -> list[tuple[Candidate, float]]:
-    """Candidates (id, cosine, bm25, occurred_at, importance, neighbours) ranked best first.
+         now: datetime) -> list[tuple[Candidate, ScoreParts]]:
+    """Candidates (id, cosine, bm25, occurred_at, importance, neighbours) ranked best first,
+    each with its score's parts (``ScoreParts.total`` is the score).
 
     relevance = bm25 / max(bm25) + dense_weight * cosine, plus neighbour_weight times the best
     relevance among its insertion-order neighbours that occurred within the window; then the
@@ -72,11 +74,35 @@ def fuse(rows: Sequence[Candidate], weights: RankWeights,
     for memory_id, row in zip(ids, rows, strict=True):
         at = when[memory_id]
         context = [base[n] for n in links.get(memory_id, ()) if abs(when[n] - at) <= window]
-        relevance = base[memory_id] + weights.neighbour_weight * max(context, default=0.0)
-        ranked.append((row, relevance * boost(row.importance, (now_s - at) / 86400, weights)
-                       * freshness_factor(row.freshness), at))
-    ranked.sort(key=lambda scored: (-scored[1], -scored[2]))
-    return [(row, score) for row, score, _ in ranked]
+        parts = score_parts(row.bm25 / top_bm25, weights.dense_weight * row.cosine,
+                            weights.neighbour_weight * max(context, default=0.0),
+                            _factors(row, (now_s - at) / 86400, weights))
+        ranked.append((row, parts, at))
+    ranked.sort(key=lambda scored: (-scored[1].total, -scored[2]))
+    return [(row, parts) for row, parts, _ in ranked]
+
+
+def _factors(row: Candidate, age_days: float,
+             weights: RankWeights) -> tuple[float, float, float]:
+    """The importance, recency and freshness multipliers (their product is ``boost`` x the
+    freshness factor)."""
+    decay: float = 0.5 ** (max(age_days, 0.0) / weights.half_life_days)
+    return (1 + weights.importance_boost * (row.importance - 1),
+            1 - weights.recency_weight + weights.recency_weight * decay,
+            freshness_factor(row.freshness))
+
+
+def score_parts(keyword: float, vector: float, neighbour: float,
+                factors: tuple[float, float, float]) -> ScoreParts:
+    """relevance x importance x recency x freshness, as parts that add up to it: each factor
+    is what it adds to the score so far."""
+    importance, recency, freshness = factors
+    relevance = keyword + vector + neighbour
+    weighted = relevance * importance
+    aged = weighted * recency
+    return ScoreParts(keyword=keyword, vector=vector, neighbour=neighbour,
+                      importance=weighted - relevance, recency=aged - weighted,
+                      freshness=aged * freshness - aged)
 
 
 def _links(rows: Sequence[Candidate]) -> dict[UUID, set[UUID]]:

@@ -168,7 +168,7 @@ class ChangedMemory:
     id: UUID
     content: str
     category: str
-    created_by: UUID | None
+    author_id: UUID | None
 
 
 async def changed_memories(conn: asyncpg.Connection, project: str,
@@ -177,7 +177,7 @@ async def changed_memories(conn: asyncpg.Connection, project: str,
     reviewed, the longest-changed first."""
     rows = await conn.fetch(
         """
-        SELECT m.id, m.content, m.category, m.created_by FROM memories m
+        SELECT m.id, m.content, m.category, m.author_id FROM memories m
         WHERE m.project = $1 AND m.status = 'active' AND m.freshness IN ('changed', 'gone')
           AND EXISTS (SELECT 1 FROM memory_anchors a
                       WHERE a.memory_id = m.id AND a.freshness <> 'fresh'
@@ -195,29 +195,32 @@ async def changed_memories(conn: asyncpg.Connection, project: str,
 class NewerMemory:
     id: UUID
     content: str
-    created_by: UUID | None
+    author_id: UUID | None
 
 
 async def newer_on_same_files(
     conn: asyncpg.Connection, memory_id: UUID, limit: int
 ) -> list[NewerMemory]:
     """Current memories saved after ``memory_id`` that cite one of its files: what the team
-    wrote about those files since (context for the review of a changed memory)."""
+    wrote about those files since (context for the review of a changed memory). Only those
+    its readers may read: the shared ones, and for a personal memory its member's own (the
+    review's proposal text must not carry a personal memory's words to a shared one)."""
     rows = await conn.fetch(
         """
-        SELECT DISTINCT m.id, m.content, m.created_by, m.created_at FROM memory_anchors mine
+        SELECT DISTINCT m.id, m.content, m.author_id, m.created_at FROM memory_anchors mine
         JOIN memory_anchors other ON other.project = mine.project AND other.path = mine.path
                                  AND other.memory_id <> mine.memory_id
         JOIN memories m ON m.id = other.memory_id
         JOIN memories me ON me.id = mine.memory_id
         WHERE mine.memory_id = $1 AND m.status IN ('pending', 'active')
           AND m.created_at > me.created_at
+          AND (m.private_to IS NULL OR m.private_to IS NOT DISTINCT FROM me.private_to)
         ORDER BY m.created_at DESC
         LIMIT $2
         """,
         memory_id, limit,
     )
-    return [NewerMemory(row["id"], row["content"], row["created_by"]) for row in rows]
+    return [NewerMemory(row["id"], row["content"], row["author_id"]) for row in rows]
 
 
 async def lock_if_changed(conn: asyncpg.Connection, memory_id: UUID, content: str) -> bool:

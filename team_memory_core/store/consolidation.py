@@ -113,7 +113,9 @@ async def neighbourhoods(
     conn: asyncpg.Connection, project: str, cursor: UUID | None, page_size: int,
     neighbours: int, min_similarity: float,
 ) -> list[Neighbourhood]:
-    """One page of active memories (keyset by id), each with its nearest active neighbours.
+    """One page of active memories (keyset by id), each with its nearest active neighbours
+    of the same reach (shared with shared, a member's personal with the same member's: as in
+    ``similar_current``, nothing is ever merged or folded across that line).
 
     A seed flagged for review gets its neighbours whatever their similarity. Exact scan, as in
     ``similar_current``: a filtered HNSW scan can miss the one neighbour that matters. Memories
@@ -122,7 +124,7 @@ async def neighbourhoods(
     rows = await conn.fetch(
         f"""
         WITH seeds AS (
-            SELECT m.id, m.embedding, m.needs_review, {_REVIEWED} AS reviewed
+            SELECT m.id, m.embedding, m.needs_review, m.private_to, {_REVIEWED} AS reviewed
             FROM memories m
             WHERE m.project = $1 AND m.status = 'active' AND m.embedding IS NOT NULL
               AND cardinality(m.injection_flags) = 0 AND ($2::uuid IS NULL OR m.id > $2)
@@ -138,6 +140,7 @@ async def neighbourhoods(
             FROM memories m
             WHERE m.project = $1 AND m.status = 'active' AND m.id <> s.id
               AND m.embedding IS NOT NULL AND cardinality(m.injection_flags) = 0
+              AND m.private_to IS NOT DISTINCT FROM s.private_to
             ORDER BY (m.embedding <=> s.embedding) + 0
             LIMIT $4
         ) n ON n.similarity >= $5 OR s.needs_review
@@ -161,7 +164,8 @@ class ClusterMember:
     content_hash: str
     embedding: np.ndarray | None
     needs_review: bool
-    created_by: UUID | None
+    author_id: UUID | None
+    private_to: UUID | None
     reviewed: bool
 
 
@@ -171,7 +175,7 @@ async def lock_cluster(conn: asyncpg.Connection, ids: list[UUID]) -> list[Cluste
         f"""
         SELECT m.id, m.content, m.category, m.importance, m.occurred_at, m.status,
                m.content_hash, m.embedding::vector AS embedding, m.needs_review,
-               m.created_by,
+               m.author_id, m.private_to,
                {_REVIEWED} AS reviewed
         FROM memories m WHERE m.id = ANY($1::uuid[])
         ORDER BY m.occurred_at, m.id
@@ -201,7 +205,7 @@ async def fold_into(
     await conn.execute(
         """
         UPDATE memories SET content = $2, embedding = $4,
-               merged_from = merged_from || $3::uuid[], updated_at = now()
+               merged_from = merged_from || $3::uuid[], origin = 'merge', updated_at = now()
         WHERE id = $1
         """,
         keep_id, content, others, embedding,
@@ -258,8 +262,9 @@ class WeightedMemory:
 async def top_memories(
     conn: asyncpg.Connection, project: str, half_life_days: float, limit: int
 ) -> list[WeightedMemory]:
-    """The project's active memories ranked by importance x recency (the manifesto's input),
-    those flagged as aimed at AI agents left out: the manifesto is read as the team's rules."""
+    """The project's active shared memories ranked by importance x recency (the manifesto's
+    input: personal memories never reach it), those flagged as aimed at AI agents left out:
+    the manifesto is read as the team's rules."""
     rows = await conn.fetch(
         """
         SELECT id, category, content, importance,
@@ -267,6 +272,7 @@ async def top_memories(
                                        / ($2 * 86400.0)) AS weight
         FROM memories
         WHERE project = $1 AND status = 'active' AND cardinality(injection_flags) = 0
+          AND private_to IS NULL
         ORDER BY weight DESC, id
         LIMIT $3
         """,

@@ -19,10 +19,17 @@ from pydantic import ConfigDict
 from team_memory_core.models.memories import IngestInput, MemoryStatus, StoredMemory
 from team_memory_core.store.rows import many, wrote
 
-MEMORY_COLUMNS = """
+# The provenance columns: the author's name (members is the tenant's registry, under RLS)
+# and the scope, from the memory's own columns (works whatever the memories table's alias).
+PROVENANCE_COLUMNS = """
+    (SELECT mb.name FROM members mb WHERE mb.id = author_id) AS author, origin, origin_session,
+    CASE WHEN private_to IS NOT NULL THEN 'personal' WHEN project = '*' THEN 'team'
+         ELSE 'project' END AS scope
+"""
+MEMORY_COLUMNS = f"""
     id, project, content, category, importance, tags, status, source, duplicate_of,
     superseded_by, merged_from, valid_from, valid_to, created_at, occurred_at, updated_at,
-    freshness, content_hash, generation, injection_flags
+    freshness, content_hash, generation, injection_flags, private_to, {PROVENANCE_COLUMNS}
 """
 
 
@@ -33,6 +40,7 @@ class MemoryRow(StoredMemory):
 
     content_hash: str
     generation: int
+    private_to: UUID | None = None  # the member of a personal memory
 
 
 def memory_row(record: asyncpg.Record) -> MemoryRow:
@@ -55,14 +63,14 @@ async def insert_pending(conn: asyncpg.Connection, item: IngestInput,
         """
         INSERT INTO memories (id, tenant_id, project, content, category, importance, tags,
                               content_hash, source, created_by, occurred_at, generation,
-                              status, injection_flags)
-        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, 'pending', $13)
+                              author_id, origin, origin_session, private_to, status,
+                              injection_flags)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16,
+                'pending', $17)
         ON CONFLICT (id) DO NOTHING
         RETURNING id
         """,
-        item.memory_id, item.tenant_id, item.project, item.content, item.category.value,
-        item.importance, item.tags, item.content_hash, item.source, item.key_id,
-        item.occurred_at, item.generation, list(injection_flags),
+        *_row_values(item), list(injection_flags),
     )
 
 
@@ -75,14 +83,14 @@ async def upsert_embedding(
         """
         INSERT INTO memories (id, tenant_id, project, content, category, importance, tags,
                               content_hash, source, created_by, occurred_at, generation,
-                              status, embedding, injection_flags)
-        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, 'pending', $13, $14)
+                              author_id, origin, origin_session, private_to, status,
+                              embedding, injection_flags)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16,
+                'pending', $17, $18)
         ON CONFLICT (id) DO UPDATE SET embedding = EXCLUDED.embedding
         WHERE memories.embedding IS NULL AND memories.purged_at IS NULL
         """,
-        item.memory_id, item.tenant_id, item.project, item.content, item.category.value,
-        item.importance, item.tags, item.content_hash, item.source, item.key_id,
-        item.occurred_at, item.generation, embedding, list(injection_flags),
+        *_row_values(item), embedding, list(injection_flags),
     )
 
 
@@ -96,6 +104,14 @@ async def add_injection_flags(conn: asyncpg.Connection, memory_id: UUID,
     )
 
 
+def _row_values(item: IngestInput) -> tuple[object, ...]:
+    """The sixteen columns a saved memory's row starts with, in insert order."""
+    return (item.memory_id, item.tenant_id, item.project, item.content, item.category.value,
+            item.importance, item.tags, item.content_hash, item.source, item.key_id,
+            item.occurred_at, item.generation, item.author_id, item.origin.value,
+            item.origin_session, item.private_to)
+
+
 @dataclass(frozen=True)
 class Neighbour:
     id: UUID
@@ -103,15 +119,19 @@ class Neighbour:
     category: str
     content_hash: str
     similarity: float
-    author: UUID | None = None  # the key that saved it (None: not recorded)
+    author: UUID | None = None  # the member who saved it (None: not recorded)
 
 
 async def similar_current(
-    conn: asyncpg.Connection, embedding: np.ndarray, memory_id: UUID, project: str, limit: int
+    conn: asyncpg.Connection, embedding: np.ndarray, memory_id: UUID, project: str, limit: int,
+    private_to: UUID | None,
 ) -> list[Neighbour]:
-    """The live memories of the same project closest to ``embedding`` (``memory_id``'s vector),
-    ``memory_id`` left out (exact scan: a project's live set is small enough, and an
-    approximate index could miss the one duplicate). Memories flagged as aimed at AI agents
+    """The live memories of the same project and the same reach closest to ``embedding``
+    (``memory_id``'s vector), ``memory_id`` left out (exact scan: a project's live set is
+    small enough, and an approximate index could miss the one duplicate). The same reach
+    (``private_to``, the memory's member or None): a shared memory is compared with shared
+    ones only, a personal one with its member's own, so no decision ever folds or merges text
+    across that line (the worker sees every member's). Memories flagged as aimed at AI agents
     are left out too: nothing is merged into them, nothing is judged a copy of them.
 
     The vector is a parameter, not read from ``memory_id``'s row by the statement: a vector
@@ -119,18 +139,19 @@ async def similar_current(
     again for every row it is compared with."""
     rows = await conn.fetch(
         """
-        SELECT m.id, m.content, m.category, m.content_hash, m.created_by,
+        SELECT m.id, m.content, m.category, m.content_hash, m.author_id,
                1 - ((m.embedding <=> $1) + 0) AS similarity
         FROM memories m
         WHERE m.project = $3 AND m.status = 'active' AND m.id <> $2
           AND m.embedding IS NOT NULL AND cardinality(m.injection_flags) = 0
+          AND m.private_to IS NOT DISTINCT FROM $5
         ORDER BY (m.embedding <=> $1) + 0
         LIMIT $4
         """,
-        embedding, memory_id, project, limit,
+        embedding, memory_id, project, limit, private_to,
     )
     return [Neighbour(r["id"], r["content"], r["category"], r["content_hash"],
-                      float(r["similarity"]), r["created_by"]) for r in rows]
+                      float(r["similarity"]), r["author_id"]) for r in rows]
 
 
 @dataclass(frozen=True)
@@ -219,7 +240,8 @@ async def update_content(
     await conn.execute(
         """
         UPDATE memories SET content = $2, embedding = coalesce($4, embedding),
-               merged_from = array_append(merged_from, $3), updated_at = now()
+               merged_from = array_append(merged_from, $3), origin = 'merge',
+               updated_at = now()
         WHERE id = $1
         """,
         memory_id, content, merged_from, embedding,
@@ -382,6 +404,7 @@ class PurgeMember:
     purged_at: datetime | None
     source: str | None
     created_by: UUID | None
+    private_to: UUID | None
 
 
 async def purge_family(conn: asyncpg.Connection, memory_id: UUID) -> list[PurgeMember]:
@@ -389,7 +412,7 @@ async def purge_family(conn: asyncpg.Connection, memory_id: UUID) -> list[PurgeM
     itself first."""
     rows = await conn.fetch(
         "SELECT id, project, content_hash, generation, duplicate_of, purged_at, source,"
-        " created_by FROM memories"
+        " created_by, private_to FROM memories"
         " WHERE id = $1 OR duplicate_of = $1 ORDER BY id = $1 DESC FOR UPDATE",
         memory_id,
     )

@@ -72,8 +72,10 @@ async def _ensure_app_role(conn: asyncpg.Connection, password: str) -> None:
     await conn.execute(f"ALTER ROLE {APP_ROLE} PASSWORD '{escaped}'")
 
 
-async def migrate(admin_dsn: str, settings: Settings) -> list[int]:
-    """Apply pending migrations; returns the versions applied (empty when up to date)."""
+async def migrate(admin_dsn: str, settings: Settings, upto: int | None = None) -> list[int]:
+    """Apply pending migrations (those up to version ``upto`` when given: tests of a
+    migration start from the schema before it); returns the versions applied (empty when up
+    to date)."""
     conn = await asyncpg.connect(admin_dsn)
     try:
         async with conn.transaction():
@@ -83,7 +85,7 @@ async def migrate(admin_dsn: str, settings: Settings) -> list[int]:
             done = {r["version"] for r in await conn.fetch(_APPLIED_VERSIONS)}
             applied = []
             for migration in discover():
-                if migration.version in done:
+                if migration.version in done or (upto is not None and migration.version > upto):
                     continue
                 sql = migration.path.read_text().replace(
                     "{embedding_dim}", str(settings.embedding_dim)

@@ -67,7 +67,8 @@ async def claim(conn: asyncpg.Connection, task_queue: str, limit: int) -> list[C
         """
         SELECT o.attempts, o.trace_context, m.id AS memory_id, m.tenant_id, m.project,
                m.content, m.category, m.importance, m.tags, m.content_hash, m.occurred_at,
-               m.source, m.created_by AS key_id, o.redactions, m.generation
+               m.source, m.created_by AS key_id, o.redactions, m.generation, m.author_id,
+               m.origin, m.origin_session, m.private_to
         FROM ingest_outbox o JOIN memories m ON m.id = o.memory_id
         WHERE o.task_queue = $1 AND o.available_at <= now()
         ORDER BY m.seq

@@ -63,23 +63,28 @@ async def create_app_pool(settings: Settings, dsn: str | None = None) -> asyncpg
     return await create_pool(url, min_size=settings.db_pool_min, max_size=settings.db_pool_max)
 
 
-# Both settings in one round trip; an unset project list is '' (current_projects() NULL).
+# The settings in one round trip; an unset project list or member is '' (NULL for the
+# policies: current_projects(), current_member()).
 _SET_SCOPE = ("SELECT set_config('app.tenant_id', $1, true),"
-              " set_config('app.projects', coalesce($2::text[]::text, ''), true)")
+              " set_config('app.projects', coalesce($2::text[]::text, ''), true),"
+              " set_config('app.member_id', coalesce($3::text, ''), true)")
 
 
 @asynccontextmanager
 async def tenant_tx(
-    pool: asyncpg.Pool, tenant_id: UUID, projects: Sequence[str] | None = None
+    pool: asyncpg.Pool, tenant_id: UUID, projects: Sequence[str] | None = None,
+    member_id: UUID | None = None,
 ) -> AsyncIterator[asyncpg.Connection]:
     """A transaction in which Row-Level Security shows only ``tenant_id``'s rows, and of
-    those only the rows of ``projects`` when given (a project-bound key's reach).
+    those only the rows of ``projects`` when given (a project-bound key's reach), and only
+    the shared memories and ``member_id``'s personal ones when a member is given.
 
     The settings are transaction-local, so a pooled connection never carries a tenant over.
     """
     async with pool.acquire() as conn, conn.transaction():
         await conn.execute(_SET_SCOPE, str(tenant_id),
-                           None if projects is None else list(projects))
+                           None if projects is None else list(projects),
+                           None if member_id is None else str(member_id))
         yield conn
 
 
@@ -92,6 +97,7 @@ async def ping(pool: asyncpg.Pool) -> None:
 def principal_tx(
     pool: asyncpg.Pool, principal: Principal
 ) -> AbstractAsyncContextManager[asyncpg.Connection]:
-    """The transaction every request of a caller runs in: its tenant, and its project when
-    its key is bound to one (enforced by the database for every query, by id included)."""
-    return tenant_tx(pool, principal.tenant_id, principal.projects)
+    """The transaction every request of a caller runs in: its tenant, its project when its
+    key is bound to one, and its member (enforced by the database for every query, by id
+    included)."""
+    return tenant_tx(pool, principal.tenant_id, principal.projects, principal.member_id)

@@ -224,7 +224,9 @@ SELECT m.id, m.project, m.category, m.content, m.importance, m.status, m.occurre
                  FROM unnest(m.search_text)) t
            JOIN ql ON ql.lex = t.lexeme), 0) AS bm25,
        links.neighbours,
-       (SELECT count(*) FROM vec) AS vector_found
+       (SELECT count(*) FROM vec) AS vector_found,
+       (SELECT mb.name FROM members mb WHERE mb.id = m.author_id) AS author, m.origin,
+       m.origin_session, m.private_to
 FROM picked JOIN memories m ON m.id = picked.id
 LEFT JOIN pend ON pend.id = m.id
 LEFT JOIN links ON links.cid = m.id
@@ -254,6 +256,10 @@ class Candidate(NamedTuple):
     bm25: float
     neighbours: list[UUID] | None  # insertion-order neighbours (candidates only)
     vector_found: int  # rows the vector side returned (an HNSW pass can come back short)
+    author: str | None  # provenance: the member's name, how it came in, whose it is
+    origin: str
+    origin_session: str | None
+    private_to: UUID | None
 
 
 async def hybrid_search(

@@ -83,7 +83,8 @@ async def test_search_read_history_and_forget_in_chromium(
             browser.wait_for("$('detail-status') && $('detail-status').textContent === "
                              "'duplicate'")
             copy_detail = browser.evaluate("[$('detail-content').textContent, "
-                                           "$('chain').textContent, $('events').textContent]")
+                                           "$('chain').textContent, $('events').textContent, "
+                                           "$('detail-provenance').textContent]")
             browser.evaluate(f"document.querySelector('a[data-link=\"{original.id}\"]').click()")
             original_text = browser.wait_for(
                 f"$('detail-content').textContent === {json.dumps(ORIGINAL)} && "
@@ -102,7 +103,9 @@ async def test_search_read_history_and_forget_in_chromium(
     hit_ids = [hit_id for hit_id, _ in seen["hits"]]  # type: ignore[attr-defined]
     assert str(original.id) in hit_ids and str(copy.id) in hit_ids
     assert str(other.id) not in hit_ids[:2]
-    content, chain, events = seen["copy_detail"]  # type: ignore[misc]
+    content, chain, events, provenance = seen["copy_detail"]  # type: ignore[misc]
+    assert provenance == "by default · via tool"
+    assert all("by default · via tool" in text for _, text in seen["hits"])  # type: ignore[attr-defined]
     assert content == NEAR_COPY and f"Duplicate of {original.id}" in chain
     assert "duplicate" in events and "near duplicate" in events
     assert seen["original_text"] == ORIGINAL

@@ -161,6 +161,9 @@ async def test_recorded_session_becomes_typed_memories_and_next_context(
         assert memories[BUGFIX].category == "bugfix"
         for record in memories.values():
             assert await stack.wait_status(record.id) is MemoryStatus.ACTIVE
+            # Provenance: the session's member, by capture, in that session, shared.
+            assert (record.author, record.origin, record.origin_session, record.scope) == (
+                stack.principal.member_name, "capture", session_id, "project")
 
         prompt = fake.requests[0]["messages"][0]["content"]
         assert "default=uuid7" in prompt and "1 failed, 4 passed" in prompt

@@ -4,6 +4,7 @@ real `temporal` CLI and as the Web UI calls it (CORS, cookie), and nobody else d
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 from typing import Any
 from urllib.parse import quote
@@ -22,7 +23,7 @@ from team_memory_core.outbox import OutboxRelay
 from team_memory_core.settings import Settings
 from team_memory_core.temporal import connect
 from team_memory_core.tenants import create_key
-from tests.conftest import Stack, new_tenant
+from tests.conftest import Stack, new_member, new_tenant
 from tests.mcp_server.test_http import HttpServer, http_server
 from tests.support.http import serving_service
 from tests.temporal_cli import readable, show
@@ -73,6 +74,33 @@ async def test_the_temporal_cli_decodes_with_a_key_of_the_tenant_only(
     # One row per request that decoded something (the CLI sends one per payload), all by the
     # key that could; none for the other tenant's key, which decoded nothing.
     assert audited and {row["key_id"] for row in audited} == {running.principal.key_id}
+
+
+async def test_a_personal_memorys_payloads_decode_for_its_member_only(
+    running: Stack, http_server: HttpServer, admin_pool: asyncpg.Pool
+) -> None:
+    saved = await running.service.save(running.principal, TEXT, scope="personal")
+    assert await running.wait_status(saved.id) is MemoryStatus.ACTIVE
+    assert "/personal/" in saved.workflow_id
+    history = await running.client.get_workflow_handle(saved.workflow_id).fetch_history()
+    started = history.events[0].workflow_execution_started_event_attributes
+    body = json_format.MessageToDict(Payloads(payloads=started.input.payloads))
+    _, colleague = await new_member(admin_pool, running.principal, "bob")
+    decoded = {}
+    async with httpx.AsyncClient(base_url=http_server.base) as http:
+        for who, key in (("author", running.api_key), ("colleague", colleague)):
+            answer = await http.post("/codec/decode", json=body,
+                                     headers={"Authorization": f"Bearer {key}"})
+            assert answer.status_code == 200
+            decoded[who] = answer.text
+    assert MARKER in readable_payloads(decoded["author"])
+    assert MARKER not in readable_payloads(decoded["colleague"])  # left sealed
+
+
+def readable_payloads(answer: str) -> str:
+    """The payloads' data as text (the codec answers base64)."""
+    return " ".join(base64.b64decode(p["data"]).decode("utf-8", "replace")
+                    for p in json.loads(answer)["payloads"])
 
 
 async def test_keys_bound_to_a_project_cannot_decode(

@@ -18,7 +18,7 @@ from mcp import Client
 from mcp_server.memories import MemoryService
 from mcp_server.server import create_server
 from team_memory_core.models.memories import MemoryStatus
-from tests.mcp_server.conftest import ONLY_A, TwoTenants
+from tests.mcp_server.conftest import ONLY_A, TwoMembers, TwoTenants
 
 pytestmark = pytest.mark.anyio
 
@@ -50,10 +50,12 @@ def tool_arguments(a_ids: list[str]) -> dict[str, st.SearchStrategy[dict[str, An
     return {
         "save_memory": st.fixed_dictionaries({"content": any_text}, optional={
             "category": st.one_of(st.sampled_from(["general", "bugfix"]), any_text),
-            "importance": small, "tags": tags, "project": project}),
+            "importance": small, "tags": tags, "project": project,
+            "scope": st.one_of(st.sampled_from(["personal", "project", "team"]), any_text)}),
         "search_memory": st.fixed_dictionaries({"query": any_text}, optional={
             "limit": small, "category": st.one_of(st.none(), any_text), "project": project,
-            "tags": tags, "since": when, "until": when, "include_history": anything}),
+            "tags": tags, "since": when, "until": when, "include_history": anything,
+            "explain": anything}),
         "get_memory": st.fixed_dictionaries({"id": ids}, optional={
             "include_history": anything}),
         "get_memories": st.fixed_dictionaries({"ids": st.one_of(st.lists(ids, max_size=60),
@@ -78,6 +80,17 @@ def assert_nothing_of_a(tool: str, text: str, structured: Any, two: TwoTenants) 
 
 
 async def test_fuzz_every_tool_and_resource(two: TwoTenants) -> None:
+    await fuzz_as_b(two)
+
+
+async def test_fuzz_every_tool_and_resource_as_another_member(two_members: TwoMembers) -> None:
+    """The same, between two members of one tenant: A's personal memory (the secret word)
+    is reached by nothing B sends; A's shared memories are B's to read."""
+    await fuzz_as_b(two_members.as_two_tenants())
+
+
+async def fuzz_as_b(two: TwoTenants) -> None:
+    """B calls every tool and resource with fuzzed arguments (A's ids among them)."""
     fuzz_settings = two.a.settings.model_copy(update={"rate_limit_per_minute": 0})
     service = MemoryService(settings=fuzz_settings, pool=two.a.pool, temporal=two.a.client,
                             embedder=two.a.embedder)

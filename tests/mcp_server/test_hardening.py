@@ -46,9 +46,9 @@ async def test_hostile_text_is_stored_verbatim_and_found_as_data(
         actions = [r["action"]
                    for r in await conn.fetch("SELECT action FROM audit_log ORDER BY id")]
     # pending (not active yet): not in the search statistics
-    assert counts == {"memories": 1, "memory_events": 0, "audit_log": 3, "memory_lexemes": 0,
+    assert counts == {"memories": 1, "memory_events": 0, "audit_log": 4, "memory_lexemes": 0,
                       "memory_scopes": 0}
-    assert actions == ["tenant.create", "key.create", "save"]
+    assert actions == ["tenant.create", "member.create", "key.create", "save"]
 
 
 @pytest.mark.parametrize(

@@ -129,8 +129,9 @@ async def test_application_role_without_tenant_sees_zero_rows(
 
 
 async def test_every_tenant_table_forces_row_level_security(admin_pool: asyncpg.Pool) -> None:
-    """A new table with a tenant_id column must be FORCEd; only the registry (tenants, keys:
-    administered across tenants by the owner, read through SECURITY DEFINER) is not."""
+    """A new table with a tenant_id column must be FORCEd; only the registry (tenants, keys,
+    members: administered across tenants by the owner, read through SECURITY DEFINER) is
+    not."""
     rows = await admin_pool.fetch(
         """
         SELECT c.relname, c.relrowsecurity, c.relforcerowsecurity
@@ -141,7 +142,7 @@ async def test_every_tenant_table_forces_row_level_security(admin_pool: asyncpg.
     unforced = {r["relname"] for r in rows
                 if not (r["relrowsecurity"] and r["relforcerowsecurity"])}
     assert set(TENANT_TABLES) <= {r["relname"] for r in rows}
-    assert unforced == {"api_keys"}
+    assert unforced == {"api_keys", "members"}
 
 
 async def test_application_role_with_another_tenant_sees_none_of_the_first(

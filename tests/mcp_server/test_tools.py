@@ -68,12 +68,14 @@ async def test_search_returns_compact_index_and_get_returns_full_text(running: S
         assert hit["id"] == saved["id"]
         assert len(hit["text"]) <= 160 < len(long_text)
         assert hit["tokens"] >= len(long_text) // 5  # the text is cut: get_memory has it all
-        assert set(hit) == {"id", "category", "text", "age", "tokens"}
+        assert set(hit) == {"id", "category", "text", "age", "tokens", "author", "origin",
+                            "scope"}
         short = await call(client, "save_memory", content="Invoices are in EUR", importance=3)
         found = await call(client, "search_memory", query="invoice currency", limit=1)
         assert found["results"] == [{"id": short["id"], "category": "general",
                                      "text": "Invoices are in EUR", "age": "just now",
-                                     "importance": 3}]
+                                     "importance": 3, "author": "default", "origin": "tool",
+                                     "scope": "project"}]
         assert found["project"] == running.settings.project
         assert hit["age"] == "just now"
         full = await call(client, "get_memory", id=saved["id"])

@@ -108,7 +108,7 @@ async def test_update_merges_text_with_provenance(haiku: Stack, fake: FakeAnthro
                        decision(action="UPDATE", target_id=str(old), merged_content=merged,
                                 reason="Adds an exception."))
     kept = await row(haiku, old)
-    assert kept["content"] == merged
+    assert kept["content"] == merged and kept["origin"] == "merge"
     assert list(kept["merged_from"]) == [new]
     assert (await row(haiku, new))["duplicate_of"] == old
     merge = (await events(haiku, old))[-1]

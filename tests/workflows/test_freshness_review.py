@@ -63,7 +63,9 @@ def reviews(fake: FakeAnthropic) -> list[Conversation]:
 
 async def other_author(stack: Stack, admin_pool: asyncpg.Pool) -> Principal:
     issued = await create_key(admin_pool, stack.principal.tenant_name, name="colleague")
-    return stack.principal.model_copy(update={"key_id": issued.key_id})
+    return stack.principal.model_copy(update={"key_id": issued.key_id,
+                                              "member_id": issued.member_id,
+                                              "member_name": "colleague"})
 
 
 async def test_without_a_model_changed_memories_are_listed_for_review(stack: Stack) -> None:

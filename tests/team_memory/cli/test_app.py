@@ -19,7 +19,7 @@ COMMANDS = {
     "config": None, "import": None, "export": None, "restore": None, "purge": None,
     "screen": None,
     "audit": None, "consolidate": None, "doctor": None, "hook": None, "bench": None,
-    "tenant": {"create"}, "key": {"create", "list", "revoke"},
+    "tenant": {"create"}, "member": {"add", "list"}, "key": {"create", "list", "revoke"},
     "review": {"list"}, "install": {"claude-code"}, "uninstall": {"claude-code"},
     "eval": {"locomo"}, "reembed": {"status", "cancel"},
     "temporal-key": {"list", "rotate", "retire", "new-kek", "rotate-kek"},
