@@ -44,7 +44,8 @@ async def test_search_and_get_say_who_saved_it_how_and_who_sees_it(
         assert (hit["author"], hit["origin"], hit["scope"]) == (author, origin, scope), hit
     assert [(m["author"], m["scope"]) for m in got["memories"]] == [("default", "personal"),
                                                                     ("bob", "project")]
-    assert "team memory by default via tool" in one.content[0].text  # type: ignore[union-attr]
+    # What the model reads: the memory quoted as data, with who saved it, how and who sees it.
+    assert 'by="default" via="tool" scope="team"' in one.content[0].text  # type: ignore[union-attr]
 
 
 async def test_explain_takes_the_score_apart_into_parts_that_sum_to_it(running: Stack) -> None:

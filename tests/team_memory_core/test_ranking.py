@@ -17,8 +17,8 @@ def candidate(bm25: float, cosine: float, importance: int, days: float,
               freshness: str | None = None, neighbours: list[uuid.UUID] | None = None,
               memory_id: uuid.UUID | None = None) -> Candidate:
     return Candidate(memory_id or uuid.uuid4(), "default", "general", "text", importance,
-                     "active", NOW - timedelta(days=days), freshness, cosine, bm25, neighbours,
-                     10, "alice", "tool", None, None)
+                     "active", NOW - timedelta(days=days), freshness, [], cosine, bm25,
+                     neighbours, 10, "alice", "tool", None, None)
 
 
 def test_parts_sum_to_the_score_the_ranking_orders_by() -> None:
