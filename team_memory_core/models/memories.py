@@ -267,6 +267,11 @@ class HistoryEvent(StrEnum):
     ANCHOR_FRESH = "anchor_fresh"
     ANCHOR_GONE = "anchor_gone"
     ANCHOR_KEPT = "anchor_kept"
+    # Promotion (docs/security.md): a personal memory waiting to be shared, shared (on the
+    # personal memory, pointing at the shared one, and on the shared one), or not shared.
+    PROMOTE_PROPOSED = "promote_proposed"
+    PROMOTED = "promoted"
+    PROMOTE_REJECTED = "promote_rejected"
 
     @classmethod
     def proposed(cls, kind: str) -> HistoryEvent:

@@ -114,11 +114,9 @@ async def test_the_browser_shows_whose_files_changed(
     http_server: HttpServer, running: Stack
 ) -> None:
     pytest.importorskip("websocket", reason="websocket-client (dev group) is not installed")
-    from tests.browser import Chromium, chromium_binary
+    from tests.browser import Chromium, chromium_or_skip
 
-    binary = chromium_binary()
-    if binary is None:
-        pytest.skip("chromium is not installed (Debian: apt-get install chromium; CI installs it)")
+    binary = chromium_or_skip()
     service, principal = running.service, running.principal
     saved = await service.save(principal, OTHER, files=[
         AnchorInput(path="billing/archive.py", blob="a" * 40),

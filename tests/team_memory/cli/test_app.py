@@ -19,6 +19,7 @@ COMMANDS = {
     "config": None, "import": None, "export": None, "restore": None, "purge": None,
     "audit": None, "consolidate": None, "doctor": None, "hook": None, "bench": None,
     "tenant": {"create"}, "member": {"add", "list"}, "key": {"create", "list", "revoke"},
+    "project": {"set", "show"},
     "review": {"list"}, "install": {"claude-code"}, "uninstall": {"claude-code"},
     "eval": {"locomo"},
     "temporal-key": {"list", "rotate", "retire", "new-kek", "rotate-kek"},
