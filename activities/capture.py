@@ -34,17 +34,21 @@ from team_memory_core.models.memories import (
     Category,
     IngestInput,
     Origin,
+    Scope,
     content_hash,
     memory_id_for,
 )
 from team_memory_core.rules.injection import flags_of
 from team_memory_core.rules.redaction import redact
+from team_memory_core.rules.sharing import ShareCause, needs_review
 from team_memory_core.rules.text import approx_tokens
 from team_memory_core.settings import Settings
+from team_memory_core.sharing import kept_private, queue_for_review
 from team_memory_core.store import capture as store
 from team_memory_core.store.anchors import session_file_states
 from team_memory_core.store.memories import insert_pending
 from team_memory_core.store.pool import tenant_tx
+from team_memory_core.store.sharing import lock_promotable, reviews_of
 from team_memory_core.store.tenants import member_of_key, tenant_name
 from team_memory_core.temporal_keys import Keyring
 
@@ -160,16 +164,36 @@ class CaptureActivities:
                 session_id=request.session_id, day=datetime.now(UTC).date(),
                 input_tokens=usage.input_tokens, output_tokens=usage.output_tokens,
                 observations=len(items))
+            reviews = await reviews_of(conn, [request.project])
             for item, files in cited:
-                if await insert_pending(conn, item, flags_of(item.content)):
+                flags = flags_of(item.content)
+                # A reviewed project, or text that looks aimed at AI agents: its author's
+                # until a member approves it.
+                held = needs_review(ShareCause.CAPTURE, reviews, flagged=bool(flags))
+                if held:
+                    if author is None:
+                        continue  # no member to hold it for: not shared unreviewed
+                    item = kept_private(item, author)
+                if await insert_pending(conn, item, flags):
                     result.items.append(item)
                     await self._anchor(conn, request, item, files)
+                    if held:
+                        await self._hold(conn, request, item)
             tenant = await tenant_name(conn, request.tenant_id)
         assert tenant is not None
         # The ingestions the workflow starts next need their payload keys (committed first).
         for item in result.items:
             await self.keys.prepare(request.tenant_id, item.workflow_id(tenant))
         return result
+
+    async def _hold(self, conn: asyncpg.Connection, request: DistillRequest,
+                    item: IngestInput) -> None:
+        """Queue a captured observation of a reviewed project for review."""
+        memory = await lock_promotable(conn, item.memory_id)
+        assert memory is not None  # inserted in this transaction
+        await queue_for_review(conn, tenant_id=request.tenant_id, memory=memory,
+                               scope=Scope.PROJECT, cause=ShareCause.CAPTURE,
+                               key_id=request.key_id, actor="capture")
 
     async def _anchor(self, conn: asyncpg.Connection, request: DistillRequest,
                       item: IngestInput, files: list[str]) -> None:

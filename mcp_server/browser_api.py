@@ -20,6 +20,7 @@ from mcp_server.auth import request_principal
 from mcp_server.errors import Forbidden, InvalidInput, NotFound
 from mcp_server.http_input import BodyTooLarge, parse_json, read_body
 from mcp_server.memories import MemoryService
+from mcp_server.sharing import SharingService
 from team_memory_core.models.principal import Principal
 from team_memory_core.rules.injection import describe
 
@@ -34,6 +35,7 @@ _PAGE_HEADERS = {
 
 def add_browser_routes(server: MCPServer, service: MemoryService) -> None:
     page = files("mcp_server").joinpath("browser", "index.html").read_text(encoding="utf-8")
+    sharing = SharingService(service)
 
     async def index(_: Request) -> Response:
         return HTMLResponse(page, headers=_PAGE_HEADERS)
@@ -79,16 +81,37 @@ def add_browser_routes(server: MCPServer, service: MemoryService) -> None:
                 "flag_reasons": [describe(flag) for flag in found.injection_flags]}
 
     async def forget(request: Request, principal: Principal) -> dict[str, Any]:
-        body = parse_json(await read_body(request, BODY_LIMIT))
-        reason = body.get("reason") if isinstance(body, dict) else None
-        if not isinstance(reason, str):
-            raise InvalidInput("a reason is required")
         forgotten = await service.forget(principal, UUID(request.path_params["memory_id"]),
-                                         reason)
+                                         await _reason(request))
         return {"memory": forgotten.model_dump(mode="json")}
 
+    async def review(_: Request, principal: Principal) -> dict[str, Any]:
+        return {"waiting": [w.model_dump(mode="json")
+                            for w in await sharing.queue(principal)]}
+
+    async def approve(request: Request, principal: Principal) -> dict[str, Any]:
+        done = await sharing.approve(principal, UUID(request.path_params["memory_id"]))
+        return done.model_dump(mode="json")
+
+    async def reject(request: Request, principal: Principal) -> dict[str, Any]:
+        done = await sharing.reject(principal, UUID(request.path_params["memory_id"]),
+                                    await _reason(request))
+        return done.model_dump(mode="json")
+
     server.custom_route("/browser", methods=["GET"])(index)
+    server.custom_route("/api/review", methods=["GET"])(api(review))
+    server.custom_route("/api/review/{memory_id}/approve", methods=["POST"])(api(approve))
+    server.custom_route("/api/review/{memory_id}/reject", methods=["POST"])(api(reject))
     server.custom_route("/api/whoami", methods=["GET"])(api(whoami))
     server.custom_route("/api/search", methods=["GET"])(api(search))
     server.custom_route("/api/memories/{memory_id}", methods=["GET"])(api(memory))
     server.custom_route("/api/memories/{memory_id}/forget", methods=["POST"])(api(forget))
+
+
+async def _reason(request: Request) -> str:
+    """The reason a forget or a rejection carries: {"reason": "..."}."""
+    body = parse_json(await read_body(request, BODY_LIMIT))
+    reason = body.get("reason") if isinstance(body, dict) else None
+    if not isinstance(reason, str):
+        raise InvalidInput("a reason is required")
+    return reason

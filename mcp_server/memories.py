@@ -46,13 +46,16 @@ from team_memory_core.models.memories import (
     MemoryStatusReport,
     Provenance,
     SaveResult,
+    Scope,
     scope_of,
 )
 from team_memory_core.models.principal import Principal
 from team_memory_core.rules.consolidation import render_manifesto
 from team_memory_core.rules.injection import flags_of
+from team_memory_core.rules.sharing import ShareCause, needs_review
 from team_memory_core.rules.text import approx_tokens
-from team_memory_core.store import consolidation, history, memories, outbox
+from team_memory_core.sharing import kept_private, queue_for_review
+from team_memory_core.store import consolidation, history, memories, outbox, sharing
 from team_memory_core.store.audit import insert_audit
 from team_memory_core.store.memories import MemoryRow, MemoryState
 from team_memory_core.store.pool import principal_tx
@@ -76,7 +79,7 @@ def _audited(action: str) -> Callable[[_Method[_P, _R]], _Method[_P, _R]]:
                 return await method(self, principal, *args, **kwargs)
             except (InvalidInput, Forbidden, NotFound) as error:
                 target = args[0] if args and isinstance(args[0], UUID) else None
-                await self._audit_refusal(principal, action, target, error)
+                await self.audit_refusal(principal, action, target, error)
                 raise
 
         return audited
@@ -136,7 +139,7 @@ class MemoryService(Recall):
         if wait:
             raise RateLimited(retry_message(wait))
 
-    async def _audit_refusal(
+    async def audit_refusal(
         self, principal: Principal, action: str, target: UUID | None, error: Exception
     ) -> None:
         outcome = "denied" if isinstance(error, Forbidden) else "rejected"
@@ -185,8 +188,11 @@ class MemoryService(Recall):
             cited = check_files(files, item.project)
             flags = list(dict.fromkeys(
                 flags_of(item.content) + check_injection_flags(injection_flags)))
+            held = _held_scope(item, principal, flags)
+            if held is not None:  # its author's until another member approves it
+                item = kept_private(item, principal.member_id)  # type: ignore[arg-type]
             item, found, workflow_id = await self._acknowledge(principal, item, turn, cited,
-                                                               flags)
+                                                               flags, held)
         finally:
             if turn is not None:
                 turn.done()
@@ -202,6 +208,7 @@ class MemoryService(Recall):
     async def _acknowledge(
         self, principal: Principal, item: IngestInput, turn: InsertTurn | None,
         cited: Sequence[AnchorInput] = (), flags: Sequence[str] = (),
+        held: Scope | None = None,
     ) -> tuple[IngestInput, MemoryState | None, str]:
         """Commit the pending row, its outbox row (the worker's relay starts its workflow) and
         the audit entry in one transaction; returns the item as inserted (or the live memory
@@ -209,26 +216,39 @@ class MemoryService(Recall):
         whose memory was forgotten or purged is saved again as the next generation: a new
         memory with its own ingestion workflow, so nothing is lost and the answer does not
         reveal that the text was there before. Nothing here waits on Temporal."""
+        async with principal_tx(self.pool, principal) as conn:
+            item, found = await self.acknowledge_in(conn, principal.tenant_id, item, cited,
+                                                    turn, flags)
+            await self._audit_save(conn, principal, item, already_saved=found is not None,
+                                   flags=flags if found is None else ())
+            if held is not None and found is None:
+                memory = await sharing.lock_promotable(conn, item.memory_id)
+                assert memory is not None  # inserted in this transaction
+                await queue_for_review(conn, tenant_id=principal.tenant_id, memory=memory,
+                                       scope=held, cause=ShareCause.SAVE,
+                                       key_id=principal.key_id, actor=principal.actor)
+        return item, found, item.workflow_id(principal.tenant_name)
+
+    async def acknowledge_in(
+        self, conn: asyncpg.Connection, tenant_id: UUID, item: IngestInput,
+        cited: Sequence[AnchorInput] = (), turn: InsertTurn | None = None,
+        flags: Sequence[str] = (),
+    ) -> tuple[IngestInput, MemoryState | None]:
+        """The pending row, its anchors and its outbox row in the caller's transaction (a
+        save's, or a promotion's); see ``_acknowledge``."""
         while True:
-            workflow_id = item.workflow_id(principal.tenant_name)
-            async with principal_tx(self.pool, principal) as conn:
-                if await memories.insert_pending(conn, item, flags):
-                    await anchor_memory(conn, principal.tenant_id, item.memory_id,
-                                        item.project, cited)
-                    if turn is not None:
-                        turn.done()
-                    await outbox.enqueue(conn, item, self.settings.task_queue,
-                                         telemetry.trace_carrier())
-                    await self._audit_save(conn, principal, item, already_saved=False,
-                                           flags=flags)
-                    return item, None, workflow_id
-                found = await memories.fetch_status(conn, item.memory_id)
-                assert found is not None  # the id embeds tenant and project: it is in scope
-                if found.status != MemoryStatus.FORGOTTEN:
-                    await anchor_memory(conn, principal.tenant_id, item.memory_id,
-                                        item.project, cited)
-                    await self._audit_save(conn, principal, item, already_saved=True)
-                    return item, found, workflow_id
+            if await memories.insert_pending(conn, item, flags):
+                await anchor_memory(conn, tenant_id, item.memory_id, item.project, cited)
+                if turn is not None:
+                    turn.done()
+                await outbox.enqueue(conn, item, self.settings.task_queue,
+                                     telemetry.trace_carrier())
+                return item, None
+            found = await memories.fetch_status(conn, item.memory_id)
+            assert found is not None  # the id embeds tenant and project: it is in scope
+            if found.status != MemoryStatus.FORGOTTEN:
+                await anchor_memory(conn, tenant_id, item.memory_id, item.project, cited)
+                return item, found
             item = item.next_generation()  # nothing was written: again, with its own id
 
     async def _audit_save(self, conn: asyncpg.Connection, principal: Principal,
@@ -249,6 +269,7 @@ class MemoryService(Recall):
         async with principal_tx(self.pool, principal) as conn:
             if not await memories.forget(conn, memory_id):
                 raise NotFound(f"no memory {memory_id} to forget")
+            await sharing.withdraw(conn, [memory_id], "withdrawn: the memory was forgotten")
             await history.insert_event(conn, tenant_id=principal.tenant_id, memory_id=memory_id,
                                        event=HistoryEvent.FORGOTTEN, reason=reason,
                                        detail={"key_id": str(principal.key_id)})
@@ -288,7 +309,7 @@ class MemoryService(Recall):
         try:
             scope = self.resolve_project(principal, project)
         except (InvalidInput, Forbidden) as error:
-            await self._audit_refusal(principal, "export", None, error)
+            await self.audit_refusal(principal, "export", None, error)
             raise
         after = 0
         while True:
@@ -379,3 +400,14 @@ def _not_current(row: MemoryRow) -> str:
     where = f" by {pointer}" if pointer else ""
     return (f"memory {row.id} is {row.status}{where}; "
             "pass include_history=true to read it anyway")
+
+
+def _held_scope(item: IngestInput, principal: Principal, flags: Sequence[str]) -> Scope | None:
+    """Where a save would share a memory that must wait for review first (rules/sharing.py:
+    text that looks aimed at AI agents), None when it is shared (or kept personal) at once.
+    Without a member to hold it for (an operator's import), it is saved flagged."""
+    if item.private_to is not None or principal.member_id is None:
+        return None
+    if not needs_review(ShareCause.SAVE, (), flagged=bool(flags)):
+        return None
+    return scope_of(item.project, None)

@@ -29,7 +29,15 @@ from team_memory_core.models.memories import HistoryEvent, MemoryStatus
 from team_memory_core.rules.consolidation import write_local_manifesto
 from team_memory_core.rules.redaction import redact
 from team_memory_core.settings import Settings
-from team_memory_core.store import anchors, consolidation, history, memories, outbox, proposals
+from team_memory_core.store import (
+    anchors,
+    consolidation,
+    history,
+    memories,
+    outbox,
+    proposals,
+    sharing,
+)
 from team_memory_core.store.audit import insert_audit
 from team_memory_core.store.memories import PurgeMember
 from team_memory_core.store.pool import tenant_tx
@@ -100,6 +108,7 @@ async def purge(
         erased = await history.erase_event_text(conn, ids)
         shredded = await keyring.shred(conn, workflows)
         await proposals.erase_proposal_text(conn, ids)
+        await sharing.withdraw(conn, ids, "withdrawn: the memory was purged")
         for project in sorted({member.project for member in family}):
             # The manifesto may quote the text: rewritten without it, in this transaction.
             if await consolidation.manifesto(conn, project) is not None:

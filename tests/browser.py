@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Self
 
 import httpx
+import pytest
 import websocket
 
 from team_memory import embedded
@@ -22,6 +23,14 @@ from team_memory import embedded
 
 def chromium_binary() -> str | None:
     return shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+def chromium_or_skip() -> str:
+    """The Chromium binary, or the test is skipped (saying how to install it)."""
+    binary = chromium_binary()
+    if binary is None:
+        pytest.skip("chromium is not installed (Debian: apt-get install chromium; CI installs it)")
+    return binary
 
 
 class Chromium:

@@ -1,7 +1,7 @@
 """`team-memory`: the command line, one Typer app per command group.
 
 stack.py          up, migrate, worker, serve, status, config
-tenants.py        tenant create; member add, list; key create, list, revoke
+tenants.py        tenant create; member add, list; key create, list, revoke; project set, show
 memories.py       import, export, restore, purge, screen, audit, consolidate, review list
 claude_code.py    install/uninstall claude-code, doctor, hook
 temporal_keys.py  temporal-key list, rotate, retire, new-kek, rotate-kek

@@ -7,11 +7,23 @@ from datetime import UTC, datetime
 from typing import Annotated
 from uuid import UUID
 
+import asyncpg
 import typer
 
-from team_memory.cli.common import DataDir, fail, load_settings, on_database, small_pool
+from team_memory.cli.common import (
+    DataDir,
+    as_operator,
+    fail,
+    load_settings,
+    on_database,
+    small_pool,
+)
 from team_memory.embedded import Database
+from team_memory_core.erasure import Actor
+from team_memory_core.rules.sharing import Review
+from team_memory_core.store.audit import insert_audit
 from team_memory_core.store.pool import tenant_tx
+from team_memory_core.store.sharing import reviews_of, set_review
 from team_memory_core.store.tenants import ApiKey, Member, list_keys
 from team_memory_core.tenants import (
     MemberExists,
@@ -33,6 +45,9 @@ app = typer.Typer()
 app.add_typer(tenant_app, name="tenant")
 app.add_typer(member_app, name="member")
 app.add_typer(key_app, name="key")
+project_app = typer.Typer(no_args_is_help=True, help="Project settings: review of what is "
+                          "shared.")
+app.add_typer(project_app, name="project")
 
 
 @tenant_app.command("create")
@@ -172,3 +187,41 @@ def key_revoke(key_id: str, data_dir: DataDir = None) -> None:
     if not on_database(load_settings(data_dir), run):
         fail(f"no active key {key_id}")
     typer.echo(f"revoked {key_id}")
+
+
+@project_app.command("set")
+def project_set(
+    project: Annotated[str, typer.Argument(help="Project (repository); '*' is the team scope")],
+    tenant: Annotated[str, typer.Option(help="Tenant name")],
+    review: Annotated[Review, typer.Option(
+        help="open: promotions are shared at once; reviewed: promotions and captured "
+             "observations wait for another member's approval")],
+    data_dir: DataDir = None,
+) -> None:
+    """Choose whether what members share in a project waits for review."""
+    async def run(pool: asyncpg.Pool, actor: Actor) -> Review | None:
+        async with tenant_tx(pool, actor.tenant_id) as conn:
+            before = await set_review(conn, actor.tenant_id, project, review)
+            await insert_audit(conn, tenant_id=actor.tenant_id, key_id=None, actor=actor.name,
+                               action="project.review", target=project, outcome="ok",
+                               detail={"review": review.value,
+                                       "before": None if before is None else before.value})
+        return before
+
+    before = as_operator(load_settings(data_dir), tenant, run)
+    typer.echo(f"project {project}: review {review.value}"
+               + (f" (was {before.value})" if before and before != review else ""))
+
+
+@project_app.command("show")
+def project_show(
+    project: Annotated[str, typer.Argument(help="Project (repository)")],
+    tenant: Annotated[str, typer.Option(help="Tenant name")],
+    data_dir: DataDir = None,
+) -> None:
+    """Print a project's review setting."""
+    async def run(pool: asyncpg.Pool, actor: Actor) -> Review:
+        async with tenant_tx(pool, actor.tenant_id) as conn:
+            return (await reviews_of(conn, [project]))[0]
+
+    typer.echo(f"project {project}: review {as_operator(load_settings(data_dir), tenant, run)}")

@@ -276,6 +276,11 @@ class HistoryEvent(StrEnum):
     ANCHOR_KEPT = "anchor_kept"
     # Its text looks aimed at AI agents (rules, Claude Haiku): kept out of session context.
     FLAGGED = "flagged"
+    # Promotion (docs/security.md): a personal memory waiting to be shared, shared (on the
+    # personal memory, pointing at the shared one, and on the shared one), or not shared.
+    PROMOTE_PROPOSED = "promote_proposed"
+    PROMOTED = "promoted"
+    PROMOTE_REJECTED = "promote_rejected"
 
     @classmethod
     def proposed(cls, kind: str) -> HistoryEvent:

@@ -94,6 +94,16 @@ async def ping(pool: asyncpg.Pool) -> None:
         await conn.fetchval("SELECT 1")
 
 
+def review_tx(
+    pool: asyncpg.Pool, principal: Principal
+) -> AbstractAsyncContextManager[asyncpg.Connection]:
+    """The transaction of a member deciding on the review queue: its tenant and its key's
+    projects, but no member. Approving shares a memory the reviewer may not read itself (its
+    author's personal memory, which the queue shows as a copy); the statements run in it are
+    the review's own (mcp_server/sharing.py), on the one memory the decision is about."""
+    return tenant_tx(pool, principal.tenant_id, principal.projects)
+
+
 def principal_tx(
     pool: asyncpg.Pool, principal: Principal
 ) -> AbstractAsyncContextManager[asyncpg.Connection]:

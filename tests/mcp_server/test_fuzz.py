@@ -63,6 +63,11 @@ def tool_arguments(a_ids: list[str]) -> dict[str, st.SearchStrategy[dict[str, An
         "forget_memory": st.fixed_dictionaries({"id": ids, "reason": any_text}),
         "purge_memory": st.fixed_dictionaries({"id": ids, "reason": any_text}),
         "memory_status": st.fixed_dictionaries({"id": ids}),
+        "promote_memory": st.fixed_dictionaries({"id": ids}, optional={
+            "scope": st.one_of(st.sampled_from(["project", "team", "personal"]), any_text)}),
+        "review_memories": st.fixed_dictionaries({}, optional={"project": project}),
+        "approve_memory": st.fixed_dictionaries({"id": ids}),
+        "reject_memory": st.fixed_dictionaries({"id": ids, "reason": any_text}),
     }
 
 
