@@ -214,7 +214,7 @@ ALTER TABLE memory_proposals ADD CONSTRAINT memory_proposals_kind_check
     CHECK (kind IN ('merge', 'supersede', 'revise', 'archive', 'promote'));
 ALTER TABLE memory_proposals DROP CONSTRAINT memory_proposals_origin_check;
 ALTER TABLE memory_proposals ADD CONSTRAINT memory_proposals_origin_check
-    CHECK (origin IN ('ingest', 'consolidation', 'promotion', 'capture'));
+    CHECK (origin IN ('ingest', 'consolidation', 'promotion', 'capture', 'save'));
 ALTER TABLE memory_proposals
     ADD COLUMN scope           text CHECK (scope IN ('project', 'team')),
     ADD COLUMN member_id       uuid REFERENCES members (id),
