@@ -126,6 +126,7 @@ async def load_database_model(pool: asyncpg.Pool, settings: Settings, loaded: Em
         active = (await embeddings.active_model(conn)).active
     if loaded is not None and same_model(loaded, active):
         return loaded
-    log.info("the database uses %s (configured: %s): loading it", active,
-             configured_model(settings))
+    if active != configured_model(settings):
+        log.info("the database uses %s (configured: %s): it is the one loaded", active,
+                 configured_model(settings))
     return await asyncio.to_thread(create_embedder_for, active, settings, tuning)
