@@ -7,6 +7,7 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
+from opentelemetry.proto.trace.v1.trace_pb2 import Span
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -61,11 +62,7 @@ async def test_one_save_is_one_trace_from_mcp_call_to_sql(
                                content="Traces go to the OTLP collector configured by OTEL_*")
         assert await stack.wait_status(uuid.UUID(saved["id"])) is MemoryStatus.ACTIVE
 
-        tool_spans = collector.spans_named("tools/call save_memory")
-        deadline = asyncio.get_running_loop().time() + 20
-        while not tool_spans and asyncio.get_running_loop().time() < deadline:
-            await asyncio.sleep(0.2)
-            tool_spans = collector.spans_named("tools/call save_memory")
+        tool_spans = await save_spans(collector, 1)
         assert len(tool_spans) == 1, "one MCP server span per save"
         root = tool_spans[0]
         names = await wait_for_spans(collector, root.trace_id, [
@@ -97,7 +94,8 @@ async def test_one_save_is_one_trace_from_mcp_call_to_sql(
                                                                "record_ingest_decision"]
         # The rules could not decide alone: the model's decision and the commit are steps of
         # their own, in the same trace.
-        second_root = next(span for span in collector.spans_named("tools/call save_memory")
+        # Spans are exported in batches: the second save's may come after its commit.
+        second_root = next(span for span in await save_spans(collector, 2)
                            if span.trace_id != root.trace_id)
         await wait_for_spans(collector, second_root.trace_id, [
             "RunActivity:ingest_memory", "RunActivity:decide_memory", "RunActivity:commit_memory"])
@@ -105,17 +103,17 @@ async def test_one_save_is_one_trace_from_mcp_call_to_sql(
         deadline = asyncio.get_running_loop().time() + 20
         wanted_metrics = {"team_memory.saves", "team_memory.decisions",
                           "team_memory.activity.duration", "team_memory.llm.tokens"}
-        while not wanted_metrics <= collector.metrics.keys():
+        # Counted since the start: the first memory's screening (the fake's benign answer:
+        # 100 in, 20 out) and this decision. Metrics are exported periodically: an export
+        # may come between the two, so wait for the one that has both.
+        wanted_tokens = {("input", 100 + 321), ("output", 20 + 17)}
+        while not (wanted_metrics <= collector.metrics.keys()
+                   and wanted_tokens <= token_counts(collector)):
             assert asyncio.get_running_loop().time() < deadline, sorted(collector.metrics)
             await asyncio.sleep(0.2)
         decisions = collector.metrics["team_memory.decisions"]
         assert any({a.key: a.value.string_value for a in point.attributes}.get("decision")
                    == "add" for point in decisions)
-        tokens = {({a.key: a.value.string_value for a in point.attributes}["direction"],
-                   point.as_int) for point in collector.metrics["team_memory.llm.tokens"]}
-        # Counted since the start: the first memory's screening (the fake's benign answer:
-        # 100 in, 20 out) and this decision.
-        assert {("input", 100 + 321), ("output", 20 + 17)} <= tokens
 
 
 async def test_llm_call_span_carries_model_and_token_usage(
@@ -140,3 +138,19 @@ async def test_llm_call_span_carries_model_and_token_usage(
     assert attributes["gen_ai.system"] == "anthropic"
     assert attributes["gen_ai.usage.input_tokens"] == 321
     assert attributes["gen_ai.usage.output_tokens"] == 17
+
+
+async def save_spans(collector: OtlpCollector, count: int) -> list[Span]:
+    """The MCP server's save spans, once ``count`` have arrived (or after 20 s)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 20
+    spans = collector.spans_named("tools/call save_memory")
+    while len(spans) < count and loop.time() < deadline:
+        await asyncio.sleep(0.2)
+        spans = collector.spans_named("tools/call save_memory")
+    return spans
+
+
+def token_counts(collector: OtlpCollector) -> set[tuple[str, int]]:
+    return {({a.key: a.value.string_value for a in point.attributes}["direction"], point.as_int)
+            for point in collector.metrics.get("team_memory.llm.tokens", [])}
