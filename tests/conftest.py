@@ -39,6 +39,7 @@ from team_memory_core.temporal import connect
 from team_memory_core.tenants import add_member, create_key, ensure_tenant
 from tests.support.anthropic_server import FakeAnthropic
 from tests.support.llm import MODEL, answer_screenings
+from tests.support.turns import lock_dir, turn
 from workflows.worker import running_worker
 
 _RUNTIME_DIR = Path(tempfile.gettempdir()) / f"team-memory-tests-{os.getuid()}"
@@ -56,6 +57,14 @@ def pytest_configure(config: pytest.Config) -> None:
         checkout = hashlib.sha256(str(config.rootpath).encode()).hexdigest()[:10]
         config.option.basetemp = str(Path(tempfile.gettempdir())
                                      / f"team-memory-pytest-{os.getuid()}-{checkout}")
+
+
+@pytest.fixture(autouse=True)
+def _turn(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Tests marked ``alone`` run while no other worker runs a test (tests/support/turns.py)."""
+    alone = request.node.get_closest_marker("alone") is not None
+    with turn(lock_dir(request.config), alone=alone):
+        yield
 
 
 @pytest.fixture(scope="session")

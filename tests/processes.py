@@ -19,6 +19,12 @@ from team_memory_core.settings import Settings
 ROOT = Path(__file__).resolve().parent.parent
 
 
+# Children run at the suite's priority: `up` lowers the worker and Temporal by default
+# (TEAM_MEMORY_BACKGROUND_NICE), which on a machine busy with the suite's parallel workers can
+# starve a test's worker for minutes. tests/team_memory/test_stack.py checks the default.
+AT_SUITE_PRIORITY = {"TEAM_MEMORY_BACKGROUND_NICE": "0"}
+
+
 def child_env(settings: Settings, **extra: str) -> dict[str, str]:
     """The environment `up` gives its children, for ``settings`` (no ambient OTEL_/LLM config)."""
     env = {k: v for k, v in os.environ.items()
@@ -33,6 +39,7 @@ def child_env(settings: Settings, **extra: str) -> dict[str, str]:
         "TEAM_MEMORY_MCP_PORT": str(settings.mcp_port),
         "TEAM_MEMORY_LOG_LEVEL": "WARNING",
         "PYTHONPATH": str(ROOT),
+        **AT_SUITE_PRIORITY,
     })
     env.update(extra)
     return env

@@ -38,6 +38,7 @@ from team_memory_core.temporal import connect
 from team_memory_core.tenants import create_key, ensure_tenant
 from tests.conftest import Services, Stack, new_tenant
 from tests.mcp_server.test_http import client_for
+from tests.processes import AT_SUITE_PRIORITY
 from tests.support.anthropic_server import FakeAnthropic
 from tests.support.faults import dedicated_postgres
 from workflows.worker import running_worker
@@ -67,6 +68,7 @@ def spawn(args: list[str], settings: Settings, log: Path, **env: str) -> subproc
         "TEAM_MEMORY_TASK_QUEUE": settings.task_queue,
         "TEAM_MEMORY_DATA_DIR": str(settings.data_dir),
         "TEAM_MEMORY_LOG_LEVEL": "WARNING",
+        **AT_SUITE_PRIORITY,
         **env,
     })
     with log.open("ab") as out:

@@ -6,6 +6,7 @@ column of any table and in no Temporal workflow history."""
 from __future__ import annotations
 
 import asyncio
+import re
 import uuid
 from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass
@@ -25,7 +26,7 @@ from team_memory_core.models.consolidation import ConsolidateInput, Consolidatio
 from team_memory_core.models.memories import MemoryStatus
 from team_memory_core.store.pool import tenant_tx
 from tests.conftest import Stack
-from tests.support.anthropic_server import FakeAnthropic, Reply
+from tests.support.anthropic_server import Conversation, FakeAnthropic, Reply
 from tests.support.llm import answer_screenings
 from tests.support.secret_corpus import SECRETS, Secret
 from tests.support.stored import leaks, stored_columns, workflow_histories
@@ -125,10 +126,20 @@ async def test_the_models_merged_text_and_reason(
 ) -> None:
     base = await haiku.save("Release notes are kept in CHANGELOG.md", "corpus-merge")
     await haiku.settled("corpus-merge", 1)
-    haiku.fake.script_for(INGEST_TOOL, *(FakeAnthropic.tool_result({
-        "action": "UPDATE", "target_id": str(base),
-        "merged_content": f"Release notes are kept in CHANGELOG.md ({case.name}: {case.text})",
-        "reason": case.text if len(case.text) <= 400 else "merged"}) for case in SECRETS))
+    by_name = {case.name: case for case in SECRETS}
+
+    def merge_of(conversation: Conversation) -> Reply:
+        """Each memory's own merge, by its name: a decide call retried under load (an activity
+        timed out after the reply was sent) must not shift the answers of the others."""
+        new = conversation.last_user_text.split("<new_memory>", 1)[1]
+        case = by_name[re.search(r"Release notes detail (\w+)", new)[1]]  # type: ignore[index]
+        return FakeAnthropic.tool_result({
+            "action": "UPDATE", "target_id": str(base),
+            "merged_content": f"Release notes are kept in CHANGELOG.md ({case.name}: {case.text})",
+            "reason": case.text if len(case.text) <= 400 else "merged"})
+
+    haiku.fake.when(lambda c: c.forced_tool == INGEST_TOOL
+                    and "Release notes detail" in c.last_user_text, merge_of)
     await asyncio.gather(*(haiku.save(f"Release notes detail {case.name}", "corpus-merge")
                            for case in SECRETS))
     await haiku.settled("corpus-merge", len(SECRETS) + 1)

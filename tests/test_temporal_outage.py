@@ -58,6 +58,7 @@ def p99(samples: list[float]) -> float:
     return ordered[max(0, int(len(ordered) * 0.99 + 0.5) - 1)]
 
 
+@pytest.mark.alone
 async def test_temporal_down_saves_are_acknowledged_and_searches_stay_fast(
     stack: Stack, tmp_path: Path
 ) -> None:

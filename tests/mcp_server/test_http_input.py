@@ -26,7 +26,8 @@ from tests.support.stored import capture_session
 pytestmark = pytest.mark.anyio
 __all__ = ["http_server"]  # the fixture, imported for these tests
 
-FORGET = f"/api/memories/{uuid.uuid4()}/forget"
+# One id for every run: parallel workers (pytest-xdist) must collect the same test ids.
+FORGET = f"/api/memories/{uuid.UUID(int=1)}/forget"
 
 
 def _headers(stack: Stack) -> dict[str, str]:

@@ -44,6 +44,14 @@ async def until_heartbeating(stack: Stack) -> None:
             await asyncio.sleep(0.2)
 
 
+async def until_listed(stack: Stack, schedule_id: str) -> None:
+    """Schedules are listed from Temporal's visibility store, which lags a creation by a moment
+    (seconds on a loaded machine); status lists what Temporal lists, so wait for it (bounded)."""
+    async with asyncio.timeout(30):
+        while schedule_id not in [s.id async for s in await stack.client.list_schedules()]:
+            await asyncio.sleep(0.2)
+
+
 def run_status(stack: Stack, **env: str) -> subprocess.CompletedProcess[str]:
     settings = stack.settings
     assert settings.database_admin_url is not None

@@ -75,6 +75,7 @@ def _all_committed(ports: Ports, key: str, texts: list[str]) -> bool:
     return anyio.run(check)
 
 
+@pytest.mark.alone
 def test_a_killed_child_is_restarted_and_nothing_is_lost(
     stack_dir: tuple[Path, Ports, Path],
 ) -> None:
