@@ -12,10 +12,10 @@ from temporalio import activity
 from temporalio.client import Client
 from temporalio.exceptions import ApplicationError
 
+from activities.embedding import EmbeddingActivities
 from activities.failures import llm_failure
 from activities.freshness import review_changed_memories
 from team_memory_core import schedules
-from team_memory_core.active_model import ActiveModel
 from team_memory_core.contract import (
     ARCHIVE_ACTIVITY,
     ENSURE_SCHEDULE_ACTIVITY,
@@ -27,8 +27,7 @@ from team_memory_core.contract import (
     START_CONSOLIDATION_ACTIVITY,
     Policy,
 )
-from team_memory_core.embedder import BatchingEmbedder
-from team_memory_core.llm.client import Distiller, LLMError, LLMUsage
+from team_memory_core.llm.client import LLMError, LLMUsage
 from team_memory_core.llm.consolidate import (
     ClusterMemory,
     ConsolidationAction,
@@ -56,7 +55,6 @@ from team_memory_core.review import same_author, same_reach
 from team_memory_core.rules import consolidation, injection
 from team_memory_core.rules.redaction import redact
 from team_memory_core.rules.text import approx_tokens
-from team_memory_core.settings import Settings
 from team_memory_core.store import consolidation as store
 from team_memory_core.store.consolidation import ClusterMember, WeightedMemory
 from team_memory_core.store.history import insert_event
@@ -70,18 +68,11 @@ from team_memory_core.store.tenants import tenant_id_named, tenant_name
 PROMPT_OVERHEAD_TOKENS = 2_000
 
 
-@dataclass
-class ConsolidationActivities:
-    pool: asyncpg.Pool
-    embedder: BatchingEmbedder
-    settings: Settings
-    client: Client
-    distiller: Distiller | None = None
+@dataclass(kw_only=True)
+class ConsolidationActivities(EmbeddingActivities):
+    """The nightly consolidation's steps (merged texts are embedded as saved ones are)."""
 
-    def __post_init__(self) -> None:
-        # Merged texts are embedded with the database's active model (see IngestActivities).
-        self.model = ActiveModel.wrapping(self.embedder.embedder, self.settings)
-        self.embedder.embedder = self.model
+    client: Client
 
     @activity.defn(name=ENSURE_SCHEDULE_ACTIVITY)
     async def ensure_project_schedule(self, ref: ProjectRef) -> str:
