@@ -13,7 +13,6 @@ from here instead of looking the key up a second time.
 
 from __future__ import annotations
 
-import math
 from contextvars import ContextVar
 from dataclasses import dataclass
 
@@ -28,7 +27,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from mcp_server.errors import translates_outages
 from mcp_server.middleware import HttpMiddleware
-from mcp_server.ratelimit import RateLimiter, retry_message
+from mcp_server.ratelimit import RateLimiter, retry_after_s, retry_message
 from mcp_server.workspace import with_workspace
 from team_memory_core.models.principal import Principal
 from team_memory_core.tenants import authenticate, record_auth_failure
@@ -104,7 +103,7 @@ class AuthGate(HttpMiddleware):
         wait = self.authenticator.wait(principal)
         if wait:
             await _refusal(429, retry_message(wait),
-                           **{"Retry-After": str(max(1, math.ceil(wait)))})(scope, receive, send)
+                           **{"Retry-After": str(retry_after_s(wait))})(scope, receive, send)
             return
         principal = with_workspace(principal)
         scope.setdefault("state", {})["principal"] = principal
