@@ -58,7 +58,7 @@ from team_memory_core.rules.text import approx_tokens
 from team_memory_core.store import consolidation as store
 from team_memory_core.store.consolidation import ClusterMember, WeightedMemory
 from team_memory_core.store.history import insert_event
-from team_memory_core.store.memories import lock_against_purge, supersede
+from team_memory_core.store.memories import lock_against_purge, mark_duplicate, supersede
 from team_memory_core.store.pool import tenant_tx
 from team_memory_core.store.proposals import Proposal, insert_proposal
 from team_memory_core.store.tenants import tenant_id_named, tenant_name
@@ -184,7 +184,7 @@ class ConsolidationActivities(EmbeddingActivities):
                       before_text=current[action.keep_id].content,
                       after_text=merged, detail={"merged_from": others})
             for other in others:
-                await store.retire_duplicate(log.conn, other, action.keep_id)
+                await mark_duplicate(log.conn, other, action.keep_id, was=MemoryStatus.ACTIVE)
                 await log(HistoryEvent.MERGED_INTO, other, action.reason, related_id=action.keep_id)
             return outcome.model_copy(update={"merged": outcome.merged + len(others)})
         await supersede(log.conn, action.old_id, action.new_id)
@@ -229,8 +229,8 @@ class ConsolidationActivities(EmbeddingActivities):
                 pair = [r for r in live if r.id in (fold.duplicate, fold.keep)]
                 if all(_unchanged(r, current) for r in pair) \
                         and same_reach(r.private_to for r in pair) \
-                        and await store.retire_duplicate(
-                        conn, fold.duplicate, fold.keep):
+                        and await mark_duplicate(
+                        conn, fold.duplicate, fold.keep, was=MemoryStatus.ACTIVE):
                     await log(HistoryEvent.DUPLICATE, fold.duplicate, fold.reason,
                               related_id=fold.keep)
                     folded += 1

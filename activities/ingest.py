@@ -184,7 +184,7 @@ class IngestActivities(EmbeddingActivities):
                          + ", ".join(item.redactions))
         target = decision.target_id
         if decision.kind is DecisionKind.DUPLICATE and target is not None:
-            await memories.mark_duplicate(conn, item.memory_id, target, embedding)
+            await memories.mark_duplicate(conn, item.memory_id, target, embedding=embedding)
             await record(HistoryEvent.DUPLICATE, related_id=target, after_text=item.content)
             return MemoryStatus.DUPLICATE
         if decision.kind is DecisionKind.UPDATE and target is not None:
@@ -193,7 +193,7 @@ class IngestActivities(EmbeddingActivities):
             vector = await self.embedder.embed_one(merged)
             await self.model.confirm(conn, used)
             before = await memories.update_content(conn, target, merged, item.memory_id, vector)
-            await memories.mark_duplicate(conn, item.memory_id, target, embedding)
+            await memories.mark_duplicate(conn, item.memory_id, target, embedding=embedding)
             await record(HistoryEvent.MERGED, memory_id=target, before_text=before,
                          after_text=merged, related_id=item.memory_id)
             await record(HistoryEvent.MERGED_INTO, related_id=target, after_text=item.content)
