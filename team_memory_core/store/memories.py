@@ -217,9 +217,8 @@ async def mark_duplicate(
     conn: asyncpg.Connection, memory_id: UUID, target_id: UUID, *,
     was: MemoryStatus = MemoryStatus.PENDING, embedding: np.ndarray | None = None,
 ) -> bool:
-    """Retire a memory that repeats ``target_id`` (kept as history, pointing at it): a pending
-    one at its ingestion (with its vector), a live one at consolidation. False when its status
-    is not ``was`` (any more)."""
+    """Retire a memory that repeats ``target_id``, kept as history: a pending one at its
+    ingestion (with its vector), a live one at consolidation. False: it is not ``was``."""
     return await wrote(
         conn,
         "UPDATE memories SET status = 'duplicate', duplicate_of = $2,"
@@ -253,13 +252,10 @@ async def update_content(
     return before
 
 
-async def supersede(
-    conn: asyncpg.Connection, old_id: UUID, new_id: UUID,
-    was: Sequence[MemoryStatus] = (MemoryStatus.ACTIVE,),
-) -> bool:
-    """Retire ``old_id`` in favour of ``new_id`` (kept as history, pointing at it): a live
-    memory another replaces, or a personal one shared as ``new_id``. False when its status is
-    none of ``was`` (any more)."""
+async def supersede(conn: asyncpg.Connection, old_id: UUID, new_id: UUID,
+                    was: Sequence[MemoryStatus] = (MemoryStatus.ACTIVE,)) -> bool:
+    """Retire ``old_id`` for ``new_id``, kept as history: a live memory another replaces, or
+    a personal one shared as ``new_id``. False: its status is none of ``was``."""
     return await wrote(
         conn,
         "UPDATE memories SET status = 'superseded', superseded_by = $2, valid_to = now(),"
