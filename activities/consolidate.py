@@ -12,10 +12,10 @@ from temporalio import activity
 from temporalio.client import Client
 from temporalio.exceptions import ApplicationError
 
+from activities.embedding import EmbeddingActivities
 from activities.failures import llm_failure
 from activities.freshness import review_changed_memories
 from team_memory_core import schedules
-from team_memory_core.active_model import ActiveModel
 from team_memory_core.contract import (
     ARCHIVE_ACTIVITY,
     ENSURE_SCHEDULE_ACTIVITY,
@@ -27,8 +27,7 @@ from team_memory_core.contract import (
     START_CONSOLIDATION_ACTIVITY,
     Policy,
 )
-from team_memory_core.embedder import BatchingEmbedder
-from team_memory_core.llm.client import Distiller, LLMError, LLMUsage
+from team_memory_core.llm.client import LLMError, LLMUsage
 from team_memory_core.llm.consolidate import (
     ClusterMemory,
     ConsolidationAction,
@@ -56,11 +55,10 @@ from team_memory_core.review import same_author, same_reach
 from team_memory_core.rules import consolidation, injection
 from team_memory_core.rules.redaction import redact
 from team_memory_core.rules.text import approx_tokens
-from team_memory_core.settings import Settings
 from team_memory_core.store import consolidation as store
 from team_memory_core.store.consolidation import ClusterMember, WeightedMemory
 from team_memory_core.store.history import insert_event
-from team_memory_core.store.memories import lock_against_purge, supersede
+from team_memory_core.store.memories import lock_against_purge, mark_duplicate, supersede
 from team_memory_core.store.pool import tenant_tx
 from team_memory_core.store.proposals import Proposal, insert_proposal
 from team_memory_core.store.tenants import tenant_id_named, tenant_name
@@ -70,18 +68,11 @@ from team_memory_core.store.tenants import tenant_id_named, tenant_name
 PROMPT_OVERHEAD_TOKENS = 2_000
 
 
-@dataclass
-class ConsolidationActivities:
-    pool: asyncpg.Pool
-    embedder: BatchingEmbedder
-    settings: Settings
-    client: Client
-    distiller: Distiller | None = None
+@dataclass(kw_only=True)
+class ConsolidationActivities(EmbeddingActivities):
+    """The nightly consolidation's steps (merged texts are embedded as saved ones are)."""
 
-    def __post_init__(self) -> None:
-        # Merged texts are embedded with the database's active model (see IngestActivities).
-        self.model = ActiveModel.wrapping(self.embedder.embedder, self.settings)
-        self.embedder.embedder = self.model
+    client: Client
 
     @activity.defn(name=ENSURE_SCHEDULE_ACTIVITY)
     async def ensure_project_schedule(self, ref: ProjectRef) -> str:
@@ -193,7 +184,7 @@ class ConsolidationActivities:
                       before_text=current[action.keep_id].content,
                       after_text=merged, detail={"merged_from": others})
             for other in others:
-                await store.retire_duplicate(log.conn, other, action.keep_id)
+                await mark_duplicate(log.conn, other, action.keep_id, was=MemoryStatus.ACTIVE)
                 await log(HistoryEvent.MERGED_INTO, other, action.reason, related_id=action.keep_id)
             return outcome.model_copy(update={"merged": outcome.merged + len(others)})
         await supersede(log.conn, action.old_id, action.new_id)
@@ -238,8 +229,8 @@ class ConsolidationActivities:
                 pair = [r for r in live if r.id in (fold.duplicate, fold.keep)]
                 if all(_unchanged(r, current) for r in pair) \
                         and same_reach(r.private_to for r in pair) \
-                        and await store.retire_duplicate(
-                        conn, fold.duplicate, fold.keep):
+                        and await mark_duplicate(
+                        conn, fold.duplicate, fold.keep, was=MemoryStatus.ACTIVE):
                     await log(HistoryEvent.DUPLICATE, fold.duplicate, fold.reason,
                               related_id=fold.keep)
                     folded += 1

@@ -15,9 +15,9 @@ import numpy as np
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.embedding import EmbeddingActivities
 from activities.failures import llm_failure
 from team_memory_core import telemetry
-from team_memory_core.active_model import ActiveModel
 from team_memory_core.contract import (
     COMMIT_ACTIVITY,
     DECIDE_ACTIVITY,
@@ -25,8 +25,7 @@ from team_memory_core.contract import (
     INGEST_ACTIVITY,
     Policy,
 )
-from team_memory_core.embedder import BatchingEmbedder
-from team_memory_core.llm.client import Distiller, LLMError
+from team_memory_core.llm.client import LLMError
 from team_memory_core.llm.ingest import Candidate, decide_ingest
 from team_memory_core.llm.screen import screen_memory
 from team_memory_core.models.decisions import Decision, DecisionKind, IngestResult, Screening
@@ -35,7 +34,6 @@ from team_memory_core.review import PROPOSAL_KIND, hold_foreign_change, quaranti
 from team_memory_core.rules import injection
 from team_memory_core.rules.dedupe import exact_duplicate, local_decision
 from team_memory_core.rules.redaction import redact
-from team_memory_core.settings import Settings
 from team_memory_core.store import consolidation, history, memories, proposals
 from team_memory_core.store.audit import insert_audit
 from team_memory_core.store.memories import Neighbour
@@ -49,18 +47,7 @@ class MemoryRowMissing(ApplicationError):
         super().__init__("memory row missing", non_retryable=False)
 
 
-@dataclass
-class IngestActivities:
-    pool: asyncpg.Pool
-    embedder: BatchingEmbedder
-    settings: Settings
-    distiller: Distiller | None = None
-
-    def __post_init__(self) -> None:
-        # The batcher embeds with the database's active model, followed across a re-embed.
-        self.model = ActiveModel.wrapping(self.embedder.embedder, self.settings)
-        self.embedder.embedder = self.model
-
+class IngestActivities(EmbeddingActivities):
     @activity.defn(name=EMBED_ACTIVITY)
     async def embed_memory(self, item: IngestInput) -> None:
         """Embed the text and store the vector on the row (it never enters workflow history)."""
@@ -197,7 +184,7 @@ class IngestActivities:
                          + ", ".join(item.redactions))
         target = decision.target_id
         if decision.kind is DecisionKind.DUPLICATE and target is not None:
-            await memories.mark_duplicate(conn, item.memory_id, target, embedding)
+            await memories.mark_duplicate(conn, item.memory_id, target, embedding=embedding)
             await record(HistoryEvent.DUPLICATE, related_id=target, after_text=item.content)
             return MemoryStatus.DUPLICATE
         if decision.kind is DecisionKind.UPDATE and target is not None:
@@ -206,7 +193,7 @@ class IngestActivities:
             vector = await self.embedder.embed_one(merged)
             await self.model.confirm(conn, used)
             before = await memories.update_content(conn, target, merged, item.memory_id, vector)
-            await memories.mark_duplicate(conn, item.memory_id, target, embedding)
+            await memories.mark_duplicate(conn, item.memory_id, target, embedding=embedding)
             await record(HistoryEvent.MERGED, memory_id=target, before_text=before,
                          after_text=merged, related_id=item.memory_id)
             await record(HistoryEvent.MERGED_INTO, related_id=target, after_text=item.content)

@@ -13,7 +13,6 @@ from here instead of looking the key up a second time.
 
 from __future__ import annotations
 
-import math
 from contextvars import ContextVar
 from dataclasses import dataclass
 
@@ -27,7 +26,8 @@ from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from mcp_server.errors import translates_outages
-from mcp_server.ratelimit import RateLimiter, retry_message
+from mcp_server.middleware import HttpMiddleware
+from mcp_server.ratelimit import RateLimiter, retry_after_s, retry_message
 from mcp_server.workspace import with_workspace
 from team_memory_core.models.principal import Principal
 from team_memory_core.tenants import authenticate, record_auth_failure
@@ -83,16 +83,15 @@ def _refusal(status: int, message: str, **headers: str) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=status, headers=headers)
 
 
-class AuthGate:
+class AuthGate(HttpMiddleware):
     """The ASGI middleware in front of every route (see the module docstring)."""
 
     def __init__(self, app: ASGIApp, authenticator: Authenticator) -> None:
-        self.app = app
+        super().__init__(app)
         self.authenticator = authenticator
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] == "OPTIONS" \
-                or not scope["path"].startswith(PROTECTED):
+    async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["method"] == "OPTIONS" or not scope["path"].startswith(PROTECTED):
             await self.app(scope, receive, send)
             return
         secret = _secret(scope)
@@ -104,7 +103,7 @@ class AuthGate:
         wait = self.authenticator.wait(principal)
         if wait:
             await _refusal(429, retry_message(wait),
-                           **{"Retry-After": str(max(1, math.ceil(wait)))})(scope, receive, send)
+                           **{"Retry-After": str(retry_after_s(wait))})(scope, receive, send)
             return
         principal = with_workspace(principal)
         scope.setdefault("state", {})["principal"] = principal

@@ -27,6 +27,7 @@ from temporalio.api.common.v1 import Payloads
 
 from mcp_server.auth import CODEC_COOKIE, Authenticator, request_principal
 from mcp_server.memories import MemoryService
+from mcp_server.ratelimit import retry_after_s, retry_message
 from team_memory_core.models.principal import Principal
 from team_memory_core.payload_codec import decode_for_tenant
 from team_memory_core.store.audit import insert_audit
@@ -111,6 +112,11 @@ class CodecEndpoint:
         principal = await self._authenticator.principal(key, "codec")
         if principal is None:
             return _page("Not a valid API key", _FORM, status=401)
+        wait = self._authenticator.wait(principal)  # a sign-in is a request with the key
+        if wait:
+            refused = _page(html.escape(retry_message(wait)), _FORM, status=429)
+            refused.headers["Retry-After"] = str(retry_after_s(wait))
+            return refused
         page = _page(f"Signed in: tenant {html.escape(principal.tenant_name)}",
                      "<p>The Temporal Web UI can now decode this tenant's payloads. "
                      "In the UI's codec server settings, enable <em>Include cross-origin "

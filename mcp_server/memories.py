@@ -13,7 +13,7 @@ import functools
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Concatenate, ParamSpec, TypeVar
+from typing import Concatenate, ParamSpec, TypeVar, Unpack
 from uuid import UUID
 
 import asyncpg
@@ -23,6 +23,7 @@ from mcp_server.errors import Forbidden, InvalidInput, NotFound, RateLimited, tr
 from mcp_server.ratelimit import RateLimiter, retry_message
 from mcp_server.search.recall import Recall, memory_view
 from mcp_server.validation import (
+    MemoryFields,
     check_files,
     check_injection_flags,
     check_reason,
@@ -38,13 +39,11 @@ from team_memory_core.models.consolidation import ManifestoView
 from team_memory_core.models.memories import (
     CURRENT_STATUSES,
     TENANT_WIDE_PROJECT,
-    Category,
     HistoryEvent,
     IngestInput,
     Memory,
     MemoryStatus,
     MemoryStatusReport,
-    Provenance,
     SaveResult,
     Scope,
     scope_of,
@@ -160,17 +159,10 @@ class MemoryService(Recall):
         principal: Principal,
         content: str,
         *,
-        category: str = Category.GENERAL.value,
-        importance: int = 1,
-        tags: list[str] | None = None,
-        project: str | None = None,
-        occurred_at: datetime | None = None,
-        source: str | None = None,
         files: Sequence[str | AnchorInput] | None = None,
         turn: InsertTurn | None = None,
         injection_flags: Sequence[str] = (),
-        scope: str | None = None,
-        provenance: Provenance | None = None,
+        **fields: Unpack[MemoryFields],
     ) -> SaveResult:
         """Acknowledge a memory: a pending row, its anchors to the ``files`` it cites and the
         outbox row that starts its IngestMemory workflow, in one transaction. With a ``turn``,
@@ -181,10 +173,7 @@ class MemoryService(Recall):
         try:
             if turn is not None:
                 await turn.wait()
-            item = prepare_memory(self.settings, principal, content, category=category,
-                                  importance=importance, tags=tags, project=project,
-                                  occurred_at=occurred_at, source=source, scope=scope,
-                                  provenance=provenance)
+            item = prepare_memory(self.settings, principal, content, **fields)
             cited = check_files(files, item.project)
             flags = list(dict.fromkeys(
                 flags_of(item.content) + check_injection_flags(injection_flags)))

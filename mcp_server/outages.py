@@ -6,9 +6,10 @@ from __future__ import annotations
 import logging
 
 from starlette.responses import JSONResponse
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
 from mcp_server.errors import DependencyUnavailable, unavailable
+from mcp_server.middleware import HttpMiddleware
 
 log = logging.getLogger("team_memory.mcp")
 
@@ -20,17 +21,11 @@ def unavailable_response(outage: DependencyUnavailable) -> JSONResponse:
         status_code=503, headers={"Retry-After": str(outage.retry_after_s)})
 
 
-class OutageAnswer:
+class OutageAnswer(HttpMiddleware):
     """The outermost middleware: an outage raised by a route (or by the AuthGate's key lookup)
     before its answer started is answered 503; a bug still propagates as one."""
 
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = False
 
         async def sending(message: Message) -> None:

@@ -46,5 +46,10 @@ class RateLimiter:
             return (1 - bucket.tokens) / rate
 
 
+def retry_after_s(wait_seconds: float) -> int:
+    """The Retry-After of a refused request: whole seconds, at least 1."""
+    return max(1, math.ceil(wait_seconds))
+
+
 def retry_message(wait_seconds: float) -> str:
-    return f"rate limit exceeded, retry in {max(1, math.ceil(wait_seconds))} s"
+    return f"rate limit exceeded, retry in {retry_after_s(wait_seconds)} s"

@@ -32,6 +32,7 @@ from team_memory_core.rules.sharing import ShareCause, needs_review
 from team_memory_core.sharing import files_of, queue_for_review, shared_copy
 from team_memory_core.store import history, sharing
 from team_memory_core.store.audit import insert_audit
+from team_memory_core.store.memories import supersede
 from team_memory_core.store.pool import principal_tx, review_tx
 from team_memory_core.store.sharing import Promotable, Promotion
 
@@ -113,7 +114,7 @@ class SharingService:
                                "the project, not the team")
         item, _ = await self.memory.acknowledge_in(
             conn, principal.tenant_id, shared_copy(memory, principal.tenant_id, scope), cited)
-        await sharing.retire_promoted(conn, memory.id, item.memory_id)
+        await supersede(conn, memory.id, item.memory_id, was=CURRENT_STATUSES)
         by = "" if approved is None else f", approved by {_reviewer(principal)}"
         await history.insert_event(
             conn, tenant_id=principal.tenant_id, memory_id=memory.id,

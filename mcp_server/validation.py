@@ -8,6 +8,7 @@ import re
 import unicodedata
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from typing import TypedDict, Unpack
 from uuid import UUID
 
 from pydantic import ValidationError, ValidationInfo, ValidatorFunctionWrapHandler, WrapValidator
@@ -55,25 +56,29 @@ _INVISIBLE = frozenset(
                         *range(0xE0100, 0xE01F0)])))
 
 
+class MemoryFields(TypedDict, total=False):
+    """What a caller may say of a memory beside its text, at every entry point (checked by
+    prepare_memory; a field left out takes its default)."""
+
+    category: str  # default: general
+    importance: int  # default: 1
+    tags: list[str] | None
+    project: str | None  # default: resolve_project's
+    occurred_at: datetime | None  # default: now
+    source: str | None
+    scope: str | None  # default: the project's
+    # Its author and origin when not the caller's member by a tool call (an import's).
+    provenance: Provenance | None
+
+
 def prepare_memory(
-    settings: Settings,
-    principal: Principal,
-    content: str,
-    *,
-    category: str = Category.GENERAL.value,
-    importance: int = 1,
-    tags: list[str] | None = None,
-    project: str | None = None,
-    occurred_at: datetime | None = None,
-    source: str | None = None,
-    scope: str | None = None,
-    provenance: Provenance | None = None,
+    settings: Settings, principal: Principal, content: str, **fields: Unpack[MemoryFields]
 ) -> IngestInput:
-    """The memory to save, checked and redacted: raises InvalidInput or Forbidden.
-    ``provenance``: its author and origin when not the caller's member by a tool call."""
+    """The memory to save, checked and redacted: raises InvalidInput or Forbidden."""
     require_writer(principal)
-    wanted = check_scope(scope)
-    given = provenance or Provenance(author_id=principal.member_id)
+    wanted = check_scope(fields.get("scope"))
+    given = fields.get("provenance") or Provenance(author_id=principal.member_id)
+    project = fields.get("project")
     project = TENANT_WIDE_PROJECT if wanted is Scope.TEAM and project is None else project
     place = resolve_project(settings, principal, project)
     private_to = personal_member(principal, given.author_id) \
@@ -84,19 +89,19 @@ def prepare_memory(
     cleaned = redact(check_content(settings, content))
     if is_blank(cleaned.text):
         raise InvalidInput("content is empty once private spans are removed")
-    checked_tags, tag_kinds = check_tags(settings, tags or [])
-    checked_source, source_kinds = check_source(source)
+    checked_tags, tag_kinds = check_tags(settings, fields.get("tags") or [])
+    checked_source, source_kinds = check_source(fields.get("source"))
     digest = content_hash(cleaned.text)
     return IngestInput(
         memory_id=memory_id_for(principal.tenant_id, place, digest, 0, private_to),
         tenant_id=principal.tenant_id,
         project=place,
         content=cleaned.text,
-        category=check_category(category),
-        importance=check_importance(importance),
+        category=check_category(fields.get("category", Category.GENERAL.value)),
+        importance=check_importance(fields.get("importance", 1)),
         tags=checked_tags,
         content_hash=digest,
-        occurred_at=check_time(occurred_at, "occurred_at") or datetime.now(UTC),
+        occurred_at=check_time(fields.get("occurred_at"), "occurred_at") or datetime.now(UTC),
         source=checked_source,
         key_id=principal.key_id,
         redactions=list(dict.fromkeys([*cleaned.kinds, *tag_kinds, *source_kinds])),

@@ -12,8 +12,9 @@ from contextvars import ContextVar
 
 from starlette.datastructures import Headers
 from starlette.responses import JSONResponse
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import Receive, Scope, Send
 
+from mcp_server.middleware import HttpMiddleware
 from team_memory_core.hook_protocol import PROJECT_HEADER
 from team_memory_core.models.memories import PROJECT_PATTERN
 from team_memory_core.models.principal import Principal
@@ -29,17 +30,11 @@ def with_workspace(principal: Principal) -> Principal:
     return principal.model_copy(update={"workspace_project": project})
 
 
-class WorkspaceProjectMiddleware:
+class WorkspaceProjectMiddleware(HttpMiddleware):
     """Reads the header once per HTTP request; the MCP SDK carries contextvars set here into
     the tool, resource and prompt handlers of that request."""
 
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    async def http(self, scope: Scope, receive: Receive, send: Send) -> None:
         value = Headers(scope=scope).get(PROJECT_HEADER)
         if value is not None and not PROJECT_PATTERN.match(value.strip()):
             refusal = JSONResponse(

@@ -63,37 +63,38 @@ llm_tokens = meter.create_counter(
 _configured: list[TracerProvider | MeterProvider] = []
 
 
-def _exporter_choice(signal: str) -> str:
-    chosen = os.environ.get(f"OTEL_{signal.upper()}_EXPORTER", "").strip().lower()
-    if chosen:
-        return chosen.split(",")[0].strip()
-    endpoint = os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or os.environ.get(
-        f"OTEL_EXPORTER_OTLP_{signal.upper()}_ENDPOINT")
-    return "otlp" if endpoint else "none"
+E = TypeVar("E")  # a span or metric exporter
 
 
-def _span_exporter(choice: str) -> SpanExporter | None:
+def _exporter(signal: str, otlp: Callable[[], E], console: Callable[[], E]) -> E | None:
+    """The exporter OTEL_<SIGNAL>_EXPORTER names for ``signal`` (traces, metrics); unset, OTLP
+    when an OTLP endpoint is set. None: nothing to export."""
+    choice = os.environ.get(f"OTEL_{signal.upper()}_EXPORTER", "").strip().lower()
+    if not choice:
+        endpoint = os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or os.environ.get(
+            f"OTEL_EXPORTER_OTLP_{signal.upper()}_ENDPOINT")
+        choice = "otlp" if endpoint else "none"
+    choice = choice.split(",")[0].strip()
     if choice == "otlp":
-        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-
-        return OTLPSpanExporter()
+        return otlp()
     if choice == "console":
-        return ConsoleSpanExporter()
+        return console()
     if choice != "none":
-        log.warning("OTEL_TRACES_EXPORTER=%s is not supported (otlp, console, none)", choice)
+        log.warning("OTEL_%s_EXPORTER=%s is not supported (otlp, console, none)",
+                    signal.upper(), choice)
     return None
 
 
-def _metric_exporter(choice: str) -> MetricExporter | None:
-    if choice == "otlp":
-        from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
+def _otlp_spans() -> SpanExporter:
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
-        return OTLPMetricExporter()
-    if choice == "console":
-        return ConsoleMetricExporter()
-    if choice != "none":
-        log.warning("OTEL_METRICS_EXPORTER=%s is not supported (otlp, console, none)", choice)
-    return None
+    return OTLPSpanExporter()
+
+
+def _otlp_metrics() -> MetricExporter:
+    from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
+
+    return OTLPMetricExporter()
 
 
 def configure_telemetry(component: str) -> bool:
@@ -104,8 +105,8 @@ def configure_telemetry(component: str) -> bool:
     """
     if _configured:
         return True
-    span_exporter = _span_exporter(_exporter_choice("traces"))
-    metric_exporter = _metric_exporter(_exporter_choice("metrics"))
+    span_exporter = _exporter("traces", _otlp_spans, ConsoleSpanExporter)
+    metric_exporter = _exporter("metrics", _otlp_metrics, ConsoleMetricExporter)
     if span_exporter is None and metric_exporter is None:
         return False
     resource = Resource.create({"service.name": os.environ.get(

@@ -27,7 +27,7 @@ from team_memory_core.models.memories import MemoryStatus
 from team_memory_core.store.pool import tenant_tx
 from tests.conftest import Stack
 from tests.support.anthropic_server import Conversation, FakeAnthropic, Reply
-from tests.support.llm import answer_screenings
+from tests.support.llm import answer_screenings, merge_plan
 from tests.support.secret_corpus import SECRETS, Secret
 from tests.support.stored import leaks, stored_columns, workflow_histories
 from workflows.consolidate import Consolidate
@@ -178,9 +178,7 @@ async def test_captured_session_events_and_observations(
 
 def plan(keep: uuid.UUID, other: uuid.UUID, cases: Sequence[Secret]) -> Reply:
     text = "Staging deploys run from main. " + " ".join(f"{c.name}: {c.text}" for c in cases)
-    return FakeAnthropic.tool_result({"actions": [{
-        "action": "MERGE", "ids": [str(keep), str(other)], "keep_id": str(keep),
-        "merged_content": text, "reason": cases[0].text}]})
+    return merge_plan(keep, other, text, reason=cases[0].text)
 
 
 def manifesto(keep: uuid.UUID, cases: Sequence[Secret]) -> Reply:

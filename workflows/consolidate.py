@@ -138,10 +138,7 @@ def _billed(error: BaseException) -> dict[str, int]:
 def _with_changed(report: ConsolidationReport, outcome: ChangedReview) -> ConsolidationReport:
     return report.model_copy(update={
         "changed_files": outcome,
-        "llm_calls": report.llm_calls + outcome.llm_calls,
-        "llm_failures": report.llm_failures + outcome.llm_failures,
-        "input_tokens": report.input_tokens + outcome.input_tokens,
-        "output_tokens": report.output_tokens + outcome.output_tokens,
+        **report.spend_plus(outcome),
     })
 
 
@@ -150,8 +147,5 @@ def _with_manifesto(report: ConsolidationReport, outcome: ManifestoOutcome) -> C
         "manifesto": outcome.status,
         "manifesto_policy": outcome.policy,
         "manifesto_rules": outcome.rules,
-        "llm_calls": report.llm_calls + outcome.llm_calls,
-        "llm_failures": report.llm_failures + outcome.llm_failures,
-        "input_tokens": report.input_tokens + outcome.input_tokens,
-        "output_tokens": report.output_tokens + outcome.output_tokens,
+        **report.spend_plus(outcome),
     })

@@ -25,22 +25,23 @@ STORAGE_RETRY = RetryPolicy(
     maximum_interval=timedelta(seconds=10),
     non_retryable_error_types=BUG_ERRORS,
 )
-# The LLM decision of an ingestion or a consolidation: a bounded number of tries.
-DECISION_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=1),
-    backoff_coefficient=2.0,
-    maximum_interval=timedelta(seconds=30),
-    maximum_attempts=5,
-    non_retryable_error_types=MODEL_ERRORS,
-)
+
+
+def _model_retry(maximum_interval: timedelta, maximum_attempts: int) -> RetryPolicy:
+    """A step that asks the model: a bounded number of tries, none for a reply it got wrong."""
+    return RetryPolicy(
+        initial_interval=timedelta(seconds=1),
+        backoff_coefficient=2.0,
+        maximum_interval=maximum_interval,
+        maximum_attempts=maximum_attempts,
+        non_retryable_error_types=MODEL_ERRORS,
+    )
+
+
+# The LLM decision of an ingestion or a consolidation.
+DECISION_RETRY = _model_retry(timedelta(seconds=30), maximum_attempts=5)
 # The distillation of a captured session: longer, since nothing waits on it.
-DISTILL_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=1),
-    backoff_coefficient=2.0,
-    maximum_interval=timedelta(minutes=1),
-    maximum_attempts=8,
-    non_retryable_error_types=MODEL_ERRORS,
-)
+DISTILL_RETRY = _model_retry(timedelta(minutes=1), maximum_attempts=8)
 
 # A local activity's last failure arrives as the activity's own ApplicationError (or a
 # TimeoutError), not wrapped in an ActivityError as a regular activity's would be; one whose

@@ -231,7 +231,7 @@ def audit(
 @app.command()
 def consolidate(
     project: Annotated[str, typer.Option(help="Project to consolidate")],
-    tenant: Annotated[str, typer.Option(help="Tenant name")] = LOCAL_TENANT,
+    tenant: TenantOption = LOCAL_TENANT,
     wait: Annotated[bool, typer.Option("--wait", help="Wait for the run and print its "
                                        "report")] = False,
 ) -> None:

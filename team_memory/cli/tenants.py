@@ -12,6 +12,7 @@ import typer
 
 from team_memory.cli.common import (
     DataDir,
+    TenantOption,
     as_operator,
     fail,
     load_settings,
@@ -64,7 +65,7 @@ def tenant_create(name: str, data_dir: DataDir = None) -> None:
 @member_app.command("add")
 def member_add(
     name: Annotated[str, typer.Argument(help="The member's name (a person, or a service)")],
-    tenant: Annotated[str, typer.Option(help="Tenant name")],
+    tenant: TenantOption,
     data_dir: DataDir = None,
 ) -> None:
     """Add a member to a tenant; give it keys with `key create --member NAME`."""
@@ -80,8 +81,7 @@ def member_add(
 
 
 @member_app.command("list")
-def member_list(tenant: Annotated[str, typer.Option(help="Tenant name")],
-                data_dir: DataDir = None) -> None:
+def member_list(tenant: TenantOption, data_dir: DataDir = None) -> None:
     """List a tenant's members and how many active keys each has."""
     async def run(database: Database) -> list[Member]:
         async with small_pool(database.admin_url) as pool:
@@ -98,7 +98,7 @@ def member_list(tenant: Annotated[str, typer.Option(help="Tenant name")],
 
 @key_app.command("create")
 def key_create(
-    tenant: Annotated[str, typer.Option(help="Tenant name")],
+    tenant: TenantOption,
     member: Annotated[str | None, typer.Option(
         help="The member the key belongs to (see `member add`); default: the member named "
              "after the key (--name), created if the tenant has none")] = None,
@@ -130,8 +130,7 @@ def key_create(
 
 
 @key_app.command("list")
-def key_list(tenant: Annotated[str, typer.Option(help="Tenant name")],
-             data_dir: DataDir = None) -> None:
+def key_list(tenant: TenantOption, data_dir: DataDir = None) -> None:
     """List a tenant's keys (no secrets)."""
     async def run(database: Database) -> list[ApiKey]:
         async with small_pool(database.admin_url) as pool:
@@ -192,7 +191,7 @@ def key_revoke(key_id: str, data_dir: DataDir = None) -> None:
 @project_app.command("set")
 def project_set(
     project: Annotated[str, typer.Argument(help="Project (repository); '*' is the team scope")],
-    tenant: Annotated[str, typer.Option(help="Tenant name")],
+    tenant: TenantOption,
     review: Annotated[Review, typer.Option(
         help="open: promotions are shared at once; reviewed: promotions and captured "
              "observations wait for another member's approval")],
@@ -216,7 +215,7 @@ def project_set(
 @project_app.command("show")
 def project_show(
     project: Annotated[str, typer.Argument(help="Project (repository)")],
-    tenant: Annotated[str, typer.Option(help="Tenant name")],
+    tenant: TenantOption,
     data_dir: DataDir = None,
 ) -> None:
     """Print a project's review setting."""

@@ -141,10 +141,6 @@ async def plan_consolidation(
     """Merges and supersessions within a cluster of related current memories."""
     if len(memories) < 2:
         return ConsolidationPlan(), client.no_usage()
-    return await client.ask(
-        SYSTEM,
-        prompt(memories),
-        TOOL.param(),
-        lambda data: checked(TOOL.validate(data), memories, client.max_content_chars),
-        max_tokens=8192,
-    )
+    return await TOOL.ask(client, SYSTEM, prompt(memories),
+                          lambda plan: checked(plan, memories, client.max_content_chars),
+                          max_tokens=8192)

@@ -104,10 +104,6 @@ async def review_changed(
     """A judgment for each memory whose files changed: keep, revise (proposed) or archive."""
     if not memories:
         return Review(), client.no_usage()
-    return await client.ask(
-        SYSTEM,
-        prompt(memories),
-        TOOL.param(),
-        lambda data: checked(TOOL.validate(data), memories, client.max_content_chars),
-        max_tokens=4096,
-    )
+    return await TOOL.ask(client, SYSTEM, prompt(memories),
+                          lambda review: checked(review, memories, client.max_content_chars),
+                          max_tokens=4096)

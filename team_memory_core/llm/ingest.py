@@ -158,10 +158,6 @@ async def decide_ingest(
     if not candidates:
         decision = IngestDecision(action=DecisionKind.ADD, reason="No similar memory.")
         return decision, client.no_usage()
-    return await client.ask(
-        SYSTEM,
-        prompt(content, category, candidates),
-        TOOL.param(),
-        lambda data: checked(TOOL.validate(data), candidates, client.max_content_chars),
-        max_tokens=4096,
-    )
+    return await TOOL.ask(client, SYSTEM, prompt(content, category, candidates),
+                          lambda reply: checked(reply, candidates, client.max_content_chars),
+                          max_tokens=4096)

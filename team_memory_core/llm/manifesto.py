@@ -92,10 +92,7 @@ async def write_manifesto(
     """A short ranked list of the project's high-level rules."""
     if not memories or max_rules < 1:
         return [], client.no_usage()
-    return await client.ask(
-        SYSTEM.format(max_rules=max_rules),
-        prompt(memories, max_rules),
-        TOOL.param(_tool_schema(max_rules)),
-        lambda data: checked(TOOL.validate(data), memories, max_rules),
-        max_tokens=2048,
-    )
+    return await TOOL.ask(client, SYSTEM.format(max_rules=max_rules),
+                          prompt(memories, max_rules),
+                          lambda reply: checked(reply, memories, max_rules),
+                          max_tokens=2048, input_schema=_tool_schema(max_rules))

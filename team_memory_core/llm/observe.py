@@ -104,10 +104,5 @@ async def distill_events(
     """Typed observations (decisions, bug fixes, preferences...) from a session's events."""
     if not events:
         return ObservationSet(), client.no_usage()
-    return await client.ask(
-        SYSTEM,
-        prompt(project, events),
-        TOOL.param(),
-        lambda data: checked(TOOL.validate(data), events),
-        max_tokens=2048,
-    )
+    return await TOOL.ask(client, SYSTEM, prompt(project, events),
+                          lambda found: checked(found, events), max_tokens=2048)

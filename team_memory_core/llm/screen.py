@@ -58,5 +58,5 @@ def prompt(content: str, category: str) -> str:
 async def screen_memory(client: Distiller, content: str,
                         category: str) -> tuple[Screening, LLMUsage]:
     """Claude Haiku's verdict on one memory, alone (no dedupe decision to ride along with)."""
-    return await client.ask(SYSTEM, prompt(content, category), TOOL.param(),
-                            lambda data: TOOL.validate(data).screening(), max_tokens=512)
+    return await TOOL.ask(client, SYSTEM, prompt(content, category),
+                          lambda reply: reply.screening(), max_tokens=512)

@@ -4,7 +4,7 @@ schema is generated from the task's reply model, and the checks a reply must pas
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Set
+from collections.abc import Callable, Iterable, Set
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Generic, TypeVar, cast
 from uuid import UUID
@@ -14,11 +14,12 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, StringConstraints, V
 from pydantic.json_schema import GenerateJsonSchema, JsonSchemaValue
 from pydantic_core import core_schema
 
-from team_memory_core.llm.client import MalformedLLMOutput
+from team_memory_core.llm.client import Distiller, LLMUsage, MalformedLLMOutput
 
 REASON_MAX_CHARS = 500
 
 R = TypeVar("R", bound=BaseModel)
+T = TypeVar("T")
 
 PREAMBLE = """\
 You curate the long-term memory of a software engineering team. Each memory is a short \
@@ -128,6 +129,15 @@ class ForcedTool(Generic[R]):
                 f"{'.'.join(map(str, e['loc'])) or 'input'}: {e['msg']}" for e in exc.errors()
             )
             raise MalformedLLMOutput(f"tool input does not validate: {problems}") from None
+
+    async def ask(
+        self, client: Distiller, system: str, prompt: str, check: Callable[[R], T], *,
+        max_tokens: int, input_schema: dict[str, Any] | None = None,
+    ) -> tuple[T, LLMUsage]:
+        """One call forcing this tool: its input validated as the reply model, then judged by
+        ``check`` against what the model was shown."""
+        return await client.ask(system, prompt, self.param(input_schema),
+                                lambda data: check(self.validate(data)), max_tokens=max_tokens)
 
 
 # --- checks against what the model was shown ---------------------------------------------------

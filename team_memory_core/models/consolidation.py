@@ -16,7 +16,21 @@ class ProjectRef(BaseModel):
     project: str
 
 
-class ConsolidationReport(BaseModel):
+class LlmSpend(BaseModel):
+    """What a step's model calls cost: the calls, the failed ones and their tokens."""
+
+    llm_calls: int = 0
+    llm_failures: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+
+    def spend_plus(self, other: LlmSpend) -> dict[str, int]:
+        """The update that adds ``other``'s spend to this one's."""
+        return {name: getattr(self, name) + getattr(other, name)
+                for name in LlmSpend.model_fields}
+
+
+class ConsolidationReport(LlmSpend):
     """What one consolidation run did; carried across continue-as-new, returned at the end."""
 
     run_id: UUID
@@ -35,11 +49,7 @@ class ConsolidationReport(BaseModel):
     revisited: int = 0
     archived: int = 0
     held_for_review: int = 0
-    llm_calls: int = 0
-    llm_failures: int = 0
     skipped_for_budget: int = 0
-    input_tokens: int = 0
-    output_tokens: int = 0
     manifesto: Literal["pending", "regenerated", "unchanged"] = "pending"
     manifesto_policy: Policy | None = None
     manifesto_rules: int = 0
@@ -68,11 +78,8 @@ class ConsolidationReport(BaseModel):
             "folded": self.folded + outcome.folded,
             "revisited": self.revisited + outcome.revisited,
             "held_for_review": self.held_for_review + outcome.held_for_review,
-            "llm_calls": self.llm_calls + outcome.llm_calls,
-            "llm_failures": self.llm_failures + outcome.llm_failures,
             "skipped_for_budget": self.skipped_for_budget + int(outcome.skipped_for_budget),
-            "input_tokens": self.input_tokens + outcome.input_tokens,
-            "output_tokens": self.output_tokens + outcome.output_tokens,
+            **self.spend_plus(outcome),
         })
 
 
@@ -111,56 +118,45 @@ class ConsolidationPage(BaseModel):
     next_cursor: UUID | None
 
 
-class ClusterRequest(BaseModel):
+class StepRequest(BaseModel):
+    """A step of a run that may ask the model, within what is left of the run's budget."""
+
     run_id: UUID
     tenant_id: UUID
     project: str
-    ids: list[UUID]
     tokens_left: int
     allow_llm: bool = True
 
 
-class ClusterOutcome(BaseModel):
+class ClusterRequest(StepRequest):
+    ids: list[UUID]
+
+
+class ClusterOutcome(LlmSpend):
     reviewed: bool = True  # False: found done already (a retry, or an overlapping group)
     merged: int = 0
     superseded: int = 0
     folded: int = 0
     revisited: int = 0
     held_for_review: int = 0
-    llm_calls: int = 0
-    llm_failures: int = 0
-    input_tokens: int = 0
-    output_tokens: int = 0
     skipped_for_budget: bool = False
 
 
-class ManifestoRequest(BaseModel):
-    run_id: UUID
-    tenant_id: UUID
-    project: str
-    tokens_left: int
-    allow_llm: bool = True
+class ManifestoRequest(StepRequest):
+    """Write the project's manifesto again, if its top memories changed."""
 
 
-class ManifestoOutcome(BaseModel):
+class ManifestoOutcome(LlmSpend):
     status: Literal["regenerated", "unchanged"]
     policy: Policy
     rules: int
-    llm_calls: int = 0
-    llm_failures: int = 0
-    input_tokens: int = 0
-    output_tokens: int = 0
 
 
-class ChangedReviewRequest(BaseModel):
-    run_id: UUID
-    tenant_id: UUID
-    project: str
-    tokens_left: int
-    allow_llm: bool = True
+class ChangedReviewRequest(StepRequest):
+    """Review the memories whose files changed since they were saved."""
 
 
-class ChangedReview(BaseModel):
+class ChangedReview(LlmSpend):
     """The review of memories whose files changed: listed for a person, and with Haiku kept
     (anchored to the files' new content), revised (a proposal) or archived (a proposal when
     the evidence comes from another author). Nothing is rewritten without a history event."""
@@ -171,10 +167,6 @@ class ChangedReview(BaseModel):
     revise_proposed: int = 0
     archived: int = 0
     archive_proposed: int = 0
-    llm_calls: int = 0
-    llm_failures: int = 0
-    input_tokens: int = 0
-    output_tokens: int = 0
 
 
 MANIFESTO_RULE_MAX_CHARS = 200

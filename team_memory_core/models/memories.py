@@ -174,7 +174,24 @@ class ScoreParts(BaseModel):
                 + self.freshness)
 
 
-class MemoryHit(BaseModel):
+class MemoryLabels(BaseModel):
+    """What a reader is told about a memory beside its text, in a search hit and in the memory
+    itself alike."""
+
+    # How the files it cites compare with when it was saved (None: it cites none).
+    freshness: Freshness | None = None
+    # Why it was flagged as possibly aimed at AI agents, by the rules' codes and "model" for
+    # Claude Haiku's verdict (team_memory_core/rules/injection.py); empty: not flagged.
+    injection_flags: list[str] = Field(default_factory=list)
+    # Provenance (sql/017): the member who saved it (its name), how it came in (the Claude
+    # Code session for a captured one) and who sees it.
+    author: str | None = None
+    origin: Origin = Origin.TOOL
+    origin_session: str | None = None
+    scope: Scope = Scope.PROJECT
+
+
+class MemoryHit(MemoryLabels):
     """One line of the compact search index (progressive disclosure: get_memory for full text)."""
 
     id: UUID
@@ -189,20 +206,11 @@ class MemoryHit(BaseModel):
     tokens: int
     # The snippet is a cut of the memory (read the rest with get_memory).
     truncated: bool = False
-    # None: the memory cites no file.
-    freshness: Freshness | None = None
-    # Why it was flagged as possibly aimed at AI agents (empty: not flagged).
-    injection_flags: list[str] = Field(default_factory=list)
-    # Provenance: who saved it (a member's name), how it came in, and who sees it.
-    author: str | None = None
-    origin: Origin = Origin.TOOL
-    origin_session: str | None = None
-    scope: Scope = Scope.PROJECT
     # The score's parts (search with explain): they sum to ``score``.
     explain: ScoreParts | None = None
 
 
-class StoredMemory(BaseModel):
+class StoredMemory(MemoryLabels):
     """A memory's own fields, as stored."""
 
     id: UUID
@@ -221,17 +229,6 @@ class StoredMemory(BaseModel):
     created_at: datetime
     occurred_at: datetime
     updated_at: datetime
-    # How the files it cites compare with when it was saved (None: it cites none).
-    freshness: Freshness | None = None
-    # Why it was flagged as possibly aimed at AI agents, by the rules' codes and "model" for
-    # Claude Haiku's verdict (team_memory_core/rules/injection.py); empty: not flagged.
-    injection_flags: list[str] = Field(default_factory=list)
-    # Provenance (sql/017): the member who saved it (its name), how it came in (the Claude
-    # Code session for a captured one) and who sees it.
-    author: str | None = None
-    origin: Origin = Origin.TOOL
-    origin_session: str | None = None
-    scope: Scope = Scope.PROJECT
 
 
 class Memory(StoredMemory):

@@ -15,7 +15,7 @@ import numpy as np
 from team_memory_core.contract import Policy
 from team_memory_core.models.consolidation import ManifestoRule
 from team_memory_core.models.memories import Category, MemoryStatus
-from team_memory_core.store.rows import many, wrote
+from team_memory_core.store.rows import many
 
 # A memory counts as reviewed when the run looked at it after its last change and it is not
 # flagged for review.
@@ -185,16 +185,6 @@ async def lock_cluster(conn: asyncpg.Connection, ids: list[UUID]) -> list[Cluste
     )
     return [ClusterMember(**{**row, "category": Category(row["category"]),
                              "status": MemoryStatus(row["status"])}) for row in rows]
-
-
-async def retire_duplicate(conn: asyncpg.Connection, memory_id: UUID, target_id: UUID) -> bool:
-    """A live memory found to repeat ``target_id`` (kept as history, pointing at it)."""
-    return await wrote(
-        conn,
-        "UPDATE memories SET status = 'duplicate', duplicate_of = $2, valid_to = now(),"
-        " updated_at = now() WHERE id = $1 AND status = 'active' RETURNING id",
-        memory_id, target_id,
-    )
 
 
 async def fold_into(

@@ -214,14 +214,17 @@ async def activate(
 
 
 async def mark_duplicate(
-    conn: asyncpg.Connection, memory_id: UUID, target_id: UUID,
-    embedding: np.ndarray | None = None,
-) -> None:
-    await conn.execute(
+    conn: asyncpg.Connection, memory_id: UUID, target_id: UUID, *,
+    was: MemoryStatus = MemoryStatus.PENDING, embedding: np.ndarray | None = None,
+) -> bool:
+    """Retire a memory that repeats ``target_id``, kept as history: a pending one at its
+    ingestion (with its vector), a live one at consolidation. False: it is not ``was``."""
+    return await wrote(
+        conn,
         "UPDATE memories SET status = 'duplicate', duplicate_of = $2,"
         " embedding = coalesce($3, embedding), valid_to = now(), updated_at = now()"
-        " WHERE id = $1 AND status = 'pending'",
-        memory_id, target_id, embedding,
+        " WHERE id = $1 AND status = $4 RETURNING id",
+        memory_id, target_id, embedding, was.value,
     )
 
 
@@ -249,11 +252,15 @@ async def update_content(
     return before
 
 
-async def supersede(conn: asyncpg.Connection, old_id: UUID, new_id: UUID) -> None:
-    await conn.execute(
+async def supersede(conn: asyncpg.Connection, old_id: UUID, new_id: UUID,
+                    was: Sequence[MemoryStatus] = (MemoryStatus.ACTIVE,)) -> bool:
+    """Retire ``old_id`` for ``new_id``, kept as history: a live memory another replaces, or
+    a personal one shared as ``new_id``. False: its status is none of ``was``."""
+    return await wrote(
+        conn,
         "UPDATE memories SET status = 'superseded', superseded_by = $2, valid_to = now(),"
-        " updated_at = now() WHERE id = $1 AND status = 'active'",
-        old_id, new_id,
+        " updated_at = now() WHERE id = $1 AND status = ANY($3::text[]) RETURNING id",
+        old_id, new_id, [status.value for status in was],
     )
 
 

@@ -84,16 +84,6 @@ async def lock_promotable(conn: asyncpg.Connection, memory_id: UUID) -> Promotab
                          "status": MemoryStatus(row["status"])})
 
 
-async def retire_promoted(conn: asyncpg.Connection, memory_id: UUID, shared_id: UUID) -> bool:
-    """The personal memory, now shared as ``shared_id``: superseded by it (kept as history)."""
-    return await wrote(
-        conn,
-        "UPDATE memories SET status = 'superseded', superseded_by = $2, valid_to = now(),"
-        " updated_at = now() WHERE id = $1 AND status IN ('pending', 'active') RETURNING id",
-        memory_id, shared_id,
-    )
-
-
 # --- the review queue ---------------------------------------------------------------------
 
 

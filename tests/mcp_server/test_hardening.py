@@ -11,6 +11,7 @@ from mcp_server.memories import MemoryService
 from mcp_server.ratelimit import RateLimiter
 from mcp_server.server import create_server
 from team_memory_core.rules.injection import flags_of
+from team_memory_core.store.pool import tenant_tx
 from tests.conftest import Stack
 from tests.mcp_server.test_isolation import TENANT_TABLES
 from tests.mcp_server.test_tools import call, call_error, count_rows
@@ -40,9 +41,7 @@ async def test_hostile_text_is_stored_verbatim_and_found_as_data(
         found = await call(client, "search_memory", query=content[:1000], limit=3)
     assert again["content"] == content
     assert saved["id"] in [r["id"] for r in found["results"]]
-    async with stack.pool.acquire() as conn, conn.transaction():
-        await conn.execute("SELECT set_config('app.tenant_id', $1, true)",
-                           str(stack.principal.tenant_id))
+    async with tenant_tx(stack.pool, stack.principal.tenant_id) as conn:
         counts = {t: await conn.fetchval(f"SELECT count(*) FROM {t}") for t in TENANT_TABLES}
         actions = [r["action"]
                    for r in await conn.fetch("SELECT action FROM audit_log ORDER BY id")]

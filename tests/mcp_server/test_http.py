@@ -16,6 +16,7 @@ from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
 from team_memory_core.models.memories import MemoryStatus
+from team_memory_core.store.pool import tenant_tx
 from team_memory_core.tenants import create_key
 from tests.conftest import Stack
 from tests.mcp_server.test_tools import DECISIONS, call
@@ -167,9 +168,7 @@ async def test_read_only_key_over_http_reads_but_cannot_write(
     assert found["results"][0]["id"] == saved["id"]
     assert refused.is_error and "read-only" in refused.content[0].text  # type: ignore[union-attr]
     assert forget.is_error and "read-only" in forget.content[0].text  # type: ignore[union-attr]
-    async with running.pool.acquire() as conn, conn.transaction():
-        await conn.execute("SELECT set_config('app.tenant_id', $1, true)",
-                           str(running.principal.tenant_id))
+    async with tenant_tx(running.pool, running.principal.tenant_id) as conn:
         assert await conn.fetchval("SELECT count(*) FROM memories") == 1
         denied = await conn.fetch("SELECT action, key_id FROM audit_log WHERE outcome = 'denied'"
                                   " ORDER BY id")

@@ -19,6 +19,7 @@ import mcp_server
 from mcp_server.server import create_server
 from team_memory_core.models.memories import MemoryStatus
 from team_memory_core.models.principal import Principal
+from team_memory_core.store.pool import tenant_tx
 from team_memory_core.tenants import create_key
 from tests.conftest import Stack, new_tenant
 from tests.mcp_server.conftest import ONLY_A, TwoTenants
@@ -81,9 +82,7 @@ async def test_forged_project_on_a_project_bound_key_is_refused(
     assert "limited to project 'api'" in error
     assert "limited to project 'api'" in search_error
     assert saved["project"] == "api"
-    async with running.pool.acquire() as conn, conn.transaction():
-        await conn.execute("SELECT set_config('app.tenant_id', $1, true)",
-                           str(bound.tenant_id))
+    async with tenant_tx(running.pool, bound.tenant_id) as conn:
         projects = [r["project"] for r in await conn.fetch("SELECT project FROM memories")]
     assert projects == ["api"]
 
@@ -149,8 +148,7 @@ async def test_application_role_with_another_tenant_sees_none_of_the_first(
     two: TwoTenants, app_pool: asyncpg.Pool
 ) -> None:
     a = str(two.a.principal.tenant_id)
-    async with app_pool.acquire() as conn, conn.transaction():
-        await conn.execute("SELECT set_config('app.tenant_id', $1, true)", str(two.b.tenant_id))
+    async with tenant_tx(app_pool, two.b.tenant_id) as conn:
         for table in TENANT_TABLES:
             assert await conn.fetchval(
                 f"SELECT count(*) FROM {table} WHERE tenant_id = $1", a) == 0
@@ -174,8 +172,7 @@ async def test_application_role_with_another_tenant_sees_none_of_the_first(
 async def test_writing_rows_for_another_tenant_is_refused(
     two: TwoTenants, app_pool: asyncpg.Pool, statement: str
 ) -> None:
-    async with app_pool.acquire() as conn, conn.transaction():
-        await conn.execute("SELECT set_config('app.tenant_id', $1, true)", str(two.b.tenant_id))
+    async with tenant_tx(app_pool, two.b.tenant_id) as conn:
         with pytest.raises(asyncpg.InsufficientPrivilegeError, match="row-level security"):
             await conn.execute(statement, two.a.principal.tenant_id)
 
@@ -190,9 +187,7 @@ async def test_writing_rows_for_another_tenant_is_refused(
 async def test_history_and_audit_are_append_only_for_the_application(
     two: TwoTenants, app_pool: asyncpg.Pool, statement: str
 ) -> None:
-    async with app_pool.acquire() as conn, conn.transaction():
-        await conn.execute("SELECT set_config('app.tenant_id', $1, true)",
-                           str(two.a.principal.tenant_id))
+    async with tenant_tx(app_pool, two.a.principal.tenant_id) as conn:
         with pytest.raises(asyncpg.InsufficientPrivilegeError):
             await conn.execute(statement)
 
@@ -345,9 +340,7 @@ async def test_application_role_with_a_project_setting_sees_only_those_projects(
     assert projects == ["*", "api"]
     assert (events, words, statistics, scopes) == (0, 0, 0, 0)
     assert forgotten == "UPDATE 0"
-    async with app_pool.acquire() as conn, conn.transaction():
-        await conn.execute("SELECT set_config('app.tenant_id', $1, true)",
-                           str(bound.key.tenant_id))
+    async with tenant_tx(app_pool, bound.key.tenant_id) as conn:
         assert await conn.fetchval("SELECT count(*) FROM memory_events WHERE memory_id = $1",
                                    web) > 0
 

@@ -28,9 +28,7 @@ GITHUB = next(case.secret for case in SECRETS if case.name == "github_classic_pa
 
 
 async def audit_text(stack: Stack) -> str:
-    async with stack.pool.acquire() as conn, conn.transaction():
-        await conn.execute("SELECT set_config('app.tenant_id', $1, true)",
-                           str(stack.principal.tenant_id))
+    async with tenant_tx(stack.pool, stack.principal.tenant_id) as conn:
         return str(await conn.fetchval(
             "SELECT string_agg(action || ' ' || outcome || ' ' || detail::text, E'\\n')"
             " FROM audit_log"))

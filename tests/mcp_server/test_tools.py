@@ -9,6 +9,7 @@ import pytest
 from mcp import Client
 
 from team_memory_core.models.memories import MemoryStatus
+from team_memory_core.store.pool import tenant_tx
 from tests.conftest import Stack
 
 pytestmark = pytest.mark.anyio
@@ -39,9 +40,7 @@ async def call_error(client: Client, tool: str, **arguments: Any) -> str:
 
 
 async def count_rows(stack: Stack) -> int:
-    async with stack.pool.acquire() as conn, conn.transaction():
-        await conn.execute("SELECT set_config('app.tenant_id', $1, true)",
-                           str(stack.principal.tenant_id))
+    async with tenant_tx(stack.pool, stack.principal.tenant_id) as conn:
         return int(await conn.fetchval("SELECT count(*) FROM memories"))
 
 

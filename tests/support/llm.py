@@ -4,11 +4,12 @@ reply is one the offered tool schema allows."""
 from __future__ import annotations
 
 from typing import Any
+from uuid import UUID
 
 from jsonschema import Draft202012Validator
 
 from team_memory_core.llm.screen import TOOL as SCREEN_TOOL
-from tests.support.anthropic_server import FakeAnthropic
+from tests.support.anthropic_server import FakeAnthropic, Reply
 
 MODEL = "claude-haiku-4-5"
 BENIGN_SCREENING = {"reason": "An ordinary team memory.", "aimed_at_agents": False}
@@ -40,3 +41,16 @@ def conforms(reply: dict[str, Any], schema: dict[str, Any]) -> bool:
 def calls_but_screenings(fake: FakeAnthropic) -> int:
     """The model calls made, a first memory's injection screening left out."""
     return sum(1 for c in fake.conversations if c.forced_tool != SCREEN_TOOL.name)
+
+
+def merge_plan(keep: UUID, other: UUID, merged: str, reason: str = "Same rule.") -> Reply:
+    """The consolidation plan that merges ``other`` into ``keep``, whose text becomes
+    ``merged``."""
+    return FakeAnthropic.tool_result({"actions": [{
+        "action": "MERGE", "ids": [str(keep), str(other)], "keep_id": str(keep),
+        "merged_content": merged, "reason": reason}]})
+
+
+def no_rules() -> Reply:
+    """A manifesto the model wrote with no rule."""
+    return FakeAnthropic.tool_result({"rules": []})

@@ -19,10 +19,11 @@ from team_memory_core.contract import consolidation_schedule_id
 from team_memory_core.llm.client import Distiller
 from team_memory_core.models.consolidation import ConsolidateInput, ConsolidationReport
 from team_memory_core.models.memories import MemoryStatus
+from team_memory_core.store.pool import tenant_tx
 from tests.conftest import Stack
 from tests.processes import child_env
 from tests.support.anthropic_server import FakeAnthropic
-from tests.support.llm import calls_but_screenings
+from tests.support.llm import calls_but_screenings, merge_plan, no_rules
 from tests.workflows.test_distillation import MODEL, events, row
 from workflows.consolidate import Consolidate
 
@@ -45,9 +46,7 @@ async def consolidate(stack: Stack, **options: object) -> ConsolidationReport:
 
 
 async def snapshot(stack: Stack) -> list[tuple[object, ...]]:
-    async with stack.pool.acquire() as conn, conn.transaction():
-        await conn.execute("SELECT set_config('app.tenant_id', $1, true)",
-                           str(stack.principal.tenant_id))
+    async with tenant_tx(stack.pool, stack.principal.tenant_id) as conn:
         rows = await conn.fetch("SELECT id, status, content, updated_at, duplicate_of,"
                                 " superseded_by FROM memories ORDER BY id")
         events_count = await conn.fetchval("SELECT count(*) FROM memory_events")
@@ -141,9 +140,7 @@ async def test_haiku_supersedes_react_with_svelte_and_writes_the_manifesto(
     view = await stack.service.manifesto(stack.principal, None)
     assert [r.text for r in view.rules] == ["Build frontend features in Svelte."]
     assert view.policy == "haiku"
-    async with stack.pool.acquire() as conn, conn.transaction():
-        await conn.execute("SELECT set_config('app.tenant_id', $1, true)",
-                           str(stack.principal.tenant_id))
+    async with tenant_tx(stack.pool, stack.principal.tenant_id) as conn:
         runs = await conn.fetch("SELECT input_tokens, output_tokens, token_budget, status"
                                 " FROM consolidation_runs ORDER BY started_at")
     assert [tuple(r) for r in runs] == [(500 + 300, 90, 200_000, "completed"),
@@ -157,12 +154,7 @@ async def test_haiku_merge_keeps_provenance(
         one = await save(stack, "Use pnpm to install JavaScript packages")
         two = await save(stack, "JavaScript packages: pnpm, with a frozen lockfile in CI")
     merged = "Use pnpm to install JavaScript packages, with a frozen lockfile in CI"
-    fake.script(
-        FakeAnthropic.tool_result({"actions": [{
-            "action": "MERGE", "ids": [str(one), str(two)], "keep_id": str(one),
-            "merged_content": merged, "reason": "Same rule."}]}),
-        FakeAnthropic.tool_result({"rules": []}),
-    )
+    fake.script(merge_plan(one, two, merged), no_rules())
     async with stack.worker(distiller=distiller):
         report = await consolidate(stack)
     assert report.merged == 1

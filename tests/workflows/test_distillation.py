@@ -14,6 +14,7 @@ from mcp import Client
 from mcp_server.errors import NotFound
 from team_memory_core.llm.client import Distiller
 from team_memory_core.models.memories import MemoryStatus
+from team_memory_core.store.pool import tenant_tx
 from tests.conftest import Stack
 from tests.mcp_server.test_tools import call
 from tests.support.anthropic_server import FakeAnthropic, Reply
@@ -33,18 +34,14 @@ async def haiku(stack: Stack, distiller: Distiller) -> AsyncIterator[Stack]:
 
 
 async def events(stack: Stack, memory_id: uuid.UUID) -> list[asyncpg.Record]:
-    async with stack.pool.acquire() as conn, conn.transaction():
-        await conn.execute("SELECT set_config('app.tenant_id', $1, true)",
-                           str(stack.principal.tenant_id))
+    async with tenant_tx(stack.pool, stack.principal.tenant_id) as conn:
         rows: list[asyncpg.Record] = await conn.fetch(
             "SELECT * FROM memory_events WHERE memory_id = $1 ORDER BY id", memory_id)
         return rows
 
 
 async def row(stack: Stack, memory_id: uuid.UUID) -> asyncpg.Record:
-    async with stack.pool.acquire() as conn, conn.transaction():
-        await conn.execute("SELECT set_config('app.tenant_id', $1, true)",
-                           str(stack.principal.tenant_id))
+    async with tenant_tx(stack.pool, stack.principal.tenant_id) as conn:
         found = await conn.fetchrow("SELECT * FROM memories WHERE id = $1", memory_id)
     assert found is not None
     return found

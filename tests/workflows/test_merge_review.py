@@ -19,6 +19,7 @@ from tests.conftest import Stack
 from tests.mcp_server.test_tools import call
 from tests.support.anthropic_server import FakeAnthropic
 from tests.support.cli import cli
+from tests.support.llm import merge_plan, no_rules
 from tests.workflows.test_consolidate import consolidate
 from tests.workflows.test_distillation import MODEL, decision, events, first, haiku, row
 
@@ -79,9 +80,7 @@ async def test_a_colleagues_memory_is_not_rewritten_by_a_merge(
         hits = await call(client, "search_memory", query="when do production deploys happen")
     assert [e["event"] for e in status["history"]] == ["added", "merge_proposed"]
     assert {str(rule), str(new)} <= {h["id"] for h in hits["results"]}
-    async with haiku.pool.acquire() as conn, conn.transaction():
-        await conn.execute("SELECT set_config('app.tenant_id', $1, true)",
-                           str(haiku.principal.tenant_id))
+    async with tenant_tx(haiku.pool, haiku.principal.tenant_id) as conn:
         audit = await conn.fetchrow("SELECT * FROM audit_log WHERE action = 'merge.proposed'")
     assert (audit["target"], audit["key_id"]) == (str(rule), other.key_id)
 
@@ -183,12 +182,7 @@ async def test_consolidation_holds_merges_across_authors(
         (await colleague(stack, admin_pool),
          "JavaScript packages: pnpm, with a frozen lockfile in CI"))
     merged = "Use pnpm for JavaScript packages; any lockfile state is fine"
-    fake.script(
-        FakeAnthropic.tool_result({"actions": [{
-            "action": "MERGE", "ids": [str(pnpm), str(lockfile)], "keep_id": str(pnpm),
-            "merged_content": merged, "reason": "Same rule."}]}),
-        FakeAnthropic.tool_result({"rules": []}),
-    )
+    fake.script(merge_plan(pnpm, lockfile, merged), no_rules())
     async with stack.worker(distiller=distiller):
         report = await consolidate(stack)
         assert (report.merged, report.held_for_review, report.llm_calls) == (0, 1, 2)
@@ -219,7 +213,7 @@ async def test_consolidation_holds_supersedes_across_authors(
         FakeAnthropic.tool_result({"actions": [{
             "action": "SUPERSEDE", "old_id": str(react), "new_id": str(svelte),
             "reason": "The frontend moved to Svelte."}]}),
-        FakeAnthropic.tool_result({"rules": []}),
+        no_rules(),
     )
     async with stack.worker(distiller=distiller):
         report = await consolidate(stack)
