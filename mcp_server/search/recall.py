@@ -90,7 +90,7 @@ class Recall:
         limit = check_limit(self.settings, limit)
         filters = self.filters(principal, project, category, tags, since, until,
                                include_history)
-        query_vector = (await embed_async(self.embedder, [query]))[0]
+        query_vector = (await embed_async(self.embedder, [query], queries=True))[0]
         now = datetime.now(UTC)
         async with principal_tx(self.pool, principal) as conn:
             pending = await search.pending_without_embedding(conn, filters, PENDING_EMBED_LIMIT)

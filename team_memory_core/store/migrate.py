@@ -8,6 +8,7 @@ from pathlib import Path
 
 import asyncpg
 
+from team_memory_core.embedder import same_model_name
 from team_memory_core.settings import Settings
 
 APP_ROLE = "team_memory_app"
@@ -31,7 +32,7 @@ _SCHEMA_INFO_SET = (
 
 
 class SchemaMismatch(RuntimeError):
-    """The database was created for another embedding dimension than the one configured."""
+    """The database holds vectors of another embedding model or dimension than configured."""
 
 
 @dataclass(frozen=True)
@@ -112,4 +113,18 @@ async def check_embedding_dim(conn: asyncpg.Connection, expected: int) -> None:
         raise SchemaMismatch(
             f"the database stores {stored}-dimensional embeddings but the configured "
             f"embedder produces {expected}; use a matching model or a new database"
+        )
+
+
+async def check_embedding_model(conn: asyncpg.Connection, name: str, dim: int) -> None:
+    """The configured embedder makes the vectors the database holds: the dimension, and the
+    model recorded at the first migration (vectors of two models, even of one model's two
+    variants, are not comparable)."""
+    await check_embedding_dim(conn, dim)
+    stored = await schema_info(conn, "embedding_model")
+    if stored is not None and not same_model_name(stored, name):
+        raise SchemaMismatch(
+            f"the database holds vectors of the embedding model {stored!r} but the configured "
+            f"embedder is {name!r}; set TEAM_MEMORY_EMBEDDING_MODEL={stored} or use a new "
+            "database"
         )

@@ -5,7 +5,13 @@ from __future__ import annotations
 import asyncpg
 import pytest
 
-from team_memory_core.store.migrate import SchemaMismatch, check_embedding_dim, discover, migrate
+from team_memory_core.store.migrate import (
+    SchemaMismatch,
+    check_embedding_dim,
+    check_embedding_model,
+    discover,
+    migrate,
+)
 from tests.conftest import Services
 
 pytestmark = pytest.mark.anyio
@@ -29,6 +35,22 @@ async def test_dimension_mismatch_is_a_clear_error(services: Services) -> None:
         await check_embedding_dim(conn, 384)
         with pytest.raises(SchemaMismatch, match=r"384-dimensional.*1024"):
             await check_embedding_dim(conn, 1024)
+    finally:
+        await conn.close()
+
+
+async def test_another_model_of_the_same_dimension_is_a_clear_error(services: Services) -> None:
+    """The bundled model and its int8-arithmetic variant both give 384 dimensions; their
+    vectors must not be mixed in one database (the suite's database was made with the
+    bundled one)."""
+    conn = await asyncpg.connect(services.postgres.app_url)
+    try:
+        await check_embedding_model(conn, "sentence-transformers/all-MiniLM-L6-v2", 384)
+        await check_embedding_model(conn, "all-MiniLM-L6-v2", 384)  # another of its names
+        with pytest.raises(SchemaMismatch, match=r"all-MiniLM-L6-v2-dynamic-int8"):
+            await check_embedding_model(conn, "all-MiniLM-L6-v2-dynamic-int8", 384)
+        with pytest.raises(SchemaMismatch, match=r"384-dimensional.*1024"):
+            await check_embedding_model(conn, "sentence-transformers/all-MiniLM-L6-v2", 1024)
     finally:
         await conn.close()
 
