@@ -108,8 +108,12 @@ class Settings(BaseSettings):
         "OpenAI-compatible /embeddings endpoint) or `voyage`.",
     )
     embedding_model: str = Field(
-        default="sentence-transformers/all-MiniLM-L6-v2",
-        description="Embedding model name (for API providers, the provider's model id).",
+        default="all-MiniLM-L6-v2-dynamic-int8",
+        description="Embedding model name. Local: `all-MiniLM-L6-v2-dynamic-int8` (the "
+        "bundled weights multiplied in int8: half the CPU per text of "
+        "`sentence-transformers/all-MiniLM-L6-v2`, the model as bundled, at the same recall; "
+        "docs/retrieval.md); API providers: the provider's model id. Recorded by the first "
+        "migration: the processes refuse another model.",
     )
     embedding_dim: int = Field(
         default=384, ge=8, le=4096, description="Embedding dimension; fixed at first migration."

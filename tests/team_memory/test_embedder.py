@@ -44,12 +44,13 @@ def test_local_model_is_normalized_and_semantic(embedder: Embedder) -> None:
 
 
 
-def test_local_model_gives_the_vectors_fastembed_gives(embedder: Embedder, tmp_path: Path) -> None:
-    """Stored vectors were made through fastembed: running the model directly must not move
-    them (long texts are truncated at 512 tokens; batches are padded)."""
+def test_bundled_model_gives_the_vectors_fastembed_gives(tmp_path: Path) -> None:
+    """Vectors of the bundled model were first made through fastembed: running the model
+    directly must not move them (long texts are truncated at 512 tokens; batches are
+    padded)."""
     from fastembed import TextEmbedding
 
-    assert isinstance(embedder, LocalEmbedder)
+    embedder = LocalEmbedder(tmp_path, BUNDLED_MODEL)
     reference = TextEmbedding(model_name="sentence-transformers/all-MiniLM-L6-v2",
                               specific_model_path=str(_bundled_model_dir(tmp_path)),
                               cache_dir=str(tmp_path))
@@ -67,7 +68,7 @@ def test_local_model_runs_on_the_callers_thread_without_spinning(embedder: Embed
     options = embedder._session.get_session_options()
     assert options.intra_op_num_threads == 1
     assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"
-    tuned = LocalEmbedder(tmp_path, BUNDLED_MODEL,
+    tuned = LocalEmbedder(tmp_path, INT8_COMPUTE_MODEL,
                           SessionTuning(intra_op_threads=2, spinning=True))
     tuned_options = tuned._session.get_session_options()
     assert tuned_options.intra_op_num_threads == 2
@@ -79,10 +80,9 @@ TEXTS = ["We use UUID v7 for primary keys", "Which identifier format do new data
          "Ünïcödé 日本語 and emoji 🚀"]
 
 
-def test_int8_compute_model_multiplies_the_bundled_weights_in_int8(
-        embedder: Embedder, tmp_path: Path) -> None:
-    """The variant is derived from the bundled file on this machine, the same bytes every
-    time; its vectors are close to the bundled model's, not equal (the activations are
+def test_int8_compute_model_multiplies_the_bundled_weights_in_int8(tmp_path: Path) -> None:
+    """The default model is derived from the bundled file on this machine, the same bytes
+    every time; its vectors are close to the bundled model's, not equal (the activations are
     quantized), and keep the same neighbours."""
     import onnx
 
@@ -97,11 +97,16 @@ def test_int8_compute_model_multiplies_the_bundled_weights_in_int8(
 
     int8 = LocalEmbedder(tmp_path / "cache", INT8_COMPUTE_MODEL)
     assert (int8.name, int8.dim) == (INT8_COMPUTE_MODEL, 384)
-    vectors, reference = int8.embed(TEXTS), embedder.embed(TEXTS)
+    vectors = int8.embed(TEXTS)
+    reference = LocalEmbedder(tmp_path / "cache", BUNDLED_MODEL).embed(TEXTS)
     assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
     agreement = np.sum(vectors * reference, axis=1)
     assert agreement.min() > 0.97 and not np.allclose(vectors, reference, atol=1e-4)
     assert vectors[0] @ vectors[1] > vectors[0] @ vectors[2] + 0.2
+    # The activations' quantization scale is per model run: a text's vector must not depend
+    # on the texts embedded with it.
+    assert np.array_equal(int8.embed(TEXTS[1:2])[0], vectors[1])
+    assert np.array_equal(int8.embed([TEXTS[1], "a much longer text " * 40])[0], vectors[1])
 
 
 def test_local_models_answer_to_their_names_only(tmp_path: Path) -> None:

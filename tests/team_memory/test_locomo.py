@@ -97,7 +97,7 @@ async def test_eval_command_prints_the_table(services: Services, tmp_path: Path)
             if line.startswith("| ") and "method" not in line and "---" not in line
             and "| model |" not in line}
     cross_validated = "hybrid, fusion weights cross-validated (held-out conversations)"
-    model = "sentence-transformers/all-MiniLM-L6-v2"
+    model = "all-MiniLM-L6-v2-dynamic-int8"  # the configured one: the default
     assert set(rows) == {"hybrid (search_memory)", "BM25 only", "vector only", cross_validated,
                          model}
     # One conversation: no other to choose its weights on, so the first of the grid ranks it.

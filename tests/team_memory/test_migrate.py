@@ -42,15 +42,16 @@ async def test_dimension_mismatch_is_a_clear_error(services: Services) -> None:
 async def test_another_model_of_the_same_dimension_is_a_clear_error(services: Services) -> None:
     """The bundled model and its int8-arithmetic variant both give 384 dimensions; their
     vectors must not be mixed in one database (the suite's database was made with the
-    bundled one)."""
+    default, the int8 one; a database made before it holds the bundled model's)."""
     conn = await asyncpg.connect(services.postgres.app_url)
     try:
-        await check_embedding_model(conn, "sentence-transformers/all-MiniLM-L6-v2", 384)
-        await check_embedding_model(conn, "all-MiniLM-L6-v2", 384)  # another of its names
-        with pytest.raises(SchemaMismatch, match=r"all-MiniLM-L6-v2-dynamic-int8"):
-            await check_embedding_model(conn, "all-MiniLM-L6-v2-dynamic-int8", 384)
+        await check_embedding_model(conn, "all-MiniLM-L6-v2-dynamic-int8", 384)
+        with pytest.raises(SchemaMismatch, match=(
+                r"holds vectors of the embedding model 'all-MiniLM-L6-v2-dynamic-int8' but the "
+                r"configured embedder is 'minilm'.*TEAM_MEMORY_EMBEDDING_MODEL=all-MiniLM")):
+            await check_embedding_model(conn, "minilm", 384)  # the bundled model's short name
         with pytest.raises(SchemaMismatch, match=r"384-dimensional.*1024"):
-            await check_embedding_model(conn, "sentence-transformers/all-MiniLM-L6-v2", 1024)
+            await check_embedding_model(conn, "all-MiniLM-L6-v2-dynamic-int8", 1024)
     finally:
         await conn.close()
 
