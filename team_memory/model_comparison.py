@@ -29,6 +29,7 @@ from team_memory_core.embedder import (
     QueryEmbedder,
     SessionTuning,
     create_embedder,
+    local_model,
 )
 from team_memory_core.settings import Settings
 
@@ -52,8 +53,8 @@ def configured_candidate(settings: Settings, name: str | None = None) -> ModelCa
         return ModelCandidate(settings.embedding_model,
                               lambda tuning: create_embedder(settings, tuning),
                               measure_cpu=settings.embedding_provider == "local")
+    local_model(name)  # an unknown name fails here, before any stack starts
     cache = settings.data_dir / "models"
-    LocalEmbedder(cache, name)  # an unknown name fails here, before any stack starts
     return ModelCandidate(name, lambda tuning: LocalEmbedder(cache, name, tuning))
 
 

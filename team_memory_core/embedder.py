@@ -4,7 +4,7 @@ Loaded once per process. ``BatchingEmbedder`` merges concurrent requests (many w
 embedding at once in the worker) into one model call. The local models (``LOCAL_MODELS``) are
 all-MiniLM-L6-v2 as bundled (int8 weights, float32 arithmetic) and the same weights with int8
 arithmetic (``int8_compute.py``); their vectors differ slightly, so each has its own name and a
-database keeps the vectors of one of them (docs/retrieval.md, "Embedding models").
+database keeps the vectors of one of them (docs/retrieval.md, "Embedding models compared").
 """
 
 from __future__ import annotations
