@@ -103,7 +103,8 @@ async def measure(args: argparse.Namespace, settings: Settings, pool: asyncpg.Po
                   tenant: uuid.UUID) -> None:
     total = args.existing + 2 * args.rounds * args.memories
     planned = items(tenant, 0, total)
-    model = LocalEmbedder(Path(tempfile.gettempdir()) / "team-memory-bench-models", "minilm")
+    model = LocalEmbedder(Path(tempfile.gettempdir()) / "team-memory-bench-models",
+                          settings.embedding_model)
     texts = [item.content for item in planned]
     known = KnownVectors(dict(zip(texts, model.embed(texts), strict=True)))
     activities = IngestActivities(pool=pool, settings=settings,

@@ -1,8 +1,8 @@
-"""CPU per embedded text under onnxruntime session options, at several batch sizes.
+"""CPU per embedded text under onnxruntime session options and local models, by batch size.
 
 python -m bench.embedder_options [--texts N]
 
-Each variant builds the bundled model's session with its options and embeds the bench corpus
+Each variant builds a local model's session with its options and embeds the bench corpus
 (bench/corpus.py) in batches of 1, 4, 8 and 32; CPU is this process's user + system time
 (every thread: the caller and onnxruntime's pools), wall time beside it. CPU per text is what
 the worker pays; it does not depend much on what else runs on the machine, wall time does.
@@ -20,18 +20,29 @@ from collections.abc import Callable
 from pathlib import Path
 
 from bench.corpus import memory_text, question
-from team_memory_core.embedder import BATCH_TUNING, QUERY_TUNING, LocalEmbedder, SessionTuning
+from team_memory_core.embedder import (
+    BATCH_TUNING,
+    BUNDLED_MODEL,
+    INT8_COMPUTE_MODEL,
+    QUERY_TUNING,
+    LocalEmbedder,
+    SessionTuning,
+)
 
 BATCHES = (1, 4, 8, 32)
-VARIANTS: dict[str, SessionTuning] = {
-    "onnxruntime defaults (threads = cores, spinning)": SessionTuning(
-        intra_op_threads=0, spinning=True),
-    "2 threads, no spinning (the MCP server's)": QUERY_TUNING,
-    "1 thread, no spinning (the worker's)": BATCH_TUNING,
-    "1 thread, no spinning, basic graph optimisations": SessionTuning(
-        graph_optimization="basic"),
-    "1 thread, no spinning, extended graph optimisations": SessionTuning(
-        graph_optimization="extended"),
+VARIANTS: dict[str, tuple[str, SessionTuning]] = {
+    "onnxruntime defaults (threads = cores, spinning)": (BUNDLED_MODEL, SessionTuning(
+        intra_op_threads=0, spinning=True)),
+    "2 threads, no spinning (the MCP server's)": (BUNDLED_MODEL, QUERY_TUNING),
+    "1 thread, no spinning (the worker's)": (BUNDLED_MODEL, BATCH_TUNING),
+    "1 thread, no spinning, basic graph optimisations": (BUNDLED_MODEL, SessionTuning(
+        graph_optimization="basic")),
+    "1 thread, no spinning, extended graph optimisations": (BUNDLED_MODEL, SessionTuning(
+        graph_optimization="extended")),
+    "int8 arithmetic (all-MiniLM-L6-v2-dynamic-int8), 2 threads": (INT8_COMPUTE_MODEL,
+                                                                    QUERY_TUNING),
+    "int8 arithmetic (all-MiniLM-L6-v2-dynamic-int8), 1 thread": (INT8_COMPUTE_MODEL,
+                                                                   BATCH_TUNING),
 }
 
 
@@ -69,8 +80,8 @@ def main() -> None:
     print("| session options | " + " | ".join(f"batch {b}" for b in BATCHES)
           + " | one question, wall p50 |")
     print("| --- |" + " --- |" * (len(BATCHES) + 1))
-    for label, tuning in VARIANTS.items():
-        embedder = LocalEmbedder(cache, "all-MiniLM-L6-v2", tuning)
+    for label, (model, tuning) in VARIANTS.items():
+        embedder = LocalEmbedder(cache, model, tuning)
         cells = [measure(embedder.embed, texts, batch) for batch in BATCHES]
         cells.append(query_wall(embedder.embed, questions))
         print(f"| {label} | " + " | ".join(cells) + " |", flush=True)

@@ -25,6 +25,7 @@ from team_memory_core.embedder import BUNDLED_MODEL, EmbeddingModel, LocalEmbedd
 from team_memory_core.models.reembed import ReembedProgress
 from team_memory_core.reembed import start_reembed
 from team_memory_core.rules.text import one_line
+from team_memory_core.settings import Settings
 
 
 @dataclass
@@ -60,7 +61,8 @@ class Searching:
 async def measure(args: argparse.Namespace) -> str:
     table = Table()
     with fresh_stack() as stack:
-        model = LocalEmbedder(stack.data_dir / "models", BUNDLED_MODEL)
+        # The stack's database holds the configured model's vectors (a new database's).
+        model = LocalEmbedder(stack.data_dir / "models", Settings().embedding_model)
         loader = BulkLoader(stack.postgres_url(), model, args.memories)
         started = time.perf_counter()
         await loader.fill("local", args.memories)

@@ -41,6 +41,7 @@ from bench.worker_profile import parse_raw, recording
 from team_memory.embedded import free_port, stop_process, wait_for_port
 from team_memory.stack import LOCAL_TENANT
 from team_memory_core.embedder import LocalEmbedder
+from team_memory_core.settings import Settings
 from team_memory_core.store.pool import create_pool
 
 Targets = dict[int, tuple[float | None, float | None]]  # clients -> (p50, p99) ms
@@ -356,7 +357,8 @@ def ours(stack: BenchStack) -> list[Component]:
 async def search_phase(bench: Bench, baseline_url: str) -> None:
     machine_use = MachineShare(ours(bench.stack))
     loader = BulkLoader(bench.stack.postgres_url(),
-                        LocalEmbedder(bench.stack.data_dir / "models", "all-MiniLM-L6-v2"),
+                        LocalEmbedder(bench.stack.data_dir / "models",
+                                      Settings().embedding_model),
                         bench.options.unique_vectors)
     await bench.search(loader, baseline_url)
     bench.table.add("bulk embedding for the search corpus",

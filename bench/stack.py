@@ -210,7 +210,8 @@ async def in_process(stack: BenchStack) -> InProcess:
     pool = await create_pool(stack.app_url, min_size=2, max_size=4)
     client = await connect(settings, pool)
     service = MemoryService(settings=settings, pool=pool, temporal=client,
-                            embedder=LocalEmbedder(stack.data_dir / "models", "minilm"))
+                            embedder=LocalEmbedder(stack.data_dir / "models",
+                                                   settings.embedding_model))
     principal = await authenticate(pool, stack.api_key)
     assert principal is not None
     return InProcess(service, principal)

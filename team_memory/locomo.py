@@ -9,7 +9,9 @@ levels from the same ranking: turn level (the share of the question's evidence t
 top k memories: what this product returns) and session level, the figure the field reports
 (sessions ranked by their best-ranked turn; "any" is 1 when one evidence session is among the
 top k sessions, "all" when every one is). BM25-only and vector-only rankings of the same scope
-are computed in the same run."""
+are computed in the same run, and each question's hybrid candidates are kept for the
+cross-validation of the fusion weights (cross_validation.py). ``evaluate`` takes any embedder:
+model_comparison.py runs it once per model."""
 
 from __future__ import annotations
 
@@ -22,6 +24,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -34,12 +37,17 @@ from mcp_server.transfer import ImportItem, import_items
 from mcp_server.validation import prepare_memory
 from team_memory import embedded
 from team_memory.embedded import Database
-from team_memory_core.embedder import embed_async
+from team_memory_core.embedder import Embedder, embed_async
 from team_memory_core.models.principal import Principal
 from team_memory_core.settings import Settings
 from team_memory_core.store.migrate import migrate
 from team_memory_core.store.pool import create_pool, principal_tx
-from team_memory_core.store.search import PendingVectors, SearchFilters, vector_candidates
+from team_memory_core.store.search import (
+    Candidate,
+    PendingVectors,
+    SearchFilters,
+    vector_candidates,
+)
 from team_memory_core.temporal import CORE_LOGGER
 from team_memory_core.tenants import ensure_tenant
 from workflows.worker import running_worker
@@ -145,7 +153,8 @@ class MethodResult:
         default_factory=lambda: {k: [] for k in SESSION_KS})
     latencies_ms: list[float] = field(default_factory=list)
 
-    def add(self, found: list[set[str]], evidence: frozenset[str], latency_s: float) -> None:
+    def add(self, found: list[set[str]], evidence: frozenset[str],
+            latency_s: float | None) -> None:
         for k in KS:
             hit = set().union(*found[:k]) & evidence
             self.recalls[k].append(len(hit) / len(evidence))
@@ -154,17 +163,38 @@ class MethodResult:
             top = set(sessions[:k])
             self.any_session[k].append(float(bool(wanted & top)))
             self.all_sessions[k].append(float(wanted <= top))
-        self.latencies_ms.append(latency_s * 1000)
+        if latency_s is not None:
+            self.latencies_ms.append(latency_s * 1000)
+
+    def recall(self, k: int) -> float:
+        return statistics.fmean(self.recalls[k])
+
+    def latency_ms(self, quantile: float) -> float | None:
+        """p50 (0.5) or p95 (0.95) of the timed runs; None when none was timed."""
+        lat = sorted(self.latencies_ms)
+        if not lat:
+            return None
+        return lat[min(len(lat) - 1, round(quantile * (len(lat) - 1)))]
 
     def row(self, name: str) -> str:
-        cells = [statistics.fmean(self.recalls[k]) for k in KS]
+        cells = [self.recall(k) for k in KS]
         cells += [statistics.fmean(self.any_session[k]) for k in SESSION_KS]
         cells += [statistics.fmean(self.all_sessions[k]) for k in SESSION_KS]
         recall = " | ".join(f"{value:.3f}" for value in cells)
-        lat = sorted(self.latencies_ms)
-        p50 = lat[len(lat) // 2]
-        p95 = lat[min(len(lat) - 1, round(0.95 * (len(lat) - 1)))]
-        return f"| {name} | {recall} | {p50:.1f} | {p95:.1f} |"
+        latency = " | ".join("-" if (ms := self.latency_ms(q)) is None else f"{ms:.1f}"
+                             for q in (0.5, 0.95))
+        return f"| {name} | {recall} | {latency} |"
+
+
+@dataclass(frozen=True)
+class AskedQuestion:
+    """A question, its evidence turns and the candidates search_memory fused for it (kept for
+    the cross-validation of the fusion weights)."""
+
+    conversation: str
+    evidence: frozenset[str]
+    candidates: list[Candidate]
+    turns: dict[UUID, set[str]]  # which turns each memory of the conversation stands for
 
 
 @dataclass
@@ -175,6 +205,8 @@ class Report:
     questions: int = 0
     import_seconds: float = 0.0
     methods: dict[str, MethodResult] = field(default_factory=dict)
+    asked: list[AskedQuestion] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
 
     def table(self) -> str:
         lines = [
@@ -190,7 +222,7 @@ class Report:
             f"duplicate), {self.questions} questions (categories 1-4)",
             "", "Turn level (R@k: evidence turns among the top k memories) and session level "
             "(sessions ranked by their best turn; any/all evidence sessions among the top k).",
-            "", *lines,
+            "", *lines, *(["", *self.notes] if self.notes else []),
         ])
 
 
@@ -225,9 +257,11 @@ async def throwaway_stack(base: Settings) -> AsyncIterator[Stack]:
 
 
 async def evaluate(stack: Stack, conversations: list[Conversation], *, concurrency: int = 8,
-                   progress: Callable[[str, int, int], None] | None = None) -> Report:
+                   progress: Callable[[str, int, int], None] | None = None,
+                   embedder: Embedder | None = None) -> Report:
     """Import, ask, score, as a new tenant of ``stack``; a worker runs in this process on a
-    task queue of its own."""
+    task queue of its own. ``embedder``: the model to evaluate (default: the configured one;
+    the database must have been made for it)."""
     _quiet_temporal_core()
     settings = stack.settings.model_copy(update={
         "database_url": stack.database.app_url, "database_admin_url": stack.database.admin_url,
@@ -241,7 +275,11 @@ async def evaluate(stack: Stack, conversations: list[Conversation], *, concurren
     finally:
         await admin.close()
     report = Report(conversations=len(conversations))
-    async with open_service(settings) as service, running_worker(
+    loaded: Future[Embedder] | None = None
+    if embedder is not None:
+        loaded = Future()
+        loaded.set_result(embedder)
+    async with open_service(settings, loaded) as service, running_worker(
         service.temporal, settings, service.pool, service.embedder, None
     ):
         sources: dict[str, dict[UUID, set[str]]] = {}
@@ -317,6 +355,10 @@ async def _ask_all(service: MemoryService, principal: Principal,
                 ids = await ranker(service, principal, question.text, conversation.project)
                 methods[name].add([turns.get(i, set()) for i in ids], question.evidence,
                                   time.perf_counter() - started)
+            report.asked.append(AskedQuestion(
+                conversation.project, question.evidence,
+                await _hybrid_candidates(service, principal, question.text,
+                                         conversation.project), turns))
             report.questions += 1
 
 
@@ -324,9 +366,20 @@ def _scope(conversation_project: str) -> SearchFilters:
     return SearchFilters(projects=[conversation_project], statuses=["active"])
 
 
+async def _hybrid_candidates(service: MemoryService, principal: Principal, query: str,
+                             project: str) -> list[Candidate]:
+    """The rows search_memory fuses for this question (its filters, ``limit=20``)."""
+    vector = (await embed_async(service.embedder, [query], queries=True))[0]
+    filters = service.filters(principal, project, None, None, None, None, False)
+    async with principal_tx(service.pool, principal) as conn:
+        return await service.retriever.candidates(conn, query, vector, filters,
+                                                  PendingVectors(ids=[], vectors=[]),
+                                                  limit=max(KS))
+
+
 async def _vector_only(service: MemoryService, principal: Principal, query: str,
                        project: str) -> list[UUID]:
-    vector = (await embed_async(service.embedder, [query]))[0]
+    vector = (await embed_async(service.embedder, [query], queries=True))[0]
     async with principal_tx(service.pool, principal) as conn:
         found: list[UUID] = await vector_candidates(conn, vector, _scope(project), max(KS),
                                                     exact=True)
@@ -336,7 +389,7 @@ async def _vector_only(service: MemoryService, principal: Principal, query: str,
 async def _bm25_only(service: MemoryService, principal: Principal, query: str,
                      project: str) -> list[UUID]:
     """Okapi BM25 over every memory of the project sharing a word with the query."""
-    vector = (await embed_async(service.embedder, [query]))[0]
+    vector = (await embed_async(service.embedder, [query], queries=True))[0]
     async with principal_tx(service.pool, principal) as conn:
         rows = await service.retriever.candidates(
             conn, query, vector, _scope(project), PendingVectors(ids=[], vectors=[]),

@@ -23,6 +23,7 @@ from team_memory_core.embedder import (
     BATCH_TUNING,
     Embedder,
     EmbeddingModel,
+    QueryEmbedder,
     SessionTuning,
     configured_model,
     create_embedder_for,
@@ -77,6 +78,12 @@ class ActiveModel:
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         return self._current.embed(texts)
+
+    def embed_queries(self, texts: Sequence[str]) -> np.ndarray:
+        """Search queries as the current model embeds them (``QueryEmbedder``)."""
+        current = self._current
+        return (current.embed_queries(texts) if isinstance(current, QueryEmbedder)
+                else current.embed(texts))
 
     async def follow(self, model: EmbeddingModel) -> Embedder:
         """The embedder of ``model``, loaded the first time (off the event loop) and used from

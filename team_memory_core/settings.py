@@ -104,14 +104,20 @@ class Settings(BaseSettings):
     # --- embeddings --------------------------------------------------------------------
     embedding_provider: Literal["local", "openai", "voyage"] = Field(
         default="local",
-        description="`local` (bundled ONNX all-MiniLM-L6-v2, offline), `openai` (any "
+        description="`local` (bundled ONNX all-MiniLM-L6-v2, offline, two variants below), "
+        "`openai` (any "
         "OpenAI-compatible /embeddings endpoint) or `voyage`. With the two below: the model "
         "of a new database; later the database's model wins (`team-memory reembed` changes "
         "it, docs/retrieval.md).",
     )
     embedding_model: str = Field(
-        default="sentence-transformers/all-MiniLM-L6-v2",
-        description="Embedding model name (for API providers, the provider's model id).",
+        default="all-MiniLM-L6-v2-dynamic-int8",
+        description="Embedding model name. Local: `all-MiniLM-L6-v2-dynamic-int8` (the "
+        "bundled weights multiplied in int8: half the CPU per text of "
+        "`sentence-transformers/all-MiniLM-L6-v2`, the model as bundled, at the same recall; "
+        "docs/retrieval.md); API providers: the provider's model id. A database made "
+        "before this default holds the bundled model's vectors and keeps it until "
+        "`team-memory reembed --model all-MiniLM-L6-v2-dynamic-int8`.",
     )
     embedding_dim: int = Field(
         default=384, ge=8, le=2000,

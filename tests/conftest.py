@@ -109,7 +109,7 @@ def services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Services]:
 
 @pytest.fixture(scope="session")
 def embedder(services: Services) -> Embedder:
-    return LocalEmbedder(services.data_dir / "models", "sentence-transformers/all-MiniLM-L6-v2")
+    return LocalEmbedder(services.data_dir / "models", Settings().embedding_model)
 
 
 @pytest.fixture

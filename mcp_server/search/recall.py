@@ -107,13 +107,13 @@ class Recall:
                      now: datetime, limit: int) -> list[tuple[Candidate, ScoreParts]]:
         """The search's candidates with their scores, best first (checked input)."""
         used = self.model.current
-        query_vector = (await embed_async(used, [query]))[0]
+        query_vector = (await embed_async(used, [query], queries=True))[0]
         async with principal_tx(self.pool, principal) as conn:
             # Every vector of this search is of the model of the columns it reads (a re-embed
             # switches before this transaction starts or after it ends).
             model = await self.model.for_this_transaction(conn)
             if model is not used:
-                query_vector = (await embed_async(model, [query]))[0]
+                query_vector = (await embed_async(model, [query], queries=True))[0]
             pending = await search.pending_without_embedding(conn, filters, PENDING_EMBED_LIMIT)
             return await self.retriever.rank(
                 conn, query, query_vector, filters,

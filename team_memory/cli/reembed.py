@@ -40,8 +40,9 @@ POLL_S = 0.5
 def reembed(
     ctx: typer.Context,
     model: Annotated[str | None, typer.Option(
-        help="The new model: for the local provider sentence-transformers/all-MiniLM-L6-v2 "
-             "(the bundled one), for openai/voyage the provider's model id")] = None,
+        help="The new model: for the local provider all-MiniLM-L6-v2-dynamic-int8 or "
+             "sentence-transformers/all-MiniLM-L6-v2 (the bundled one), for openai/voyage "
+             "the provider's model id")] = None,
     provider: Annotated[str | None, typer.Option(
         help="local, openai or voyage (default: TEAM_MEMORY_EMBEDDING_PROVIDER)")] = None,
     dim: Annotated[int | None, typer.Option(

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import asyncpg
 
+from team_memory_core.embedder import UnknownModel, local_model, same_model_name
 from team_memory_core.settings import Settings
 
 APP_ROLE = "team_memory_app"
@@ -28,8 +30,9 @@ _SCHEMA_INFO_SET = (
     "INSERT INTO schema_info (key, value) VALUES ($1, $2)"
     " ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value"
 )
-# The model of the vectors already stored, when sql/016 starts recording models: the
-# configured one (every process checked its dimension against the database until then).
+# The model of the vectors already stored, when sql/016 starts recording models: the one
+# schema_info recorded at the first migration (what the database holds, even when the
+# configured default has changed since), at the dimension it recorded.
 _FIRST_EMBEDDING_MODEL = """
 INSERT INTO embedding_models (generation, provider, name, dim, state, switched_at)
 SELECT 0, $1, $2, value::integer, 'active', now() FROM schema_info WHERE key = 'embedding_dim'
@@ -99,8 +102,7 @@ async def migrate(admin_dsn: str, settings: Settings, upto: int | None = None) -
                 await conn.execute(_SCHEMA_INFO_SET, "embedding_model",
                                    settings.embedding_model)
             if _EMBEDDING_MODELS_VERSION in applied:
-                await conn.execute(_FIRST_EMBEDDING_MODEL, settings.embedding_provider,
-                                   settings.embedding_model)
+                await _record_first_embedding_model(conn, settings)
         return applied
     finally:
         await conn.close()
@@ -111,3 +113,16 @@ async def schema_info(conn: asyncpg.Connection, key: str) -> str | None:
     temporal_plaintext_until); None before they ran."""
     value: str | None = await conn.fetchval("SELECT value FROM schema_info WHERE key = $1", key)
     return value
+
+
+async def _record_first_embedding_model(conn: asyncpg.Connection, settings: Settings) -> None:
+    """Label the stored vectors with the model schema_info names. Its provider is not
+    recorded: the configured one, unless the name is a local model's and the configured name
+    is another model's (a database made before the local default changed)."""
+    name = await schema_info(conn, "embedding_model") or settings.embedding_model
+    provider = settings.embedding_provider
+    if not same_model_name(name, settings.embedding_model):
+        with contextlib.suppress(UnknownModel):
+            local_model(name)  # raises unless it names a local model
+            provider = "local"
+    await conn.execute(_FIRST_EMBEDDING_MODEL, provider, name)

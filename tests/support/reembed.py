@@ -98,8 +98,12 @@ class OwnDatabase:
 
 
 @contextlib.asynccontextmanager
-async def own_database(services: Services) -> AsyncIterator[OwnDatabase]:
-    """A new database in the session's cluster, migrated; dropped afterwards."""
+async def own_database(services: Services, *,
+                       earlier: tuple[int, dict[str, object]] | None = None,
+                       ) -> AsyncIterator[OwnDatabase]:
+    """A new database in the session's cluster, migrated; dropped afterwards. ``earlier``:
+    first migrated up to that version with those settings (an install an earlier release
+    made), then upgraded with the session's."""
     name = f"reembed_{uuid.uuid4().hex[:10]}"
     admin_url = services.postgres.admin_url.replace("@/postgres?", f"@/{name}?")
     app_url = services.postgres.app_url.replace("@/postgres?", f"@/{name}?")
@@ -108,6 +112,9 @@ async def own_database(services: Services) -> AsyncIterator[OwnDatabase]:
     try:
         await server.execute(f'CREATE DATABASE "{name}"')
         settings = services.settings(database_url=app_url, database_admin_url=admin_url)
+        if earlier is not None:
+            version, overrides = earlier
+            await migrate(admin_url, services.settings(**overrides), upto=version)
         await migrate(admin_url, settings)
         admin = await create_pool(admin_url, min_size=1, max_size=4)
         pool = await create_pool(app_url, min_size=2, max_size=12)

@@ -14,16 +14,25 @@ import numpy as np
 import pytest
 from pydantic import SecretStr
 
+from team_memory_core.active_model import ActiveModel
 from team_memory_core.embedder import (
+    BUNDLED_MODEL,
+    INT8_COMPUTE_MODEL,
     BatchingEmbedder,
     Embedder,
+    EmbeddingModel,
     HttpEmbedder,
     LocalEmbedder,
     SessionTuning,
+    UnknownModel,
     _bundled_model_dir,
     _length_batches,
     create_embedder,
+    embed_async,
+    same_model,
+    same_model_name,
 )
+from team_memory_core.int8_compute import derive_int8_compute_model
 from team_memory_core.settings import Settings
 
 
@@ -38,13 +47,13 @@ def test_local_model_is_normalized_and_semantic(embedder: Embedder) -> None:
     assert vectors[0] @ vectors[1] > vectors[0] @ vectors[2] + 0.2
 
 
-
-def test_local_model_gives_the_vectors_fastembed_gives(embedder: Embedder, tmp_path: Path) -> None:
-    """Stored vectors were made through fastembed: running the model directly must not move
-    them (long texts are truncated at 512 tokens; batches are padded)."""
+def test_bundled_model_gives_the_vectors_fastembed_gives(tmp_path: Path) -> None:
+    """Vectors of the bundled model were first made through fastembed: running the model
+    directly must not move them (long texts are truncated at 512 tokens; batches are
+    padded)."""
     from fastembed import TextEmbedding
 
-    assert isinstance(embedder, LocalEmbedder)
+    embedder = LocalEmbedder(tmp_path, BUNDLED_MODEL)
     reference = TextEmbedding(model_name="sentence-transformers/all-MiniLM-L6-v2",
                               specific_model_path=str(_bundled_model_dir(tmp_path)),
                               cache_dir=str(tmp_path))
@@ -79,10 +88,106 @@ def test_local_model_runs_on_the_callers_thread_without_spinning(embedder: Embed
     options = embedder._session.get_session_options()
     assert options.intra_op_num_threads == 1
     assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"
-    tuned = LocalEmbedder(tmp_path, "m", SessionTuning(intra_op_threads=2, spinning=True))
+    tuned = LocalEmbedder(tmp_path, INT8_COMPUTE_MODEL,
+                          SessionTuning(intra_op_threads=2, spinning=True))
     tuned_options = tuned._session.get_session_options()
     assert tuned_options.intra_op_num_threads == 2
     assert tuned_options.get_session_config_entry("session.intra_op.allow_spinning") == "1"
+
+
+TEXTS = ["We use UUID v7 for primary keys", "Which identifier format do new database rows get?",
+         "The office plant needs water on Fridays", "token " * 700, "",
+         "Ünïcödé 日本語 and emoji 🚀"]
+
+
+def test_int8_compute_model_multiplies_the_bundled_weights_in_int8(tmp_path: Path) -> None:
+    """The default model is derived from the bundled file on this machine, the same bytes
+    every time; its vectors are close to the bundled model's, not equal (the activations are
+    quantized), and keep the same neighbours."""
+    import onnx
+
+    bundled = (_bundled_model_dir(tmp_path) / "model.onnx").resolve()
+    first, second = tmp_path / "first.onnx", tmp_path / "second.onnx"
+    assert derive_int8_compute_model(bundled, first) == 36  # 6 layers x 6 projections
+    derive_int8_compute_model(bundled, second)
+    assert first.read_bytes() == second.read_bytes()
+    operators = [node.op_type for node in onnx.load(str(first)).graph.node]
+    assert operators.count("DynamicQuantizeMatMul") == 36
+    assert operators.count("MatMul") == 12  # attention scores and values stay float
+
+    int8 = LocalEmbedder(tmp_path / "cache", INT8_COMPUTE_MODEL)
+    assert (int8.name, int8.dim) == (INT8_COMPUTE_MODEL, 384)
+    vectors = int8.embed(TEXTS)
+    reference = LocalEmbedder(tmp_path / "cache", BUNDLED_MODEL).embed(TEXTS)
+    assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+    agreement = np.sum(vectors * reference, axis=1)
+    assert agreement.min() > 0.97 and not np.allclose(vectors, reference, atol=1e-4)
+    assert vectors[0] @ vectors[1] > vectors[0] @ vectors[2] + 0.2
+    # The activations' quantization scale is per model run: a text's vector must not depend
+    # on the texts embedded with it.
+    assert np.array_equal(int8.embed(TEXTS[1:2])[0], vectors[1])
+    assert np.array_equal(int8.embed([TEXTS[1], "a much longer text " * 40])[0], vectors[1])
+
+
+def test_local_models_answer_to_their_names_only(tmp_path: Path) -> None:
+    assert same_model_name(BUNDLED_MODEL, "all-MiniLM-L6-v2")
+    assert same_model_name("minilm", BUNDLED_MODEL)
+    assert not same_model_name(BUNDLED_MODEL, INT8_COMPUTE_MODEL)
+    assert same_model_name("text-embedding-3-small", "text-embedding-3-small")
+    assert not same_model_name("text-embedding-3-small", BUNDLED_MODEL)
+    with pytest.raises(UnknownModel, match=r"no model 'BAAI/bge-small-en-v1.5'.*dynamic-int8"):
+        create_embedder(Settings(data_dir=tmp_path, embedding_model="BAAI/bge-small-en-v1.5"))
+
+
+class QueryPrefixed:
+    """The real model, queries embedded with a prefix (as e5-style models are used)."""
+
+    def __init__(self, inner: Embedder) -> None:
+        self.inner, self.name, self.dim = inner, inner.name, inner.dim
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        return self.inner.embed(texts)
+
+    def embed_queries(self, texts: Sequence[str]) -> np.ndarray:
+        return self.inner.embed([f"query: {text}" for text in texts])
+
+
+def test_queries_are_embedded_as_queries_where_the_model_tells_them_apart(
+        embedder: Embedder) -> None:
+    prefixed = QueryPrefixed(embedder)
+    text = "which database do we use"
+    as_query = asyncio.run(embed_async(prefixed, [text], queries=True))[0]
+    assert np.allclose(as_query, embedder.embed([f"query: {text}"])[0], atol=1e-6)
+    assert np.allclose(asyncio.run(embed_async(prefixed, [text]))[0],
+                       embedder.embed([text])[0], atol=1e-6)
+    # A model without a query form embeds a query as any text.
+    assert np.allclose(asyncio.run(embed_async(embedder, [text], queries=True))[0],
+                       embedder.embed([text])[0], atol=1e-6)
+    # The database's model, as every process holds it, passes the query form through.
+    following = ActiveModel(prefixed, Settings())
+    assert np.allclose(asyncio.run(embed_async(following, [text], queries=True))[0],
+                       as_query, atol=1e-6)
+    assert np.allclose(asyncio.run(embed_async(ActiveModel(embedder, Settings()), [text],
+                                               queries=True))[0],
+                       embedder.embed([text])[0], atol=1e-6)
+
+
+def test_a_model_is_the_same_under_any_of_its_names_never_its_variant(
+        embedder: Embedder) -> None:
+    """The model identity a process follows (same_model): the bundled model's other names
+    are the bundled model; its int8-arithmetic variant, or a truncation, is another."""
+    assert embedder.name == INT8_COMPUTE_MODEL
+    assert same_model(embedder, EmbeddingModel("local", INT8_COMPUTE_MODEL, 384))
+    assert not same_model(embedder, EmbeddingModel("local", BUNDLED_MODEL, 384))
+    assert not same_model(embedder, EmbeddingModel("local", INT8_COMPUTE_MODEL, 128))
+    bundled = QueryPrefixed(embedder)
+    bundled.name = "minilm"
+    assert same_model(bundled, EmbeddingModel("local", BUNDLED_MODEL, 384))
+    EmbeddingModel("local", "all-MiniLM-L6-v2", 128).check()
+    with pytest.raises(UnknownModel, match="no model 'bge-small'"):
+        EmbeddingModel("local", "bge-small", 384).check()
+    with pytest.raises(UnknownModel, match="not widened to 512"):
+        EmbeddingModel("local", INT8_COMPUTE_MODEL, 512).check()
 
 
 class CountingEmbedder:

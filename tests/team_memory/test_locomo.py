@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import subprocess
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -93,13 +94,41 @@ async def test_eval_command_prints_the_table(services: Services, tmp_path: Path)
     assert ("| method | R@5 | R@10 | R@20 | session any R@5 | any R@10 | session all R@5 "
             "| all R@10 | p50 ms | p95 ms |") in text
     rows = {line.split("|")[1].strip(): line.split("|")[2:-1] for line in text.splitlines()
-            if line.startswith("| ") and "method" not in line and "---" not in line}
-    assert set(rows) == {"hybrid (search_memory)", "BM25 only", "vector only"}
+            if line.startswith("| ") and "method" not in line and "---" not in line
+            and "| model |" not in line}
+    cross_validated = "hybrid, fusion weights cross-validated (held-out conversations)"
+    model = "all-MiniLM-L6-v2-dynamic-int8"  # the configured one: the default
+    assert set(rows) == {"hybrid (search_memory)", "BM25 only", "vector only", cross_validated,
+                         model}
+    # One conversation: no other to choose its weights on, so the first of the grid ranks it.
+    assert "per held-out conversation: syn-1: dense 0.5, neighbour 0.25" in text
+    assert [cell.strip() for cell in rows[cross_validated][-2:]] == ["-", "-"]
+    # Side by side: the model's recall as above, its CPU per text and its search latency.
+    side = [cell.strip() for cell in rows[model]]
+    assert side[1] == rows["hybrid (search_memory)"][1].strip()
+    assert all(cell.endswith("ms") for cell in side[10:12] + side[13:])
     # Six turns: every evidence turn is within the top 20, and the dog's name within the top 5.
     assert float(rows["hybrid (search_memory)"][2]) == 1.0
     assert float(rows["hybrid (search_memory)"][0]) >= 2 / 3
     # Two sessions only: every question's evidence session is among the top 5 sessions.
     assert [float(v) for v in rows["hybrid (search_memory)"][3:7]] == [1.0, 1.0, 1.0, 1.0]
+
+
+def test_another_model_is_not_evaluated_on_the_configured_database(tmp_path: Path) -> None:
+    """The configured database keeps the vectors of its model; other models get stacks of
+    their own."""
+    path = tmp_path / "tiny.json"
+    path.write_text(json.dumps(synthetic_locomo()))
+    done = subprocess.run([sys.executable, "-m", "team_memory", "eval", "locomo", "--configured",
+                           "--model", "all-MiniLM-L6-v2-dynamic-int8", str(path)],
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 1
+    assert "the configured database keeps the configured model" in done.stderr
+    unknown = subprocess.run([sys.executable, "-m", "team_memory", "eval", "locomo",
+                              "--model", "BAAI/bge-small-en-v1.5", str(path)],
+                             capture_output=True, text=True, timeout=120, check=False)
+    assert unknown.returncode == 1
+    assert "the local provider has no model 'BAAI/bge-small-en-v1.5'" in unknown.stderr
 
 
 def test_session_recall_ranks_sessions_by_their_best_turn() -> None:

@@ -99,7 +99,7 @@ async def test_status_reports_components_backlog_failures_and_schedules(stack: S
     assert "failed workflows     1" in out
     assert schedule_id in out and "ConsolidateMemories" in out and "next run 20" in out
     assert "dedupe policy        local" in out
-    assert "all-MiniLM-L6-v2 (local, 384 dims)" in out
+    assert "all-MiniLM-L6-v2-dynamic-int8 (local, 384 dims)" in out
 
     assert stopped.returncode == 1, stopped.stdout
     assert "temporal     error" in stopped.stdout

@@ -54,14 +54,15 @@ async def test_reembed_runs_to_the_end_and_status_says_so(services: Services,
         assert code == 0, status
         assert "generation 1: local:sentence-transformers/all-MiniLM-L6-v2 (96 dimensions)" \
             " active" in status
-        assert "generation 0: local:sentence-transformers/all-MiniLM-L6-v2 (384 dimensions)" \
-            " retired" in status
+        assert "generation 0: local:all-MiniLM-L6-v2-dynamic-int8 (384 dimensions) retired" \
+            in status
         assert await db.embedding_column() == ["embedding vector(96)"]
 
 
 def test_a_model_the_embedder_cannot_load_is_refused_before_anything_starts() -> None:
     for args, said in [
-        (["--model", "BAAI/bge-small-en-v1.5"], "the local provider has one model"),
+        (["--model", "BAAI/bge-small-en-v1.5"],
+         "the local provider has no model 'BAAI/bge-small-en-v1.5'"),
         (["--model", "sentence-transformers/all-MiniLM-L6-v2", "--dim", "512"],
          "can be truncated to fewer, not widened to 512"),
         (["--provider", "openai", "--model", "text-embedding-3-small"], "--dim is required"),
