@@ -127,10 +127,14 @@ class InsertTurn:
 class MemoryService(Recall):
     temporal: Client
     limiter: RateLimiter = field(init=False)
+    writers: asyncio.Semaphore = field(init=False)
 
     def __post_init__(self) -> None:
         super().__post_init__()
         self.limiter = RateLimiter(self.settings.rate_limit_per_minute)
+        # Save transactions hold at most half the pool: with many clients saving, searches
+        # and reads by id still find a connection instead of queueing behind the writes.
+        self.writers = asyncio.Semaphore(max(1, self.settings.db_pool_max // 2))
 
     def check_rate(self, principal: Principal) -> None:
         """Count one request against the key's rate limit (per server process)."""
@@ -205,7 +209,7 @@ class MemoryService(Recall):
         whose memory was forgotten or purged is saved again as the next generation: a new
         memory with its own ingestion workflow, so nothing is lost and the answer does not
         reveal that the text was there before. Nothing here waits on Temporal."""
-        async with principal_tx(self.pool, principal) as conn:
+        async with self.writers, principal_tx(self.pool, principal) as conn:
             item, found = await self.acknowledge_in(conn, principal.tenant_id, item, cited,
                                                     turn, flags)
             await self._audit_save(conn, principal, item, already_saved=found is not None,
