@@ -42,6 +42,7 @@ from team_memory_core.models.memories import (
     scope_of,
 )
 from team_memory_core.models.principal import Principal
+from team_memory_core.rules.ranking import Score
 from team_memory_core.rules.text import approx_tokens, one_line, within_budget
 from team_memory_core.settings import Settings
 from team_memory_core.store import anchors, memories, search
@@ -106,7 +107,7 @@ class Recall:
         return [memory_hit(row, parts, now, explain) for row, parts in ranked[:limit]]
 
     async def ranked(self, principal: Principal, query: str, filters: SearchFilters,
-                     now: datetime, limit: int) -> list[tuple[Candidate, ScoreParts]]:
+                     now: datetime, limit: int) -> list[tuple[Candidate, Score]]:
         """The search's candidates with their scores, best first (checked input)."""
         used = self.model.current
         # The query is embedded on a thread while the statements that need no vector run.
@@ -212,7 +213,7 @@ def _forget(task: asyncio.Future[np.ndarray]) -> None:
         task.exception()
 
 
-def memory_hit(row: Candidate, parts: ScoreParts, now: datetime,
+def memory_hit(row: Candidate, parts: Score, now: datetime,
                explain: bool = False) -> MemoryHit:
     snippet = one_line(row.content, SNIPPET_CHARS)
     return MemoryHit(
@@ -229,8 +230,8 @@ def memory_hit(row: Candidate, parts: ScoreParts, now: datetime,
     )
 
 
-def _rounded(parts: ScoreParts) -> ScoreParts:
-    return ScoreParts(**{name: round(value, 6) for name, value in parts})
+def _rounded(parts: Score) -> ScoreParts:
+    return ScoreParts(**{name: round(value, 6) for name, value in parts._asdict().items()})
 
 
 def memory_view(row: MemoryRow, files: Sequence[Anchor] = ()) -> Memory:

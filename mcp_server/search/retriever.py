@@ -11,7 +11,6 @@ from datetime import datetime, timedelta
 import asyncpg
 import numpy as np
 
-from team_memory_core.models.memories import ScoreParts
 from team_memory_core.rules import ranking
 from team_memory_core.settings import Settings
 from team_memory_core.store import search
@@ -36,7 +35,7 @@ class Retriever:
     async def rank(
         self, conn: asyncpg.Connection, vector: np.ndarray, filters: SearchFilters,
         hybrid: search.HybridQuery, pending: PendingVectors, now: datetime,
-    ) -> list[tuple[Candidate, ScoreParts]]:
+    ) -> list[tuple[Candidate, ranking.Score]]:
         """Every candidate of the filtered scope with its final score (in parts), best first
         (``hybrid`` from ``plan`` in the same transaction)."""
         rows = await self.fetch(conn, vector, filters, hybrid, pending)
