@@ -101,29 +101,34 @@ def sampling(pid: int, output: Path | None) -> Iterator[None]:
         process.wait(60)
 
 
-# Layer of a sample: the first of these found scanning its frames from the innermost out.
+# Layer of a sample: the first of these whose marker is in any of its frames (what the
+# request was doing at the time: an operation's inner frames are libraries and the
+# standard library, its outer frames the SDK, HTTP and our middleware).
 LAYERS = [
-    ("API-key lookup (auth.py)", "mcp_server/auth.py"),
+    ("API-key lookup (AuthGate)", "Authenticator.principal"),
     ("query embedding (onnxruntime, tokenizer)", "team_memory_core/embedder"),
-    ("search SQL (store/search.py, asyncpg)", "team_memory_core/store/search.py"),
-    ("search transaction (pool, BEGIN/scope/COMMIT, active model)", "team_memory_core/store/"),
+    ("search statements (store/search.py through asyncpg)", "team_memory_core/store/search.py"),
+    ("search transaction: pool, BEGIN/scope/COMMIT, active model", "team_memory_core/store/"),
+    ("search transaction: pool, BEGIN/scope/COMMIT, active model", "active_model.py"),
     ("fusion (rules/ranking.py)", "rules/ranking.py"),
-    ("hits, framing and views (recall.memory_hit, framing, views)", "mcp_server/views.py"),
-    ("hits, framing and views (recall.memory_hit, framing, views)", "rules/framing.py"),
-    ("hits, framing and views (recall.memory_hit, framing, views)", "memory_hit"),
-    ("search_memory tool, other", "mcp_server/"),
-    ("MCP SDK (JSON-RPC, session, tool validation)", "/mcp/"),
-    ("MCP SDK (JSON-RPC, session, tool validation)", "/mcp_types/"),
-    ("HTTP (uvicorn, starlette, h11)", "/uvicorn/"),
-    ("HTTP (uvicorn, starlette, h11)", "/starlette/"),
-    ("HTTP (uvicorn, starlette, h11)", "/h11/"),
-    ("OpenTelemetry", "/opentelemetry/"),
-    ("anyio", "/anyio/"),
+    ("hits, framing and views", "memory_hit"),
+    ("hits, framing and views", "mcp_server/views.py"),
+    ("hits, framing and views", "rules/framing.py"),
+    ("search tool and Recall, other", "mcp_server/search/"),
+    ("search tool and Recall, other", "mcp_server/server.py"),
+    ("asyncpg, other", "(asyncpg/"),
+    ("MCP SDK (JSON-RPC, session, argument and result validation)", "(mcp/"),
+    ("MCP SDK (JSON-RPC, session, argument and result validation)", "(mcp_types/"),
+    ("HTTP (uvicorn, starlette, h11)", "(uvicorn/"),
+    ("HTTP (uvicorn, starlette, h11)", "(starlette/"),
+    ("HTTP (uvicorn, starlette, h11)", "(h11/"),
+    ("our middleware (outages, workspace, AuthGate)", "mcp_server/"),
 ]
 IDLE = ("EpollSelector.select", "_worker (concurrent/futures/thread.py", "Condition.wait")
 
 
 def layers(raw: str) -> list[str]:
+    """Samples of each layer, as shares of the samples that were not idle waits."""
     counts: Counter[str] = Counter()
     for line in raw.splitlines():
         stack, _, count = line.rpartition(" ")
@@ -137,10 +142,9 @@ def layers(raw: str) -> list[str]:
 
 
 def _layer(frames: list[str]) -> str:
-    for frame in reversed(frames):
-        for name, marker in LAYERS:
-            if marker in frame:
-                return name
+    for name, marker in LAYERS:
+        if any(marker in frame for frame in frames):
+            return name
     return "asyncio loop, standard library, other"
 
 
