@@ -38,7 +38,7 @@ class Retriever:
     ) -> list[tuple[Candidate, ranking.Score]]:
         """Every candidate of the filtered scope with its final score (in parts), best first
         (``hybrid`` from ``plan`` in the same transaction)."""
-        rows = await self.fetch(conn, vector, filters, hybrid, pending)
+        rows = await self.retrieve(conn, vector, filters, hybrid, pending)
         return ranking.fuse(rows, self.weights(), now)
 
     async def candidates(
@@ -49,7 +49,7 @@ class Retriever:
         """The hybrid statement's rows, with a complete vector side. ``keyword_only``: every
         memory sharing a word with the query, and nothing else (the BM25 baseline)."""
         hybrid = await self.plan(conn, query, filters, limit=limit, keyword_only=keyword_only)
-        return await self.fetch(conn, vector, filters, hybrid, pending)
+        return await self.retrieve(conn, vector, filters, hybrid, pending)
 
     async def plan(
         self, conn: asyncpg.Connection, query: str, filters: SearchFilters, *,
@@ -75,7 +75,7 @@ class Retriever:
         )
 
     @staticmethod
-    async def fetch(conn: asyncpg.Connection, vector: np.ndarray, filters: SearchFilters,
+    async def retrieve(conn: asyncpg.Connection, vector: np.ndarray, filters: SearchFilters,
                     hybrid: search.HybridQuery, pending: PendingVectors) -> list[Candidate]:
         """The hybrid statement's rows, with a complete vector side: pgvector 0.6 has no
         iterative scans, so an HNSW pass that comes back short is repeated exactly."""
