@@ -32,12 +32,15 @@ def parse(argv: list[str] | None = None) -> Options:
     parser.add_argument("--burst-only", action="store_true",
                         help="only the CPU-per-memory burst and the no-op floor (a minute or "
                              "two): for comparing one change with the last")
+    parser.add_argument("--search-only", action="store_true",
+                        help="only the bulk load and the searches at --search-sizes")
     parser.add_argument("--output", type=Path, help="also write the report here")
     args = parser.parse_args(argv)
     options = Options.quick() if args.quick else Options()
     changes = {name: getattr(args, name) for name in
                ("throughput_memories", "saves_per_level", "searches", "unique_vectors", "output",
-                "burst_clients", "burst_saves_per_client", "profile_worker", "burst_only")
+                "burst_clients", "burst_saves_per_client", "profile_worker", "burst_only",
+                 "search_only")
                if getattr(args, name) is not None}
     if args.search_sizes:
         changes["search_sizes"] = tuple(int(s) for s in args.search_sizes.split(","))

@@ -25,7 +25,7 @@ from temporalio.client import Client as TemporalClient
 
 from bench.bulk import BulkLoader
 from bench.corpus import memory_text, question
-from bench.cpu import Component, MachineShare
+from bench.cpu import Component, MachineShare, snapshot, spent, this_process
 from bench.efficiency import Burst, NoopFloor, ingest_burst, start_noop_worker
 from bench.efficiency_report import (
     ACK_ONE,
@@ -60,6 +60,7 @@ class Options:
     output: Path | None = None
     profile_worker: Path | None = None
     burst_only: bool = False  # the CPU-per-memory burst and its floor, nothing else
+    search_only: bool = False  # the bulk load and the searches, nothing else
 
     @classmethod
     def quick(cls) -> Options:
@@ -212,12 +213,24 @@ class Bench:
             self.table.latency(f"search_memory (hybrid), {size:,} memories, 16 clients",
                                await self.closed_loop(self.stack.mcp_url, 16, n, product),
                                *target)
-            self.table.latency(f"search_memory (hybrid), {size:,} memories, 1 client",
-                               await self.closed_loop(self.stack.mcp_url, 1, n // 4, product),
+            cpu = snapshot(self.search_components())
+            one = await self.closed_loop(self.stack.mcp_url, 1, n // 4, product)
+            used = spent(cpu, snapshot(self.search_components()))
+            self.table.latency(f"search_memory (hybrid), {size:,} memories, 1 client", one,
                                *one_client)
+            self.table.add(f"CPU per search, {size:,} memories, 1 client (load average "
+                           f"{load_average()})",
+                           ", ".join(f"{name} {seconds * 1000 / len(one):.1f} ms"
+                                     for name, seconds in used.items()))
             await self.closed_loop(baseline_url, 4, 32, vector)
             self.table.latency(f"baseline: pure-vector search, {size:,} memories, 16 clients",
                                await self.closed_loop(baseline_url, 16, n, vector))
+
+    def search_components(self) -> list[Component]:
+        """Who spends CPU on a search: the MCP server, PostgreSQL, the benchmark's client."""
+        return [Component("MCP server", self.stack.children["mcp"].pid),
+                Component("PostgreSQL", self.stack.postmaster_pid()),
+                this_process("client")]
 
     def memory(self, when: str) -> None:
         self.table.add(f"resident memory {when}",
@@ -329,6 +342,9 @@ async def measure(stack: BenchStack, options: Options,
         bench.memory("at rest")
         baseline, baseline_url = start_baseline(stack)
         helpers.append(baseline)
+        if options.search_only:
+            await search_phase(bench, baseline_url)
+            return bench, []
         helpers.append(start_noop_worker(stack))
         temporal = await TemporalClient.connect(stack.temporal_address)
         await bench.closed_loop(stack.mcp_url, 4, 40, bench.save)  # warm-up

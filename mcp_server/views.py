@@ -67,7 +67,7 @@ class HitView(CompactModel):
     category: Category
     text: str
     age: str
-    author: str | None
+    author: str | None = None  # absent: saved by an operator
     origin: Origin
     scope: Scope
     importance: int = 1
@@ -117,7 +117,7 @@ class MemoryView(CompactModel):
     category: Category
     content: str
     age: str
-    author: str | None
+    author: str | None = None  # absent: saved by an operator
     origin: Origin
     scope: Scope
     session: str | None = None

@@ -4,12 +4,14 @@ memory://working_set, the Claude Code session context) goes through."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from uuid import UUID
 
 import asyncpg
+import numpy as np
 
 from mcp_server.errors import InvalidInput
 from mcp_server.search.pending import PendingVectorCache
@@ -40,6 +42,7 @@ from team_memory_core.models.memories import (
     scope_of,
 )
 from team_memory_core.models.principal import Principal
+from team_memory_core.rules.ranking import Score
 from team_memory_core.rules.text import approx_tokens, one_line, within_budget
 from team_memory_core.settings import Settings
 from team_memory_core.store import anchors, memories, search
@@ -104,22 +107,28 @@ class Recall:
         return [memory_hit(row, parts, now, explain) for row, parts in ranked[:limit]]
 
     async def ranked(self, principal: Principal, query: str, filters: SearchFilters,
-                     now: datetime, limit: int) -> list[tuple[Candidate, ScoreParts]]:
+                     now: datetime, limit: int) -> list[tuple[Candidate, Score]]:
         """The search's candidates with their scores, best first (checked input)."""
         used = self.model.current
-        query_vector = (await embed_async(used, [query], queries=True))[0]
-        async with principal_tx(self.pool, principal) as conn:
-            # Every vector of this search is of the model of the columns it reads (a re-embed
-            # switches before this transaction starts or after it ends).
-            model = await self.model.for_this_transaction(conn)
-            if model is not used:
-                query_vector = (await embed_async(model, [query], queries=True))[0]
-            pending = await search.pending_without_embedding(conn, filters, PENDING_EMBED_LIMIT)
-            return await self.retriever.rank(
-                conn, query, query_vector, filters,
-                await self.pending_vectors.vectors(model, pending, PENDING_EMBED_PER_SEARCH),
-                now, limit,
-            )
+        # The query is embedded on a thread while the statements that need no vector run.
+        embedding = asyncio.ensure_future(embed_async(used, [query], queries=True))
+        try:
+            async with principal_tx(self.pool, principal) as conn:
+                # Every vector of this search is of the model of the columns it reads (a
+                # re-embed switches before this transaction starts or after it ends).
+                model = await self.model.for_this_transaction(conn)
+                pending = await search.pending_without_embedding(conn, filters,
+                                                                 PENDING_EMBED_LIMIT)
+                hybrid = await self.retriever.plan(conn, query, filters, limit=limit)
+                query_vector = (await embedding)[0] if model is used \
+                    else (await embed_async(model, [query], queries=True))[0]
+                return await self.retriever.rank(
+                    conn, query_vector, filters, hybrid,
+                    await self.pending_vectors.vectors(model, pending, PENDING_EMBED_PER_SEARCH),
+                    now,
+                )
+        finally:
+            _forget(embedding)
 
     async def working_set(
         self, principal: Principal, project: str | None = None, query: str | None = None,
@@ -196,7 +205,15 @@ class Recall:
         )
 
 
-def memory_hit(row: Candidate, parts: ScoreParts, now: datetime,
+def _forget(task: asyncio.Future[np.ndarray]) -> None:
+    """Let go of an embedding the search no longer waits for (it failed or was not needed):
+    cancelled if still running, its outcome read so that nothing is logged as lost."""
+    task.cancel()
+    if task.done() and not task.cancelled():
+        task.exception()
+
+
+def memory_hit(row: Candidate, parts: Score, now: datetime,
                explain: bool = False) -> MemoryHit:
     snippet = one_line(row.content, SNIPPET_CHARS)
     return MemoryHit(
@@ -213,8 +230,8 @@ def memory_hit(row: Candidate, parts: ScoreParts, now: datetime,
     )
 
 
-def _rounded(parts: ScoreParts) -> ScoreParts:
-    return ScoreParts(**{name: round(value, 6) for name, value in parts})
+def _rounded(parts: Score) -> ScoreParts:
+    return ScoreParts(**{name: round(value, 6) for name, value in parts._asdict().items()})
 
 
 def memory_view(row: MemoryRow, files: Sequence[Anchor] = ()) -> Memory:

@@ -11,7 +11,6 @@ from datetime import datetime, timedelta
 import asyncpg
 import numpy as np
 
-from team_memory_core.models.memories import ScoreParts
 from team_memory_core.rules import ranking
 from team_memory_core.settings import Settings
 from team_memory_core.store import search
@@ -34,12 +33,12 @@ class Retriever:
         )
 
     async def rank(
-        self, conn: asyncpg.Connection, query: str, vector: np.ndarray,
-        filters: SearchFilters, pending: PendingVectors, now: datetime, limit: int,
-    ) -> list[tuple[Candidate, ScoreParts]]:
-        """Every candidate of the filtered scope with its final score (in parts), best first;
-        enough candidates for the best ``limit``."""
-        rows = await self.candidates(conn, query, vector, filters, pending, limit=limit)
+        self, conn: asyncpg.Connection, vector: np.ndarray, filters: SearchFilters,
+        hybrid: search.HybridQuery, pending: PendingVectors, now: datetime,
+    ) -> list[tuple[Candidate, ranking.Score]]:
+        """Every candidate of the filtered scope with its final score (in parts), best first
+        (``hybrid`` from ``plan`` in the same transaction)."""
+        rows = await self.retrieve(conn, vector, filters, hybrid, pending)
         return ranking.fuse(rows, self.weights(), now)
 
     async def candidates(
@@ -48,15 +47,21 @@ class Retriever:
         limit: int | None = None, keyword_only: bool = False,
     ) -> list[Candidate]:
         """The hybrid statement's rows, with a complete vector side. ``keyword_only``: every
-        memory sharing a word with the query, and nothing else (the BM25 baseline).
+        memory sharing a word with the query, and nothing else (the BM25 baseline)."""
+        hybrid = await self.plan(conn, query, filters, limit=limit, keyword_only=keyword_only)
+        return await self.retrieve(conn, vector, filters, hybrid, pending)
 
-        Small scopes get an exact vector scan, larger ones HNSW; pgvector 0.6 has no
-        iterative scans, so an HNSW pass that comes back short is repeated exactly.
-        """
+    async def plan(
+        self, conn: asyncpg.Connection, query: str, filters: SearchFilters, *,
+        limit: int | None = None, keyword_only: bool = False,
+    ) -> search.HybridQuery:
+        """The hybrid statement's words, statistics and sizes (one statement, which also sets
+        up the rest of the transaction). It needs no vector: a search runs it while its
+        query is being embedded. Small scopes get an exact vector scan, larger ones HNSW."""
         s = self.settings
         per_side = 0 if keyword_only else _per_side(s.search_candidates, limit)
         terms = await search.search_terms(conn, query, filters.projects, per_side)
-        hybrid = search.HybridQuery(
+        return search.HybridQuery(
             lexemes=[t.lexeme for t in terms.terms],
             idf=[ranking.idf(terms.docs, t.docs) for t in terms.terms],
             keyword_lexemes=_selecting(terms.terms, None if keyword_only
@@ -68,8 +73,14 @@ class Retriever:
             neighbours=0 if keyword_only else s.neighbour_count,
             k1=ranking.BM25_K1, b=ranking.BM25_B,
         )
+
+    @staticmethod
+    async def retrieve(conn: asyncpg.Connection, vector: np.ndarray, filters: SearchFilters,
+                    hybrid: search.HybridQuery, pending: PendingVectors) -> list[Candidate]:
+        """The hybrid statement's rows, with a complete vector side: pgvector 0.6 has no
+        iterative scans, so an HNSW pass that comes back short is repeated exactly."""
         rows = await search.hybrid_search(conn, vector, filters, hybrid, pending)
-        if not hybrid.exact and (rows[0].vector_found if rows else 0) < per_side:
+        if not hybrid.exact and (rows[0].vector_found if rows else 0) < hybrid.vector_candidates:
             rows = await search.hybrid_search(conn, vector, filters,
                                               replace(hybrid, exact=True), pending)
         return rows

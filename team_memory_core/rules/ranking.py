@@ -10,10 +10,9 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from uuid import UUID
+from typing import NamedTuple
 
 from team_memory_core.models.anchors import Freshness
-from team_memory_core.models.memories import ScoreParts
 from team_memory_core.rules.freshness import RANK_FACTOR
 from team_memory_core.store.search import Candidate
 
@@ -51,10 +50,29 @@ def freshness_factor(freshness: str | None) -> float:
     return 1.0 if freshness is None else RANK_FACTOR.get(Freshness(freshness), 1.0)
 
 
+class Score(NamedTuple):
+    """A search score in parts that sum to it (``ScoreParts`` is its wire form, made only for
+    the hits that show it: a search scores some 200 candidates). The relevance is keyword +
+    vector + neighbour; importance, recency and freshness multiply it, each given as what it
+    adds (or takes away) in turn."""
+
+    keyword: float
+    vector: float
+    neighbour: float
+    importance: float
+    recency: float
+    freshness: float
+
+    @property
+    def total(self) -> float:
+        return (self.keyword + self.vector + self.neighbour + self.importance + self.recency
+                + self.freshness)
+
+
 def fuse(rows: Sequence[Candidate], weights: RankWeights,
-         now: datetime) -> list[tuple[Candidate, ScoreParts]]:
-    """Candidates (id, cosine, bm25, occurred_at, importance, neighbours) ranked best first,
-    each with its score's parts (``ScoreParts.total`` is the score).
+         now: datetime) -> list[tuple[Candidate, Score]]:
+    """Candidates (id, cosine, bm25, occurred_at, importance, neighbours; ids unique) ranked
+    best first, each with its score's parts (``Score.total`` is the score).
 
     relevance = bm25 / max(bm25) + dense_weight * cosine, plus neighbour_weight times the best
     relevance among its insertion-order neighbours that occurred within the window; then the
@@ -63,17 +81,14 @@ def fuse(rows: Sequence[Candidate], weights: RankWeights,
     if not rows:
         return []
     top_bm25 = max(r.bm25 for r in rows) or 1.0
-    ids = [r.id for r in rows]
-    base = {i: r.bm25 / top_bm25 + weights.dense_weight * r.cosine
-            for i, r in zip(ids, rows, strict=True)}
-    when = {i: r.occurred_at.timestamp() for i, r in zip(ids, rows, strict=True)}
+    base = [r.bm25 / top_bm25 + weights.dense_weight * r.cosine for r in rows]
+    when = [r.occurred_at.timestamp() for r in rows]
     window = weights.neighbour_window.total_seconds()
-    links = _links(rows)
     now_s = now.timestamp()
     ranked = []
-    for memory_id, row in zip(ids, rows, strict=True):
-        at = when[memory_id]
-        context = [base[n] for n in links.get(memory_id, ()) if abs(when[n] - at) <= window]
+    for i, (row, links) in enumerate(zip(rows, _links(rows), strict=True)):
+        at = when[i]
+        context = [base[n] for n in links if abs(when[n] - at) <= window]
         parts = score_parts(row.bm25 / top_bm25, weights.dense_weight * row.cosine,
                             weights.neighbour_weight * max(context, default=0.0),
                             _factors(row, (now_s - at) / 86400, weights))
@@ -93,25 +108,26 @@ def _factors(row: Candidate, age_days: float,
 
 
 def score_parts(keyword: float, vector: float, neighbour: float,
-                factors: tuple[float, float, float]) -> ScoreParts:
+                factors: tuple[float, float, float]) -> Score:
     """relevance x importance x recency x freshness, as parts that add up to it: each factor
     is what it adds to the score so far."""
     importance, recency, freshness = factors
     relevance = keyword + vector + neighbour
     weighted = relevance * importance
     aged = weighted * recency
-    return ScoreParts(keyword=keyword, vector=vector, neighbour=neighbour,
-                      importance=weighted - relevance, recency=aged - weighted,
-                      freshness=aged * freshness - aged)
+    return Score(keyword, vector, neighbour, weighted - relevance, aged - weighted,
+                 aged * freshness - aged)
 
 
-def _links(rows: Sequence[Candidate]) -> dict[UUID, set[UUID]]:
-    """Neighbour links among the returned rows, both ways (adjacency is symmetric)."""
-    present = {r.id for r in rows}
-    links: dict[UUID, set[UUID]] = {}
-    for row in rows:
+def _links(rows: Sequence[Candidate]) -> list[set[int]]:
+    """Each row's neighbours among the returned rows, by position, both ways (adjacency is
+    symmetric)."""
+    position = {r.id: i for i, r in enumerate(rows)}
+    links: list[set[int]] = [set() for _ in rows]
+    for i, row in enumerate(rows):
         for other in row.neighbours or ():
-            if other in present and other != row.id:
-                links.setdefault(row.id, set()).add(other)
-                links.setdefault(other, set()).add(row.id)
+            j = position.get(other)
+            if j is not None and j != i:
+                links[i].add(j)
+                links[j].add(i)
     return links

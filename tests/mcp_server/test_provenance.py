@@ -109,6 +109,15 @@ async def test_export_and_import_keep_the_provenance(
     [plain_id] = await _import_lines(a, operator, plain, "copy")
     plain_memory = await a.service.get(operator, plain_id)
     assert (plain_memory.author, plain_memory.origin) == (None, "import")
+    async with Client(two_members.a.server) as client:
+        found = await call(client, "search_memory", query="Imported without provenance",
+                           project="copy", limit=10)
+        got = await call(client, "get_memory", id=str(plain_id))
+    # An operator's memory has no author: the field is absent, and the tools still answer
+    # (their output schema once required it, and every search finding one failed).
+    [hit] = [r for r in found["results"] if r["id"] == str(plain_id)]
+    assert "author" not in hit and hit["origin"] == "import"
+    assert "author" not in got and got["content"] == plain_memory.content
     unknown = [json.dumps({"content": "By a stranger", "author": "mallory"})]
     with pytest.raises(ImportFailed, match="author 'mallory' is not a member"):
         await _import_lines(a, operator, unknown, "copy")
