@@ -20,9 +20,10 @@ from team_memory.embedded import Database
 from team_memory_core.settings import Settings
 
 if TYPE_CHECKING:
-    from temporalio.client import Client
+    from temporalio.client import Client, WorkflowHandle
 
     from team_memory_core.embedder import EmbeddingModel
+    from team_memory_core.models.reembed import ReembedProgress
     from team_memory_core.reembed import ReembedStatus
 
 # The embedder (numpy, httpx, onnxruntime) and Temporal are imported by the commands that use
@@ -62,7 +63,7 @@ def reembed(
     target = _target(settings, model, provider, dim)
     _probe(settings, target)
 
-    async def run(database: Database) -> None:
+    async def run(database: Database) -> bool:
         from temporalio.exceptions import WorkflowAlreadyStartedError
 
         from team_memory_core.reembed import start_reembed
@@ -75,24 +76,34 @@ def reembed(
             except WorkflowAlreadyStartedError:
                 fail("a re-embed is running: `team-memory reembed status`")
             typer.echo(f"started {handle.id}: re-embedding with {target}")
-            if not detach:
-                await _watch(client, settings)
+            if not detach and not await _watch(client, settings):
+                typer.secho(f"team-memory reembed: {await _failure(handle)}", fg="red",
+                            err=True)
+                return False
+        return True
 
-    on_database(settings, run)
-    exit_after_temporal_client()
+    exit_after_temporal_client(0 if on_database(settings, run) else 1)
 
 
 def _target(settings: Settings, name: str, provider: str | None,
             dim: int | None) -> EmbeddingModel:
-    from team_memory_core.embedder import BUNDLED_DIM, EmbeddingModel, Provider, UnknownModel
+    from team_memory_core.embedder import (
+        BUNDLED_DIM,
+        EmbeddingModel,
+        Provider,
+        UnknownModel,
+        local_model,
+    )
 
     chosen = provider or settings.embedding_provider
     if chosen not in get_args(Provider):
         fail(f"team-memory reembed: unknown provider {chosen!r} (local, openai or voyage)")
     if dim is None and chosen != "local":
         fail("team-memory reembed: --dim is required for an API model")
-    target = EmbeddingModel(cast(Provider, chosen), name, dim or BUNDLED_DIM)
     try:
+        if chosen == "local":  # by its one name: the database compares names as written
+            name = local_model(name).name
+        target = EmbeddingModel(cast(Provider, chosen), name, dim or BUNDLED_DIM)
         target.check()
     except UnknownModel as error:
         fail(f"team-memory reembed: {error}")
@@ -112,8 +123,22 @@ def _probe(settings: Settings, target: EmbeddingModel) -> None:
         fail(f"team-memory reembed: {target} returned {vector.shape[0]} dimensions")
 
 
-async def _watch(client: Client, settings: Settings) -> None:
-    """A progress bar until the run ends (Ctrl-C leaves it running)."""
+async def _failure(handle: WorkflowHandle[object, ReembedProgress]) -> str:
+    """Why the run failed: its failure's innermost message (ReembedRefused and the like)."""
+    from temporalio.client import WorkflowFailureError
+
+    try:
+        await handle.result()
+    except WorkflowFailureError as error:
+        cause: BaseException = error
+        while cause.__cause__ is not None:
+            cause = cause.__cause__
+        return str(cause)
+    return "it ended without completing"
+
+
+async def _watch(client: Client, settings: Settings) -> bool:
+    """A progress bar until the run ends (Ctrl-C leaves it running); whether it completed."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
     from team_memory_core.reembed import reembed_status
@@ -131,6 +156,7 @@ async def _watch(client: Client, settings: Settings) -> None:
                 break
             await asyncio.sleep(POLL_S)
     typer.echo(_summary(status))
+    return status is not None and status.status == "COMPLETED"
 
 
 @app.command("status")

@@ -51,7 +51,11 @@ async def test_reembed_runs_to_the_end_and_status_says_so(services: Services,
             assert code == 0, output
             assert "re-embed completed: done, 30/30 memories with local:" in output
             code, status = await _cli(db, "reembed", "status")
+            # The same model by another of its names is the model in use, not a new one.
+            again, refused = await _cli(db, "reembed", "--model", "minilm", "--dim", "96")
         assert code == 0, status
+        assert again != 0 and "the database already uses local/sentence-transformers/" \
+            "all-MiniLM-L6-v2" in refused, refused
         assert "generation 1: local:sentence-transformers/all-MiniLM-L6-v2 (96 dimensions)" \
             " active" in status
         assert "generation 0: local:all-MiniLM-L6-v2-dynamic-int8 (384 dimensions) retired" \
