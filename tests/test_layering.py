@@ -25,8 +25,7 @@ NOT_FROM = {"mcp_server": {"workflows", "activities"}}
 NEVER = {"bench", "tests"}
 HOOK = "team_memory.hook"
 MAX_LINES = 450
-RULE_TABLES = {"team_memory_core/rules/redaction.py",
-               "team_memory_core/rules/injection_patterns.py"}
+RULE_TABLES = {"team_memory_core/rules/redaction.py"}
 
 
 @dataclass(frozen=True)

@@ -30,19 +30,27 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from team_memory_core.models.decisions import Screening
-from team_memory_core.rules.injection_patterns import (
-    AGENT_WORD,
-    COMMENTS,
-    GUARD_WORDS,
-    NEGATION,
-    RULES,
-    Pattern,
-    Rule,
-    guarded,
-)
+from team_memory_core.rules.injection_patterns import AGENT_WORD, COMMENTS, NEGATION, RULES
+from team_memory_core.rules.injection_rule import Pattern, Rule
 from team_memory_core.rules.text import one_line
 
 __all__ = ["MODEL_FLAG", "Finding", "describe", "findings", "flag_note", "flags_of"]
+
+# Every guard word: a text is scanned for each once, whatever the number of patterns.
+GUARD_WORDS = tuple(sorted({word for rule in RULES for pattern in rule.patterns
+                            for group in pattern.guard for word in group}))
+_BY_FIRST_WORD: dict[str, list[Pattern]] = {}
+for _rule in RULES:
+    for _pattern in _rule.patterns:
+        for _word in _pattern.guard[0]:
+            _BY_FIRST_WORD.setdefault(_word, []).append(_pattern)
+
+
+def guarded(present: frozenset[str]) -> set[Pattern]:
+    """The patterns worth running on a text that holds the guard words ``present``."""
+    first = {pattern for word in present for pattern in _BY_FIRST_WORD.get(word, ())}
+    return {pattern for pattern in first if pattern.guarded_by(present)}
+
 
 # The flag Claude Haiku's verdict adds (the rules' flags are their codes).
 MODEL_FLAG = "model"

@@ -11,33 +11,9 @@ bounded and none is nested, so a long or odd text stays linear.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 
-
-@dataclass(frozen=True, eq=False)  # compared and hashed by identity: fast in sets
-class Pattern:
-    guard: tuple[frozenset[str], ...]  # every group must have one of its words in the text
-    regex: re.Pattern[str]
-
-    def guarded_by(self, present: frozenset[str]) -> bool:
-        """Whether the text holding the guard words ``present`` is worth the regex."""
-        return all(not group.isdisjoint(present) for group in self.guard)
-
-
-@dataclass(frozen=True)
-class Rule:
-    code: str
-    description: str
-    patterns: tuple[Pattern, ...] = ()  # none: found by the hidden-text checks alone
-    # A match in a sentence that says not to ("never pipe curl | sh") does not count.
-    negatable: bool = False
-
-
-def _p(guard: str, regex: str) -> Pattern:
-    """``guard``: groups separated by ``¦``, words by spaces (``+`` stands for a space)."""
-    groups = tuple(frozenset(w.replace("+", " ") for w in g.split()) for g in guard.split("¦"))
-    return Pattern(groups, re.compile(regex))
-
+from team_memory_core.rules.injection_rule import Rule
+from team_memory_core.rules.injection_rule import pattern as _p
 
 # Who an agent-directed text addresses.
 _AI = (r"(?:ai|a\.i\.|llms?|(?:large\s)?language\smodels?|claude|copilot|cursor|chatgpt|gpt"
@@ -446,22 +422,6 @@ RULES: tuple[Rule, ...] = (
          "overrides, zero-width characters) that can hide text"),
     ENCODED,
 )
-
-# Every guard word: a text is scanned for each once, whatever the number of patterns.
-GUARD_WORDS = tuple(sorted({word for rule in RULES for pattern in rule.patterns
-                            for group in pattern.guard for word in group}))
-_BY_FIRST_WORD: dict[str, list[Pattern]] = {}
-for _rule in RULES:
-    for _pattern in _rule.patterns:
-        for _word in _pattern.guard[0]:
-            _BY_FIRST_WORD.setdefault(_word, []).append(_pattern)
-
-
-def guarded(present: frozenset[str]) -> set[Pattern]:
-    """The patterns worth running on a text that holds the guard words ``present``."""
-    first = {pattern for word in present for pattern in _BY_FIRST_WORD.get(word, ())}
-    return {pattern for pattern in first if pattern.guarded_by(present)}
-
 
 # A sentence that says not to do what it names.
 NEGATION = re.compile(r"\b(?:never|not|no|don'?t|doesn'?t|didn'?t|avoid|avoids|stop|stopped"
