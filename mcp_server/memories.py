@@ -132,9 +132,10 @@ class MemoryService(Recall):
     def __post_init__(self) -> None:
         super().__post_init__()
         self.limiter = RateLimiter(self.settings.rate_limit_per_minute)
-        # Save transactions hold at most half the pool: with many clients saving, searches
-        # and reads by id still find a connection instead of queueing behind the writes.
-        self.writers = asyncio.Semaphore(max(1, self.settings.db_pool_max // 2))
+        # Many saves at once only queue for the CPU and the pool's connections in front of
+        # the searches; waiting for a turn here costs them nothing (docs/architecture.md).
+        self.writers = asyncio.Semaphore(
+            max(1, min(self.settings.save_concurrency, self.settings.db_pool_max // 2)))
 
     def check_rate(self, principal: Principal) -> None:
         """Count one request against the key's rate limit (per server process)."""

@@ -51,6 +51,12 @@ class Settings(BaseSettings):
     )
     db_pool_min: int = Field(default=2, ge=1, description="Minimum connections per process.")
     db_pool_max: int = Field(default=10, ge=1, description="Maximum connections per process.")
+    save_concurrency: int = Field(
+        default=2, ge=1,
+        description="Save transactions one MCP server process runs at once; more saves wait "
+        "their turn, so that searches keep their latency while many clients save (capped at "
+        "half of TEAM_MEMORY_DB_POOL_MAX).",
+    )
 
     # --- Temporal ----------------------------------------------------------------------
     temporal_address: str | None = Field(
