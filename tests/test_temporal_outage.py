@@ -40,13 +40,12 @@ SEARCHES = 100
 # Temporal has to work off once back stays small enough for a test on 2 shared cores.
 NEW_PER_CLIENT = 30
 # Issue 15's acceptance line: with Temporal down and 16 clients saving, a search's p99 stays
-# under 200 ms. The suite's one timed assertion, as the issue asks for it, with a generous
-# margin: 16 clients saving back to back saturate the 2 cores, so this p99 measures how busy
-# the machine is more than the design. Measured on the shared machine: 0.36 s at load average
-# 2-6, 1.1-1.8 s at 9-11, and with Temporal up under that load 2.3 s (docs/architecture.md,
-# "The save path and Temporal"). What the bound catches is the failure the issue saw: each
-# save holding a database connection while Temporal was retried, which made this p99 7.8-9.1 s
-# (5.9 s here, on the code before the outbox; its saves failed, which `errors` catches too).
+# under 200 ms. Speed is measured, not asserted: the test prints its p50 and p99, and
+# docs/architecture.md ("Saves take turns") has the runs (p99 140-244 ms at load 4-7 on
+# 2 cores). 16 clients saving back to back saturate the machine, so a tight bound would
+# measure its other load. The bound catches the failure the issue saw: each save holding a
+# database connection while Temporal was retried made this p99 7.8-9.1 s (5.9 s here, on the
+# code before the outbox; its saves failed, which `errors` catches too).
 SEARCH_P99_LIMIT_S = 5.0
 
 
