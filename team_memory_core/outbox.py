@@ -185,6 +185,9 @@ class OutboxRelay:
                     search_attributes=ingest_attributes(tenant_name, item.project,
                                                         item.category.value),
                     memo={"preview": preview(item.content), "memory_id": str(item.memory_id)},
+                    # The relay runs in a worker of this queue with the same client: the server
+                    # may hand the first workflow task back in the start's answer (no poll).
+                    request_eager_start=True,
                 )
             except WorkflowAlreadyStartedError:
                 return ALREADY_STARTED  # a start whose answer was lost, or a row claimed again
