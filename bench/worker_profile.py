@@ -35,6 +35,8 @@ NATIVE_POOL = "native threads without Python (onnxruntime's intra-op pool)"
 UNNAMED = "other threads (Python names unknown: py-spy unavailable)"
 ENDED = "threads that ended during the window"
 _RUST_NAMES = ("tokio", "temporal", "workflow-proces")
+# The default executor's threads (asyncio.to_thread): asyncio's, or uvloop's (the worker's loop).
+_EXECUTOR_NAMES = ("asyncio_", "ThreadPoolExecutor-")
 _DUMP_THREAD = re.compile(r'^Thread (\d+) \([^)]*\): "(.*)"', re.MULTILINE)
 _RAW_THREAD = re.compile(r"^thread \((\d+)\)(?:: (.*))?$")
 
@@ -92,7 +94,7 @@ def thread_group(tid: int, pid: int, comm: str, python_names: Mapping[int, str])
         return MAIN_THREAD
     if name.startswith("temporal_workflow_"):
         return WORKFLOW_THREADS
-    return EMBED_THREADS if name.startswith("asyncio_") else OTHER_PYTHON
+    return EMBED_THREADS if name.startswith(_EXECUTOR_NAMES) else OTHER_PYTHON
 
 
 def thread_spent(before: ThreadCpu, after: ThreadCpu) -> ThreadCpu:
