@@ -36,7 +36,7 @@ UNNAMED = "other threads (Python names unknown: py-spy unavailable)"
 ENDED = "threads that ended during the window"
 _RUST_NAMES = ("tokio", "temporal", "workflow-proces")
 # The default executor's threads (asyncio.to_thread): asyncio's, or uvloop's (the worker's loop).
-_EXECUTOR_NAMES = ("asyncio_", "ThreadPoolExecutor-")
+_EXECUTOR_NAMES = ("asyncio_", "uvloop_")
 _DUMP_THREAD = re.compile(r'^Thread (\d+) \([^)]*\): "(.*)"', re.MULTILINE)
 _RAW_THREAD = re.compile(r"^thread \((\d+)\)(?:: (.*))?$")
 
