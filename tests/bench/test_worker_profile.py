@@ -86,7 +86,7 @@ def test_parse_raw_reads_thread_ids_names_and_counts() -> None:
     (102, "python", {}, UNNAMED),
     (102, "python", {100: "MainThread"}, NATIVE_POOL),
     (103, "python", {103: "asyncio_0"}, EMBED_THREADS),
-X
+    (104, "python", {104: "uvloop_0"}, EMBED_THREADS),  # the worker runs on uvloop
     (105, "python", {105: "Thread-3"}, OTHER_PYTHON),
 ])
 def test_thread_groups(tid: int, comm: str, names: dict[int, str], group: str) -> None:
