@@ -54,7 +54,10 @@ STDLIB = "asyncio loop and standard library"
 _CHECKOUT = str(Path(__file__).resolve().parent.parent) + "/"
 # Where the event loop or a thread pool hands over to the code it runs: stdlib frames between
 # one of these and the leaf are the machinery's own cost, not the caller's.
-DISPATCH = {"Handle._run", "BaseEventLoop._run_once", "_WorkItem.run", "Thread.run"}
+# On uvloop the loop is C code under ``Runner.run``: a sample whose innermost Python frame is
+# that call is the loop's own work (its I/O and callback dispatch).
+DISPATCH = {"Handle._run", "BaseEventLoop._run_once", "_WorkItem.run", "Thread.run",
+            "Runner.run"}
 # Native groups have no Python frames: the whole group is one component.
 NATIVE_COMPONENTS = {TEMPORAL_CORE: "Temporal core (Rust)",
                      NATIVE_POOL: "onnxruntime (intra-op pool threads)",
