@@ -35,6 +35,8 @@ NATIVE_POOL = "native threads without Python (onnxruntime's intra-op pool)"
 UNNAMED = "other threads (Python names unknown: py-spy unavailable)"
 ENDED = "threads that ended during the window"
 _RUST_NAMES = ("tokio", "temporal", "workflow-proces")
+# The default executor's threads (asyncio.to_thread): asyncio's, or uvloop's (the worker's loop).
+_EXECUTOR_NAMES = ("asyncio_", "uvloop_")
 _DUMP_THREAD = re.compile(r'^Thread (\d+) \([^)]*\): "(.*)"', re.MULTILINE)
 _RAW_THREAD = re.compile(r"^thread \((\d+)\)(?:: (.*))?$")
 
@@ -52,7 +54,10 @@ STDLIB = "asyncio loop and standard library"
 _CHECKOUT = str(Path(__file__).resolve().parent.parent) + "/"
 # Where the event loop or a thread pool hands over to the code it runs: stdlib frames between
 # one of these and the leaf are the machinery's own cost, not the caller's.
-DISPATCH = {"Handle._run", "BaseEventLoop._run_once", "_WorkItem.run", "Thread.run"}
+# On uvloop the loop is C code under ``Runner.run``: a sample whose innermost Python frame is
+# that call is the loop's own work (its I/O and callback dispatch).
+DISPATCH = {"Handle._run", "BaseEventLoop._run_once", "_WorkItem.run", "Thread.run",
+            "Runner.run"}
 # Native groups have no Python frames: the whole group is one component.
 NATIVE_COMPONENTS = {TEMPORAL_CORE: "Temporal core (Rust)",
                      NATIVE_POOL: "onnxruntime (intra-op pool threads)",
@@ -92,7 +97,7 @@ def thread_group(tid: int, pid: int, comm: str, python_names: Mapping[int, str])
         return MAIN_THREAD
     if name.startswith("temporal_workflow_"):
         return WORKFLOW_THREADS
-    return EMBED_THREADS if name.startswith("asyncio_") else OTHER_PYTHON
+    return EMBED_THREADS if name.startswith(_EXECUTOR_NAMES) else OTHER_PYTHON
 
 
 def thread_spent(before: ThreadCpu, after: ThreadCpu) -> ThreadCpu:

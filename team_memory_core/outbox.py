@@ -132,9 +132,7 @@ class OutboxRelay:
             claimed = await outbox.claim(conn, self.task_queue, limit)
             if not claimed:
                 return None
-            outcomes = await asyncio.gather(
-                *(self._start(tenant_name, row) for row in claimed),
-                return_exceptions=True)
+            outcomes = await self._start_all(tenant_id, tenant_name, claimed)
             self.outcomes.update(o if isinstance(o, str) else "failed" for o in outcomes)
             started = [row for row, outcome in zip(claimed, outcomes, strict=True)
                        if isinstance(outcome, str)]
@@ -155,6 +153,20 @@ class OutboxRelay:
         return _Batch(full=len(claimed) == limit, failed=bool(failed),
                       retry_in=retry_delay(max(self._failed_batches - 1, 0)))
 
+    async def _start_all(self, tenant_id: UUID, tenant_name: str,
+                         claimed: list[outbox.Claimed]) -> list[str | BaseException]:
+        """Each row's outcome: STARTED, ALREADY_STARTED or why it failed."""
+        try:
+            async with asyncio.timeout(START_TIMEOUT_S):
+                # Committed before Temporal sees the workflows (a worker must find a key to
+                # decode), all in one transaction.
+                await keyring_of(self.client).prepare_many(
+                    tenant_id, [row.item.workflow_id(tenant_name) for row in claimed])
+        except Exception as error:  # every row fails with it (retried with backoff)
+            return [error] * len(claimed)
+        return await asyncio.gather(*(self._start(tenant_name, row) for row in claimed),
+                                    return_exceptions=True)
+
     async def _start(self, tenant_name: str, row: outbox.Claimed) -> str:
         """STARTED, or ALREADY_STARTED when Temporal holds the workflow already."""
         item = row.item
@@ -166,8 +178,6 @@ class OutboxRelay:
     async def _start_in_trace(self, tenant_name: str, item: IngestInput,
                               workflow_id: str) -> str:
         async with self._starts, asyncio.timeout(START_TIMEOUT_S):
-            # Committed before Temporal sees the workflow: a worker must find it to decode.
-            await keyring_of(self.client).prepare(item.tenant_id, workflow_id)
             try:
                 await self.client.start_workflow(
                     INGEST_WORKFLOW, item, id=workflow_id, task_queue=self.task_queue,
@@ -175,6 +185,9 @@ class OutboxRelay:
                     search_attributes=ingest_attributes(tenant_name, item.project,
                                                         item.category.value),
                     memo={"preview": preview(item.content), "memory_id": str(item.memory_id)},
+                    # The relay runs in a worker of this queue with the same client: the server
+                    # may hand the first workflow task back in the start's answer (no poll).
+                    request_eager_start=True,
                 )
             except WorkflowAlreadyStartedError:
                 return ALREADY_STARTED  # a start whose answer was lost, or a row claimed again

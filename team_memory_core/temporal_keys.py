@@ -21,6 +21,7 @@ import hmac
 import os
 import secrets
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -38,7 +39,7 @@ from team_memory_core.settings import Settings
 from team_memory_core.store import temporal_keys as store
 from team_memory_core.store.migrate import schema_info
 from team_memory_core.store.pool import tenant_tx
-from team_memory_core.store.temporal_keys import TenantKey, WorkflowKey
+from team_memory_core.store.temporal_keys import NewWorkflowKey, TenantKey, WorkflowKey
 from team_memory_core.store.tenants import tenant_id_named
 
 KEY_BYTES = 32
@@ -220,7 +221,7 @@ class Keyring:
         if row is not None:
             key = await self._unwrap_workflow_key(tenant_id, row)
         elif await self.started_before_encryption(scope.name):
-            key = await self._create_workflow_key(tenant_id, scope.name)  # an older history
+            (key,) = await self._create_workflow_keys(tenant_id, [scope.name])  # an older history
         else:
             raise KeyUnavailable(f"no key for workflow {scope.name} (purged, or not started "
                                  "by Team Memory)")
@@ -230,34 +231,46 @@ class Keyring:
     async def prepare(self, tenant_id: UUID, workflow_id: str) -> None:
         """Make sure a workflow about to start (or be signalled) has its key, committed
         before Temporal sees the workflow, so a worker can always decode it."""
-        scope = scope_of(workflow_id)
-        if scope is None or not scope.per_workflow:
+        await self.prepare_many(tenant_id, [workflow_id])
+
+    async def prepare_many(self, tenant_id: UUID, workflow_ids: Sequence[str]) -> None:
+        """:meth:`prepare` for workflows of one tenant, their keys in one transaction."""
+        scopes = [scope for scope in map(scope_of, dict.fromkeys(workflow_ids))
+                  if scope is not None and scope.per_workflow]
+        if not scopes:
             return
-        self._tenant_ids.setdefault(scope.tenant, tenant_id)
+        wanted = [scope.name for scope in scopes]
+        for scope in scopes:
+            self._tenant_ids.setdefault(scope.tenant, tenant_id)
         try:
-            key = await self._create_workflow_key(tenant_id, workflow_id)
+            keys = await self._create_workflow_keys(tenant_id, wanted)
         except asyncpg.ForeignKeyViolationError:
             # The tenant key this process took for the newest was retired meanwhile.
             self._newest.drop(tenant_id)
-            key = await self._create_workflow_key(tenant_id, workflow_id)
-        self._current.put(workflow_id, key)
+            keys = await self._create_workflow_keys(tenant_id, wanted)
+        for workflow_id, key in zip(wanted, keys, strict=True):
+            self._current.put(workflow_id, key)
 
-    async def _create_workflow_key(self, tenant_id: UUID, workflow_id: str) -> DataKey:
-        """The workflow's key: a new one, or the one another process created first."""
+    async def _create_workflow_keys(self, tenant_id: UUID,
+                                    workflow_ids: list[str]) -> list[DataKey]:
+        """The workflows' keys, in their order: new ones, or those another process created
+        first."""
         wrapping = await self.newest_tenant_key(tenant_id)
-        material = secrets.token_bytes(KEY_BYTES)
-        key_id = uuid.uuid4()
-        wrapped = seal(wrapping.aead, material, workflow_key_aad(key_id, tenant_id, workflow_id))
+        fresh: dict[str, DataKey] = {}
+        rows: list[NewWorkflowKey] = []
+        for workflow_id in workflow_ids:
+            material = secrets.token_bytes(KEY_BYTES)
+            key_id = uuid.uuid4()
+            rows.append(NewWorkflowKey(key_id, workflow_id, seal(
+                wrapping.aead, material, workflow_key_aad(key_id, tenant_id, workflow_id))))
+            fresh[workflow_id] = DataKey(key_id, tenant_id, workflow_id, AESGCM(material))
         async with tenant_tx(self.pool, tenant_id) as conn:
-            created = await store.insert_workflow_key(
-                conn, key_id=key_id, tenant_id=tenant_id, workflow_id=workflow_id,
-                wrapped_by=wrapping.id, wrapped=wrapped)
-            row = None if created else await store.workflow_key_for(conn, workflow_id)
-        if row is not None:
-            return await self._unwrap_workflow_key(tenant_id, row)
-        key = DataKey(key_id, tenant_id, workflow_id, AESGCM(material))
-        self._by_id.put(key_id, key)
-        return key
+            existing = await store.insert_workflow_keys(conn, tenant_id, wrapping.id, rows)
+        for row in existing:
+            fresh[row.workflow_id] = await self._unwrap_workflow_key(tenant_id, row)
+        for key in fresh.values():
+            self._by_id.put(key.id, key)
+        return [fresh[workflow_id] for workflow_id in workflow_ids]
 
     async def newest_tenant_key(self, tenant_id: UUID) -> DataKey:
         cached = self._newest.get(tenant_id)

@@ -40,12 +40,17 @@ def load_settings(data_dir: Path | None = None, **overrides: Any) -> Settings:
     return settings
 
 
-def on_database(settings: Settings, work: Callable[[Database], Coroutine[Any, Any, T]]) -> T:
-    """Run ``work`` on the configured database, or the embedded one (started for it). A
-    dependency that does not answer ends the command with a message saying which."""
+def on_database(
+    settings: Settings, work: Callable[[Database], Coroutine[Any, Any, T]],
+    loop_factory: Callable[[], asyncio.AbstractEventLoop] | None = None,
+) -> T:
+    """Run ``work`` on the configured database, or the embedded one (started for it), in an
+    event loop from ``loop_factory`` (default: asyncio's). A dependency that does not answer
+    ends the command with a message saying which."""
     with embedded.database(settings) as database:
         try:
-            return asyncio.run(work(database))
+            with asyncio.Runner(loop_factory=loop_factory) as runner:
+                return runner.run(work(database))
         except Exception as error:
             outage = unavailable(error)
             if outage is None:

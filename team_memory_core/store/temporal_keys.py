@@ -98,20 +98,36 @@ async def workflow_key_for(conn: asyncpg.Connection, workflow_id: str) -> Workfl
         workflow_id))
 
 
-async def insert_workflow_key(
-    conn: asyncpg.Connection, *, key_id: UUID, tenant_id: UUID, workflow_id: str,
-    wrapped_by: UUID, wrapped: bytes,
-) -> bool:
-    """False when the workflow has a key already."""
-    return await wrote(
-        conn,
+@dataclass(frozen=True)
+class NewWorkflowKey:
+    id: UUID
+    workflow_id: str
+    wrapped: bytes
+
+
+async def insert_workflow_keys(
+    conn: asyncpg.Connection, tenant_id: UUID, wrapped_by: UUID, keys: list[NewWorkflowKey],
+) -> list[WorkflowKey]:
+    """Insert the keys of workflows that have none in one statement; returns the keys the
+    other workflows had already (another process created them first)."""
+    created = await conn.fetch(
         """
         INSERT INTO temporal_workflow_keys (id, tenant_id, workflow_id, wrapped_by, wrapped)
-        VALUES ($1, $2, $3, $4, $5)
+        SELECT k.id, $1, k.workflow_id, $2, k.wrapped
+        FROM unnest($3::uuid[], $4::text[], $5::bytea[]) AS k (id, workflow_id, wrapped)
         ON CONFLICT (tenant_id, workflow_id) DO NOTHING
-        RETURNING id
+        RETURNING workflow_id
         """,
-        key_id, tenant_id, workflow_id, wrapped_by, wrapped)
+        tenant_id, wrapped_by, [k.id for k in keys], [k.workflow_id for k in keys],
+        [k.wrapped for k in keys])
+    existing = ({k.workflow_id for k in keys} - {row["workflow_id"] for row in created})
+    if not existing:
+        return []
+    rows = await conn.fetch(
+        f"SELECT {_WORKFLOW_KEY_COLUMNS} FROM temporal_workflow_keys"
+        " WHERE workflow_id = ANY($1::text[])",
+        sorted(existing))
+    return many(WorkflowKey, rows)
 
 
 async def workflow_keys_not_wrapped_by(

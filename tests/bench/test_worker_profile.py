@@ -15,6 +15,7 @@ from bench.worker_profile import (
     ENDED,
     MAIN_THREAD,
     NATIVE_POOL,
+    OTHER_PYTHON,
     STDLIB,
     TEMPORAL_CORE,
     UNNAMED,
@@ -58,6 +59,11 @@ def test_the_event_loops_own_work_is_not_charged_to_the_entry_point() -> None:
     frames = [*ENTRY, *LOOP[:2], f"EpollSelector.select ({STD}/selectors.py:468)"]
     assert component_of([*ENTRY, *LOOP, f"Task.__step ({STD}/asyncio/tasks.py:267)"]) == STDLIB
     assert component_of(frames) == STDLIB
+    # uvloop runs the loop in C: its work shows as the Runner.run frame itself.
+    assert component_of([*ENTRY, LOOP[0]]) == STDLIB
+    assert component_of([*ENTRY, LOOP[0],
+                         f"IngestActivities.ingest_memory ({OURS}/activities/ingest.py:60)"]) \
+        == "our code"
 
 
 def test_namespace_packages_keep_their_name() -> None:
@@ -85,6 +91,8 @@ def test_parse_raw_reads_thread_ids_names_and_counts() -> None:
     (102, "python", {}, UNNAMED),
     (102, "python", {100: "MainThread"}, NATIVE_POOL),
     (103, "python", {103: "asyncio_0"}, EMBED_THREADS),
+    (104, "python", {104: "uvloop_0"}, EMBED_THREADS),  # the worker runs on uvloop
+    (105, "python", {105: "Thread-3"}, OTHER_PYTHON),
 ])
 def test_thread_groups(tid: int, comm: str, names: dict[int, str], group: str) -> None:
     assert thread_group(tid, 100, comm, names) == group
