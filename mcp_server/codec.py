@@ -9,8 +9,9 @@ Who may decode: an API key not bound to a project (one bound to a project would 
 other projects' text), sent as ``Authorization: Bearer`` (``temporal workflow show
 --codec-endpoint ... --codec-auth "Bearer <key>"``) or, for the Web UI, which cannot send a
 header, as a cookie set by the form at ``/codec/login`` (HttpOnly, SameSite=Strict, path
-/codec). Browsers may call it only from the Temporal UI's origins (CORS); Host and Origin are
-checked like /mcp's (DNS rebinding). Each request that decoded something is audited.
+/codec). A personal memory's ingestion and a Claude Code session's hook text decode for their
+own member only. Browsers may call it only from the Temporal UI's origins (CORS); Host and
+Origin are checked like /mcp's (DNS rebinding). Each request that decoded something is audited.
 """
 
 from __future__ import annotations
@@ -28,9 +29,11 @@ from temporalio.api.common.v1 import Payloads
 from mcp_server.auth import CODEC_COOKIE, Authenticator, request_principal
 from mcp_server.memories import MemoryService
 from mcp_server.ratelimit import retry_after_s, retry_message
+from team_memory_core.contract import capture_workflow_id
 from team_memory_core.models.principal import Principal
-from team_memory_core.payload_codec import decode_for_tenant
+from team_memory_core.payload_codec import capture_scopes, decode_for_tenant
 from team_memory_core.store.audit import insert_audit
+from team_memory_core.store.capture import member_sessions
 from team_memory_core.store.pool import principal_tx
 from team_memory_core.temporal import keyring_of
 
@@ -90,8 +93,9 @@ class CodecEndpoint:
     async def _decoded(self, principal: Principal, asked: Payloads,
                        cors: dict[str, str]) -> Response:
         keyring = keyring_of(self._service.temporal)
+        own_captures = await self._own_captures(principal, capture_scopes(asked.payloads))
         payloads, opened = await decode_for_tenant(keyring, principal.tenant_id, asked.payloads,
-                                                   principal.member_id)
+                                                   principal.member_id, own_captures)
         if opened:
             async with principal_tx(self._service.pool, principal) as conn:
                 await insert_audit(
@@ -100,6 +104,15 @@ class CodecEndpoint:
                     detail={"payloads": len(payloads), "decoded": opened})
         return JSONResponse(json_format.MessageToDict(Payloads(payloads=payloads)),
                             headers={**cors, "Cache-Control": "no-store"})
+
+    async def _own_captures(self, principal: Principal, asked: set[str]) -> set[str]:
+        """Which of the asked Claude Code sessions (capture workflow ids) are the member's."""
+        if not asked or principal.member_id is None:
+            return set()
+        async with principal_tx(self._service.pool, principal) as conn:
+            sessions = await member_sessions(conn, principal.member_id)
+        return asked & {capture_workflow_id(principal.tenant_name, key_id, session_id)
+                        for key_id, session_id in sessions}
 
     async def login(self, request: Request) -> Response:
         refused = await self._security.validate_request(request)

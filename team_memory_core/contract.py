@@ -134,6 +134,10 @@ def capture_workflow_id(tenant_name: str, key_id: UUID | None, session_id: str) 
     return f"capture/{tenant_name}/{digest}"
 
 
+def is_capture_workflow(workflow_id: str) -> bool:
+    return workflow_id.startswith("capture/")
+
+
 # Visibility queries operators and the worker use.
 INGESTIONS = f"WorkflowType='{INGEST_WORKFLOW}'"
 RUNNING_INGESTIONS = f"{INGESTIONS} AND ExecutionStatus='Running'"

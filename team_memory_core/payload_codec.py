@@ -22,7 +22,7 @@ model the worker's settings can reach.
 from __future__ import annotations
 
 import copy
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Self
 from uuid import UUID
@@ -38,7 +38,7 @@ from temporalio.converter import (
 )
 from temporalio.exceptions import ApplicationError
 
-from team_memory_core.contract import is_unscoped, personal_member_of
+from team_memory_core.contract import is_capture_workflow, is_unscoped, personal_member_of
 from team_memory_core.temporal_keys import (
     DataKey,
     Keyring,
@@ -168,35 +168,59 @@ class EncryptionCodec(PayloadCodec, WithSerializationContext):
 
 async def decode_for_tenant(
     keyring: Keyring, tenant_id: UUID, payloads: Sequence[Payload],
-    member_id: UUID | None = None,
+    member_id: UUID | None = None, own_captures: Collection[str] = (),
 ) -> tuple[list[Payload], int]:
     """The codec server's decode for one tenant (and member): its payloads decrypted, every
-    other payload (another tenant's, another member's personal memory's, purged,
-    unencrypted) returned as it came. Also returns how many were decrypted."""
+    other payload (another tenant's, another member's personal memory's or Claude Code
+    session's, purged, unencrypted) returned as it came. ``own_captures``: the capture
+    workflows of the member's sessions. Also returns how many were decrypted."""
     decoded: list[Payload] = []
     for payload in payloads:
-        opened = await _open_if_tenants(keyring, tenant_id, payload, member_id)
+        opened = await _open_if_theirs(keyring, tenant_id, payload, member_id, own_captures)
         decoded.append(opened or payload)
     return decoded, sum(1 for before, after in zip(payloads, decoded, strict=True)
                         if after is not before)
 
 
-async def _open_if_tenants(keyring: Keyring, tenant_id: UUID, payload: Payload,
-                           member_id: UUID | None) -> Payload | None:
+def capture_scopes(payloads: Sequence[Payload]) -> set[str]:
+    """The capture sessions (workflow ids) whose sealed payloads are among these."""
+    scopes = set()
+    for payload in payloads:
+        if is_encrypted(payload):
+            try:
+                scope = Envelope.read(payload).scope
+            except ApplicationError:
+                continue
+            if is_capture_workflow(scope):
+                scopes.add(scope)
+    return scopes
+
+
+async def _open_if_theirs(keyring: Keyring, tenant_id: UUID, payload: Payload,
+                          member_id: UUID | None, own_captures: Collection[str]
+                          ) -> Payload | None:
     if not is_encrypted(payload):
         return None
     try:
         envelope = Envelope.read(payload)
-        if envelope.tenant_id != tenant_id:
-            return None
-        owner = personal_member_of(envelope.scope) if envelope.per_workflow else None
-        if owner is not None and member_id is not None and owner != member_id:
+        if envelope.tenant_id != tenant_id or not _members(envelope, member_id, own_captures):
             return None
         # Checked against the database every time: a key this process holds may have been
         # shredded by a purge in another process.
         return await decrypt(keyring, payload, envelope, still_stored=True)
     except (ApplicationError, KeyUnavailable):
         return None
+
+
+def _members(envelope: Envelope, member_id: UUID | None, own_captures: Collection[str]) -> bool:
+    """A personal memory's ingestion and a Claude Code session's hook text are their
+    member's alone (a principal of no member, such as the CLI, is the tenant's operator)."""
+    if member_id is None or not envelope.per_workflow:
+        return True
+    if is_capture_workflow(envelope.scope):
+        return envelope.scope in own_captures
+    owner = personal_member_of(envelope.scope)
+    return owner is None or owner == member_id
 
 
 _CONTEXTUAL_PARTS = ("payload_converter", "payload_codec", "failure_converter", "external_storage")

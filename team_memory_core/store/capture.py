@@ -19,6 +19,16 @@ async def ensure_capture_session(
     )
 
 
+async def member_sessions(conn: asyncpg.Connection, member_id: UUID) -> list[tuple[UUID, str]]:
+    """(key id, session id) of every session captured with one of the member's keys."""
+    rows = await conn.fetch(
+        "SELECT s.key_id, s.session_id FROM capture_sessions s"
+        " JOIN api_keys k ON k.id = s.key_id WHERE k.member_id = $1",
+        member_id,
+    )
+    return [(row["key_id"], row["session_id"]) for row in rows]
+
+
 async def count_capture_received(
     conn: asyncpg.Connection, tenant_id: UUID, key_id: UUID, session_id: str, project: str,
     received: int, skipped: int, skip_reason: str | None,

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
@@ -13,18 +14,22 @@ import asyncpg
 import httpx
 import pytest
 from google.protobuf import json_format
-from temporalio.api.common.v1 import Payloads
+from temporalio.api.common.v1 import Payload, Payloads
+from temporalio.client import WorkflowHistory
 
 from mcp_server.codec import COOKIE
 from mcp_server.memories import MemoryService
 from team_memory import embedded
+from team_memory_core.contract import capture_workflow_id
 from team_memory_core.models.memories import MemoryStatus
 from team_memory_core.outbox import OutboxRelay
 from team_memory_core.settings import Settings
 from team_memory_core.temporal import connect
 from team_memory_core.tenants import create_key
 from tests.conftest import Stack, new_member, new_tenant
+from tests.mcp_server.test_capture import serving
 from tests.mcp_server.test_http import HttpServer, http_server
+from tests.support.anthropic_server import FakeAnthropic
 from tests.support.http import serving_service
 from tests.temporal_cli import readable, show
 
@@ -95,6 +100,42 @@ async def test_a_personal_memorys_payloads_decode_for_its_member_only(
             decoded[who] = answer.text
     assert MARKER in readable_payloads(decoded["author"])
     assert MARKER not in readable_payloads(decoded["colleague"])  # left sealed
+
+
+async def test_a_claude_code_sessions_hook_text_decodes_for_its_member_only(
+    stack: Stack, fake: FakeAnthropic, tmp_path: Path, admin_pool: asyncpg.Pool
+) -> None:
+    hook_text = "default=uuid7"  # a line of the recorded session's edit
+    async with serving(stack, fake, tmp_path) as cap:
+        session_id, _ = await cap.replay_recorded_session()
+        session = capture_workflow_id(stack.principal.tenant_name, stack.principal.key_id,
+                                      session_id)
+        history = await stack.client.get_workflow_handle(session).fetch_history()
+        body = json_format.MessageToDict(Payloads(payloads=sent_payloads(history)))
+        _, colleague = await new_member(admin_pool, stack.principal, "carol")
+        second = await create_key(admin_pool, stack.principal.tenant_name, name="laptop",
+                                  member=stack.principal.member_name)
+        decoded = {}
+        async with httpx.AsyncClient(base_url=cap.config.server) as http:
+            for who, key in (("author", stack.api_key), ("author's other key", second.secret),
+                             ("colleague", colleague)):
+                answer = await http.post("/codec/decode", json=body,
+                                         headers={"Authorization": f"Bearer {key}"})
+                assert answer.status_code == 200
+                decoded[who] = readable_payloads(answer.text)
+    assert hook_text in decoded["author"] and hook_text in decoded["author's other key"]
+    assert hook_text not in decoded["colleague"]  # left sealed
+
+
+def sent_payloads(history: WorkflowHistory) -> list[Payload]:
+    """The payloads a workflow was started and signalled with."""
+    payloads: list[Payload] = []
+    for event in history.events:
+        if event.HasField("workflow_execution_started_event_attributes"):
+            payloads += event.workflow_execution_started_event_attributes.input.payloads
+        if event.HasField("workflow_execution_signaled_event_attributes"):
+            payloads += event.workflow_execution_signaled_event_attributes.input.payloads
+    return payloads
 
 
 def readable_payloads(answer: str) -> str:
