@@ -7,7 +7,6 @@ memory ends committed exactly once (one row, one decision event), not merely tha
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import subprocess
 import sys
@@ -38,7 +37,7 @@ from team_memory_core.temporal import connect
 from team_memory_core.tenants import create_key, ensure_tenant
 from tests.conftest import Services, Stack, new_tenant
 from tests.mcp_server.test_http import client_for
-from tests.processes import AT_SUITE_PRIORITY
+from tests.processes import ROOT, child_env
 from tests.support.anthropic_server import FakeAnthropic
 from tests.support.faults import dedicated_postgres
 from workflows.worker import running_worker
@@ -60,20 +59,10 @@ def fact(i: int) -> str:
 
 def spawn(args: list[str], settings: Settings, log: Path, **env: str) -> subprocess.Popen[bytes]:
     """`python -m team_memory ARGS` against the given settings' services and task queue."""
-    environment = {k: v for k, v in os.environ.items()
-                   if not k.startswith(("ANTHROPIC_", "TEAM_MEMORY_"))}
-    environment.update({
-        "DATABASE_URL": str(settings.database_url),
-        "TEMPORAL_ADDRESS": settings.temporal_target,
-        "TEAM_MEMORY_TASK_QUEUE": settings.task_queue,
-        "TEAM_MEMORY_DATA_DIR": str(settings.data_dir),
-        "TEAM_MEMORY_LOG_LEVEL": "WARNING",
-        **AT_SUITE_PRIORITY,
-        **env,
-    })
     with log.open("ab") as out:
-        return subprocess.Popen([sys.executable, "-m", "team_memory", *args], env=environment,
-                                stdout=out, stderr=subprocess.STDOUT)
+        return subprocess.Popen([sys.executable, "-m", "team_memory", *args],
+                                env=child_env(settings, **env), cwd=ROOT, stdout=out,
+                                stderr=subprocess.STDOUT)
 
 
 @contextmanager
