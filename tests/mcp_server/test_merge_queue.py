@@ -6,21 +6,27 @@ memories moved on is refused and marked rejected; nobody else sees or decides it
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from typing import Any
 
 import asyncpg
+import httpx
 import pytest
 from mcp import Client
 
 from mcp_server.server import create_server
+from team_memory_core.llm.client import Distiller
 from team_memory_core.models.memories import MemoryStatus
 from team_memory_core.models.principal import Principal
 from team_memory_core.store.pool import tenant_tx
 from tests.conftest import Stack, new_member, new_tenant
 from tests.mcp_server.test_tools import call, call_error
+from tests.support.http import serving_http
+from tests.support.llm import merge_plan, no_rules
+from tests.workflows.test_consolidate import consolidate
 from tests.workflows.test_distillation import decision, events, first, haiku, row
-from tests.workflows.test_merge_review import proposals, saved_by
+from tests.workflows.test_merge_review import proposals, saved_by, saved_locally
 
 __all__ = ["haiku"]  # the fixture, used by name
 
@@ -245,3 +251,86 @@ async def test_a_proposal_naming_a_memory_the_member_cannot_read_is_invisible(
                     "UPDATE memory_proposals SET status = 'approved' WHERE kind = 'merge'")
                 assert touched == "UPDATE 0"
     assert counts == {"default": 0, "bob": 1}
+
+
+async def test_the_browser_api_lists_and_decides_a_held_merge(
+    haiku: Stack, fake: Any, admin_pool: asyncpg.Pool
+) -> None:
+    bob, bob_key = await new_member(admin_pool, haiku.principal, "bob")
+    rule, addition = await held_merge(haiku, fake, bob)
+    [held] = await proposals(haiku)
+    async with serving_http(haiku) as (base, _), httpx.AsyncClient(base_url=base) as http:
+        as_bob = {"Authorization": f"Bearer {bob_key}"}
+        listed = (await http.get("/api/review", headers=as_bob)).json()["waiting"]
+        bad = await http.post(f"/api/review/{rule}/approve?proposal=x", headers=as_bob)
+        other = await http.post(f"/api/review/{rule}/approve?proposal={held['id'] + 1}",
+                                headers=as_bob)
+        rejected = await http.post(f"/api/review/{rule}/reject?proposal={held['id']}",
+                                   headers=as_bob, json={"reason": "they are two rules"})
+        after = (await http.get("/api/review", headers=as_bob)).json()["waiting"]
+    [item] = listed
+    assert (item["kind"], item["proposal"], item["content"]) == ("merge", held["id"], MERGED)
+    assert [m["content"] for m in item["memories"]] == [RULE, ADDITION]
+    assert bad.status_code == 400 and "proposal number" in bad.json()["error"]
+    assert other.status_code == 404
+    assert rejected.status_code == 200, rejected.text
+    assert (rejected.json()["status"], rejected.json()["proposal"]) == ("rejected", held["id"])
+    assert after == []
+    assert [(await row(haiku, m))["status"] for m in (rule, addition)] == ["active", "active"]
+
+
+async def test_the_browser_shows_a_held_merge_and_each_author_approves_it(
+    haiku: Stack, fake: Any, admin_pool: asyncpg.Pool
+) -> None:
+    pytest.importorskip("websocket", reason="websocket-client (dev group) is not installed")
+    from tests.browser import Chromium, chromium_or_skip
+
+    binary = chromium_or_skip()
+    bob, bob_key = await new_member(admin_pool, haiku.principal, "bob")
+    rule, _ = await held_merge(haiku, fake, bob)
+
+    def approve_as(base: str, key: str) -> dict[str, Any]:
+        with Chromium(binary) as browser:
+            browser.sign_in(base, key)
+            listed = browser.wait_for("document.querySelectorAll('li.waiting').length === 1 && "
+                                      "document.querySelector('li.waiting').textContent")
+            browser.evaluate("document.querySelector('li.waiting button.approve').click()")
+            note = browser.wait_for("$('review-note').textContent.startsWith('A') && "
+                                    "$('review-note').textContent")
+            return {"listed": listed, "note": note}
+
+    async with serving_http(haiku) as (base, _):
+        bobs = await asyncio.to_thread(approve_as, base, bob_key)
+        defaults = await asyncio.to_thread(approve_as, base, haiku.api_key)
+    for seen in (bobs, defaults):
+        assert all(text in str(seen["listed"]) for text in (MERGED, RULE, ADDITION))
+        assert "merge proposal" in str(seen["listed"])
+    assert str(bobs["note"]) == "Approved; waiting for default"
+    assert str(defaults["note"]).startswith(f"Applied the merge to {rule}: now ")
+    assert (await row(haiku, rule))["status"] == "duplicate"
+
+
+async def test_a_merge_held_by_the_nightly_consolidation_is_applied_once_approved(
+    stack: Stack, admin_pool: asyncpg.Pool, fake: Any, distiller: Distiller
+) -> None:
+    bob, _ = await new_member(admin_pool, stack.principal, "bob")
+    pnpm, lockfile = await saved_locally(
+        stack, (stack.principal, "Use pnpm to install JavaScript packages"),
+        (bob, "JavaScript packages: pnpm, with a frozen lockfile in CI"))
+    merged_text = "Use pnpm for JavaScript packages, with a frozen lockfile in CI"
+    fake.script(merge_plan(pnpm, lockfile, merged_text), no_rules())
+    async with stack.worker(distiller=distiller):
+        assert (await consolidate(stack)).held_for_review == 1
+        async with Client(stack.server) as client:
+            [item] = (await call(client, "review_memories"))["waiting"]
+            waiting = await call(client, "approve_memory", id=str(pnpm),
+                                 proposal=item["proposal"])
+        async with Client(await as_member(stack, bob)) as client:
+            applied = await call(client, "approve_memory", id=str(pnpm))
+        merged = uuid.UUID(applied["result_id"])
+        assert await stack.wait_status(merged) is MemoryStatus.ACTIVE
+    assert (item["cause"], item["content"], item["waiting_for"]) == (
+        "consolidation", merged_text, ["bob", "default"])
+    assert (waiting["status"], applied["status"]) == ("waiting", "applied")
+    assert (await row(stack, merged))["content"] == merged_text
+    assert {(await row(stack, m))["duplicate_of"] for m in (pnpm, lockfile)} == {merged}
