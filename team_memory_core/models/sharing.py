@@ -72,7 +72,9 @@ class WaitingMemory(BaseModel):
     content: str
     author: str | None
     cause: str  # promotion (a member promoted it) | capture (observed in a session)
-    yours: bool  # the caller's own: another member must approve it
+    # A promotion: the caller's own (another member must approve it); a merge or supersede:
+    # approved by the caller, waiting for another author.
+    yours: bool
     waiting_since: datetime
     # A held merge or supersede (docs/security.md, "Merge review"): content is the merged
     # text the model proposed (a supersede: the newer memory's), memories the current texts.
