@@ -207,17 +207,20 @@ async def test_a_change_to_memories_that_moved_on_is_refused_and_rejected(
     assert (await row(haiku, rule))["status"] == "active"  # not retired
 
 
-async def test_a_change_to_a_forgotten_memory_is_refused(
+async def test_forgetting_a_memory_withdraws_the_changes_naming_it(
     haiku: Stack, fake: Any, admin_pool: asyncpg.Pool
 ) -> None:
     bob, _ = await new_member(admin_pool, haiku.principal, "bob")
     rule, addition = await held_merge(haiku, fake, bob)
     await haiku.service.forget(bob, addition, "wrong")
     async with Client(haiku.server) as client:
+        queue = await call(client, "review_memories")
         refused = await call_error(client, "approve_memory", id=str(rule))
-    assert "out of date" in refused and f"memory {addition} is forgotten" in refused
+    assert queue["waiting"] == []  # gone at once, not at the next approval
+    assert "applied" not in refused
     [done] = await proposals(haiku)
-    assert done["status"] == "rejected" and done["result_id"] is None
+    assert (done["status"], done["decided_by"], done["result_id"]) == ("rejected", "system", None)
+    assert done["decision_reason"] == "withdrawn: the memory was forgotten"
     assert (await row(haiku, rule))["content"] == RULE
 
 
