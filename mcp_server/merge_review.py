@@ -55,7 +55,16 @@ from team_memory_core.store.pool import principal_tx
 from team_memory_core.store.proposals import NamedMemory, PendingChange
 
 QUEUE_LIMIT = 100
+# Who approves for the memories with no recorded author (an operator's import, rows from
+# before keys): an operator (`team-memory review approve`), recorded under this id.
+OPERATOR = UUID(int=0)
 _T = TypeVar("_T")
+
+
+def decider_of(principal: Principal) -> UUID:
+    """The id a principal decides as: its member, or for a principal of no member (the
+    operator's CLI, stdio without a key), the operator."""
+    return principal.member_id or OPERATOR
 
 
 def reviewer(principal: Principal) -> str:
@@ -92,14 +101,18 @@ class _Change:
         return [self.held.target_id]
 
     @property
-    def deciders(self) -> set[UUID | None]:
-        return {self.named[m].author_id if m in self.named else None for m in self.changed}
+    def deciders(self) -> set[UUID]:
+        return {self._author(m) for m in self.changed}
+
+    def _author(self, memory_id: UUID) -> UUID:
+        memory = self.named.get(memory_id)
+        return (memory.author_id or OPERATOR) if memory is not None else OPERATOR
 
     def waiting_for(self, approved: Iterable[UUID]) -> list[str]:
         """The authors whose approval it still awaits, by member name."""
         done = set(approved)
         return sorted({self.named[m].author or "an operator" for m in self.changed
-                       if m in self.named and self.named[m].author_id not in done})
+                       if m in self.named and self._author(m) not in done})
 
     def stale(self) -> str | None:
         """Why it can no longer be applied as proposed (None: it can)."""
@@ -142,8 +155,8 @@ class ChangeReview:
         async with principal_tx(self.memory.pool, principal) as conn:
             held = await proposals.changes_waiting(conn, project, QUEUE_LIMIT)
             changes = await _with_memories(conn, held)
-        return [change.waiting(principal.member_id) for change in changes
-                if principal.member_id is not None and principal.member_id in change.deciders]
+        return [change.waiting(decider_of(principal)) for change in changes
+                if decider_of(principal) in change.deciders]
 
     async def kind_waiting(self, principal: Principal, memory_id: UUID,
                            proposal: int | None) -> ReviewKind | None:
@@ -165,15 +178,12 @@ class ChangeReview:
 
     async def _approve(self, conn: asyncpg.Connection, principal: Principal,
                        change: _Change) -> Decided:
-        if None in change.deciders:
-            raise Forbidden(f"proposal {change.held.id} changes a memory with no recorded "
-                            "author: an operator decides it")
-        assert principal.member_id is not None  # a decider
-        if principal.member_id in change.held.approved_by:
+        caller = decider_of(principal)
+        if caller in change.held.approved_by:
             raise InvalidInput(f"you approved proposal {change.held.id} already: it waits for "
                                + ", ".join(change.waiting_for(change.held.approved_by)))
-        await proposals.add_approval(conn, change.held.id, principal.member_id)
-        approved = {*change.held.approved_by, principal.member_id}
+        await proposals.add_approval(conn, change.held.id, caller)
+        approved = {*change.held.approved_by, caller}
         if waiting := change.waiting_for(approved):
             await _note(conn, principal, change, HistoryEvent.PROPOSAL_APPROVED,
                         f"approved by {reviewer(principal)}; waiting for "
@@ -274,9 +284,9 @@ async def _decidable(conn: asyncpg.Connection, principal: Principal, memory_id: 
         raise InvalidInput(f"memory {memory_id} has {len(held)} changes waiting for review "
                            f"(proposals {numbers}): name one with proposal")
     [change] = await _with_memories(conn, held, lock=True)
-    if principal.member_id is None or principal.member_id not in change.deciders:
+    if decider_of(principal) not in change.deciders:
         raise Forbidden(f"proposal {change.held.id} is decided by the authors of the memories "
-                        "it changes")
+                        "it changes (an operator for those with no recorded author)")
     return change
 
 

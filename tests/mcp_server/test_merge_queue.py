@@ -22,6 +22,7 @@ from team_memory_core.models.principal import Principal
 from team_memory_core.store.pool import tenant_tx
 from tests.conftest import Stack, new_member, new_tenant
 from tests.mcp_server.test_tools import call, call_error
+from tests.support.cli import cli
 from tests.support.http import serving_http
 from tests.support.llm import merge_plan, no_rules
 from tests.workflows.test_consolidate import consolidate
@@ -356,3 +357,31 @@ async def test_a_merge_held_by_the_nightly_consolidation_is_applied_once_approve
     assert (waiting["status"], applied["status"]) == ("waiting", "applied")
     assert (await row(stack, merged))["content"] == merged_text
     assert {(await row(stack, m))["duplicate_of"] for m in (pnpm, lockfile)} == {merged}
+
+
+async def test_an_operator_decides_for_the_memories_with_no_recorded_author(
+    haiku: Stack, fake: Any, admin_pool: asyncpg.Pool
+) -> None:
+    bob, _ = await new_member(admin_pool, haiku.principal, "bob")
+    tenant = haiku.principal.tenant_name
+    imported = Principal(tenant_id=haiku.principal.tenant_id, tenant_name=tenant,
+                         actor="operator:import")  # no key, no member: no author recorded
+    rule = await saved_by(haiku, imported, RULE)
+    fake.script(decision(action="UPDATE", target_id=str(rule), merged_content=MERGED,
+                         reason="Both describe the deploy rule."))
+    await saved_by(haiku, bob, ADDITION)
+    async with Client(await as_member(haiku, bob)) as client:
+        waiting = await call(client, "approve_memory", id=str(rule))
+    assert (waiting["status"], waiting["waiting_for"]) == ("waiting", ["an operator"])
+
+    done = await asyncio.to_thread(cli, haiku, "review", "approve", str(rule),
+                                   "--tenant", tenant)
+    assert done.returncode == 0, done.stderr[-2000:]
+    [held] = await proposals(haiku)
+    assert held["status"] == "approved" and f"merge of {rule}): applied" in done.stdout
+    assert await haiku.wait_status(held["result_id"]) is MemoryStatus.ACTIVE
+    assert (await row(haiku, held["result_id"]))["content"] == MERGED
+
+    again = await asyncio.to_thread(cli, haiku, "review", "reject", str(rule), "--tenant",
+                                    tenant, "--reason", "too late")
+    assert again.returncode == 1 and f"no change to memory {rule} waiting" in again.stderr
