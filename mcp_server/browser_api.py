@@ -90,12 +90,13 @@ def add_browser_routes(server: MCPServer, service: MemoryService) -> None:
                             for w in await sharing.queue(principal)]}
 
     async def approve(request: Request, principal: Principal) -> dict[str, Any]:
-        done = await sharing.approve(principal, UUID(request.path_params["memory_id"]))
+        done = await sharing.approve(principal, UUID(request.path_params["memory_id"]),
+                                     _proposal(request))
         return done.model_dump(mode="json")
 
     async def reject(request: Request, principal: Principal) -> dict[str, Any]:
         done = await sharing.reject(principal, UUID(request.path_params["memory_id"]),
-                                    await _reason(request))
+                                    await _reason(request), _proposal(request))
         return done.model_dump(mode="json")
 
     server.custom_route("/browser", methods=["GET"])(index)
@@ -106,6 +107,16 @@ def add_browser_routes(server: MCPServer, service: MemoryService) -> None:
     server.custom_route("/api/search", methods=["GET"])(api(search))
     server.custom_route("/api/memories/{memory_id}", methods=["GET"])(api(memory))
     server.custom_route("/api/memories/{memory_id}/forget", methods=["POST"])(api(forget))
+
+
+def _proposal(request: Request) -> int | None:
+    """Which of a memory's held merges or supersedes a decision is about: ?proposal=N."""
+    given = request.query_params.get("proposal")
+    if given is None:
+        return None
+    if not given.isdigit() or len(given) > 18:
+        raise InvalidInput("proposal must be a proposal number")
+    return int(given)
 
 
 async def _reason(request: Request) -> str:

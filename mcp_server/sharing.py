@@ -11,7 +11,7 @@ rules/sharing.needs_review's answer.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TypeVar
 from uuid import UUID
 
@@ -19,6 +19,7 @@ import asyncpg
 
 from mcp_server.errors import Forbidden, InvalidInput, NotFound, translates_outages
 from mcp_server.memories import MemoryService
+from mcp_server.merge_review import QUEUE_LIMIT, ChangeReview, audited, reviewer
 from mcp_server.validation import check_reason, require_writer
 from team_memory_core.models.memories import (
     CURRENT_STATUSES,
@@ -27,7 +28,7 @@ from team_memory_core.models.memories import (
     Scope,
 )
 from team_memory_core.models.principal import Principal
-from team_memory_core.models.sharing import Promoted, Sharing, WaitingMemory
+from team_memory_core.models.sharing import Decided, Promoted, Sharing, WaitingMemory
 from team_memory_core.rules.sharing import ShareCause, needs_review
 from team_memory_core.sharing import files_of, queue_for_review, shared_copy
 from team_memory_core.store import history, sharing
@@ -36,7 +37,6 @@ from team_memory_core.store.memories import supersede
 from team_memory_core.store.pool import principal_tx, review_tx
 from team_memory_core.store.sharing import Promotable, Promotion
 
-QUEUE_LIMIT = 100
 _T = TypeVar("_T")
 
 
@@ -46,22 +46,17 @@ def _scope(scope: str) -> Scope:
     return Scope(scope)
 
 
-def _reviewer(principal: Principal) -> str:
-    return f"member:{principal.member_name}" if principal.member_name else principal.actor
-
-
 @dataclass
 class SharingService:
     memory: MemoryService
+    changes: ChangeReview = field(init=False)  # held merges and supersedes in the queue
+
+    def __post_init__(self) -> None:
+        self.changes = ChangeReview(self.memory)
 
     async def _audited(self, principal: Principal, action: str, target: UUID | None,
                        work: Callable[[], Awaitable[_T]]) -> _T:
-        """Run ``work``; a refusal is audited (an accepted step audits in its transaction)."""
-        try:
-            return await work()
-        except (InvalidInput, Forbidden, NotFound) as error:
-            await self.memory.audit_refusal(principal, action, target, error)
-            raise
+        return await audited(self.memory, principal, action, target, work)
 
     # --- promote -----------------------------------------------------------------------------
 
@@ -115,7 +110,7 @@ class SharingService:
         item, _ = await self.memory.acknowledge_in(
             conn, principal.tenant_id, shared_copy(memory, principal.tenant_id, scope), cited)
         await supersede(conn, memory.id, item.memory_id, was=CURRENT_STATUSES)
-        by = "" if approved is None else f", approved by {_reviewer(principal)}"
+        by = "" if approved is None else f", approved by {reviewer(principal)}"
         await history.insert_event(
             conn, tenant_id=principal.tenant_id, memory_id=memory.id,
             event=HistoryEvent.PROMOTED, related_id=item.memory_id,
@@ -136,10 +131,15 @@ class SharingService:
     # --- the review queue -------------------------------------------------------------------------
 
     async def queue(self, principal: Principal, project: str | None = None) -> list[WaitingMemory]:
-        """What waits for review in the caller's reach (or one project of it), oldest first."""
+        """What waits for review in the caller's reach (or one project of it), oldest first:
+        promotions, then the merges and supersedes the caller decides."""
         scope = None if project is None else self.memory.resolve_project(principal, project)
         async with principal_tx(self.memory.pool, principal) as conn:
             found = await sharing.waiting(conn, scope, QUEUE_LIMIT)
+        return [*self._promotions(principal, found),
+                *await self.changes.queue(principal, scope)]
+
+    def _promotions(self, principal: Principal, found: list[Promotion]) -> list[WaitingMemory]:
         return [WaitingMemory(
             id=row.memory_id, project=row.project, scope=Scope(row.scope),
             content=row.content or "", author=row.author, cause=row.cause,
@@ -147,10 +147,17 @@ class SharingService:
             waiting_since=row.created_at) for row in found]
 
     @translates_outages("the approval was not confirmed")
-    async def approve(self, principal: Principal, memory_id: UUID) -> Promoted:
-        """Share a memory waiting for review (another member's)."""
-        return await self._audited(principal, "promote.approve", memory_id,
-                                   lambda: self._approve(principal, memory_id))
+    async def approve(self, principal: Principal, memory_id: UUID,
+                      proposal: int | None = None) -> Decided:
+        """Approve what waits for review on this memory: a held merge or supersede (applied
+        once every author it changes approved), else a promotion (shared at once)."""
+        kind = await self.changes.kind_waiting(principal, memory_id, proposal)
+        if kind is not None:
+            return await self._audited(
+                principal, f"{kind.value}.approve", memory_id,
+                lambda: self.changes.approve(principal, memory_id, proposal))
+        return Decided.of(await self._audited(principal, "promote.approve", memory_id,
+                                              lambda: self._approve(principal, memory_id)))
 
     async def _approve(self, principal: Principal, memory_id: UUID) -> Promoted:
         require_writer(principal)
@@ -164,16 +171,24 @@ class SharingService:
             self._target(principal, memory, scope)
             shared = await self._share(conn, principal, memory, scope, waiting)
             await sharing.decide(conn, waiting.id, approved=True,
-                                 decided_by=_reviewer(principal), reason=None,
+                                 decided_by=reviewer(principal), reason=None,
                                  result_id=shared.shared_id)
         return shared
 
     @translates_outages("the rejection was not confirmed")
-    async def reject(self, principal: Principal, memory_id: UUID, reason: str) -> Promoted:
-        """Do not share a memory waiting for review: it stays its author's personal memory
-        (its author may reject it too: a withdrawal)."""
-        return await self._audited(principal, "promote.reject", memory_id,
-                                   lambda: self._reject(principal, memory_id, reason))
+    async def reject(self, principal: Principal, memory_id: UUID, reason: str,
+                     proposal: int | None = None) -> Decided:
+        """Reject what waits for review on this memory: a held merge or supersede (nothing
+        changes), else a promotion (the memory stays its author's personal memory; its
+        author may reject it too: a withdrawal)."""
+        kind = await self.changes.kind_waiting(principal, memory_id, proposal)
+        if kind is not None:
+            return await self._audited(
+                principal, f"{kind.value}.reject", memory_id,
+                lambda: self.changes.reject(principal, memory_id, proposal, reason))
+        return Decided.of(await self._audited(principal, "promote.reject", memory_id,
+                                              lambda: self._reject(principal, memory_id,
+                                                                   reason)))
 
     async def _reject(self, principal: Principal, memory_id: UUID, reason: str) -> Promoted:
         require_writer(principal)
@@ -181,11 +196,11 @@ class SharingService:
         async with review_tx(self.memory.pool, principal) as conn:
             waiting = await _waiting(conn, memory_id)
             await sharing.decide(conn, waiting.id, approved=False,
-                                 decided_by=_reviewer(principal), reason=reason, result_id=None)
+                                 decided_by=reviewer(principal), reason=reason, result_id=None)
             await history.insert_event(
                 conn, tenant_id=principal.tenant_id, memory_id=memory_id,
                 event=HistoryEvent.PROMOTE_REJECTED,
-                reason=f"not shared: rejected by {_reviewer(principal)}: {reason}",
+                reason=f"not shared: rejected by {reviewer(principal)}: {reason}",
                 detail={"proposal_id": waiting.id})
             await insert_audit(
                 conn, tenant_id=principal.tenant_id, key_id=principal.key_id,

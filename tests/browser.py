@@ -98,6 +98,12 @@ class Chromium:
         self.wait_for("document.readyState === 'complete' && location.href === "
                       + json.dumps(url))
 
+    def sign_in(self, base: str, api_key: str) -> None:
+        """The memory browser at ``base``, signed in with ``api_key``."""
+        self.open(f"{base}/browser")
+        self.evaluate(f"$('key').value = {json.dumps(api_key)}; $('login-form').requestSubmit()")
+        self.wait_for("!$('app').classList.contains('hidden')")
+
     def wait_for(self, condition: str, timeout: float = 20) -> Any:
         deadline = time.monotonic() + timeout
         while True:

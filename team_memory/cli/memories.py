@@ -1,12 +1,12 @@
 """The memories of a tenant, as an operator: import, export, restore, purge, screen, audit,
-consolidate, review list."""
+consolidate, review list / approve / reject."""
 
 from __future__ import annotations
 
 import contextlib
 import json
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 from uuid import UUID
@@ -43,7 +43,9 @@ from team_memory_core.tenants import operator, tenant_id_by_name
 
 if TYPE_CHECKING:
     from mcp_server.memories import MemoryService
+    from mcp_server.merge_review import ChangeReview
     from mcp_server.transfer import ImportReport
+    from team_memory_core.models.sharing import Decided
 
 review_app = typer.Typer(no_args_is_help=True, help="Changes the model proposed to another "
                          "author's memory, held for review.")
@@ -273,3 +275,50 @@ def review_list(
         for label, text in (("reason", row.reason), ("proposed", row.proposed_text)):
             if text:
                 typer.echo(f"    {label}: {' '.join(text.split())}")
+
+
+Proposal = Annotated[int | None, typer.Option(
+    help="The proposal's number (`review list`), when the memory has several waiting")]
+MemoryArgument = Annotated[UUID, typer.Argument(help="The memory the change would rewrite "
+                                                "(the target `review list` prints)")]
+
+
+@review_app.command("approve")
+def review_approve(memory: MemoryArgument, tenant: TenantOption, proposal: Proposal = None,
+                   data_dir: DataDir = None) -> None:
+    """Approve a held merge or supersede for the memories with no recorded author (an
+    import's); it is applied once every author it changes approved too."""
+    _decide(data_dir, tenant, "approve", lambda review, who: review.approve(who, memory,
+                                                                           proposal))
+
+
+@review_app.command("reject")
+def review_reject(memory: MemoryArgument, tenant: TenantOption,
+                  reason: Annotated[str, typer.Option(help="Why (kept with the proposal)")],
+                  proposal: Proposal = None, data_dir: DataDir = None) -> None:
+    """Reject a held merge or supersede of memories with no recorded author: nothing changes."""
+    _decide(data_dir, tenant, "reject", lambda review, who: review.reject(who, memory,
+                                                                         proposal, reason))
+
+
+def _decide(data_dir: Path | None, tenant: str, verb: str,
+            decision: Callable[[ChangeReview, Principal], Awaitable[Decided]]) -> None:
+    from mcp_server.errors import Forbidden, InvalidInput, NotFound
+    from mcp_server.merge_review import ChangeReview, audited
+
+    settings = load_settings(data_dir)
+
+    async def run(database: Database) -> Decided:
+        async with _tenant_service(settings, database, tenant) as (service, who):
+            review = ChangeReview(service)
+            return await audited(service, who, f"review.{verb}", None,
+                                 lambda: decision(review, who))
+
+    try:
+        done = on_database(settings, run)
+    except (InvalidInput, NotFound, Forbidden) as error:
+        fail(f"team-memory review {verb}: {error}")
+    waiting = f"; waiting for {', '.join(done.waiting_for)}" if done.waiting_for else ""
+    result = f" -> memory {done.result_id}" if done.result_id else ""
+    typer.echo(f"proposal #{done.proposal} ({done.kind.value} of {done.id}): "
+               f"{done.status.value}{result}{waiting}")

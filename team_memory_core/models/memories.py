@@ -278,6 +278,10 @@ class HistoryEvent(StrEnum):
     PROMOTE_PROPOSED = "promote_proposed"
     PROMOTED = "promoted"
     PROMOTE_REJECTED = "promote_rejected"
+    # A held merge or supersede (docs/security.md, "Merge review"), decided in the review
+    # queue: approved by one of the authors it awaits, rejected, or found out of date.
+    PROPOSAL_APPROVED = "proposal_approved"
+    PROPOSAL_REJECTED = "proposal_rejected"
 
     @classmethod
     def proposed(cls, kind: str) -> HistoryEvent:

@@ -2,11 +2,11 @@
 instructions (pure functions, no I/O).
 
 Every text rendering of a memory for a model (the session-start context, the search and get
-tools' text, the working-set and recent-summary resources) puts its text inside one
-``<team-memory ...>...</team-memory>`` block after the note ``QUOTED_NOTE``. The text cannot
-close the block early: every angle bracket in it (and every character that folds or looks
-like one) becomes a character reference, so no tag of any kind survives inside. Attribute
-values are escaped the same way, and quotes too.
+tools' text, the working-set and recent-summary resources, the review queue) puts its text
+inside one ``<team-memory ...>...</team-memory>`` block after the note ``QUOTED_NOTE``. The
+text cannot close the block early: every angle bracket in it (and every character that folds
+or looks like one) becomes a character reference, so no tag of any kind survives inside.
+Attribute values are escaped the same way, and quotes too.
 """
 
 from __future__ import annotations

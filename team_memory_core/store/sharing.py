@@ -165,12 +165,14 @@ async def decide(conn: asyncpg.Connection, promotion_id: int, *, approved: bool,
 
 
 async def withdraw(conn: asyncpg.Connection, memory_ids: Sequence[UUID], why: str) -> int:
-    """The pending promotions of these memories, rejected (their memory was forgotten or
-    purged: nothing is left to share); returns how many."""
+    """The pending proposals naming these memories (a promotion of one, a held merge or
+    supersede of or into one), rejected: a memory was forgotten or purged, so nothing is
+    left to share or to change as proposed. Returns how many."""
     rows = await conn.fetch(
         "UPDATE memory_proposals SET status = 'rejected', decided_by = 'system',"
         " decided_at = now(), decision_reason = $2"
-        " WHERE kind = 'promote' AND status = 'pending' AND target_id = ANY($1::uuid[])"
+        " WHERE status = 'pending' AND (target_id = ANY($1::uuid[])"
+        "  OR (kind IN ('merge', 'supersede') AND source_ids && $1::uuid[]))"
         " RETURNING id",
         list(memory_ids), why,
     )

@@ -17,7 +17,7 @@ from tests.conftest import Stack
 from tests.mcp_server.test_http import HttpServer, http_server
 
 if TYPE_CHECKING:  # tests.browser needs websocket-client, which a test may skip without
-    from tests.browser import Chromium
+    pass
 
 pytestmark = pytest.mark.anyio
 __all__ = ["http_server"]  # the fixture, imported for these tests
@@ -127,12 +127,6 @@ def browser_binary() -> str:
     return binary
 
 
-def signed_in(browser: Chromium, base: str, api_key: str) -> None:
-    browser.open(f"{base}/browser")
-    browser.evaluate(f"$('key').value = {json.dumps(api_key)}; $('login-form').requestSubmit()")
-    browser.wait_for("!$('app').classList.contains('hidden')")
-
-
 async def test_the_browser_shows_whose_files_changed(
     http_server: HttpServer, running: Stack
 ) -> None:
@@ -150,7 +144,7 @@ async def test_the_browser_shows_whose_files_changed(
         from tests.browser import Chromium
 
         with Chromium(binary) as browser:
-            signed_in(browser, http_server.base, running.api_key)
+            browser.sign_in(http_server.base, running.api_key)
             browser.evaluate("$('query').value = 'how long are invoices kept';"
                              "$('search-form').requestSubmit()")
             hit = browser.wait_for(f"document.querySelector('li.hit[data-id=\"{saved.id}\"]')"
@@ -178,7 +172,7 @@ async def test_a_flagged_memory_shows_its_badge_and_why(
         from tests.browser import Chromium
 
         with Chromium(binary) as browser:
-            signed_in(browser, http_server.base, running.api_key)
+            browser.sign_in(http_server.base, running.api_key)
             browser.evaluate("$('query').value = 'how do we deploy the API';"
                              "$('search-form').requestSubmit()")
             browser.wait_for("document.querySelectorAll('li.hit').length >= 2")

@@ -6,7 +6,6 @@ browser shows and acts on the queue (headless Chromium)."""
 from __future__ import annotations
 
 import asyncio
-import json
 import uuid
 from pathlib import Path
 from typing import Any
@@ -202,9 +201,7 @@ async def test_the_browser_shows_and_acts_on_the_review_queue(
 
     def drive() -> dict[str, Any]:
         with Chromium(binary) as browser:
-            browser.open(f"{http_server.base}/browser")
-            browser.evaluate(f"$('key').value = {json.dumps(two_members.b_key)};"
-                             "$('login-form').requestSubmit()")
+            browser.sign_in(http_server.base, two_members.b_key)
             who = browser.wait_for("!$('app').classList.contains('hidden') && "
                                    "$('who').textContent")
             listed = browser.wait_for("document.querySelectorAll('li.waiting').length === 2 && "

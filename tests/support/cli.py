@@ -14,6 +14,7 @@ def cli(running: Stack, *args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "DATABASE_URL": running.settings.database_url or "",
            "DATABASE_ADMIN_URL": running.settings.database_admin_url or "",
            "TEMPORAL_ADDRESS": running.settings.temporal_target,
-           "TEAM_MEMORY_DATA_DIR": str(running.settings.data_dir)}
+           "TEAM_MEMORY_DATA_DIR": str(running.settings.data_dir),
+           "TEAM_MEMORY_TASK_QUEUE": running.settings.task_queue}
     return subprocess.run([sys.executable, "-m", "team_memory", *args], env=env,
                           capture_output=True, text=True, timeout=120, check=False)

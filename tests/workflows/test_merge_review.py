@@ -161,7 +161,9 @@ async def test_purge_erases_the_text_of_a_proposal_it_took_part_in(
     new = await saved_by(haiku, await colleague(haiku, admin_pool), "Deploys: any day now")
     await haiku.service.purge(haiku.principal, new, "pasted by mistake")
     [held] = await proposals(haiku)
-    assert (held["proposed_text"], held["reason"], held["status"]) == (None, None, "pending")
+    # Its text erased, and withdrawn: nothing is left to merge.
+    assert (held["proposed_text"], held["reason"], held["status"]) == (None, None, "rejected")
+    assert held["decision_reason"] == "withdrawn: the memory was purged"
     assert (await row(haiku, rule))["content"] == RULE
 
 
