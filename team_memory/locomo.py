@@ -189,9 +189,10 @@ class MethodResult:
 @dataclass(frozen=True)
 class AskedQuestion:
     """A question, its evidence turns and the candidates search_memory fused for it (kept for
-    the cross-validation of the fusion weights)."""
+    the cross-validation of the fusion weights and for rerankers: bench/rerankers.py)."""
 
     conversation: str
+    text: str
     evidence: frozenset[str]
     candidates: list[Candidate]
     turns: dict[UUID, set[str]]  # which turns each memory of the conversation stands for
@@ -356,7 +357,7 @@ async def _ask_all(service: MemoryService, principal: Principal,
                 methods[name].add([turns.get(i, set()) for i in ids], question.evidence,
                                   time.perf_counter() - started)
             report.asked.append(AskedQuestion(
-                conversation.project, question.evidence,
+                conversation.project, question.text, question.evidence,
                 await _hybrid_candidates(service, principal, question.text,
                                          conversation.project), turns))
             report.questions += 1

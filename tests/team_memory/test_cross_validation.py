@@ -27,7 +27,7 @@ def question(conversation: str, evidence_by: str) -> AskedQuestion:
     keyword, meaning = candidate(0.0, 1.0, 20), candidate(0.95, 0.0, 21)
     turns = {row.id: {f"D1:{n}"} for n, row in enumerate([*fillers, keyword, meaning])}
     wanted = keyword if evidence_by == "keyword" else meaning
-    return AskedQuestion(conversation, frozenset(turns[wanted.id]),
+    return AskedQuestion(conversation, "question", frozenset(turns[wanted.id]),
                          [*fillers, keyword, meaning], turns)
 
 
