@@ -63,13 +63,6 @@ async def create_app_pool(settings: Settings, dsn: str | None = None) -> asyncpg
     return await create_pool(url, min_size=settings.db_pool_min, max_size=settings.db_pool_max)
 
 
-# The settings in one round trip; an unset project list or member is '' (NULL for the
-# policies: current_projects(), current_member()).
-_SET_SCOPE = ("SELECT set_config('app.tenant_id', $1, true),"
-              " set_config('app.projects', coalesce($2::text[]::text, ''), true),"
-              " set_config('app.member_id', coalesce($3::text, ''), true)")
-
-
 @asynccontextmanager
 async def tenant_tx(
     pool: asyncpg.Pool, tenant_id: UUID, projects: Sequence[str] | None = None,
@@ -80,12 +73,39 @@ async def tenant_tx(
     the shared memories and ``member_id``'s personal ones when a member is given.
 
     The settings are transaction-local, so a pooled connection never carries a tenant over.
+    They travel with the BEGIN, in one round trip (asyncpg's ``transaction()`` sends BEGIN
+    alone): a simple query, so the values are literals (``begin_scoped``).
     """
-    async with pool.acquire() as conn, conn.transaction():
-        await conn.execute(_SET_SCOPE, str(tenant_id),
-                           None if projects is None else list(projects),
-                           None if member_id is None else str(member_id))
-        yield conn
+    async with pool.acquire() as conn:
+        await conn.execute(begin_scoped(tenant_id, projects, member_id))
+        try:
+            yield conn
+        except BaseException:
+            if not conn.is_closed():
+                await conn.execute("ROLLBACK")
+            raise
+        await conn.execute("COMMIT")
+
+
+def begin_scoped(tenant_id: UUID, projects: Sequence[str] | None,
+                 member_id: UUID | None) -> str:
+    """BEGIN and the scope's settings as one simple query. An unset project list or member
+    is '' (NULL for the policies: current_projects(), current_member())."""
+    listed = "''" if projects is None else (
+        "ARRAY[" + ", ".join(map(sql_literal, projects)) + "]::text[]::text")
+    member = "''" if member_id is None else sql_literal(str(member_id))
+    return ("BEGIN; SELECT set_config('app.tenant_id', " + sql_literal(str(tenant_id))
+            + ", true), set_config('app.projects', " + listed + ", true),"
+            " set_config('app.member_id', " + member + ", true)")
+
+
+def sql_literal(text: str) -> str:
+    """``text`` as a string constant in any session: an escape string (E'...') reads
+    backslashes the same whatever standard_conforming_strings says, and a NUL (which would
+    end the query text) is refused."""
+    if "\0" in text:
+        raise ValueError("a NUL character cannot be sent to PostgreSQL")
+    return "E'" + text.replace("\\", "\\\\").replace("'", "''") + "'"
 
 
 async def ping(pool: asyncpg.Pool) -> None:
