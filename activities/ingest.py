@@ -36,8 +36,7 @@ from team_memory_core.rules.dedupe import exact_duplicate, local_decision
 from team_memory_core.rules.redaction import redact
 from team_memory_core.store import consolidation, history, ingestion, memories, proposals
 from team_memory_core.store.audit import insert_audit
-from team_memory_core.store.ingestion import AddedEvent
-from team_memory_core.store.memories import Neighbour
+from team_memory_core.store.ingestion import AddedEvent, Neighbour
 from team_memory_core.store.pool import tenant_tx
 
 
@@ -69,10 +68,10 @@ class IngestActivities(EmbeddingActivities):
         used = self.model.current
         vector = await self.embedder.embed_one(item.content)
         async with tenant_tx(self.pool, item.tenant_id) as conn:
-            await self.model.confirm(conn, used)
-            neighbours = await memories.similar_current(
+            models, neighbours = await ingestion.similar_current_of_model(
                 conn, vector, item.memory_id, item.project, self.settings.dedupe_candidates,
                 item.private_to)
+            await self.model.check(used, models)
             decision = self._decided_by_rules(item, neighbours)
             if decision is None:
                 await memories.upsert_embedding(conn, item, vector,
@@ -92,7 +91,7 @@ class IngestActivities(EmbeddingActivities):
             stored = await memories.stored_vector(conn, item.memory_id)
             if stored is None:
                 raise MemoryRowMissing
-            neighbours = [] if stored.embedding is None else await memories.similar_current(
+            neighbours = [] if stored.embedding is None else await ingestion.similar_current(
                 conn, stored.embedding, item.memory_id, item.project,
                 self.settings.dedupe_candidates, item.private_to)
         decision = self._decided_by_rules(item, neighbours)
