@@ -9,6 +9,7 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from uuid import UUID
 
 import asyncpg
+from asyncpg.connection import LoggedQuery
 from pgvector.asyncpg import register_vector
 
 from team_memory_core import telemetry
@@ -29,7 +30,15 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
     await conn.set_type_codec("jsonb", encoder=_json_text, decoder=json.loads,
                               schema="pg_catalog")
     if telemetry.tracing_enabled():
-        conn.add_query_logger(telemetry.record_sql_span)
+        conn.add_query_logger(_record_sql_span)
+
+
+def _record_sql_span(query: LoggedQuery) -> None:
+    """A span per statement, without its arguments: the scope's values, literals in the text
+    of a tenant transaction's BEGIN (``begin_scoped``), are left out too."""
+    if query.query.startswith(_SCOPED_BEGIN):
+        query = query._replace(query=_SCOPED_BEGIN + "...)")
+    telemetry.record_sql_span(query)
 
 
 async def _keep_session(conn: asyncpg.Connection) -> None:
@@ -87,6 +96,9 @@ async def tenant_tx(
         await conn.execute("COMMIT")
 
 
+_SCOPED_BEGIN = "BEGIN; SELECT set_config('app.tenant_id', "
+
+
 def begin_scoped(tenant_id: UUID, projects: Sequence[str] | None,
                  member_id: UUID | None) -> str:
     """BEGIN and the scope's settings as one simple query. An unset project list or member
@@ -94,7 +106,7 @@ def begin_scoped(tenant_id: UUID, projects: Sequence[str] | None,
     listed = "''" if projects is None else (
         "ARRAY[" + ", ".join(map(sql_literal, projects)) + "]::text[]::text")
     member = "''" if member_id is None else sql_literal(str(member_id))
-    return ("BEGIN; SELECT set_config('app.tenant_id', " + sql_literal(str(tenant_id))
+    return (_SCOPED_BEGIN + sql_literal(str(tenant_id))
             + ", true), set_config('app.projects', " + listed + ", true),"
             " set_config('app.member_id', " + member + ", true)")
 
