@@ -34,9 +34,9 @@ from team_memory_core.review import PROPOSAL_KIND, hold_foreign_change, quaranti
 from team_memory_core.rules import injection
 from team_memory_core.rules.dedupe import exact_duplicate, local_decision
 from team_memory_core.rules.redaction import redact
-from team_memory_core.store import consolidation, history, memories, proposals
+from team_memory_core.store import consolidation, history, ingestion, memories, proposals
 from team_memory_core.store.audit import insert_audit
-from team_memory_core.store.memories import Neighbour
+from team_memory_core.store.ingestion import AddedEvent, Neighbour
 from team_memory_core.store.pool import tenant_tx
 
 
@@ -68,10 +68,10 @@ class IngestActivities(EmbeddingActivities):
         used = self.model.current
         vector = await self.embedder.embed_one(item.content)
         async with tenant_tx(self.pool, item.tenant_id) as conn:
-            await self.model.confirm(conn, used)
-            neighbours = await memories.similar_current(
+            models, neighbours = await ingestion.similar_current_of_model(
                 conn, vector, item.memory_id, item.project, self.settings.dedupe_candidates,
                 item.private_to)
+            await self.model.check(used, models)
             decision = self._decided_by_rules(item, neighbours)
             if decision is None:
                 await memories.upsert_embedding(conn, item, vector,
@@ -91,7 +91,7 @@ class IngestActivities(EmbeddingActivities):
             stored = await memories.stored_vector(conn, item.memory_id)
             if stored is None:
                 raise MemoryRowMissing
-            neighbours = [] if stored.embedding is None else await memories.similar_current(
+            neighbours = [] if stored.embedding is None else await ingestion.similar_current(
                 conn, stored.embedding, item.memory_id, item.project,
                 self.settings.dedupe_candidates, item.private_to)
         decision = self._decided_by_rules(item, neighbours)
@@ -155,26 +155,29 @@ class IngestActivities(EmbeddingActivities):
         embedding: np.ndarray | None = None,
     ) -> IngestResult:
         """``embedding``: the memory's vector when it is not stored yet."""
+        found = injection.findings(item.content)
+        if _adds_alone(item, decision, found):
+            added = await ingestion.activate_added(
+                conn, tenant_id=item.tenant_id, memory_id=item.memory_id, project=item.project,
+                embedding=embedding, event=_added_event(item, decision))
+            if added.activated:
+                return _committed(item, decision, MemoryStatus.ACTIVE, added.schedule_needed)
         # Locked: a forget committed meanwhile must not be undone by activating the row.
-        found = await memories.fetch_status(conn, item.memory_id, for_update=True)
-        if found is None:
+        state = await memories.fetch_status(conn, item.memory_id, for_update=True)
+        if state is None:
             raise MemoryRowMissing
-        if found.status != MemoryStatus.PENDING:
+        if state.status != MemoryStatus.PENDING:
             return IngestResult(memory_id=item.memory_id, decision=decision.kind,
-                                target_id=decision.target_id, status=found.status)
-        status = await self._apply(conn, item, decision, embedding)
+                                target_id=decision.target_id, status=state.status)
+        status = await self._apply(conn, item, decision, embedding, found)
         schedule_needed = await consolidation.register_project(conn, item.tenant_id,
                                                                item.project)
-        telemetry.decisions.add(1, {"decision": decision.kind.value, "policy": decision.policy})
-        return IngestResult(memory_id=item.memory_id, decision=decision.kind,
-                            target_id=decision.target_id, status=status,
-                            schedule_needed=schedule_needed)
+        return _committed(item, decision, status, schedule_needed)
 
     async def _apply(
         self, conn: asyncpg.Connection, item: IngestInput, decision: Decision,
-        embedding: np.ndarray | None,
+        embedding: np.ndarray | None, found: list[injection.Finding],
     ) -> MemoryStatus:
-        found = injection.findings(item.content)
         flagged = bool(found) or _aimed_at_agents(decision.screening)
         if flagged:
             decision = quarantine(decision)
@@ -233,6 +236,30 @@ class IngestActivities(EmbeddingActivities):
                      reason=f"held for review (proposal {held}), not applied: the memory has "
                      f"another author. {decision.reason}".strip())
         await record.audit(f"{kind}.proposed", target, proposal_id=held)
+
+
+def _adds_alone(item: IngestInput, decision: Decision, found: list[injection.Finding]) -> bool:
+    """Whether committing the decision only activates the memory with its one history event
+    (``store.ingestion.activate_added``): no redaction, flag, review, supersession or
+    held proposal to record with it."""
+    return (decision.kind is DecisionKind.ADD and not decision.needs_review
+            and decision.held is None and not item.redactions and not found
+            and not _aimed_at_agents(decision.screening))
+
+
+def _added_event(item: IngestInput, decision: Decision) -> AddedEvent:
+    return AddedEvent(event=HistoryEvent.ADDED, reason=decision.reason, after_text=item.content,
+                      policy=decision.policy, model=decision.model,
+                      input_tokens=decision.input_tokens or None,
+                      output_tokens=decision.output_tokens or None)
+
+
+def _committed(item: IngestInput, decision: Decision, status: MemoryStatus,
+               schedule_needed: bool) -> IngestResult:
+    telemetry.decisions.add(1, {"decision": decision.kind.value, "policy": decision.policy})
+    return IngestResult(memory_id=item.memory_id, decision=decision.kind,
+                        target_id=decision.target_id, status=status,
+                        schedule_needed=schedule_needed)
 
 
 def _aimed_at_agents(screening: Screening | None) -> bool:

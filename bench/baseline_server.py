@@ -36,7 +36,7 @@ from team_memory_core.models.principal import Principal
 from team_memory_core.rules.injection import flags_of
 from team_memory_core.rules.redaction import redact
 from team_memory_core.settings import Settings
-from team_memory_core.store import memories
+from team_memory_core.store import ingestion, memories
 from team_memory_core.store.history import insert_event
 from team_memory_core.store.pool import create_app_pool, tenant_tx
 
@@ -75,7 +75,7 @@ def baseline_app(settings: Settings, pool: asyncpg.Pool, embedder: Embedder) -> 
         vector = (await embed_async(embedder, [text]))[0]
         async with tenant_tx(pool, principal.tenant_id) as conn:
             await memories.upsert_embedding(conn, item, vector, flags_of(text))
-            similar = await memories.similar_current(conn, vector, item.memory_id,
+            similar = await ingestion.similar_current(conn, vector, item.memory_id,
                                                      item.project, 5, None)
             await memories.activate(conn, item.memory_id)
             await insert_event(conn, tenant_id=item.tenant_id, memory_id=item.memory_id,

@@ -110,7 +110,11 @@ class ActiveModel:
         """Raise ``ModelChanged`` (after following the database) unless ``used`` makes the
         active model's vectors. Call inside the transaction that writes or compares the vector,
         before it does."""
-        models = await embeddings.active_model(conn, write=True)
+        await self.check(used, await embeddings.active_model(conn, write=True))
+
+    async def check(self, used: Embedder, models: embeddings.ModelsInUse) -> None:
+        """``confirm`` with the models the caller read as it reads them (in a statement of its
+        own, before it compares or writes the vector)."""
         if not same_model(used, models.active):
             await self.follow(models.active)
             raise ModelChanged(str(used.name), models.active)

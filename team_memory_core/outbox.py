@@ -42,6 +42,10 @@ START_CONCURRENCY = 16  # workflow starts in flight at once
 # Bounds how long a claimed batch (and so a purge of one of its memories) can wait on Temporal.
 START_TIMEOUT_S = 10.0
 SWEEP_S = 5.0
+# A round of claims starts at least this long after the last one ended: during a burst of
+# saves a round takes the rows of several (fewer claim and key transactions per memory); the
+# first save after a quiet spell is claimed at once.
+GATHER_S = 0.05
 LISTEN_TIMEOUT_S = 5.0
 RETRY_FIRST_S = 0.5
 RETRY_MAX_S = 10.0
@@ -62,6 +66,7 @@ class OutboxRelay:
     task_queue: str
     dsn: str | None = None  # where to LISTEN (None: sweeps only)
     sweep_s: float = SWEEP_S
+    gather_s: float = GATHER_S
     _wake: asyncio.Event = field(default_factory=asyncio.Event)
     _listener: asyncpg.Connection | None = None
     _starts: asyncio.Semaphore = field(
@@ -87,9 +92,12 @@ class OutboxRelay:
                 await task
 
     async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        last_round = -self.gather_s
         try:
             while True:
                 await self._listen()
+                await asyncio.sleep(max(last_round + self.gather_s - loop.time(), 0))
                 self._wake.clear()
                 try:
                     wait = await self.relay_due()
@@ -99,6 +107,7 @@ class OutboxRelay:
                     log.warning("outbox relay: %s: %s; retrying in %.0f s",
                                 type(error).__name__, error, RETRY_MAX_S)
                     wait = RETRY_MAX_S
+                last_round = loop.time()
                 if self._failed_batches:
                     await asyncio.sleep(wait)  # backing off: new saves do not cut it short
                     continue

@@ -22,8 +22,10 @@ model the worker's settings can reach.
 from __future__ import annotations
 
 import copy
-from collections.abc import Collection, Sequence
+import functools
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Self
 from uuid import UUID
 
@@ -64,6 +66,11 @@ def refused(reason: str) -> ApplicationError:
     return ApplicationError(f"payload refused: {reason}", type=REFUSED, non_retryable=True)
 
 
+# Envelopes made or read recently: each workflow's payloads share one (its key and scope), and
+# its metadata and authenticated data are built once instead of for every payload.
+ENVELOPE_CACHE_SIZE = 4096
+
+
 @dataclass(frozen=True)
 class Envelope:
     """What an encrypted payload's metadata says about it (readable by anyone)."""
@@ -77,18 +84,37 @@ class Envelope:
     def read(cls, payload: Payload) -> Envelope:
         meta = payload.metadata
         try:
-            kind = meta[_KEY_KIND]
-            if kind not in (_WORKFLOW_KEY, _TENANT_KEY):
-                raise ValueError(kind)
-            return cls(UUID(meta[_KEY].decode()), UUID(meta[_TENANT].decode()),
-                       meta[_SCOPE].decode(), kind == _WORKFLOW_KEY)
+            return _read_envelope(meta[_KEY_KIND], meta[_KEY], meta[_TENANT], meta[_SCOPE])
         except (KeyError, ValueError, UnicodeDecodeError):
             raise refused("malformed encryption metadata") from None
 
-    @property
+    @functools.cached_property
     def aad(self) -> bytes:
         kind = "workflow" if self.per_workflow else "tenant"
         return f"team-memory payload|{kind}|{self.key_id}|{self.tenant_id}|{self.scope}".encode()
+
+    @functools.cached_property
+    def metadata(self) -> Mapping[str, bytes]:
+        return MappingProxyType({
+            "encoding": ENCODING,
+            _KEY: str(self.key_id).encode(),
+            _KEY_KIND: _WORKFLOW_KEY if self.per_workflow else _TENANT_KEY,
+            _TENANT: str(self.tenant_id).encode(),
+            _SCOPE: self.scope.encode(),
+        })
+
+
+@functools.lru_cache(maxsize=ENVELOPE_CACHE_SIZE)
+def _read_envelope(kind: bytes, key_id: bytes, tenant_id: bytes, scope: bytes) -> Envelope:
+    if kind not in (_WORKFLOW_KEY, _TENANT_KEY):
+        raise ValueError(kind)
+    return Envelope(UUID(key_id.decode()), UUID(tenant_id.decode()), scope.decode(),
+                    kind == _WORKFLOW_KEY)
+
+
+@functools.lru_cache(maxsize=ENVELOPE_CACHE_SIZE)
+def _envelope(key_id: UUID, tenant_id: UUID, scope: str, per_workflow: bool) -> Envelope:
+    return Envelope(key_id, tenant_id, scope, per_workflow)
 
 
 def is_encrypted(payload: Payload) -> bool:
@@ -96,17 +122,9 @@ def is_encrypted(payload: Payload) -> bool:
 
 
 def encrypt(key: DataKey, scope: Scope, payload: Payload) -> Payload:
-    envelope = Envelope(key.id, key.tenant_id, scope.name, key.per_workflow)
-    return Payload(
-        metadata={
-            "encoding": ENCODING,
-            _KEY: str(key.id).encode(),
-            _KEY_KIND: _WORKFLOW_KEY if key.per_workflow else _TENANT_KEY,
-            _TENANT: str(key.tenant_id).encode(),
-            _SCOPE: scope.name.encode(),
-        },
-        data=seal(key.aead, payload.SerializeToString(), envelope.aad),
-    )
+    envelope = _envelope(key.id, key.tenant_id, scope.name, key.per_workflow)
+    return Payload(metadata=envelope.metadata,
+                   data=seal(key.aead, payload.SerializeToString(), envelope.aad))
 
 
 async def decrypt(keyring: Keyring, payload: Payload, envelope: Envelope, *,

@@ -31,7 +31,7 @@ from team_memory_core.rules.text import one_line
 from team_memory_core.settings import Settings
 from team_memory_core.store import consolidation as store
 from team_memory_core.store.consolidation import ClusterMember, Neighbourhood, WeightedMemory
-from team_memory_core.store.memories import Neighbour
+from team_memory_core.store.ingestion import Neighbour
 
 # How many of a project's memories (by importance x recency) a manifesto is written from.
 MANIFESTO_CANDIDATES = 40

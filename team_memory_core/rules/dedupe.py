@@ -11,7 +11,7 @@ import re
 
 from team_memory_core.contract import Policy
 from team_memory_core.models.decisions import Decision, DecisionKind
-from team_memory_core.store.memories import Neighbour
+from team_memory_core.store.ingestion import Neighbour
 
 _WORD = re.compile(r"[\w.+-]+", re.UNICODE)
 

@@ -52,9 +52,13 @@ class ModelsInUse:
 async def active_model(conn: asyncpg.Connection, *, write: bool = False) -> ModelsInUse:
     """The model of memories.embedding, read after locking memories (``write``: for a
     transaction that writes vectors): the switch cannot happen before this transaction ends."""
-    row = await conn.fetchrow(
+    return models_in_use(await conn.fetchrow(
         "SELECT provider, name, dim, next_provider, next_name, next_dim"
-        " FROM active_embedding_model($1)", write)
+        " FROM active_embedding_model($1)", write))
+
+
+def models_in_use(row: asyncpg.Record | None) -> ModelsInUse:
+    """The models of a row of active_embedding_model()."""
     if row is None:
         raise RuntimeError("no active embedding model: run `team-memory migrate`")
     building = None if row["next_name"] is None else EmbeddingModel(

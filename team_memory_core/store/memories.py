@@ -113,48 +113,6 @@ def _row_values(item: IngestInput) -> tuple[object, ...]:
 
 
 @dataclass(frozen=True)
-class Neighbour:
-    id: UUID
-    content: str
-    category: str
-    content_hash: str
-    similarity: float
-    author: UUID | None = None  # the member who saved it (None: not recorded)
-
-
-async def similar_current(
-    conn: asyncpg.Connection, embedding: np.ndarray, memory_id: UUID, project: str, limit: int,
-    private_to: UUID | None,
-) -> list[Neighbour]:
-    """The live memories of the same project and the same reach closest to ``embedding``
-    (``memory_id``'s vector), ``memory_id`` left out (exact scan: a project's live set is
-    small enough, and an approximate index could miss the one duplicate). The same reach
-    (``private_to``, the memory's member or None): a shared memory is compared with shared
-    ones only, a personal one with its member's own, so no decision ever folds or merges text
-    across that line (the worker sees every member's). Memories flagged as aimed at AI agents
-    are left out too: nothing is merged into them, nothing is judged a copy of them.
-
-    The vector is a parameter, not read from ``memory_id``'s row by the statement: a vector
-    stored out of line (rows written before sql/012) would be fetched from the TOAST table
-    again for every row it is compared with."""
-    rows = await conn.fetch(
-        """
-        SELECT m.id, m.content, m.category, m.content_hash, m.author_id,
-               1 - ((m.embedding <=> $1) + 0) AS similarity
-        FROM memories m
-        WHERE m.project = $3 AND m.status = 'active' AND m.id <> $2
-          AND m.embedding IS NOT NULL AND cardinality(m.injection_flags) = 0
-          AND m.private_to IS NOT DISTINCT FROM $5
-        ORDER BY (m.embedding <=> $1) + 0
-        LIMIT $4
-        """,
-        embedding, memory_id, project, limit, private_to,
-    )
-    return [Neighbour(r["id"], r["content"], r["category"], r["content_hash"],
-                      float(r["similarity"]), r["author_id"]) for r in rows]
-
-
-@dataclass(frozen=True)
 class StoredVector:
     """A memory's embedding: None before its ingestion embeds it, and after a purge."""
 

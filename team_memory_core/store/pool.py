@@ -9,6 +9,7 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from uuid import UUID
 
 import asyncpg
+from asyncpg.connection import LoggedQuery
 from pgvector.asyncpg import register_vector
 
 from team_memory_core import telemetry
@@ -29,7 +30,15 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
     await conn.set_type_codec("jsonb", encoder=_json_text, decoder=json.loads,
                               schema="pg_catalog")
     if telemetry.tracing_enabled():
-        conn.add_query_logger(telemetry.record_sql_span)
+        conn.add_query_logger(_record_sql_span)
+
+
+def _record_sql_span(query: LoggedQuery) -> None:
+    """A span per statement, without its arguments: the scope's values, literals in the text
+    of a tenant transaction's BEGIN (``begin_scoped``), are left out too."""
+    if query.query.startswith(_SCOPED_BEGIN):
+        query = query._replace(query=_SCOPED_BEGIN + "...)")
+    telemetry.record_sql_span(query)
 
 
 async def _keep_session(conn: asyncpg.Connection) -> None:
@@ -63,13 +72,6 @@ async def create_app_pool(settings: Settings, dsn: str | None = None) -> asyncpg
     return await create_pool(url, min_size=settings.db_pool_min, max_size=settings.db_pool_max)
 
 
-# The settings in one round trip; an unset project list or member is '' (NULL for the
-# policies: current_projects(), current_member()).
-_SET_SCOPE = ("SELECT set_config('app.tenant_id', $1, true),"
-              " set_config('app.projects', coalesce($2::text[]::text, ''), true),"
-              " set_config('app.member_id', coalesce($3::text, ''), true)")
-
-
 @asynccontextmanager
 async def tenant_tx(
     pool: asyncpg.Pool, tenant_id: UUID, projects: Sequence[str] | None = None,
@@ -80,12 +82,42 @@ async def tenant_tx(
     the shared memories and ``member_id``'s personal ones when a member is given.
 
     The settings are transaction-local, so a pooled connection never carries a tenant over.
+    They travel with the BEGIN, in one round trip (asyncpg's ``transaction()`` sends BEGIN
+    alone): a simple query, so the values are literals (``begin_scoped``).
     """
-    async with pool.acquire() as conn, conn.transaction():
-        await conn.execute(_SET_SCOPE, str(tenant_id),
-                           None if projects is None else list(projects),
-                           None if member_id is None else str(member_id))
-        yield conn
+    async with pool.acquire() as conn:
+        await conn.execute(begin_scoped(tenant_id, projects, member_id))
+        try:
+            yield conn
+        except BaseException:
+            if not conn.is_closed():
+                await conn.execute("ROLLBACK")
+            raise
+        await conn.execute("COMMIT")
+
+
+_SCOPED_BEGIN = "BEGIN; SELECT set_config('app.tenant_id', "
+
+
+def begin_scoped(tenant_id: UUID, projects: Sequence[str] | None,
+                 member_id: UUID | None) -> str:
+    """BEGIN and the scope's settings as one simple query. An unset project list or member
+    is '' (NULL for the policies: current_projects(), current_member())."""
+    listed = "''" if projects is None else (
+        "ARRAY[" + ", ".join(map(sql_literal, projects)) + "]::text[]::text")
+    member = "''" if member_id is None else sql_literal(str(member_id))
+    return (_SCOPED_BEGIN + sql_literal(str(tenant_id))
+            + ", true), set_config('app.projects', " + listed + ", true),"
+            " set_config('app.member_id', " + member + ", true)")
+
+
+def sql_literal(text: str) -> str:
+    """``text`` as a string constant in any session: an escape string (E'...') reads
+    backslashes the same whatever standard_conforming_strings says, and a NUL (which would
+    end the query text) is refused."""
+    if "\0" in text:
+        raise ValueError("a NUL character cannot be sent to PostgreSQL")
+    return "E'" + text.replace("\\", "\\\\").replace("'", "''") + "'"
 
 
 async def ping(pool: asyncpg.Pool) -> None:

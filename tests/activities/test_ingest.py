@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 
+import numpy as np
 import pytest
 
 from activities.ingest import IngestActivities
@@ -15,6 +16,7 @@ from team_memory_core.embedder import BatchingEmbedder
 from team_memory_core.llm.client import Distiller
 from team_memory_core.models.decisions import DecisionKind
 from team_memory_core.models.memories import IngestInput, MemoryStatus
+from team_memory_core.store import ingestion
 from team_memory_core.store.pool import tenant_tx
 from tests.conftest import Stack
 from tests.support.anthropic_server import FakeAnthropic
@@ -106,3 +108,32 @@ async def test_concurrent_one_step_ingestions_record_one_decision(stack: Stack) 
     assert all(result is not None for result in results)
     assert {result.status for result in results if result is not None} == {MemoryStatus.ACTIVE}
     assert sorted(await history(stack)) == sorted(("added", item.memory_id) for item in items)
+
+
+async def test_a_memory_forgotten_before_its_ingestion_is_not_brought_back(
+        stack: Stack) -> None:
+    """The one-statement commit of an add activates only a pending row: a forget that came
+    first stays, with no event of the ingestion."""
+    steps = ingest_activities(stack)
+    text = "Service billing rotates its signing keys every quarter"
+    item = prepare_memory(stack.settings, stack.principal, text, category="architecture")
+    await stack.service.save(stack.principal, text, category="architecture")
+    await stack.service.forget(stack.principal, item.memory_id, "saved by mistake")
+    events = await history(stack)
+
+    result = await steps.ingest_memory(item)
+
+    assert result is not None and result.status is MemoryStatus.FORGOTTEN
+    assert await history(stack) == events
+
+
+async def test_the_neighbours_are_read_after_the_active_model_is_locked(stack: Stack) -> None:
+    """One statement reads the active model (locking memories against a re-embed's switch)
+    and the neighbours: the function must run first, the neighbours' query inside it."""
+    async with tenant_tx(stack.pool, stack.principal.tenant_id) as conn:
+        plan = [row[0] for row in await conn.fetch(
+            "EXPLAIN (COSTS OFF) " + ingestion.SIMILAR_CURRENT_OF_MODEL,
+            np.zeros(stack.embedder.dim, dtype=np.float32), uuid.uuid4(), "p", 5, None)]
+    assert plan[0].startswith("Nested Loop Left Join"), plan
+    outer = next(line for line in plan[1:] if line.strip().startswith("->"))
+    assert "Function Scan on active_embedding_model" in outer, plan

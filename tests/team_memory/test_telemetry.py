@@ -81,6 +81,11 @@ async def test_one_save_is_one_trace_from_mcp_call_to_sql(
         assert attributes["embedding.batch_size"].int_value == 1
         assert "MiniLM" in attributes["embedding.model"].string_value
         assert "postgresql SELECT" in names
+        # A tenant transaction's BEGIN carries its scope as literals: not into the span.
+        texts = [a.value.string_value for _, s in spans for a in s.attributes
+                 if a.key == "db.query.text"]
+        assert any(text.startswith("BEGIN; SELECT set_config") for text in texts), texts
+        assert not any(str(stack.principal.tenant_id) in text for text in texts)
 
         # A second memory with a neighbour gets the model's decision: its tokens are counted.
         fake.script(FakeAnthropic.tool_result({"reason": "Separate fact.", "action": "ADD"},

@@ -45,6 +45,25 @@ async def test_a_save_wakes_the_relay_without_waiting_for_a_sweep(stack: Stack) 
     await stack.started(saved.workflow_id)
 
 
+async def test_saves_during_a_burst_are_claimed_in_one_round(stack: Stack) -> None:
+    """A round of claims starts ``gather_s`` after the last ended: the saves notified
+    meanwhile are started together."""
+    gathering = relay(stack, dsn=stack.settings.database_url, sweep_s=3600, gather_s=10)
+    async with gathering.running():
+        with anyio.fail_after(30):
+            while not gathering.sweeps:
+                await anyio.sleep(0.01)
+        saved = [await stack.service.save(stack.principal, f"Service {n} logs to Loki")
+                 for n in range(3)]
+        with anyio.fail_after(60):
+            while await waiting(stack):
+                await anyio.sleep(0.05)
+    assert gathering.outcomes == {STARTED: 3}
+    assert gathering.sweeps == 2  # the first at start, then one for the three saves
+    for one in saved:
+        await stack.started(one.workflow_id)
+
+
 async def test_two_relays_never_start_one_memory_twice(stack: Stack) -> None:
     ids = {(await stack.service.save(stack.principal, f"Queue {n} is drained by worker {n}")).id
            for n in range(150)}

@@ -12,7 +12,7 @@ from uuid import uuid4
 import asyncpg
 import pytest
 
-from team_memory_core.store.pool import create_pool, tenant_tx
+from team_memory_core.store.pool import begin_scoped, create_pool, tenant_tx
 from tests.conftest import Services
 
 pytestmark = pytest.mark.anyio
@@ -104,5 +104,43 @@ async def test_a_connection_comes_back_without_its_tenant(services: Services) ->
             assert await conn.fetchval("SELECT pg_backend_pid()") == backend  # the same one
             assert await conn.fetchval("SELECT current_tenant()") is None
             assert await conn.fetchval("SELECT current_projects()") is None
+    finally:
+        await pool.close()
+
+
+async def test_the_scope_reads_back_exactly_with_quotes_and_backslashes(
+        services: Services) -> None:
+    """The scope travels as literals with the BEGIN: no project name can break out of it."""
+    pool: asyncpg.Pool = await create_pool(services.postgres.app_url, min_size=1, max_size=1)
+    names = ["it's", "back\\slash", "x'); SELECT set_config('app.tenant_id', '0', true); --"]
+    tenant, member = uuid4(), uuid4()
+    try:
+        async with tenant_tx(pool, tenant, names, member) as conn:
+            assert await conn.fetchval("SELECT current_projects()") == names
+            assert await conn.fetchval("SELECT current_tenant()") == tenant
+            assert await conn.fetchval("SELECT current_setting('app.member_id')") == str(member)
+        async with tenant_tx(pool, tenant, []) as conn:
+            assert await conn.fetchval("SELECT current_projects()") == []
+    finally:
+        await pool.close()
+
+
+def test_a_nul_in_the_scope_is_refused() -> None:
+    with pytest.raises(ValueError, match="NUL"):
+        begin_scoped(uuid4(), ["a\0b"], None)
+
+
+async def test_a_failed_transaction_is_rolled_back_and_the_connection_reused(
+        services: Services) -> None:
+    pool: asyncpg.Pool = await create_pool(services.postgres.app_url, min_size=1, max_size=1)
+    try:
+        with pytest.raises(asyncpg.DivisionByZeroError):
+            async with tenant_tx(pool, uuid4()) as conn:
+                backend = await conn.fetchval("SELECT pg_backend_pid()")
+                await conn.execute("SELECT 1 / 0")
+        async with pool.acquire() as conn:
+            assert await conn.fetchval("SELECT pg_backend_pid()") == backend
+            assert not conn.is_in_transaction()
+            assert await conn.fetchval("SELECT current_tenant()") is None
     finally:
         await pool.close()
