@@ -6,6 +6,7 @@ import functools
 import json
 from collections.abc import AsyncIterator, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import dataclass
 from uuid import UUID
 
 import asyncpg
@@ -70,21 +71,46 @@ _SET_SCOPE = ("SELECT set_config('app.tenant_id', $1, true),"
               " set_config('app.member_id', coalesce($3::text, ''), true)")
 
 
+@dataclass(frozen=True)
+class Scope:
+    """What Row-Level Security lets a transaction see: ``tenant_id``'s rows, of those only
+    the rows of ``projects`` when given (a project-bound key's reach), and only the shared
+    memories and ``member_id``'s personal ones when a member is given."""
+
+    tenant_id: UUID
+    projects: Sequence[str] | None = None
+    member_id: UUID | None = None
+
+    @classmethod
+    def of(cls, principal: Principal) -> Scope:
+        return cls(principal.tenant_id, principal.projects, principal.member_id)
+
+    def params(self) -> tuple[str, list[str] | None, str | None]:
+        """The three settings as ``_SET_SCOPE`` (and sql/019's search_prelude) take them."""
+        return (str(self.tenant_id), None if self.projects is None else list(self.projects),
+                None if self.member_id is None else str(self.member_id))
+
+
 @asynccontextmanager
 async def tenant_tx(
     pool: asyncpg.Pool, tenant_id: UUID, projects: Sequence[str] | None = None,
     member_id: UUID | None = None,
 ) -> AsyncIterator[asyncpg.Connection]:
-    """A transaction in which Row-Level Security shows only ``tenant_id``'s rows, and of
-    those only the rows of ``projects`` when given (a project-bound key's reach), and only
-    the shared memories and ``member_id``'s personal ones when a member is given.
+    """A transaction in which Row-Level Security shows only ``Scope``'s rows.
 
     The settings are transaction-local, so a pooled connection never carries a tenant over.
     """
     async with pool.acquire() as conn, conn.transaction():
-        await conn.execute(_SET_SCOPE, str(tenant_id),
-                           None if projects is None else list(projects),
-                           None if member_id is None else str(member_id))
+        await conn.execute(_SET_SCOPE, *Scope(tenant_id, projects, member_id).params())
+        yield conn
+
+
+@asynccontextmanager
+async def search_tx(pool: asyncpg.Pool) -> AsyncIterator[asyncpg.Connection]:
+    """A search's transaction: its first statement, ``store.search.search_prelude``, sets the
+    caller's scope itself (one round trip less than ``tenant_tx``). Until it has, Row-Level
+    Security shows no row: an unset tenant matches none."""
+    async with pool.acquire() as conn, conn.transaction():
         yield conn
 
 
