@@ -115,14 +115,10 @@ class ActiveModel:
             await self.follow(models.active)
             raise ModelChanged(str(used.name), models.active)
 
-    async def for_this_transaction(self, conn: asyncpg.Connection) -> Embedder:
-        """The embedder of the active model for a reading transaction (a search): its
-        vectors match the columns the transaction reads until it ends."""
-        return await self.following(await embeddings.active_model(conn))
-
     async def following(self, models: embeddings.ModelsInUse) -> Embedder:
-        """``for_this_transaction`` with the models the transaction read (a search reads them
-        in its first statement, ``store.search.search_prelude``)."""
+        """The embedder of the active model for a reading transaction (a search), given the
+        ``models`` it read (``store.search.search_prelude``, after locking memories): its
+        vectors match the columns the transaction reads until it ends."""
         self._preload(models.building)
         used = self._current
         return used if same_model(used, models.active) else await self.follow(models.active)

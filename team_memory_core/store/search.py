@@ -14,11 +14,11 @@ from uuid import UUID
 import asyncpg
 import numpy as np
 
-from team_memory_core.models.memories import Category, MemoryStatus
+from team_memory_core.models.memories import Category
 from team_memory_core.store.embeddings import ModelsInUse, models_in_use
 from team_memory_core.store.memories import MEMORY_COLUMNS, MemoryRow, memory_row
 from team_memory_core.store.pool import Scope
-from team_memory_core.store.rows import many, tuples, vector_text
+from team_memory_core.store.rows import tuples, vector_text
 
 
 @dataclass(frozen=True)
@@ -109,7 +109,8 @@ async def search_prelude(
     (sql/019_search_prelude.sql): it sets the caller's ``scope`` for Row-Level Security, then
     reads the active embedding model after locking memories (``embeddings.active_model``),
     the newest ``pending_limit`` acknowledged memories the filters keep that have no vector
-    yet (``pending_without_embedding``) and the query's words (``search_terms``)."""
+    yet (read-your-writes: the caller embeds their text for ``PendingVectors``) and the
+    query's words (``search_terms``)."""
     row = await conn.fetchrow(
         "SELECT * FROM search_prelude($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
         *scope.params(), query, filters.projects,
@@ -305,26 +306,6 @@ async def _set_ef_search(conn: asyncpg.Connection, ef_search: int) -> None:
 class PendingText:
     id: UUID
     content: str
-
-
-async def pending_without_embedding(
-    conn: asyncpg.Connection, filters: SearchFilters, limit: int
-) -> list[PendingText]:
-    """Acknowledged memories whose workflow has not embedded them yet (read-your-writes):
-    the caller embeds their text for ``PendingVectors``."""
-    rows = await conn.fetch(
-        f"""
-        SELECT m.id, m.content
-        FROM memories m
-        WHERE m.embedding IS NULL AND m.status = 'pending' AND {_filters(1)}
-        ORDER BY m.created_at DESC
-        LIMIT $7
-        """,
-        filters.projects, [MemoryStatus.PENDING.value],
-        None if filters.category is None else filters.category.value,
-        filters.tags or None, filters.since, filters.until, limit,
-    )
-    return many(PendingText, rows)
 
 
 async def important_recent(
