@@ -211,13 +211,23 @@ class SessionTuning:
     intra_op_threads: int = 1  # 0: onnxruntime's default, one per core
     spinning: bool = False
     graph_optimization: Literal["basic", "extended", "all"] = "all"
+    # For a model with int8 arithmetic (``LocalModel.int8_compute``); None: intra_op_threads.
+    int8_intra_op_threads: int | None = None
+
+    def threads_for(self, int8_compute: bool) -> int:
+        if int8_compute and self.int8_intra_op_threads is not None:
+            return self.int8_intra_op_threads
+        return self.intra_op_threads
 
 
 # The worker: texts of many ingestions at once on cores the whole stack shares; one thread, the
-# least CPU per text. The MCP server: one query while its caller waits; two threads (4.7 ms
-# instead of 6.2 for a short query, 7.4 ms CPU instead of 6.1; docs/benchmarks.md).
+# least CPU per text. The MCP server: one query while its caller waits. The float model on two
+# threads (4.7 ms instead of 6.2 for a short query, 7.4 ms CPU instead of 6.1); the int8
+# model on one, which is both faster and cheaper there (2.2 ms and 2.2 ms CPU against 2.7-3.2
+# ms and 3.5-3.9 ms CPU on two threads) and leaves the other core to the search's SQL, which
+# runs meanwhile (docs/benchmarks.md, issue 16's search).
 BATCH_TUNING = SessionTuning()
-QUERY_TUNING = SessionTuning(intra_op_threads=2)
+QUERY_TUNING = SessionTuning(intra_op_threads=2, int8_intra_op_threads=1)
 
 
 class LocalEmbedder:
@@ -262,7 +272,7 @@ class LocalEmbedder:
         self._tokenizer.no_padding()  # the file's own setting pads every text to 128
         self._pad_id = self._tokenizer.token_to_id(config["pad_token"])
         self._session = onnxruntime.InferenceSession(
-            str(model_dir / "model.onnx"), _session_options(tuning),
+            str(model_dir / "model.onnx"), _session_options(tuning, model.int8_compute),
             providers=["CPUExecutionProvider"])
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
@@ -308,7 +318,7 @@ def _length_batches(lengths: Sequence[int], max_rows: int, max_tokens: int) -> l
     return batches
 
 
-def _session_options(tuning: SessionTuning) -> onnxruntime.SessionOptions:
+def _session_options(tuning: SessionTuning, int8_compute: bool) -> onnxruntime.SessionOptions:
     import onnxruntime
 
     levels = {"basic": onnxruntime.GraphOptimizationLevel.ORT_ENABLE_BASIC,
@@ -317,7 +327,7 @@ def _session_options(tuning: SessionTuning) -> onnxruntime.SessionOptions:
     options = onnxruntime.SessionOptions()
     options.graph_optimization_level = levels[tuning.graph_optimization]
     options.execution_mode = onnxruntime.ExecutionMode.ORT_SEQUENTIAL
-    options.intra_op_num_threads = tuning.intra_op_threads
+    options.intra_op_num_threads = tuning.threads_for(int8_compute)
     options.inter_op_num_threads = 1  # sequential execution: the inter-op pool is unused
     spinning = "1" if tuning.spinning else "0"
     options.add_session_config_entry("session.intra_op.allow_spinning", spinning)
