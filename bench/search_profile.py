@@ -47,7 +47,6 @@ from team_memory_core.embedder import LocalEmbedder, embed_async
 from team_memory_core.rules import ranking
 from team_memory_core.rules.framing import DATA_NOTE, QUOTED_NOTE, quoted_memory
 from team_memory_core.store import search
-from team_memory_core.store.pool import Scope, search_tx
 from team_memory_core.tenants import authenticate
 
 T = TypeVar("T")
@@ -173,12 +172,12 @@ class Stages:
 
     def transaction(self, open_tx: Callable[..., Any]) -> Callable[..., Any]:
         @contextlib.asynccontextmanager
-        async def wrapper(*args: Any) -> AsyncIterator[asyncpg.Connection]:
+        async def wrapper(*args: Any) -> AsyncIterator[Any]:
             started = time.perf_counter()
-            async with open_tx(*args) as conn:
-                self.times["transaction: acquire, BEGIN"].append(
+            async with open_tx(*args) as opened:
+                self.times["transaction: acquire, BEGIN, search_prelude"].append(
                     time.perf_counter() - started)
-                yield conn
+                yield opened
                 ended = time.perf_counter()
             self.times["transaction: COMMIT, release"].append(time.perf_counter() - ended)
         return wrapper
@@ -188,7 +187,7 @@ class Stages:
 def instrumented(stages: Stages) -> Iterator[None]:
     patches = [
         (recall, "embed_async", stages.timed("query embedding", embed_async)),
-        (recall, "search_tx", stages.transaction(search_tx)),
+        (search, "search_transaction", stages.transaction(search.search_transaction)),
         (search, "search_prelude", stages.timed(
             "SQL: search_prelude (scope, active model, pending memories, query words)",
             search.search_prelude)),
@@ -259,10 +258,9 @@ async def explain(inproc: InProcess) -> list[str]:
     text = question(30_000)
     vector = (await embed_async(service.model.current, [text]))[0]
     filters = service.filters(principal, None, None, None, None, None, False)
-    async with search_tx(service.pool) as conn:
-        # The prelude is one function call: EXPLAIN would show its call, not its statements.
-        prelude = await search.search_prelude(conn, Scope.of(principal), text, filters, 64,
-                                              service.retriever.per_side(5))
+    # The prelude is one function call: EXPLAIN would show its call, not its statements.
+    async with search.search_transaction(service.pool, principal, text, filters, 64,
+                                         service.retriever.per_side(5)) as (conn, prelude):
         explaining = Explaining(conn)
         await service.retriever.candidates(
             explaining, text, vector, filters,

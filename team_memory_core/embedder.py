@@ -211,21 +211,12 @@ class SessionTuning:
     intra_op_threads: int = 1  # 0: onnxruntime's default, one per core
     spinning: bool = False
     graph_optimization: Literal["basic", "extended", "all"] = "all"
-    # For a model with int8 arithmetic (``LocalModel.int8_compute``); None: intra_op_threads.
-    int8_intra_op_threads: int | None = None
-
-    def threads_for(self, int8_compute: bool) -> int:
-        if int8_compute and self.int8_intra_op_threads is not None:
-            return self.int8_intra_op_threads
-        return self.intra_op_threads
+    int8_intra_op_threads: int | None = None  # int8-compute models' (None: the same)
 
 
-# The worker: texts of many ingestions at once on cores the whole stack shares; one thread, the
-# least CPU per text. The MCP server: one query while its caller waits. The float model on two
-# threads (4.7 ms instead of 6.2 for a short query, 7.4 ms CPU instead of 6.1); the int8
-# model on one, which is both faster and cheaper there (2.2 ms and 2.2 ms CPU against 2.7-3.2
-# ms and 3.5-3.9 ms CPU on two threads) and leaves the other core to the search's SQL, which
-# runs meanwhile (docs/benchmarks.md, issue 16's search).
+# The worker: many texts on cores the whole stack shares; one thread, the least CPU per text.
+# The MCP server: one query while its caller waits: the float model on two threads (4.7 ms, not
+# 6.2), the int8 model on one, faster and cheaper there (docs/benchmarks.md, issue 16's search).
 BATCH_TUNING = SessionTuning()
 QUERY_TUNING = SessionTuning(intra_op_threads=2, int8_intra_op_threads=1)
 
@@ -327,7 +318,8 @@ def _session_options(tuning: SessionTuning, int8_compute: bool) -> onnxruntime.S
     options = onnxruntime.SessionOptions()
     options.graph_optimization_level = levels[tuning.graph_optimization]
     options.execution_mode = onnxruntime.ExecutionMode.ORT_SEQUENTIAL
-    options.intra_op_num_threads = tuning.threads_for(int8_compute)
+    options.intra_op_num_threads = tuning.intra_op_threads if tuning.int8_intra_op_threads \
+        is None or not int8_compute else tuning.int8_intra_op_threads
     options.inter_op_num_threads = 1  # sequential execution: the inter-op pool is unused
     spinning = "1" if tuning.spinning else "0"
     options.add_session_config_entry("session.intra_op.allow_spinning", spinning)

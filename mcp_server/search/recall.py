@@ -47,7 +47,7 @@ from team_memory_core.rules.text import approx_tokens, one_line, within_budget
 from team_memory_core.settings import Settings
 from team_memory_core.store import anchors, memories, search
 from team_memory_core.store.memories import MemoryRow
-from team_memory_core.store.pool import Scope, principal_tx, search_tx
+from team_memory_core.store.pool import principal_tx
 from team_memory_core.store.search import Candidate, SearchFilters
 
 SNIPPET_CHARS = 160
@@ -113,10 +113,9 @@ class Recall:
         # The query is embedded on a thread while the statement that needs no vector runs.
         embedding = asyncio.ensure_future(embed_async(used, [query], queries=True))
         try:
-            async with search_tx(self.pool) as conn:
-                prelude = await search.search_prelude(
-                    conn, Scope.of(principal), query, filters, PENDING_EMBED_LIMIT,
-                    self.retriever.per_side(limit))
+            async with search.search_transaction(
+                    self.pool, principal, query, filters, PENDING_EMBED_LIMIT,
+                    self.retriever.per_side(limit)) as (conn, prelude):
                 # Every vector of this search is of the model of the columns it reads (a
                 # re-embed switches before this transaction starts or after it ends).
                 model = await self.model.following(prelude.models)

@@ -105,15 +105,6 @@ async def tenant_tx(
         yield conn
 
 
-@asynccontextmanager
-async def search_tx(pool: asyncpg.Pool) -> AsyncIterator[asyncpg.Connection]:
-    """A search's transaction: its first statement, ``store.search.search_prelude``, sets the
-    caller's scope itself (one round trip less than ``tenant_tx``). Until it has, Row-Level
-    Security shows no row: an unset tenant matches none."""
-    async with pool.acquire() as conn, conn.transaction():
-        yield conn
-
-
 async def ping(pool: asyncpg.Pool) -> None:
     """One round trip to the database (readiness checks)."""
     async with pool.acquire() as conn:

@@ -5,7 +5,8 @@ the working set's importance x recency ranking. Design and measurements: docs/re
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import NamedTuple
@@ -15,6 +16,7 @@ import asyncpg
 import numpy as np
 
 from team_memory_core.models.memories import Category
+from team_memory_core.models.principal import Principal
 from team_memory_core.store.embeddings import ModelsInUse, models_in_use
 from team_memory_core.store.memories import MEMORY_COLUMNS, MemoryRow, memory_row
 from team_memory_core.store.pool import Scope
@@ -101,16 +103,30 @@ class SearchPrelude:
     terms: SearchTerms
 
 
+@asynccontextmanager
+async def search_transaction(
+    pool: asyncpg.Pool, principal: Principal, query: str, filters: SearchFilters,
+    pending_limit: int, vector_candidates: int,
+) -> AsyncIterator[tuple[asyncpg.Connection, SearchPrelude]]:
+    """A search's transaction, scoped to ``principal`` as ``pool.principal_tx`` scopes a
+    request's, with what its first statement read (``search_prelude``): that statement sets
+    the scope itself, one round trip instead of two."""
+    async with pool.acquire() as conn, conn.transaction():
+        yield conn, await search_prelude(conn, Scope.of(principal), query, filters,
+                                         pending_limit, vector_candidates)
+
+
 async def search_prelude(
     conn: asyncpg.Connection, scope: Scope, query: str, filters: SearchFilters,
     pending_limit: int, vector_candidates: int,
 ) -> SearchPrelude:
-    """The first statement of a search's transaction (``pool.search_tx``), in one round trip
-    (sql/019_search_prelude.sql): it sets the caller's ``scope`` for Row-Level Security, then
-    reads the active embedding model after locking memories (``embeddings.active_model``),
-    the newest ``pending_limit`` acknowledged memories the filters keep that have no vector
-    yet (read-your-writes: the caller embeds their text for ``PendingVectors``) and the
-    query's words (``search_terms``)."""
+    """The first statement of a search's transaction, in one round trip
+    (sql/019_search_prelude.sql): it sets the caller's ``scope`` for Row-Level Security
+    (until then the transaction sees no row: an unset tenant matches none), then reads the
+    active embedding model after locking memories (``embeddings.active_model``), the newest
+    ``pending_limit`` acknowledged memories the filters keep that have no vector yet
+    (read-your-writes: the caller embeds their text for ``PendingVectors``) and the query's
+    words (``search_terms``)."""
     row = await conn.fetchrow(
         "SELECT * FROM search_prelude($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
         *scope.params(), query, filters.projects,
