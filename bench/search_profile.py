@@ -43,12 +43,10 @@ from mcp_server.search import recall
 from mcp_server.server import _result
 from mcp_server.views import HitView, SearchView
 from team_memory.stack import LOCAL_TENANT
-from team_memory_core.active_model import ActiveModel
 from team_memory_core.embedder import LocalEmbedder, embed_async
 from team_memory_core.rules import ranking
 from team_memory_core.rules.framing import DATA_NOTE, QUOTED_NOTE, quoted_memory
 from team_memory_core.store import search
-from team_memory_core.store.pool import principal_tx
 from team_memory_core.tenants import authenticate
 
 T = TypeVar("T")
@@ -174,12 +172,12 @@ class Stages:
 
     def transaction(self, open_tx: Callable[..., Any]) -> Callable[..., Any]:
         @contextlib.asynccontextmanager
-        async def wrapper(*args: Any) -> AsyncIterator[asyncpg.Connection]:
+        async def wrapper(*args: Any) -> AsyncIterator[Any]:
             started = time.perf_counter()
-            async with open_tx(*args) as conn:
-                self.times["transaction: acquire, BEGIN, set scope"].append(
+            async with open_tx(*args) as opened:
+                self.times["transaction: acquire, BEGIN, search_prelude"].append(
                     time.perf_counter() - started)
-                yield conn
+                yield opened
                 ended = time.perf_counter()
             self.times["transaction: COMMIT, release"].append(time.perf_counter() - ended)
         return wrapper
@@ -189,17 +187,14 @@ class Stages:
 def instrumented(stages: Stages) -> Iterator[None]:
     patches = [
         (recall, "embed_async", stages.timed("query embedding", embed_async)),
-        (recall, "principal_tx", stages.transaction(principal_tx)),
-        (search, "pending_without_embedding",
-         stages.timed("SQL: pending memories", search.pending_without_embedding)),
-        (search, "search_terms", stages.timed("SQL: search_terms", search.search_terms)),
+        (search, "search_transaction", stages.transaction(search.search_transaction)),
+        (search, "search_prelude", stages.timed(
+            "SQL: search_prelude (scope, active model, pending memories, query words)",
+            search.search_prelude)),
         (search, "hybrid_search", stages.timed("SQL: hybrid_search", search.hybrid_search)),
         (ranking, "fuse", stages.timed_sync("fusion", ranking.fuse)),
     ]
     saved = [(module, name, getattr(module, name)) for module, name, _ in patches]
-    model_check = ActiveModel.for_this_transaction
-    setattr(ActiveModel, "for_this_transaction",  # noqa: B010
-            stages.timed("SQL: active model", model_check))
     for module, name, replacement in patches:
         setattr(module, name, replacement)
     try:
@@ -207,7 +202,6 @@ def instrumented(stages: Stages) -> Iterator[None]:
     finally:
         for module, name, original in saved:
             setattr(module, name, original)
-        setattr(ActiveModel, "for_this_transaction", model_check)  # noqa: B010
 
 
 def tool_result(hits: list[Any], searched: str) -> str:
@@ -264,12 +258,14 @@ async def explain(inproc: InProcess) -> list[str]:
     text = question(30_000)
     vector = (await embed_async(service.model.current, [text]))[0]
     filters = service.filters(principal, None, None, None, None, None, False)
-    async with principal_tx(service.pool, principal) as conn:
+    # The prelude is one function call: EXPLAIN would show its call, not its statements.
+    async with search.search_transaction(service.pool, principal, text, filters, 64,
+                                         service.retriever.per_side(5)) as (conn, prelude):
         explaining = Explaining(conn)
-        pending = await search.pending_without_embedding(explaining, filters, 64)
         await service.retriever.candidates(
             explaining, text, vector, filters,
-            await service.pending_vectors.vectors(service.model.current, pending, 4), limit=5)
+            await service.pending_vectors.vectors(service.model.current, prelude.pending, 4),
+            limit=5)
     return [f"EXPLAIN (ANALYZE, BUFFERS) as the application role under RLS, query {text!r}:",
             *(f"--- statement {i + 1}\n{plan}" for i, plan in enumerate(explaining.plans))]
 

@@ -119,10 +119,10 @@ class ActiveModel:
             await self.follow(models.active)
             raise ModelChanged(str(used.name), models.active)
 
-    async def for_this_transaction(self, conn: asyncpg.Connection) -> Embedder:
-        """The embedder of the active model for a reading transaction (a search): its
+    async def following(self, models: embeddings.ModelsInUse) -> Embedder:
+        """The embedder of the active model for a reading transaction (a search), given the
+        ``models`` it read (``store.search.search_prelude``, after locking memories): its
         vectors match the columns the transaction reads until it ends."""
-        models = await embeddings.active_model(conn)
         self._preload(models.building)
         used = self._current
         return used if same_model(used, models.active) else await self.follow(models.active)

@@ -211,13 +211,14 @@ class SessionTuning:
     intra_op_threads: int = 1  # 0: onnxruntime's default, one per core
     spinning: bool = False
     graph_optimization: Literal["basic", "extended", "all"] = "all"
+    int8_intra_op_threads: int | None = None  # int8-compute models' (None: the same)
 
 
-# The worker: texts of many ingestions at once on cores the whole stack shares; one thread, the
-# least CPU per text. The MCP server: one query while its caller waits; two threads (4.7 ms
-# instead of 6.2 for a short query, 7.4 ms CPU instead of 6.1; docs/benchmarks.md).
+# The worker: many texts on cores the whole stack shares; one thread, the least CPU per text.
+# The MCP server: one query while its caller waits: the float model on two threads (4.7 ms, not
+# 6.2), the int8 model on one, faster and cheaper there (docs/benchmarks.md, issue 16's search).
 BATCH_TUNING = SessionTuning()
-QUERY_TUNING = SessionTuning(intra_op_threads=2)
+QUERY_TUNING = SessionTuning(intra_op_threads=2, int8_intra_op_threads=1)
 
 
 class LocalEmbedder:
@@ -262,7 +263,7 @@ class LocalEmbedder:
         self._tokenizer.no_padding()  # the file's own setting pads every text to 128
         self._pad_id = self._tokenizer.token_to_id(config["pad_token"])
         self._session = onnxruntime.InferenceSession(
-            str(model_dir / "model.onnx"), _session_options(tuning),
+            str(model_dir / "model.onnx"), _session_options(tuning, model.int8_compute),
             providers=["CPUExecutionProvider"])
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
@@ -308,7 +309,7 @@ def _length_batches(lengths: Sequence[int], max_rows: int, max_tokens: int) -> l
     return batches
 
 
-def _session_options(tuning: SessionTuning) -> onnxruntime.SessionOptions:
+def _session_options(tuning: SessionTuning, int8_compute: bool) -> onnxruntime.SessionOptions:
     import onnxruntime
 
     levels = {"basic": onnxruntime.GraphOptimizationLevel.ORT_ENABLE_BASIC,
@@ -317,7 +318,8 @@ def _session_options(tuning: SessionTuning) -> onnxruntime.SessionOptions:
     options = onnxruntime.SessionOptions()
     options.graph_optimization_level = levels[tuning.graph_optimization]
     options.execution_mode = onnxruntime.ExecutionMode.ORT_SEQUENTIAL
-    options.intra_op_num_threads = tuning.intra_op_threads
+    options.intra_op_num_threads = tuning.intra_op_threads if tuning.int8_intra_op_threads \
+        is None or not int8_compute else tuning.int8_intra_op_threads
     options.inter_op_num_threads = 1  # sequential execution: the inter-op pool is unused
     spinning = "1" if tuning.spinning else "0"
     options.add_session_config_entry("session.intra_op.allow_spinning", spinning)

@@ -110,21 +110,22 @@ class Recall:
                      now: datetime, limit: int) -> list[tuple[Candidate, Score]]:
         """The search's candidates with their scores, best first (checked input)."""
         used = self.model.current
-        # The query is embedded on a thread while the statements that need no vector run.
+        # The query is embedded on a thread while the statement that needs no vector runs.
         embedding = asyncio.ensure_future(embed_async(used, [query], queries=True))
         try:
-            async with principal_tx(self.pool, principal) as conn:
+            async with search.search_transaction(
+                    self.pool, principal, query, filters, PENDING_EMBED_LIMIT,
+                    self.retriever.per_side(limit)) as (conn, prelude):
                 # Every vector of this search is of the model of the columns it reads (a
                 # re-embed switches before this transaction starts or after it ends).
-                model = await self.model.for_this_transaction(conn)
-                pending = await search.pending_without_embedding(conn, filters,
-                                                                 PENDING_EMBED_LIMIT)
-                hybrid = await self.retriever.plan(conn, query, filters, limit=limit)
+                model = await self.model.following(prelude.models)
+                hybrid = self.retriever.hybrid_query(prelude.terms, limit=limit)
                 query_vector = (await embedding)[0] if model is used \
                     else (await embed_async(model, [query], queries=True))[0]
                 return await self.retriever.rank(
                     conn, query_vector, filters, hybrid,
-                    await self.pending_vectors.vectors(model, pending, PENDING_EMBED_PER_SEARCH),
+                    await self.pending_vectors.vectors(model, prelude.pending,
+                                                       PENDING_EMBED_PER_SEARCH),
                     now,
                 )
         finally:

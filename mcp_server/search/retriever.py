@@ -57,10 +57,21 @@ class Retriever:
     ) -> search.HybridQuery:
         """The hybrid statement's words, statistics and sizes (one statement, which also sets
         up the rest of the transaction). It needs no vector: a search runs it while its
-        query is being embedded. Small scopes get an exact vector scan, larger ones HNSW."""
+        query is being embedded."""
+        terms = await search.search_terms(conn, query, filters.projects,
+                                          self.per_side(limit, keyword_only))
+        return self.hybrid_query(terms, limit=limit, keyword_only=keyword_only)
+
+    def per_side(self, limit: int | None, keyword_only: bool = False) -> int:
+        """Vector candidates of a search returning ``limit`` results (``_per_side``)."""
+        return 0 if keyword_only else _per_side(self.settings.search_candidates, limit)
+
+    def hybrid_query(self, terms: search.SearchTerms, *, limit: int | None = None,
+                     keyword_only: bool = False) -> search.HybridQuery:
+        """The hybrid statement for the query's ``terms`` (read with ``per_side(limit)``).
+        Small scopes get an exact vector scan, larger ones HNSW."""
         s = self.settings
-        per_side = 0 if keyword_only else _per_side(s.search_candidates, limit)
-        terms = await search.search_terms(conn, query, filters.projects, per_side)
+        per_side = self.per_side(limit, keyword_only)
         return search.HybridQuery(
             lexemes=[t.lexeme for t in terms.terms],
             idf=[ranking.idf(terms.docs, t.docs) for t in terms.terms],

@@ -5,6 +5,8 @@ the working set's importance x recency ranking. Design and measurements: docs/re
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import NamedTuple
@@ -13,9 +15,12 @@ from uuid import UUID
 import asyncpg
 import numpy as np
 
-from team_memory_core.models.memories import Category, MemoryStatus
+from team_memory_core.models.memories import Category
+from team_memory_core.models.principal import Principal
+from team_memory_core.store.embeddings import ModelsInUse, models_in_use
 from team_memory_core.store.memories import MEMORY_COLUMNS, MemoryRow, memory_row
-from team_memory_core.store.rows import many, tuples, vector_text
+from team_memory_core.store.pool import Scope
+from team_memory_core.store.rows import tuples, vector_text
 
 
 @dataclass(frozen=True)
@@ -72,41 +77,70 @@ async def search_terms(
     conn: asyncpg.Connection, text: str, projects: list[str], vector_candidates: int
 ) -> SearchTerms:
     """Read from the trigger-maintained ``memory_scopes`` / ``memory_lexemes``
-    (sql/006_search_stats.sql). Also prepares the rest of the transaction for
-    ``hybrid_search``: HNSW ef_search scaled by the scope's share of the table (filters keep
-    about that share of what the index returns), and custom plans: with its limits and
-    optional filters as unknown parameters, a generic plan sorts every memory of the project
-    to find a candidate's two neighbours."""
-    rows = await conn.fetch(
-        """
-        WITH scope AS (
-            SELECT coalesce(sum(docs), 0) AS docs, coalesce(sum(lexemes), 0) AS lexemes,
-                   (SELECT greatest(reltuples, 0)::bigint FROM pg_class
-                    WHERE oid = 'memories'::regclass) AS table_rows
-            FROM memory_scopes WHERE project = ANY($2::text[])
-        ), prepared AS (
-            SELECT scope.*,
-                   set_config('plan_cache_mode', 'force_custom_plan', true) AS plans,
-                   set_config('hnsw.ef_search', least(1000, greatest(40, ceil(
-                       2.0 * $3 * greatest(scope.table_rows, scope.docs, 1)
-                       / greatest(scope.docs, 1))))::int::text, true) AS ef_search
-            FROM scope
-        )
-        SELECT p.docs, p.lexemes, p.plans, p.ef_search, t.lexeme, t.df
-        FROM prepared p LEFT JOIN LATERAL (
-            SELECT q.lexeme, coalesce(sum(s.docs), 0) AS df
-            FROM unnest(to_tsvector('english', $1)) AS q
-            LEFT JOIN memory_lexemes s ON s.lexeme = q.lexeme AND s.project = ANY($2::text[])
-            GROUP BY q.lexeme
-        ) t ON true
-        """,
-        text, projects, vector_candidates,
-    )
+    (sql/006_search_stats.sql) by the SQL function of that name (sql/019_search_prelude.sql),
+    which also prepares the rest of the transaction for ``hybrid_search``: HNSW ef_search
+    scaled by the scope's share of the table, and custom plans."""
+    rows = await conn.fetch("SELECT docs, lexemes, lexeme, df FROM search_terms($1, $2, $3)",
+                            text, projects, vector_candidates)
     first = rows[0]
-    docs = int(first["docs"])
+    return _search_terms(first["docs"], first["lexemes"],
+                         [(r["lexeme"], r["df"]) for r in rows if r["lexeme"] is not None])
+
+
+def _search_terms(docs: int, lexemes: int, terms: Iterable[tuple[str, int]]) -> SearchTerms:
     return SearchTerms(
-        docs=docs, avg_length=max(int(first["lexemes"]) / docs, 1.0) if docs else 1.0,
-        terms=[Term(r["lexeme"], int(r["df"])) for r in rows if r["lexeme"] is not None],
+        docs=docs, avg_length=max(lexemes / docs, 1.0) if docs else 1.0,
+        terms=[Term(lexeme, int(df)) for lexeme, df in terms],
+    )
+
+
+@dataclass(frozen=True)
+class SearchPrelude:
+    """What a search reads before its hybrid statement (``search_prelude``)."""
+
+    models: ModelsInUse
+    pending: list[PendingText]  # newest first
+    terms: SearchTerms
+
+
+@asynccontextmanager
+async def search_transaction(
+    pool: asyncpg.Pool, principal: Principal, query: str, filters: SearchFilters,
+    pending_limit: int, vector_candidates: int,
+) -> AsyncIterator[tuple[asyncpg.Connection, SearchPrelude]]:
+    """A search's transaction, scoped to ``principal`` as ``pool.principal_tx`` scopes a
+    request's, with what its first statement read (``search_prelude``): that statement sets
+    the scope itself, one round trip instead of two."""
+    async with pool.acquire() as conn, conn.transaction():
+        yield conn, await search_prelude(conn, Scope.of(principal), query, filters,
+                                         pending_limit, vector_candidates)
+
+
+async def search_prelude(
+    conn: asyncpg.Connection, scope: Scope, query: str, filters: SearchFilters,
+    pending_limit: int, vector_candidates: int,
+) -> SearchPrelude:
+    """The first statement of a search's transaction, in one round trip
+    (sql/019_search_prelude.sql): it sets the caller's ``scope`` for Row-Level Security
+    (until then the transaction sees no row: an unset tenant matches none), then reads the
+    active embedding model after locking memories (``embeddings.active_model``), the newest
+    ``pending_limit`` acknowledged memories the filters keep that have no vector yet
+    (read-your-writes: the caller embeds their text for ``PendingVectors``) and the query's
+    words (``search_terms``)."""
+    row = await conn.fetchrow(
+        "SELECT * FROM search_prelude($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+        *scope.params(), query, filters.projects,
+        None if filters.category is None else filters.category.value,
+        filters.tags or None, filters.since, filters.until, pending_limit, vector_candidates,
+    )
+    if row is None or row["name"] is None:
+        raise RuntimeError("no active embedding model: run `team-memory migrate`")
+    return SearchPrelude(
+        models=models_in_use(row),
+        pending=[PendingText(i, c) for i, c in zip(row["pending_ids"], row["pending_contents"],
+                                                    strict=True)],
+        terms=_search_terms(row["docs"], row["lexemes"],
+                            zip(row["terms"], row["dfs"], strict=True)),
     )
 
 
@@ -288,26 +322,6 @@ async def _set_ef_search(conn: asyncpg.Connection, ef_search: int) -> None:
 class PendingText:
     id: UUID
     content: str
-
-
-async def pending_without_embedding(
-    conn: asyncpg.Connection, filters: SearchFilters, limit: int
-) -> list[PendingText]:
-    """Acknowledged memories whose workflow has not embedded them yet (read-your-writes):
-    the caller embeds their text for ``PendingVectors``."""
-    rows = await conn.fetch(
-        f"""
-        SELECT m.id, m.content
-        FROM memories m
-        WHERE m.embedding IS NULL AND m.status = 'pending' AND {_filters(1)}
-        ORDER BY m.created_at DESC
-        LIMIT $7
-        """,
-        filters.projects, [MemoryStatus.PENDING.value],
-        None if filters.category is None else filters.category.value,
-        filters.tags or None, filters.since, filters.until, limit,
-    )
-    return many(PendingText, rows)
 
 
 async def important_recent(

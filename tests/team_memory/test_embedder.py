@@ -18,6 +18,7 @@ from team_memory_core.active_model import ActiveModel
 from team_memory_core.embedder import (
     BUNDLED_MODEL,
     INT8_COMPUTE_MODEL,
+    QUERY_TUNING,
     BatchingEmbedder,
     Embedder,
     EmbeddingModel,
@@ -94,6 +95,16 @@ def test_local_model_runs_on_the_callers_thread_without_spinning(embedder: Embed
     assert tuned_options.intra_op_num_threads == 2
     assert tuned_options.get_session_config_entry("session.intra_op.allow_spinning") == "1"
 
+
+
+def test_queries_run_the_int8_model_on_one_thread_and_the_float_model_on_two(
+        tmp_path: Path) -> None:
+    """The MCP server's session: one thread is the faster for the int8 model (and leaves the
+    other core to the search's SQL); two for the float model."""
+    threads = {name: LocalEmbedder(tmp_path, name, QUERY_TUNING)._session
+               .get_session_options().intra_op_num_threads
+               for name in (INT8_COMPUTE_MODEL, BUNDLED_MODEL)}
+    assert threads == {INT8_COMPUTE_MODEL: 1, BUNDLED_MODEL: 2}
 
 TEXTS = ["We use UUID v7 for primary keys", "Which identifier format do new database rows get?",
          "The office plant needs water on Fridays", "token " * 700, "",
