@@ -6,7 +6,7 @@ Who decides: a merge rewrites its target and retires its sources into the merged
 author of every memory it names decides; a supersede retires its target only (the newer memory
 stays as it is), so the target's author decides. Any of them may reject it; it is applied once
 all of them approved. A member reads a proposal only when every memory it names is visible to
-them (Row-Level Security, sql/020_merge_review_queue.sql); every statement here runs in the
+them (Row-Level Security, sql/019_merge_review_queue.sql); every statement here runs in the
 caller's own transaction (``principal_tx``).
 
 An approved change is applied as ingestion and consolidation apply one: a supersede retires

@@ -58,14 +58,9 @@ async def active_model(conn: asyncpg.Connection, *, write: bool = False) -> Mode
 
 
 def models_in_use(row: asyncpg.Record | None) -> ModelsInUse:
-    """The models of a row of active_embedding_model()."""
+    """The models of a row with ``active_embedding_model()``'s columns."""
     if row is None:
         raise RuntimeError("no active embedding model: run `team-memory migrate`")
-    return models_in_use(row)
-
-
-def models_in_use(row: asyncpg.Record) -> ModelsInUse:
-    """The models of a row with ``active_embedding_model()``'s columns."""
     building = None if row["next_name"] is None else EmbeddingModel(
         row["next_provider"], row["next_name"], row["next_dim"])
     return ModelsInUse(EmbeddingModel(row["provider"], row["name"], row["dim"]), building)

@@ -88,7 +88,7 @@ class Scope:
         return cls(principal.tenant_id, principal.projects, principal.member_id)
 
     def params(self) -> tuple[str, list[str] | None, str | None]:
-        """The three settings as sql/019's search_prelude takes them."""
+        """The three settings as sql/018's search_prelude takes them."""
         return (str(self.tenant_id), None if self.projects is None else list(self.projects),
                 None if self.member_id is None else str(self.member_id))
 

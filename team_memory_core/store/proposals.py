@@ -79,7 +79,7 @@ async def erase_proposal_text(conn: asyncpg.Connection, ids: list[UUID]) -> None
     )
 
 
-# --- the review queue's merges and supersedes (sql/020_merge_review_queue.sql) ---------------
+# --- the review queue's merges and supersedes (sql/019_merge_review_queue.sql) ---------------
 
 
 @dataclass(frozen=True)

@@ -77,7 +77,7 @@ async def search_terms(
     conn: asyncpg.Connection, text: str, projects: list[str], vector_candidates: int
 ) -> SearchTerms:
     """Read from the trigger-maintained ``memory_scopes`` / ``memory_lexemes``
-    (sql/006_search_stats.sql) by the SQL function of that name (sql/019_search_prelude.sql),
+    (sql/006_search_stats.sql) by the SQL function of that name (sql/018_search_prelude.sql),
     which also prepares the rest of the transaction for ``hybrid_search``: HNSW ef_search
     scaled by the scope's share of the table, and custom plans."""
     rows = await conn.fetch("SELECT docs, lexemes, lexeme, df FROM search_terms($1, $2, $3)",
@@ -121,7 +121,7 @@ async def search_prelude(
     pending_limit: int, vector_candidates: int,
 ) -> SearchPrelude:
     """The first statement of a search's transaction, in one round trip
-    (sql/019_search_prelude.sql): it sets the caller's ``scope`` for Row-Level Security
+    (sql/018_search_prelude.sql): it sets the caller's ``scope`` for Row-Level Security
     (until then the transaction sees no row: an unset tenant matches none), then reads the
     active embedding model after locking memories (``embeddings.active_model``), the newest
     ``pending_limit`` acknowledged memories the filters keep that have no vector yet

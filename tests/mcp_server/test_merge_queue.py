@@ -254,7 +254,7 @@ async def test_a_proposal_naming_a_memory_the_member_cannot_read_is_invisible(
     haiku: Stack, admin_pool: asyncpg.Pool
 ) -> None:
     """As the application role: a member reads a merge only when every memory it names is
-    visible to them (sql/020), not only its target."""
+    visible to them (sql/019), not only its target."""
     bob, _ = await new_member(admin_pool, haiku.principal, "bob")
     shared = await first(haiku, RULE)
     personal = await haiku.service.save(bob, ADDITION, scope="personal")
