@@ -21,7 +21,8 @@ COMMANDS = {
     "audit": None, "consolidate": None, "doctor": None, "hook": None, "bench": None,
     "tenant": {"create"}, "member": {"add", "list"}, "key": {"create", "list", "revoke"},
     "project": {"set", "show"},
-    "review": {"list", "approve", "reject"}, "install": {"claude-code"}, "uninstall": {"claude-code"},
+    "review": {"list", "approve", "reject"}, "install": {"claude-code"},
+    "uninstall": {"claude-code"},
     "eval": {"locomo"}, "reembed": {"status", "cancel"},
     "temporal-key": {"list", "rotate", "retire", "new-kek", "rotate-kek"},
 }
