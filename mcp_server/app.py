@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import logging
 import os
 import signal
@@ -30,6 +29,7 @@ from mcp_server.workspace import WorkspaceProjectMiddleware
 from team_memory_core.active_model import load_database_model
 from team_memory_core.embedder import QUERY_TUNING, Embedder, load_in_background
 from team_memory_core.health import WORKER_UNKNOWN, Check, check_worker, ready
+from team_memory_core.heap import freeze_start_up_objects
 from team_memory_core.logs import keep_queries_out_of_server_logs
 from team_memory_core.models.principal import Principal
 from team_memory_core.project_identity import project_for
@@ -150,17 +150,8 @@ async def serve_http(settings: Settings, embedder: Future[Embedder] | None = Non
         keep_queries_out_of_server_logs()  # uvicorn.Config has just (re)configured its loggers
         log.info("MCP server listening on %s", settings.mcp_url)
         _return_after_graceful_shutdown()
-        _freeze_start_up_objects()
+        freeze_start_up_objects()
         await uvicorn.Server(config).serve()
-
-
-def _freeze_start_up_objects() -> None:
-    """Keep what start-up made (modules, the SDK's and our pydantic models, the model's
-    session: hundreds of thousands of objects that live as long as the process) out of the
-    garbage collector's reach. Without this, every full collection walked all of them again,
-    a pause of tens of milliseconds in whichever request triggered it."""
-    gc.collect()
-    gc.freeze()
 
 
 def _return_after_graceful_shutdown() -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import logging
 import signal
 from collections.abc import AsyncIterator
@@ -24,6 +23,7 @@ from team_memory_core import schedules, telemetry
 from team_memory_core.active_model import load_database_model
 from team_memory_core.contract import RUNNING_INGESTIONS
 from team_memory_core.embedder import BatchingEmbedder, Embedder
+from team_memory_core.heap import freeze_start_up_objects
 from team_memory_core.llm.client import Distiller
 from team_memory_core.outbox import OutboxRelay
 from team_memory_core.settings import Settings
@@ -115,22 +115,13 @@ async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> N
                  settings.dedupe_policy)
         async with running_worker(client, settings, pool, embedder, distiller), \
                 _measuring_queue_depth(client):
-            freeze_startup_heap()
+            freeze_start_up_objects()
             await stop.wait()
             log.info("worker stopping: finishing in-flight tasks")
     finally:
         if distiller is not None:
             await distiller.aclose()
         await pool.close()
-
-
-def freeze_startup_heap() -> None:
-    """What the worker loaded to start (the model, the SDK, the pool, about 230,000 objects)
-    lives as long as the process: frozen out of the garbage collector's reach, a full
-    collection during a burst of ingestions scans only the objects made since, instead of
-    spending 100-150 ms of CPU on all of them (measured here)."""
-    gc.collect()
-    gc.freeze()
 
 
 @contextlib.asynccontextmanager

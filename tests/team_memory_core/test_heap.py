@@ -1,12 +1,12 @@
-"""The worker freezes what it loaded at start out of the garbage collector's full collections
-(workflows/worker.py, ``freeze_startup_heap``)."""
+"""The worker and the MCP server freeze what they loaded at start out of the garbage
+collector's full collections (team_memory_core/heap.py)."""
 
 from __future__ import annotations
 
 import gc
 import weakref
 
-from workflows.worker import freeze_startup_heap
+from team_memory_core.heap import freeze_start_up_objects
 
 
 class _Node:
@@ -19,7 +19,7 @@ def test_the_objects_alive_at_start_are_frozen_and_garbage_is_not() -> None:
     garbage = weakref.ref(cycle)
     del cycle
     try:
-        freeze_startup_heap()
+        freeze_start_up_objects()
         assert gc.get_freeze_count() > 0
         assert garbage() is None  # the cycle was collected, not frozen
     finally:
