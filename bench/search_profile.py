@@ -189,7 +189,7 @@ def instrumented(stages: Stages) -> Iterator[None]:
         (recall, "embed_async", stages.timed("query embedding", embed_async)),
         (search, "search_transaction", stages.transaction(search.search_transaction)),
         (search, "search_prelude", stages.timed(
-            "SQL: search_prelude (scope, active model, pending memories, query words)",
+            "SQL: search_prelude (active model, pending memories, query words)",
             search.search_prelude)),
         (search, "hybrid_search", stages.timed("SQL: hybrid_search", search.hybrid_search)),
         (ranking, "fuse", stages.timed_sync("fusion", ranking.fuse)),

@@ -1,13 +1,13 @@
 -- Issue 16: a search's small statements in one round trip. Applied by `team-memory migrate` as
 -- the schema owner, inside one transaction. Design: docs/retrieval.md ("The method").
 --
--- Before the hybrid statement a search needs: the caller's scope set for Row-Level Security,
--- the active embedding model (read after locking memories, sql/016), the acknowledged memories
--- that have no vector yet (read-your-writes), and the query's words with the scope's BM25
--- statistics (which also set ef_search and custom plans for the rest of the transaction).
--- Each was a statement of its own: four round trips, each planned and run by itself. These
--- functions run them in order in one. Both run with the caller's rights: Row-Level Security
--- applies to every table they read, as to the statements they replace.
+-- Before the hybrid statement a search needs: the active embedding model (read after locking
+-- memories, sql/016), the acknowledged memories that have no vector yet (read-your-writes),
+-- and the query's words with the scope's BM25 statistics (which also set ef_search and custom
+-- plans for the rest of the transaction). Each was a statement of its own: three round trips,
+-- each planned and run by itself. These functions run them in order in one. Both run with the
+-- caller's rights, in the caller's scope (set with the transaction's BEGIN: pool.tenant_tx):
+-- Row-Level Security applies to every table they read, as to the statements they replace.
 
 -- The query's words with their document frequencies in the scope ``p_projects``, the
 -- scope's totals on every row (one row with a NULL lexeme when the query has no word); also
@@ -45,14 +45,11 @@ CREATE FUNCTION search_terms(p_query text, p_projects text[], p_vector_candidate
     END
     $$;
 
--- Everything a search reads before its hybrid statement, in one row: the scope of the caller
--- (set as pool.tenant_tx sets it: ``p_reach`` NULL = every project of the tenant, ``p_member``
--- NULL = no member), then the active model (and the one a re-embed builds), then the newest
--- ``p_pending_limit`` pending memories without a vector that pass the search's filters, then
--- the query's words (``search_terms``, as arrays). The scope is set first: every later read is
--- under Row-Level Security for it.
+-- Everything a search reads before its hybrid statement, in one row: the active model (and
+-- the one a re-embed builds), then the newest ``p_pending_limit`` pending memories without a
+-- vector that pass the search's filters, then the query's words (``search_terms``, as
+-- arrays). Outside a scoped transaction it reads no memory (an unset tenant matches none).
 CREATE FUNCTION search_prelude(
-    p_tenant text, p_reach text[], p_member text,
     p_query text, p_projects text[], p_category text, p_tags text[],
     p_since timestamptz, p_until timestamptz, p_pending_limit integer,
     p_vector_candidates integer)
@@ -63,9 +60,6 @@ CREATE FUNCTION search_prelude(
     LANGUAGE plpgsql VOLATILE
     AS $$
     BEGIN
-        PERFORM set_config('app.tenant_id', p_tenant, true),
-                set_config('app.projects', coalesce(p_reach::text, ''), true),
-                set_config('app.member_id', coalesce(p_member, ''), true);
         SELECT a.provider, a.name, a.dim, a.next_provider, a.next_name, a.next_dim
           INTO provider, name, dim, next_provider, next_name, next_dim
           FROM active_embedding_model(false) a;
@@ -91,9 +85,8 @@ CREATE FUNCTION search_prelude(
     $$;
 
 REVOKE ALL ON FUNCTION search_terms(text, text[], integer) FROM PUBLIC;
-REVOKE ALL ON FUNCTION search_prelude(text, text[], text, text, text[], text, text[],
-                                      timestamptz, timestamptz, integer, integer) FROM PUBLIC;
+REVOKE ALL ON FUNCTION search_prelude(text, text[], text, text[], timestamptz, timestamptz,
+                                      integer, integer) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION search_terms(text, text[], integer) TO team_memory_app;
-GRANT EXECUTE ON FUNCTION search_prelude(text, text[], text, text, text[], text, text[],
-                                         timestamptz, timestamptz, integer, integer)
-    TO team_memory_app;
+GRANT EXECUTE ON FUNCTION search_prelude(text, text[], text, text[], timestamptz, timestamptz,
+                                         integer, integer) TO team_memory_app;

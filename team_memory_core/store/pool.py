@@ -6,7 +6,6 @@ import functools
 import json
 from collections.abc import AsyncIterator, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from dataclasses import dataclass
 from uuid import UUID
 
 import asyncpg
@@ -73,32 +72,14 @@ async def create_app_pool(settings: Settings, dsn: str | None = None) -> asyncpg
     return await create_pool(url, min_size=settings.db_pool_min, max_size=settings.db_pool_max)
 
 
-@dataclass(frozen=True)
-class Scope:
-    """What Row-Level Security lets a transaction see: ``tenant_id``'s rows, of those only
-    the rows of ``projects`` when given (a project-bound key's reach), and only the shared
-    memories and ``member_id``'s personal ones when a member is given."""
-
-    tenant_id: UUID
-    projects: Sequence[str] | None = None
-    member_id: UUID | None = None
-
-    @classmethod
-    def of(cls, principal: Principal) -> Scope:
-        return cls(principal.tenant_id, principal.projects, principal.member_id)
-
-    def params(self) -> tuple[str, list[str] | None, str | None]:
-        """The three settings as sql/018's search_prelude takes them."""
-        return (str(self.tenant_id), None if self.projects is None else list(self.projects),
-                None if self.member_id is None else str(self.member_id))
-
-
 @asynccontextmanager
 async def tenant_tx(
     pool: asyncpg.Pool, tenant_id: UUID, projects: Sequence[str] | None = None,
     member_id: UUID | None = None,
 ) -> AsyncIterator[asyncpg.Connection]:
-    """A transaction in which Row-Level Security shows only ``Scope``'s rows.
+    """A transaction in which Row-Level Security shows only ``tenant_id``'s rows, and of
+    those only the rows of ``projects`` when given (a project-bound key's reach), and only
+    the shared memories and ``member_id``'s personal ones when a member is given.
 
     The settings are transaction-local, so a pooled connection never carries a tenant over.
     They travel with the BEGIN, in one round trip (asyncpg's ``transaction()`` sends BEGIN

@@ -19,7 +19,7 @@ from team_memory_core.models.memories import Category
 from team_memory_core.models.principal import Principal
 from team_memory_core.store.embeddings import ModelsInUse, models_in_use
 from team_memory_core.store.memories import MEMORY_COLUMNS, MemoryRow, memory_row
-from team_memory_core.store.pool import Scope
+from team_memory_core.store.pool import principal_tx
 from team_memory_core.store.rows import tuples, vector_text
 
 
@@ -108,28 +108,26 @@ async def search_transaction(
     pool: asyncpg.Pool, principal: Principal, query: str, filters: SearchFilters,
     pending_limit: int, vector_candidates: int,
 ) -> AsyncIterator[tuple[asyncpg.Connection, SearchPrelude]]:
-    """A search's transaction, scoped to ``principal`` as ``pool.principal_tx`` scopes a
-    request's, with what its first statement read (``search_prelude``): that statement sets
-    the scope itself, one round trip instead of two."""
-    async with pool.acquire() as conn, conn.transaction():
-        yield conn, await search_prelude(conn, Scope.of(principal), query, filters,
-                                         pending_limit, vector_candidates)
+    """A search's transaction (``principal_tx``: the scope travels with the BEGIN), with
+    what its first statement read (``search_prelude``)."""
+    async with principal_tx(pool, principal) as conn:
+        yield conn, await search_prelude(conn, query, filters, pending_limit,
+                                         vector_candidates)
 
 
 async def search_prelude(
-    conn: asyncpg.Connection, scope: Scope, query: str, filters: SearchFilters,
-    pending_limit: int, vector_candidates: int,
+    conn: asyncpg.Connection, query: str, filters: SearchFilters, pending_limit: int,
+    vector_candidates: int,
 ) -> SearchPrelude:
     """The first statement of a search's transaction, in one round trip
-    (sql/018_search_prelude.sql): it sets the caller's ``scope`` for Row-Level Security
-    (until then the transaction sees no row: an unset tenant matches none), then reads the
+    (sql/018_search_prelude.sql), under the transaction's Row-Level Security: the
     active embedding model after locking memories (``embeddings.active_model``), the newest
     ``pending_limit`` acknowledged memories the filters keep that have no vector yet
     (read-your-writes: the caller embeds their text for ``PendingVectors``) and the query's
     words (``search_terms``)."""
     row = await conn.fetchrow(
-        "SELECT * FROM search_prelude($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
-        *scope.params(), query, filters.projects,
+        "SELECT * FROM search_prelude($1, $2, $3, $4, $5, $6, $7, $8)",
+        query, filters.projects,
         None if filters.category is None else filters.category.value,
         filters.tags or None, filters.since, filters.until, pending_limit, vector_candidates,
     )
