@@ -6,6 +6,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+import warnings
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
@@ -46,15 +47,42 @@ class DedicatedTemporal:
 
     def __init__(self, directory: Path) -> None:
         self.port = embedded.free_port()
-        self.address = f"127.0.0.1:{self.port}"
         self._db = directory / "temporal.db"
         self._log = directory / "temporal.log"
         self._process: subprocess.Popen[bytes] | None = None
 
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
     def start(self) -> None:
+        """Start (again) on this server's port; a failure says how its log ends."""
         with self._log.open("ab") as log:
-            self._process = embedded.start_temporal(db_file=self._db, port=self.port,
-                                                    ui_port=None, log_file=log)
+            try:
+                self._process = embedded.start_temporal(db_file=self._db, port=self.port,
+                                                        ui_port=None, log_file=log)
+            except embedded.StackError as error:
+                raise embedded.StackError(f"{error}; its log ends:\n{self.log_tail()}") from error
+
+    def start_first(self, attempts: int = 3) -> None:
+        """The first start, on a new port for each attempt: the port and the ones the server
+        picks for itself are free when chosen, and another process can take one before the
+        server binds it (CI once saw the server exit with code 2 while starting)."""
+        for attempt in range(1, attempts + 1):
+            try:
+                self.start()
+                return
+            except embedded.StackError as error:
+                if attempt == attempts:
+                    raise
+                warnings.warn(f"the dedicated Temporal dev server did not start, retrying on "
+                              f"a new port: {error}", stacklevel=2)
+                self.port = embedded.free_port()
+                for leftover in self._db.parent.glob(self._db.name + "*"):
+                    leftover.unlink()  # nothing was started on it: a clean file per attempt
+
+    def log_tail(self, lines: int = 20) -> str:
+        return "\n".join(self._log.read_text(errors="replace").splitlines()[-lines:])
 
     def stop(self) -> None:
         if self._process is not None:
@@ -65,7 +93,7 @@ class DedicatedTemporal:
 @contextmanager
 def dedicated_temporal(directory: Path) -> Iterator[DedicatedTemporal]:
     server = DedicatedTemporal(directory)
-    server.start()
+    server.start_first()
     try:
         yield server
     finally:
