@@ -214,8 +214,12 @@ class Bench:
                                await self.closed_loop(self.stack.mcp_url, 16, n, product),
                                *target)
             cpu = snapshot(self.search_components())
+            passes, running = await self.autovacuum()
             one = await self.closed_loop(self.stack.mcp_url, 1, n // 4, product)
             used = spent(cpu, snapshot(self.search_components()))
+            self.table.add(f"autovacuum during the 1-client searches, {size:,} memories",
+                           f"{running} running at the start, "
+                           f"{(await self.autovacuum())[0] - passes} passes finished")
             self.table.latency(f"search_memory (hybrid), {size:,} memories, 1 client", one,
                                *one_client)
             self.table.add(f"CPU per search, {size:,} memories, 1 client (load average "
@@ -225,6 +229,17 @@ class Bench:
             await self.closed_loop(baseline_url, 4, 32, vector)
             self.table.latency(f"baseline: pure-vector search, {size:,} memories, 16 clients",
                                await self.closed_loop(baseline_url, 16, n, vector))
+
+    async def autovacuum(self) -> tuple[int, int]:
+        """Autovacuum and autoanalyze passes finished so far over every table, and autovacuum
+        workers running now: one that runs during a latency phase shares the 2 cores."""
+        row = await self.db.fetchrow(
+            "SELECT (SELECT coalesce(sum(autovacuum_count + autoanalyze_count), 0) "
+            "        FROM pg_stat_user_tables) AS passes, "
+            "       (SELECT count(*) FROM pg_stat_activity "
+            "        WHERE backend_type = 'autovacuum worker') AS running")
+        assert row is not None
+        return int(row["passes"]), int(row["running"])
 
     def search_components(self) -> list[Component]:
         """Who spends CPU on a search: the MCP server, PostgreSQL, the benchmark's client."""
