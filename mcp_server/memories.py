@@ -57,7 +57,7 @@ from team_memory_core.sharing import kept_private, queue_for_review
 from team_memory_core.store import consolidation, history, memories, outbox, sharing
 from team_memory_core.store.audit import insert_audit
 from team_memory_core.store.memories import MemoryRow, MemoryState
-from team_memory_core.store.pool import principal_tx
+from team_memory_core.store.pool import beyond_member, principal_tx
 from team_memory_core.store.tenants import members_named
 
 _P = ParamSpec("_P")
@@ -263,7 +263,8 @@ class MemoryService(Recall):
         async with principal_tx(self.pool, principal) as conn:
             if not await memories.forget(conn, memory_id):
                 raise NotFound(f"no memory {memory_id} to forget")
-            await sharing.withdraw(conn, [memory_id], "withdrawn: the memory was forgotten")
+            async with beyond_member(conn, principal.member_id):
+                await sharing.withdraw(conn, [memory_id], "withdrawn: the memory was forgotten")
             await history.insert_event(conn, tenant_id=principal.tenant_id, memory_id=memory_id,
                                        event=HistoryEvent.FORGOTTEN, reason=reason,
                                        detail={"key_id": str(principal.key_id)})

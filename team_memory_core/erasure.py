@@ -40,7 +40,7 @@ from team_memory_core.store import (
 )
 from team_memory_core.store.audit import insert_audit
 from team_memory_core.store.memories import PurgeMember
-from team_memory_core.store.pool import tenant_tx
+from team_memory_core.store.pool import beyond_member, tenant_tx
 from team_memory_core.temporal import keyring_of
 
 
@@ -107,8 +107,9 @@ async def purge(
         await outbox.remove(conn, ids)
         erased = await history.erase_event_text(conn, ids)
         shredded = await keyring.shred(conn, workflows)
-        await proposals.erase_proposal_text(conn, ids)
-        await sharing.withdraw(conn, ids, "withdrawn: the memory was purged")
+        async with beyond_member(conn, actor.member_id):
+            await proposals.erase_proposal_text(conn, ids)
+            await sharing.withdraw(conn, ids, "withdrawn: the memory was purged")
         for project in sorted({member.project for member in family}):
             # The manifesto may quote the text: rewritten without it, in this transaction.
             if await consolidation.manifesto(conn, project) is not None:

@@ -126,6 +126,20 @@ async def ping(pool: asyncpg.Pool) -> None:
         await conn.fetchval("SELECT 1")
 
 
+@asynccontextmanager
+async def beyond_member(conn: asyncpg.Connection, member_id: UUID | None) -> AsyncIterator[None]:
+    """Statements of a member's transaction that must reach the rows naming a memory the
+    member was just shown to own, also those naming memories the member cannot read (a
+    proposal that would merge its purged memory with a colleague's personal one quotes both):
+    the tenant's whole view, then the member again. Only for statements keyed by ids the
+    member's own view returned. A statement failing inside ends the transaction (rolled
+    back by ``tenant_tx``), and its error goes up as it was."""
+    await conn.execute("SELECT set_config('app.member_id', '', true)")
+    yield
+    if member_id is not None:
+        await conn.execute("SELECT set_config('app.member_id', $1, true)", str(member_id))
+
+
 def review_tx(
     pool: asyncpg.Pool, principal: Principal
 ) -> AbstractAsyncContextManager[asyncpg.Connection]:

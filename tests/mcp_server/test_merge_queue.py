@@ -26,7 +26,7 @@ from tests.support.cli import cli
 from tests.support.http import serving_http
 from tests.support.llm import merge_plan, no_rules
 from tests.workflows.test_consolidate import consolidate
-from tests.workflows.test_distillation import decision, events, first, haiku, row
+from tests.workflows.test_distillation import decision, events, first, haiku, row, second
 from tests.workflows.test_merge_review import proposals, saved_by, saved_locally
 
 __all__ = ["haiku"]  # the fixture, used by name
@@ -275,6 +275,37 @@ async def test_a_proposal_naming_a_memory_the_member_cannot_read_is_invisible(
                 assert touched == "UPDATE 0"
     assert counts == {"default": 0, "bob": 1}
 
+
+
+async def test_forgetting_or_purging_reaches_a_change_naming_a_memory_the_member_cannot_read(
+    haiku: Stack, fake: Any, admin_pool: asyncpg.Pool
+) -> None:
+    """A's purge erases, and A's forget withdraws, a change that would fold a colleague's
+    personal memory into A's: A cannot read that change (sql/019), yet it quotes A's text."""
+    bob, _ = await new_member(admin_pool, haiku.principal, "bob")
+    forgotten = await first(haiku, RULE)
+    purged = await second(haiku, fake, NEWER, decision(action="ADD", reason="Separate."))
+    fake.script(decision(action="ADD", reason="Separate."))
+    personal = await haiku.service.save(bob, ADDITION, scope="personal")
+    async with tenant_tx(haiku.pool, haiku.principal.tenant_id) as conn:  # the worker's view
+        for target in (forgotten, purged):
+            await conn.execute(
+                "INSERT INTO memory_proposals (tenant_id, project, kind, target_id, source_ids,"
+                " proposed_text, reason, origin, policy) VALUES ($1, 'default', 'merge', $2,"
+                " $3, $4, 'both say it', 'consolidation', 'haiku')",
+                haiku.principal.tenant_id, target, [personal.id], f"{target} and {ADDITION}")
+    async with Client(haiku.server) as client:
+        await call(client, "forget_memory", id=str(forgotten), reason="outdated")
+        await call(client, "purge_memory", id=str(purged), reason="said too much")
+        assert (await call(client, "review_memories"))["waiting"] == []
+    by_target = {row["target_id"]: row for row in await proposals(haiku)}
+    withdrawn, erased = by_target[forgotten], by_target[purged]
+    assert (withdrawn["status"], withdrawn["decided_by"]) == ("rejected", "system")
+    assert withdrawn["decision_reason"] == "withdrawn: the memory was forgotten"
+    assert withdrawn["proposed_text"] == f"{forgotten} and {ADDITION}"  # forget is undoable
+    assert (erased["status"], erased["proposed_text"], erased["reason"]) == (
+        "rejected", None, None)
+    assert erased["decision_reason"] == "withdrawn: the memory was purged"
 
 async def test_the_browser_api_lists_and_decides_a_held_merge(
     haiku: Stack, fake: Any, admin_pool: asyncpg.Pool

@@ -12,7 +12,7 @@ from uuid import uuid4
 import asyncpg
 import pytest
 
-from team_memory_core.store.pool import begin_scoped, create_pool, tenant_tx
+from team_memory_core.store.pool import begin_scoped, beyond_member, create_pool, tenant_tx
 from tests.conftest import Services
 
 pytestmark = pytest.mark.anyio
@@ -142,5 +142,26 @@ async def test_a_failed_transaction_is_rolled_back_and_the_connection_reused(
             assert await conn.fetchval("SELECT pg_backend_pid()") == backend
             assert not conn.is_in_transaction()
             assert await conn.fetchval("SELECT current_tenant()") is None
+    finally:
+        await pool.close()
+
+
+async def test_beyond_the_member_then_the_member_again(services: Services) -> None:
+    """``beyond_member``: the tenant's whole view inside, the member back after; a statement
+    failing inside rolls the transaction back with its own error."""
+    pool: asyncpg.Pool = await create_pool(services.postgres.app_url, min_size=1, max_size=1)
+    tenant, member = uuid4(), uuid4()
+    try:
+        async with tenant_tx(pool, tenant, member_id=member) as conn:
+            async with beyond_member(conn, member):
+                assert await conn.fetchval("SELECT current_member()") is None
+                assert await conn.fetchval("SELECT current_tenant()") == tenant
+            assert await conn.fetchval("SELECT current_member()") == member
+        with pytest.raises(asyncpg.DivisionByZeroError):
+            async with tenant_tx(pool, tenant, member_id=member) as conn, \
+                    beyond_member(conn, member):
+                await conn.execute("SELECT 1 / 0")
+        async with pool.acquire() as conn:
+            assert not conn.is_in_transaction()
     finally:
         await pool.close()
