@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Annotated
+from uuid import UUID
 
 from pydantic import BaseModel, Field, ValidationInfo, field_validator
 from temporalio.client import Client
@@ -32,6 +33,7 @@ from team_memory_core.contract import (
     capture_workflow_id,
     scope_attributes,
 )
+from team_memory_core.expiring_cache import ExpiringCache
 from team_memory_core.hook_protocol import (
     CHECK_MAX,
     EVENTS_PER_REQUEST_MAX,
@@ -53,13 +55,14 @@ from team_memory_core.models.principal import Principal
 from team_memory_core.rules.framing import QUOTED_NOTE, quoted_memory
 from team_memory_core.rules.redaction import redact
 from team_memory_core.rules.text import approx_tokens, one_line
-from team_memory_core.store.capture import count_capture_received
+from team_memory_core.store.capture import count_capture_received, ensure_capture_session
 from team_memory_core.store.pool import principal_tx
 from team_memory_core.temporal import keyring_of
 
 NO_KEY_NOTE = ("capture is off: no ANTHROPIC_API_KEY, so only explicit memories "
                "(save_memory) are kept; hook events are only counted")
 _SIGNAL_CONCURRENCY = 16
+_SESSION_ROW_KEPT_S = 6 * 3600
 # Temporal's client retries an unreachable server for about 10 s: past this, the events are
 # answered "retry" (the hook keeps them in its spool) instead of holding the request.
 TEMPORAL_WAIT_S = 5
@@ -160,6 +163,9 @@ class CaptureService:
     _semaphore: asyncio.Semaphore = field(
         default_factory=lambda: asyncio.Semaphore(_SIGNAL_CONCURRENCY))
     files: FileStates = field(init=False)
+    # Sessions whose row exists (key id, session id): one insert per session and process.
+    _opened: ExpiringCache[tuple[UUID, str], bool] = field(
+        default_factory=lambda: ExpiringCache(seconds=_SESSION_ROW_KEPT_S, size=10_000))
 
     def __post_init__(self) -> None:
         self.files = FileStates(self.memory.pool)
@@ -194,6 +200,7 @@ class CaptureService:
         if not self.enabled:
             await self._count_only(principal, events)
             return Accepted(len(batch.events), False, NO_KEY_NOTE)
+        await self._open_sessions(principal, events)
         keyring = keyring_of(self.temporal)
         for session_id in sorted({event.session_id for _, event in events}):
             await keyring.prepare(principal.tenant_id,
@@ -204,6 +211,24 @@ class CaptureService:
             for project, event in events:
                 signals.create_task(self._signal(principal, project, event))
         return Accepted(len(batch.events), True, None)
+
+    async def _open_sessions(self, principal: Principal,
+                             events: Sequence[tuple[str, CaptureEvent]]) -> None:
+        """The rows of sessions this process has not seen yet, before their first signal:
+        the codec endpoint decodes a session's hook text for the keys of the member whose
+        key the row names (mcp_server/codec.py), from its first event on, not from its
+        first distillation."""
+        owner = principal.key_id or NO_KEY
+        new = {event.session_id: project for project, event in events
+               if self._opened.get((owner, event.session_id)) is None}
+        if not new:
+            return
+        async with principal_tx(self.memory.pool, principal) as conn:
+            for session_id, project in sorted(new.items()):
+                await ensure_capture_session(conn, principal.tenant_id, owner, session_id,
+                                             project)
+        for session_id in new:
+            self._opened.put((owner, session_id), True)
 
     async def _count_only(self, principal: Principal,
                           events: Sequence[tuple[str, CaptureEvent]]) -> None:

@@ -27,7 +27,7 @@ from team_memory_core.settings import Settings
 from team_memory_core.temporal import connect
 from team_memory_core.tenants import create_key
 from tests.conftest import Stack, new_member, new_tenant
-from tests.mcp_server.test_capture import serving
+from tests.mcp_server.test_capture import SESSION, serving
 from tests.mcp_server.test_http import HttpServer, http_server
 from tests.support.anthropic_server import FakeAnthropic
 from tests.support.http import serving_service
@@ -126,6 +126,34 @@ async def test_a_claude_code_sessions_hook_text_decodes_for_its_member_only(
     assert hook_text in decoded["author"] and hook_text in decoded["author's other key"]
     assert hook_text not in decoded["colleague"]  # left sealed
 
+
+
+async def test_a_sessions_hook_text_decodes_for_its_member_before_any_distillation(
+    stack: Stack, fake: FakeAnthropic, tmp_path: Path, admin_pool: asyncpg.Pool
+) -> None:
+    """The session's row is written with its first event, not by its first distillation:
+    the member reads the workflow in the Web UI from the start, and nobody else does."""
+    async with serving(stack, fake, tmp_path) as cap:
+        await cap.hook(SESSION[0])
+        await cap.hook(SESSION[1])  # the prompt: the turn is not over, nothing distilled
+        session_id = cap.payload(SESSION[0])["session_id"]
+        session = capture_workflow_id(stack.principal.tenant_name, stack.principal.key_id,
+                                      session_id)
+        history = await stack.client.get_workflow_handle(session).fetch_history()
+        body = json_format.MessageToDict(Payloads(payloads=sent_payloads(history)))
+        _, colleague = await new_member(admin_pool, stack.principal, "carol")
+        decoded = {}
+        async with httpx.AsyncClient(base_url=cap.config.server) as http:
+            for who, key in (("author", stack.api_key), ("colleague", colleague)):
+                answer = await http.post("/codec/decode", json=body,
+                                         headers={"Authorization": f"Bearer {key}"})
+                assert answer.status_code == 200
+                decoded[who] = readable_payloads(answer.text)
+        row = await cap.session_row(session_id)
+    assert row is not None and row["events_distilled"] == 0
+    assert fake.conversations == []  # no model call: the row came with the events
+    assert "leak the order count" in decoded["author"]
+    assert "leak the order count" not in decoded["colleague"]
 
 def sent_payloads(history: WorkflowHistory) -> list[Payload]:
     """The payloads a workflow was started and signalled with."""
