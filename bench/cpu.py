@@ -103,3 +103,17 @@ class MachineShare:
         wall, busy, ours = (b - a for a, b in zip(self._start, now, strict=True))
         return (f"{busy / wall:.2f} cores busy on average: ours {ours / wall:.2f}, "
                 f"other processes {(busy - ours) / wall:.2f}")
+
+
+def reference_loop_seconds(steps: int = 5_000_000) -> float:
+    """CPU seconds of a fixed pure-Python loop (the fastest of two): the same work in every
+    run, so a larger figure means a slower machine at that moment (a virtual machine whose
+    host is busy runs the same code up to twice as slowly), not slower code."""
+    timings = []
+    for _ in range(2):
+        started = time.process_time()
+        total = 0
+        for step in range(steps):
+            total += step
+        timings.append(time.process_time() - started)
+    return min(timings)

@@ -25,7 +25,14 @@ from temporalio.client import Client as TemporalClient
 
 from bench.bulk import BulkLoader
 from bench.corpus import memory_text, question
-from bench.cpu import Component, MachineShare, snapshot, spent, this_process
+from bench.cpu import (
+    Component,
+    MachineShare,
+    reference_loop_seconds,
+    snapshot,
+    spent,
+    this_process,
+)
 from bench.efficiency import Burst, NoopFloor, ingest_burst, start_noop_worker
 from bench.efficiency_report import (
     ACK_ONE,
@@ -99,6 +106,17 @@ class Bench:
         self.table = Table()
         self._texts = itertools.count()
         self._questions = itertools.count()
+        self._speed: list[str] = []
+
+    def check_speed(self, when: str) -> None:
+        """The machine's speed now (``reference_loop_seconds``), for the report's last row."""
+        self._speed.append(f"{when} {reference_loop_seconds() * 1000:.0f} ms")
+
+    def report_speed(self) -> None:
+        self.check_speed("at the end")
+        self.table.add("CPU speed check: a 5M-step Python loop, CPU time (the same machine "
+                       "measured 320 ms at its fastest, 850 ms with its host busy)",
+                       ", ".join(self._speed))
 
     def next_text(self) -> str:
         return memory_text(next(self._texts))
@@ -355,10 +373,12 @@ async def measure(stack: BenchStack, options: Options,
         bench.table.add("MCP server start-up (`serve` spawned -> HTTP port open, model "
                         f"loaded; {bytecode})", f"{startup:.2f} s", "< 2 s", startup < 2)
         bench.memory("at rest")
+        bench.check_speed("at the start")
         baseline, baseline_url = start_baseline(stack)
         helpers.append(baseline)
         if options.search_only:
             await search_phase(bench, baseline_url)
+            bench.report_speed()
             return bench, []
         helpers.append(start_noop_worker(stack))
         temporal = await TemporalClient.connect(stack.temporal_address)
@@ -367,13 +387,16 @@ async def measure(stack: BenchStack, options: Options,
                                     baseline_url)
         if options.burst_only:
             bench.table.add("machine during the whole run", whole_run.describe())
+            bench.report_speed()
             return bench, sections
         await bench.save_ack(stack.mcp_url, "save_memory", "save_memory acknowledgement", (32,))
         await bench.save_to_searchable()
         await bench.throughput()
         bench.memory("after ingestion")
+        bench.check_speed("before the searches")
         await search_phase(bench, baseline_url)
         bench.table.add("machine during the whole run", whole_run.describe())
+        bench.report_speed()
     finally:
         await db.close()
     return bench, sections

@@ -15,6 +15,7 @@ import pytest
 from bench.cpu import (
     Component,
     MachineShare,
+    reference_loop_seconds,
     snapshot,
     spent,
     this_process,
@@ -105,3 +106,11 @@ def test_machine_share_counts_our_cpu_inside_the_machines() -> None:
     assert ours > 0
     assert busy >= ours - 0.1  # the machine's ticks include ours (a few 10 ms ticks aside)
     assert others == pytest.approx(busy - ours, abs=0.011)
+
+
+def test_the_speed_check_measures_cpu_time_in_proportion_to_its_work() -> None:
+    """CPU time, not wall time: a sleep inside would not count, and ten times the steps
+    take several times the time on any machine."""
+    small, large = reference_loop_seconds(100_000), reference_loop_seconds(1_000_000)
+    assert 0 < small < large
+    assert large > 4 * small
